@@ -1,0 +1,71 @@
+/*
+ * pollen/combinator.h - join and select: running several futures at once.
+ *
+ * The children are borrowed by pointer: they live beside the combinator in
+ * the caller's struct (or stack frame under pn_block_on) and must not move
+ * while it runs.  Each child is polled when the combinator is polled and has
+ * not finished yet; its output stays in its own fields.
+ */
+#ifndef POLLEN_COMBINATOR_H
+#define POLLEN_COMBINATOR_H
+
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * pn_join_all: ready when every child is ready.  `futs` is an array of `n`
+ * pointers owned by the caller; the combinator sets futs[i] to NULL when
+ * child i completes, so after PN_READY every entry is NULL.  Dropping it
+ * drops the children that have not completed.
+ */
+typedef struct pn_join_all {
+    pn_future base;
+    pn_future **futs;  /* private */
+    size_t n;          /* private */
+    size_t left;       /* read-only: children still running */
+} pn_join_all;
+
+PN_EXTERN pn_join_all pn_join_all_of(pn_future **futs, size_t n);
+
+/* pn_join2: ready when both a and b are ready. */
+typedef struct pn_join2 {
+    pn_future base;
+    pn_future *a, *b;  /* private: NULL once that child completed */
+} pn_join2;
+
+PN_EXTERN pn_join2 pn_join_both(pn_future *a, pn_future *b);
+
+/*
+ * pn_select: ready when the first child is ready.  .index is the index of
+ * the winner (lowest index wins a tie within one poll); every other child is
+ * dropped before PN_READY is returned.  Dropping the select drops all its
+ * children.  Children are polled in order from a rotating start, so no
+ * child starves the others.
+ */
+typedef struct pn_select {
+    pn_future base;
+    pn_future **futs;  /* private */
+    size_t n;          /* private */
+    size_t start;      /* private: fairness rotation */
+    size_t index;      /* output */
+} pn_select;
+
+PN_EXTERN pn_select pn_select_of(pn_future **futs, size_t n);
+
+/* pn_select2: .index is 0 if a won, 1 if b won; the loser is dropped. */
+typedef struct pn_select2 {
+    pn_future base;
+    pn_future *futs[2];  /* private */
+    size_t start;        /* private */
+    size_t index;        /* output */
+} pn_select2;
+
+PN_EXTERN pn_select2 pn_select_either(pn_future *a, pn_future *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

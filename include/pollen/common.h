@@ -1,0 +1,50 @@
+/*
+ * pollen/common.h - what every other pollen header builds on.
+ *
+ * The poll result (PN_READY / PN_PENDING), the export macro, container_of,
+ * and the error naming functions.  Errors in pollen are negative errno values
+ * (-EAGAIN, -ECANCELED, -ETIMEDOUT ...) end to end, as in libuv and the
+ * kernel: a call returns 0 or a count on success and -errno on failure, and a
+ * future's output follows the same rule.
+ */
+#ifndef POLLEN_COMMON_H
+#define POLLEN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <errno.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PN_EXTERN __attribute__((visibility("default")))
+#else
+#define PN_EXTERN
+#endif
+
+/* The result of one poll. */
+typedef enum pn_poll {
+    PN_PENDING = 0, /* not done; the waker in the context will be woken */
+    PN_READY = 1    /* done; the output is in the future's own fields */
+} pn_poll;
+
+/* pn_container_of - the struct that embeds member `m` at address `p`. */
+#define pn_container_of(p, type, m) \
+    ((type *)(void *)((char *)(p) - offsetof(type, m)))
+
+/*
+ * pn_strerror - a human sentence for a pollen error (a negative errno).
+ * pn_err_name - its symbolic name ("ECONNRESET").  Both accept positive
+ * values too and never return NULL; unknown codes give "unknown error".
+ * The strings are static; thread-safe.
+ */
+PN_EXTERN const char *pn_strerror(int err);
+PN_EXTERN const char *pn_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,275 @@
+/*
+ * pollen/future.h - futures, wakers and the poll context.
+ *
+ * A future is a state machine in a plain C struct whose first member is a
+ * pn_future (a pointer to its vtable).  Creating one runs nothing: only
+ * pn_future_poll() advances it.  poll returns PN_READY when the output is in
+ * the future's own fields, or PN_PENDING after it has arranged for the
+ * waker in the context to be woken when progress is possible (the PENDING
+ * contract: a future that returns PN_PENDING without doing so hangs).
+ *
+ * Pinning.  A future may be copied or moved freely until it is first polled.
+ * From its first poll until it completes or is dropped it must not move:
+ * leaf futures link intrusive nodes (timer entries, waker slots) that point
+ * into it.  Spawned tasks never move; a future polled by pn_block_on lives
+ * in the caller's memory and must stay there.
+ *
+ * Dropping.  pn_future_drop() cancels a future that has not returned
+ * PN_READY: it releases what the future holds (timer entry, fd interest,
+ * child futures).  A future that returned PN_READY already holds nothing but
+ * its output and is never dropped.  drop may be called on a future that was
+ * never polled.  Whoever owns the future calls drop, never concurrently with
+ * poll.  Polling a future again after PN_READY is a bug unless its header
+ * says otherwise (streams such as pn_interval re-arm themselves).
+ *
+ * Composition.  A future embeds its children in its own struct and polls
+ * them; locals that live across an await point live in the struct.  The
+ * PN_ASYNC_* macros below turn such a poll function into a readable
+ * sequence of await points (a switch on a resume line kept in the struct).
+ */
+#ifndef POLLEN_FUTURE_H
+#define POLLEN_FUTURE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Wakers ----------------------------------------------------------- */
+
+typedef struct pn_waker pn_waker;
+
+/*
+ * The operations of a waker.  All are safe to call from any thread.
+ *  clone        a new waker for the same task (the caller owns it)
+ *  wake         wake the task and consume this waker
+ *  wake_by_ref  wake the task, keep the waker
+ *  drop         release the waker without waking
+ * Waking a task that finished or was cancelled does nothing.  Waking a task
+ * several times before it runs makes it run once; waking it while it is
+ * being polled makes it run again after the poll.
+ */
+typedef struct pn_waker_vtable {
+    pn_waker (*clone)(const void *data);
+    void (*wake)(const void *data);
+    void (*wake_by_ref)(const void *data);
+    void (*drop)(const void *data);
+} pn_waker_vtable;
+
+/* A waker is a value: a data pointer and its vtable.  {NULL, NULL} is the
+ * empty waker; every operation on it is a no-op. */
+struct pn_waker {
+    const void *data;
+    const pn_waker_vtable *vt;
+};
+
+#define PN_WAKER_NONE ((pn_waker){ NULL, NULL })
+
+static inline bool pn_waker_is_none(const pn_waker *w) { return w->vt == NULL; }
+
+static inline pn_waker pn_waker_clone(const pn_waker *w)
+{
+    return w->vt ? w->vt->clone(w->data) : PN_WAKER_NONE;
+}
+
+/* Consumes *w (it becomes the empty waker). */
+static inline void pn_waker_wake(pn_waker *w)
+{
+    pn_waker t = *w;
+    *w = PN_WAKER_NONE;
+    if (t.vt)
+        t.vt->wake(t.data);
+}
+
+static inline void pn_waker_wake_by_ref(const pn_waker *w)
+{
+    if (w->vt)
+        w->vt->wake_by_ref(w->data);
+}
+
+/* Releases *w without waking (it becomes the empty waker). */
+static inline void pn_waker_drop(pn_waker *w)
+{
+    pn_waker t = *w;
+    *w = PN_WAKER_NONE;
+    if (t.vt)
+        t.vt->drop(t.data);
+}
+
+/* True when waking a would wake the same task as waking b. */
+static inline bool pn_waker_will_wake(const pn_waker *a, const pn_waker *b)
+{
+    return a->data == b->data && a->vt == b->vt;
+}
+
+/*
+ * Store a clone of `w` into the slot `*slot` unless the slot already holds a
+ * waker for the same task (the will_wake test): the leaf-future idiom for
+ * "remember who to wake".  The previous waker, if different, is dropped.
+ */
+static inline void pn_waker_set(pn_waker *slot, const pn_waker *w)
+{
+    if (slot->vt && pn_waker_will_wake(slot, w))
+        return;
+    pn_waker old = *slot;
+    *slot = pn_waker_clone(w);
+    if (old.vt)
+        old.vt->drop(old.data);
+}
+
+/* ---- The poll context -------------------------------------------------- */
+
+struct pn_runtime;
+struct pn__reactor;
+struct pn__timers;
+
+/*
+ * What a poll gets besides the future: the waker of the task being polled,
+ * the runtime driving it and the cooperative budget.  Contexts are made by
+ * the runtime; a combinator passes its own context down to its children.
+ */
+typedef struct pn_cx {
+    const pn_waker *waker;        /* read-only: the current task's waker */
+    struct pn_runtime *rt;        /* read-only: the runtime polling it */
+    /* private */
+    struct pn__reactor *reactor;  /* I/O driver of this thread */
+    struct pn__timers *timers;    /* timer driver of this thread */
+    uint32_t budget;              /* operations left before a forced yield */
+} pn_cx;
+
+static inline const pn_waker *pn_cx_waker(const pn_cx *cx) { return cx->waker; }
+static inline struct pn_runtime *pn_cx_runtime(const pn_cx *cx) { return cx->rt; }
+
+/*
+ * Cooperative scheduling.  Every pollen leaf future (I/O, timers, join,
+ * channels) spends one unit of budget when it would return PN_READY; when
+ * the budget is spent it wakes the task and returns PN_PENDING instead, so
+ * a task that is always ready still lets timers and I/O of other tasks run.
+ * Hand-written leaf futures that may be ready forever should do the same:
+ *     if (pn_cx_budget_spend(cx) == PN_PENDING) return PN_PENDING;
+ */
+static inline pn_poll pn_cx_budget_spend(pn_cx *cx)
+{
+    if (cx->budget == 0) {
+        pn_waker_wake_by_ref(cx->waker);
+        return PN_PENDING;
+    }
+    cx->budget--;
+    return PN_READY;
+}
+
+/* ---- Futures ------------------------------------------------------------ */
+
+typedef struct pn_future pn_future;
+
+typedef struct pn_future_vtable {
+    pn_poll (*poll)(pn_future *self, pn_cx *cx);
+    void (*drop)(pn_future *self);   /* cancel; may be NULL when nothing is held */
+    const char *name;                /* for task dumps and metrics; may be NULL */
+} pn_future_vtable;
+
+/* The first member of every future. */
+struct pn_future {
+    const pn_future_vtable *vt;
+};
+
+static inline pn_poll pn_future_poll(pn_future *f, pn_cx *cx)
+{
+    return f->vt->poll(f, cx);
+}
+
+/* Cancel a future that has not returned PN_READY (see "Dropping" above). */
+static inline void pn_future_drop(pn_future *f)
+{
+    if (f->vt->drop)
+        f->vt->drop(f);
+}
+
+/* Turn a pointer to any future struct into a pn_future pointer. */
+#define PN_FUTURE(p) (&(p)->base)
+
+/* ---- async/await-style state machines ----------------------------------
+
+   The resume point lives in an int field of the future, 0 before the first
+   poll.  Example (a future that sleeps twice then sets .out):
+
+       typedef struct { pn_future base; int pc; pn_sleep nap; int out; } twice;
+
+       static pn_poll twice_poll(pn_future *f, pn_cx *cx) {
+           twice *t = (twice *)f;
+           PN_ASYNC_BEGIN(t->pc);
+           t->nap = pn_sleep_for(PN_MS(10));
+           PN_AWAIT(t->pc, &t->nap, cx);
+           t->nap = pn_sleep_for(PN_MS(10));
+           PN_AWAIT(t->pc, &t->nap, cx);
+           t->out = 2;
+           PN_ASYNC_END(t->pc);
+       }
+
+   Rules: locals do not survive an await (keep them in the struct); no
+   `switch` statement may enclose an await point inside the body; one await
+   per source line.  After PN_ASYNC_END the resume point is PN_ASYNC_DONE.
+   A drop function looks at the resume point to know which child is live
+   (PN_ASYNC_AT(pc) is the line of the await it is suspended in). */
+
+#define PN_ASYNC_DONE (-1)
+
+#if defined(__GNUC__)
+#define PN__FALLTHROUGH __attribute__((fallthrough))
+#else
+#define PN__FALLTHROUGH ((void)0)
+#endif
+
+#define PN_ASYNC_BEGIN(pc) \
+    switch (pc) {          \
+    case 0:
+
+/* Suspend until `fut` (a pointer to a future) is ready. */
+#define PN_AWAIT(pc, fut, cx) PN_AWAIT_POLL(pc, pn_future_poll((pn_future *)(fut), (cx)))
+
+/* Suspend until the expression `poll_expr` (re-evaluated on each poll)
+   yields PN_READY; use it with poll helpers such as pn_async_fd_poll_read. */
+#define PN_AWAIT_POLL(pc, poll_expr)          \
+    do {                                      \
+        (pc) = __LINE__;                      \
+        PN__FALLTHROUGH;                      \
+    case __LINE__:                            \
+        if ((poll_expr) == PN_PENDING)        \
+            return PN_PENDING;                \
+    } while (0)
+
+/* Give the other tasks a turn: wake ourselves and return PN_PENDING once. */
+#define PN_YIELD(pc, cx)                      \
+    do {                                      \
+        (pc) = __LINE__;                      \
+        pn_waker_wake_by_ref((cx)->waker);    \
+        return PN_PENDING;                    \
+    case __LINE__:;                           \
+    } while (0)
+
+#define PN_ASYNC_END(pc)      \
+        PN__FALLTHROUGH;      \
+    default:                  \
+        break;                \
+    }                         \
+    (pc) = PN_ASYNC_DONE;     \
+    return PN_READY
+
+/* The await line the future is suspended at (0: not started). */
+#define PN_ASYNC_AT(pc) (pc)
+
+/* ---- Small futures ------------------------------------------------------ */
+
+/* pn_yield_now: PN_PENDING once (after waking itself), then PN_READY. */
+typedef struct pn_yield_now {
+    pn_future base;
+    bool yielded;  /* private */
+} pn_yield_now;
+
+PN_EXTERN pn_yield_now pn_yield(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

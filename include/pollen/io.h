@@ -1,0 +1,160 @@
+/*
+ * pollen/io.h - file descriptors as futures, on the reactor.
+ *
+ * A pn_async_fd wraps a nonblocking fd (socket, pipe, eventfd, tty...).  It
+ * is registered with the runtime's reactor once, edge-triggered, for read
+ * and write; readiness is cached per registration, so an operation tries the
+ * syscall first and waits only when it answers EAGAIN.
+ *
+ * Registration is lazy: the first poll of an operation registers the fd
+ * with the reactor of the runtime polling it (or call pn_async_fd_register
+ * to do it eagerly and see the error there).  One task may wait for reading
+ * and one for writing at the same time (e.g. the two halves of a socket).
+ * If two tasks wait in the same direction the later one takes the slot and
+ * the earlier one is woken to poll again.
+ *
+ * Ownership: the pn_async_fd owns its fd from pn_async_fd_init on, and
+ * pn_async_fd_close closes it.  The struct lives in the caller's memory and
+ * must not move once registered.  Closing it while another task waits on it
+ * wakes that task, whose operation then completes with -ECANCELED.
+ *
+ * Errors of the operations: whatever the syscall returns as -errno (never
+ * -EAGAIN: that is waited out), -ECANCELED if the fd was closed, -ENOMEM or
+ * an epoll_ctl error if the lazy registration failed, -EBADF on a fd < 0.
+ * Writes use MSG_NOSIGNAL on sockets: a closed peer gives -EPIPE, never
+ * SIGPIPE.
+ */
+#ifndef POLLEN_IO_H
+#define POLLEN_IO_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pn__registration;
+
+typedef struct pn_async_fd {
+    int fd;                          /* read-only: the descriptor, -1 once closed */
+    /* private */
+    bool closed;                     /* pn_async_fd_close was called */
+    bool is_socket;                  /* use send(MSG_NOSIGNAL) for writes */
+    struct pn__reactor *reactor;     /* the reactor it is registered with, or NULL */
+    struct pn__registration *reg;    /* its slab record, or NULL */
+    uint32_t gen;                    /* generation of reg when it was taken */
+} pn_async_fd;
+
+/* Readiness interest for pn_async_fd_poll_ready. */
+#define PN_READABLE 1u
+#define PN_WRITABLE 2u
+
+/*
+ * Wrap `fd`; sets O_NONBLOCK on it.  Registers nothing.  Returns 0, or
+ * -EBADF when fd is not an open descriptor.  On error the fd is untouched
+ * and still the caller's.
+ */
+PN_EXTERN int pn_async_fd_init(pn_async_fd *afd, int fd);
+
+/* Register now with `rt`'s reactor (an op would do it on first poll).
+ * Returns 0, -EEXIST if already registered, -ENOMEM, -EPERM (fd type that
+ * epoll refuses, e.g. a regular file), or another epoll_ctl error. */
+PN_EXTERN int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt);
+
+/* Deregister, wake any waiter (which completes with -ECANCELED) and close
+ * the fd.  Safe on an unregistered or already closed pn_async_fd.  Must be
+ * called on a thread of the runtime it is registered with, or after that
+ * runtime was freed.  Returns 0 or close()'s -errno. */
+PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
+
+/* Deregister and give the fd back (it stays open, still nonblocking).
+ * Returns the fd, or -EBADF if it was closed. */
+PN_EXTERN int pn_async_fd_release(pn_async_fd *afd);
+
+/* ---- Poll helpers: the building blocks of I/O futures ------------------
+ *
+ * Each returns PN_READY with *res set (bytes, 0 at end of stream, or
+ * -errno), or PN_PENDING with the waker registered.  They are what hand-
+ * written futures call, typically through PN_AWAIT_POLL. */
+
+/* Wait until readable (interest PN_READABLE) or writable.  *res = the ready
+ * mask seen (PN_READABLE/PN_WRITABLE, also set on hang-up and error, so the
+ * next syscall reports it) or -errno. */
+PN_EXTERN pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx,
+                                         unsigned interest, int *res);
+
+/* Drop readiness the caller found stale (it got EAGAIN from a syscall of its
+ * own): the next poll_ready waits for a new edge. */
+PN_EXTERN void pn_async_fd_clear_ready(pn_async_fd *afd, unsigned interest);
+
+PN_EXTERN pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx,
+                                        void *buf, size_t len, ssize_t *res);
+PN_EXTERN pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx,
+                                         const void *buf, size_t len, ssize_t *res);
+PN_EXTERN pn_poll pn_async_fd_poll_writev(pn_async_fd *afd, pn_cx *cx,
+                                          const struct iovec *iov, int iovcnt,
+                                          ssize_t *res);
+/* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) on a listening socket; *res = the new
+ * fd or -errno.  EMFILE/ENFILE are returned, not spun on. */
+PN_EXTERN pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res);
+
+/*
+ * Generic form: call `op(afd->fd, arg)` (which returns >= 0 or -errno)
+ * when `interest` is ready; on -EAGAIN clear that readiness and wait.
+ */
+typedef ssize_t (*pn_io_op)(int fd, void *arg);
+PN_EXTERN pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
+                                      pn_io_op op, void *arg, ssize_t *res);
+
+/* ---- Futures ----------------------------------------------------------- */
+
+/* Output .res: bytes read (0 = end of stream) or -errno. */
+typedef struct pn_read {
+    pn_future base;
+    pn_async_fd *afd; void *buf; size_t len;  /* private */
+    ssize_t res;                               /* output */
+} pn_read;
+
+/* Output .res: bytes written (may be short) or -errno. */
+typedef struct pn_write {
+    pn_future base;
+    pn_async_fd *afd; const void *buf; size_t len;  /* private */
+    ssize_t res;                                     /* output */
+} pn_write;
+
+/* Output .res: len, or -errno (bytes written before the error are lost to
+ * the caller's view: .done tells how many went out). */
+typedef struct pn_write_all {
+    pn_future base;
+    pn_async_fd *afd; const char *buf; size_t len;  /* private */
+    size_t done;                                     /* read-only: bytes written so far */
+    ssize_t res;                                     /* output */
+} pn_write_all;
+
+/* Output .res: the ready mask or -errno (see pn_async_fd_poll_ready). */
+typedef struct pn_ready {
+    pn_future base;
+    pn_async_fd *afd; unsigned interest;  /* private */
+    int res;                              /* output */
+} pn_ready;
+
+/* Output .res: the accepted fd (nonblocking, close-on-exec) or -errno. */
+typedef struct pn_accept {
+    pn_future base;
+    pn_async_fd *afd;  /* private */
+    int res;           /* output */
+} pn_accept;
+
+PN_EXTERN pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len);
+PN_EXTERN pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN pn_ready pn_readable(pn_async_fd *afd);
+PN_EXTERN pn_ready pn_writable(pn_async_fd *afd);
+PN_EXTERN pn_accept pn_accept_on(pn_async_fd *afd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

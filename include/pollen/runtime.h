@@ -1,0 +1,76 @@
+/*
+ * pollen/runtime.h - the runtime: create, block on a future, spawn, shut down.
+ *
+ * A runtime owns a scheduler (its run queues), a reactor (epoll) and a timer
+ * wheel.  The current-thread flavour polls every task on the thread that
+ * calls pn_block_on; spawns and wakes may come from any thread.
+ *
+ * Lifecycle:
+ *     pn_runtime *rt;
+ *     int err = pn_runtime_new(NULL, &rt);      // defaults
+ *     my_future f = my_future_new(...);
+ *     err = pn_block_on(rt, PN_FUTURE(&f));     // polls f and every task
+ *     pn_runtime_free(rt);                      // drops unfinished tasks
+ */
+#ifndef POLLEN_RUNTIME_H
+#define POLLEN_RUNTIME_H
+
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pn_runtime pn_runtime;
+
+typedef enum pn_runtime_flavor {
+    PN_RUNTIME_CURRENT_THREAD = 0,  /* one thread: the caller of pn_block_on */
+} pn_runtime_flavor;
+
+typedef struct pn_runtime_config {
+    pn_runtime_flavor flavor;
+    unsigned budget;          /* leaf operations per task poll before a forced yield (128) */
+    unsigned event_interval;  /* task polls between non-blocking reactor turns when busy (61) */
+    unsigned max_events;      /* epoll events taken per reactor turn (1024) */
+} pn_runtime_config;
+
+/* Fill `cfg` with the defaults shown above. */
+PN_EXTERN void pn_runtime_config_init(pn_runtime_config *cfg);
+
+/*
+ * Create a runtime (cfg NULL = defaults).  Returns 0 and *out, or -ENOMEM,
+ * -EINVAL (a config value out of range), -EMFILE/-ENFILE (no fd for epoll or
+ * the wake eventfd).  Nothing is left allocated on failure.
+ */
+PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
+
+/*
+ * Poll `f` (in place: it must not move until this returns) and run the
+ * runtime's tasks, timers and I/O until `f` is ready.  Returns 0 when `f`
+ * completed; its output is in its fields.  Errors: -EDEADLK when called from
+ * inside a task or while another thread is in pn_block_on on the same
+ * runtime (never deadlocks), -ESHUTDOWN after pn_runtime_shutdown, -EINVAL
+ * on NULL arguments.  On error `f` was not polled.
+ */
+PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
+
+/*
+ * Drop every unfinished task (their futures' drop functions run on the
+ * calling thread) and refuse new spawns with -ESHUTDOWN.  Join handles stay
+ * valid; awaiting one gives -ECANCELED.  Idempotent.  Not callable from a
+ * task.
+ */
+PN_EXTERN void pn_runtime_shutdown(pn_runtime *rt);
+
+/* Shut down (if not done) and free everything: tasks, registrations, timers,
+ * the epoll and wake fds.  fds still registered through a pn_async_fd are
+ * deregistered and left open for their owner.  NULL is a no-op. */
+PN_EXTERN void pn_runtime_free(pn_runtime *rt);
+
+/* The runtime whose task or pn_block_on is running on this thread, or NULL. */
+PN_EXTERN pn_runtime *pn_runtime_current(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,85 @@
+/*
+ * pollen/task.h - spawning tasks and joining them.
+ *
+ * pn_spawn copies a future into one allocation (a task header followed by
+ * the future's bytes, 16-byte aligned) that never moves until it is freed,
+ * and schedules it.  The caller's copy is dead after the call: do not poll
+ * or drop it.
+ *
+ * A join handle is the spawner's interest in the task.  Await it with a
+ * pn_join_future to get the finished future (whose fields hold the output),
+ * abort it, or free it (which detaches the task: it keeps running).  The
+ * task's memory lives until the task is done and its handle is freed.
+ *
+ * Threads: pn_spawn, pn_join_handle_abort, pn_join_handle_is_finished and
+ * pn_join_handle_free may be called from any thread.  A task is polled and
+ * dropped by its runtime's thread only.
+ */
+#ifndef POLLEN_TASK_H
+#define POLLEN_TASK_H
+
+#include "future.h"
+#include "runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pn_join_handle pn_join_handle;
+
+/*
+ * Spawn a copy of the `size`-byte future at `f` on `rt`.  If `out` is NULL
+ * the task is detached; otherwise *out receives its join handle, which the
+ * caller must eventually pass to pn_join_handle_free.  Returns 0, -ENOMEM
+ * (nothing was spawned, the future was not dropped: it is still the
+ * caller's), -ESHUTDOWN (likewise), -EINVAL (NULL rt or f, size smaller than
+ * a pn_future).
+ */
+PN_EXTERN int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size,
+                       pn_join_handle **out);
+
+/* Spawn onto the runtime polling `cx` (from inside a task). */
+static inline int pn_spawn_cx(pn_cx *cx, const pn_future *f, size_t size,
+                              pn_join_handle **out)
+{
+    return pn_spawn(cx->rt, f, size, out);
+}
+
+/* pn_spawn for a future variable: PN_SPAWN(rt, my_fut, &h) */
+#define PN_SPAWN(rt, fut, out) pn_spawn((rt), (const pn_future *)&(fut), sizeof(fut), (out))
+
+/* Ask the task to stop: it is dropped at its next scheduling point (now, if
+ * idle) and its join completes with -ECANCELED.  No effect on a finished
+ * task.  Thread-safe. */
+PN_EXTERN void pn_join_handle_abort(pn_join_handle *h);
+
+/* True once the task completed or was cancelled. */
+PN_EXTERN bool pn_join_handle_is_finished(pn_join_handle *h);
+
+/* Release the handle.  An unfinished task keeps running, detached; a
+ * finished one is freed with its output. */
+PN_EXTERN void pn_join_handle_free(pn_join_handle *h);
+
+/*
+ * Awaiting a task.  Outputs once PN_READY:
+ *   .status  0 when the task's future completed, -ECANCELED when it was
+ *            aborted or dropped by shutdown;
+ *   .output  on success, the task's future (cast it to your type and read
+ *            its output fields); valid until pn_join_handle_free.  NULL on
+ *            -ECANCELED.
+ * Dropping a pn_join_future does not affect the task.  Only one
+ * pn_join_future per handle may be pending at a time.
+ */
+typedef struct pn_join_future {
+    pn_future base;
+    pn_join_handle *handle;  /* private */
+    void *output;            /* output */
+    int status;              /* output */
+} pn_join_future;
+
+PN_EXTERN pn_join_future pn_join_handle_await(pn_join_handle *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,73 @@
+/*
+ * reactor.h - the reactor's private interface (backend-independent).
+ *
+ * The reactor turns kernel readiness into wakes.  Each registered fd has a
+ * record (pn__registration) in a slab of fixed-size chunks, so records never
+ * move; the epoll data word carries the record's index and generation, and
+ * an event whose generation no longer matches (the fd was closed and the
+ * record reused) is dropped.  A record holds the readiness bits with a tick
+ * (bumped on every event, so a clear based on stale readiness cannot erase a
+ * newer event) and one reader and one writer waker.
+ *
+ * Threads: pn__reactor_poll runs on one thread at a time (the driver).
+ * Register/deregister run on the runtime's thread.  pn__reactor_wake is
+ * safe from any thread.  Wakers in a record are guarded by a small per-
+ * record lock so that a future on one thread and the dispatcher on another
+ * can meet there (the multi-thread executor needs it).
+ */
+#ifndef PN_REACTOR_H
+#define PN_REACTOR_H
+
+#include <stdatomic.h>
+#include "pollen/future.h"
+#include "pollen/io.h"
+
+/* Readiness bits (the low 16 bits of the readiness word; the tick is above). */
+#define PN__READY_READ       0x01u
+#define PN__READY_WRITE      0x02u
+#define PN__READY_READ_CLOSED  0x04u  /* EPOLLRDHUP or EPOLLHUP */
+#define PN__READY_WRITE_CLOSED 0x08u  /* EPOLLHUP */
+#define PN__READY_ERROR      0x10u  /* EPOLLERR */
+#define PN__READY_SHUTDOWN   0x20u  /* deregistered or reactor gone */
+
+typedef struct pn__registration {
+    _Atomic uint32_t readiness;   /* bits | tick << 16 */
+    _Atomic uint32_t gen;         /* bumped when the record is freed */
+    int fd;
+    uint32_t index;               /* position in the slab */
+    atomic_flag lock;             /* guards the two wakers */
+    pn_waker reader, writer;
+    pn_async_fd *owner;           /* back-pointer, detached at shutdown */
+    struct pn__registration *next_free;
+} pn__registration;
+
+typedef struct pn__reactor pn__reactor;
+
+int  pn__reactor_new(unsigned max_events, pn__reactor **out);
+/* Detach every remaining pn_async_fd (their fds stay open), drop wakers,
+ * close epoll and eventfd, free the slab. */
+void pn__reactor_free(pn__reactor *r);
+
+/* Register fd (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) for `owner`. */
+int  pn__reactor_register(pn__reactor *r, int fd, pn_async_fd *owner,
+                          pn__registration **out);
+/* EPOLL_CTL_DEL (errors ignored: the fd may be closed already), mark the
+ * record SHUTDOWN, wake both wakers, bump the generation, free the slot. */
+void pn__reactor_deregister(pn__reactor *r, pn__registration *reg);
+
+/*
+ * Wait for events (timeout_ns < 0: forever; 0: do not block) and dispatch
+ * them: set readiness, wake wakers.  EINTR counts as a turn with no events.
+ * Returns the number of events dispatched (the wake eventfd excluded), or
+ * -errno of a failed epoll_wait other than EINTR.
+ */
+int  pn__reactor_poll(pn__reactor *r, int64_t timeout_ns);
+
+/* Make a blocked (or the next) pn__reactor_poll return.  Coalesced: many
+ * wakes before the reactor runs write the eventfd once.  Thread-safe. */
+void pn__reactor_wake(pn__reactor *r);
+
+/* Number of live registrations (for tests and leak checks). */
+size_t pn__reactor_count(const pn__reactor *r);
+
+#endif
