@@ -1,0 +1,261 @@
+# pollen - top-level Makefile.
+#
+# Targets
+#   all (default)  build/libpollen.a, build/libpollen.so.$(VERSION) (+ soname
+#                  and dev symlinks) and every examples/*.c -> build/examples/
+#   test           tests/*.c -> one Criterion binary build/tests/pollen_tests
+#   test-asan      the same suite under ASan+UBSan+LSan in build/asan/
+#   test-tsan      the same suite under TSan in build/tsan/
+#   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
+#   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
+#   check-install  install into a scratch prefix, build a program via pkg-config
+#   clean
+#
+# Every source is $(wildcard src/*/*.c): a new room (src/net/, src/sync/)
+# needs no edit here.  Tests link the static library because they call
+# internal pn__ symbols that the shared library hides.
+#
+# Knobs: CC, PREFIX, DESTDIR, V=1 (echo commands), CRITERION_ARGS (passed to
+# the test binary, e.g. CRITERION_ARGS='--filter=timer_wheel/*'),
+# WITH_URING=0|1 (default: 1 if liburing.h is installed; defines
+# PN_WITH_URING=1 and links -luring when src/reactor/uring.c exists).
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC      ?= cc
+AR      ?= ar
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WITH_URING ?= $(shell test -f /usr/include/liburing.h && echo 1 || echo 0)
+
+# ---------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------
+WARN     := -Wall -Wextra -Werror
+BASE_CFLAGS := -std=c11 $(WARN) -g -D_GNU_SOURCE -fPIC -pthread \
+               -fvisibility=hidden -Iinclude -Isrc -MMD -MP
+OPT      ?= -O2
+CFLAGS   ?=
+LDFLAGS  ?=
+
+LIBS := -pthread
+PC_REQUIRES_PRIVATE :=
+ifeq ($(WITH_URING),1)
+BASE_CFLAGS += -DPN_WITH_URING=1
+ifneq ($(wildcard src/reactor/uring.c),)
+LIBS += -luring
+PC_REQUIRES_PRIVATE := liburing
+endif
+endif
+
+ALL_CFLAGS := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+
+# ---------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------
+B := build
+
+LIB_SRCS   := $(sort $(wildcard src/*/*.c))
+TEST_SRCS  := $(sort $(wildcard tests/*.c))
+EX_SRCS    := $(sort $(wildcard examples/*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+
+LIB_A      := $(B)/libpollen.a
+LIB_SO     := $(B)/libpollen.so.$(VERSION)
+LIB_SONAME := libpollen.so.$(VERSION_MAJOR)
+
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRCS))
+BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+
+# Per-flavour object lists: $(call objs,<tree>,<sources>)
+objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+REL_LIB_OBJS  := $(call objs,$(B),$(LIB_SRCS))
+REL_TEST_OBJS := $(call objs,$(B),$(TEST_SRCS))
+ASAN_LIB_OBJS  := $(call objs,$(B)/asan,$(LIB_SRCS))
+ASAN_TEST_OBJS := $(call objs,$(B)/asan,$(TEST_SRCS))
+TSAN_LIB_OBJS  := $(call objs,$(B)/tsan,$(LIB_SRCS))
+TSAN_TEST_OBJS := $(call objs,$(B)/tsan,$(TEST_SRCS))
+
+TEST_BIN      := $(B)/tests/pollen_tests
+ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
+TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
+
+.PHONY: all lib examples test test-asan test-tsan bench install uninstall \
+        check-install clean deps-test deps-bench
+
+all: lib examples
+
+lib: $(LIB_A) $(LIB_SO) $(B)/$(LIB_SONAME) $(B)/libpollen.so
+
+examples: $(EXAMPLES)
+
+# ---------------------------------------------------------------------------
+# Compile rules (one pattern per tree so flags never mix)
+# ---------------------------------------------------------------------------
+$(B)/asan/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC [asan] $<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -c $< -o $@
+
+$(B)/tsan/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC [tsan] $<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(TSAN_FLAGS) -c $< -o $@
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC        $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# ---------------------------------------------------------------------------
+# Libraries
+# ---------------------------------------------------------------------------
+$(LIB_A): $(REL_LIB_OBJS)
+	@mkdir -p $(@D)
+	@echo "  AR        $@"
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIB_SO): $(REL_LIB_OBJS) src/pollen.map
+	@mkdir -p $(@D)
+	@echo "  LD        $@"
+	$(Q)$(CC) -shared -pthread -Wl,-soname,$(LIB_SONAME) \
+	    -Wl,--version-script=src/pollen.map -Wl,--no-undefined \
+	    $(LDFLAGS) -o $@ $(REL_LIB_OBJS) $(LIBS)
+
+$(B)/$(LIB_SONAME): $(LIB_SO)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(B)/libpollen.so: $(B)/$(LIB_SONAME)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(B)/asan/libpollen.a: $(ASAN_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/tsan/libpollen.a: $(TSAN_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# ---------------------------------------------------------------------------
+# Examples (static lib, so they run from the tree without LD_LIBRARY_PATH)
+# ---------------------------------------------------------------------------
+$(B)/examples/%: $(B)/obj/examples/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) $(OPT) -g -pthread $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+# ---------------------------------------------------------------------------
+# Tests: every tests/*.c (suites and helpers) in one Criterion binary.
+# ---------------------------------------------------------------------------
+TEST_LIBS := -lcriterion $(LIBS)
+
+$(TEST_BIN): $(REL_TEST_OBJS) $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -g -pthread $(LDFLAGS) -o $@ $(REL_TEST_OBJS) $(LIB_A) $(TEST_LIBS)
+
+$(ASAN_TEST_BIN): $(ASAN_TEST_OBJS) $(B)/asan/libpollen.a
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -g -pthread $(ASAN_FLAGS) $(LDFLAGS) -o $@ $(ASAN_TEST_OBJS) \
+	    $(B)/asan/libpollen.a $(TEST_LIBS)
+
+$(B)/tsan/tests/pollen_tests: $(TSAN_TEST_OBJS) $(B)/tsan/libpollen.a
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -g -pthread $(TSAN_FLAGS) $(LDFLAGS) -o $@ $(TSAN_TEST_OBJS) \
+	    $(B)/tsan/libpollen.a $(TEST_LIBS)
+
+deps-test:
+	$(Q)sh mk/deps.sh test
+
+deps-bench:
+	$(Q)sh mk/deps.sh bench
+
+# Each test target checks dependencies first, then builds (recursive make so
+# the dependency check runs before any compile, even under -j).
+test: deps-test
+	$(Q)$(MAKE) --no-print-directory $(TEST_BIN)
+	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
+	    $(TEST_BIN) $(CRITERION_ARGS)
+
+test-asan: deps-test
+	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN)
+	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$${ASAN_OPTIONS:+:$$ASAN_OPTIONS} \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(ASAN_TEST_BIN) $(CRITERION_ARGS)
+
+test-tsan: deps-test
+	$(Q)$(MAKE) --no-print-directory $(TSAN_TEST_BIN)
+	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
+	    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1$${TSAN_OPTIONS:+:$$TSAN_OPTIONS} \
+	    $(TSAN_TEST_BIN) $(CRITERION_ARGS)
+
+# ---------------------------------------------------------------------------
+# Benchmarks: release build, one binary per bench/*.c.
+# ---------------------------------------------------------------------------
+$(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -O2 -g -pthread $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory lib $(BENCHES)
+	$(Q)if [ -f bench/run.sh ]; then \
+	    sh bench/run.sh; \
+	else \
+	    for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done; \
+	fi
+
+# ---------------------------------------------------------------------------
+# Install
+# ---------------------------------------------------------------------------
+# Regenerated every time: PREFIX may differ from the last run.
+$(B)/pollen.pc: pollen.pc.in FORCE
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	        -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	        -e 's|@INCDIR@|$(INCDIR)|g' \
+	        -e 's|@VERSION@|$(VERSION)|g' \
+	        -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|g' \
+	        $< > $@
+
+install: lib $(B)/pollen.pc
+	install -d $(DESTDIR)$(INCDIR)/pollen $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/pollen.h $(DESTDIR)$(INCDIR)/pollen.h
+	install -m 644 include/pollen/*.h $(DESTDIR)$(INCDIR)/pollen/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libpollen.a
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libpollen.so.$(VERSION)
+	ln -sf libpollen.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libpollen.so
+	install -m 644 $(B)/pollen.pc $(DESTDIR)$(LIBDIR)/pkgconfig/pollen.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/pollen $(DESTDIR)$(INCDIR)/pollen.h
+	rm -f $(DESTDIR)$(LIBDIR)/libpollen.a $(DESTDIR)$(LIBDIR)/libpollen.so*
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/pollen.pc
+
+clean:
+	rm -rf $(B)
+
+FORCE:
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,48 @@
+#!/bin/sh
+# mk/deps.sh - make sure the build dependencies of a make target are present.
+#
+#   sh mk/deps.sh test    Criterion (+ liburing, pkg-config)
+#   sh mk/deps.sh bench   the above plus libuv (peer programs) and wrk
+#
+# Quick when everything is present (a few file tests, no package manager).
+# Otherwise, as root with apt-get, installs the missing Debian packages;
+# anyone else gets the list of packages to install and a failure.
+set -eu
+
+what=${1:-test}
+
+missing=""
+need() {  # need <package> <test command...>
+    pkg=$1; shift
+    if ! "$@" >/dev/null 2>&1; then
+        missing="$missing $pkg"
+    fi
+}
+
+has_header() { [ -f "/usr/include/$1" ] || [ -f "/usr/local/include/$1" ]; }
+
+need libcriterion-dev has_header criterion/criterion.h
+need pkg-config command -v pkg-config
+# liburing only matters once the io_uring backend exists.
+if [ -f src/reactor/uring.c ]; then
+    need liburing-dev has_header liburing.h
+fi
+if [ "$what" = bench ]; then
+    need libuv1-dev has_header uv.h
+    need wrk command -v wrk
+fi
+
+[ -z "$missing" ] && exit 0
+
+echo "mk/deps.sh: missing packages for '$what':$missing" >&2
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "mk/deps.sh: installing with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+    exit 0
+fi
+echo "mk/deps.sh: please install them, e.g.:" >&2
+echo "    sudo apt-get install$missing" >&2
+exit 1
