@@ -40,10 +40,10 @@ PN_EXTERN pn_join2 pn_join_both(pn_future *a, pn_future *b);
 
 /*
  * pn_select: ready when the first child is ready.  .index is the index of
- * the winner (lowest index wins a tie within one poll); every other child is
- * dropped before PN_READY is returned.  Dropping the select drops all its
- * children.  Children are polled in order from a rotating start, so no
- * child starves the others.
+ * the winner; every other child is dropped before PN_READY is returned.
+ * Dropping the select drops all its children.  Each poll starts with the
+ * child after the one it started with last time, so an always-ready child
+ * cannot starve the others; within a poll the first ready child wins.
  */
 typedef struct pn_select {
     pn_future base;

@@ -50,7 +50,8 @@ PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
  * completed; its output is in its fields.  Errors: -EDEADLK when called from
  * inside a task or while another thread is in pn_block_on on the same
  * runtime (never deadlocks), -ESHUTDOWN after pn_runtime_shutdown, -EINVAL
- * on NULL arguments.  On error `f` was not polled.
+ * on NULL arguments (on these errors `f` was not polled), or the -errno of
+ * a failed epoll_wait (then `f` may be pending: drop it).
  */
 PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
 

@@ -1,0 +1,329 @@
+/*
+ * task.c - task cells: allocation, the state word's transitions, the task
+ * waker, one poll of a task (the harness) and the join handle.
+ *
+ * The state machine is drawn in task.h.  Everything here is scheduler-
+ * independent: a scheduler provides pn__sched_ops.schedule and calls
+ * pn__task_run on tasks it pops.  The join handle is the task pointer.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "task.h"
+#include "core/sys.h"
+
+static _Atomic uint64_t next_task_id = 1;
+
+/* ---- Allocation and references ------------------------------------------ */
+
+pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
+                       unsigned refs, bool join)
+{
+    pn__task *t = pn__malloc(sizeof(*t) + size);
+    if (!t)
+        return NULL;
+    uint64_t st = PN__NOTIFIED | (uint64_t)refs * PN__REF_ONE;
+    if (join)
+        st |= PN__JOIN_INTEREST;
+    atomic_init(&t->state, st);
+    t->next = NULL;
+    t->sched = s;
+    t->owned_prev = t->owned_next = NULL;
+    t->owned = false;
+    atomic_flag_clear(&t->join_lock);
+    t->join_waker = PN_WAKER_NONE;
+    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    t->size = size;
+    memcpy(t->future, f, size);
+    return t;
+}
+
+void pn__task_free_unpublished(pn__task *t)
+{
+    pn__free(t);
+}
+
+static void task_dealloc(pn__task *t)
+{
+    /* The join waker was taken at completion or by the handle's release. */
+    pn__free(t);
+}
+
+void pn__task_ref(pn__task *t)
+{
+    atomic_fetch_add_explicit(&t->state, PN__REF_ONE, memory_order_relaxed);
+}
+
+void pn__task_unref_n(pn__task *t, unsigned n)
+{
+    uint64_t sub = (uint64_t)n * PN__REF_ONE;
+    uint64_t prev = atomic_fetch_sub_explicit(&t->state, sub, memory_order_acq_rel);
+    if ((prev & ~PN__FLAGS_MASK) == sub)
+        task_dealloc(t);
+}
+
+void pn__task_unref(pn__task *t)
+{
+    pn__task_unref_n(t, 1);
+}
+
+/* ---- Join waker (guarded by a tiny spinlock: held for a few stores) ------ */
+
+static void join_lock(pn__task *t)
+{
+    while (atomic_flag_test_and_set_explicit(&t->join_lock, memory_order_acquire))
+        ;
+}
+
+static void join_unlock(pn__task *t)
+{
+    atomic_flag_clear_explicit(&t->join_lock, memory_order_release);
+}
+
+static void wake_joiner(pn__task *t)
+{
+    join_lock(t);
+    pn_waker w = t->join_waker;
+    t->join_waker = PN_WAKER_NONE;
+    join_unlock(t);
+    pn_waker_wake(&w);
+}
+
+/* ---- Waking -------------------------------------------------------------- */
+
+/*
+ * Mark t NOTIFIED.  Returns true when the caller must schedule it, having
+ * added one reference for the queue (when `consume` is set the caller's own
+ * reference is handed to the queue instead).
+ */
+static bool transition_to_notified(pn__task *t, bool consume)
+{
+    uint64_t cur = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        uint64_t next;
+        bool submit = false;
+        if (cur & (PN__COMPLETE | PN__NOTIFIED))
+            return false;
+        if (cur & PN__RUNNING) {
+            next = cur | PN__NOTIFIED;      /* the poller re-queues it */
+        } else {
+            next = cur | PN__NOTIFIED;
+            if (!consume)
+                next += PN__REF_ONE;
+            submit = true;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->state, &cur, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return submit;
+    }
+}
+
+static pn_waker waker_clone(const void *data)
+{
+    pn__task *t = (pn__task *)data;
+    pn__task_ref(t);
+    return (pn_waker){ t, &pn__task_waker_vt };
+}
+
+static void waker_wake_by_ref(const void *data)
+{
+    pn__task *t = (pn__task *)data;
+    if (transition_to_notified(t, false))
+        t->sched->ops->schedule(t->sched, t);
+}
+
+static void waker_wake(const void *data)
+{
+    pn__task *t = (pn__task *)data;
+    if (transition_to_notified(t, true))
+        t->sched->ops->schedule(t->sched, t);   /* our ref went to the queue */
+    else
+        pn__task_unref(t);
+}
+
+static void waker_drop(const void *data)
+{
+    pn__task_unref((pn__task *)data);
+}
+
+const pn_waker_vtable pn__task_waker_vt = {
+    .clone = waker_clone,
+    .wake = waker_wake,
+    .wake_by_ref = waker_wake_by_ref,
+    .drop = waker_drop,
+};
+
+/* ---- One poll ------------------------------------------------------------ */
+
+/* RUNNING -> COMPLETE (|CANCELLED); wake the joiner. */
+static void complete(pn__task *t, bool cancelled)
+{
+    uint64_t set = PN__COMPLETE | (cancelled ? PN__CANCELLED : 0);
+    uint64_t cur = atomic_load_explicit(&t->state, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&t->state, &cur,
+                                                  (cur & ~PN__RUNNING) | set,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+        ;
+    if (cur & PN__JOIN_INTEREST)
+        wake_joiner(t);
+}
+
+pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
+{
+    /* NOTIFIED -> RUNNING.  Only the holder of the queue ref gets here. */
+    uint64_t cur = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (cur & PN__COMPLETE) {           /* shut down while queued */
+            pn__task_unref(t);
+            return PN__RUN_IDLE;
+        }
+        uint64_t next = (cur & ~PN__NOTIFIED) | PN__RUNNING;
+        if (atomic_compare_exchange_weak_explicit(&t->state, &cur, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    pn_future *f = pn__task_future(t);
+    if (cur & PN__CANCELLED) {
+        pn_future_drop(f);
+        complete(t, true);
+        pn__task_unref(t);
+        return PN__RUN_DONE;
+    }
+
+    pn_waker w = { t, &pn__task_waker_vt };
+    cx->waker = &w;
+    pn_poll r = pn_future_poll(f, cx);
+    cx->waker = NULL;
+
+    if (r == PN_READY) {
+        complete(t, false);
+        pn__task_unref(t);
+        return PN__RUN_DONE;
+    }
+
+    /* RUNNING -> idle, or re-queue if woken (or aborted) during the poll. */
+    cur = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (cur & PN__CANCELLED) {
+            pn_future_drop(f);
+            complete(t, true);
+            pn__task_unref(t);
+            return PN__RUN_DONE;
+        }
+        uint64_t next = cur & ~PN__RUNNING;
+        if (atomic_compare_exchange_weak_explicit(&t->state, &cur, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    if (cur & PN__NOTIFIED)
+        return PN__RUN_REQUEUE;
+    pn__task_unref(t);
+    return PN__RUN_IDLE;
+}
+
+bool pn__task_shutdown(pn__task *t)
+{
+    uint64_t cur = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (cur & PN__COMPLETE)
+        return false;
+    /* Not running (shutdown happens outside polls), so nobody else may set
+     * COMPLETE concurrently: mark it running for the drop. */
+    while (!atomic_compare_exchange_weak_explicit(&t->state, &cur,
+                                                  cur | PN__RUNNING | PN__CANCELLED,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+        ;
+    pn_future_drop(pn__task_future(t));
+    complete(t, true);
+    return true;
+}
+
+/* ---- Join handle ---------------------------------------------------------- */
+
+static pn__task *handle_task(pn_join_handle *h) { return (pn__task *)(void *)h; }
+
+void pn_join_handle_abort(pn_join_handle *h)
+{
+    if (!h)
+        return;
+    pn__task *t = handle_task(h);
+    uint64_t cur = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (cur & (PN__COMPLETE | PN__CANCELLED))
+            return;
+        uint64_t next = cur | PN__CANCELLED;
+        bool submit = false;
+        if (!(cur & (PN__RUNNING | PN__NOTIFIED))) {
+            next |= PN__NOTIFIED;           /* the scheduler drops it */
+            next += PN__REF_ONE;
+            submit = true;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->state, &cur, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            if (submit)
+                t->sched->ops->schedule(t->sched, t);
+            return;
+        }
+    }
+}
+
+bool pn_join_handle_is_finished(pn_join_handle *h)
+{
+    return h && (atomic_load_explicit(&handle_task(h)->state, memory_order_acquire) & PN__COMPLETE);
+}
+
+void pn_join_handle_free(pn_join_handle *h)
+{
+    if (!h)
+        return;
+    pn__task *t = handle_task(h);
+    atomic_fetch_and_explicit(&t->state, ~PN__JOIN_INTEREST, memory_order_acq_rel);
+    join_lock(t);
+    pn_waker w = t->join_waker;
+    t->join_waker = PN_WAKER_NONE;
+    join_unlock(t);
+    pn_waker_drop(&w);
+    pn__task_unref(t);
+}
+
+static pn_poll join_poll(pn_future *f, pn_cx *cx)
+{
+    pn_join_future *j = (pn_join_future *)f;
+    if (!j->handle) {
+        j->status = -EINVAL;
+        return PN_READY;
+    }
+    pn__task *t = handle_task(j->handle);
+    if (pn_cx_budget_spend(cx) == PN_PENDING)
+        return PN_PENDING;
+    uint64_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (!(st & PN__COMPLETE)) {
+        join_lock(t);
+        pn_waker_set(&t->join_waker, cx->waker);
+        join_unlock(t);
+        /* Completion takes the waker after setting COMPLETE: look again so a
+         * completion between the first load and the store is not missed. */
+        st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (!(st & PN__COMPLETE))
+            return PN_PENDING;
+    }
+    if (st & PN__CANCELLED) {
+        j->status = -ECANCELED;
+        j->output = NULL;
+    } else {
+        j->status = 0;
+        j->output = t->future;
+    }
+    return PN_READY;
+}
+
+static const pn_future_vtable join_vt = { join_poll, NULL, "pn_join" };
+
+pn_join_future pn_join_handle_await(pn_join_handle *h)
+{
+    return (pn_join_future){ .base = { &join_vt }, .handle = h, .output = NULL, .status = 0 };
+}

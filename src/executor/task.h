@@ -1,0 +1,117 @@
+/*
+ * task.h - the task cell and its state word (private).
+ *
+ * A spawned future lives in one allocation that never moves until freed:
+ *
+ *     +------------------------------+  <- pn__task *, also the waker data
+ *     | state (atomic u64)           |  hot: flags + refcount
+ *     | next (run-queue link)        |
+ *     | sched (who schedules it)     |
+ *     | owned_prev / owned_next      |  every live task, for shutdown
+ *     | join_lock, join_waker        |  cold: the joiner's waker
+ *     | id, size                     |
+ *     +------------------------------+  16-byte aligned
+ *     | the future's bytes (size)    |  output stays here after PN_READY
+ *     +------------------------------+
+ *
+ * State word: flags in the low bits, the reference count above them.
+ *
+ *   RUNNING        being polled (or dropped) by its runtime thread
+ *   COMPLETE       the future returned PN_READY or was dropped; final
+ *   NOTIFIED       a wake is pending: the task is in a run queue, or is
+ *                  RUNNING and will be queued again after the poll
+ *   CANCELLED      abort or shutdown asked for the future to be dropped
+ *   JOIN_INTEREST  a join handle exists
+ *   REF            count of: the owned list (until COMPLETE), the run queue
+ *                  entry (while NOTIFIED and queued, or RUNNING), the join
+ *                  handle, and every waker clone.  Freed at zero.
+ *
+ * Transitions (all compare-and-swap loops in task.c):
+ *   idle     -> NOTIFIED           pn__task_wake_by_ref: +1 ref, schedule
+ *   RUNNING  -> RUNNING|NOTIFIED   wake during poll: no schedule; the
+ *                                  poller re-queues after the poll
+ *   NOTIFIED -> RUNNING            pn__task_run start (queue ref -> runner)
+ *   RUNNING  -> idle               pending, not notified: runner drops ref
+ *   RUNNING|NOTIFIED -> NOTIFIED   pending, notified: runner re-queues
+ *   RUNNING  -> COMPLETE           ready (or cancelled: future dropped)
+ *   any      -> |CANCELLED         pn_join_handle_abort (+ schedule if idle)
+ * NOTIFIED therefore means "queued at most once": a task woken many times
+ * before it runs is polled once, and a wake during a poll is never lost.
+ */
+#ifndef PN_EXECUTOR_TASK_H
+#define PN_EXECUTOR_TASK_H
+
+#include <stdatomic.h>
+#include <stdalign.h>
+#include "pollen/task.h"
+
+#define PN__RUNNING       ((uint64_t)1 << 0)
+#define PN__COMPLETE      ((uint64_t)1 << 1)
+#define PN__NOTIFIED      ((uint64_t)1 << 2)
+#define PN__CANCELLED     ((uint64_t)1 << 3)
+#define PN__JOIN_INTEREST ((uint64_t)1 << 4)
+#define PN__REF_SHIFT     6
+#define PN__REF_ONE       ((uint64_t)1 << PN__REF_SHIFT)
+#define PN__FLAGS_MASK    (PN__REF_ONE - 1)
+
+typedef struct pn__task pn__task;
+typedef struct pn__sched pn__sched;
+
+/* What a scheduler provides to the tasks it owns. */
+typedef struct pn__sched_ops {
+    /* Queue a task that just became NOTIFIED; the queue takes the ref the
+     * caller passes.  Called from any thread. */
+    void (*schedule)(pn__sched *s, pn__task *t);
+} pn__sched_ops;
+
+struct pn__sched {
+    const pn__sched_ops *ops;
+};
+
+struct pn__task {
+    _Atomic uint64_t state;
+    pn__task *next;                  /* run-queue link */
+    pn__sched *sched;
+    pn__task *owned_prev, *owned_next;
+    bool owned;                      /* linked in the owned list (runtime thread only) */
+    atomic_flag join_lock;           /* guards join_waker */
+    pn_waker join_waker;
+    uint64_t id;
+    size_t size;
+    alignas(16) unsigned char future[];
+};
+
+static inline pn_future *pn__task_future(pn__task *t) { return (pn_future *)(void *)t->future; }
+
+/* Allocate a task holding a copy of f with `refs` references, NOTIFIED,
+ * plus JOIN_INTEREST when `join`.  NULL on -ENOMEM. */
+pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
+                       unsigned refs, bool join);
+/* Free a task that was never published (spawn failure). */
+void pn__task_free_unpublished(pn__task *t);
+
+void pn__task_ref(pn__task *t);
+void pn__task_unref(pn__task *t);
+void pn__task_unref_n(pn__task *t, unsigned n);
+
+/* The waker vtable of tasks (data = pn__task *). */
+extern const pn_waker_vtable pn__task_waker_vt;
+
+/* Result of pn__task_run. */
+typedef enum pn__run_result {
+    PN__RUN_IDLE,       /* pending; the runner's ref was released */
+    PN__RUN_REQUEUE,    /* pending and woken meanwhile: queue it again (ref kept) */
+    PN__RUN_DONE        /* completed or cancelled: caller removes it from the
+                           owned list and drops that ref; runner ref released */
+} pn__run_result;
+
+/* Poll a task taken from a run queue (the caller holds the queue's ref).
+ * cx must be filled except for its waker. */
+pn__run_result pn__task_run(pn__task *t, pn_cx *cx);
+
+/* Drop the future of a task that is not running and mark it COMPLETE|
+ * CANCELLED, waking its joiner.  Returns false if it was already complete.
+ * Used by shutdown on the runtime thread. */
+bool pn__task_shutdown(pn__task *t);
+
+#endif
