@@ -45,6 +45,8 @@ typedef struct pn_async_fd {
     struct pn__reactor *reactor;     /* the reactor it is registered with, or NULL */
     struct pn__registration *reg;    /* its slab record, or NULL */
     uint32_t gen;                    /* generation of reg when it was taken */
+    uint16_t rd_tick, wr_tick;       /* readiness tick last seen ready, per
+                                        direction (for pn_async_fd_clear_ready) */
 } pn_async_fd;
 
 /* Readiness interest for pn_async_fd_poll_ready. */

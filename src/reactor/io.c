@@ -1,0 +1,430 @@
+/*
+ * io.c - pn_async_fd and the poll helpers of pollen/io.h.
+ *
+ * Owns: the life of a pn_async_fd (init, lazy registration, close,
+ * release) and the readiness protocol on the task side:
+ *
+ *   check readiness -> try the syscall -> on EAGAIN clear that readiness
+ *   (only if the tick is still the one observed) -> store the waker under
+ *   the record lock -> re-check readiness -> PENDING.
+ *
+ * Invariants:
+ *  - afd->reg != NULL only while afd is registered with afd->reactor, and
+ *    afd->gen is the record's generation at registration; a record whose
+ *    generation differs, or that has PN__READY_SHUTDOWN, belongs to no one
+ *    we know: operations complete with -ECANCELED;
+ *  - a closed afd (afd->closed) completes every operation with -ECANCELED;
+ *  - EAGAIN is never returned: it is waited out; EINTR is retried;
+ *  - budget is spent for every operation that completes; when the budget is
+ *    0 and the fd is ready the task is woken and PN_PENDING returned before
+ *    the syscall runs (so no data is taken and then dropped).
+ *
+ * When the reactor that holds the registration is freed, it detaches the
+ * afd (reg = reactor = NULL) and leaves the fd open: the next operation
+ * lazily registers with the reactor of whoever polls it.
+ *
+ * Lazy registration is not synchronised: the first operations on one afd
+ * must not be polled on two threads at once (the current-thread runtime
+ * never does; call pn_async_fd_register first otherwise).
+ *
+ * fstat and fcntl (used once, in pn_async_fd_init) are not in the pn__sys
+ * table; every syscall of the I/O path is.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include "core/sys.h"
+#include "executor/rt.h"
+#include "reactor/reactor.h"
+#include "reactor/slab.h"
+
+int pn_async_fd_init(pn_async_fd *afd, int fd)
+{
+    if (!afd)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    afd->fd = fd;
+    afd->closed = false;
+    afd->is_socket = S_ISSOCK(st.st_mode);
+    afd->reactor = NULL;
+    afd->reg = NULL;
+    afd->gen = 0;
+    afd->rd_tick = afd->wr_tick = 0;
+    return 0;
+}
+
+static int do_register(pn_async_fd *afd, pn__reactor *r)
+{
+    pn__registration *reg;
+    int err = pn__reactor_register(r, afd->fd, afd, &reg);
+    if (err)
+        return err;
+    afd->reactor = r;
+    afd->reg = reg;
+    afd->gen = atomic_load(&reg->gen);
+    return 0;
+}
+
+int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt)
+{
+    if (!afd || !rt)
+        return -EINVAL;
+    if (afd->closed || afd->fd < 0)
+        return -EBADF;
+    if (afd->reg)
+        return -EEXIST;
+    pn__reactor *r = pn__runtime_reactor(rt);
+    if (!r)
+        return -EINVAL;
+    return do_register(afd, r);
+}
+
+/* Deregister if we still own the record (wakes its waiters). */
+static void detach(pn_async_fd *afd)
+{
+    if (afd->reg && afd->reactor && atomic_load(&afd->reg->gen) == afd->gen)
+        pn__reactor_deregister(afd->reactor, afd->reg);
+    afd->reg = NULL;
+    afd->reactor = NULL;
+}
+
+int pn_async_fd_close(pn_async_fd *afd)
+{
+    if (!afd)
+        return -EINVAL;
+    if (afd->closed)
+        return 0;
+    /* closed first: a waiter woken by the deregistration sees it. */
+    afd->closed = true;
+    detach(afd);
+    int fd = afd->fd;
+    afd->fd = -1;
+    if (fd < 0)
+        return 0;
+    /* Linux closes the fd even when close() says EINTR: never retry. */
+    if (pn__sys.close(fd) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+int pn_async_fd_release(pn_async_fd *afd)
+{
+    if (!afd || afd->closed || afd->fd < 0)
+        return -EBADF;
+    afd->closed = true;
+    detach(afd);
+    int fd = afd->fd;
+    afd->fd = -1;
+    return fd;
+}
+
+/* ---- readiness protocol -------------------------------------------------- */
+
+static uint32_t side_mask(unsigned interest)
+{
+    uint32_t m = 0;
+    if (interest & PN_READABLE)
+        m |= PN__READ_SIDE;
+    if (interest & PN_WRITABLE)
+        m |= PN__WRITE_SIDE;
+    return m;
+}
+
+/* The bits an EAGAIN proves stale.  CLOSED bits are final: never cleared. */
+static uint32_t clear_mask(unsigned interest)
+{
+    uint32_t m = PN__READY_ERROR;
+    if (interest & PN_READABLE)
+        m |= PN__READY_READ;
+    if (interest & PN_WRITABLE)
+        m |= PN__READY_WRITE;
+    return m;
+}
+
+/* Registered (lazily, with cx->reactor) and usable?  0 or -errno. */
+static int prepare(pn_async_fd *afd, pn_cx *cx)
+{
+    if (afd->closed)
+        return -ECANCELED;
+    if (afd->fd < 0)
+        return -EBADF;
+    if (!afd->reg) {
+        if (!cx->reactor)
+            return -EINVAL;
+        return do_register(afd, cx->reactor);
+    }
+    return 0;
+}
+
+/* Load the readiness word; -ECANCELED if the record is no longer ours.  The
+ * generation is checked after the load: a record is released (generation
+ * bumped) before it can be reused (readiness reset), so a matching
+ * generation proves the word was ours. */
+static int load_ready(pn_async_fd *afd, uint32_t *word)
+{
+    pn__registration *reg = afd->reg;
+    uint32_t w = atomic_load(&reg->readiness);
+    if (atomic_load(&reg->gen) != afd->gen || (w & PN__READY_SHUTDOWN))
+        return -ECANCELED;
+    *word = w;
+    return 0;
+}
+
+static void swap_in(pn_waker *slot, const pn_waker *w, pn_waker *old)
+{
+    if (slot->vt && pn_waker_will_wake(slot, w))
+        return;
+    *old = *slot;
+    *slot = pn_waker_clone(w);
+}
+
+/* Store the task's waker in the slot(s) of `interest`.  A different waker
+ * found there (another task waiting in the same direction) is woken, after
+ * the lock, so that it polls again (pollen/io.h). */
+static void store_waker(pn__registration *reg, unsigned interest, const pn_waker *w)
+{
+    pn_waker old_rd = PN_WAKER_NONE, old_wr = PN_WAKER_NONE;
+    pn__reg_lock(reg);
+    if (interest & PN_READABLE)
+        swap_in(&reg->reader, w, &old_rd);
+    if (interest & PN_WRITABLE)
+        swap_in(&reg->writer, w, &old_wr);
+    pn__reg_unlock(reg);
+    pn_waker_wake(&old_rd);
+    pn_waker_wake(&old_wr);
+}
+
+/*
+ * Is `interest` ready?  1 (with *word), 0 (waker stored: return PN_PENDING)
+ * or -ECANCELED.
+ *
+ * The lost-wakeup window: the dispatcher (epoll.c) first sets readiness,
+ * then takes the record lock and takes the wakers.  We first store our
+ * waker under the same lock, then re-load readiness.  The two critical
+ * sections are ordered by the lock:
+ *  - the dispatcher's is later: it finds our waker and wakes it;
+ *  - ours is later: the dispatcher's readiness update happened before its
+ *    unlock, hence before our lock, hence before our re-load, which sees
+ *    it, and we return ready instead of PENDING.
+ * Without the re-load, an event landing between our first check and the
+ * waker store would be seen by nobody, and (edge-triggered) never again.
+ */
+static int wait_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, uint32_t *word)
+{
+    uint32_t mask = side_mask(interest);
+    int err = load_ready(afd, word);
+    if (err)
+        return err;
+    if (*word & mask)
+        return 1;
+    store_waker(afd->reg, interest, cx->waker);
+    err = load_ready(afd, word);
+    if (err)
+        return err;
+    return (*word & mask) ? 1 : 0;
+}
+
+static void remember_tick(pn_async_fd *afd, unsigned interest, uint32_t word)
+{
+    if (interest & PN_READABLE)
+        afd->rd_tick = (uint16_t)PN__TICK(word);
+    if (interest & PN_WRITABLE)
+        afd->wr_tick = (uint16_t)PN__TICK(word);
+}
+
+pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, int *res)
+{
+    if (!res)
+        return PN_READY;
+    interest &= PN_READABLE | PN_WRITABLE;
+    if (!afd || !cx || !interest) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    int err = prepare(afd, cx);
+    if (err) {
+        *res = err;
+        return PN_READY;
+    }
+    uint32_t word;
+    int r = wait_ready(afd, cx, interest, &word);
+    if (r < 0) {
+        *res = r;
+        return PN_READY;
+    }
+    if (r == 0)
+        return PN_PENDING;
+    if (pn_cx_budget_spend(cx) == PN_PENDING)
+        return PN_PENDING;
+    remember_tick(afd, interest, word);
+    int mask = 0;
+    if ((interest & PN_READABLE) && (word & PN__READ_SIDE))
+        mask |= PN_READABLE;
+    if ((interest & PN_WRITABLE) && (word & PN__WRITE_SIDE))
+        mask |= PN_WRITABLE;
+    *res = mask;
+    return PN_READY;
+}
+
+void pn_async_fd_clear_ready(pn_async_fd *afd, unsigned interest)
+{
+    if (!afd || afd->closed || !afd->reg || atomic_load(&afd->reg->gen) != afd->gen)
+        return;
+    if (interest & PN_READABLE)
+        pn__reg_clear_ready(afd->reg, clear_mask(PN_READABLE),
+                            (uint32_t)afd->rd_tick << PN__TICK_SHIFT);
+    if (interest & PN_WRITABLE)
+        pn__reg_clear_ready(afd->reg, clear_mask(PN_WRITABLE),
+                            (uint32_t)afd->wr_tick << PN__TICK_SHIFT);
+}
+
+pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
+                            pn_io_op op, void *arg, ssize_t *res)
+{
+    if (!res)
+        return PN_READY;
+    interest &= PN_READABLE | PN_WRITABLE;
+    if (!afd || !cx || !op || !interest) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    int err = prepare(afd, cx);
+    if (err) {
+        *res = err;
+        return PN_READY;
+    }
+    for (;;) {
+        uint32_t word;
+        int r = wait_ready(afd, cx, interest, &word);
+        if (r < 0) {
+            *res = r;
+            return PN_READY;
+        }
+        if (r == 0)
+            return PN_PENDING;
+        if (cx->budget == 0) {
+            pn_waker_wake_by_ref(cx->waker);
+            return PN_PENDING;
+        }
+        ssize_t n;
+        do
+            n = op(afd->fd, arg);
+        while (n == -EINTR);
+        if (n != -EAGAIN && n != -EWOULDBLOCK) {
+            (void)pn_cx_budget_spend(cx);
+            *res = n;
+            return PN_READY;
+        }
+        /* The readiness we acted on was stale.  Clear it unless an event
+         * came in since we loaded it (then try again). */
+        pn__registration *reg = afd->reg;
+        pn__reg_clear_ready(reg, clear_mask(interest), word);
+        uint32_t now;
+        if (load_ready(afd, &now) == 0 && PN__TICK(now) == PN__TICK(word) &&
+            (now & side_mask(interest))) {
+            /* Only CLOSED bits are left and the syscall still says EAGAIN
+             * (seen only with injected faults): yield rather than spin. */
+            pn_waker_wake_by_ref(cx->waker);
+            return PN_PENDING;
+        }
+    }
+}
+
+/* ---- the operations ---------------------------------------------------- */
+
+struct buf_arg { void *buf; size_t len; bool sock; };
+struct iov_arg { const struct iovec *iov; int iovcnt; bool sock; };
+
+static ssize_t op_read(int fd, void *p)
+{
+    struct buf_arg *a = p;
+    ssize_t n = pn__sys.read(fd, a->buf, a->len);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t op_write(int fd, void *p)
+{
+    struct buf_arg *a = p;
+    ssize_t n = a->sock ? pn__sys.send(fd, a->buf, a->len, MSG_NOSIGNAL)
+                        : pn__sys.write(fd, a->buf, a->len);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t op_writev(int fd, void *p)
+{
+    struct iov_arg *a = p;
+    ssize_t n;
+    if (a->sock) {
+        struct msghdr msg = { .msg_iov = (struct iovec *)a->iov, .msg_iovlen = (size_t)a->iovcnt };
+        n = pn__sys.sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } else {
+        n = pn__sys.writev(fd, a->iov, a->iovcnt);
+    }
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t op_accept(int fd, void *p)
+{
+    (void)p;
+    int n = pn__sys.accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return n < 0 ? -errno : n;
+}
+
+pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, ssize_t *res)
+{
+    struct buf_arg a = { buf, len, false };
+    return pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
+}
+
+pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx, const void *buf, size_t len,
+                               ssize_t *res)
+{
+    struct buf_arg a = { (void *)buf, len, afd && afd->is_socket };
+    return pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_write, &a, res);
+}
+
+pn_poll pn_async_fd_poll_writev(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov,
+                                int iovcnt, ssize_t *res)
+{
+    struct iov_arg a = { iov, iovcnt, afd && afd->is_socket };
+    return pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_writev, &a, res);
+}
+
+pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res)
+{
+    ssize_t n = 0;
+    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_accept, NULL, &n);
+    if (p == PN_READY && res)
+        *res = (int)n;
+    return p;
+}
+
+void pn__async_fd_forget(pn_async_fd *afd, unsigned interest)
+{
+    if (!afd || afd->closed || !afd->reg)
+        return;
+    pn__registration *reg = afd->reg;
+    if (atomic_load(&reg->gen) != afd->gen)
+        return;
+    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
+    pn__reg_lock(reg);
+    if (interest & PN_READABLE) {
+        rd = reg->reader;
+        reg->reader = PN_WAKER_NONE;
+    }
+    if (interest & PN_WRITABLE) {
+        wr = reg->writer;
+        reg->writer = PN_WAKER_NONE;
+    }
+    pn__reg_unlock(reg);
+    pn_waker_drop(&rd);
+    pn_waker_drop(&wr);
+}

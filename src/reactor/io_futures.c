@@ -1,0 +1,136 @@
+/*
+ * io_futures.c - the I/O futures of pollen/io.h: pn_read_some,
+ * pn_write_some, pn_write_all_of, pn_readable, pn_writable, pn_accept_on.
+ *
+ * Each is a thin wrapper over a poll helper of io.c: it owns nothing but
+ * its output and (while pending) the task's waker in the fd's record,
+ * which its drop releases.  pn_write_all loops over short writes; .done
+ * counts the bytes written so far and survives an error.
+ */
+#include "reactor/reactor.h"
+#include "reactor/slab.h"
+
+/* ---- read ---- */
+
+static pn_poll read_poll(pn_future *f, pn_cx *cx)
+{
+    pn_read *r = (pn_read *)f;
+    return pn_async_fd_poll_read(r->afd, cx, r->buf, r->len, &r->res);
+}
+
+static void read_drop(pn_future *f)
+{
+    pn__async_fd_forget(((pn_read *)f)->afd, PN_READABLE);
+}
+
+static const pn_future_vtable read_vt = { read_poll, read_drop, "pn_read_some" };
+
+pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len)
+{
+    return (pn_read){ .base = { &read_vt }, .afd = afd, .buf = buf, .len = len, .res = 0 };
+}
+
+/* ---- write ---- */
+
+static pn_poll write_poll(pn_future *f, pn_cx *cx)
+{
+    pn_write *w = (pn_write *)f;
+    return pn_async_fd_poll_write(w->afd, cx, w->buf, w->len, &w->res);
+}
+
+static void write_drop(pn_future *f)
+{
+    pn__async_fd_forget(((pn_write *)f)->afd, PN_WRITABLE);
+}
+
+static const pn_future_vtable write_vt = { write_poll, write_drop, "pn_write_some" };
+
+pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len)
+{
+    return (pn_write){ .base = { &write_vt }, .afd = afd, .buf = buf, .len = len, .res = 0 };
+}
+
+/* ---- write all ---- */
+
+static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
+{
+    pn_write_all *w = (pn_write_all *)f;
+    while (w->done < w->len) {
+        ssize_t n;
+        if (pn_async_fd_poll_write(w->afd, cx, w->buf + w->done, w->len - w->done, &n) ==
+            PN_PENDING)
+            return PN_PENDING;
+        if (n < 0) {
+            w->res = n;
+            return PN_READY;
+        }
+        if (n == 0) {  /* write(2) of len > 0 never says 0; do not spin */
+            w->res = -EIO;
+            return PN_READY;
+        }
+        w->done += (size_t)n;
+    }
+    w->res = (ssize_t)w->len;
+    return PN_READY;
+}
+
+static void write_all_drop(pn_future *f)
+{
+    pn__async_fd_forget(((pn_write_all *)f)->afd, PN_WRITABLE);
+}
+
+static const pn_future_vtable write_all_vt = { write_all_poll, write_all_drop,
+                                               "pn_write_all_of" };
+
+pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len)
+{
+    return (pn_write_all){ .base = { &write_all_vt }, .afd = afd, .buf = buf,
+                           .len = len, .done = 0, .res = 0 };
+}
+
+/* ---- readiness ---- */
+
+static pn_poll ready_poll(pn_future *f, pn_cx *cx)
+{
+    pn_ready *r = (pn_ready *)f;
+    return pn_async_fd_poll_ready(r->afd, cx, r->interest, &r->res);
+}
+
+static void ready_drop(pn_future *f)
+{
+    pn_ready *r = (pn_ready *)f;
+    pn__async_fd_forget(r->afd, r->interest);
+}
+
+static const pn_future_vtable readable_vt = { ready_poll, ready_drop, "pn_readable" };
+static const pn_future_vtable writable_vt = { ready_poll, ready_drop, "pn_writable" };
+
+pn_ready pn_readable(pn_async_fd *afd)
+{
+    return (pn_ready){ .base = { &readable_vt }, .afd = afd, .interest = PN_READABLE, .res = 0 };
+}
+
+pn_ready pn_writable(pn_async_fd *afd)
+{
+    return (pn_ready){ .base = { &writable_vt }, .afd = afd, .interest = PN_WRITABLE, .res = 0 };
+}
+
+/* ---- accept ---- */
+
+static pn_poll accept_poll(pn_future *f, pn_cx *cx)
+{
+    pn_accept *a = (pn_accept *)f;
+    return pn_async_fd_poll_accept(a->afd, cx, &a->res);
+}
+
+static void accept_drop(pn_future *f)
+{
+    pn__async_fd_forget(((pn_accept *)f)->afd, PN_READABLE);
+}
+
+static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_accept_on" };
+
+pn_accept pn_accept_on(pn_async_fd *afd)
+{
+    return (pn_accept){ .base = { &accept_vt }, .afd = afd, .res = 0 };
+}
