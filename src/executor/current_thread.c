@@ -237,10 +237,8 @@ void pn_runtime_shutdown(pn_runtime *rt)
      * queue's reference (the owned list keeps them alive). */
     pn__task *t;
     while ((t = fifo_pop(&inj)) || (t = fifo_pop(&rt->local))) {
-        if (!t->owned && !(atomic_load(&t->state) & PN__COMPLETE)) {
-            owned_add(rt, t);
-            continue;                       /* the queue ref becomes the owned ref */
-        }
+        if (!t->owned && !(atomic_load(&t->state) & PN__COMPLETE))
+            owned_add(rt, t);               /* spawned from another thread, never run */
         pn__task_unref(t);
     }
     /* Drop every live future.  A drop may wake or abort other tasks; those
@@ -390,8 +388,6 @@ int pn_block_on(pn_runtime *rt, pn_future *f)
             if (!t)
                 break;
             run_task(rt, t, &cx);
-            if (atomic_load_explicit(&rt->main_woken, memory_order_relaxed))
-                break;
         }
         tls_polling = false;
 
