@@ -109,17 +109,26 @@ examples: $(EXAMPLES)
 # ---------------------------------------------------------------------------
 # Compile rules (one pattern per tree so flags never mix)
 # ---------------------------------------------------------------------------
-$(B)/asan/obj/%.o: %.c
+# build/.toolchain records CC and flags; it is rewritten (and so every object
+# rebuilt) only when they change, e.g. after `make CC=clang`.
+TOOLCHAIN := $(B)/.toolchain
+TOOLCHAIN_ID := $(CC) $(ALL_CFLAGS) $(LDFLAGS) $(LIBS)
+
+$(TOOLCHAIN): FORCE
+	@mkdir -p $(@D)
+	@echo '$(TOOLCHAIN_ID)' | cmp -s - $@ || echo '$(TOOLCHAIN_ID)' > $@
+
+$(B)/asan/obj/%.o: %.c $(TOOLCHAIN)
 	@mkdir -p $(@D)
 	@echo "  CC [asan] $<"
 	$(Q)$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -c $< -o $@
 
-$(B)/tsan/obj/%.o: %.c
+$(B)/tsan/obj/%.o: %.c $(TOOLCHAIN)
 	@mkdir -p $(@D)
 	@echo "  CC [tsan] $<"
 	$(Q)$(CC) $(ALL_CFLAGS) $(TSAN_FLAGS) -c $< -o $@
 
-$(B)/obj/%.o: %.c
+$(B)/obj/%.o: %.c $(TOOLCHAIN)
 	@mkdir -p $(@D)
 	@echo "  CC        $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -132,7 +141,7 @@ $(LIB_A): $(REL_LIB_OBJS)
 	@echo "  AR        $@"
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(LIB_SO): $(REL_LIB_OBJS) src/pollen.map
+$(LIB_SO): $(REL_LIB_OBJS) src/pollen.map $(TOOLCHAIN)
 	@mkdir -p $(@D)
 	@echo "  LD        $@"
 	$(Q)$(CC) -shared -pthread -Wl,-soname,$(LIB_SONAME) \
@@ -249,12 +258,16 @@ bench: deps-bench
 # ---------------------------------------------------------------------------
 # Install
 # ---------------------------------------------------------------------------
+# libdir/includedir relative to ${prefix} when they sit under PREFIX.
+PC_LIBDIR := $(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(LIBDIR))
+PC_INCDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCDIR))
+
 # Regenerated every time: PREFIX may differ from the last run.
 $(B)/pollen.pc: pollen.pc.in FORCE
 	@mkdir -p $(@D)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' \
-	        -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	        -e 's|@INCDIR@|$(INCDIR)|g' \
+	        -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+	        -e 's|@INCDIR@|$(PC_INCDIR)|g' \
 	        -e 's|@VERSION@|$(VERSION)|g' \
 	        -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|g' \
 	        $< > $@
@@ -268,6 +281,24 @@ install: lib $(B)/pollen.pc
 	ln -sf libpollen.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
 	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libpollen.so
 	install -m 644 $(B)/pollen.pc $(DESTDIR)$(LIBDIR)/pkgconfig/pollen.pc
+
+# Install into a scratch prefix and build a program against it through
+# pkg-config, both statically and dynamically, as a user would.
+CHECK_PREFIX := $(CURDIR)/$(B)/check-install
+check-install:
+	$(Q)rm -rf $(CHECK_PREFIX)
+	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CHECK_PREFIX) >/dev/null
+	$(Q)printf '%s\n' '#include <pollen.h>' '#include <stdio.h>' \
+	    'int main(void) { printf("pollen %s %s\n", pn_version_string(), pn_err_name(-EAGAIN));' \
+	    '    return pn_version() == PN_VERSION_HEX ? 0 : 1; }' > $(CHECK_PREFIX)/t.c
+	$(Q)PKG_CONFIG_PATH=$(CHECK_PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
+	    $(CC) -std=c11 -Wall -Werror $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-dyn \
+	        $$(pkg-config --cflags --libs pollen) && \
+	    LD_LIBRARY_PATH=$(CHECK_PREFIX)/lib $(CHECK_PREFIX)/t-dyn && \
+	    $(CC) -std=c11 -Wall -Werror -static $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-static \
+	        $$(pkg-config --static --cflags --libs pollen) && \
+	    $(CHECK_PREFIX)/t-static && \
+	    echo "check-install: OK (pkg-config, shared and static)"
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/pollen $(DESTDIR)$(INCDIR)/pollen.h
