@@ -17,6 +17,8 @@
  *    lost between a check and a waker registration;
  *  - wakers are taken out of the record under its lock and woken after the
  *    lock is released (a wake may run arbitrary code);
+ *  - a new record starts READ|WRITE with tick 0 (operations try the
+ *    syscall first; an EAGAIN clears the guess);
  *  - wake_pending is true from the first pn__reactor_wake that wrote the
  *    eventfd until the reactor drained it: later wakes do not write.
  *
@@ -239,6 +241,10 @@ int pn__reactor_register(pn__reactor *r, int fd, pn_async_fd *owner,
     if (!err) {
         reg->fd = fd;      /* live from here: reactor_free would detach it */
         reg->owner = owner;
+        /* Optimistic: the first operation tries its syscall at once instead
+         * of waiting a reactor turn for the initial edge; an EAGAIN clears
+         * this (tick 0) unless that edge has come in since. */
+        atomic_store(&reg->readiness, PN__READY_READ | PN__READY_WRITE);
     }
     slab_unlock(r);
     if (err)
