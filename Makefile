@@ -7,6 +7,7 @@
 #   test-asan      the same suite under ASan+UBSan+LSan in build/asan/
 #   test-tsan      the same suite under TSan in build/tsan/
 #   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
+#   bench-build    the same without running anything
 #   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
 #   check-install  install into a scratch prefix, build a program via pkg-config
 #   clean
@@ -75,6 +76,7 @@ LIB_SRCS   := $(sort $(wildcard src/*/*.c))
 TEST_SRCS  := $(sort $(wildcard tests/*.c))
 EX_SRCS    := $(sort $(wildcard examples/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
+PEER_SRCS  := $(sort $(wildcard bench/peers/*.c))
 
 LIB_A      := $(B)/libpollen.a
 LIB_SO     := $(B)/libpollen.so.$(VERSION)
@@ -82,6 +84,7 @@ LIB_SONAME := libpollen.so.$(VERSION_MAJOR)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRCS))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+PEERS    := $(patsubst bench/peers/%.c,$(B)/bench/peers/%,$(PEER_SRCS))
 
 # Per-flavour object lists: $(call objs,<tree>,<sources>)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
@@ -97,8 +100,11 @@ TEST_BIN      := $(B)/tests/pollen_tests
 ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
 TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
 
-.PHONY: all lib examples test test-asan test-tsan bench install uninstall \
-        check-install clean deps-test deps-bench
+.PHONY: all lib examples test test-asan test-tsan bench bench-build install \
+        uninstall check-install clean deps-test deps-bench FORCE
+
+# Keep intermediate objects (examples, benches) instead of deleting them.
+.SECONDARY:
 
 all: lib examples
 
@@ -240,17 +246,31 @@ test-tsan: deps-test
 	    $(RUN_TESTS) $(B)/tsan/tests/test.log $(TSAN_TEST_BIN) $(CRITERION_ARGS)
 
 # ---------------------------------------------------------------------------
-# Benchmarks: release build, one binary per bench/*.c.
+# Benchmarks: release build (-O2, no sanitizers), one binary per bench/*.c,
+# linked with the static library.  C peer programs bench/peers/*.c (libuv
+# servers and the like) become build/bench/peers/<name>, linked with -luv.
+# `make bench` builds them all, then runs bench/run.sh if it exists (from the
+# repository root, with BENCH_BIN=build/bench), else every build/bench/*.
+# Extra libraries for bench programs: make bench BENCH_LIBS=-lm
 # ---------------------------------------------------------------------------
+BENCH_LIBS ?=
+
+$(B)/bench/peers/%: $(B)/obj/bench/peers/%.o
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -O2 -g -pthread $(LDFLAGS) -o $@ $< -luv $(BENCH_LIBS) $(LIBS)
+
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LINK      $@"
-	$(Q)$(CC) -O2 -g -pthread $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+	$(Q)$(CC) -O2 -g -pthread $(LDFLAGS) -o $@ $< $(LIB_A) $(BENCH_LIBS) $(LIBS)
 
-bench: deps-bench
-	$(Q)$(MAKE) --no-print-directory lib $(BENCHES)
+bench-build: deps-bench
+	$(Q)$(MAKE) --no-print-directory lib $(BENCHES) $(PEERS)
+
+bench: bench-build
 	$(Q)if [ -f bench/run.sh ]; then \
-	    sh bench/run.sh; \
+	    BENCH_BIN=$(B)/bench sh bench/run.sh; \
 	else \
 	    for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done; \
 	fi
