@@ -9,7 +9,8 @@
 #   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
 #   bench-build    the same without running anything
 #   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
-#   check-install  install into a scratch prefix, build a program via pkg-config
+#   check-install  only pn_* exported; install into a scratch prefix, build a
+#                  program via pkg-config (shared and -static)
 #   clean
 #
 # Every source is $(wildcard src/*/*.c): a new room (src/net/, src/sync/)
@@ -305,7 +306,10 @@ install: lib $(B)/pollen.pc
 # Install into a scratch prefix and build a program against it through
 # pkg-config, both statically and dynamically, as a user would.
 CHECK_PREFIX := $(CURDIR)/$(B)/check-install
-check-install:
+check-install: lib
+	$(Q)if nm -D --defined-only $(LIB_SO) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' \
+	        | grep -v '^pn_[^_]' | grep -v '^POLLEN_'; then \
+	    echo "check-install: the symbols above leak out of $(LIB_SO)"; exit 1; fi
 	$(Q)rm -rf $(CHECK_PREFIX)
 	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CHECK_PREFIX) >/dev/null
 	$(Q)printf '%s\n' '#include <pollen.h>' '#include <stdio.h>' \
