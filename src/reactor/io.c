@@ -188,7 +188,10 @@ static void swap_in(pn_waker *slot, const pn_waker *w, pn_waker *old)
 
 /* Store the task's waker in the slot(s) of `interest`.  A different waker
  * found there (another task waiting in the same direction) is woken, after
- * the lock, so that it polls again (pollen/io.h). */
+ * the lock, so that it polls again (pollen/io.h).  Two tasks that keep
+ * waiting in the same direction therefore displace each other on every
+ * poll (a busy loop, not a hang): one task per direction is the supported
+ * use; a waiter list would lift this. */
 static void store_waker(pn__registration *reg, unsigned interest, const pn_waker *w)
 {
     pn_waker old_rd = PN_WAKER_NONE, old_wr = PN_WAKER_NONE;
