@@ -1,0 +1,84 @@
+/*
+ * sleep.c - pn_sleep: a future that completes at a deadline.
+ *
+ * Owns: the pn_sleep future.  Its embedded pn_timer_entry is linked into the
+ * runtime's timer driver (cx->timers) on the first PENDING poll and unlinked
+ * when the sleep completes, is reset to an idle state, or is dropped.
+ *
+ * Invariants:
+ *  - A sleep returns PN_READY only once pn_now() >= deadline (or its entry
+ *    FIRED, which the wheel does only when the deadline's tick has passed),
+ *    so it never completes early.
+ *  - When it returns PN_PENDING its entry is armed with the task's waker
+ *    (the PENDING contract), or it spent the last unit of budget and woke
+ *    the task itself.
+ *  - After PN_READY the entry is unlinked and holds no waker.
+ */
+#include "pollen/time.h"
+#include "timer/timers.h"
+
+static pn_poll sleep_poll(pn_future *f, pn_cx *cx)
+{
+    pn_sleep *s = (pn_sleep *)f;
+    pn_timer_entry *e = &s->entry;
+    if (e->state == PN__TIMER_FIRED || e->deadline <= pn_now()) {
+        if (pn_cx_budget_spend(cx) == PN_PENDING)
+            return PN_PENDING;
+        pn__timers_cancel(e);
+        /* stays complete: polling it again (a reset-less re-await) is READY */
+        e->state = PN__TIMER_FIRED;
+        return PN_READY;
+    }
+    pn__timers_arm(cx->timers, e, cx->waker);
+    return PN_PENDING;
+}
+
+static void sleep_drop(pn_future *f)
+{
+    pn_sleep *s = (pn_sleep *)f;
+    pn__timers_cancel(&s->entry);
+}
+
+static const pn_future_vtable sleep_vt = {
+    .poll = sleep_poll,
+    .drop = sleep_drop,
+    .name = "pn_sleep",
+};
+
+pn_sleep pn_sleep_until(pn_instant deadline)
+{
+    pn_sleep s = {
+        .base = { &sleep_vt },
+        .entry = {
+            .next = NULL,
+            .prev = NULL,
+            .deadline = deadline,
+            .timers = NULL,
+            .waker = PN_WAKER_NONE,
+            .level = 0,
+            .slot = 0,
+            .state = PN__TIMER_IDLE,
+        },
+    };
+    return s;
+}
+
+pn_sleep pn_sleep_for(uint64_t ns)
+{
+    pn_instant now = pn_now();
+    pn_instant d = now + ns;
+    return pn_sleep_until(d < now ? UINT64_MAX : d);
+}
+
+void pn_sleep_reset(pn_sleep *s, pn_instant deadline)
+{
+    pn_timer_entry *e = &s->entry;
+    if (e->state == PN__TIMER_ARMED && e->timers) {
+        /* Still pending: keep the waker, move the entry. */
+        e->deadline = deadline;
+        pn__timers_arm(e->timers, e, &e->waker);
+        return;
+    }
+    pn__timers_cancel(e);
+    e->deadline = deadline;
+}
