@@ -596,3 +596,174 @@ Test(timer_wheel, tick_by_tick_dense, .timeout = 20)
         model_advance(&m, m.now + TICK);
     model_free(&m);
 }
+
+/* ---- the driver (timers.c) with a counting waker, no runtime ------------ */
+
+#include "timer/timers.h"
+
+typedef struct wcount {
+    int clones, wakes, drops;
+} wcount;
+
+static pn_waker wc_clone(const void *d);
+static void wc_wake(const void *d) { ((wcount *)d)->wakes++; }
+static void wc_wake_by_ref(const void *d) { ((wcount *)d)->wakes++; }
+static void wc_drop(const void *d) { ((wcount *)d)->drops++; }
+static const pn_waker_vtable wc_vt = { wc_clone, wc_wake, wc_wake_by_ref, wc_drop };
+static pn_waker wc_clone(const void *d)
+{
+    ((wcount *)d)->clones++;
+    return (pn_waker){ d, &wc_vt };
+}
+
+/* Every clone the driver took was either woken or dropped. */
+static void wc_balanced(const wcount *c)
+{
+    cr_assert_eq(c->clones, c->wakes + c->drops, "clones %d wakes %d drops %d", c->clones,
+                 c->wakes, c->drops);
+}
+
+Test(timer_driver, arm_fire_cancel_and_waker_accounting, .timeout = 20)
+{
+    pn__timers t;
+    pn_instant now = PN_SEC(50);
+    pn__timers_init(&t, now);
+    wcount c = { 0 }, c2 = { 0 };
+    pn_waker w = { &c, &wc_vt }, w2 = { &c2, &wc_vt };
+    cr_assert_eq(pn__timers_timeout(&t, now), -1);
+
+    pn_timer_entry a = { 0 }, b = { 0 };
+    a.deadline = now + PN_MS(3);
+    b.deadline = now + PN_SEC(10);
+    pn__timers_arm(&t, &a, &w);
+    pn__timers_arm(&t, &a, &w);   /* same task: no second clone, not linked twice */
+    pn__timers_arm(&t, &b, &w);
+    cr_assert_eq(t.armed, 2);
+    cr_assert_eq(c.clones, 2);
+    pn__timers_arm(&t, &a, &w2);  /* another task: swap the waker */
+    cr_assert_eq(c.drops, 1);
+    cr_assert_eq(c2.clones, 1);
+    cr_assert_eq(t.armed, 2);
+
+    /* Wake when the driver says (maybe first at a cascade point, never
+     * after a is due) until a fires. */
+    size_t n = 0;
+    while (n == 0) {
+        int64_t to = pn__timers_timeout(&t, now);
+        cr_assert_gt(to, 0);
+        cr_assert_leq(now + (uint64_t)to, due_instant(a.deadline));
+        now += (uint64_t)to;
+        n = pn__timers_fire(&t, now);
+        if (now < a.deadline)
+            cr_assert_eq(n, 0, "fired early");
+    }
+    cr_assert_eq(n, 1);
+    cr_assert_eq(a.state, PN__TIMER_FIRED);
+    cr_assert_eq(c2.wakes, 1);
+    cr_assert(pn_waker_is_none(&a.waker));
+    cr_assert_eq(t.armed, 1);
+
+    pn__timers_cancel(&b);
+    pn__timers_cancel(&b);        /* idempotent */
+    pn__timers_cancel(&a);        /* fired: nothing to unlink */
+    cr_assert_eq(t.armed, 0);
+    cr_assert_eq(b.state, PN__TIMER_IDLE);
+    cr_assert_eq(pn__timers_timeout(&t, now), -1);
+    wc_balanced(&c);
+    wc_balanced(&c2);
+}
+
+Test(timer_driver, already_due_gives_zero_timeout, .timeout = 20)
+{
+    pn__timers t;
+    pn_instant now = PN_SEC(1) + 12345;
+    pn__timers_init(&t, now);
+    wcount c = { 0 };
+    pn_waker w = { &c, &wc_vt };
+    pn_timer_entry a = { 0 }, b = { 0 };
+    a.deadline = now - TICK;     /* its tick has passed: due now */
+    b.deadline = now - 10;       /* past, but its tick is still ahead */
+    pn__timers_arm(&t, &a, &w);
+    cr_assert_eq(pn__timers_timeout(&t, now), 0);
+    cr_assert_eq(pn__timers_fire(&t, now), 1);
+    cr_assert_eq(c.wakes, 1);
+    /* b fires at its tick boundary, less than a tick from now: the driver
+     * resolution is one tick; pn_sleep itself checks pn_now() on poll. */
+    pn__timers_arm(&t, &b, &w);
+    int64_t to = pn__timers_timeout(&t, now);
+    cr_assert_geq(to, 0);
+    cr_assert_leq((uint64_t)to, TICK);
+    cr_assert_eq(pn__timers_fire(&t, now + (uint64_t)to), 1);
+    cr_assert_eq(c.wakes, 2);
+    wc_balanced(&c);
+}
+
+Test(timer_driver, shutdown_unlinks_and_drops_wakers, .timeout = 20)
+{
+    pn__timers t;
+    pn__timers_init(&t, 0);
+    wcount c = { 0 };
+    pn_waker w = { &c, &wc_vt };
+    pn_timer_entry e[50];
+    memset(e, 0, sizeof e);
+    rng = 5;
+    for (int i = 0; i < 50; i++) {
+        e[i].deadline = random_delay();
+        pn__timers_arm(&t, &e[i], &w);
+    }
+    cr_assert_eq(t.armed, 50);
+    pn__timers_shutdown(&t);
+    cr_assert_eq(t.armed, 0);
+    cr_assert_eq(c.drops, 50);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(e[i].state, PN__TIMER_IDLE);
+        cr_assert_null(e[i].timers);
+        pn__timers_cancel(&e[i]); /* a future dropped after shutdown: no-op */
+    }
+    cr_assert_eq(pn__timers_timeout(&t, 0), -1);
+    wc_balanced(&c);
+}
+
+/* Simulate the runtime loop with a fake clock that jumps by exactly the
+ * driver's timeout each turn: every entry fires, none early, and the loop
+ * never spins (a zero timeout is always followed by progress). */
+Test(timer_driver, reactor_loop_never_early_never_spins, .timeout = 20)
+{
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        pn__timers t;
+        pn_instant now = PN_SEC(1000) + seed * 7777;
+        pn__timers_init(&t, now);
+        wcount c = { 0 };
+        pn_waker w = { &c, &wc_vt };
+        enum { N = 300 };
+        static pn_timer_entry e[N];
+        memset(e, 0, sizeof e);
+        rng = seed * 0x9e3779b97f4a7c15ull;
+        for (int i = 0; i < N; i++) {
+            uint64_t d = random_delay();
+            e[i].deadline = now + (d > 2 * YEAR ? d % (2 * YEAR) : d);
+            pn__timers_arm(&t, &e[i], &w);
+        }
+        size_t turns = 0, fired = 0;
+        int64_t prev = -2;
+        while (t.armed) {
+            int64_t to = pn__timers_timeout(&t, now);
+            cr_assert_geq(to, 0);
+            if (to == 0)
+                cr_assert_neq(prev, 0, "two zero timeouts in a row: a busy loop");
+            now += (uint64_t)to;
+            size_t n = pn__timers_fire(&t, now);
+            fired += n;
+            prev = n ? -2 : to;
+            turns++;
+            cr_assert_lt(turns, 100000, "too many turns");
+        }
+        cr_assert_eq(fired, N);
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(e[i].state, PN__TIMER_FIRED);
+            cr_assert_leq(e[i].deadline, now);
+        }
+        cr_assert_eq(c.wakes, N);
+        wc_balanced(&c);
+    }
+}
