@@ -767,3 +767,25 @@ Test(timer_driver, reactor_loop_never_early_never_spins, .timeout = 20)
         wc_balanced(&c);
     }
 }
+
+/* A lone timer (or a few) at levels 1-5: next is its exact due instant, so
+ * the reactor does not wake just to cascade it. */
+Test(timer_wheel, next_is_exact_for_short_slots, .timeout = 20)
+{
+    for (unsigned l = 1; l < PN__WHEEL_LEVELS - 1; l++) {
+        pn__wheel w;
+        uint64_t start = PN_SEC(3) + 17;
+        pn__wheel_init(&w, start);
+        pn_timer_entry e[3];
+        memset(e, 0, sizeof e);
+        for (int i = 0; i < 3; i++) {
+            e[i].deadline = start + (3ull << (6 * l + 16)) + (uint64_t)(3 - i) * 1000 * TICK + 5;
+            pn__wheel_insert(&w, &e[i]);
+        }
+        cr_assert_eq(e[2].level, l);
+        cr_assert_eq(pn__wheel_next(&w), due_instant(e[2].deadline), "level %u", l);
+        count_fire = 0;
+        cr_assert_eq(pn__wheel_advance(&w, due_instant(e[2].deadline) - 1, count_cb, NULL), 0);
+        cr_assert_eq(pn__wheel_advance(&w, due_instant(e[2].deadline), count_cb, NULL), 1);
+    }
+}

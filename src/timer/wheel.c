@@ -32,7 +32,10 @@
  *  - Level 6 is a ring: a slot s starts at the first tick > e whose digit 6
  *    is s and whose lower digits are zero (so slot digit6(e) is the farthest).
  *  - Every entry's slot starts at a tick <= its due tick, so the earliest
- *    slot start (pn__wheel_next) is never later than the earliest due tick.
+ *    slot start is never later than the earliest due tick.  pn__wheel_next
+ *    returns it, or, when that slot is a short one of levels 1-5, the exact
+ *    earliest tick among its entries and the start of the next slot (no
+ *    extra reactor wake-up just to cascade a lone timer).
  *
  * Advance processes slots in order of start tick (ties: higher level first):
  * it sets elapsed to the slot's start, then pops its entries one at a time,
@@ -120,23 +123,38 @@ void pn__wheel_remove(pn__wheel *w, pn_timer_entry *e)
     e->next = e->prev = NULL;
 }
 
+/* The first occupied slot of level l (occupancy occ, a subset of the
+ * level's bitmap) and the tick at which it starts. */
+static void level_first(const pn__wheel *w, unsigned l, uint64_t occ, unsigned *slot,
+                        uint64_t *start)
+{
+    unsigned cur = digit(w->elapsed, l);
+    unsigned s = (cur + (unsigned)__builtin_ctzll(rotr64(occ, cur))) & MASK;
+    unsigned span_bits = BITS * l;
+    uint64_t range = 1ull << (span_bits + BITS);
+    uint64_t st = (w->elapsed & ~(range - 1)) + ((uint64_t)s << span_bits);
+    if (s < cur)
+        st += range; /* level 6 wrapping into the next window */
+    *slot = s;
+    *start = st;
+}
+
 /* The earliest slot start over all levels (ties: the highest level), or
- * false if the wheel is empty. */
-static bool next_slot(const pn__wheel *w, unsigned *level, unsigned *slot, uint64_t *start)
+ * false if the wheel is empty.  (skip_level, skip_slot) is left out. */
+static bool next_slot_but(const pn__wheel *w, unsigned skip_level, unsigned skip_slot,
+                          unsigned *level, unsigned *slot, uint64_t *start)
 {
     bool found = false;
     uint64_t best = 0;
     for (int l = TOP; l >= 0; l--) {
         uint64_t occ = w->levels[l].occupied;
+        if ((unsigned)l == skip_level)
+            occ &= ~(1ull << skip_slot);
         if (!occ)
             continue;
-        unsigned cur = digit(w->elapsed, (unsigned)l);
-        unsigned s = (cur + (unsigned)__builtin_ctzll(rotr64(occ, cur))) & MASK;
-        unsigned span_bits = BITS * (unsigned)l;
-        uint64_t range = 1ull << (span_bits + BITS);
-        uint64_t st = (w->elapsed & ~(range - 1)) + ((uint64_t)s << span_bits);
-        if (s < cur)
-            st += range; /* level 6 wrapping into the next window */
+        unsigned s;
+        uint64_t st;
+        level_first(w, (unsigned)l, occ, &s, &st);
         if (!found || st < best) {
             found = true;
             best = st;
@@ -148,12 +166,44 @@ static bool next_slot(const pn__wheel *w, unsigned *level, unsigned *slot, uint6
     return found;
 }
 
+static bool next_slot(const pn__wheel *w, unsigned *level, unsigned *slot, uint64_t *start)
+{
+    return next_slot_but(w, PN__WHEEL_LEVELS, 0, level, slot, start);
+}
+
+/* Slots of levels 1-5 with at most this many entries are scanned by
+ * pn__wheel_next for their exact earliest tick, so that a lone timer does
+ * not cost the reactor an extra wake-up at each cascade point (0: never
+ * scan).  Measured on a 2-vCPU VM, 1000 x 5 ms sleeps: half the wake-ups,
+ * p50 lateness ~15 us higher (a longer idle wait wakes up slower there). */
+#ifndef PN__WHEEL_PEEK_MAX
+#define PN__WHEEL_PEEK_MAX 8
+#endif
+#define PEEK_MAX PN__WHEEL_PEEK_MAX
+
 pn_instant pn__wheel_next(const pn__wheel *w)
 {
-    unsigned l, s;
-    uint64_t st;
+    unsigned l, s, l2, s2;
+    uint64_t st, st2;
     if (!next_slot(w, &l, &s, &st))
         return UINT64_MAX;
+    if (l > 0 && l < TOP) {
+        /* Every entry of the slot is due at or after its start; the other
+         * slots start no earlier, and hold nothing due before they start. */
+        uint64_t m = UINT64_MAX;
+        unsigned k = 0;
+        const pn_timer_entry *e;
+        for (e = w->levels[l].slots[s]; e && k < PEEK_MAX; e = e->next, k++) {
+            uint64_t t = due_tick(e->deadline);
+            if (t < m)
+                m = t;
+        }
+        if (!e) {
+            if (next_slot_but(w, l, s, &l2, &s2, &st2) && st2 < m)
+                m = st2;
+            st = m;
+        }
+    }
     if (st >= (1ull << (64 - PN_TIMER_TICK_SHIFT)))
         return UINT64_MAX; /* tick 2^48: UINT64_MAX rounds up to it */
     return st << PN_TIMER_TICK_SHIFT;
