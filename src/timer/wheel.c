@@ -191,7 +191,7 @@ pn_instant pn__wheel_next(const pn__wheel *w)
         /* Every entry of the slot is due at or after its start; the other
          * slots start no earlier, and hold nothing due before they start. */
         uint64_t m = UINT64_MAX;
-        unsigned k = 0;
+        int k = 0;
         const pn_timer_entry *e;
         for (e = w->levels[l].slots[s]; e && k < PEEK_MAX; e = e->next, k++) {
             uint64_t t = due_tick(e->deadline);
