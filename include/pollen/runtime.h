@@ -32,6 +32,10 @@ typedef struct pn_runtime_config {
     unsigned budget;          /* leaf operations per task poll before a forced yield (128) */
     unsigned event_interval;  /* task polls between non-blocking reactor turns when busy (61) */
     unsigned max_events;      /* epoll events taken per reactor turn (1024) */
+    unsigned timer_slack_ns;  /* timer slack of the thread while it runs pn_block_on
+                                 (prctl PR_SET_TIMERSLACK, restored on return);
+                                 0 keeps the thread's own (the kernel's default is
+                                 50 us).  Default: 1000 */
 } pn_runtime_config;
 
 /* Fill `cfg` with the defaults shown above. */

@@ -31,6 +31,7 @@
  *   4. (free only) detach timers, free the reactor, free the runtime.
  */
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include "task.h"
@@ -43,6 +44,7 @@
 #define DEFAULT_EVENT_INTERVAL 61
 #define DEFAULT_MAX_EVENTS 1024
 #define GLOBAL_INTERVAL 31
+#define DEFAULT_TIMER_SLACK_NS 1000
 
 typedef struct task_fifo {
     pn__task *head, *tail;
@@ -181,6 +183,7 @@ void pn_runtime_config_init(pn_runtime_config *cfg)
     cfg->budget = DEFAULT_BUDGET;
     cfg->event_interval = DEFAULT_EVENT_INTERVAL;
     cfg->max_events = DEFAULT_MAX_EVENTS;
+    cfg->timer_slack_ns = DEFAULT_TIMER_SLACK_NS;
 }
 
 int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
@@ -370,6 +373,12 @@ int pn_block_on(pn_runtime *rt, pn_future *f)
     pn_waker main_waker = { rt, &main_waker_vt };
     int err = 0;
     atomic_store(&rt->main_woken, 1);
+    /* Sleeps wake within the thread's timer slack: narrow it while we run. */
+    int old_slack = -1;
+    if (rt->cfg.timer_slack_ns) {
+        old_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+        prctl(PR_SET_TIMERSLACK, (unsigned long)rt->cfg.timer_slack_ns, 0, 0, 0);
+    }
 
     for (;;) {
         if (atomic_exchange(&rt->main_woken, 0)) {
@@ -408,6 +417,8 @@ int pn_block_on(pn_runtime *rt, pn_future *f)
         }
         pn__timers_fire(&rt->timers, pn_now());
     }
+    if (old_slack > 0)
+        prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
     tls_rt = prev;
     atomic_store(&rt->in_block_on, 0);
     return err;
