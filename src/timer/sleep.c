@@ -21,12 +21,12 @@ static pn_poll sleep_poll(pn_future *f, pn_cx *cx)
 {
     pn_sleep *s = (pn_sleep *)f;
     pn_timer_entry *e = &s->entry;
-    if (e->state == PN__TIMER_FIRED || e->deadline <= pn_now()) {
+    if (pn__timers_fired(e) || e->deadline <= pn_now()) {
         if (pn_cx_budget_spend(cx) == PN_PENDING)
             return PN_PENDING;
         pn__timers_cancel(e);
         /* stays complete: polling it again (a reset-less re-await) is READY */
-        e->state = PN__TIMER_FIRED;
+        pn__timers_mark_fired(e);
         return PN_READY;
     }
     pn__timers_arm(cx->timers, e, cx->waker);
@@ -73,10 +73,14 @@ pn_sleep pn_sleep_for(uint64_t ns)
 void pn_sleep_reset(pn_sleep *s, pn_instant deadline)
 {
     pn_timer_entry *e = &s->entry;
-    if (e->state == PN__TIMER_ARMED && e->timers) {
+    pn__timers *t = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == PN__TIMER_ARMED ? e->timers : NULL;
+    if (t) {
         /* Still pending: keep the waker, move the entry. */
+        pn_waker w = pn_waker_clone(&e->waker);
+        pn__timers_cancel(e);
         e->deadline = deadline;
-        pn__timers_arm(e->timers, e, &e->waker);
+        pn__timers_arm(t, e, &w);
+        pn_waker_drop(&w);
         return;
     }
     pn__timers_cancel(e);

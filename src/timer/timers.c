@@ -3,8 +3,11 @@
  * entries into wakes (interface in timers.h).
  *
  * Owns: the state, timers and waker fields of every pn_timer_entry it arms,
- * and the count of armed entries.  Single-threaded (the owning runtime
- * thread).
+ * and the count of armed entries.  Private mode: single-threaded (the owning
+ * runtime thread).  Shared mode: the mutex guards the wheel, the count and
+ * the entries' links and wakers; e->state is stored with release and read
+ * with acquire, so a FIRED seen without the lock means the driver is done
+ * with the entry.
  *
  * Invariants:
  *  - state == ARMED  <=>  the entry is filed in t->wheel and e->timers == t;
@@ -20,6 +23,59 @@ void pn__timers_init(pn__timers *t, pn_instant now)
 {
     pn__wheel_init(&t->wheel, now);
     t->armed = 0;
+    t->shared = false;
+    t->kick = NULL;
+    t->kick_arg = NULL;
+    t->sleeping_until = 0;
+}
+
+void pn__timers_init_shared(pn__timers *t, pn_instant now,
+                            void (*kick)(void *arg), void *kick_arg)
+{
+    pn__timers_init(t, now);
+    t->shared = true;
+    t->kick = kick;
+    t->kick_arg = kick_arg;
+    pthread_mutex_init(&t->lock, NULL);
+}
+
+static void lock(pn__timers *t)
+{
+    if (t->shared)
+        pthread_mutex_lock(&t->lock);
+}
+
+static void unlock(pn__timers *t)
+{
+    if (t->shared)
+        pthread_mutex_unlock(&t->lock);
+}
+
+static uint8_t load_state(const pn_timer_entry *e)
+{
+    return __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+}
+
+static void store_state(pn_timer_entry *e, uint8_t st)
+{
+    __atomic_store_n(&e->state, st, __ATOMIC_RELEASE);
+}
+
+bool pn__timers_fired(const pn_timer_entry *e)
+{
+    return load_state(e) == PN__TIMER_FIRED;
+}
+
+void pn__timers_mark_fired(pn_timer_entry *e)
+{
+    store_state(e, PN__TIMER_FIRED);
+}
+
+void pn__timers_set_sleeping(pn__timers *t, pn_instant until)
+{
+    lock(t);
+    t->sleeping_until = until;
+    unlock(t);
 }
 
 static bool pop_any(pn__wheel *w, pn_timer_entry **out)
@@ -43,45 +99,76 @@ void pn__timers_shutdown(pn__timers *t)
         pn__wheel_remove(&t->wheel, e);
         t->armed--;
         e->timers = NULL;
-        e->state = PN__TIMER_IDLE;
+        store_state(e, PN__TIMER_IDLE);
         pn_waker_drop(&e->waker);
     }
     t->armed = 0;
+    if (t->shared)
+        pthread_mutex_destroy(&t->lock);
+}
+
+/* Unlink e from t (locked) and take its waker into *w. */
+static void unlink_locked(pn__timers *t, pn_timer_entry *e, pn_waker *w)
+{
+    pn__wheel_remove(&t->wheel, e);
+    t->armed--;
+    e->timers = NULL;
+    *w = e->waker;
+    e->waker = PN_WAKER_NONE;
+    store_state(e, PN__TIMER_IDLE);
 }
 
 void pn__timers_arm(pn__timers *t, pn_timer_entry *e, const pn_waker *w)
 {
-    if (e->state == PN__TIMER_ARMED) {
-        if (e->timers == t) {
-            pn_waker_set(&e->waker, w);
-            /* Re-file: O(1), and right whether or not the deadline moved. */
-            pn__wheel_remove(&t->wheel, e);
-            pn__wheel_insert(&t->wheel, e);
-            return;
-        }
-        pn__timers_cancel(e);
+    pn_waker old = PN_WAKER_NONE;
+    if (load_state(e) == PN__TIMER_ARMED && e->timers != t)
+        pn__timers_cancel(e);               /* armed in another driver */
+    lock(t);
+    if (load_state(e) == PN__TIMER_ARMED) {
+        /* Re-file: O(1), and right whether or not the deadline moved. */
+        pn__wheel_remove(&t->wheel, e);
+    } else {
+        old = e->waker;                     /* FIRED/IDLE hold none; be safe */
+        e->waker = PN_WAKER_NONE;
+        e->timers = t;
+        t->armed++;
     }
     pn_waker_set(&e->waker, w);
-    e->timers = t;
-    e->state = PN__TIMER_ARMED;
     pn__wheel_insert(&t->wheel, e);
-    t->armed++;
+    store_state(e, PN__TIMER_ARMED);
+    bool kick = t->shared && e->deadline < t->sleeping_until;
+    if (kick)
+        t->sleeping_until = e->deadline;    /* one kick per earlier deadline */
+    unlock(t);
+    pn_waker_drop(&old);
+    if (kick && t->kick)
+        t->kick(t->kick_arg);
 }
 
 void pn__timers_cancel(pn_timer_entry *e)
 {
-    if (e->state == PN__TIMER_ARMED && e->timers) {
-        pn__wheel_remove(&e->timers->wheel, e);
-        e->timers->armed--;
+    pn_waker w = PN_WAKER_NONE;
+    if (load_state(e) == PN__TIMER_ARMED) {
+        pn__timers *t = e->timers;
+        lock(t);
+        /* The driver may have fired it meanwhile (then it took the waker). */
+        if (load_state(e) == PN__TIMER_ARMED)
+            unlink_locked(t, e, &w);
+        unlock(t);
+    } else {
+        w = e->waker;
+        e->waker = PN_WAKER_NONE;
     }
+    store_state(e, PN__TIMER_IDLE);
     e->timers = NULL;
-    e->state = PN__TIMER_IDLE;
-    pn_waker_drop(&e->waker);
+    pn_waker_drop(&w);
 }
 
-int64_t pn__timers_timeout(const pn__timers *t, pn_instant now)
+int64_t pn__timers_timeout(pn__timers *t, pn_instant now)
 {
+    lock(t);
     pn_instant next = pn__wheel_next(&t->wheel);
+    unlock(t);
     if (next == UINT64_MAX)
         return -1;
     if (next <= now)
@@ -96,14 +183,18 @@ static void fire_one(pn_timer_entry *e, void *arg)
 {
     pn__timers *t = arg;
     t->armed--;
-    e->timers = NULL;
-    e->state = PN__TIMER_FIRED;
+    /* e->timers stays: a canceller that saw ARMED may be reading it. */
     pn_waker w = e->waker;
     e->waker = PN_WAKER_NONE;
-    pn_waker_wake(&w); /* e may be gone after this */
+    /* Last touch of e: once FIRED is visible its owner may free it. */
+    store_state(e, PN__TIMER_FIRED);
+    pn_waker_wake(&w);
 }
 
 size_t pn__timers_fire(pn__timers *t, pn_instant now)
 {
-    return pn__wheel_advance(&t->wheel, now, fire_one, t);
+    lock(t);
+    size_t n = pn__wheel_advance(&t->wheel, now, fire_one, t);
+    unlock(t);
+    return n;
 }

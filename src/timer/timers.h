@@ -3,8 +3,15 @@
  *
  * A pn__timers owns one wheel (wheel.h) and turns due entries into wakes.
  * Timer futures link their embedded pn_timer_entry on first poll and unlink
- * it on completion or drop.  Single-threaded: the runtime thread that owns it
- * does everything.
+ * it on completion or drop.
+ *
+ * Two modes.  Private (pn__timers_init): one runtime thread does everything,
+ * no lock.  Shared (pn__timers_init_shared, the multi-thread runtime): any
+ * worker arms and cancels, one driver thread fires; a mutex guards the wheel
+ * and the entries' links and wakers, an entry's state is read and written
+ * with atomics so a poll can see FIRED without the lock, and arming a
+ * deadline earlier than the one the driver sleeps until calls kick() so the
+ * driver recomputes its timeout.
  */
 #ifndef PN_TIMERS_H
 #define PN_TIMERS_H
@@ -14,12 +21,28 @@
 
 enum { PN__TIMER_IDLE = 0, PN__TIMER_ARMED = 1, PN__TIMER_FIRED = 2 };
 
+#include <pthread.h>
+
 typedef struct pn__timers {
     pn__wheel wheel;
-    size_t armed;        /* entries linked in the wheel */
+    size_t armed;             /* entries linked in the wheel */
+    bool shared;              /* lock and kick (multi-thread runtime) */
+    pthread_mutex_t lock;     /* shared mode: guards everything above */
+    pn_instant sleeping_until;/* shared mode: the driver's wait deadline */
+    void (*kick)(void *arg);  /* shared mode: wake the driver */
+    void *kick_arg;
 } pn__timers;
 
 void pn__timers_init(pn__timers *t, pn_instant now);
+void pn__timers_init_shared(pn__timers *t, pn_instant now,
+                            void (*kick)(void *arg), void *kick_arg);
+/* Shared mode: the driver is about to wait until `until` (UINT64_MAX:
+ * forever) / has woken up (pass 0). */
+void pn__timers_set_sleeping(pn__timers *t, pn_instant until);
+/* True once the entry fired (acquire: safe from any thread). */
+bool pn__timers_fired(const pn_timer_entry *e);
+/* The owner marks a completed entry FIRED (it is not linked). */
+void pn__timers_mark_fired(pn_timer_entry *e);
 /* Mark every linked entry as unlinked (timers = NULL, state IDLE) and drop
  * its waker, so a future dropped after the runtime is gone does nothing. */
 void pn__timers_shutdown(pn__timers *t);
@@ -34,7 +57,7 @@ void pn__timers_cancel(pn_timer_entry *e);
 
 /* How long the reactor may sleep: -1 if no timer, else ns until the next
  * slot is due (0 if one is due now), rounded up so it never wakes early. */
-int64_t pn__timers_timeout(const pn__timers *t, pn_instant now);
+int64_t pn__timers_timeout(pn__timers *t, pn_instant now);
 /* Fire every entry due at `now`: state FIRED, waker woken.  Returns count. */
 size_t pn__timers_fire(pn__timers *t, pn_instant now);
 
