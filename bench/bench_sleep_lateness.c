@@ -12,7 +12,10 @@
  *                             1-50 ms, repeated ROUNDS times
  *
  * Output: `<name> n=.. p50_us=.. p99_us=.. max_us=..` (microseconds, 1
- * decimal).  Usage: bench_sleep_lateness [rounds]  (default 3).
+ * decimal).  Usage: bench_sleep_lateness [rounds] [count]  (defaults 3 and
+ * 1000; count is the number of sequential sleeps, bench/run.sh lowers it
+ * in QUICK mode).  Peers: bench/peers/uv_sleep_lateness.c and
+ * bench/peers/tokio/src/bin/sleep_lateness.rs, same figures and format.
  */
 #include <pollen.h>
 #include <stdio.h>
@@ -153,6 +156,9 @@ int main(int argc, char **argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 3;
     if (rounds < 1)
         rounds = 1;
+    long count = argc > 2 ? atol(argv[2]) : 1000;
+    if (count < 1)
+        count = 1;
     pn_runtime *rt;
     int err = pn_runtime_new(NULL, &rt);
     if (err) {
@@ -160,8 +166,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    run_seq(rt, "sleep_lateness_5ms", PN_MS(5), 1000);
-    run_seq(rt, "sleep_lateness_1ms", PN_MS(1), 1000);
+    run_seq(rt, "sleep_lateness_5ms", PN_MS(5), (size_t)count);
+    run_seq(rt, "sleep_lateness_1ms", PN_MS(1), (size_t)count);
 
     enum { N = 1000 };
     size_t total = (size_t)rounds * N;

@@ -1,0 +1,532 @@
+/*
+ * bench_runtime.c - runtime micro-benchmarks: spawning, yielding, waking.
+ *
+ * Owns no library code.  One figure per process run (bench/run.sh starts a
+ * fresh process for each, so the heap of one figure never flatters the
+ * next):
+ *
+ *   spawn_many     a task spawns N trivial tasks (a future that is ready on
+ *                  its first poll), keeping every join handle, then awaits
+ *                  each handle in turn.  tasks_per_s = N / elapsed.
+ *   yield_many     T tasks each yield Y times (PN_YIELD: wake self, return
+ *                  pending); a task spawns them and awaits them all.
+ *                  yields_per_s = T*Y / elapsed.
+ *   ping_pong      P pairs of tasks; each pair bounces a message R times
+ *                  (A sends, B receives and replies, A receives).
+ *                  round_trips_per_s = P*R / elapsed.  pollen has no
+ *                  channels yet: each direction is a one-slot mailbox (a
+ *                  value, a full flag and a waker slot; see `mailbox`
+ *                  below).  The Tokio peer uses tokio::sync::mpsc channels
+ *                  of capacity 1, which do more (atomics, a semaphore).
+ *   chained_spawn  each task spawns the next (detached) and completes, N
+ *                  deep; the last one wakes the driver.  tasks_per_s.
+ *   task_memory    N detached tasks that stay pending forever; bytes per
+ *                  task = (RSS after every task was polled once - RSS
+ *                  before the spawns) / N, and the same from malloc's
+ *                  accounting (mallinfo2 uordblks).  future_bytes is the
+ *                  size of the future itself, which is included.
+ *
+ * The timed figures run their workload twice in the same runtime and
+ * report the second (warm) run: the first pays for page faults of a fresh
+ * heap.  Timing runs inside the driver task, from before the first spawn to
+ * after the last join.
+ *
+ * Output: `<figure> key=value ...`, one line.  Usage:
+ *   bench_runtime FIGURE [--n N] [--workers W]
+ * --workers 0 (the default) is the current-thread runtime, the only one
+ * pollen has so far; W >= 1 is reserved for the multi-thread runtime and
+ * answers "unsupported" (exit 3) until it exists.
+ */
+#include <pollen.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "bench_runtime: %s: %s\n", what, pn_strerror(err));
+    exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Spawn `fut` (a variable) on the runtime polling cx, or die. */
+#define SPAWN(cx, fut, out)                                  \
+    do {                                                     \
+        int e_ = pn_spawn_cx((cx), PN_FUTURE(&(fut)), sizeof(fut), (out)); \
+        if (e_)                                              \
+            die("pn_spawn", e_);                             \
+    } while (0)
+
+/* ---- a trivial task ------------------------------------------------------- */
+
+typedef struct trivial {
+    pn_future base;
+} trivial;
+
+static pn_poll trivial_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    (void)cx;
+    return PN_READY;
+}
+
+static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
+
+/* ---- awaiting an array of join handles ------------------------------------ */
+
+/* Awaits h[0..n) in order and frees them. */
+typedef struct join_each {
+    pn_future base;
+    int pc;
+    pn_join_handle **h;
+    size_t i, n;
+    pn_join_future jf;
+} join_each;
+
+static pn_poll join_each_poll(pn_future *f, pn_cx *cx)
+{
+    join_each *j = (join_each *)f;
+    PN_ASYNC_BEGIN(j->pc);
+    for (j->i = 0; j->i < j->n; j->i++) {
+        j->jf = pn_join_handle_await(j->h[j->i]);
+        PN_AWAIT(j->pc, &j->jf, cx);
+        if (j->jf.status != 0)
+            die("join", j->jf.status);
+        pn_join_handle_free(j->h[j->i]);
+    }
+    PN_ASYNC_END(j->pc);
+}
+
+static const pn_future_vtable join_each_vt = { join_each_poll, NULL, "join_each" };
+
+static join_each join_each_of(pn_join_handle **h, size_t n)
+{
+    return (join_each){ .base = { &join_each_vt }, .h = h, .n = n };
+}
+
+/* ---- spawn_many ------------------------------------------------------------- */
+
+typedef struct spawn_many {
+    pn_future base;
+    int pc;
+    int iter;
+    size_t n;
+    pn_join_handle **h;
+    uint64_t t0, elapsed;
+    join_each join;
+} spawn_many;
+
+static pn_poll spawn_many_poll(pn_future *f, pn_cx *cx)
+{
+    spawn_many *s = (spawn_many *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->iter = 0; s->iter < 2; s->iter++) {
+        s->t0 = now_ns();
+        for (size_t i = 0; i < s->n; i++) {
+            trivial t = { .base = { &trivial_vt } };
+            SPAWN(cx, t, &s->h[i]);
+        }
+        s->join = join_each_of(s->h, s->n);
+        PN_AWAIT(s->pc, &s->join, cx);
+        s->elapsed = now_ns() - s->t0;
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable spawn_many_vt = { spawn_many_poll, NULL, "spawn_many" };
+
+/* ---- yield_many --------------------------------------------------------------- */
+
+typedef struct yielder {
+    pn_future base;
+    int pc;
+    size_t i, n;
+} yielder;
+
+static pn_poll yielder_poll(pn_future *f, pn_cx *cx)
+{
+    yielder *y = (yielder *)f;
+    PN_ASYNC_BEGIN(y->pc);
+    for (y->i = 0; y->i < y->n; y->i++)
+        PN_YIELD(y->pc, cx);
+    PN_ASYNC_END(y->pc);
+}
+
+static const pn_future_vtable yielder_vt = { yielder_poll, NULL, "yielder" };
+
+typedef struct yield_many {
+    pn_future base;
+    int pc;
+    int iter;
+    size_t tasks, yields;
+    pn_join_handle **h;
+    uint64_t t0, elapsed;
+    join_each join;
+} yield_many;
+
+static pn_poll yield_many_poll(pn_future *f, pn_cx *cx)
+{
+    yield_many *s = (yield_many *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->iter = 0; s->iter < 2; s->iter++) {
+        s->t0 = now_ns();
+        for (size_t i = 0; i < s->tasks; i++) {
+            yielder y = { .base = { &yielder_vt }, .n = s->yields };
+            SPAWN(cx, y, &s->h[i]);
+        }
+        s->join = join_each_of(s->h, s->tasks);
+        PN_AWAIT(s->pc, &s->join, cx);
+        s->elapsed = now_ns() - s->t0;
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable yield_many_vt = { yield_many_poll, NULL, "yield_many" };
+
+/* ---- ping_pong ------------------------------------------------------------------ */
+
+/*
+ * A one-slot mailbox: the smallest channel that lets two tasks of one
+ * current-thread runtime hand each other a value.  send() fills the slot and
+ * wakes the receiver if it waits; the receive future takes the value if the
+ * slot is full, otherwise it leaves its waker in the slot (pn_waker_set,
+ * which clones only when the waiting task changes) and returns pending.
+ * Not thread-safe (plain fields): enough for the current-thread runtime;
+ * the multi-thread figures will need pollen's real channels.  The protocol
+ * of ping_pong never sends into a full slot.
+ */
+typedef struct mailbox {
+    bool full;
+    uint64_t val;
+    pn_waker rx;
+} mailbox;
+
+static void mailbox_send(mailbox *m, uint64_t v)
+{
+    m->val = v;
+    m->full = true;
+    pn_waker_wake(&m->rx);
+}
+
+static pn_poll mailbox_poll_recv(mailbox *m, pn_cx *cx, uint64_t *out)
+{
+    if (m->full) {
+        m->full = false;
+        *out = m->val;
+        return PN_READY;
+    }
+    pn_waker_set(&m->rx, cx->waker);
+    return PN_PENDING;
+}
+
+typedef struct player {
+    pn_future base;
+    int pc;
+    bool serves;            /* A: send first; B: receive first */
+    size_t i, rounds;
+    uint64_t v;
+    mailbox *in, *out;
+} player;
+
+static pn_poll player_poll(pn_future *f, pn_cx *cx)
+{
+    player *p = (player *)f;
+    PN_ASYNC_BEGIN(p->pc);
+    for (p->i = 0; p->i < p->rounds; p->i++) {
+        if (p->serves) {
+            mailbox_send(p->out, p->i);
+            PN_AWAIT_POLL(p->pc, mailbox_poll_recv(p->in, cx, &p->v));
+        } else {
+            PN_AWAIT_POLL(p->pc, mailbox_poll_recv(p->in, cx, &p->v));
+            mailbox_send(p->out, p->v);
+        }
+    }
+    PN_ASYNC_END(p->pc);
+}
+
+static const pn_future_vtable player_vt = { player_poll, NULL, "player" };
+
+typedef struct ping_pong {
+    pn_future base;
+    int pc;
+    int iter;
+    size_t pairs, rounds;
+    mailbox *boxes;         /* 2 per pair */
+    pn_join_handle **h;     /* 2 per pair */
+    uint64_t t0, elapsed;
+    join_each join;
+} ping_pong;
+
+static pn_poll ping_pong_poll(pn_future *f, pn_cx *cx)
+{
+    ping_pong *s = (ping_pong *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->iter = 0; s->iter < 2; s->iter++) {
+        memset(s->boxes, 0, 2 * s->pairs * sizeof *s->boxes);
+        s->t0 = now_ns();
+        for (size_t i = 0; i < s->pairs; i++) {
+            mailbox *ab = &s->boxes[2 * i], *ba = &s->boxes[2 * i + 1];
+            player a = { .base = { &player_vt }, .serves = true, .rounds = s->rounds,
+                         .in = ba, .out = ab };
+            player b = { .base = { &player_vt }, .serves = false, .rounds = s->rounds,
+                         .in = ab, .out = ba };
+            SPAWN(cx, a, &s->h[2 * i]);
+            SPAWN(cx, b, &s->h[2 * i + 1]);
+        }
+        s->join = join_each_of(s->h, 2 * s->pairs);
+        PN_AWAIT(s->pc, &s->join, cx);
+        s->elapsed = now_ns() - s->t0;
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable ping_pong_vt = { ping_pong_poll, NULL, "ping_pong" };
+
+/* ---- chained_spawn ---------------------------------------------------------------- */
+
+typedef struct chain_state {
+    size_t left;
+    pn_waker done;
+} chain_state;
+
+typedef struct chain_link {
+    pn_future base;
+    chain_state *st;
+} chain_link;
+
+static const pn_future_vtable chain_link_vt;
+
+static pn_poll chain_link_poll(pn_future *f, pn_cx *cx)
+{
+    chain_link *l = (chain_link *)f;
+    if (--l->st->left == 0) {
+        pn_waker_wake(&l->st->done);
+    } else {
+        chain_link next = { .base = { &chain_link_vt }, .st = l->st };
+        SPAWN(cx, next, NULL);
+    }
+    return PN_READY;
+}
+
+static const pn_future_vtable chain_link_vt = { chain_link_poll, NULL, "chain_link" };
+
+typedef struct chained_spawn {
+    pn_future base;
+    int pc;
+    int iter;
+    size_t n;
+    chain_state st;
+    uint64_t t0, elapsed;
+} chained_spawn;
+
+static pn_poll chained_spawn_poll(pn_future *f, pn_cx *cx)
+{
+    chained_spawn *s = (chained_spawn *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->iter = 0; s->iter < 2; s->iter++) {
+        s->t0 = now_ns();
+        s->st.left = s->n;
+        pn_waker_set(&s->st.done, cx->waker);
+        {
+            chain_link first = { .base = { &chain_link_vt }, .st = &s->st };
+            SPAWN(cx, first, NULL);
+        }
+        /* Wait for the last link (the waker slot is emptied by its wake). */
+        PN_AWAIT_POLL(s->pc, s->st.left == 0 ? PN_READY : PN_PENDING);
+        s->elapsed = now_ns() - s->t0;
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable chained_spawn_vt = { chained_spawn_poll, NULL, "chained_spawn" };
+
+/* ---- task_memory ------------------------------------------------------------------- */
+
+static size_t polled_once;
+
+/* Pending forever; counts its first poll.  (It never stores its waker:
+ * nothing will wake it, and the runtime drops it at pn_runtime_free.) */
+typedef struct idle_task {
+    pn_future base;
+    bool seen;
+} idle_task;
+
+static pn_poll idle_task_poll(pn_future *f, pn_cx *cx)
+{
+    (void)cx;
+    idle_task *t = (idle_task *)f;
+    if (!t->seen) {
+        t->seen = true;
+        polled_once++;
+    }
+    return PN_PENDING;
+}
+
+static const pn_future_vtable idle_task_vt = { idle_task_poll, NULL, "idle_task" };
+
+static long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (!f || fscanf(f, "%ld %ld", &size, &res) != 2)
+        die("read /proc/self/statm", -EIO);
+    fclose(f);
+    return res * sysconf(_SC_PAGESIZE);
+}
+
+typedef struct task_memory {
+    pn_future base;
+    int pc;
+    size_t n;
+    long rss0, rss1;
+    size_t heap0, heap1;
+} task_memory;
+
+static pn_poll task_memory_poll(pn_future *f, pn_cx *cx)
+{
+    task_memory *s = (task_memory *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    s->rss0 = rss_bytes();
+    s->heap0 = mallinfo2().uordblks;
+    for (size_t i = 0; i < s->n; i++) {
+        idle_task t = { .base = { &idle_task_vt } };
+        SPAWN(cx, t, NULL);
+    }
+    while (polled_once < s->n)
+        PN_YIELD(s->pc, cx);
+    s->rss1 = rss_bytes();
+    s->heap1 = mallinfo2().uordblks;
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable task_memory_vt = { task_memory_poll, NULL, "task_memory" };
+
+/* ---- driver ---------------------------------------------------------------------------- */
+
+/* Run `fut` as a spawned task (so its spawns come from inside a task) and
+ * wait for it from pn_block_on. */
+static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
+{
+    pn_join_handle *h;
+    int err = pn_spawn(rt, fut, size, &h);
+    if (err)
+        die("pn_spawn", err);
+    pn_join_future jf = pn_join_handle_await(h);
+    err = pn_block_on(rt, PN_FUTURE(&jf));
+    if (err)
+        die("pn_block_on", err);
+    if (jf.status)
+        die("driver task", jf.status);
+    memcpy(out, jf.output, size);
+    pn_join_handle_free(h);
+}
+
+static pn_runtime *make_runtime(long workers)
+{
+    if (workers != 0) {
+        /* The multi-thread runtime is being written: wire its flavour and
+         * worker count here when it lands. */
+        printf("unsupported workers=%ld (pollen has only the current-thread runtime)\n",
+               workers);
+        exit(3);
+    }
+    pn_runtime *rt;
+    int err = pn_runtime_new(NULL, &rt);
+    if (err)
+        die("pn_runtime_new", err);
+    return rt;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_runtime spawn_many|yield_many|ping_pong|chained_spawn|"
+                    "task_memory [--n N] [--workers W]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage();
+    const char *fig = argv[1];
+    long n = -1, workers = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--n") && i + 1 < argc)
+            n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+            workers = atol(argv[++i]);
+        else
+            usage();
+    }
+    pn_runtime *rt = make_runtime(workers);
+
+    if (!strcmp(fig, "spawn_many")) {
+        if (n <= 0)
+            n = 1000000;
+        spawn_many s = { .base = { &spawn_many_vt }, .n = (size_t)n };
+        s.h = malloc((size_t)n * sizeof *s.h);
+        if (!s.h)
+            die("malloc", -ENOMEM);
+        pn_join_handle **h = s.h;
+        run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
+        printf("spawn_many n=%ld ns=%llu tasks_per_s=%.0f\n", n,
+               (unsigned long long)s.elapsed, (double)n * 1e9 / (double)s.elapsed);
+        free(h);
+    } else if (!strcmp(fig, "yield_many")) {
+        size_t tasks = 1000, yields = n > 0 ? (size_t)n : 1000;
+        yield_many s = { .base = { &yield_many_vt }, .tasks = tasks, .yields = yields };
+        s.h = malloc(tasks * sizeof *s.h);
+        if (!s.h)
+            die("malloc", -ENOMEM);
+        pn_join_handle **h = s.h;
+        run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
+        printf("yield_many tasks=%zu yields=%zu ns=%llu yields_per_s=%.0f\n", tasks, yields,
+               (unsigned long long)s.elapsed,
+               (double)(tasks * yields) * 1e9 / (double)s.elapsed);
+        free(h);
+    } else if (!strcmp(fig, "ping_pong")) {
+        size_t pairs = 1000, rounds = n > 0 ? (size_t)n : 1000;
+        ping_pong s = { .base = { &ping_pong_vt }, .pairs = pairs, .rounds = rounds };
+        s.h = malloc(2 * pairs * sizeof *s.h);
+        s.boxes = calloc(2 * pairs, sizeof *s.boxes);
+        if (!s.h || !s.boxes)
+            die("malloc", -ENOMEM);
+        pn_join_handle **h = s.h;
+        mailbox *boxes = s.boxes;
+        run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
+        printf("ping_pong pairs=%zu rounds=%zu ns=%llu round_trips_per_s=%.0f\n", pairs,
+               rounds, (unsigned long long)s.elapsed,
+               (double)(pairs * rounds) * 1e9 / (double)s.elapsed);
+        free(h);
+        free(boxes);
+    } else if (!strcmp(fig, "chained_spawn")) {
+        if (n <= 0)
+            n = 1000000;
+        chained_spawn s = { .base = { &chained_spawn_vt }, .n = (size_t)n };
+        run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
+        printf("chained_spawn n=%ld ns=%llu tasks_per_s=%.0f\n", n,
+               (unsigned long long)s.elapsed, (double)n * 1e9 / (double)s.elapsed);
+    } else if (!strcmp(fig, "task_memory")) {
+        if (n <= 0)
+            n = 100000;
+        task_memory s = { .base = { &task_memory_vt }, .n = (size_t)n };
+        run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
+        printf("task_memory n=%ld future_bytes=%zu rss_bytes_per_task=%.1f "
+               "heap_bytes_per_task=%.1f\n", n, sizeof(idle_task),
+               (double)(s.rss1 - s.rss0) / (double)n,
+               (double)(s.heap1 - s.heap0) / (double)n);
+    } else {
+        usage();
+    }
+    pn_runtime_free(rt);
+    return 0;
+}

@@ -1,0 +1,314 @@
+#!/bin/sh
+# bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
+#
+# Run by `make bench` (after `make bench-build`) from the repository root:
+#   make bench            full run: 5 runs of every figure (~10 minutes)
+#   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
+# Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
+# the number of runs), ONLY="sleep runtime echo" (suites to run).
+#
+# Peers (columns): pollen (current-thread runtime), Tokio current_thread,
+# Tokio multi_thread with 1 worker, libuv (one loop).  The Tokio programs are
+# built here from bench/peers/tokio (offline, Debian's librust-tokio-dev); a
+# peer whose toolchain is missing is skipped with a line saying so.
+#
+# Every program prints lines `<figure> key=value ...`; each run appends them
+# to build/bench/results/raw.txt prefixed with the peer and the run number.
+# The runs of the peers are interleaved (run 1 of every peer, then run 2...)
+# so that a slow minute of this noisy VM hits all of them.  At the end, the
+# median and the spread ((max-min)/median) of each figure go into one table
+# (stdout and bench/results/latest.md) and bench/results/latest.json.
+#
+# TCP echo: the server is pinned to CPU 0 and the load generator
+# (bench/loadgen/echo_load.c, plain epoll) to CPU 1 when the machine has 2+
+# CPUs.  On 2 vCPUs the load generator is usually the bottleneck, so the
+# figure that separates servers is the server's CPU time per message
+# (utime+stime from /proc/PID/stat over the measured window / messages).
+set -u
+
+BENCH_BIN=${BENCH_BIN:-build/bench}
+QUICK=${QUICK:-0}
+[ "$QUICK" = 1 ] || QUICK=0
+ONLY=${ONLY:-"sleep runtime echo"}
+if [ "$QUICK" = 1 ]; then
+    RUNS=${RUNS:-3}
+    SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
+    SLEEP_ROUNDS=1
+    ECHO_SECS=1.5
+    ECHO_WARM=0.3
+    ECHO_GRID="50:64 50:4096"
+else
+    RUNS=${RUNS:-5}
+    SLEEP_COUNT=1000
+    SLEEP_ROUNDS=3
+    ECHO_SECS=5
+    ECHO_WARM=1
+    ECHO_GRID="50:64 50:4096 1000:64"
+fi
+
+RES=$BENCH_BIN/results
+RAW=$RES/raw.txt
+OUTDIR=bench/results
+mkdir -p "$RES" "$OUTDIR"
+: > "$RAW"
+LOG=$RES/run.log
+: > "$LOG"
+
+say() { printf '%s\n' "$*"; }
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 ))s; }
+
+NCPU=$(nproc 2>/dev/null || echo 1)
+if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    PIN_SERVER="taskset -c 0"
+    PIN_CLIENT="taskset -c 1"
+    PINNED=yes
+else
+    PIN_SERVER=""
+    PIN_CLIENT=""
+    PINNED=no
+fi
+
+# ---- peers ------------------------------------------------------------------
+POLLEN_SLEEP=$BENCH_BIN/bench_sleep_lateness
+POLLEN_RT=$BENCH_BIN/bench_runtime
+POLLEN_ECHO=build/examples/echo_server
+UV_SLEEP=$BENCH_BIN/peers/uv_sleep_lateness
+UV_ECHO=$BENCH_BIN/peers/uv_echo_server
+LOADGEN=$BENCH_BIN/loadgen/echo_load
+
+HAVE_UV=yes
+[ -x "$UV_SLEEP" ] || { HAVE_UV=no; say "skip libuv: $UV_SLEEP not built (libuv1-dev missing?)"; }
+
+# Tokio: cargo plus Debian's packaged sources; built offline, release.
+TOKIO_DIR=$BENCH_BIN/tokio/release
+HAVE_TOKIO=no
+TOKIO_VERSION=
+if ! command -v cargo >/dev/null 2>&1; then
+    say "skip Tokio: cargo not found (sh mk/deps.sh bench installs cargo as root)"
+elif ! ls -d /usr/share/cargo/registry/tokio-1.* >/dev/null 2>&1; then
+    say "skip Tokio: /usr/share/cargo/registry/tokio-1.* missing (apt-get install librust-tokio-dev)"
+else
+    TOKIO_VERSION=$(ls -d /usr/share/cargo/registry/tokio-1.* | sed 's|.*/tokio-||' | sort -V | tail -1)
+    say "building the Tokio peers (tokio $TOKIO_VERSION, cargo build --release --offline) ..."
+    if (cd bench/peers/tokio && CARGO_TARGET_DIR="$(cd ../../.. && pwd)/$BENCH_BIN/tokio" \
+            cargo build --release --offline --quiet) >>"$LOG" 2>&1; then
+        HAVE_TOKIO=yes
+    else
+        say "skip Tokio: the build failed (see $LOG)"
+        tail -5 "$LOG"
+    fi
+fi
+
+# ---- running one program ------------------------------------------------------
+# record PEER RUN CMD...: run CMD, append its figure lines to $RAW.
+record() {
+    peer=$1; run=$2; shift 2
+    out=$("$@" 2>>"$LOG")
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        say "    $peer: '$*' failed (exit $rc), run dropped"
+        echo "$peer run $run: $* -> exit $rc" >>"$LOG"
+        return 1
+    fi
+    printf '%s\n' "$out" | while IFS= read -r line; do
+        [ -n "$line" ] && printf '%s %s %s\n' "$peer" "$run" "$line" >>"$RAW"
+    done
+    return 0
+}
+
+# ---- suites -------------------------------------------------------------------
+suite_sleep() {  # run
+    r=$1
+    say "  [run $r/$RUNS $(elapsed)] sleep lateness: ${SLEEP_COUNT} x 5 ms, ${SLEEP_COUNT} x 1 ms, ${SLEEP_ROUNDS} x 1000 concurrent"
+    record pollen "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
+    if [ $HAVE_TOKIO = yes ]; then
+        record tokio_ct "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT"
+        record tokio_mt1 "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
+    fi
+    [ $HAVE_UV = yes ] && record libuv "$r" $UV_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
+}
+
+RT_FIGS="spawn_many yield_many ping_pong chained_spawn task_memory"
+suite_runtime() {  # run
+    r=$1
+    for f in $RT_FIGS; do
+        say "  [run $r/$RUNS $(elapsed)] runtime: $f"
+        record pollen "$r" $POLLEN_RT $f
+        if [ $HAVE_TOKIO = yes ]; then
+            record tokio_ct "$r" "$TOKIO_DIR/rt" $f
+            record tokio_mt1 "$r" "$TOKIO_DIR/rt" $f --workers 1
+        fi
+    done
+}
+
+PORT=$(( 20000 + $$ % 20000 ))
+# echo_one PEER RUN CONNS SIZE SERVER-CMD...
+echo_one() {
+    peer=$1; run=$2; conns=$3; size=$4; shift 4
+    PORT=$((PORT + 1))
+    $PIN_SERVER "$@" "$PORT" >>"$LOG" 2>&1 &
+    spid=$!
+    # wait until it listens (up to 5 s)
+    i=0
+    while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
+            say "    $peer: server '$*' did not start"
+            kill $spid 2>/dev/null; wait $spid 2>/dev/null
+            return 1
+        fi
+        sleep 0.05
+    done
+    record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
+        --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "echo_c${conns}_s${size}"
+    kill $spid 2>/dev/null
+    wait $spid 2>/dev/null
+    return 0
+}
+
+suite_echo() {  # run
+    r=$1
+    [ -x "$LOADGEN" ] || { say "  skip echo: $LOADGEN not built"; return; }
+    for g in $ECHO_GRID; do
+        c=${g%%:*}; s=${g#*:}
+        say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
+        echo_one pollen "$r" "$c" "$s" $POLLEN_ECHO
+        if [ $HAVE_TOKIO = yes ]; then
+            echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
+            echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
+        fi
+        [ $HAVE_UV = yes ] && echo_one libuv "$r" "$c" "$s" $UV_ECHO
+    done
+}
+
+say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED"
+r=1
+while [ $r -le "$RUNS" ]; do
+    for s in $ONLY; do
+        case $s in
+            sleep) suite_sleep $r ;;
+            runtime) suite_runtime $r ;;
+            echo) suite_echo $r ;;
+        esac
+    done
+    r=$((r + 1))
+done
+say "done in $(elapsed)"
+
+# ---- the table ---------------------------------------------------------------------
+# id|label|figure|key|better|format
+SPEC=$RES/spec.txt
+cat >"$SPEC" <<EOF
+sleep5_p50|sleep 5 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_5ms|p50_us|lower|%.1f
+sleep5_p99|sleep 5 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_5ms|p99_us|lower|%.1f
+sleep1_p50|sleep 1 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_1ms|p50_us|lower|%.1f
+sleep1_p99|sleep 1 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_1ms|p99_us|lower|%.1f
+sleepc_p50|1000 concurrent sleeps 1-50 ms: lateness p50 (µs)|sleep_lateness_concurrent|p50_us|lower|%.1f
+sleepc_p99|1000 concurrent sleeps 1-50 ms: lateness p99 (µs)|sleep_lateness_concurrent|p99_us|lower|%.1f
+spawn_many|spawn_many: 1M tasks spawned from a task, then joined (M tasks/s)|spawn_many|tasks_per_s|higher|%.2fM
+yield_many|yield_many: 1000 tasks x 1000 yields (M yields/s)|yield_many|yields_per_s|higher|%.2fM
+ping_pong|ping_pong: 1000 pairs x 1000 round trips (M round trips/s) [a]|ping_pong|round_trips_per_s|higher|%.2fM
+chained_spawn|chained_spawn: 1M tasks, each spawns the next (M tasks/s)|chained_spawn|tasks_per_s|higher|%.2fM
+task_mem|memory per pending task, 100k tasks: RSS bytes/task (incl. future)|task_memory|rss_bytes_per_task|lower|%.0f
+EOF
+for g in $ECHO_GRID; do
+    c=${g%%:*}; s=${g#*:}
+    cat >>"$SPEC" <<EOF
+echo_c${c}_s${s}_us|echo ${c} conns x ${s} B: server CPU µs/msg|echo_c${c}_s${s}|server_us_per_msg|lower|%.2f
+echo_c${c}_s${s}_rate|echo ${c} conns x ${s} B: k msgs/s|echo_c${c}_s${s}|msgs_per_s|higher|%.1fk
+echo_c${c}_s${s}_p99|echo ${c} conns x ${s} B: latency p99 (µs)|echo_c${c}_s${s}|p99_us|lower|%.0f
+EOF
+done
+
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+KERNEL=$(uname -r)
+GCC=$(${CC:-cc} --version 2>/dev/null | head -1)
+RUSTC=$(rustc --version 2>/dev/null || echo none)
+UVV=$(pkg-config --modversion libuv 2>/dev/null || echo none)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+awk -v spec="$SPEC" -v md="$OUTDIR/latest.md" -v json="$OUTDIR/latest.json" \
+    -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
+    -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
+    -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" '
+function sortn(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+}
+function absv(x) { return x < 0 ? -x : x }
+function fmt(f, v,   s) {
+    if (f ~ /M$/) return sprintf("%.2fM", v / 1e6)
+    if (f ~ /k$/) return sprintf("%.1fk", v / 1e3)
+    return sprintf(f, v)
+}
+BEGIN {
+    npeers = split("pollen tokio_ct tokio_mt1 libuv", peers, " ")
+    title["pollen"] = "pollen"; title["tokio_ct"] = "Tokio current_thread"
+    title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
+    nrows = 0
+    while ((getline line < spec) > 0) {
+        split(line, f, "|"); nrows++
+        id[nrows] = f[1]; label[nrows] = f[2]; fig[nrows] = f[3]; key[nrows] = f[4]
+        better[nrows] = f[5]; form[nrows] = f[6]
+    }
+}
+{
+    peer = $1; run = $2; figname = $3
+    for (i = 4; i <= NF; i++) {
+        if (split($i, kv, "=") != 2) continue
+        k = peer SUBSEP figname SUBSEP kv[1]
+        cnt[k]++; val[k, cnt[k]] = kv[2] + 0
+    }
+}
+END {
+    hdr = "| figure | better |"
+    sep = "|---|---|"
+    for (p = 1; p <= npeers; p++) { hdr = hdr " " title[peers[p]] " |"; sep = sep "---|" }
+    hdr = hdr " pollen / best peer |"; sep = sep "---|"
+    print hdr > md; print sep > md
+    printf "{\n  \"machine\": {\"cpu\": \"%s\", \"cpus\": %d, \"kernel\": \"%s\", \"cc\": \"%s\", \"rustc\": \"%s\", \"libuv\": \"%s\", \"tokio\": \"%s\"},\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov > json
+    printf "  \"date\": \"%s\", \"commit\": \"%s\", \"quick\": %s, \"runs\": %d, \"echo_pinned\": \"%s\",\n  \"figures\": [\n", date, commit, (quick ? "true" : "false"), runs, pinned > json
+    for (r = 1; r <= nrows; r++) {
+        row = "| " label[r] " | " better[r] " |"
+        best = ""; bestp = ""
+        printf "    {\"id\": \"%s\", \"label\": \"%s\", \"better\": \"%s\", \"results\": {", id[r], label[r], better[r] > json
+        first = 1
+        for (p = 1; p <= npeers; p++) {
+            k = peers[p] SUBSEP fig[r] SUBSEP key[r]
+            n = cnt[k] + 0
+            if (n == 0) { row = row " - |"; med[p] = ""; continue }
+            delete a
+            for (i = 1; i <= n; i++) a[i] = val[k, i]
+            sortn(a, n)
+            m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            med[p] = m
+            spread = (m != 0) ? 100 * (a[n] - a[1]) / absv(m) : 0
+            row = row " " fmt(form[r], m) " ±" sprintf("%.0f", spread / 2) "% |"
+            list = ""
+            for (i = 1; i <= n; i++) list = list (i > 1 ? ", " : "") a[i]
+            printf "%s\"%s\": {\"median\": %s, \"min\": %s, \"max\": %s, \"runs\": [%s]}", (first ? "" : ", "), peers[p], m, a[1], a[n], list > json
+            first = 0
+            if (p > 1) {
+                # best peer; lateness compares magnitudes (libuv can be early)
+                if (best == "" || (better[r] == "higher" ? m > best : absv(m) < absv(best))) { best = m; bestp = title[peers[p]] }
+            }
+        }
+        ratio = "-"
+        if (med[1] != "" && best != "" && best != 0)
+            ratio = sprintf("%.2f (vs %s)", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)), bestp)
+        row = row " " ratio " |"
+        print row > md
+        printf "}, \"ratio_vs_best_peer\": %s, \"best_peer\": \"%s\"}%s\n", (ratio == "-" ? "null" : sprintf("%.4f", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)))), bestp, (r < nrows ? "," : "") > json
+    }
+    printf "  ]\n}\n" > json
+    print "" > md
+    printf "Median of %d runs, ±half the spread (max-min)/median. Ratio: pollen / best peer; \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs > md
+    printf "[a] pollen: hand-written one-slot mailbox (no channels yet); Tokio: tokio::sync::mpsc(1).\n" > md
+    printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : "") > md
+}' "$RAW"
+
+say ""
+cat "$OUTDIR/latest.md"
+say ""
+say "wrote $OUTDIR/latest.md and $OUTDIR/latest.json (raw runs: $RAW)"
