@@ -3,7 +3,10 @@
  *
  * A runtime owns a scheduler (its run queues), a reactor (epoll) and a timer
  * wheel.  The current-thread flavour polls every task on the thread that
- * calls pn_block_on; spawns and wakes may come from any thread.
+ * calls pn_block_on; spawns and wakes may come from any thread.  The
+ * multi-thread flavour runs tasks on `workers` threads with per-worker run
+ * queues and work stealing; pn_block_on then polls only its own future on
+ * the calling thread (any thread that is not one of the workers).
  *
  * Lifecycle:
  *     pn_runtime *rt;
@@ -25,17 +28,26 @@ typedef struct pn_runtime pn_runtime;
 
 typedef enum pn_runtime_flavor {
     PN_RUNTIME_CURRENT_THREAD = 0,  /* one thread: the caller of pn_block_on */
+    PN_RUNTIME_MULTI_THREAD = 1,    /* worker threads with work stealing */
 } pn_runtime_flavor;
+
+/* Who waits in epoll and fires timers in the multi-thread runtime. */
+typedef enum pn_driver_mode {
+    PN_DRIVER_REACTOR_THREAD = 0,   /* a dedicated reactor thread */
+    PN_DRIVER_WORKERS = 1,          /* the worker that would park drives it */
+} pn_driver_mode;
 
 typedef struct pn_runtime_config {
     pn_runtime_flavor flavor;
+    unsigned workers;         /* multi-thread: worker threads (0 = one per CPU) */
+    pn_driver_mode driver;    /* multi-thread: see pn_driver_mode */
     unsigned budget;          /* leaf operations per task poll before a forced yield (128) */
     unsigned event_interval;  /* task polls between non-blocking reactor turns when busy (61) */
     unsigned max_events;      /* epoll events taken per reactor turn (1024) */
-    unsigned timer_slack_ns;  /* timer slack of the thread while it runs pn_block_on
-                                 (prctl PR_SET_TIMERSLACK, restored on return);
-                                 0 keeps the thread's own (the kernel's default is
-                                 50 us).  Default: 1000 */
+    unsigned timer_slack_ns;  /* timer slack of the threads that wait for timers
+                                 (prctl PR_SET_TIMERSLACK; restored when
+                                 pn_block_on returns); 0 keeps the thread's own
+                                 (the kernel's default is 50 us).  Default: 1000 */
 } pn_runtime_config;
 
 /* Fill `cfg` with the defaults shown above. */
@@ -44,7 +56,8 @@ PN_EXTERN void pn_runtime_config_init(pn_runtime_config *cfg);
 /*
  * Create a runtime (cfg NULL = defaults).  Returns 0 and *out, or -ENOMEM,
  * -EINVAL (a config value out of range), -EMFILE/-ENFILE (no fd for epoll or
- * the wake eventfd).  Nothing is left allocated on failure.
+ * the wake eventfd), -EAGAIN (a thread could not be started).  Nothing is
+ * left allocated and no thread is left running on failure.
  */
 PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
 
@@ -60,10 +73,11 @@ PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
 PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
 
 /*
- * Drop every unfinished task (their futures' drop functions run on the
- * calling thread) and refuse new spawns with -ESHUTDOWN.  Join handles stay
- * valid; awaiting one gives -ECANCELED.  Idempotent.  Not callable from a
- * task.
+ * Stop the worker and reactor threads (multi-thread: each finishes the poll
+ * it is in and is joined), then drop every unfinished task (their futures'
+ * drop functions run on the calling thread) and refuse new spawns with
+ * -ESHUTDOWN.  Join handles stay valid; awaiting one gives -ECANCELED.
+ * Idempotent.  Not callable from a task (ignored there).
  */
 PN_EXTERN void pn_runtime_shutdown(pn_runtime *rt);
 

@@ -36,47 +36,34 @@
 #include <string.h>
 #include "task.h"
 #include "rt.h"
+#include "inject.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
 #include "timer/timers.h"
 
-#define DEFAULT_BUDGET 128
-#define DEFAULT_EVENT_INTERVAL 61
-#define DEFAULT_MAX_EVENTS 1024
 #define GLOBAL_INTERVAL 31
-#define DEFAULT_TIMER_SLACK_NS 1000
 
 typedef struct task_fifo {
     pn__task *head, *tail;
 } task_fifo;
 
-struct pn_runtime {
-    pn__sched sched;                 /* first: tasks point at it */
-    pn_runtime_config cfg;
-    pn__reactor *reactor;
-    pn__timers timers;
+typedef struct ct_runtime {
+    struct pn_runtime base;          /* first: the common head (rt.h) */
 
     /* Owned by the runtime thread. */
     task_fifo local;
     pn__task *owned;                 /* every live task spawned here */
     unsigned tick;
     bool shutting_down;
-    bool shut_down;
 
     /* Shared with other threads. */
-    pthread_mutex_t inject_lock;
-    task_fifo inject;                /* guarded by inject_lock */
-    bool inject_closed;              /* guarded by inject_lock */
-    _Atomic size_t inject_len;
+    pn__inject inject;
     _Atomic int parked;              /* the loop is (about to be) in epoll_wait */
     _Atomic int main_woken;          /* the block_on future was woken */
     _Atomic int in_block_on;
-};
+} ct_runtime;
 
-/* The runtime whose loop runs on this thread, if any. */
-static _Thread_local pn_runtime *tls_rt;
-/* Set while this thread polls a future (nested block_on detection). */
-static _Thread_local bool tls_polling;
+static inline ct_runtime *ct(pn_runtime *rt) { return (ct_runtime *)rt; }
 
 static void fifo_push(task_fifo *q, pn__task *t)
 {
@@ -100,7 +87,7 @@ static pn__task *fifo_pop(task_fifo *q)
     return t;
 }
 
-static void owned_add(pn_runtime *rt, pn__task *t)
+static void owned_add(ct_runtime *rt, pn__task *t)
 {
     t->owned = true;
     t->owned_prev = NULL;
@@ -110,7 +97,7 @@ static void owned_add(pn_runtime *rt, pn__task *t)
     rt->owned = t;
 }
 
-static void owned_remove(pn_runtime *rt, pn__task *t)
+static void owned_remove(ct_runtime *rt, pn__task *t)
 {
     if (!t->owned)
         return;
@@ -124,43 +111,25 @@ static void owned_remove(pn_runtime *rt, pn__task *t)
     t->owned_prev = t->owned_next = NULL;
 }
 
-static void unpark(pn_runtime *rt)
+static void unpark(ct_runtime *rt)
 {
     if (atomic_load(&rt->parked))
-        pn__reactor_wake(rt->reactor);
+        pn__reactor_wake(rt->base.reactor);
 }
 
 /* Push from another thread.  Returns false if the queue is closed. */
-static bool inject_push(pn_runtime *rt, pn__task *t)
+static bool remote_push(ct_runtime *rt, pn__task *t)
 {
-    pthread_mutex_lock(&rt->inject_lock);
-    if (rt->inject_closed) {
-        pthread_mutex_unlock(&rt->inject_lock);
+    if (!pn__inject_push(&rt->inject, t))
         return false;
-    }
-    fifo_push(&rt->inject, t);
-    atomic_fetch_add(&rt->inject_len, 1);
-    pthread_mutex_unlock(&rt->inject_lock);
     unpark(rt);
     return true;
 }
 
-static pn__task *inject_pop(pn_runtime *rt)
-{
-    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
-        return NULL;
-    pthread_mutex_lock(&rt->inject_lock);
-    pn__task *t = fifo_pop(&rt->inject);
-    if (t)
-        atomic_fetch_sub(&rt->inject_len, 1);
-    pthread_mutex_unlock(&rt->inject_lock);
-    return t;
-}
-
 static void ct_schedule(pn__sched *s, pn__task *t)
 {
-    pn_runtime *rt = (pn_runtime *)s;
-    if (tls_rt == rt) {
+    ct_runtime *rt = (ct_runtime *)s;
+    if (pn__tls_rt == &rt->base) {
         if (rt->shutting_down) {
             pn__task_unref(t);      /* stays NOTIFIED; shutdown drops it */
             return;
@@ -168,78 +137,33 @@ static void ct_schedule(pn__sched *s, pn__task *t)
         fifo_push(&rt->local, t);
         return;
     }
-    if (!inject_push(rt, t))
+    if (!remote_push(rt, t))
         pn__task_unref(t);
 }
 
-static const pn__sched_ops ct_ops = { ct_schedule };
+static const pn__sched_ops ct_sched_ops = { ct_schedule };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 
-void pn_runtime_config_init(pn_runtime_config *cfg)
+static void ct_shutdown(pn_runtime *base)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->flavor = PN_RUNTIME_CURRENT_THREAD;
-    cfg->budget = DEFAULT_BUDGET;
-    cfg->event_interval = DEFAULT_EVENT_INTERVAL;
-    cfg->max_events = DEFAULT_MAX_EVENTS;
-    cfg->timer_slack_ns = DEFAULT_TIMER_SLACK_NS;
-}
-
-int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
-{
-    pn_runtime_config c;
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (cfg)
-        c = *cfg;
-    else
-        pn_runtime_config_init(&c);
-    if (c.flavor != PN_RUNTIME_CURRENT_THREAD || c.budget == 0 ||
-        c.event_interval == 0 || c.max_events == 0 || c.max_events > (1u << 20))
-        return -EINVAL;
-
-    pn_runtime *rt = pn__calloc(1, sizeof(*rt));
-    if (!rt)
-        return -ENOMEM;
-    rt->sched.ops = &ct_ops;
-    rt->cfg = c;
-    int err = pn__reactor_new(c.max_events, &rt->reactor);
-    if (err < 0) {
-        pn__free(rt);
-        return err;
-    }
-    pn__timers_init(&rt->timers, pn_now());
-    pthread_mutex_init(&rt->inject_lock, NULL);
-    *out = rt;
-    return 0;
-}
-
-struct pn__reactor *pn__runtime_reactor(pn_runtime *rt) { return rt->reactor; }
-struct pn__timers *pn__runtime_timers(pn_runtime *rt) { return &rt->timers; }
-
-pn_runtime *pn_runtime_current(void) { return tls_rt; }
-
-void pn_runtime_shutdown(pn_runtime *rt)
-{
-    if (!rt || rt->shut_down || tls_polling)
-        return;
-    pn_runtime *prev = tls_rt;
-    tls_rt = rt;
+    ct_runtime *rt = ct(base);
+    pn_runtime *prev = pn__tls_rt;
+    pn__tls_rt = base;
     rt->shutting_down = true;
 
-    pthread_mutex_lock(&rt->inject_lock);
-    rt->inject_closed = true;
-    task_fifo inj = rt->inject;
-    rt->inject.head = rt->inject.tail = NULL;
-    atomic_store(&rt->inject_len, 0);
-    pthread_mutex_unlock(&rt->inject_lock);
+    pn__task *inj = pn__inject_close(&rt->inject);
 
     /* Queued tasks: make sure they are in the owned list, then drop the
      * queue's reference (the owned list keeps them alive). */
     pn__task *t;
-    while ((t = fifo_pop(&inj)) || (t = fifo_pop(&rt->local))) {
+    for (;;) {
+        if (inj) {
+            t = inj;
+            inj = inj->next;
+        } else if (!(t = fifo_pop(&rt->local))) {
+            break;
+        }
         if (!t->owned && !(atomic_load(&t->state) & PN__COMPLETE))
             owned_add(rt, t);               /* spawned from another thread, never run */
         pn__task_unref(t);
@@ -251,45 +175,29 @@ void pn_runtime_shutdown(pn_runtime *rt)
         pn__task_shutdown(t);
         pn__task_unref(t);
     }
-    rt->shut_down = true;
-    tls_rt = prev;
+    pn__tls_rt = prev;
 }
 
-void pn_runtime_free(pn_runtime *rt)
+static void ct_destroy(pn_runtime *base)
 {
-    if (!rt || tls_polling)
-        return;
-    pn_runtime_shutdown(rt);
-    pn__timers_shutdown(&rt->timers);
-    pn__reactor_free(rt->reactor);
-    pthread_mutex_destroy(&rt->inject_lock);
+    ct_runtime *rt = ct(base);
+    pn__inject_destroy(&rt->inject);
     pn__free(rt);
 }
 
 /* ---- Spawning ------------------------------------------------------------- */
 
-int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
+static bool ct_spawn(pn_runtime *base, pn__task *t)
 {
-    if (out)
-        *out = NULL;
-    if (!rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
-        return -EINVAL;
-    if (rt->shut_down || (tls_rt == rt && rt->shutting_down))
-        return -ESHUTDOWN;
-    /* refs: owned list + run queue (+ join handle) */
-    pn__task *t = pn__task_new(&rt->sched, f, size, out ? 3 : 2, out != NULL);
-    if (!t)
-        return -ENOMEM;
-    if (tls_rt == rt) {
+    ct_runtime *rt = ct(base);
+    if (pn__tls_rt == base) {
+        if (rt->shutting_down)
+            return false;
         owned_add(rt, t);
         fifo_push(&rt->local, t);
-    } else if (!inject_push(rt, t)) {
-        pn__task_free_unpublished(t);
-        return -ESHUTDOWN;
+        return true;
     }
-    if (out)
-        *out = (pn_join_handle *)(void *)t;
-    return 0;
+    return remote_push(rt, t);
 }
 
 /* ---- The block_on waker ---------------------------------------------------
@@ -298,9 +206,9 @@ int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **o
 
 static void main_wake_by_ref(const void *data)
 {
-    pn_runtime *rt = (pn_runtime *)data;
+    ct_runtime *rt = (ct_runtime *)data;
     atomic_store(&rt->main_woken, 1);
-    if (tls_rt != rt)
+    if (pn__tls_rt != &rt->base)
         unpark(rt);
 }
 
@@ -321,21 +229,21 @@ static pn_waker main_clone(const void *data)
 
 /* ---- The loop --------------------------------------------------------------- */
 
-static pn__task *next_task(pn_runtime *rt)
+static pn__task *next_task(ct_runtime *rt)
 {
     pn__task *t;
-    if (++rt->tick % GLOBAL_INTERVAL == 0 && (t = inject_pop(rt)))
+    if (++rt->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
         return t;
     if ((t = fifo_pop(&rt->local)))
         return t;
-    return inject_pop(rt);
+    return pn__inject_pop(&rt->inject);
 }
 
-static void run_task(pn_runtime *rt, pn__task *t, pn_cx *cx)
+static void run_task(ct_runtime *rt, pn__task *t, pn_cx *cx)
 {
     if (!t->owned && !(atomic_load_explicit(&t->state, memory_order_acquire) & PN__COMPLETE))
         owned_add(rt, t);                   /* spawned from another thread */
-    cx->budget = rt->cfg.budget;
+    cx->budget = rt->base.cfg.budget;
     switch (pn__task_run(t, cx)) {
     case PN__RUN_IDLE:
         break;
@@ -349,77 +257,95 @@ static void run_task(pn_runtime *rt, pn__task *t, pn_cx *cx)
     }
 }
 
-static bool has_work(pn_runtime *rt)
+static bool has_work(ct_runtime *rt)
 {
-    return rt->local.head || atomic_load(&rt->inject_len) || atomic_load(&rt->main_woken);
+    return rt->local.head || pn__inject_len(&rt->inject) || atomic_load(&rt->main_woken);
 }
 
-int pn_block_on(pn_runtime *rt, pn_future *f)
+static int ct_block_on(pn_runtime *base, pn_future *f)
 {
-    if (!rt || !f || !f->vt || !f->vt->poll)
-        return -EINVAL;
-    if (tls_polling || (tls_rt && tls_rt != rt))
+    ct_runtime *rt = ct(base);
+    if (pn__tls_rt && pn__tls_rt != base)
         return -EDEADLK;
-    if (rt->shut_down)
-        return -ESHUTDOWN;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
         return -EDEADLK;
 
-    pn_runtime *prev = tls_rt;
-    tls_rt = rt;
-    pn_cx cx = { .waker = NULL, .rt = rt, .reactor = rt->reactor,
-                 .timers = &rt->timers, .budget = 0 };
+    pn_runtime *prev = pn__tls_rt;
+    pn__tls_rt = base;
+    pn_cx cx = { .waker = NULL, .rt = base, .reactor = base->reactor,
+                 .timers = &base->timers, .budget = 0 };
     pn_waker main_waker = { rt, &main_waker_vt };
     int err = 0;
     atomic_store(&rt->main_woken, 1);
     /* Sleeps wake within the thread's timer slack: narrow it while we run. */
     int old_slack = -1;
-    if (rt->cfg.timer_slack_ns) {
+    if (base->cfg.timer_slack_ns) {
         old_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
-        prctl(PR_SET_TIMERSLACK, (unsigned long)rt->cfg.timer_slack_ns, 0, 0, 0);
+        prctl(PR_SET_TIMERSLACK, (unsigned long)base->cfg.timer_slack_ns, 0, 0, 0);
     }
 
     for (;;) {
         if (atomic_exchange(&rt->main_woken, 0)) {
             cx.waker = &main_waker;
-            cx.budget = rt->cfg.budget;
-            tls_polling = true;
+            cx.budget = base->cfg.budget;
+            pn__tls_polling = true;
             pn_poll r = pn_future_poll(f, &cx);
-            tls_polling = false;
+            pn__tls_polling = false;
             if (r == PN_READY)
                 break;
         }
 
-        tls_polling = true;
-        for (unsigned n = 0; n < rt->cfg.event_interval; n++) {
+        pn__tls_polling = true;
+        for (unsigned n = 0; n < base->cfg.event_interval; n++) {
             pn__task *t = next_task(rt);
             if (!t)
                 break;
             run_task(rt, t, &cx);
         }
-        tls_polling = false;
+        pn__tls_polling = false;
 
         int64_t timeout = 0;
         if (!has_work(rt)) {
-            timeout = pn__timers_timeout(&rt->timers, pn_now());
+            timeout = pn__timers_timeout(&base->timers, pn_now());
             if (timeout != 0) {
                 atomic_store(&rt->parked, 1);
                 if (has_work(rt))
                     timeout = 0;
             }
         }
-        int n = pn__reactor_poll(rt->reactor, timeout);
+        int n = pn__reactor_poll(base->reactor, timeout);
         atomic_store(&rt->parked, 0);
         if (n < 0 && n != -EINTR) {
             err = n;                        /* epoll itself failed: give up */
             break;
         }
-        pn__timers_fire(&rt->timers, pn_now());
+        pn__timers_fire(&base->timers, pn_now());
     }
     if (old_slack > 0)
         prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
-    tls_rt = prev;
+    pn__tls_rt = prev;
     atomic_store(&rt->in_block_on, 0);
     return err;
+}
+
+static const pn__rt_ops ct_rt_ops = { ct_block_on, ct_spawn, ct_shutdown, ct_destroy };
+
+int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
+{
+    ct_runtime *rt = pn__calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    rt->base.sched.ops = &ct_sched_ops;
+    rt->base.ops = &ct_rt_ops;
+    rt->base.cfg = *cfg;
+    int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
+    if (err < 0) {
+        pn__free(rt);
+        return err;
+    }
+    pn__timers_init(&rt->base.timers, pn_now());
+    pn__inject_init(&rt->inject);
+    *out = &rt->base;
+    return 0;
 }

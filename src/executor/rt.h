@@ -1,13 +1,45 @@
 /*
- * rt.h - what the rest of pollen may ask of a runtime (private).
+ * rt.h - the parts every runtime flavour shares, and what the rest of
+ * pollen may ask of a runtime (private).
+ *
+ * struct pn_runtime is the common head of each flavour's runtime struct
+ * (current_thread.c, multi_thread.c); the public calls in runtime.c check
+ * their arguments and dispatch through `ops`.
  */
 #ifndef PN_EXECUTOR_RT_H
 #define PN_EXECUTOR_RT_H
 
 #include "pollen/runtime.h"
+#include "task.h"
+#include "timer/timers.h"
 
 struct pn__reactor;
-struct pn__timers;
+
+typedef struct pn__rt_ops {
+    int (*block_on)(pn_runtime *rt, pn_future *f);
+    /* Publish a freshly made task (refs: owned + queue [+ join]).  False
+     * when shut down (the task was not published). */
+    bool (*spawn)(pn_runtime *rt, pn__task *t);
+    void (*shutdown)(pn_runtime *rt);
+    void (*destroy)(pn_runtime *rt);      /* after shutdown: free the flavour's parts */
+} pn__rt_ops;
+
+struct pn_runtime {
+    pn__sched sched;                      /* first: tasks point at it */
+    const pn__rt_ops *ops;
+    pn_runtime_config cfg;
+    struct pn__reactor *reactor;
+    pn__timers timers;
+    bool shut_down;
+};
+
+/* The runtime whose loop or worker runs on this thread, if any. */
+extern _Thread_local pn_runtime *pn__tls_rt;
+/* Set while this thread polls a future (nested block_on detection). */
+extern _Thread_local bool pn__tls_polling;
+
+int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out);
+int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out);
 
 /* The reactor / timer driver of a runtime (never NULL for a live runtime). */
 struct pn__reactor *pn__runtime_reactor(pn_runtime *rt);

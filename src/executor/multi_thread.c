@@ -1,0 +1,647 @@
+/*
+ * multi_thread.c - the multi-thread runtime: workers, work stealing,
+ * parking, and a driver for I/O and timers.
+ *
+ * Workers.  Each of cfg.workers threads owns a local queue (local_queue.h:
+ * 256 slots, steal-half) and a LIFO slot.  A task woken by the task a worker
+ * is running goes to the LIFO slot (the previous occupant to the queue), so
+ * a message and its receiver stay hot in cache; at most LIFO_MAX tasks run
+ * from the slot in a row, then the queue gets a turn.  Tasks spawned or
+ * woken off the workers go to the injection queue (inject.h), which every
+ * worker checks first once every GLOBAL_INTERVAL picks.
+ *
+ * Finding work, in order: the injection queue every GLOBAL_INTERVAL picks,
+ * the LIFO slot, the local queue, the injection queue, then steal half the
+ * queue of another worker (starting at a random one).  Stealing is
+ * "searching": at most half the workers search at once.
+ *
+ * Parking (no lost wakeup, no thundering herd).  A worker with nothing to do
+ * stops searching, pushes itself on the sleepers stack (num_idle + 1), then
+ * looks at every queue once more before it waits on its own futex word.  A
+ * producer publishes its task, then (seq_cst fence) reads num_searching and
+ * num_idle: if nobody searches and somebody sleeps, it pops one sleeper,
+ * counts it as searching and wakes it.  Either the producer sees the
+ * sleeper, or the sleeper's last look sees the task; a searcher that the
+ * producer relied on does its own last look after it stops searching.  A
+ * searcher that finds work and was the last one searching wakes one more
+ * sleeper, so a burst spreads over the workers one wake at a time.
+ *
+ * The driver.  PN_DRIVER_REACTOR_THREAD: a dedicated thread waits in epoll
+ * until the next timer, fires wakers (its wakes go through the injection
+ * queue) and fires timers; arming an earlier timer kicks it through the
+ * reactor's eventfd.  PN_DRIVER_WORKERS is accepted and currently runs the
+ * same dedicated thread (see docs/ARCHITECTURE.md).
+ *
+ * Timers are one shared wheel under a mutex (timers.h, shared mode).
+ *
+ * Shutdown: close the injection queue and the owned lists, stop and join the
+ * workers (each finishes the poll it is in) and the driver, then, on the
+ * calling thread, drain every queue and drop every live task.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#include <unistd.h>
+#include "rt.h"
+#include "inject.h"
+#include "local_queue.h"
+#include "core/sys.h"
+#include "reactor/reactor.h"
+#include "timer/timers.h"
+
+#define GLOBAL_INTERVAL 31
+#define LIFO_MAX 3
+#define OWNED_SHARDS 16
+
+typedef struct mt_runtime mt_runtime;
+
+typedef struct worker {
+    mt_runtime *rt;
+    unsigned index;
+    pthread_t thread;
+    pn__local_queue q;
+    pn__task *lifo;                /* owner only */
+    unsigned lifo_streak;
+    bool in_poll;                  /* a wake now comes from the running task */
+    bool searching;
+    unsigned tick;
+    uint32_t rng;
+    _Atomic uint32_t unparked;     /* futex word: 1 = wake up */
+    _Atomic bool woken_searching;  /* the waker counted us as searching */
+    bool started;
+} worker;
+
+typedef struct owned_shard {
+    pthread_mutex_t lock;
+    pn__task *head;
+} owned_shard;
+
+struct mt_runtime {
+    struct pn_runtime base;        /* first: the common head (rt.h) */
+    unsigned nworkers;
+    worker *workers;
+    pn__inject inject;
+    owned_shard owned[OWNED_SHARDS];
+    _Atomic bool owned_closed;
+
+    /* idle coordination */
+    pthread_mutex_t idle_lock;
+    unsigned *sleepers;            /* stack of worker indices, guarded by idle_lock */
+    unsigned nsleepers;
+    _Atomic unsigned num_searching;
+    _Atomic unsigned num_idle;
+
+    _Atomic bool stopping;
+    pthread_t driver;
+    bool driver_started;
+
+};
+
+static _Thread_local worker *tls_worker;
+
+/* The store-load barrier of the parking protocol.  ThreadSanitizer does not
+ * model fences, so under it both sides do a seq_cst read-modify-write on one
+ * shared word instead (same guarantee, slower, TSan understands it). */
+#if defined(__SANITIZE_THREAD__)
+#define PN__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PN__TSAN 1
+#endif
+#endif
+#ifdef PN__TSAN
+static _Atomic unsigned fence_word;
+#define store_load_barrier() ((void)atomic_fetch_add(&fence_word, 0))
+#else
+#define store_load_barrier() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+static inline mt_runtime *mt(pn_runtime *rt) { return (mt_runtime *)rt; }
+
+/* ---- futex ---------------------------------------------------------------- */
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- owned tasks ------------------------------------------------------------ */
+
+static owned_shard *shard_of(mt_runtime *rt, pn__task *t)
+{
+    return &rt->owned[t->id % OWNED_SHARDS];
+}
+
+static bool owned_add(mt_runtime *rt, pn__task *t)
+{
+    owned_shard *s = shard_of(rt, t);
+    pthread_mutex_lock(&s->lock);
+    if (atomic_load(&rt->owned_closed)) {
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
+    t->owned = true;
+    t->owned_prev = NULL;
+    t->owned_next = s->head;
+    if (s->head)
+        s->head->owned_prev = t;
+    s->head = t;
+    pthread_mutex_unlock(&s->lock);
+    return true;
+}
+
+static void owned_remove(mt_runtime *rt, pn__task *t)
+{
+    owned_shard *s = shard_of(rt, t);
+    pthread_mutex_lock(&s->lock);
+    if (t->owned) {
+        if (t->owned_prev)
+            t->owned_prev->owned_next = t->owned_next;
+        else
+            s->head = t->owned_next;
+        if (t->owned_next)
+            t->owned_next->owned_prev = t->owned_prev;
+        t->owned = false;
+        t->owned_prev = t->owned_next = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- idle workers ------------------------------------------------------------ */
+
+static void unpark_worker(worker *w)
+{
+    atomic_store(&w->unparked, 1);
+    futex_wake(&w->unparked);
+}
+
+/* Wake one sleeping worker if nobody is searching. */
+static void notify_parked(mt_runtime *rt)
+{
+    store_load_barrier();
+    if (atomic_load(&rt->num_searching) != 0 || atomic_load(&rt->num_idle) == 0)
+        return;
+    pthread_mutex_lock(&rt->idle_lock);
+    if (rt->nsleepers == 0 || atomic_load(&rt->num_searching) != 0) {
+        pthread_mutex_unlock(&rt->idle_lock);
+        return;
+    }
+    worker *w = &rt->workers[rt->sleepers[--rt->nsleepers]];
+    atomic_fetch_sub(&rt->num_idle, 1);
+    atomic_fetch_add(&rt->num_searching, 1);
+    atomic_store(&w->woken_searching, true);
+    pthread_mutex_unlock(&rt->idle_lock);
+    unpark_worker(w);
+}
+
+static bool work_available(mt_runtime *rt)
+{
+    if (pn__inject_len(&rt->inject))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (pn__lq_len(&rt->workers[i].q))
+            return true;
+    return false;
+}
+
+/* Stop searching; returns true if we were the last searcher. */
+static bool stop_searching(worker *w)
+{
+    if (!w->searching)
+        return false;
+    w->searching = false;
+    return atomic_fetch_sub(&w->rt->num_searching, 1) == 1;
+}
+
+static void park(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    stop_searching(w);
+
+    pthread_mutex_lock(&rt->idle_lock);
+    rt->sleepers[rt->nsleepers++] = w->index;
+    atomic_fetch_add(&rt->num_idle, 1);
+    pthread_mutex_unlock(&rt->idle_lock);
+    store_load_barrier();
+
+    if (work_available(rt) || atomic_load(&rt->stopping)) {
+        /* Take ourselves back off the stack, unless a waker already did. */
+        bool removed = false;
+        pthread_mutex_lock(&rt->idle_lock);
+        for (unsigned i = 0; i < rt->nsleepers; i++) {
+            if (rt->sleepers[i] == w->index) {
+                rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
+                atomic_fetch_sub(&rt->num_idle, 1);
+                removed = true;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&rt->idle_lock);
+        if (removed)
+            return;
+    }
+    while (!atomic_exchange(&w->unparked, 0))
+        futex_wait(&w->unparked, 0);
+    if (atomic_exchange(&w->woken_searching, false))
+        w->searching = true;
+}
+
+/* ---- scheduling ------------------------------------------------------------- */
+
+static void push_remote(mt_runtime *rt, pn__task *t)
+{
+    if (!pn__inject_push(&rt->inject, t)) {
+        pn__task_unref(t);               /* shut down: drop the queue ref */
+        return;
+    }
+    notify_parked(rt);
+}
+
+static void mt_schedule(pn__sched *s, pn__task *t)
+{
+    mt_runtime *rt = (mt_runtime *)s;
+    worker *w = tls_worker;
+    if (!w || w->rt != rt) {
+        push_remote(rt, t);
+        return;
+    }
+    if (w->in_poll) {
+        /* Woken by the running task: keep it hot in the LIFO slot. */
+        pn__task *prev = w->lifo;
+        w->lifo = t;
+        if (!prev)
+            return;
+        t = prev;
+    }
+    pn__lq_push(&w->q, t, &rt->inject);
+    notify_parked(rt);
+}
+
+static const pn__sched_ops mt_sched_ops = { mt_schedule };
+
+static bool mt_spawn(pn_runtime *base, pn__task *t)
+{
+    mt_runtime *rt = mt(base);
+    if (!owned_add(rt, t))
+        return false;
+    worker *w = tls_worker;
+    if (w && w->rt == rt) {
+        pn__lq_push(&w->q, t, &rt->inject);
+        notify_parked(rt);
+    } else if (!pn__inject_push(&rt->inject, t)) {
+        owned_remove(rt, t);
+        return false;
+    } else {
+        notify_parked(rt);
+    }
+    return true;
+}
+
+/* ---- the worker loop --------------------------------------------------------- */
+
+static uint32_t rng_next(worker *w)
+{
+    uint32_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return w->rng = x;
+}
+
+static pn__task *steal(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    if (rt->nworkers < 2)
+        return NULL;
+    if (!w->searching) {
+        /* At most half the workers search at once. */
+        unsigned s = atomic_load(&rt->num_searching);
+        if (2 * s >= rt->nworkers)
+            return NULL;
+        atomic_fetch_add(&rt->num_searching, 1);
+        w->searching = true;
+    }
+    unsigned start = rng_next(w) % rt->nworkers;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *v = &rt->workers[(start + i) % rt->nworkers];
+        if (v == w)
+            continue;
+        pn__task *t = pn__lq_steal_into(&v->q, &w->q);
+        if (t)
+            return t;
+    }
+    return pn__inject_pop(&rt->inject);
+}
+
+static pn__task *next_task(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    pn__task *t;
+    if (++w->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
+        return t;
+    if (w->lifo && w->lifo_streak < LIFO_MAX) {
+        t = w->lifo;
+        w->lifo = NULL;
+        w->lifo_streak++;
+        return t;
+    }
+    w->lifo_streak = 0;
+    if (w->lifo) {                        /* capped: let the queue go first */
+        pn__lq_push(&w->q, w->lifo, &rt->inject);
+        w->lifo = NULL;
+    }
+    if ((t = pn__lq_pop(&w->q)) || (t = pn__inject_pop(&rt->inject)))
+        return t;
+    return steal(w);
+}
+
+static void run_task(worker *w, pn__task *t, pn_cx *cx)
+{
+    mt_runtime *rt = w->rt;
+    cx->budget = rt->base.cfg.budget;
+    w->in_poll = true;
+    pn__run_result r = pn__task_run(t, cx);
+    w->in_poll = false;
+    switch (r) {
+    case PN__RUN_IDLE:
+        break;
+    case PN__RUN_REQUEUE:               /* yielded: to the back of the queue */
+        pn__lq_push(&w->q, t, &rt->inject);
+        notify_parked(rt);
+        break;
+    case PN__RUN_DONE:
+        owned_remove(rt, t);
+        pn__task_unref(t);
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    mt_runtime *rt = w->rt;
+    char name[16];
+    snprintf(name, sizeof(name), "pollen-w%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    tls_worker = w;
+    pn__tls_rt = &rt->base;
+    pn__tls_polling = true;             /* block_on from a worker: -EDEADLK */
+    pn_cx cx = { .waker = NULL, .rt = &rt->base, .reactor = rt->base.reactor,
+                 .timers = &rt->base.timers, .budget = 0 };
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        pn__task *t = next_task(w);
+        if (!t) {
+            park(w);
+            continue;
+        }
+        if (stop_searching(w))
+            notify_parked(rt);          /* last searcher found work: pass it on */
+        run_task(w, t, &cx);
+    }
+    stop_searching(w);
+    return NULL;
+}
+
+/* ---- the driver thread --------------------------------------------------------- */
+
+static void kick_driver(void *arg)
+{
+    pn__reactor_wake((pn__reactor *)arg);
+}
+
+static void *driver_main(void *arg)
+{
+    mt_runtime *rt = arg;
+    pthread_setname_np(pthread_self(), "pollen-io");
+    if (rt->base.cfg.timer_slack_ns)
+        prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
+    pn__timers *tm = &rt->base.timers;
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        pn_instant now = pn_now();
+        int64_t timeout = pn__timers_timeout(tm, now);
+        /* Publish how long we sleep, then look again: a timer armed between
+         * the two either kicks us or is seen by the second look. */
+        pn__timers_set_sleeping(tm, timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout);
+        int64_t again = pn__timers_timeout(tm, now);
+        if (again >= 0 && (timeout < 0 || again < timeout))
+            timeout = again;
+        pn__reactor_poll(rt->base.reactor, timeout);
+        pn__timers_set_sleeping(tm, 0);
+        pn__timers_fire(tm, pn_now());
+    }
+    return NULL;
+}
+
+/* ---- block_on from a thread that is not a worker ----------------------------------
+ * The block_on waker points at a small refcounted parker (a futex word): a
+ * clone of it may outlive the call (left in a registration's waker slot),
+ * and several threads may block on the same runtime at once. */
+
+typedef struct parker {
+    _Atomic uint32_t woken;        /* futex word */
+    _Atomic size_t refs;
+} parker;
+
+static void parker_unref(parker *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        pn__free(p);
+}
+
+static void parker_wake_by_ref(const void *data)
+{
+    parker *p = (parker *)data;
+    atomic_store(&p->woken, 1);
+    futex_wake(&p->woken);
+}
+
+static void parker_wake(const void *data)
+{
+    parker_wake_by_ref(data);
+    parker_unref((parker *)data);
+}
+
+static void parker_drop(const void *data) { parker_unref((parker *)data); }
+static pn_waker parker_clone(const void *data);
+
+static const pn_waker_vtable parker_vt = {
+    .clone = parker_clone, .wake = parker_wake, .wake_by_ref = parker_wake_by_ref,
+    .drop = parker_drop,
+};
+
+static pn_waker parker_clone(const void *data)
+{
+    atomic_fetch_add_explicit(&((parker *)data)->refs, 1, memory_order_relaxed);
+    return (pn_waker){ data, &parker_vt };
+}
+
+static int mt_block_on(pn_runtime *base, pn_future *f)
+{
+    if (tls_worker || pn__tls_rt)
+        return -EDEADLK;
+    parker *p = pn__malloc(sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    atomic_init(&p->woken, 1);
+    atomic_init(&p->refs, 1);
+    pn_waker mw = { p, &parker_vt };
+    pn_cx cx = { .waker = &mw, .rt = base, .reactor = base->reactor,
+                 .timers = &base->timers, .budget = 0 };
+    pn__tls_rt = base;
+    for (;;) {
+        if (atomic_exchange(&p->woken, 0)) {
+            cx.budget = base->cfg.budget;
+            pn__tls_polling = true;
+            pn_poll r = pn_future_poll(f, &cx);
+            pn__tls_polling = false;
+            if (r == PN_READY)
+                break;
+            continue;
+        }
+        futex_wait(&p->woken, 0);
+    }
+    pn__tls_rt = NULL;
+    parker_unref(p);
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static void stop_threads(mt_runtime *rt)
+{
+    atomic_store(&rt->stopping, true);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i].started)
+            unpark_worker(&rt->workers[i]);
+    pn__reactor_wake(rt->base.reactor);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i].started) {
+            pthread_join(rt->workers[i].thread, NULL);
+            rt->workers[i].started = false;
+        }
+    if (rt->driver_started) {
+        pthread_join(rt->driver, NULL);
+        rt->driver_started = false;
+    }
+}
+
+static void mt_shutdown(pn_runtime *base)
+{
+    mt_runtime *rt = mt(base);
+    atomic_store(&rt->owned_closed, true);
+    for (unsigned i = 0; i < OWNED_SHARDS; i++) {   /* fence spawns in flight */
+        pthread_mutex_lock(&rt->owned[i].lock);
+        pthread_mutex_unlock(&rt->owned[i].lock);
+    }
+    pn__task *inj = pn__inject_close(&rt->inject);
+    stop_threads(rt);
+
+    /* One thread from here on.  Drop the queue references; the tasks stay
+     * NOTIFIED, so wakes from the drops below do not queue them again. */
+    for (pn__task *t = inj, *nx; t; t = nx) {
+        nx = t->next;
+        pn__task_unref(t);
+    }
+    for (pn__task *t; (t = pn__inject_close(&rt->inject));)
+        for (pn__task *nx; t; t = nx) {
+            nx = t->next;
+            pn__task_unref(t);
+        }
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        pn__task *t;
+        if (w->lifo) {
+            pn__task_unref(w->lifo);
+            w->lifo = NULL;
+        }
+        while ((t = pn__lq_pop(&w->q)))
+            pn__task_unref(t);
+    }
+    for (unsigned i = 0; i < OWNED_SHARDS; i++) {
+        owned_shard *s = &rt->owned[i];
+        pn__task *t;
+        while ((t = s->head)) {
+            owned_remove(rt, t);
+            pn__task_shutdown(t);
+            pn__task_unref(t);
+        }
+    }
+}
+
+static void mt_destroy(pn_runtime *base)
+{
+    mt_runtime *rt = mt(base);
+    for (unsigned i = 0; i < OWNED_SHARDS; i++)
+        pthread_mutex_destroy(&rt->owned[i].lock);
+    pthread_mutex_destroy(&rt->idle_lock);
+    pn__inject_destroy(&rt->inject);
+    pn__free(rt->sleepers);
+    pn__free(rt->workers);
+    pn__free(rt);
+}
+
+static const pn__rt_ops mt_rt_ops = { mt_block_on, mt_spawn, mt_shutdown, mt_destroy };
+
+int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
+{
+    mt_runtime *rt = pn__calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    rt->nworkers = cfg->workers;
+    rt->workers = pn__calloc(cfg->workers, sizeof(worker));
+    rt->sleepers = pn__calloc(cfg->workers, sizeof(unsigned));
+    if (!rt->workers || !rt->sleepers) {
+        pn__free(rt->workers);
+        pn__free(rt->sleepers);
+        pn__free(rt);
+        return -ENOMEM;
+    }
+    rt->base.sched.ops = &mt_sched_ops;
+    rt->base.ops = &mt_rt_ops;
+    rt->base.cfg = *cfg;
+    int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
+    if (err < 0) {
+        pn__free(rt->workers);
+        pn__free(rt->sleepers);
+        pn__free(rt);
+        return err;
+    }
+    pn__timers_init_shared(&rt->base.timers, pn_now(), kick_driver, rt->base.reactor);
+    pn__inject_init(&rt->inject);
+    for (unsigned i = 0; i < OWNED_SHARDS; i++)
+        pthread_mutex_init(&rt->owned[i].lock, NULL);
+    pthread_mutex_init(&rt->idle_lock, NULL);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->index = i;
+        w->rng = 0x9e3779b9u * (i + 1);
+        pn__lq_init(&w->q);
+    }
+    for (unsigned i = 0; i < rt->nworkers && err == 0; i++) {
+        err = -pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
+        rt->workers[i].started = err == 0;
+    }
+    if (err == 0) {
+        err = -pthread_create(&rt->driver, NULL, driver_main, rt);
+        rt->driver_started = err == 0;
+    }
+    if (err < 0) {
+        stop_threads(rt);
+        pn__timers_shutdown(&rt->base.timers);
+        pn__reactor_free(rt->base.reactor);
+        mt_destroy(&rt->base);
+        return err;
+    }
+    *out = &rt->base;
+    return 0;
+}

@@ -1,0 +1,112 @@
+/*
+ * runtime.c - the public runtime calls: check arguments, pick the flavour,
+ * dispatch.  Flavours live in current_thread.c and multi_thread.c.
+ */
+#include <string.h>
+#include <unistd.h>
+#include "rt.h"
+#include "reactor/reactor.h"
+
+_Thread_local pn_runtime *pn__tls_rt;
+_Thread_local bool pn__tls_polling;
+
+#define DEFAULT_BUDGET 128
+#define DEFAULT_EVENT_INTERVAL 61
+#define DEFAULT_MAX_EVENTS 1024
+#define DEFAULT_TIMER_SLACK_NS 1000
+#define MAX_WORKERS 1024
+
+void pn_runtime_config_init(pn_runtime_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->flavor = PN_RUNTIME_CURRENT_THREAD;
+    cfg->workers = 0;
+    cfg->driver = PN_DRIVER_REACTOR_THREAD;
+    cfg->budget = DEFAULT_BUDGET;
+    cfg->event_interval = DEFAULT_EVENT_INTERVAL;
+    cfg->max_events = DEFAULT_MAX_EVENTS;
+    cfg->timer_slack_ns = DEFAULT_TIMER_SLACK_NS;
+}
+
+int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
+{
+    pn_runtime_config c;
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (cfg)
+        c = *cfg;
+    else
+        pn_runtime_config_init(&c);
+    if (c.budget == 0 || c.event_interval == 0 || c.max_events == 0 ||
+        c.max_events > (1u << 20) || c.workers > MAX_WORKERS)
+        return -EINVAL;
+    switch (c.flavor) {
+    case PN_RUNTIME_CURRENT_THREAD:
+        return pn__current_thread_new(&c, out);
+    case PN_RUNTIME_MULTI_THREAD:
+        if (c.workers == 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            c.workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+        }
+        if (c.driver != PN_DRIVER_REACTOR_THREAD && c.driver != PN_DRIVER_WORKERS)
+            return -EINVAL;
+        return pn__multi_thread_new(&c, out);
+    }
+    return -EINVAL;
+}
+
+struct pn__reactor *pn__runtime_reactor(pn_runtime *rt) { return rt->reactor; }
+struct pn__timers *pn__runtime_timers(pn_runtime *rt) { return &rt->timers; }
+
+pn_runtime *pn_runtime_current(void) { return pn__tls_rt; }
+
+int pn_block_on(pn_runtime *rt, pn_future *f)
+{
+    if (!rt || !f || !f->vt || !f->vt->poll)
+        return -EINVAL;
+    if (pn__tls_polling)
+        return -EDEADLK;
+    if (rt->shut_down)
+        return -ESHUTDOWN;
+    return rt->ops->block_on(rt, f);
+}
+
+int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
+{
+    if (out)
+        *out = NULL;
+    if (!rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
+        return -EINVAL;
+    if (rt->shut_down)
+        return -ESHUTDOWN;
+    /* refs: owned list + run queue (+ join handle) */
+    pn__task *t = pn__task_new(&rt->sched, f, size, out ? 3 : 2, out != NULL);
+    if (!t)
+        return -ENOMEM;
+    if (!rt->ops->spawn(rt, t)) {
+        pn__task_free_unpublished(t);
+        return -ESHUTDOWN;
+    }
+    if (out)
+        *out = (pn_join_handle *)(void *)t;
+    return 0;
+}
+
+void pn_runtime_shutdown(pn_runtime *rt)
+{
+    if (!rt || rt->shut_down || pn__tls_polling)
+        return;
+    rt->ops->shutdown(rt);
+    rt->shut_down = true;
+}
+
+void pn_runtime_free(pn_runtime *rt)
+{
+    if (!rt || pn__tls_polling)
+        return;
+    pn_runtime_shutdown(rt);
+    pn__timers_shutdown(&rt->timers);
+    pn__reactor_free(rt->reactor);
+    rt->ops->destroy(rt);
+}

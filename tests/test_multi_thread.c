@@ -1,0 +1,330 @@
+/*
+ * test_multi_thread.c - the multi-thread runtime: every task runs exactly
+ * once, across workers; wakes from other workers and foreign threads; timers
+ * and I/O from workers; block_on rules; shutdown wherever tasks sit.
+ */
+#include <pthread.h>
+#include <unistd.h>
+#include "helpers.h"
+
+TestSuite(multi_thread, .timeout = 60);
+
+static pn_runtime *mt_new(unsigned workers)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = workers;
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
+    return rt;
+}
+
+/* ---- every task runs exactly once ----------------------------------------- */
+
+#define MANY 20000
+static _Atomic int ran[MANY];
+
+typedef struct mark { pn_future base; int id; } mark;
+static pn_poll mark_poll(pn_future *f, pn_cx *cx)
+{
+    (void)cx;
+    atomic_fetch_add(&ran[((mark *)f)->id], 1);
+    return PN_READY;
+}
+static const pn_future_vtable mark_vt = { mark_poll, NULL, "mark" };
+
+typedef struct spawn_all {
+    pn_future base;
+    int pc, i;
+    pn_join_handle **hs;
+    pn_join_future j;
+} spawn_all;
+
+static pn_poll spawn_all_poll(pn_future *f, pn_cx *cx)
+{
+    spawn_all *s = (spawn_all *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->i = 0; s->i < MANY; s->i++) {
+        mark m = { .base = { &mark_vt }, .id = s->i };
+        cr_assert_eq(PN_SPAWN(cx->rt, m, &s->hs[s->i]), 0);
+    }
+    for (s->i = 0; s->i < MANY; s->i++) {
+        s->j = pn_join_handle_await(s->hs[s->i]);
+        PN_AWAIT(s->pc, &s->j, cx);
+        cr_assert_eq(s->j.status, 0);
+        pn_join_handle_free(s->hs[s->i]);
+    }
+    PN_ASYNC_END(s->pc);
+}
+static const pn_future_vtable spawn_all_vt = { spawn_all_poll, NULL, "spawn_all" };
+
+/* The spawner itself runs as a task on a worker, so spawns go to its local
+ * queue, overflow to the injection queue and get stolen. */
+Test(multi_thread, spawn_from_a_task_runs_each_once)
+{
+    pn_runtime *rt = mt_new(2);
+    for (int i = 0; i < MANY; i++)
+        atomic_store(&ran[i], 0);
+    static pn_join_handle *hs[MANY];
+    spawn_all s = { .base = { &spawn_all_vt }, .hs = hs };
+    pn_join_handle *h;
+    cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    cr_assert_eq(j.status, 0);
+    pn_join_handle_free(h);
+    for (int i = 0; i < MANY; i++)
+        cr_assert_eq(atomic_load(&ran[i]), 1, "task %d ran %d times", i, atomic_load(&ran[i]));
+    pn_runtime_free(rt);
+}
+
+/* ---- ping-pong across workers -------------------------------------------------- */
+
+#define PAIRS 50
+#define ROUNDS 2000
+
+/* A one-slot mailbox: a counter and the waker of whoever waits on it. */
+typedef struct mailbox {
+    pthread_mutex_t lock;
+    int count;
+    pn_waker waiter;
+} mailbox;
+
+static void mailbox_post(mailbox *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->count++;
+    pn_waker w = m->waiter;
+    m->waiter = PN_WAKER_NONE;
+    pthread_mutex_unlock(&m->lock);
+    pn_waker_wake(&w);
+}
+
+static pn_poll mailbox_poll_take(mailbox *m, pn_cx *cx)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->count > 0) {
+        m->count--;
+        pthread_mutex_unlock(&m->lock);
+        return PN_READY;
+    }
+    pn_waker_set(&m->waiter, cx->waker);
+    pthread_mutex_unlock(&m->lock);
+    return PN_PENDING;
+}
+
+typedef struct player {
+    pn_future base;
+    int pc, round;
+    mailbox *in, *out;
+    bool serve;
+} player;
+
+static pn_poll player_poll(pn_future *f, pn_cx *cx)
+{
+    player *p = (player *)f;
+    PN_ASYNC_BEGIN(p->pc);
+    if (p->serve)
+        mailbox_post(p->out);
+    for (p->round = 0; p->round < ROUNDS; p->round++) {
+        PN_AWAIT_POLL(p->pc, mailbox_poll_take(p->in, cx));
+        if (!(p->serve && p->round == ROUNDS - 1))
+            mailbox_post(p->out);
+    }
+    PN_ASYNC_END(p->pc);
+}
+static const pn_future_vtable player_vt = { player_poll, NULL, "player" };
+
+typedef struct join_list { pn_future base; int pc, i, n; pn_join_handle **hs; pn_join_future j; } join_list;
+static pn_poll join_list_poll(pn_future *f, pn_cx *cx)
+{
+    join_list *l = (join_list *)f;
+    PN_ASYNC_BEGIN(l->pc);
+    for (l->i = 0; l->i < l->n; l->i++) {
+        l->j = pn_join_handle_await(l->hs[l->i]);
+        PN_AWAIT(l->pc, &l->j, cx);
+        cr_assert_eq(l->j.status, 0);
+        pn_join_handle_free(l->hs[l->i]);
+    }
+    PN_ASYNC_END(l->pc);
+}
+static const pn_future_vtable join_list_vt = { join_list_poll, NULL, "join_list" };
+
+Test(multi_thread, ping_pong_pairs_deliver_every_message)
+{
+    pn_runtime *rt = mt_new(2);
+    static mailbox boxes[PAIRS][2];
+    static pn_join_handle *hs[PAIRS * 2];
+    for (int i = 0; i < PAIRS; i++) {
+        for (int k = 0; k < 2; k++) {
+            pthread_mutex_init(&boxes[i][k].lock, NULL);
+            boxes[i][k].count = 0;
+            boxes[i][k].waiter = PN_WAKER_NONE;
+        }
+        player a = { .base = { &player_vt }, .in = &boxes[i][0], .out = &boxes[i][1], .serve = true };
+        player b = { .base = { &player_vt }, .in = &boxes[i][1], .out = &boxes[i][0] };
+        cr_assert_eq(PN_SPAWN(rt, a, &hs[2 * i]), 0);
+        cr_assert_eq(PN_SPAWN(rt, b, &hs[2 * i + 1]), 0);
+    }
+    join_list l = { .base = { &join_list_vt }, .n = PAIRS * 2, .hs = hs };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&l)), 0);
+    for (int i = 0; i < PAIRS; i++) {
+        cr_assert_eq(boxes[i][0].count, 0, "every message was taken");
+        cr_assert_eq(boxes[i][1].count, 0);
+    }
+    pn_runtime_free(rt);
+}
+
+/* ---- spawn and wake from foreign threads while workers steal --------------------- */
+
+#define FOREIGN 4
+#define PER_FOREIGN 5000
+static _Atomic int foreign_ran;
+static pn_poll count_poll(pn_future *f, pn_cx *cx) { (void)f; (void)cx; atomic_fetch_add(&foreign_ran, 1); return PN_READY; }
+static const pn_future_vtable count_vt = { count_poll, NULL, "count" };
+
+static void *foreign_spawner(void *arg)
+{
+    pn_runtime *rt = arg;
+    for (int i = 0; i < PER_FOREIGN; i++) {
+        pn_future c = { &count_vt };
+        cr_assert_eq(pn_spawn(rt, &c, sizeof(c), NULL), 0);
+    }
+    return NULL;
+}
+
+static pn_poll until_foreign_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (atomic_load(&foreign_ran) == FOREIGN * PER_FOREIGN)
+        return PN_READY;
+    pn_waker_wake_by_ref(cx->waker);     /* re-polled at once: a spin on the block_on thread */
+    return PN_PENDING;
+}
+static const pn_future_vtable until_foreign_vt = { until_foreign_poll, NULL, "until_foreign" };
+
+Test(multi_thread, spawn_from_foreign_threads)
+{
+    pn_runtime *rt = mt_new(2);
+    atomic_store(&foreign_ran, 0);
+    pthread_t th[FOREIGN];
+    for (int i = 0; i < FOREIGN; i++)
+        pthread_create(&th[i], NULL, foreign_spawner, rt);
+    pn_future u = { &until_foreign_vt };
+    cr_assert_eq(pn_block_on(rt, &u), 0);
+    for (int i = 0; i < FOREIGN; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(atomic_load(&foreign_ran), FOREIGN * PER_FOREIGN);
+    pn_runtime_free(rt);
+}
+
+/* ---- timers from workers ----------------------------------------------------------- */
+
+typedef struct napper { pn_future base; int pc; pn_sleep s; uint64_t ns; bool early; } napper;
+static pn_poll napper_poll(pn_future *f, pn_cx *cx)
+{
+    napper *n = (napper *)f;
+    PN_ASYNC_BEGIN(n->pc);
+    n->s = pn_sleep_for(n->ns);
+    PN_AWAIT(n->pc, &n->s, cx);
+    n->early = pn_now() < pn_sleep_deadline(&n->s);
+    PN_ASYNC_END(n->pc);
+}
+static const pn_future_vtable napper_vt = { napper_poll, NULL, "napper" };
+
+Test(multi_thread, sleeps_on_workers_never_complete_early)
+{
+    pn_runtime *rt = mt_new(2);
+    enum { N = 500 };
+    static pn_join_handle *hs[N];
+    for (int i = 0; i < N; i++) {
+        napper n = { .base = { &napper_vt }, .ns = PN_US(100 + (i * 37) % 20000) };
+        cr_assert_eq(PN_SPAWN(rt, n, &hs[i]), 0);
+    }
+    join_list l = { .base = { &join_list_vt }, .n = 0, .hs = hs };
+    /* Check each output before the handles go. */
+    for (int i = 0; i < N; i++) {
+        pn_join_future j = pn_join_handle_await(hs[i]);
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+        cr_assert_eq(j.status, 0);
+        cr_assert_not(((napper *)j.output)->early);
+        pn_join_handle_free(hs[i]);
+    }
+    (void)l;
+    /* And the block_on thread's own sleep. */
+    pn_sleep s = pn_sleep_for(PN_MS(5));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_geq(pn_now(), pn_sleep_deadline(&s));
+    pn_runtime_free(rt);
+}
+
+/* ---- block_on rules ------------------------------------------------------------------- */
+
+typedef struct nested_mt { pn_future base; int res; } nested_mt;
+static pn_poll nested_mt_poll(pn_future *f, pn_cx *cx)
+{
+    nested_mt *n = (nested_mt *)f;
+    steps_future s = steps_new(1, NULL);
+    n->res = pn_block_on(cx->rt, PN_FUTURE(&s));
+    return PN_READY;
+}
+static const pn_future_vtable nested_mt_vt = { nested_mt_poll, NULL, "nested_mt" };
+
+Test(multi_thread, block_on_inside_a_task_is_refused)
+{
+    pn_runtime *rt = mt_new(2);
+    nested_mt n = { .base = { &nested_mt_vt } };
+    pn_join_handle *h;
+    cr_assert_eq(PN_SPAWN(rt, n, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    cr_assert_eq(((nested_mt *)j.output)->res, -EDEADLK);
+    pn_join_handle_free(h);
+    pn_runtime_free(rt);
+}
+
+/* ---- shutdown wherever tasks sit -------------------------------------------------------- */
+
+static _Atomic int mt_drops;
+typedef struct pending_forever { pn_future base; pn_sleep s; bool armed; } pending_forever;
+static pn_poll pending_forever_poll(pn_future *f, pn_cx *cx)
+{
+    pending_forever *p = (pending_forever *)f;
+    if (!p->armed) {
+        p->s = pn_sleep_for(PN_SEC(3600));     /* parked on a timer */
+        p->armed = true;
+    }
+    return pn_future_poll(PN_FUTURE(&p->s), cx) == PN_READY ? PN_READY : PN_PENDING;
+}
+static void pending_forever_drop(pn_future *f)
+{
+    pending_forever *p = (pending_forever *)f;
+    if (p->armed)
+        pn_future_drop(PN_FUTURE(&p->s));
+    atomic_fetch_add(&mt_drops, 1);
+}
+static const pn_future_vtable pending_forever_vt = { pending_forever_poll, pending_forever_drop, "pending_forever" };
+
+Test(multi_thread, shutdown_drops_tasks_on_timers_and_in_queues)
+{
+    pn_runtime *rt = mt_new(2);
+    atomic_store(&mt_drops, 0);
+    for (int i = 0; i < 1000; i++) {
+        pending_forever p = { .base = { &pending_forever_vt } };
+        cr_assert_eq(PN_SPAWN(rt, p, NULL), 0);
+    }
+    steps_future s = steps_new(50, NULL);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    pn_runtime_free(rt);
+    cr_assert_eq(atomic_load(&mt_drops), 1000);
+}
+
+Test(multi_thread, create_and_free_idle_runtime)
+{
+    for (int i = 0; i < 20; i++) {
+        pn_runtime *rt = mt_new(1 + i % 3);
+        pn_runtime_free(rt);
+    }
+}
