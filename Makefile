@@ -266,8 +266,16 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@echo "  LINK      $@"
 	$(Q)$(CC) -O2 -g -pthread $(LDFLAGS) -o $@ $< $(LIB_A) $(BENCH_LIBS) $(LIBS)
 
+# The echo load generator (bench/loadgen/*.c): plain epoll, no pollen.
+LOADGENS := $(patsubst bench/loadgen/%.c,$(B)/bench/loadgen/%,$(sort $(wildcard bench/loadgen/*.c)))
+
+$(B)/bench/loadgen/%: $(B)/obj/bench/loadgen/%.o
+	@mkdir -p $(@D)
+	@echo "  LINK      $@"
+	$(Q)$(CC) -O2 -g $(LDFLAGS) -o $@ $< -lm
+
 bench-build: deps-bench
-	$(Q)$(MAKE) --no-print-directory lib $(BENCHES) $(PEERS)
+	$(Q)$(MAKE) --no-print-directory lib $(BENCHES) $(PEERS) $(LOADGENS) $(B)/examples/echo_server
 
 bench: bench-build
 	$(Q)if [ -f bench/run.sh ]; then \

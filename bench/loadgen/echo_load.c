@@ -1,0 +1,359 @@
+/*
+ * echo_load.c - a closed-loop TCP echo load generator on plain epoll.
+ *
+ * Deliberately not written with pollen (it must not measure pollen with
+ * pollen) and single-threaded (on a 2-CPU machine the server gets the other
+ * CPU).  N connections to 127.0.0.1:PORT; each sends a SIZE-byte message,
+ * waits until all SIZE bytes came back, records the round trip and sends
+ * again (closed loop: one message in flight per connection).
+ *
+ * Timeline: connect every connection, start the loop, run WARMUP seconds
+ * without counting, then count for SECS seconds.  At both ends of the
+ * counted window it reads the server's utime+stime from /proc/PID/stat (if
+ * --server-pid is given), so server_us_per_msg is the server's CPU time
+ * (user+system, all threads) per echoed message over exactly that window.
+ *
+ * Latency: a log-bucket histogram (HdrHistogram-like: 16 linear sub-buckets
+ * per power of two, so a reported percentile is within 1/16 = 6% of the
+ * true value; the bucket midpoint is reported).  Closed loop means the
+ * latencies suffer from coordinated omission when the server stalls: a
+ * stalled connection sends nothing, so it records one long sample, not
+ * many.  (A fixed-rate mode measuring from the intended send time is on the
+ * list in docs/BENCHMARKS.md.)
+ *
+ * Output, one line:
+ *   NAME conns=.. size=.. secs=.. msgs=.. msgs_per_s=.. mb_per_s=..
+ *        p50_us=.. p99_us=.. p999_us=.. max_us=.. server_us_per_msg=..
+ *        server_cpu_pct=.. client_cpu_pct=..
+ * mb_per_s counts echoed payload (SIZE bytes per message, one direction),
+ * in 10^6 bytes.
+ *
+ * Usage: echo_load --port P [--conns 50] [--size 64] [--secs 5]
+ *                  [--warmup 1] [--server-pid PID] [--name echo]
+ *        echo_load --probe --port P   (exit 0 if something accepts there)
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "echo_load: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* ---- histogram ------------------------------------------------------------ */
+
+#define SUB_BITS 4
+#define SUB (1u << SUB_BITS)
+#define NBUCKETS (64 * SUB)
+
+static uint64_t hist[NBUCKETS];
+static uint64_t hist_n, hist_max;
+
+static unsigned bucket_of(uint64_t v)
+{
+    if (v < SUB)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);        /* >= SUB_BITS */
+    unsigned sub = (unsigned)(v >> (msb - SUB_BITS)) & (SUB - 1);
+    return (msb - SUB_BITS + 1) * SUB + sub;
+}
+
+/* Midpoint of a bucket's value range. */
+static double bucket_mid(unsigned b)
+{
+    if (b < SUB)
+        return b;
+    unsigned msb = b / SUB + SUB_BITS - 1, sub = b % SUB;
+    double lo = ldexp(1.0, (int)msb) + (double)sub * ldexp(1.0, (int)(msb - SUB_BITS));
+    return lo + ldexp(1.0, (int)(msb - SUB_BITS)) / 2;
+}
+
+static void hist_add(uint64_t v)
+{
+    hist[bucket_of(v)]++;
+    hist_n++;
+    if (v > hist_max)
+        hist_max = v;
+}
+
+static double hist_pct(double q)
+{
+    if (hist_n == 0)
+        return 0;
+    uint64_t rank = (uint64_t)ceil(q * (double)hist_n), seen = 0;
+    if (rank < 1)
+        rank = 1;
+    for (unsigned b = 0; b < NBUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= rank) {
+            double m = bucket_mid(b);
+            return m > (double)hist_max ? (double)hist_max : m;
+        }
+    }
+    return (double)hist_max;
+}
+
+/* ---- server CPU time ------------------------------------------------------ */
+
+/* utime+stime of a process in clock ticks, or -1. */
+static long long proc_cpu_ticks(int pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');    /* comm may contain spaces */
+    if (!p)
+        return -1;
+    /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt
+     * cminflt majflt cmajflt utime(14) stime(15). */
+    unsigned long long ut, st;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+typedef struct conn {
+    int fd;
+    size_t sent, rcvd;       /* bytes of the current message */
+    uint64_t t_send;         /* when its first byte went out */
+    int want_out;            /* EPOLLOUT registered */
+} conn;
+
+static int epfd;
+static size_t msg_size;
+static char *sendbuf, *recvbuf;
+static int counting;
+static uint64_t msgs;
+
+static int connect_to(int port, int blocking)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!blocking)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+static void set_out(conn *c, int on)
+{
+    if (c->want_out == on)
+        return;
+    struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        die("epoll_ctl");
+    c->want_out = on;
+}
+
+/* Push the rest of the current message. */
+static void pump_send(conn *c)
+{
+    while (c->sent < msg_size) {
+        ssize_t n = send(c->fd, sendbuf + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                set_out(c, 1);
+                return;
+            }
+            die("send");
+        }
+        c->sent += (size_t)n;
+    }
+    set_out(c, 0);
+}
+
+static void start_msg(conn *c)
+{
+    c->sent = c->rcvd = 0;
+    c->t_send = now_ns();
+    pump_send(c);
+}
+
+static void on_readable(conn *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, recvbuf, msg_size - c->rcvd, 0);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return;
+            die("recv");
+        }
+        if (n == 0) {
+            fprintf(stderr, "echo_load: the server closed a connection\n");
+            exit(1);
+        }
+        c->rcvd += (size_t)n;
+        if (c->rcvd == msg_size) {
+            if (counting) {
+                hist_add(now_ns() - c->t_send);
+                msgs++;
+            }
+            start_msg(c);
+            return;  /* the reply to the new message cannot be here yet */
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0, probe = 0, server_pid = 0;
+    size_t nconns = 50;
+    double secs = 5, warm = 1;
+    const char *name = "echo";
+    msg_size = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--probe")) { probe = 1; continue; }
+        if (!v) { fprintf(stderr, "echo_load: %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--port")) port = atoi(v);
+        else if (!strcmp(a, "--conns")) nconns = (size_t)atol(v);
+        else if (!strcmp(a, "--size")) msg_size = (size_t)atol(v);
+        else if (!strcmp(a, "--secs")) secs = atof(v);
+        else if (!strcmp(a, "--warmup")) warm = atof(v);
+        else if (!strcmp(a, "--server-pid")) server_pid = atoi(v);
+        else if (!strcmp(a, "--name")) name = v;
+        else { fprintf(stderr, "echo_load: unknown option %s\n", a); return 2; }
+        i++;
+    }
+    if (port <= 0 || port > 65535 || nconns == 0 || msg_size == 0 || secs <= 0) {
+        fprintf(stderr, "usage: echo_load --port P [--conns N] [--size B] [--secs S] "
+                        "[--warmup S] [--server-pid PID] [--name NAME] | --probe --port P\n");
+        return 2;
+    }
+    if (probe) {
+        int fd = connect_to(port, 1);
+        if (fd < 0)
+            return 1;
+        close(fd);
+        return 0;
+    }
+
+    /* Room for 1,000+ connections. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nconns + 64) {
+        rl.rlim_cur = rl.rlim_max < nconns + 64 ? rl.rlim_max : nconns + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    sendbuf = malloc(msg_size);
+    recvbuf = malloc(msg_size);
+    conn *cs = calloc(nconns, sizeof *cs);
+    if (!sendbuf || !recvbuf || !cs)
+        die("malloc");
+    for (size_t i = 0; i < msg_size; i++)
+        sendbuf[i] = (char)('a' + i % 26);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        die("epoll_create1");
+    for (size_t i = 0; i < nconns; i++) {
+        cs[i].fd = connect_to(port, 0);
+        if (cs[i].fd < 0)
+            die("connect");
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &cs[i] };
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+            die("epoll_ctl");
+    }
+    for (size_t i = 0; i < nconns; i++)
+        start_msg(&cs[i]);
+
+    enum { MAXEV = 1024 };
+    struct epoll_event evs[MAXEV];
+    uint64_t t_start = now_ns();
+    uint64_t t_count = t_start + (uint64_t)(warm * 1e9), t_end = 0;
+    long long srv0 = -1, srv1 = -1;
+    double cli0 = 0;
+    for (;;) {
+        int n = epoll_wait(epfd, evs, MAXEV, 5);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(c);
+            if ((evs[i].events & EPOLLOUT) && c->sent < msg_size)
+                pump_send(c);
+        }
+        uint64_t t = now_ns();
+        if (!counting && t_end == 0 && t >= t_count) {
+            counting = 1;
+            t_count = t;
+            t_end = t + (uint64_t)(secs * 1e9);
+            if (server_pid)
+                srv0 = proc_cpu_ticks(server_pid);
+            cli0 = self_cpu_s();
+        } else if (counting && t >= t_end) {
+            if (server_pid)
+                srv1 = proc_cpu_ticks(server_pid);
+            t_end = t;
+            break;
+        }
+    }
+    double window = (double)(t_end - t_count) / 1e9;
+    double cli = self_cpu_s() - cli0;
+    double rate = (double)msgs / window;
+    printf("%s conns=%zu size=%zu secs=%.2f msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f "
+           "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f",
+           name, nconns, msg_size, window, (unsigned long long)msgs, rate,
+           rate * (double)msg_size / 1e6, hist_pct(0.50) / 1e3, hist_pct(0.99) / 1e3,
+           hist_pct(0.999) / 1e3, (double)hist_max / 1e3);
+    if (srv0 >= 0 && srv1 >= 0 && msgs > 0) {
+        double srv_s = (double)(srv1 - srv0) / (double)sysconf(_SC_CLK_TCK);
+        printf(" server_us_per_msg=%.3f server_cpu_pct=%.0f", srv_s * 1e6 / (double)msgs,
+               100 * srv_s / window);
+    }
+    printf(" client_cpu_pct=%.0f\n", 100 * cli / window);
+    for (size_t i = 0; i < nconns; i++)
+        close(cs[i].fd);
+    return 0;
+}
