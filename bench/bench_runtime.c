@@ -33,11 +33,12 @@
  *
  * Output: `<figure> key=value ...`, one line.  Usage:
  *   bench_runtime FIGURE [--n N] [--workers W]
- * --workers 0 (the default) is the current-thread runtime, the only one
- * pollen has so far; W >= 1 is reserved for the multi-thread runtime and
- * answers "unsupported" (exit 3) until it exists.
+ * --workers 0 (the default) is the current-thread runtime; W >= 1 the
+ * multi-thread runtime with W workers.  ping_pong's mailbox is not
+ * thread-safe, so ping_pong answers "unsupported" (exit 3) for W >= 2.
  */
 #include <pollen.h>
+#include <stdatomic.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,7 +295,7 @@ static const pn_future_vtable ping_pong_vt = { ping_pong_poll, NULL, "ping_pong"
 /* ---- chained_spawn ---------------------------------------------------------------- */
 
 typedef struct chain_state {
-    size_t left;
+    _Atomic size_t left;
     pn_waker done;
 } chain_state;
 
@@ -351,7 +352,7 @@ static const pn_future_vtable chained_spawn_vt = { chained_spawn_poll, NULL, "ch
 
 /* ---- task_memory ------------------------------------------------------------------- */
 
-static size_t polled_once;
+static _Atomic size_t polled_once;
 
 /* Pending forever; counts its first poll.  (It never stores its waker:
  * nothing will wake it, and the runtime drops it at pn_runtime_free.) */
@@ -430,17 +431,20 @@ static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
     pn_join_handle_free(h);
 }
 
+/* workers 0: current-thread runtime; W >= 1: multi-thread runtime with W
+ * workers, the worker about to park driving epoll and timers
+ * (PN_DRIVER_WORKERS, as Tokio's workers do). */
 static pn_runtime *make_runtime(long workers)
 {
-    if (workers != 0) {
-        /* The multi-thread runtime is being written: wire its flavour and
-         * worker count here when it lands. */
-        printf("unsupported workers=%ld (pollen has only the current-thread runtime)\n",
-               workers);
-        exit(3);
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    if (workers > 0) {
+        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+        cfg.workers = (unsigned)workers;
+        cfg.driver = PN_DRIVER_WORKERS;
     }
     pn_runtime *rt;
-    int err = pn_runtime_new(NULL, &rt);
+    int err = pn_runtime_new(&cfg, &rt);
     if (err)
         die("pn_runtime_new", err);
     return rt;
@@ -494,6 +498,11 @@ int main(int argc, char **argv)
                (double)(tasks * yields) * 1e9 / (double)s.elapsed);
         free(h);
     } else if (!strcmp(fig, "ping_pong")) {
+        if (workers > 1) {
+            printf("unsupported ping_pong with workers=%ld (the mailbox is single-threaded)\n",
+                   workers);
+            exit(3);
+        }
         size_t pairs = 1000, rounds = n > 0 ? (size_t)n : 1000;
         ping_pong s = { .base = { &ping_pong_vt }, .pairs = pairs, .rounds = rounds };
         s.h = malloc(2 * pairs * sizeof *s.h);

@@ -7,8 +7,10 @@
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
 # the number of runs), ONLY="sleep runtime echo" (suites to run).
 #
-# Peers (columns): pollen (current-thread runtime), Tokio current_thread,
-# Tokio multi_thread with 1 worker, libuv (one loop).  The Tokio programs are
+# Columns: pollen (current-thread runtime), pollen multi-thread runtime with
+# 1 worker (the worker drives epoll and timers), Tokio current_thread, Tokio
+# multi_thread with 1 worker, libuv (one loop).  The ratio compares pollen's
+# current-thread runtime with the best of the other runtimes' columns.  The Tokio programs are
 # built here from bench/peers/tokio (offline, Debian's librust-tokio-dev); a
 # peer whose toolchain is missing is skipped with a line saying so.
 #
@@ -73,6 +75,7 @@ fi
 POLLEN_SLEEP=$BENCH_BIN/bench_sleep_lateness
 POLLEN_RT=$BENCH_BIN/bench_runtime
 POLLEN_ECHO=build/examples/echo_server
+POLLEN_ECHO_W=$BENCH_BIN/bench_echo_server
 UV_SLEEP=$BENCH_BIN/peers/uv_sleep_lateness
 UV_ECHO=$BENCH_BIN/peers/uv_echo_server
 LOADGEN=$BENCH_BIN/loadgen/echo_load
@@ -122,6 +125,7 @@ suite_sleep() {  # run
     r=$1
     say "  [run $r/$RUNS $(elapsed)] sleep lateness: ${SLEEP_COUNT} x 5 ms, ${SLEEP_COUNT} x 1 ms, ${SLEEP_ROUNDS} x 1000 concurrent"
     record pollen "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
+    record pollen_mt1 "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
     if [ $HAVE_TOKIO = yes ]; then
         record tokio_ct "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT"
         record tokio_mt1 "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
@@ -135,6 +139,7 @@ suite_runtime() {  # run
     for f in $RT_FIGS; do
         say "  [run $r/$RUNS $(elapsed)] runtime: $f"
         record pollen "$r" $POLLEN_RT $f
+        record pollen_mt1 "$r" $POLLEN_RT $f --workers 1
         if [ $HAVE_TOKIO = yes ]; then
             record tokio_ct "$r" "$TOKIO_DIR/rt" $f
             record tokio_mt1 "$r" "$TOKIO_DIR/rt" $f --workers 1
@@ -174,6 +179,7 @@ suite_echo() {  # run
         c=${g%%:*}; s=${g#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
         echo_one pollen "$r" "$c" "$s" $POLLEN_ECHO
+        echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
         if [ $HAVE_TOKIO = yes ]; then
             echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
             echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
@@ -243,8 +249,8 @@ function fmt(f, v,   s) {
     return sprintf(f, v)
 }
 BEGIN {
-    npeers = split("pollen tokio_ct tokio_mt1 libuv", peers, " ")
-    title["pollen"] = "pollen"; title["tokio_ct"] = "Tokio current_thread"
+    npeers = split("pollen pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
+    title["pollen"] = "pollen"; title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
     title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
     nrows = 0
     while ((getline line < spec) > 0) {
@@ -289,7 +295,7 @@ END {
             for (i = 1; i <= n; i++) list = list (i > 1 ? ", " : "") a[i]
             printf "%s\"%s\": {\"median\": %s, \"min\": %s, \"max\": %s, \"runs\": [%s]}", (first ? "" : ", "), peers[p], m, a[1], a[n], list > json
             first = 0
-            if (p > 1) {
+            if (peers[p] !~ /^pollen/) {
                 # best peer; lateness compares magnitudes (libuv can be early)
                 if (best == "" || (better[r] == "higher" ? m > best : absv(m) < absv(best))) { best = m; bestp = title[peers[p]] }
             }
