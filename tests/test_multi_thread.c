@@ -9,12 +9,23 @@
 
 TestSuite(multi_thread, .timeout = 60);
 
+/* Every test runs twice: with a reactor thread and with workers driving
+ * the reactor (MT_TEST defines both). */
+static pn_driver_mode cur_driver;
+
+#define MT_TEST(name)                                                              \
+    static void name##_body(void);                                                 \
+    Test(multi_thread, name) { cur_driver = PN_DRIVER_REACTOR_THREAD; name##_body(); } \
+    Test(multi_thread, name##_workers_drive) { cur_driver = PN_DRIVER_WORKERS; name##_body(); } \
+    static void name##_body(void)
+
 static pn_runtime *mt_new(unsigned workers)
 {
     pn_runtime_config cfg;
     pn_runtime_config_init(&cfg);
     cfg.flavor = PN_RUNTIME_MULTI_THREAD;
     cfg.workers = workers;
+    cfg.driver = cur_driver;
     pn_runtime *rt = NULL;
     int err = pn_runtime_new(&cfg, &rt);
     cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
@@ -62,7 +73,7 @@ static const pn_future_vtable spawn_all_vt = { spawn_all_poll, NULL, "spawn_all"
 
 /* The spawner itself runs as a task on a worker, so spawns go to its local
  * queue, overflow to the injection queue and get stolen. */
-Test(multi_thread, spawn_from_a_task_runs_each_once)
+MT_TEST(spawn_from_a_task_runs_each_once)
 {
     pn_runtime *rt = mt_new(2);
     for (int i = 0; i < MANY; i++)
@@ -152,7 +163,7 @@ static pn_poll join_list_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable join_list_vt = { join_list_poll, NULL, "join_list" };
 
-Test(multi_thread, ping_pong_pairs_deliver_every_message)
+MT_TEST(ping_pong_pairs_deliver_every_message)
 {
     pn_runtime *rt = mt_new(2);
     static mailbox boxes[PAIRS][2];
@@ -205,7 +216,7 @@ static pn_poll until_foreign_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable until_foreign_vt = { until_foreign_poll, NULL, "until_foreign" };
 
-Test(multi_thread, spawn_from_foreign_threads)
+MT_TEST(spawn_from_foreign_threads)
 {
     pn_runtime *rt = mt_new(2);
     atomic_store(&foreign_ran, 0);
@@ -234,7 +245,7 @@ static pn_poll napper_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable napper_vt = { napper_poll, NULL, "napper" };
 
-Test(multi_thread, sleeps_on_workers_never_complete_early)
+MT_TEST(sleeps_on_workers_never_complete_early)
 {
     pn_runtime *rt = mt_new(2);
     enum { N = 500 };
@@ -272,7 +283,7 @@ static pn_poll nested_mt_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable nested_mt_vt = { nested_mt_poll, NULL, "nested_mt" };
 
-Test(multi_thread, block_on_inside_a_task_is_refused)
+MT_TEST(block_on_inside_a_task_is_refused)
 {
     pn_runtime *rt = mt_new(2);
     nested_mt n = { .base = { &nested_mt_vt } };
@@ -307,7 +318,7 @@ static void pending_forever_drop(pn_future *f)
 }
 static const pn_future_vtable pending_forever_vt = { pending_forever_poll, pending_forever_drop, "pending_forever" };
 
-Test(multi_thread, shutdown_drops_tasks_on_timers_and_in_queues)
+MT_TEST(shutdown_drops_tasks_on_timers_and_in_queues)
 {
     pn_runtime *rt = mt_new(2);
     atomic_store(&mt_drops, 0);
@@ -321,7 +332,7 @@ Test(multi_thread, shutdown_drops_tasks_on_timers_and_in_queues)
     cr_assert_eq(atomic_load(&mt_drops), 1000);
 }
 
-Test(multi_thread, create_and_free_idle_runtime)
+MT_TEST(create_and_free_idle_runtime)
 {
     for (int i = 0; i < 20; i++) {
         pn_runtime *rt = mt_new(1 + i % 3);

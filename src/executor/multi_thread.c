@@ -26,11 +26,14 @@
  * searcher that finds work and was the last one searching wakes one more
  * sleeper, so a burst spreads over the workers one wake at a time.
  *
- * The driver.  PN_DRIVER_REACTOR_THREAD: a dedicated thread waits in epoll
- * until the next timer, fires wakers (its wakes go through the injection
- * queue) and fires timers; arming an earlier timer kicks it through the
- * reactor's eventfd.  PN_DRIVER_WORKERS is accepted and currently runs the
- * same dedicated thread (see docs/ARCHITECTURE.md).
+ * The driver (driver_turn: epoll until the next timer, dispatch readiness,
+ * fire timers; arming an earlier timer kicks it through the eventfd).
+ * PN_DRIVER_REACTOR_THREAD: a dedicated thread runs it in a loop; its wakes
+ * go through the injection queue.  PN_DRIVER_WORKERS (Tokio's way): a
+ * worker about to park takes the driver if it is free and parks in epoll
+ * instead of on its futex (unpark then writes the eventfd); the wakes it
+ * fires land in its own queue.  Busy workers turn it without blocking every
+ * event_interval polls so I/O is never starved.
  *
  * Timers are one shared wheel under a mutex (timers.h, shared mode).
  *
@@ -72,6 +75,7 @@ typedef struct worker {
     uint32_t rng;
     _Atomic uint32_t unparked;     /* futex word: 1 = wake up */
     _Atomic bool woken_searching;  /* the waker counted us as searching */
+    _Atomic bool in_driver;        /* parked in epoll (PN_DRIVER_WORKERS) */
     bool started;
 } worker;
 
@@ -98,6 +102,7 @@ struct mt_runtime {
     _Atomic bool stopping;
     pthread_t driver;
     bool driver_started;
+    atomic_flag driver_busy;       /* PN_DRIVER_WORKERS: who turns the reactor */
 
 };
 
@@ -181,7 +186,12 @@ static void owned_remove(mt_runtime *rt, pn__task *t)
 static void unpark_worker(worker *w)
 {
     atomic_store(&w->unparked, 1);
-    futex_wake(&w->unparked);
+    /* A worker parked in epoll is woken through the reactor's eventfd; it
+     * stores in_driver before it looks at `unparked` one last time. */
+    if (atomic_load(&w->in_driver))
+        pn__reactor_wake(w->rt->base.reactor);
+    else
+        futex_wake(&w->unparked);
 }
 
 /* Wake one sleeping worker if nobody is searching. */
@@ -213,6 +223,47 @@ static bool work_available(mt_runtime *rt)
     return false;
 }
 
+/* One turn of the I/O and timer driver: wait in epoll until the next timer
+ * (or not at all), dispatch readiness, fire due timers.  The deadline we
+ * sleep until is published so that arming an earlier timer kicks us; a
+ * timer armed between the two looks is seen by the second one. */
+static void driver_turn(mt_runtime *rt, bool block)
+{
+    pn__timers *tm = &rt->base.timers;
+    int64_t timeout = 0;
+    if (block) {
+        pn_instant now = pn_now();
+        timeout = pn__timers_timeout(tm, now);
+        pn__timers_set_sleeping(tm, timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout);
+        int64_t again = pn__timers_timeout(tm, now);
+        if (again >= 0 && (timeout < 0 || again < timeout))
+            timeout = again;
+    }
+    pn__reactor_poll(rt->base.reactor, timeout);
+    if (block)
+        pn__timers_set_sleeping(tm, 0);
+    pn__timers_fire(tm, pn_now());
+}
+
+/* Take ourselves off the sleepers stack.  False if a waker popped us first
+ * (then its unpark is on the way and must be consumed). */
+static bool leave_sleepers(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    bool removed = false;
+    pthread_mutex_lock(&rt->idle_lock);
+    for (unsigned i = 0; i < rt->nsleepers; i++) {
+        if (rt->sleepers[i] == w->index) {
+            rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
+            atomic_fetch_sub(&rt->num_idle, 1);
+            removed = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+    return removed;
+}
+
 /* Stop searching; returns true if we were the last searcher. */
 static bool stop_searching(worker *w)
 {
@@ -234,19 +285,16 @@ static void park(worker *w)
     store_load_barrier();
 
     if (work_available(rt) || atomic_load(&rt->stopping)) {
-        /* Take ourselves back off the stack, unless a waker already did. */
-        bool removed = false;
-        pthread_mutex_lock(&rt->idle_lock);
-        for (unsigned i = 0; i < rt->nsleepers; i++) {
-            if (rt->sleepers[i] == w->index) {
-                rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
-                atomic_fetch_sub(&rt->num_idle, 1);
-                removed = true;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&rt->idle_lock);
-        if (removed)
+        if (leave_sleepers(w))
+            return;
+    } else if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
+               !atomic_flag_test_and_set(&rt->driver_busy)) {
+        /* Park in epoll: I/O and timers wake us directly. */
+        atomic_store(&w->in_driver, true);
+        driver_turn(rt, !atomic_load(&w->unparked));
+        atomic_store(&w->in_driver, false);
+        atomic_flag_clear(&rt->driver_busy);
+        if (leave_sleepers(w))
             return;
     }
     while (!atomic_exchange(&w->unparked, 0))
@@ -394,6 +442,8 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     tls_worker = w;
     pn__tls_rt = &rt->base;
+    if (rt->base.cfg.driver == PN_DRIVER_WORKERS && rt->base.cfg.timer_slack_ns)
+        prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
     pn__tls_polling = true;             /* block_on from a worker: -EDEADLK */
     pn_cx cx = { .waker = NULL, .rt = &rt->base, .reactor = rt->base.reactor,
                  .timers = &rt->base.timers, .budget = 0 };
@@ -406,6 +456,13 @@ static void *worker_main(void *arg)
         if (stop_searching(w))
             notify_parked(rt);          /* last searcher found work: pass it on */
         run_task(w, t, &cx);
+        /* Busy workers still look at I/O and timers now and then. */
+        if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
+            w->tick % rt->base.cfg.event_interval == 0 &&
+            !atomic_flag_test_and_set(&rt->driver_busy)) {
+            driver_turn(rt, false);
+            atomic_flag_clear(&rt->driver_busy);
+        }
     }
     stop_searching(w);
     return NULL;
@@ -424,20 +481,8 @@ static void *driver_main(void *arg)
     pthread_setname_np(pthread_self(), "pollen-io");
     if (rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
-    pn__timers *tm = &rt->base.timers;
-    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        pn_instant now = pn_now();
-        int64_t timeout = pn__timers_timeout(tm, now);
-        /* Publish how long we sleep, then look again: a timer armed between
-         * the two either kicks us or is seen by the second look. */
-        pn__timers_set_sleeping(tm, timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout);
-        int64_t again = pn__timers_timeout(tm, now);
-        if (again >= 0 && (timeout < 0 || again < timeout))
-            timeout = again;
-        pn__reactor_poll(rt->base.reactor, timeout);
-        pn__timers_set_sleeping(tm, 0);
-        pn__timers_fire(tm, pn_now());
-    }
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire))
+        driver_turn(rt, true);
     return NULL;
 }
 
@@ -631,7 +676,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         err = -pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
         rt->workers[i].started = err == 0;
     }
-    if (err == 0) {
+    if (err == 0 && cfg->driver == PN_DRIVER_REACTOR_THREAD) {
         err = -pthread_create(&rt->driver, NULL, driver_main, rt);
         rt->driver_started = err == 0;
     }
