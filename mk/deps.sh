@@ -30,6 +30,24 @@ fi
 if [ "$what" = bench ]; then
     need libuv1-dev has_header uv.h
     need wrk command -v wrk
+    # The Tokio peers (bench/peers/tokio): cargo and Debian's Tokio sources,
+    # built offline.  Optional: bench/run.sh skips Tokio with a line saying
+    # why when they are missing and cannot be installed.
+    need_opt() { pkg=$1; shift; "$@" >/dev/null 2>&1 || optional="$optional $pkg"; }
+    optional=""
+    need_opt cargo command -v cargo
+    need_opt librust-tokio-dev sh -c 'ls -d /usr/share/cargo/registry/tokio-1.*'
+    if [ -n "$optional" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "mk/deps.sh: installing the Tokio peer's toolchain:$optional" >&2
+            export DEBIAN_FRONTEND=noninteractive
+            # shellcheck disable=SC2086
+            { apt-get update -q && apt-get install -y -q --no-install-recommends $optional; } >&2 ||
+                echo "mk/deps.sh: could not install$optional; the Tokio peer will be skipped" >&2
+        else
+            echo "mk/deps.sh: optional packages missing:$optional (the Tokio peer will be skipped)" >&2
+        fi
+    fi
 fi
 
 [ -z "$missing" ] && exit 0
