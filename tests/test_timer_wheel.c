@@ -671,6 +671,7 @@ Test(timer_driver, arm_fire_cancel_and_waker_accounting, .timeout = 20)
     cr_assert_eq(pn__timers_timeout(&t, now), -1);
     wc_balanced(&c);
     wc_balanced(&c2);
+    pn__timers_shutdown(&t);
 }
 
 Test(timer_driver, already_due_gives_zero_timeout, .timeout = 20)
@@ -696,6 +697,7 @@ Test(timer_driver, already_due_gives_zero_timeout, .timeout = 20)
     cr_assert_eq(pn__timers_fire(&t, now + (uint64_t)to), 1);
     cr_assert_eq(c.wakes, 2);
     wc_balanced(&c);
+    pn__timers_shutdown(&t);
 }
 
 Test(timer_driver, shutdown_unlinks_and_drops_wakers, .timeout = 20)
@@ -765,6 +767,7 @@ Test(timer_driver, reactor_loop_never_early_never_spins, .timeout = 20)
         }
         cr_assert_eq(c.wakes, N);
         wc_balanced(&c);
+        pn__timers_shutdown(&t);
     }
 }
 

@@ -15,8 +15,11 @@
  *
  * Ownership: the pn_async_fd owns its fd from pn_async_fd_init on, and
  * pn_async_fd_close closes it.  The struct lives in the caller's memory and
- * must not move once registered.  Closing it while another task waits on it
- * wakes that task, whose operation then completes with -ECANCELED.
+ * must not move once registered, and must be closed (or released) before
+ * that memory is freed: a future that embeds one closes it in its drop.
+ * Closing it while another task waits on it wakes that task, whose
+ * operation then completes with -ECANCELED; closing it while another thread
+ * is inside an operation on it is a race, as with close(2).
  *
  * Errors of the operations: whatever the syscall returns as -errno (never
  * -EAGAIN: that is waited out), -ECANCELED if the fd was closed, -ENOMEM or
@@ -45,6 +48,7 @@ typedef struct pn_async_fd {
     struct pn__reactor *reactor;     /* the reactor it is registered with, or NULL */
     struct pn__registration *reg;    /* its slab record, or NULL */
     uint32_t gen;                    /* generation of reg when it was taken */
+    uint8_t reg_busy;                /* claims the lazy registration (multi-thread) */
     uint16_t rd_tick, wr_tick;       /* readiness tick last seen ready, per
                                         direction (for pn_async_fd_clear_ready) */
 } pn_async_fd;
@@ -116,6 +120,7 @@ PN_EXTERN pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned inte
 typedef struct pn_read {
     pn_future base;
     pn_async_fd *afd; void *buf; size_t len;  /* private */
+    pn_waker parked;                           /* private: identity of the waker it left */
     ssize_t res;                               /* output */
 } pn_read;
 
@@ -123,6 +128,7 @@ typedef struct pn_read {
 typedef struct pn_write {
     pn_future base;
     pn_async_fd *afd; const void *buf; size_t len;  /* private */
+    pn_waker parked;                                 /* private */
     ssize_t res;                                     /* output */
 } pn_write;
 
@@ -131,6 +137,7 @@ typedef struct pn_write {
 typedef struct pn_write_all {
     pn_future base;
     pn_async_fd *afd; const char *buf; size_t len;  /* private */
+    pn_waker parked;                                 /* private */
     size_t done;                                     /* read-only: bytes written so far */
     ssize_t res;                                     /* output */
 } pn_write_all;
@@ -139,6 +146,7 @@ typedef struct pn_write_all {
 typedef struct pn_ready {
     pn_future base;
     pn_async_fd *afd; unsigned interest;  /* private */
+    pn_waker parked;                      /* private */
     int res;                              /* output */
 } pn_ready;
 
@@ -146,6 +154,7 @@ typedef struct pn_ready {
 typedef struct pn_accept {
     pn_future base;
     pn_async_fd *afd;  /* private */
+    pn_waker parked;   /* private */
     int res;           /* output */
 } pn_accept;
 

@@ -62,29 +62,38 @@ PN_EXTERN void pn_runtime_config_init(pn_runtime_config *cfg);
 PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
 
 /*
- * Poll `f` (in place: it must not move until this returns) and run the
- * runtime's tasks, timers and I/O until `f` is ready.  Returns 0 when `f`
- * completed; its output is in its fields.  Errors: -EDEADLK when called from
- * inside a task or while another thread is in pn_block_on on the same
- * runtime (never deadlocks), -ESHUTDOWN after pn_runtime_shutdown, -EINVAL
- * on NULL arguments (on these errors `f` was not polled), or the -errno of
- * a failed epoll_wait (then `f` may be pending: drop it).
+ * Poll `f` (in place: it must not move until this returns) until it is
+ * ready.  Current-thread runtime: the calling thread also runs every task,
+ * timer and fd of the runtime meanwhile, and only one thread at a time may
+ * be in pn_block_on.  Multi-thread runtime: the workers run the tasks, the
+ * calling thread (any thread but a worker) only polls `f`, and several
+ * threads may block at once.  Returns 0 when `f` completed; its output is
+ * in its fields.  Errors (then `f` was not polled): -EDEADLK from inside a
+ * task, or while another thread is in pn_block_on on the same current-thread
+ * runtime (never a deadlock); -ESHUTDOWN after pn_runtime_shutdown; -ENOMEM
+ * (no room for its waker); -EINVAL on NULL arguments.  A failed epoll_wait
+ * in the current-thread loop returns its -errno (then `f` may be pending:
+ * drop it).
  */
 PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
 
 /*
  * Stop the worker and reactor threads (multi-thread: each finishes the poll
  * it is in and is joined), then drop every unfinished task (their futures'
- * drop functions run on the calling thread) and refuse new spawns with
- * -ESHUTDOWN.  Join handles stay valid; awaiting one gives -ECANCELED.
- * Idempotent.  Not callable from a task (ignored there).
+ * drop functions run on the calling thread) and refuse new spawns and
+ * block_ons with -ESHUTDOWN.  Join handles stay valid; awaiting one gives
+ * -ECANCELED.  Idempotent.  Returns 0, -EBUSY while another thread is inside
+ * pn_block_on on this runtime (nothing was done), -EDEADLK from inside a
+ * task (likewise), -EINVAL on NULL.
  */
-PN_EXTERN void pn_runtime_shutdown(pn_runtime *rt);
+PN_EXTERN int pn_runtime_shutdown(pn_runtime *rt);
 
 /* Shut down (if not done) and free everything: tasks, registrations, timers,
- * the epoll and wake fds.  fds still registered through a pn_async_fd are
- * deregistered and left open for their owner.  NULL is a no-op. */
-PN_EXTERN void pn_runtime_free(pn_runtime *rt);
+ * threads, the epoll and wake fds.  fds still registered through a
+ * pn_async_fd are deregistered and left open for their owner.  Returns 0
+ * (NULL is a no-op), or -EBUSY / -EDEADLK as pn_runtime_shutdown, in which
+ * case nothing was freed. */
+PN_EXTERN int pn_runtime_free(pn_runtime *rt);
 
 /* The runtime whose task or pn_block_on is running on this thread, or NULL. */
 PN_EXTERN pn_runtime *pn_runtime_current(void);

@@ -48,9 +48,11 @@ static inline int pn_spawn_cx(pn_cx *cx, const pn_future *f, size_t size,
 /* pn_spawn for a future variable: PN_SPAWN(rt, my_fut, &h) */
 #define PN_SPAWN(rt, fut, out) pn_spawn((rt), (const pn_future *)&(fut), sizeof(fut), (out))
 
-/* Ask the task to stop: it is dropped at its next scheduling point (now, if
- * idle) and its join completes with -ECANCELED.  No effect on a finished
- * task.  Thread-safe. */
+/* Ask the task to stop: it is dropped by its runtime at its next scheduling
+ * point (an idle task is queued for that; a running one is dropped when its
+ * current poll returns PN_PENDING) and its join completes with -ECANCELED.
+ * A task whose current poll completes keeps its output (join gives 0).  No
+ * effect on a finished task.  Thread-safe. */
 PN_EXTERN void pn_join_handle_abort(pn_join_handle *h);
 
 /* True once the task completed or was cancelled. */

@@ -201,29 +201,66 @@ static bool ct_spawn(pn_runtime *base, pn__task *t)
 }
 
 /* ---- The block_on waker ---------------------------------------------------
- * data = the runtime.  It carries no reference: it is valid while the
- * runtime lives (every place that stores it is cleared at shutdown). */
+ * data = a small refcounted parker that points at the runtime while
+ * pn_block_on runs.  A clone may outlive the call (left in a waker slot, or
+ * handed to another thread): once the call returns the parker forgets the
+ * runtime, and a late wake does nothing. */
+
+typedef struct ct_parker {
+    atomic_flag lock;               /* guards rt against the block_on exit */
+    _Atomic size_t refs;
+    ct_runtime *rt;                 /* NULL once pn_block_on returned */
+} ct_parker;
+
+static void parker_lock(ct_parker *p)
+{
+    while (atomic_flag_test_and_set_explicit(&p->lock, memory_order_acquire))
+        ;
+}
+
+static void parker_unlock(ct_parker *p)
+{
+    atomic_flag_clear_explicit(&p->lock, memory_order_release);
+}
+
+static void parker_unref(ct_parker *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        pn__free(p);
+}
 
 static void main_wake_by_ref(const void *data)
 {
-    ct_runtime *rt = (ct_runtime *)data;
-    atomic_store(&rt->main_woken, 1);
-    if (pn__tls_rt != &rt->base)
-        unpark(rt);
+    ct_parker *p = (ct_parker *)data;
+    parker_lock(p);
+    ct_runtime *rt = p->rt;
+    if (rt) {
+        atomic_store(&rt->main_woken, 1);
+        if (pn__tls_rt != &rt->base)
+            unpark(rt);
+    }
+    parker_unlock(p);
 }
 
+static void main_wake(const void *data)
+{
+    main_wake_by_ref(data);
+    parker_unref((ct_parker *)data);
+}
+
+static void main_drop(const void *data) { parker_unref((ct_parker *)data); }
 static pn_waker main_clone(const void *data);
-static void main_drop(const void *data) { (void)data; }
 
 static const pn_waker_vtable main_waker_vt = {
     .clone = main_clone,
-    .wake = main_wake_by_ref,
+    .wake = main_wake,
     .wake_by_ref = main_wake_by_ref,
     .drop = main_drop,
 };
 
 static pn_waker main_clone(const void *data)
 {
+    atomic_fetch_add_explicit(&((ct_parker *)data)->refs, 1, memory_order_relaxed);
     return (pn_waker){ data, &main_waker_vt };
 }
 
@@ -270,12 +307,20 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
     int expected = 0;
     if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
         return -EDEADLK;
+    ct_parker *parker = pn__malloc(sizeof(*parker));
+    if (!parker) {
+        atomic_store(&rt->in_block_on, 0);
+        return -ENOMEM;
+    }
+    atomic_flag_clear(&parker->lock);
+    atomic_init(&parker->refs, 1);
+    parker->rt = rt;
 
     pn_runtime *prev = pn__tls_rt;
     pn__tls_rt = base;
     pn_cx cx = { .waker = NULL, .rt = base, .reactor = base->reactor,
                  .timers = &base->timers, .budget = 0 };
-    pn_waker main_waker = { rt, &main_waker_vt };
+    pn_waker main_waker = { parker, &main_waker_vt };
     int err = 0;
     atomic_store(&rt->main_woken, 1);
     /* Sleeps wake within the thread's timer slack: narrow it while we run. */
@@ -325,6 +370,10 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
     if (old_slack > 0)
         prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
     pn__tls_rt = prev;
+    parker_lock(parker);
+    parker->rt = NULL;
+    parker_unlock(parker);
+    parker_unref(parker);
     atomic_store(&rt->in_block_on, 0);
     return err;
 }
@@ -338,7 +387,7 @@ int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         return -ENOMEM;
     rt->base.sched.ops = &ct_sched_ops;
     rt->base.ops = &ct_rt_ops;
-    rt->base.cfg = *cfg;
+    pn__runtime_init_common(&rt->base, cfg);
     int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
     if (err < 0) {
         pn__free(rt);

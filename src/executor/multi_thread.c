@@ -652,7 +652,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     }
     rt->base.sched.ops = &mt_sched_ops;
     rt->base.ops = &mt_rt_ops;
-    rt->base.cfg = *cfg;
+    pn__runtime_init_common(&rt->base, cfg);
     int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
     if (err < 0) {
         pn__free(rt->workers);

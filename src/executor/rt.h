@@ -11,6 +11,8 @@
 
 #include "pollen/runtime.h"
 #include "task.h"
+#include <pthread.h>
+#include <stdatomic.h>
 #include "timer/timers.h"
 
 struct pn__reactor;
@@ -30,7 +32,9 @@ struct pn_runtime {
     pn_runtime_config cfg;
     struct pn__reactor *reactor;
     pn__timers timers;
-    bool shut_down;
+    pthread_mutex_t life_lock;            /* guards blockers and shut_down's transition */
+    unsigned blockers;                    /* threads inside pn_block_on */
+    _Atomic bool shut_down;
 };
 
 /* The runtime whose loop or worker runs on this thread, if any. */
@@ -38,6 +42,7 @@ extern _Thread_local pn_runtime *pn__tls_rt;
 /* Set while this thread polls a future (nested block_on detection). */
 extern _Thread_local bool pn__tls_polling;
 
+void pn__runtime_init_common(pn_runtime *rt, const pn_runtime_config *cfg);
 int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out);
 int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out);
 

@@ -67,9 +67,18 @@ int pn_block_on(pn_runtime *rt, pn_future *f)
         return -EINVAL;
     if (pn__tls_polling)
         return -EDEADLK;
-    if (rt->shut_down)
+    pthread_mutex_lock(&rt->life_lock);
+    if (atomic_load(&rt->shut_down)) {
+        pthread_mutex_unlock(&rt->life_lock);
         return -ESHUTDOWN;
-    return rt->ops->block_on(rt, f);
+    }
+    rt->blockers++;
+    pthread_mutex_unlock(&rt->life_lock);
+    int err = rt->ops->block_on(rt, f);
+    pthread_mutex_lock(&rt->life_lock);
+    rt->blockers--;
+    pthread_mutex_unlock(&rt->life_lock);
+    return err;
 }
 
 int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
@@ -93,20 +102,43 @@ int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **o
     return 0;
 }
 
-void pn_runtime_shutdown(pn_runtime *rt)
+int pn_runtime_shutdown(pn_runtime *rt)
 {
-    if (!rt || rt->shut_down || pn__tls_polling)
-        return;
-    rt->ops->shutdown(rt);
-    rt->shut_down = true;
+    if (!rt)
+        return -EINVAL;
+    if (pn__tls_polling)
+        return -EDEADLK;
+    pthread_mutex_lock(&rt->life_lock);
+    if (rt->blockers) {
+        pthread_mutex_unlock(&rt->life_lock);
+        return -EBUSY;
+    }
+    bool was = atomic_exchange(&rt->shut_down, true);
+    pthread_mutex_unlock(&rt->life_lock);
+    if (!was)
+        rt->ops->shutdown(rt);
+    return 0;
 }
 
-void pn_runtime_free(pn_runtime *rt)
+int pn_runtime_free(pn_runtime *rt)
 {
-    if (!rt || pn__tls_polling)
-        return;
-    pn_runtime_shutdown(rt);
+    if (!rt)
+        return 0;
+    int err = pn_runtime_shutdown(rt);
+    if (err < 0)
+        return err;
     pn__timers_shutdown(&rt->timers);
     pn__reactor_free(rt->reactor);
+    pthread_mutex_destroy(&rt->life_lock);
     rt->ops->destroy(rt);
+    return 0;
+}
+
+/* Called by each flavour's constructor. */
+void pn__runtime_init_common(pn_runtime *rt, const pn_runtime_config *cfg)
+{
+    rt->cfg = *cfg;
+    pthread_mutex_init(&rt->life_lock, NULL);
+    rt->blockers = 0;
+    atomic_init(&rt->shut_down, false);
 }

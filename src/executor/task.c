@@ -158,10 +158,12 @@ const pn_waker_vtable pn__task_waker_vt = {
 /* RUNNING -> COMPLETE (|CANCELLED); wake the joiner. */
 static void complete(pn__task *t, bool cancelled)
 {
+    /* A future that completed wins over an abort that came during its last
+     * poll: its output is kept (and it is not dropped). */
     uint64_t set = PN__COMPLETE | (cancelled ? PN__CANCELLED : 0);
     uint64_t cur = atomic_load_explicit(&t->state, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&t->state, &cur,
-                                                  (cur & ~PN__RUNNING) | set,
+                                                  (cur & ~(PN__RUNNING | PN__CANCELLED)) | set,
                                                   memory_order_acq_rel,
                                                   memory_order_relaxed))
         ;

@@ -57,6 +57,7 @@ int pn_async_fd_init(pn_async_fd *afd, int fd)
     afd->reactor = NULL;
     afd->reg = NULL;
     afd->gen = 0;
+    afd->reg_busy = 0;
     afd->rd_tick = afd->wr_tick = 0;
     return 0;
 }
@@ -68,9 +69,23 @@ static int do_register(pn_async_fd *afd, pn__reactor *r)
     if (err)
         return err;
     afd->reactor = r;
-    afd->reg = reg;
     afd->gen = atomic_load(&reg->gen);
+    __atomic_store_n(&afd->reg, reg, __ATOMIC_RELEASE);   /* publish last */
     return 0;
+}
+
+/* Register once even when a reader and a writer on two workers make their
+ * first poll at the same time: the loser of the claim waits for the winner's
+ * record instead of adding the fd to epoll a second time. */
+static int register_once(pn_async_fd *afd, pn__reactor *r)
+{
+    while (__atomic_test_and_set(&afd->reg_busy, __ATOMIC_ACQUIRE))
+        ;
+    int err = 0;
+    if (!__atomic_load_n(&afd->reg, __ATOMIC_ACQUIRE))
+        err = do_register(afd, r);
+    __atomic_clear(&afd->reg_busy, __ATOMIC_RELEASE);
+    return err;
 }
 
 int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt)
@@ -156,10 +171,10 @@ static int prepare(pn_async_fd *afd, pn_cx *cx)
         return -ECANCELED;
     if (afd->fd < 0)
         return -EBADF;
-    if (!afd->reg) {
+    if (!__atomic_load_n(&afd->reg, __ATOMIC_ACQUIRE)) {
         if (!cx->reactor)
             return -EINVAL;
-        return do_register(afd, cx->reactor);
+        return register_once(afd, cx->reactor);
     }
     return 0;
 }
@@ -410,20 +425,22 @@ pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res)
     return p;
 }
 
-void pn__async_fd_forget(pn_async_fd *afd, unsigned interest)
+void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 {
-    if (!afd || afd->closed || !afd->reg)
+    if (!afd || afd->closed || !afd->reg || pn_waker_is_none(mine))
         return;
     pn__registration *reg = afd->reg;
     if (atomic_load(&reg->gen) != afd->gen)
         return;
+    /* Only take back our own waker: another task may have taken the slot
+     * since (and must still be woken). */
     pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
     pn__reg_lock(reg);
-    if (interest & PN_READABLE) {
+    if ((interest & PN_READABLE) && pn_waker_will_wake(&reg->reader, mine)) {
         rd = reg->reader;
         reg->reader = PN_WAKER_NONE;
     }
-    if (interest & PN_WRITABLE) {
+    if ((interest & PN_WRITABLE) && pn_waker_will_wake(&reg->writer, mine)) {
         wr = reg->writer;
         reg->writer = PN_WAKER_NONE;
     }

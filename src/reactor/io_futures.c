@@ -4,7 +4,9 @@
  *
  * Each is a thin wrapper over a poll helper of io.c: it owns nothing but
  * its output and (while pending) the task's waker in the fd's record,
- * which its drop releases.  pn_write_all loops over short writes; .done
+ * which its drop releases.  It remembers which waker it left there
+ * (`parked`, an identity, not a reference) so that its drop never takes
+ * back the waker of another task that has taken the slot since.  pn_write_all loops over short writes; .done
  * counts the bytes written so far and survives an error.
  */
 #include "reactor/reactor.h"
@@ -15,12 +17,15 @@
 static pn_poll read_poll(pn_future *f, pn_cx *cx)
 {
     pn_read *r = (pn_read *)f;
-    return pn_async_fd_poll_read(r->afd, cx, r->buf, r->len, &r->res);
+    pn_poll p = pn_async_fd_poll_read(r->afd, cx, r->buf, r->len, &r->res);
+    if (p == PN_PENDING)
+        r->parked = *cx->waker;
+    return p;
 }
 
 static void read_drop(pn_future *f)
 {
-    pn__async_fd_forget(((pn_read *)f)->afd, PN_READABLE);
+    pn__async_fd_forget(((pn_read *)f)->afd, PN_READABLE, &((pn_read *)f)->parked);
 }
 
 static const pn_future_vtable read_vt = { read_poll, read_drop, "pn_read_some" };
@@ -35,12 +40,15 @@ pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len)
 static pn_poll write_poll(pn_future *f, pn_cx *cx)
 {
     pn_write *w = (pn_write *)f;
-    return pn_async_fd_poll_write(w->afd, cx, w->buf, w->len, &w->res);
+    pn_poll p = pn_async_fd_poll_write(w->afd, cx, w->buf, w->len, &w->res);
+    if (p == PN_PENDING)
+        w->parked = *cx->waker;
+    return p;
 }
 
 static void write_drop(pn_future *f)
 {
-    pn__async_fd_forget(((pn_write *)f)->afd, PN_WRITABLE);
+    pn__async_fd_forget(((pn_write *)f)->afd, PN_WRITABLE, &((pn_write *)f)->parked);
 }
 
 static const pn_future_vtable write_vt = { write_poll, write_drop, "pn_write_some" };
@@ -58,8 +66,10 @@ static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
     while (w->done < w->len) {
         ssize_t n;
         if (pn_async_fd_poll_write(w->afd, cx, w->buf + w->done, w->len - w->done, &n) ==
-            PN_PENDING)
+            PN_PENDING) {
+            w->parked = *cx->waker;
             return PN_PENDING;
+        }
         if (n < 0) {
             w->res = n;
             return PN_READY;
@@ -76,7 +86,7 @@ static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
 
 static void write_all_drop(pn_future *f)
 {
-    pn__async_fd_forget(((pn_write_all *)f)->afd, PN_WRITABLE);
+    pn__async_fd_forget(((pn_write_all *)f)->afd, PN_WRITABLE, &((pn_write_all *)f)->parked);
 }
 
 static const pn_future_vtable write_all_vt = { write_all_poll, write_all_drop,
@@ -93,13 +103,16 @@ pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len)
 static pn_poll ready_poll(pn_future *f, pn_cx *cx)
 {
     pn_ready *r = (pn_ready *)f;
-    return pn_async_fd_poll_ready(r->afd, cx, r->interest, &r->res);
+    pn_poll p = pn_async_fd_poll_ready(r->afd, cx, r->interest, &r->res);
+    if (p == PN_PENDING)
+        r->parked = *cx->waker;
+    return p;
 }
 
 static void ready_drop(pn_future *f)
 {
     pn_ready *r = (pn_ready *)f;
-    pn__async_fd_forget(r->afd, r->interest);
+    pn__async_fd_forget(r->afd, r->interest, &r->parked);
 }
 
 static const pn_future_vtable readable_vt = { ready_poll, ready_drop, "pn_readable" };
@@ -120,12 +133,15 @@ pn_ready pn_writable(pn_async_fd *afd)
 static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
     pn_accept *a = (pn_accept *)f;
-    return pn_async_fd_poll_accept(a->afd, cx, &a->res);
+    pn_poll p = pn_async_fd_poll_accept(a->afd, cx, &a->res);
+    if (p == PN_PENDING)
+        a->parked = *cx->waker;
+    return p;
 }
 
 static void accept_drop(pn_future *f)
 {
-    pn__async_fd_forget(((pn_accept *)f)->afd, PN_READABLE);
+    pn__async_fd_forget(((pn_accept *)f)->afd, PN_READABLE, &((pn_accept *)f)->parked);
 }
 
 static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_accept_on" };

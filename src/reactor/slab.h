@@ -107,6 +107,6 @@ static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uin
 
 /* Defined in io.c: drop the waker the fd's registration holds for
  * `interest` (PN_READABLE/PN_WRITABLE); used by the futures' drop. */
-void pn__async_fd_forget(pn_async_fd *afd, unsigned interest);
+void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
 
 #endif

@@ -72,17 +72,5 @@ pn_sleep pn_sleep_for(uint64_t ns)
 
 void pn_sleep_reset(pn_sleep *s, pn_instant deadline)
 {
-    pn_timer_entry *e = &s->entry;
-    pn__timers *t = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == PN__TIMER_ARMED ? e->timers : NULL;
-    if (t) {
-        /* Still pending: keep the waker, move the entry. */
-        pn_waker w = pn_waker_clone(&e->waker);
-        pn__timers_cancel(e);
-        e->deadline = deadline;
-        pn__timers_arm(t, e, &w);
-        pn_waker_drop(&w);
-        return;
-    }
-    pn__timers_cancel(e);
-    e->deadline = deadline;
+    pn__timers_reset(&s->entry, deadline);
 }

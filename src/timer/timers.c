@@ -18,6 +18,7 @@
  *    after the wake (the wake may free the task that embeds it).
  */
 #include "timers.h"
+#include "core/sys.h"
 
 void pn__timers_init(pn__timers *t, pn_instant now)
 {
@@ -27,6 +28,8 @@ void pn__timers_init(pn__timers *t, pn_instant now)
     t->kick = NULL;
     t->kick_arg = NULL;
     t->sleeping_until = 0;
+    t->due = NULL;
+    t->ndue = t->capdue = 0;
 }
 
 void pn__timers_init_shared(pn__timers *t, pn_instant now,
@@ -103,6 +106,9 @@ void pn__timers_shutdown(pn__timers *t)
         pn_waker_drop(&e->waker);
     }
     t->armed = 0;
+    pn__free(t->due);
+    t->due = NULL;
+    t->ndue = t->capdue = 0;
     if (t->shared)
         pthread_mutex_destroy(&t->lock);
 }
@@ -145,6 +151,29 @@ void pn__timers_arm(pn__timers *t, pn_timer_entry *e, const pn_waker *w)
         t->kick(t->kick_arg);
 }
 
+void pn__timers_reset(pn_timer_entry *e, pn_instant deadline)
+{
+    if (load_state(e) == PN__TIMER_ARMED) {
+        pn__timers *t = e->timers;
+        lock(t);
+        if (load_state(e) == PN__TIMER_ARMED) {
+            pn__wheel_remove(&t->wheel, e);
+            e->deadline = deadline;
+            pn__wheel_insert(&t->wheel, e);
+            bool kick = t->shared && deadline < t->sleeping_until;
+            if (kick)
+                t->sleeping_until = deadline;
+            unlock(t);
+            if (kick && t->kick)
+                t->kick(t->kick_arg);
+            return;
+        }
+        unlock(t);                          /* fired meanwhile */
+    }
+    pn__timers_cancel(e);
+    e->deadline = deadline;
+}
+
 void pn__timers_cancel(pn_timer_entry *e)
 {
     pn_waker w = PN_WAKER_NONE;
@@ -179,6 +208,8 @@ int64_t pn__timers_timeout(pn__timers *t, pn_instant now)
     return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
+/* Called by the wheel for each due entry, under the lock: take the waker
+ * (woken after unlock, so a waker may arm timers) and mark it FIRED. */
 static void fire_one(pn_timer_entry *e, void *arg)
 {
     pn__timers *t = arg;
@@ -186,15 +217,36 @@ static void fire_one(pn_timer_entry *e, void *arg)
     /* e->timers stays: a canceller that saw ARMED may be reading it. */
     pn_waker w = e->waker;
     e->waker = PN_WAKER_NONE;
+    if (t->ndue == t->capdue) {
+        size_t cap = t->capdue ? 2 * t->capdue : 64;
+        pn_waker *d = pn__malloc(cap * sizeof(*d));
+        if (!d) {
+            /* No room to defer: wake now (still correct, only under the lock). */
+            store_state(e, PN__TIMER_FIRED);
+            pn_waker_wake(&w);
+            return;
+        }
+        for (size_t i = 0; i < t->ndue; i++)
+            d[i] = t->due[i];
+        pn__free(t->due);
+        t->due = d;
+        t->capdue = cap;
+    }
+    t->due[t->ndue++] = w;
     /* Last touch of e: once FIRED is visible its owner may free it. */
     store_state(e, PN__TIMER_FIRED);
-    pn_waker_wake(&w);
 }
 
 size_t pn__timers_fire(pn__timers *t, pn_instant now)
 {
     lock(t);
     size_t n = pn__wheel_advance(&t->wheel, now, fire_one, t);
+    /* Wake outside the lock.  Only one thread fires (the driver), so the
+     * array is ours until the next call. */
+    size_t nd = t->ndue;
+    t->ndue = 0;
     unlock(t);
+    for (size_t i = 0; i < nd; i++)
+        pn_waker_wake(&t->due[i]);
     return n;
 }

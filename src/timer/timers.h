@@ -31,6 +31,8 @@ typedef struct pn__timers {
     pn_instant sleeping_until;/* shared mode: the driver's wait deadline */
     void (*kick)(void *arg);  /* shared mode: wake the driver */
     void *kick_arg;
+    pn_waker *due;            /* wakers of fired entries, woken after unlock */
+    size_t ndue, capdue;
 } pn__timers;
 
 void pn__timers_init(pn__timers *t, pn_instant now);
@@ -52,6 +54,9 @@ void pn__timers_shutdown(pn__timers *t);
  * If the deadline is already past it is linked anyway and fires on the next
  * pn__timers_fire. */
 void pn__timers_arm(pn__timers *t, pn_timer_entry *e, const pn_waker *w);
+/* Move the deadline of e: an armed entry stays armed with its waker and is
+ * re-filed (under the lock in shared mode); otherwise it becomes IDLE. */
+void pn__timers_reset(pn_timer_entry *e, pn_instant deadline);
 /* Unlink e if armed and drop its waker.  Idempotent. */
 void pn__timers_cancel(pn_timer_entry *e);
 
