@@ -15,5 +15,7 @@
 #include "pollen/time.h"
 #include "pollen/io.h"
 #include "pollen/combinator.h"
+#include "pollen/metrics.h"
+#include "pollen/blocking.h"
 
 #endif

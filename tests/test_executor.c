@@ -651,3 +651,32 @@ Test(executor, async_macros_resume_where_they_left)
     cr_assert_eq(t.pc, PN_ASYNC_DONE);
     pn_runtime_free(rt);
 }
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+Test(executor, metrics_of_the_current_thread_runtime)
+{
+    pn_runtime *rt = rt_new();
+    atomic_store(&detached_runs, 0);
+    for (int i = 0; i < 1001; i++) {
+        pn_future d = { &detached_vt };
+        cr_assert_eq(pn_spawn(rt, &d, sizeof(d), NULL), 0);
+    }
+    pn_future w = { &until_detached_vt };
+    cr_assert_eq(pn_block_on(rt, &w), 0);
+    greedy g = { .base = { &greedy_vt } };
+    pn_join_handle *h;
+    cr_assert_eq(PN_SPAWN(rt, g, &h), 0);
+    steps_future s = steps_new(3, NULL);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    pn_runtime_metrics m;
+    cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
+    cr_assert_eq(m.workers, 1);
+    cr_assert_eq(m.tasks_spawned, 1002);
+    cr_assert_eq(m.tasks_completed, 1001);
+    cr_assert_geq(m.polls, 1002);
+    cr_assert_geq(m.budget_exhausted, 1, "the greedy task ran out of budget");
+    pn_join_handle_abort(h);
+    pn_join_handle_free(h);
+    pn_runtime_free(rt);
+}

@@ -4,6 +4,7 @@
  * and I/O from workers; block_on rules; shutdown wherever tasks sit.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 #include "helpers.h"
 
@@ -338,4 +339,39 @@ MT_TEST(create_and_free_idle_runtime)
         pn_runtime *rt = mt_new(1 + i % 3);
         pn_runtime_free(rt);
     }
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+MT_TEST(metrics_count_spawns_polls_and_completions)
+{
+    pn_runtime *rt = mt_new(2);
+    for (int i = 0; i < MANY; i++)
+        atomic_store(&ran[i], 0);
+    static pn_join_handle *hs[MANY];
+    spawn_all s = { .base = { &spawn_all_vt }, .hs = hs };
+    pn_join_handle *h;
+    cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    pn_join_handle_free(h);
+
+    pn_runtime_metrics m;
+    cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
+    cr_assert_eq(m.workers, 2);
+    cr_assert_eq(m.tasks_spawned, MANY + 1);
+    /* Completion is counted right after the joiner is woken: allow the
+     * count to catch up, bounded by the test's watchdog. */
+    while (pn_runtime_metrics_get(rt, &m) == 0 && m.tasks_completed < MANY + 1)
+        sched_yield();
+    cr_assert_eq(m.tasks_completed, MANY + 1);
+    cr_assert_geq(m.polls, MANY + 1);
+    cr_assert_eq(m.injection_queue_depth, 0);
+    pn_worker_metrics w0, w1, bad;
+    cr_assert_eq(pn_runtime_worker_metrics_get(rt, 0, &w0), 0);
+    cr_assert_eq(pn_runtime_worker_metrics_get(rt, 1, &w1), 0);
+    cr_assert_eq(pn_runtime_worker_metrics_get(rt, 2, &bad), -EINVAL);
+    cr_assert_eq(w0.polls + w1.polls, m.polls);
+    cr_assert_eq(pn_runtime_metrics_get(NULL, &m), -EINVAL);
+    pn_runtime_free(rt);
 }

@@ -56,6 +56,10 @@ typedef struct ct_runtime {
     unsigned tick;
     bool shutting_down;
 
+    /* Metrics: kept by the runtime thread, except remote_spawns. */
+    pn__counter polls, completed, parks, budget_exhausted, local_spawns;
+    _Atomic uint64_t remote_spawns;
+
     /* Shared with other threads. */
     pn__inject inject;
     _Atomic int parked;              /* the loop is (about to be) in epoll_wait */
@@ -195,8 +199,10 @@ static bool ct_spawn(pn_runtime *base, pn__task *t)
             return false;
         owned_add(rt, t);
         fifo_push(&rt->local, t);
+        pn__count(&rt->local_spawns, 1);
         return true;
     }
+    atomic_fetch_add_explicit(&rt->remote_spawns, 1, memory_order_relaxed);
     return remote_push(rt, t);
 }
 
@@ -281,7 +287,11 @@ static void run_task(ct_runtime *rt, pn__task *t, pn_cx *cx)
     if (!t->owned && !(atomic_load_explicit(&t->state, memory_order_acquire) & PN__COMPLETE))
         owned_add(rt, t);                   /* spawned from another thread */
     cx->budget = rt->base.cfg.budget;
-    switch (pn__task_run(t, cx)) {
+    pn__run_result r = pn__task_run(t, cx);
+    pn__count(&rt->polls, 1);
+    if (cx->budget == 0)
+        pn__count(&rt->budget_exhausted, 1);
+    switch (r) {
     case PN__RUN_IDLE:
         break;
     case PN__RUN_REQUEUE:
@@ -290,6 +300,7 @@ static void run_task(ct_runtime *rt, pn__task *t, pn_cx *cx)
     case PN__RUN_DONE:
         owned_remove(rt, t);
         pn__task_unref(t);                  /* the owned list's ref */
+        pn__count(&rt->completed, 1);
         break;
     }
 }
@@ -357,6 +368,8 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
                 atomic_store(&rt->parked, 1);
                 if (has_work(rt))
                     timeout = 0;
+                else
+                    pn__count(&rt->parks, 1);
             }
         }
         int n = pn__reactor_poll(base->reactor, timeout);
@@ -378,7 +391,40 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
     return err;
 }
 
-static const pn__rt_ops ct_rt_ops = { ct_block_on, ct_spawn, ct_shutdown, ct_destroy };
+static unsigned ct_nworkers(pn_runtime *base)
+{
+    (void)base;
+    return 1;
+}
+
+static void ct_worker_metrics(pn_runtime *base, unsigned index, pn_worker_metrics *out)
+{
+    ct_runtime *rt = ct(base);
+    (void)index;
+    out->polls = pn__counter_get(&rt->polls);
+    out->tasks_completed = pn__counter_get(&rt->completed);
+    out->parks = pn__counter_get(&rt->parks);
+    out->budget_exhausted = pn__counter_get(&rt->budget_exhausted);
+    out->local_queue_depth = 0;            /* the local FIFO is the loop's own */
+}
+
+static void ct_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
+{
+    ct_runtime *rt = ct(base);
+    out->tasks_spawned = pn__counter_get(&rt->local_spawns) +
+                         atomic_load_explicit(&rt->remote_spawns, memory_order_relaxed);
+    out->injection_queue_depth = pn__inject_len(&rt->inject);
+}
+
+static const pn__rt_ops ct_rt_ops = {
+    .block_on = ct_block_on,
+    .spawn = ct_spawn,
+    .shutdown = ct_shutdown,
+    .destroy = ct_destroy,
+    .nworkers = ct_nworkers,
+    .worker_metrics = ct_worker_metrics,
+    .shared_metrics = ct_shared_metrics,
+};
 
 int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
 {

@@ -57,7 +57,7 @@ static bool push_overflow(pn__local_queue *q, pn__task *t, uint32_t real,
     return true;
 }
 
-void pn__lq_push(pn__local_queue *q, pn__task *t, pn__inject *inj)
+bool pn__lq_push(pn__local_queue *q, pn__task *t, pn__inject *inj)
 {
     for (;;) {
         uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -66,16 +66,16 @@ void pn__lq_push(pn__local_queue *q, pn__task *t, pn__inject *inj)
         if (tail - steal < PN__LQ_CAP) {
             q->buf[tail & PN__LQ_MASK] = t;
             atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
-            return;
+            return false;
         }
         if (steal != real) {
             /* A thief is copying: it will free slots soon; don't wait. */
             if (!pn__inject_push(inj, t))
                 pn__task_unref(t);
-            return;
+            return false;
         }
         if (push_overflow(q, t, real, tail, inj))
-            return;
+            return true;
     }
 }
 

@@ -40,8 +40,9 @@ struct pn__inject;
 
 void pn__lq_init(pn__local_queue *q);
 /* Owner only.  Overflow goes to `inj` (which may refuse when closed: then
- * the task's queue reference is dropped). */
-void pn__lq_push(pn__local_queue *q, pn__task *t, struct pn__inject *inj);
+ * the task's queue reference is dropped).  Returns true when half the queue
+ * overflowed to `inj`. */
+bool pn__lq_push(pn__local_queue *q, pn__task *t, struct pn__inject *inj);
 pn__task *pn__lq_pop(pn__local_queue *q);
 /* Thief: move about half of src into dst (owned by the caller) and return
  * one of the stolen tasks, or NULL. */

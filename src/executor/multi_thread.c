@@ -77,6 +77,8 @@ typedef struct worker {
     _Atomic bool woken_searching;  /* the waker counted us as searching */
     _Atomic bool in_driver;        /* parked in epoll (PN_DRIVER_WORKERS) */
     bool started;
+    /* metrics, kept by this worker */
+    pn__counter polls, completed, steals, parks, budget_exhausted, overflows, spawns;
 } worker;
 
 typedef struct owned_shard {
@@ -98,6 +100,7 @@ struct mt_runtime {
     unsigned nsleepers;
     _Atomic unsigned num_searching;
     _Atomic unsigned num_idle;
+    _Atomic uint64_t unparks, remote_spawns;
 
     _Atomic bool stopping;
     pthread_t driver;
@@ -210,6 +213,7 @@ static void notify_parked(mt_runtime *rt)
     atomic_fetch_add(&rt->num_searching, 1);
     atomic_store(&w->woken_searching, true);
     pthread_mutex_unlock(&rt->idle_lock);
+    atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
     unpark_worker(w);
 }
 
@@ -277,6 +281,7 @@ static void park(worker *w)
 {
     mt_runtime *rt = w->rt;
     stop_searching(w);
+    pn__count(&w->parks, 1);
 
     pthread_mutex_lock(&rt->idle_lock);
     rt->sleepers[rt->nsleepers++] = w->index;
@@ -330,7 +335,8 @@ static void mt_schedule(pn__sched *s, pn__task *t)
             return;
         t = prev;
     }
-    pn__lq_push(&w->q, t, &rt->inject);
+    if (pn__lq_push(&w->q, t, &rt->inject))
+        pn__count(&w->overflows, 1);
     notify_parked(rt);
 }
 
@@ -343,12 +349,15 @@ static bool mt_spawn(pn_runtime *base, pn__task *t)
         return false;
     worker *w = tls_worker;
     if (w && w->rt == rt) {
-        pn__lq_push(&w->q, t, &rt->inject);
+        pn__count(&w->spawns, 1);
+        if (pn__lq_push(&w->q, t, &rt->inject))
+            pn__count(&w->overflows, 1);
         notify_parked(rt);
     } else if (!pn__inject_push(&rt->inject, t)) {
         owned_remove(rt, t);
         return false;
     } else {
+        atomic_fetch_add_explicit(&rt->remote_spawns, 1, memory_order_relaxed);
         notify_parked(rt);
     }
     return true;
@@ -384,8 +393,10 @@ static pn__task *steal(worker *w)
         if (v == w)
             continue;
         pn__task *t = pn__lq_steal_into(&v->q, &w->q);
-        if (t)
+        if (t) {
+            pn__count(&w->steals, 1);
             return t;
+        }
     }
     return pn__inject_pop(&rt->inject);
 }
@@ -419,6 +430,9 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
     w->in_poll = true;
     pn__run_result r = pn__task_run(t, cx);
     w->in_poll = false;
+    pn__count(&w->polls, 1);
+    if (cx->budget == 0)
+        pn__count(&w->budget_exhausted, 1);
     switch (r) {
     case PN__RUN_IDLE:
         break;
@@ -429,6 +443,7 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
     case PN__RUN_DONE:
         owned_remove(rt, t);
         pn__task_unref(t);
+        pn__count(&w->completed, 1);
         break;
     }
 }
@@ -634,7 +649,40 @@ static void mt_destroy(pn_runtime *base)
     pn__free(rt);
 }
 
-static const pn__rt_ops mt_rt_ops = { mt_block_on, mt_spawn, mt_shutdown, mt_destroy };
+static unsigned mt_nworkers(pn_runtime *base) { return mt(base)->nworkers; }
+
+static void mt_worker_metrics(pn_runtime *base, unsigned index, pn_worker_metrics *out)
+{
+    worker *w = &mt(base)->workers[index];
+    out->polls = pn__counter_get(&w->polls);
+    out->tasks_completed = pn__counter_get(&w->completed);
+    out->steals = pn__counter_get(&w->steals);
+    out->parks = pn__counter_get(&w->parks);
+    out->budget_exhausted = pn__counter_get(&w->budget_exhausted);
+    out->overflows = pn__counter_get(&w->overflows);
+    out->local_queue_depth = pn__lq_len(&w->q);
+}
+
+static void mt_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
+{
+    mt_runtime *rt = mt(base);
+    uint64_t spawned = atomic_load_explicit(&rt->remote_spawns, memory_order_relaxed);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        spawned += pn__counter_get(&rt->workers[i].spawns);
+    out->tasks_spawned = spawned;
+    out->unparks = atomic_load_explicit(&rt->unparks, memory_order_relaxed);
+    out->injection_queue_depth = pn__inject_len(&rt->inject);
+}
+
+static const pn__rt_ops mt_rt_ops = {
+    .block_on = mt_block_on,
+    .spawn = mt_spawn,
+    .shutdown = mt_shutdown,
+    .destroy = mt_destroy,
+    .nworkers = mt_nworkers,
+    .worker_metrics = mt_worker_metrics,
+    .shared_metrics = mt_shared_metrics,
+};
 
 int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
 {

@@ -10,6 +10,7 @@
 #define PN_EXECUTOR_RT_H
 
 #include "pollen/runtime.h"
+#include "pollen/metrics.h"
 #include "task.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +25,23 @@ typedef struct pn__rt_ops {
     bool (*spawn)(pn_runtime *rt, pn__task *t);
     void (*shutdown)(pn_runtime *rt);
     void (*destroy)(pn_runtime *rt);      /* after shutdown: free the flavour's parts */
+    unsigned (*nworkers)(pn_runtime *rt);
+    void (*worker_metrics)(pn_runtime *rt, unsigned index, pn_worker_metrics *out);
+    void (*shared_metrics)(pn_runtime *rt, pn_runtime_metrics *out); /* spawned, unparks, injection depth */
 } pn__rt_ops;
+
+/* A counter kept by one thread and read by any: relaxed load and store, no
+ * read-modify-write. */
+typedef _Atomic uint64_t pn__counter;
+static inline void pn__count(pn__counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+static inline uint64_t pn__counter_get(pn__counter *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
 
 struct pn_runtime {
     pn__sched sched;                      /* first: tasks point at it */

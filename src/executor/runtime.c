@@ -142,3 +142,34 @@ void pn__runtime_init_common(pn_runtime *rt, const pn_runtime_config *cfg)
     rt->blockers = 0;
     atomic_init(&rt->shut_down, false);
 }
+
+int pn_runtime_worker_metrics_get(pn_runtime *rt, unsigned index, pn_worker_metrics *out)
+{
+    if (!rt || !out || index >= rt->ops->nworkers(rt))
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    rt->ops->worker_metrics(rt, index, out);
+    return 0;
+}
+
+int pn_runtime_metrics_get(pn_runtime *rt, pn_runtime_metrics *out)
+{
+    if (!rt || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->workers = rt->ops->nworkers(rt);
+    for (unsigned i = 0; i < out->workers; i++) {
+        pn_worker_metrics w;
+        memset(&w, 0, sizeof(w));
+        rt->ops->worker_metrics(rt, i, &w);
+        out->polls += w.polls;
+        out->tasks_completed += w.tasks_completed;
+        out->steals += w.steals;
+        out->parks += w.parks;
+        out->budget_exhausted += w.budget_exhausted;
+        out->overflows += w.overflows;
+        out->local_queue_depth += w.local_queue_depth;
+    }
+    rt->ops->shared_metrics(rt, out);
+    return 0;
+}
