@@ -375,3 +375,118 @@ MT_TEST(metrics_count_spawns_polls_and_completions)
     cr_assert_eq(pn_runtime_metrics_get(NULL, &m), -EINVAL);
     pn_runtime_free(rt);
 }
+
+/* ---- local (pinned) spawn --------------------------------------------------------------- */
+
+#define PINNED 200
+static _Atomic int pinned_moved, pinned_done;
+
+typedef struct pinned_task {
+    pn_future base;
+    pthread_t home;
+    int polls;
+} pinned_task;
+
+static pn_poll pinned_poll(pn_future *f, pn_cx *cx)
+{
+    pinned_task *p = (pinned_task *)f;
+    if (!pthread_equal(p->home, pthread_self()))
+        atomic_fetch_add(&pinned_moved, 1);
+    if (++p->polls == 20) {
+        atomic_fetch_add(&pinned_done, 1);
+        return PN_READY;
+    }
+    pn_waker_wake_by_ref(cx->waker);       /* yield: back to its own worker */
+    return PN_PENDING;
+}
+static const pn_future_vtable pinned_vt = { pinned_poll, NULL, "pinned" };
+
+/* Spawns PINNED local tasks, plus busy tasks that other workers steal. */
+static pn_poll pin_spawner_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    for (int i = 0; i < PINNED; i++) {
+        pinned_task p = { .base = { &pinned_vt }, .home = pthread_self() };
+        cr_assert_eq(pn_spawn_local(cx, PN_FUTURE(&p), sizeof(p), NULL), 0);
+        steps_future s = steps_new(20, NULL);
+        cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&s), sizeof(s), NULL), 0);
+    }
+    return PN_READY;
+}
+static const pn_future_vtable pin_spawner_vt = { pin_spawner_poll, NULL, "pin_spawner" };
+
+static pn_poll until_pinned_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (atomic_load(&pinned_done) == PINNED)
+        return PN_READY;
+    pn_waker_wake_by_ref(cx->waker);
+    return PN_PENDING;
+}
+static const pn_future_vtable until_pinned_vt = { until_pinned_poll, NULL, "until_pinned" };
+
+MT_TEST(local_spawn_stays_on_its_worker)
+{
+    pn_runtime *rt = mt_new(2);
+    atomic_store(&pinned_moved, 0);
+    atomic_store(&pinned_done, 0);
+    pn_future sp = { &pin_spawner_vt };
+    cr_assert_eq(pn_spawn(rt, &sp, sizeof(sp), NULL), 0);
+    pn_future u = { &until_pinned_vt };
+    cr_assert_eq(pn_block_on(rt, &u), 0);
+    cr_assert_eq(atomic_load(&pinned_moved), 0, "a pinned task ran on another thread");
+    /* Not from the block_on thread, which is not a worker. */
+    pn_cx *none = NULL;
+    pinned_task p = { .base = { &pinned_vt } };
+    cr_assert_eq(pn_spawn_local(none, PN_FUTURE(&p), sizeof(p), NULL), -EINVAL);
+    pn_runtime_free(rt);
+}
+
+static int local_res;
+static pn_poll try_local_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    pinned_task p = { .base = { &pinned_vt }, .home = pthread_self() };
+    local_res = pn_spawn_local(cx, PN_FUTURE(&p), sizeof(p), NULL);
+    return PN_READY;
+}
+static const pn_future_vtable try_local_vt = { try_local_poll, NULL, "try_local" };
+
+MT_TEST(local_spawn_from_block_on_is_refused)
+{
+    pn_runtime *rt = mt_new(2);
+    pn_future t = { &try_local_vt };
+    cr_assert_eq(pn_block_on(rt, &t), 0);
+    cr_assert_eq(local_res, -EPERM);
+    pn_runtime_free(rt);
+}
+
+/* Pinned tasks parked on a waker when the runtime shuts down are dropped. */
+static _Atomic int pinned_drops;
+static pn_poll pinned_forever_poll(pn_future *f, pn_cx *cx) { (void)f; (void)cx; return PN_PENDING; }
+static void pinned_forever_drop(pn_future *f) { (void)f; atomic_fetch_add(&pinned_drops, 1); }
+static const pn_future_vtable pinned_forever_vt = { pinned_forever_poll, pinned_forever_drop, "pinned_forever" };
+static pn_poll pin_forever_spawner_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    for (int i = 0; i < 50; i++) {
+        pn_future p = { &pinned_forever_vt };
+        cr_assert_eq(pn_spawn_local(cx, &p, sizeof(p), NULL), 0);
+    }
+    return PN_READY;
+}
+static const pn_future_vtable pin_forever_spawner_vt = { pin_forever_spawner_poll, NULL, "pin_forever_spawner" };
+
+MT_TEST(shutdown_drops_pinned_tasks)
+{
+    pn_runtime *rt = mt_new(2);
+    atomic_store(&pinned_drops, 0);
+    pn_future sp = { &pin_forever_spawner_vt };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, &sp, sizeof(sp), &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    pn_join_handle_free(h);
+    pn_runtime_free(rt);
+    cr_assert_eq(atomic_load(&pinned_drops), 50);
+}

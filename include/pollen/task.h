@@ -45,6 +45,19 @@ static inline int pn_spawn_cx(pn_cx *cx, const pn_future *f, size_t size,
     return pn_spawn(cx->rt, f, size, out);
 }
 
+/*
+ * Spawn a task pinned to the thread that is polling `cx` (a worker of the
+ * multi-thread runtime, or the current-thread runtime's loop): it is never
+ * stolen, so its future may use thread-local state or objects that are not
+ * safe to move between threads.  Wakes from anywhere bring it back to that
+ * thread.  Errors as pn_spawn, plus -EPERM when `cx` is not a task's context
+ * (e.g. the future of a multi-thread pn_block_on, which runs outside the
+ * workers).  If the pinned thread stops (shutdown) the task is dropped by
+ * the thread that shuts the runtime down.
+ */
+PN_EXTERN int pn_spawn_local(pn_cx *cx, const pn_future *f, size_t size,
+                             pn_join_handle **out);
+
 /* pn_spawn for a future variable: PN_SPAWN(rt, my_fut, &h) */
 #define PN_SPAWN(rt, fut, out) pn_spawn((rt), (const pn_future *)&(fut), sizeof(fut), (out))
 

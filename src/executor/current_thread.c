@@ -391,6 +391,12 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
     return err;
 }
 
+static pn__sched *ct_local_sched(pn_runtime *base)
+{
+    /* One thread runs everything: any task of ours is pinned to it. */
+    return pn__tls_rt == base ? &base->sched : NULL;
+}
+
 static unsigned ct_nworkers(pn_runtime *base)
 {
     (void)base;
@@ -420,6 +426,7 @@ static const pn__rt_ops ct_rt_ops = {
     .block_on = ct_block_on,
     .spawn = ct_spawn,
     .shutdown = ct_shutdown,
+    .local_sched = ct_local_sched,
     .destroy = ct_destroy,
     .nworkers = ct_nworkers,
     .worker_metrics = ct_worker_metrics,

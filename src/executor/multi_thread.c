@@ -58,11 +58,19 @@
 
 #define GLOBAL_INTERVAL 31
 #define LIFO_MAX 3
+#define PINNED_INTERVAL 7                /* pinned tasks get a turn this often */
 #define OWNED_SHARDS 16
 
 typedef struct mt_runtime mt_runtime;
 
+typedef struct task_fifo {
+    pn__task *head, *tail;
+} task_fifo;
+
 typedef struct worker {
+    pn__sched pinned_sched;        /* scheduler of the tasks pinned here */
+    task_fifo pinned_local;        /* pinned tasks woken here (owner only) */
+    pn__inject pinned_remote;      /* pinned tasks woken elsewhere */
     mt_runtime *rt;
     unsigned index;
     pthread_t thread;
@@ -129,6 +137,28 @@ static _Atomic unsigned fence_word;
 #endif
 
 static inline mt_runtime *mt(pn_runtime *rt) { return (mt_runtime *)rt; }
+
+static void fifo_push(task_fifo *q, pn__task *t)
+{
+    t->next = NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+static pn__task *fifo_pop(task_fifo *q)
+{
+    pn__task *t = q->head;
+    if (t) {
+        q->head = t->next;
+        if (!q->head)
+            q->tail = NULL;
+        t->next = NULL;
+    }
+    return t;
+}
 
 /* ---- futex ---------------------------------------------------------------- */
 
@@ -217,9 +247,9 @@ static void notify_parked(mt_runtime *rt)
     unpark_worker(w);
 }
 
-static bool work_available(mt_runtime *rt)
+static bool work_available(mt_runtime *rt, worker *self)
 {
-    if (pn__inject_len(&rt->inject))
+    if (pn__inject_len(&rt->inject) || pn__inject_len(&self->pinned_remote))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (pn__lq_len(&rt->workers[i].q))
@@ -289,7 +319,7 @@ static void park(worker *w)
     pthread_mutex_unlock(&rt->idle_lock);
     store_load_barrier();
 
-    if (work_available(rt) || atomic_load(&rt->stopping)) {
+    if (work_available(rt, w) || atomic_load(&rt->stopping)) {
         if (leave_sleepers(w))
             return;
     } else if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
@@ -317,6 +347,42 @@ static void push_remote(mt_runtime *rt, pn__task *t)
         return;
     }
     notify_parked(rt);
+}
+
+/* Wake worker w in particular (its pinned queue has work): take it off the
+ * sleepers stack if it is there.  If it is not, it is running or about to
+ * park, and its last look at its own pinned queue will see the task. */
+static void wake_worker(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    store_load_barrier();
+    if (atomic_load(&rt->num_idle) == 0)
+        return;
+    if (leave_sleepers(w)) {
+        atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
+        unpark_worker(w);
+    }
+}
+
+static void pinned_schedule(pn__sched *s, pn__task *t)
+{
+    worker *w = pn_container_of(s, worker, pinned_sched);
+    if (tls_worker == w) {
+        fifo_push(&w->pinned_local, t);
+        return;
+    }
+    if (!pn__inject_push(&w->pinned_remote, t)) {
+        pn__task_unref(t);               /* shut down */
+        return;
+    }
+    wake_worker(w);
+}
+
+static const pn__sched_ops pinned_sched_ops = { pinned_schedule };
+
+static bool is_pinned(mt_runtime *rt, pn__task *t)
+{
+    return t->sched != &rt->base.sched;
 }
 
 static void mt_schedule(pn__sched *s, pn__task *t)
@@ -348,6 +414,11 @@ static bool mt_spawn(pn_runtime *base, pn__task *t)
     if (!owned_add(rt, t))
         return false;
     worker *w = tls_worker;
+    if (is_pinned(rt, t)) {              /* pn_spawn_local: from its own worker */
+        fifo_push(&pn_container_of(t->sched, worker, pinned_sched)->pinned_local, t);
+        pn__count(&w->spawns, 1);
+        return true;
+    }
     if (w && w->rt == rt) {
         pn__count(&w->spawns, 1);
         if (pn__lq_push(&w->q, t, &rt->inject))
@@ -401,11 +472,20 @@ static pn__task *steal(worker *w)
     return pn__inject_pop(&rt->inject);
 }
 
+static pn__task *pop_pinned(worker *w)
+{
+    pn__task *t = fifo_pop(&w->pinned_local);
+    return t ? t : pn__inject_pop(&w->pinned_remote);
+}
+
 static pn__task *next_task(worker *w)
 {
     mt_runtime *rt = w->rt;
     pn__task *t;
-    if (++w->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
+    ++w->tick;
+    if (w->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
+        return t;
+    if (w->tick % PINNED_INTERVAL == 0 && (t = pop_pinned(w)))
         return t;
     if (w->lifo && w->lifo_streak < LIFO_MAX) {
         t = w->lifo;
@@ -418,7 +498,7 @@ static pn__task *next_task(worker *w)
         pn__lq_push(&w->q, w->lifo, &rt->inject);
         w->lifo = NULL;
     }
-    if ((t = pn__lq_pop(&w->q)) || (t = pn__inject_pop(&rt->inject)))
+    if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) || (t = pn__inject_pop(&rt->inject)))
         return t;
     return steal(w);
 }
@@ -437,6 +517,10 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
     case PN__RUN_IDLE:
         break;
     case PN__RUN_REQUEUE:               /* yielded: to the back of the queue */
+        if (is_pinned(rt, t)) {
+            fifo_push(&w->pinned_local, t);
+            break;
+        }
         pn__lq_push(&w->q, t, &rt->inject);
         notify_parked(rt);
         break;
@@ -604,6 +688,8 @@ static void mt_shutdown(pn_runtime *base)
     }
     pn__task *inj = pn__inject_close(&rt->inject);
     stop_threads(rt);
+    /* From here the workers are gone: a pinned wake goes to pinned_remote,
+     * drained (and closed) below. */
 
     /* One thread from here on.  Drop the queue references; the tasks stay
      * NOTIFIED, so wakes from the drops below do not queue them again. */
@@ -623,8 +709,12 @@ static void mt_shutdown(pn_runtime *base)
             pn__task_unref(w->lifo);
             w->lifo = NULL;
         }
-        while ((t = pn__lq_pop(&w->q)))
+        while ((t = pn__lq_pop(&w->q)) || (t = fifo_pop(&w->pinned_local)))
             pn__task_unref(t);
+        for (pn__task *c = pn__inject_close(&w->pinned_remote), *nx; c; c = nx) {
+            nx = c->next;
+            pn__task_unref(c);
+        }
     }
     for (unsigned i = 0; i < OWNED_SHARDS; i++) {
         owned_shard *s = &rt->owned[i];
@@ -644,9 +734,18 @@ static void mt_destroy(pn_runtime *base)
         pthread_mutex_destroy(&rt->owned[i].lock);
     pthread_mutex_destroy(&rt->idle_lock);
     pn__inject_destroy(&rt->inject);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i].rt)
+            pn__inject_destroy(&rt->workers[i].pinned_remote);
     pn__free(rt->sleepers);
     pn__free(rt->workers);
     pn__free(rt);
+}
+
+static pn__sched *mt_local_sched(pn_runtime *base)
+{
+    worker *w = tls_worker;
+    return w && w->rt == mt(base) ? &w->pinned_sched : NULL;
 }
 
 static unsigned mt_nworkers(pn_runtime *base) { return mt(base)->nworkers; }
@@ -678,6 +777,7 @@ static const pn__rt_ops mt_rt_ops = {
     .block_on = mt_block_on,
     .spawn = mt_spawn,
     .shutdown = mt_shutdown,
+    .local_sched = mt_local_sched,
     .destroy = mt_destroy,
     .nworkers = mt_nworkers,
     .worker_metrics = mt_worker_metrics,
@@ -719,6 +819,8 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         w->index = i;
         w->rng = 0x9e3779b9u * (i + 1);
         pn__lq_init(&w->q);
+        w->pinned_sched.ops = &pinned_sched_ops;
+        pn__inject_init(&w->pinned_remote);
     }
     for (unsigned i = 0; i < rt->nworkers && err == 0; i++) {
         err = -pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);

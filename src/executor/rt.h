@@ -24,6 +24,9 @@ typedef struct pn__rt_ops {
      * when shut down (the task was not published). */
     bool (*spawn)(pn_runtime *rt, pn__task *t);
     void (*shutdown)(pn_runtime *rt);
+    /* The scheduler of tasks pinned to the calling thread, or NULL when the
+     * caller is not one of the runtime's threads. */
+    pn__sched *(*local_sched)(pn_runtime *rt);
     void (*destroy)(pn_runtime *rt);      /* after shutdown: free the flavour's parts */
     unsigned (*nworkers)(pn_runtime *rt);
     void (*worker_metrics)(pn_runtime *rt, unsigned index, pn_worker_metrics *out);

@@ -81,16 +81,13 @@ int pn_block_on(pn_runtime *rt, pn_future *f)
     return err;
 }
 
-int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
+static int spawn_with(pn_runtime *rt, pn__sched *sched, const pn_future *f, size_t size,
+                      pn_join_handle **out)
 {
-    if (out)
-        *out = NULL;
-    if (!rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
-        return -EINVAL;
-    if (rt->shut_down)
+    if (atomic_load(&rt->shut_down))
         return -ESHUTDOWN;
     /* refs: owned list + run queue (+ join handle) */
-    pn__task *t = pn__task_new(&rt->sched, f, size, out ? 3 : 2, out != NULL);
+    pn__task *t = pn__task_new(sched, f, size, out ? 3 : 2, out != NULL);
     if (!t)
         return -ENOMEM;
     if (!rt->ops->spawn(rt, t)) {
@@ -100,6 +97,27 @@ int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **o
     if (out)
         *out = (pn_join_handle *)(void *)t;
     return 0;
+}
+
+int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
+{
+    if (out)
+        *out = NULL;
+    if (!rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
+        return -EINVAL;
+    return spawn_with(rt, &rt->sched, f, size, out);
+}
+
+int pn_spawn_local(pn_cx *cx, const pn_future *f, size_t size, pn_join_handle **out)
+{
+    if (out)
+        *out = NULL;
+    if (!cx || !cx->rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
+        return -EINVAL;
+    pn__sched *sched = cx->rt->ops->local_sched(cx->rt);
+    if (!sched)
+        return -EPERM;
+    return spawn_with(cx->rt, sched, f, size, out);
 }
 
 int pn_runtime_shutdown(pn_runtime *rt)
