@@ -490,3 +490,49 @@ MT_TEST(shutdown_drops_pinned_tasks)
     pn_runtime_free(rt);
     cr_assert_eq(atomic_load(&pinned_drops), 50);
 }
+
+/* ---- shutdown with a timeout ------------------------------------------------------------- */
+
+static _Atomic int stuck_release, stuck_entered, stuck_drops;
+static pn_poll stuck_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f; (void)cx;
+    atomic_store(&stuck_entered, 1);
+    while (!atomic_load(&stuck_release))
+        sched_yield();                      /* ignores every request to stop */
+    return PN_PENDING;
+}
+static void stuck_drop(pn_future *f) { (void)f; atomic_fetch_add(&stuck_drops, 1); }
+static const pn_future_vtable stuck_vt = { stuck_poll, stuck_drop, "stuck" };
+
+static void *release_later(void *arg)
+{
+    (void)arg;
+    struct timespec ts = { 0, 100 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    atomic_store(&stuck_release, 1);
+    return NULL;
+}
+
+MT_TEST(shutdown_timeout_with_a_task_that_never_yields)
+{
+    pn_runtime *rt = mt_new(2);
+    atomic_store(&stuck_release, 0);
+    atomic_store(&stuck_entered, 0);
+    atomic_store(&stuck_drops, 0);
+    pn_future st = { &stuck_vt };
+    cr_assert_eq(pn_spawn(rt, &st, sizeof(st), NULL), 0);
+    while (!atomic_load(&stuck_entered))
+        sched_yield();
+    cr_assert_eq(pn_runtime_shutdown_timeout(rt, PN_MS(20)), -ETIMEDOUT);
+    cr_assert_eq(atomic_load(&stuck_drops), 0, "nothing is dropped while a worker is stuck");
+    cr_assert_eq(pn_spawn(rt, &st, sizeof(st), NULL), -ESHUTDOWN);
+    pthread_t th;
+    pthread_create(&th, NULL, release_later, NULL);
+    int err;
+    while ((err = pn_runtime_free(rt)) == -ETIMEDOUT)
+        sched_yield();                      /* the watchdog bounds this */
+    pthread_join(th, NULL);
+    cr_assert_eq(err, 0);
+    cr_assert_eq(atomic_load(&stuck_drops), 1);
+}

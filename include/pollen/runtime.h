@@ -88,11 +88,22 @@ PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
  */
 PN_EXTERN int pn_runtime_shutdown(pn_runtime *rt);
 
+/*
+ * pn_runtime_shutdown, giving workers at most `timeout_ns` to leave the poll
+ * they are in.  A task that never returns from poll cannot be stopped: then
+ * this returns -ETIMEDOUT, new spawns are already refused, nothing has been
+ * dropped, and the call (or pn_runtime_free, which then looks once without
+ * waiting) can be repeated later; the runtime cannot be freed while a worker
+ * is stuck.  UINT64_MAX waits forever.  Other errors as pn_runtime_shutdown.
+ */
+PN_EXTERN int pn_runtime_shutdown_timeout(pn_runtime *rt, uint64_t timeout_ns);
+
 /* Shut down (if not done) and free everything: tasks, registrations, timers,
  * threads, the epoll and wake fds.  fds still registered through a
  * pn_async_fd are deregistered and left open for their owner.  Returns 0
- * (NULL is a no-op), or -EBUSY / -EDEADLK as pn_runtime_shutdown, in which
- * case nothing was freed. */
+ * (NULL is a no-op), or -EBUSY / -EDEADLK as pn_runtime_shutdown, or
+ * -ETIMEDOUT after a pn_runtime_shutdown_timeout that timed out while a
+ * worker is still stuck; in each case nothing was freed. */
 PN_EXTERN int pn_runtime_free(pn_runtime *rt);
 
 /* The runtime whose task or pn_block_on is running on this thread, or NULL. */

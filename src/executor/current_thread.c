@@ -149,8 +149,9 @@ static const pn__sched_ops ct_sched_ops = { ct_schedule };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 
-static void ct_shutdown(pn_runtime *base)
+static int ct_shutdown(pn_runtime *base, uint64_t deadline)
 {
+    (void)deadline;                     /* no other thread polls our tasks */
     ct_runtime *rt = ct(base);
     pn_runtime *prev = pn__tls_rt;
     pn__tls_rt = base;
@@ -180,6 +181,7 @@ static void ct_shutdown(pn_runtime *base)
         pn__task_unref(t);
     }
     pn__tls_rt = prev;
+    return 0;
 }
 
 static void ct_destroy(pn_runtime *base)

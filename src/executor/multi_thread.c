@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <linux/futex.h>
 #include <unistd.h>
 #include "rt.h"
@@ -111,6 +112,7 @@ struct mt_runtime {
     _Atomic uint64_t unparks, remote_spawns;
 
     _Atomic bool stopping;
+    pn__task *closed_inject;       /* injection queue taken at shutdown */
     pthread_t driver;
     bool driver_started;
     atomic_flag driver_busy;       /* PN_DRIVER_WORKERS: who turns the reactor */
@@ -660,43 +662,75 @@ static int mt_block_on(pn_runtime *base, pn_future *f)
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
-static void stop_threads(mt_runtime *rt)
+/* Ask every thread to stop and join them, waiting until `deadline` at most.
+ * 0, or -ETIMEDOUT if one is still busy (it stays asked to stop and is
+ * joined by a later call). */
+static int stop_threads(mt_runtime *rt, uint64_t deadline)
 {
     atomic_store(&rt->stopping, true);
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started)
             unpark_worker(&rt->workers[i]);
     pn__reactor_wake(rt->base.reactor);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (rt->workers[i].started) {
-            pthread_join(rt->workers[i].thread, NULL);
-            rt->workers[i].started = false;
-        }
+
+    struct timespec abs;
+    if (deadline != UINT64_MAX) {
+        /* pthread_timedjoin_np takes CLOCK_REALTIME: convert the remaining time. */
+        pn_instant now = pn_now();
+        uint64_t left = deadline > now ? deadline - now : 0;
+        clock_gettime(CLOCK_REALTIME, &abs);
+        uint64_t ns = (uint64_t)abs.tv_nsec + left % 1000000000u;
+        abs.tv_sec += (time_t)(left / 1000000000u + ns / 1000000000u);
+        abs.tv_nsec = (long)(ns % 1000000000u);
+    }
+    int err = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        if (!w->started)
+            continue;
+        int r = deadline == UINT64_MAX ? pthread_join(w->thread, NULL)
+                                       : pthread_timedjoin_np(w->thread, NULL, &abs);
+        if (r == 0)
+            w->started = false;
+        else
+            err = -ETIMEDOUT;               /* stuck in a poll */
+    }
     if (rt->driver_started) {
-        pthread_join(rt->driver, NULL);
+        pthread_join(rt->driver, NULL);     /* never in user code: returns promptly */
         rt->driver_started = false;
     }
+    return err;
 }
 
-static void mt_shutdown(pn_runtime *base)
+static int mt_shutdown(pn_runtime *base, uint64_t deadline)
 {
     mt_runtime *rt = mt(base);
-    atomic_store(&rt->owned_closed, true);
-    for (unsigned i = 0; i < OWNED_SHARDS; i++) {   /* fence spawns in flight */
-        pthread_mutex_lock(&rt->owned[i].lock);
-        pthread_mutex_unlock(&rt->owned[i].lock);
+    if (!atomic_exchange(&rt->owned_closed, true)) {
+        for (unsigned i = 0; i < OWNED_SHARDS; i++) {   /* fence spawns in flight */
+            pthread_mutex_lock(&rt->owned[i].lock);
+            pthread_mutex_unlock(&rt->owned[i].lock);
+        }
     }
     pn__task *inj = pn__inject_close(&rt->inject);
-    stop_threads(rt);
+    if (inj) {                          /* keep them until the threads are gone */
+        pn__task *last = inj;
+        while (last->next)
+            last = last->next;
+        last->next = rt->closed_inject;
+        rt->closed_inject = inj;
+    }
+    int err = stop_threads(rt, deadline);
+    if (err < 0)
+        return err;
     /* From here the workers are gone: a pinned wake goes to pinned_remote,
-     * drained (and closed) below. */
-
-    /* One thread from here on.  Drop the queue references; the tasks stay
-     * NOTIFIED, so wakes from the drops below do not queue them again. */
-    for (pn__task *t = inj, *nx; t; t = nx) {
+     * drained (and closed) below.  One thread from here on.  Drop the queue
+     * references; the tasks stay NOTIFIED, so wakes from the drops below do
+     * not queue them again. */
+    for (pn__task *t = rt->closed_inject, *nx; t; t = nx) {
         nx = t->next;
         pn__task_unref(t);
     }
+    rt->closed_inject = NULL;
     for (pn__task *t; (t = pn__inject_close(&rt->inject));)
         for (pn__task *nx; t; t = nx) {
             nx = t->next;
@@ -725,6 +759,7 @@ static void mt_shutdown(pn_runtime *base)
             pn__task_unref(t);
         }
     }
+    return 0;
 }
 
 static void mt_destroy(pn_runtime *base)
@@ -831,7 +866,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         rt->driver_started = err == 0;
     }
     if (err < 0) {
-        stop_threads(rt);
+        stop_threads(rt, UINT64_MAX);
         pn__timers_shutdown(&rt->base.timers);
         pn__reactor_free(rt->base.reactor);
         mt_destroy(&rt->base);

@@ -23,7 +23,10 @@ typedef struct pn__rt_ops {
     /* Publish a freshly made task (refs: owned + queue [+ join]).  False
      * when shut down (the task was not published). */
     bool (*spawn)(pn_runtime *rt, pn__task *t);
-    void (*shutdown)(pn_runtime *rt);
+    /* Stop threads (waiting until `deadline`, a pn_instant; UINT64_MAX: no
+     * limit) and drop every task.  0, or -ETIMEDOUT when a thread is still
+     * inside a poll at the deadline (nothing was dropped; call again). */
+    int (*shutdown)(pn_runtime *rt, uint64_t deadline);
     /* The scheduler of tasks pinned to the calling thread, or NULL when the
      * caller is not one of the runtime's threads. */
     pn__sched *(*local_sched)(pn_runtime *rt);
@@ -54,7 +57,10 @@ struct pn_runtime {
     pn__timers timers;
     pthread_mutex_t life_lock;            /* guards blockers and shut_down's transition */
     unsigned blockers;                    /* threads inside pn_block_on */
-    _Atomic bool shut_down;
+    _Atomic bool shut_down;               /* no new spawn or block_on */
+    pthread_mutex_t shutdown_lock;        /* one shutdown at a time */
+    bool shutdown_done;                   /* every task dropped (shutdown_lock) */
+    bool shutdown_timed_out;              /* the last attempt hit its deadline */
 };
 
 /* The runtime whose loop or worker runs on this thread, if any. */

@@ -120,7 +120,7 @@ int pn_spawn_local(pn_cx *cx, const pn_future *f, size_t size, pn_join_handle **
     return spawn_with(cx->rt, sched, f, size, out);
 }
 
-int pn_runtime_shutdown(pn_runtime *rt)
+int pn_runtime_shutdown_timeout(pn_runtime *rt, uint64_t timeout_ns)
 {
     if (!rt)
         return -EINVAL;
@@ -131,23 +131,46 @@ int pn_runtime_shutdown(pn_runtime *rt)
         pthread_mutex_unlock(&rt->life_lock);
         return -EBUSY;
     }
-    bool was = atomic_exchange(&rt->shut_down, true);
+    atomic_store(&rt->shut_down, true);
     pthread_mutex_unlock(&rt->life_lock);
-    if (!was)
-        rt->ops->shutdown(rt);
-    return 0;
+
+    uint64_t deadline = UINT64_MAX;
+    if (timeout_ns != UINT64_MAX) {
+        pn_instant now = pn_now();
+        deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
+    }
+    int err = 0;
+    pthread_mutex_lock(&rt->shutdown_lock);
+    if (!rt->shutdown_done) {
+        /* Drops run here: a drop that calls back into the runtime's
+         * block_on or shutdown gets -EDEADLK instead of a deadlock. */
+        pn__tls_polling = true;
+        err = rt->ops->shutdown(rt, deadline);
+        pn__tls_polling = false;
+        rt->shutdown_done = err == 0;
+        rt->shutdown_timed_out = err == -ETIMEDOUT;
+    }
+    pthread_mutex_unlock(&rt->shutdown_lock);
+    return err;
+}
+
+int pn_runtime_shutdown(pn_runtime *rt)
+{
+    return pn_runtime_shutdown_timeout(rt, UINT64_MAX);
 }
 
 int pn_runtime_free(pn_runtime *rt)
 {
     if (!rt)
         return 0;
-    int err = pn_runtime_shutdown(rt);
+    /* After a shutdown that timed out, look once more without waiting. */
+    int err = pn_runtime_shutdown_timeout(rt, rt->shutdown_timed_out ? 0 : UINT64_MAX);
     if (err < 0)
         return err;
     pn__timers_shutdown(&rt->timers);
     pn__reactor_free(rt->reactor);
     pthread_mutex_destroy(&rt->life_lock);
+    pthread_mutex_destroy(&rt->shutdown_lock);
     rt->ops->destroy(rt);
     return 0;
 }
@@ -157,6 +180,9 @@ void pn__runtime_init_common(pn_runtime *rt, const pn_runtime_config *cfg)
 {
     rt->cfg = *cfg;
     pthread_mutex_init(&rt->life_lock, NULL);
+    pthread_mutex_init(&rt->shutdown_lock, NULL);
+    rt->shutdown_done = false;
+    rt->shutdown_timed_out = false;
     rt->blockers = 0;
     atomic_init(&rt->shut_down, false);
 }
