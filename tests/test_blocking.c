@@ -313,6 +313,44 @@ Test(blocking, sum_of_1000_jobs_from_worker_tasks)
     rt_free(rt);
 }
 
+/* One call after another from one future: the thread that ran a call
+ * counts itself idle before it wakes the future, so the next call finds it
+ * and no second thread is started. */
+typedef struct seq_jobs {
+    pn_future base;
+    int pc, i, n;
+    intptr_t sum;
+    pn_blocking b;
+} seq_jobs;
+
+static pn_poll seq_jobs_poll(pn_future *f, pn_cx *cx)
+{
+    seq_jobs *s = (seq_jobs *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    for (s->i = 1; s->i <= s->n; s->i++) {
+        s->b = pn_spawn_blocking(triple, (void *)(intptr_t)s->i);
+        PN_AWAIT(s->pc, &s->b, cx);
+        cr_assert_eq(s->b.status, 0);
+        s->sum += (intptr_t)s->b.result;
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable seq_jobs_vt = { seq_jobs_poll, NULL, "seq_jobs" };
+
+Test(blocking, sequential_calls_reuse_one_thread)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    seq_jobs s = { .base = { &seq_jobs_vt }, .n = 500 };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(s.sum, 3 * 500 * 501 / 2);
+    pn__blocking_stats st;
+    pn__blocking_pool_stats(rt, &st);
+    cr_assert_eq(st.spawned_threads, 1, "started %llu threads",
+                 (unsigned long long)st.spawned_threads);
+    rt_free(rt);
+}
+
 /* ---- the thread limit ------------------------------------------------------ */
 
 static _Atomic int running_now, running_peak;
