@@ -188,7 +188,11 @@ suite_echo() {  # run
     done
 }
 
-say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED"
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED, load average $LOAD0"
+if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
+    say "warning: load average $LOAD0 on $NCPU CPUs: other work is running, expect wide spreads"
+fi
 r=1
 while [ $r -le "$RUNS" ]; do
     for s in $ONLY; do
@@ -200,7 +204,8 @@ while [ $r -le "$RUNS" ]; do
     done
     r=$((r + 1))
 done
-say "done in $(elapsed)"
+LOAD1=$(cut -d' ' -f1 /proc/loadavg)
+say "done in $(elapsed), load average $LOAD1"
 
 # ---- the table ---------------------------------------------------------------------
 # id|label|figure|key|better|format
@@ -238,7 +243,8 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 awk -v spec="$SPEC" -v md="$OUTDIR/latest.md" -v json="$OUTDIR/latest.json" \
     -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
     -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
-    -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" '
+    -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
+    -v load="$LOAD0 -> $LOAD1" '
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 }
@@ -273,7 +279,7 @@ END {
     for (p = 1; p <= npeers; p++) { hdr = hdr " " title[peers[p]] " |"; sep = sep "---|" }
     hdr = hdr " pollen / best peer |"; sep = sep "---|"
     print hdr > md; print sep > md
-    printf "{\n  \"machine\": {\"cpu\": \"%s\", \"cpus\": %d, \"kernel\": \"%s\", \"cc\": \"%s\", \"rustc\": \"%s\", \"libuv\": \"%s\", \"tokio\": \"%s\"},\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov > json
+    printf "{\n  \"machine\": {\"cpu\": \"%s\", \"cpus\": %d, \"kernel\": \"%s\", \"cc\": \"%s\", \"rustc\": \"%s\", \"libuv\": \"%s\", \"tokio\": \"%s\", \"loadavg_start_end\": \"%s\"},\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, load > json
     printf "  \"date\": \"%s\", \"commit\": \"%s\", \"quick\": %s, \"runs\": %d, \"echo_pinned\": \"%s\",\n  \"figures\": [\n", date, commit, (quick ? "true" : "false"), runs, pinned > json
     for (r = 1; r <= nrows; r++) {
         row = "| " label[r] " | " better[r] " |"
@@ -311,10 +317,11 @@ END {
     print "" > md
     printf "Median of %d runs, ±half the spread (max-min)/median. Ratio: pollen / best peer; \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs > md
     printf "[a] pollen: hand-written one-slot mailbox (no channels yet); Tokio: tokio::sync::mpsc(1).\n" > md
-    printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : "") > md
+    printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s, load average %s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : ""), load > md
 }' "$RAW"
 
+sh bench/chart.sh "$OUTDIR/latest.md" "$OUTDIR/latest.svg" >/dev/null
 say ""
 cat "$OUTDIR/latest.md"
 say ""
-say "wrote $OUTDIR/latest.md and $OUTDIR/latest.json (raw runs: $RAW)"
+say "wrote $OUTDIR/latest.md, latest.json and latest.svg (raw runs: $RAW)"
