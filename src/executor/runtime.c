@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "rt.h"
 #include "reactor/reactor.h"
+#include "blocking.h"
 
 _Thread_local pn_runtime *pn__tls_rt;
 _Thread_local bool pn__tls_polling;
@@ -167,6 +168,7 @@ int pn_runtime_free(pn_runtime *rt)
     int err = pn_runtime_shutdown_timeout(rt, rt->shutdown_timed_out ? 0 : UINT64_MAX);
     if (err < 0)
         return err;
+    pn__blocking_shutdown(rt);          /* queued calls: -ESHUTDOWN; running ones finish */
     pn__timers_shutdown(&rt->timers);
     pn__reactor_free(rt->reactor);
     pthread_mutex_destroy(&rt->life_lock);
