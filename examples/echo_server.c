@@ -1,7 +1,11 @@
 /*
  * echo_server.c - a TCP echo server on pollen's current-thread runtime.
  *
- * Usage: echo_server PORT   (listens on 127.0.0.1:PORT)
+ * Usage: echo_server PORT [WORKERS]   (listens on 127.0.0.1:PORT)
+ *
+ * With WORKERS > 0 it runs on the multi-thread runtime with that many worker
+ * threads (work stealing spreads the connections); without, on the
+ * current-thread runtime (one thread does everything).
  *
  * The main future accepts connections and spawns one task per client; each
  * task reads what the client sends and writes it back until the client
@@ -138,8 +142,9 @@ static int listen_on(int port)
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 0;
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    int workers = argc > 2 ? atoi(argv[2]) : 0;
+    if (port <= 0 || port > 65535 || workers < 0) {
+        fprintf(stderr, "usage: %s PORT [WORKERS]\n", argv[0]);
         return 2;
     }
     int fd = listen_on(port);
@@ -147,8 +152,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(fd));
         return 1;
     }
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    if (workers > 0) {
+        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+        cfg.workers = (unsigned)workers;
+    }
     pn_runtime *rt;
-    int err = pn_runtime_new(NULL, &rt);
+    int err = pn_runtime_new(&cfg, &rt);
     if (err < 0) {
         fprintf(stderr, "pn_runtime_new: %s\n", pn_strerror(err));
         close(fd);
@@ -157,7 +168,8 @@ int main(int argc, char **argv)
     echo_server *srv = malloc(sizeof(*srv));
     *srv = echo_server_new();
     pn_async_fd_init(&srv->listener, fd);
-    printf("echo server listening on 127.0.0.1:%d\n", port);
+    printf("echo server listening on 127.0.0.1:%d (%s)\n", port,
+           workers > 0 ? "multi-thread" : "current-thread");
     fflush(stdout);
     err = pn_block_on(rt, PN_FUTURE(srv));   /* serves until killed */
     fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err));
