@@ -8,8 +8,8 @@
  * the order of events is fixed by the test, not by a scheduler.  Every
  * wait is a bounded loop on a condition, never a sleep-and-hope.
  *
- * Until pn_runtime_free calls pn__blocking_shutdown itself, the tests call
- * it first (a second call is a no-op).
+ * pn_runtime_free calls pn__blocking_shutdown; most tests also call it
+ * first, explicitly (a second call is a no-op).
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -647,6 +647,37 @@ Test(blocking, shutdown_with_jobs_queued_and_running)
 
     pn_runtime_free(rt);
     cr_assert_eq(task_count(), tasks_before, "every pool thread was joined");
+    assert_probe_balanced(&r);
+    assert_probe_balanced(&q);
+}
+
+Test(blocking, runtime_free_stops_the_pool)
+{
+    int tasks_before = task_count();
+    pn_runtime *rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    int tasks_rt = task_count();
+    /* As above: failing the queued call opens the gate of the running one. */
+    probe r = { 0 }, q = { .opens_gate = true };
+    hand_cx hr, hq;
+    hand_cx_init(&hr, rt, &r);
+    hand_cx_init(&hq, rt, &q);
+    cr_assert_eq(pn_blocking_pool_configure(rt, 1, PN_SEC(10)), 0);
+    gate_set(false);
+    pn_blocking running = pn_spawn_blocking(gated, NULL);
+    pn_blocking queued = pn_spawn_blocking(must_not_run, NULL);
+    cr_assert_eq(poll_by_hand(&hr, &running), PN_PENDING);
+    WAIT_FOR(atomic_load(&started) == 1);
+    cr_assert_eq(poll_by_hand(&hq, &queued), PN_PENDING);
+    cr_assert_eq(task_count(), tasks_rt + 1);
+    pn_future_drop(PN_FUTURE(&running));
+    pn_runtime_free(rt);                           /* no explicit pool shutdown */
+    cr_assert_eq(task_count(), tasks_before);
+    cr_assert_eq(atomic_load(&finished), 1);
+    cr_assert_eq(atomic_load(&q.wakes), 1, "the queued call was completed");
+    /* The runtime is gone; the future's record is not: collect it. */
+    cr_assert_eq(poll_by_hand(&hq, &queued), PN_READY);
+    cr_assert_eq(queued.status, -ESHUTDOWN);
+    cr_assert_eq(atomic_load(&never_ran), 0);
     assert_probe_balanced(&r);
     assert_probe_balanced(&q);
 }
