@@ -120,6 +120,11 @@ struct mt_runtime {
 };
 
 static _Thread_local worker *tls_worker;
+/* The dedicated driver thread collects the tasks one turn wakes and hands
+ * them to the injection queue in one batch (one lock per turn, not per
+ * wake). */
+static _Thread_local task_fifo *tls_collect;
+static _Thread_local size_t tls_collected;
 
 /* The store-load barrier of the parking protocol.  ThreadSanitizer does not
  * model fences, so under it both sides do a seq_cst read-modify-write on one
@@ -392,6 +397,11 @@ static void mt_schedule(pn__sched *s, pn__task *t)
     mt_runtime *rt = (mt_runtime *)s;
     worker *w = tls_worker;
     if (!w || w->rt != rt) {
+        if (tls_collect) {                  /* the driver thread, mid-turn */
+            fifo_push(tls_collect, t);
+            tls_collected++;
+            return;
+        }
         push_remote(rt, t);
         return;
     }
@@ -582,8 +592,24 @@ static void *driver_main(void *arg)
     pthread_setname_np(pthread_self(), "pollen-io");
     if (rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
-    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire))
+    task_fifo batch = { NULL, NULL };
+    while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        tls_collect = &batch;
+        tls_collected = 0;
         driver_turn(rt, true);
+        tls_collect = NULL;
+        if (batch.head) {
+            if (!pn__inject_push_batch(&rt->inject, batch.head, batch.tail, tls_collected)) {
+                for (pn__task *t = batch.head, *nx; t; t = nx) {
+                    nx = t->next;
+                    pn__task_unref(t);      /* shut down */
+                }
+            } else {
+                notify_parked(rt);          /* the searcher wakes the next */
+            }
+            batch.head = batch.tail = NULL;
+        }
+    }
     return NULL;
 }
 
