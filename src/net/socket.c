@@ -1,0 +1,45 @@
+/*
+ * socket.c - private socket helpers of src/net/ (see socket.h).
+ *
+ * Owns: nonblocking + close-on-exec socket creation and int sockopts.  The
+ * TCP, UDP and Unix files create every socket through pn__socket so that no
+ * pollen socket ever leaks into an exec'd child or blocks a worker.
+ */
+#include "net/socket.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "core/sys.h"
+
+int pn__socket(int domain, int type, int proto)
+{
+    int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    return fd < 0 ? -errno : fd;
+}
+
+int pn__set_sockopt_int(int fd, int level, int opt, int v)
+{
+    return setsockopt(fd, level, opt, &v, sizeof(v)) < 0 ? -errno : 0;
+}
+
+int pn__get_sockopt_int(int fd, int level, int opt, int *v)
+{
+    socklen_t len = sizeof(*v);
+    return getsockopt(fd, level, opt, v, &len) < 0 ? -errno : 0;
+}
+
+int pn__sock_error(int fd)
+{
+    int err = 0;
+    int r = pn__get_sockopt_int(fd, SOL_SOCKET, SO_ERROR, &err);
+    return r < 0 ? r : -err;
+}
+
+void pn__close_fd(int fd)
+{
+    int saved = errno;
+    if (fd >= 0)
+        pn__sys.close(fd);
+    errno = saved;
+}

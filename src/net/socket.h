@@ -1,0 +1,32 @@
+/*
+ * socket.h - private socket helpers shared by src/net/ (TCP, UDP, Unix).
+ *
+ * Owns: creating sockets the way every pollen socket is created
+ * (nonblocking + close-on-exec, in one syscall), and the small getsockopt /
+ * setsockopt wrappers.  Every helper returns 0 / a value >= 0, or -errno;
+ * none of them aborts.  Not part of the public API (nothing under src/ is
+ * included by users); the definitions are in socket.c.
+ */
+#ifndef PN_NET_SOCKET_H
+#define PN_NET_SOCKET_H
+
+#include <sys/socket.h>
+
+/* socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto).  Returns the
+ * fd or -errno (-EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM...). */
+int pn__socket(int domain, int type, int proto);
+
+/* setsockopt(fd, level, opt, &v, sizeof(int)).  Returns 0 or -errno. */
+int pn__set_sockopt_int(int fd, int level, int opt, int v);
+
+/* getsockopt of an int option.  Returns 0 and stores it in *v, or -errno. */
+int pn__get_sockopt_int(int fd, int level, int opt, int *v);
+
+/* The pending socket error (getsockopt SO_ERROR, which clears it) as -errno,
+ * 0 if none, or getsockopt's own -errno. */
+int pn__sock_error(int fd);
+
+/* Close a raw fd through the pn__sys table, keeping errno intact. */
+void pn__close_fd(int fd);
+
+#endif
