@@ -37,21 +37,18 @@
 #include "task.h"
 #include "rt.h"
 #include "inject.h"
+#include "task_list.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
 #include "timer/timers.h"
 
 #define GLOBAL_INTERVAL 31
 
-typedef struct task_fifo {
-    pn__task *head, *tail;
-} task_fifo;
-
 typedef struct ct_runtime {
     struct pn_runtime base;          /* first: the common head (rt.h) */
 
     /* Owned by the runtime thread. */
-    task_fifo local;
+    pn__task_fifo local;
     pn__task *owned;                 /* every live task spawned here */
     unsigned tick;
     bool shutting_down;
@@ -69,50 +66,14 @@ typedef struct ct_runtime {
 
 static inline ct_runtime *ct(pn_runtime *rt) { return (ct_runtime *)rt; }
 
-static void fifo_push(task_fifo *q, pn__task *t)
-{
-    t->next = NULL;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
-}
-
-static pn__task *fifo_pop(task_fifo *q)
-{
-    pn__task *t = q->head;
-    if (t) {
-        q->head = t->next;
-        if (!q->head)
-            q->tail = NULL;
-        t->next = NULL;
-    }
-    return t;
-}
-
 static void owned_add(ct_runtime *rt, pn__task *t)
 {
-    t->owned = true;
-    t->owned_prev = NULL;
-    t->owned_next = rt->owned;
-    if (rt->owned)
-        rt->owned->owned_prev = t;
-    rt->owned = t;
+    pn__owned_link(&rt->owned, t);
 }
 
 static void owned_remove(ct_runtime *rt, pn__task *t)
 {
-    if (!t->owned)
-        return;
-    if (t->owned_prev)
-        t->owned_prev->owned_next = t->owned_next;
-    else
-        rt->owned = t->owned_next;
-    if (t->owned_next)
-        t->owned_next->owned_prev = t->owned_prev;
-    t->owned = false;
-    t->owned_prev = t->owned_next = NULL;
+    pn__owned_unlink(&rt->owned, t);
 }
 
 static void unpark(ct_runtime *rt)
@@ -138,7 +99,7 @@ static void ct_schedule(pn__sched *s, pn__task *t)
             pn__task_unref(t);      /* stays NOTIFIED; shutdown drops it */
             return;
         }
-        fifo_push(&rt->local, t);
+        pn__fifo_push(&rt->local, t);
         return;
     }
     if (!remote_push(rt, t))
@@ -166,7 +127,7 @@ static int ct_shutdown(pn_runtime *base, uint64_t deadline)
         if (inj) {
             t = inj;
             inj = inj->next;
-        } else if (!(t = fifo_pop(&rt->local))) {
+        } else if (!(t = pn__fifo_pop(&rt->local))) {
             break;
         }
         if (!t->owned && !(atomic_load(&t->state) & PN__COMPLETE))
@@ -200,7 +161,7 @@ static bool ct_spawn(pn_runtime *base, pn__task *t)
         if (rt->shutting_down)
             return false;
         owned_add(rt, t);
-        fifo_push(&rt->local, t);
+        pn__fifo_push(&rt->local, t);
         pn__count(&rt->local_spawns, 1);
         return true;
     }
@@ -279,7 +240,7 @@ static pn__task *next_task(ct_runtime *rt)
     pn__task *t;
     if (++rt->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
         return t;
-    if ((t = fifo_pop(&rt->local)))
+    if ((t = pn__fifo_pop(&rt->local)))
         return t;
     return pn__inject_pop(&rt->inject);
 }
@@ -297,7 +258,7 @@ static void run_task(ct_runtime *rt, pn__task *t, pn_cx *cx)
     case PN__RUN_IDLE:
         break;
     case PN__RUN_REQUEUE:
-        fifo_push(&rt->local, t);
+        pn__fifo_push(&rt->local, t);
         break;
     case PN__RUN_DONE:
         owned_remove(rt, t);

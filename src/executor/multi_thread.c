@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include "rt.h"
 #include "inject.h"
+#include "task_list.h"
 #include "local_queue.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
@@ -64,13 +65,9 @@
 
 typedef struct mt_runtime mt_runtime;
 
-typedef struct task_fifo {
-    pn__task *head, *tail;
-} task_fifo;
-
 typedef struct worker {
     pn__sched pinned_sched;        /* scheduler of the tasks pinned here */
-    task_fifo pinned_local;        /* pinned tasks woken here (owner only) */
+    pn__task_fifo pinned_local;        /* pinned tasks woken here (owner only) */
     pn__inject pinned_remote;      /* pinned tasks woken elsewhere */
     mt_runtime *rt;
     unsigned index;
@@ -123,7 +120,7 @@ static _Thread_local worker *tls_worker;
 /* The dedicated driver thread collects the tasks one turn wakes and hands
  * them to the injection queue in one batch (one lock per turn, not per
  * wake). */
-static _Thread_local task_fifo *tls_collect;
+static _Thread_local pn__task_fifo *tls_collect;
 static _Thread_local size_t tls_collected;
 
 /* The store-load barrier of the parking protocol.  ThreadSanitizer does not
@@ -144,28 +141,6 @@ static _Atomic unsigned fence_word;
 #endif
 
 static inline mt_runtime *mt(pn_runtime *rt) { return (mt_runtime *)rt; }
-
-static void fifo_push(task_fifo *q, pn__task *t)
-{
-    t->next = NULL;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
-}
-
-static pn__task *fifo_pop(task_fifo *q)
-{
-    pn__task *t = q->head;
-    if (t) {
-        q->head = t->next;
-        if (!q->head)
-            q->tail = NULL;
-        t->next = NULL;
-    }
-    return t;
-}
 
 /* ---- futex ---------------------------------------------------------------- */
 
@@ -194,12 +169,7 @@ static bool owned_add(mt_runtime *rt, pn__task *t)
         pthread_mutex_unlock(&s->lock);
         return false;
     }
-    t->owned = true;
-    t->owned_prev = NULL;
-    t->owned_next = s->head;
-    if (s->head)
-        s->head->owned_prev = t;
-    s->head = t;
+    pn__owned_link(&s->head, t);
     pthread_mutex_unlock(&s->lock);
     return true;
 }
@@ -208,16 +178,7 @@ static void owned_remove(mt_runtime *rt, pn__task *t)
 {
     owned_shard *s = shard_of(rt, t);
     pthread_mutex_lock(&s->lock);
-    if (t->owned) {
-        if (t->owned_prev)
-            t->owned_prev->owned_next = t->owned_next;
-        else
-            s->head = t->owned_next;
-        if (t->owned_next)
-            t->owned_next->owned_prev = t->owned_prev;
-        t->owned = false;
-        t->owned_prev = t->owned_next = NULL;
-    }
+    pn__owned_unlink(&s->head, t);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -375,7 +336,7 @@ static void pinned_schedule(pn__sched *s, pn__task *t)
 {
     worker *w = pn_container_of(s, worker, pinned_sched);
     if (tls_worker == w) {
-        fifo_push(&w->pinned_local, t);
+        pn__fifo_push(&w->pinned_local, t);
         return;
     }
     if (!pn__inject_push(&w->pinned_remote, t)) {
@@ -398,7 +359,7 @@ static void mt_schedule(pn__sched *s, pn__task *t)
     worker *w = tls_worker;
     if (!w || w->rt != rt) {
         if (tls_collect) {                  /* the driver thread, mid-turn */
-            fifo_push(tls_collect, t);
+            pn__fifo_push(tls_collect, t);
             tls_collected++;
             return;
         }
@@ -427,7 +388,7 @@ static bool mt_spawn(pn_runtime *base, pn__task *t)
         return false;
     worker *w = tls_worker;
     if (is_pinned(rt, t)) {              /* pn_spawn_local: from its own worker */
-        fifo_push(&pn_container_of(t->sched, worker, pinned_sched)->pinned_local, t);
+        pn__fifo_push(&pn_container_of(t->sched, worker, pinned_sched)->pinned_local, t);
         pn__count(&w->spawns, 1);
         return true;
     }
@@ -486,7 +447,7 @@ static pn__task *steal(worker *w)
 
 static pn__task *pop_pinned(worker *w)
 {
-    pn__task *t = fifo_pop(&w->pinned_local);
+    pn__task *t = pn__fifo_pop(&w->pinned_local);
     return t ? t : pn__inject_pop(&w->pinned_remote);
 }
 
@@ -530,7 +491,7 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
         break;
     case PN__RUN_REQUEUE:               /* yielded: to the back of the queue */
         if (is_pinned(rt, t)) {
-            fifo_push(&w->pinned_local, t);
+            pn__fifo_push(&w->pinned_local, t);
             break;
         }
         pn__lq_push(&w->q, t, &rt->inject);
@@ -592,7 +553,7 @@ static void *driver_main(void *arg)
     pthread_setname_np(pthread_self(), "pollen-io");
     if (rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
-    task_fifo batch = { NULL, NULL };
+    pn__task_fifo batch = { NULL, NULL };
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         tls_collect = &batch;
         tls_collected = 0;
@@ -769,7 +730,7 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
             pn__task_unref(w->lifo);
             w->lifo = NULL;
         }
-        while ((t = pn__lq_pop(&w->q)) || (t = fifo_pop(&w->pinned_local)))
+        while ((t = pn__lq_pop(&w->q)) || (t = pn__fifo_pop(&w->pinned_local)))
             pn__task_unref(t);
         for (pn__task *c = pn__inject_close(&w->pinned_remote), *nx; c; c = nx) {
             nx = c->next;
