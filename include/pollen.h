@@ -17,5 +17,6 @@
 #include "pollen/combinator.h"
 #include "pollen/metrics.h"
 #include "pollen/blocking.h"
+#include "pollen/net.h"
 
 #endif

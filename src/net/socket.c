@@ -8,6 +8,7 @@
 #include "net/socket.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/sys.h"
@@ -42,4 +43,24 @@ void pn__close_fd(int fd)
     if (fd >= 0)
         pn__sys.close(fd);
     errno = saved;
+}
+
+void pn__sock_adopt(pn_async_fd *afd, int fd)
+{
+    /* Every other field as pn_async_fd_init leaves it: zero. */
+    *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true };
+}
+
+int pn__sock_addr(int fd, pn_sockaddr *out, bool peer)
+{
+    if (fd < 0)
+        return -EBADF;
+    pn_sockaddr a;
+    memset(&a, 0, sizeof(a));
+    a.len = sizeof(a.storage);
+    int r = peer ? getpeername(fd, &a.sa, &a.len) : getsockname(fd, &a.sa, &a.len);
+    if (r < 0)
+        return -errno;
+    *out = a;
+    return 0;
 }

@@ -10,7 +10,10 @@
 #ifndef PN_NET_SOCKET_H
 #define PN_NET_SOCKET_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
+#include "pollen/io.h"
+#include "pollen/net.h"
 
 /* socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto).  Returns the
  * fd or -errno (-EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM...). */
@@ -28,5 +31,15 @@ int pn__sock_error(int fd);
 
 /* Close a raw fd through the pn__sys table, keeping errno intact. */
 void pn__close_fd(int fd);
+
+/* Wrap a socket fd that is already nonblocking and close-on-exec (from
+ * pn__socket or accept4 with SOCK_NONBLOCK) in *afd without the fstat and
+ * fcntl of pn_async_fd_init: the state pn_async_fd_init would leave, with
+ * is_socket set.  Cannot fail. */
+void pn__sock_adopt(pn_async_fd *afd, int fd);
+
+/* getsockname (peer false) or getpeername (peer true) into *out.
+ * 0 or -errno (-EBADF when fd < 0). */
+int pn__sock_addr(int fd, pn_sockaddr *out, bool peer);
 
 #endif
