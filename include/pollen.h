@@ -18,5 +18,8 @@
 #include "pollen/metrics.h"
 #include "pollen/blocking.h"
 #include "pollen/net.h"
+#include "pollen/udp.h"
+#include "pollen/unix.h"
+#include "pollen/resolve.h"
 
 #endif

@@ -1,0 +1,467 @@
+/*
+ * udp.c - UDP sockets (pollen/udp.h): bind, connect, options, multicast,
+ * and the datagram operations.
+ *
+ * Owns: address validation for UDP calls, the sockopt plumbing (the IPv4
+ * or IPv6 option picked by the socket's family, SO_DOMAIN), and the send /
+ * receive operations: one sendmsg(MSG_NOSIGNAL) or one recvmsg(MSG_TRUNC)
+ * through pn_async_fd_poll_io, which waits out EAGAIN and retries EINTR.
+ * MSG_TRUNC makes recvmsg return the datagram's real length, from which
+ * the stored count and the truncation flag are derived.
+ *
+ * The futures follow io_futures.c: they remember the waker they left in
+ * the registration (`parked`) and their drop takes back only that one.
+ */
+#include "pollen/udp.h"
+
+#include <net/if.h>
+#include <string.h>
+
+#include "core/sys.h"
+#include "net/socket.h"
+#include "reactor/slab.h"
+
+/* 0 if `a` is a usable IP address, else -EINVAL / -EAFNOSUPPORT. */
+static int check_ip(const pn_sockaddr *a)
+{
+    if (!a || a->len == 0 || a->len > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    switch (a->sa.sa_family) {
+    case AF_INET:
+        return a->len >= sizeof(struct sockaddr_in) ? 0 : -EINVAL;
+    case AF_INET6:
+        return a->len >= sizeof(struct sockaddr_in6) ? 0 : -EINVAL;
+    default:
+        return -EAFNOSUPPORT;
+    }
+}
+
+static int usable(const pn_udp_socket *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->afd.closed || s->afd.fd < 0)
+        return -EBADF;
+    return 0;
+}
+
+static void closed_afd(pn_async_fd *afd)
+{
+    memset(afd, 0, sizeof(*afd));
+    afd->fd = -1;
+    afd->closed = true;
+}
+
+int pn_udp_bind(pn_udp_socket *s, const pn_sockaddr *addr, const pn_udp_opts *opts)
+{
+    if (!s)
+        return -EINVAL;
+    closed_afd(&s->afd);
+    int err = check_ip(addr);
+    if (err)
+        return err;
+    int fam = addr->sa.sa_family;
+    int fd = pn__socket(fam, SOCK_DGRAM, IPPROTO_UDP);
+    if (fd < 0)
+        return fd;
+    if (opts && opts->reuseaddr)
+        err = pn__set_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (!err && opts && opts->reuseport)
+        err = pn__set_sockopt_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    if (!err && opts && opts->v6only && fam == AF_INET6)
+        err = pn__set_sockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    if (!err && opts && opts->broadcast)
+        err = pn__set_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST, 1);
+    if (!err && bind(fd, &addr->sa, addr->len) < 0)
+        err = -errno;
+    if (!err)
+        err = pn_async_fd_init(&s->afd, fd);
+    if (err) {
+        pn__close_fd(fd);
+        closed_afd(&s->afd);
+    }
+    return err;
+}
+
+int pn_udp_init(pn_udp_socket *s, int fd)
+{
+    if (!s)
+        return -EINVAL;
+    return pn_async_fd_init(&s->afd, fd);
+}
+
+int pn_udp_close(pn_udp_socket *s)
+{
+    return s ? pn_async_fd_close(&s->afd) : -EINVAL;
+}
+
+static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int r;
+    do
+        r = pn__sys.connect(fd, sa, len);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int pn_udp_connect(pn_udp_socket *s, const pn_sockaddr *peer)
+{
+    int err = usable(s);
+    if (!err)
+        err = check_ip(peer);
+    return err ? err : do_connect(s->afd.fd, &peer->sa, peer->len);
+}
+
+int pn_udp_disconnect(pn_udp_socket *s)
+{
+    int err = usable(s);
+    if (err)
+        return err;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNSPEC;
+    return do_connect(s->afd.fd, (struct sockaddr *)&ss, sizeof(ss));
+}
+
+static int sock_name(const pn_udp_socket *s, pn_sockaddr *out, bool peer)
+{
+    int err = usable(s);
+    if (err)
+        return err;
+    if (!out)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int r = peer ? getpeername(s->afd.fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(s->afd.fd, (struct sockaddr *)&ss, &len);
+    if (r < 0)
+        return -errno;
+    return pn_sockaddr_from(out, (struct sockaddr *)&ss, len);
+}
+
+int pn_udp_local_addr(const pn_udp_socket *s, pn_sockaddr *out)
+{
+    return sock_name(s, out, false);
+}
+
+int pn_udp_peer_addr(const pn_udp_socket *s, pn_sockaddr *out)
+{
+    return sock_name(s, out, true);
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+/* The socket's family (SO_DOMAIN) or -errno. */
+static int sock_family(const pn_udp_socket *s)
+{
+    int err = usable(s);
+    if (err)
+        return err;
+    int fam = 0;
+    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_DOMAIN, &fam);
+    return err ? err : fam;
+}
+
+int pn_udp_set_broadcast(pn_udp_socket *s, bool on)
+{
+    int err = usable(s);
+    return err ? err : pn__set_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, on);
+}
+
+int pn_udp_broadcast(const pn_udp_socket *s)
+{
+    int err = usable(s);
+    if (err)
+        return err;
+    int v = 0;
+    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, &v);
+    return err ? err : v != 0;
+}
+
+int pn_udp_set_ttl(pn_udp_socket *s, int ttl)
+{
+    int fam = sock_family(s);
+    if (fam < 0)
+        return fam;
+    if (ttl != -1 && (ttl < 1 || ttl > 255))
+        return -EINVAL;
+    if (fam == AF_INET6)
+        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+    if (ttl == -1)          /* IP_TTL takes -1 for the default too */
+        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_TTL, -1);
+    return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_TTL, ttl);
+}
+
+static int membership(pn_udp_socket *s, const pn_sockaddr *group, unsigned ifindex, bool join)
+{
+    int fam = sock_family(s);
+    if (fam < 0)
+        return fam;
+    int err = check_ip(group);
+    if (err)
+        return err;
+    int r;
+    if (group->sa.sa_family == AF_INET) {
+        if (!IN_MULTICAST(ntohl(group->in.sin_addr.s_addr)))
+            return -EINVAL;
+        struct ip_mreqn m;
+        memset(&m, 0, sizeof(m));
+        m.imr_multiaddr = group->in.sin_addr;
+        m.imr_ifindex = (int)ifindex;
+        r = setsockopt(s->afd.fd, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP,
+                       &m, sizeof(m));
+    } else {
+        if (fam != AF_INET6)
+            return -EAFNOSUPPORT;
+        if (!IN6_IS_ADDR_MULTICAST(&group->in6.sin6_addr))
+            return -EINVAL;
+        struct ipv6_mreq m;
+        memset(&m, 0, sizeof(m));
+        m.ipv6mr_multiaddr = group->in6.sin6_addr;
+        m.ipv6mr_interface = ifindex;
+        r = setsockopt(s->afd.fd, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP,
+                       &m, sizeof(m));
+    }
+    return r < 0 ? -errno : 0;
+}
+
+int pn_udp_join_multicast(pn_udp_socket *s, const pn_sockaddr *group, unsigned ifindex)
+{
+    return membership(s, group, ifindex, true);
+}
+
+int pn_udp_leave_multicast(pn_udp_socket *s, const pn_sockaddr *group, unsigned ifindex)
+{
+    return membership(s, group, ifindex, false);
+}
+
+int pn_udp_set_multicast_if(pn_udp_socket *s, unsigned ifindex)
+{
+    int fam = sock_family(s);
+    if (fam < 0)
+        return fam;
+    if (fam == AF_INET6)
+        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)ifindex);
+    struct ip_mreqn m;
+    memset(&m, 0, sizeof(m));
+    m.imr_ifindex = (int)ifindex;
+    return setsockopt(s->afd.fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof(m)) < 0 ? -errno : 0;
+}
+
+int pn_udp_set_multicast_loop(pn_udp_socket *s, bool on)
+{
+    int fam = sock_family(s);
+    if (fam < 0)
+        return fam;
+    if (fam == AF_INET6)
+        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
+    return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_MULTICAST_LOOP, on);
+}
+
+int pn_udp_set_multicast_ttl(pn_udp_socket *s, int ttl)
+{
+    int fam = sock_family(s);
+    if (fam < 0)
+        return fam;
+    if (ttl < 0 || ttl > 255)
+        return -EINVAL;
+    if (fam == AF_INET6)
+        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
+    return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_MULTICAST_TTL, ttl);
+}
+
+/* ---- datagrams ------------------------------------------------------------ */
+
+struct dg_send {
+    const void *buf;
+    size_t len;
+    const pn_sockaddr *to;
+};
+
+struct dg_recv {
+    void *buf;
+    size_t len;
+    pn_sockaddr *from;
+    size_t full;
+};
+
+static ssize_t op_send(int fd, void *p)
+{
+    struct dg_send *a = p;
+    struct iovec iov = { (void *)a->buf, a->len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (a->to) {
+        m.msg_name = (void *)&a->to->sa;
+        m.msg_namelen = a->to->len;
+    }
+    ssize_t n = pn__sys.sendmsg(fd, &m, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t op_recv(int fd, void *p)
+{
+    struct dg_recv *a = p;
+    struct sockaddr_storage ss;
+    struct iovec iov = { a->buf, a->len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (a->from) {
+        m.msg_name = &ss;
+        m.msg_namelen = sizeof(ss);
+    }
+    ssize_t n = recvmsg(fd, &m, MSG_TRUNC);   /* returns the real length */
+    if (n < 0)
+        return -errno;
+    if (a->from && pn_sockaddr_from(a->from, (struct sockaddr *)&ss, m.msg_namelen) < 0)
+        memset(a->from, 0, sizeof(*a->from));
+    a->full = (size_t)n;
+    return (size_t)n > a->len ? (ssize_t)a->len : n;
+}
+
+static pn_poll do_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
+                       const pn_sockaddr *to, bool need_to, ssize_t *res)
+{
+    if (!res)
+        return PN_READY;
+    if (!s || !cx || (!buf && len) || (need_to && !to)) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    if (to) {
+        int err = check_ip(to);
+        if (err) {
+            *res = err;
+            return PN_READY;
+        }
+    }
+    struct dg_send a = { buf, len, to };
+    return pn_async_fd_poll_io(&s->afd, cx, PN_WRITABLE, op_send, &a, res);
+}
+
+pn_poll pn_udp_poll_send_to(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
+                            const pn_sockaddr *to, ssize_t *res)
+{
+    return do_send(s, cx, buf, len, to, true, res);
+}
+
+pn_poll pn_udp_poll_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
+                         ssize_t *res)
+{
+    return do_send(s, cx, buf, len, NULL, false, res);
+}
+
+pn_poll pn_udp_poll_recv_from(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len,
+                              pn_sockaddr *from, size_t *datagram_len, ssize_t *res)
+{
+    if (!res)
+        return PN_READY;
+    if (!s || !cx || (!buf && len)) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    struct dg_recv a = { buf, len, from, 0 };
+    pn_poll p = pn_async_fd_poll_io(&s->afd, cx, PN_READABLE, op_recv, &a, res);
+    if (p == PN_READY && datagram_len)
+        *datagram_len = *res >= 0 ? a.full : 0;
+    return p;
+}
+
+pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len,
+                         size_t *datagram_len, ssize_t *res)
+{
+    return pn_udp_poll_recv_from(s, cx, buf, len, NULL, datagram_len, res);
+}
+
+/* ---- futures -------------------------------------------------------------- */
+
+static pn_poll send_poll(pn_future *f, pn_cx *cx)
+{
+    pn_udp_send *s = (pn_udp_send *)f;
+    pn_poll p = s->has_to ? pn_udp_poll_send_to(s->s, cx, s->buf, s->len, &s->to, &s->res)
+                          : pn_udp_poll_send(s->s, cx, s->buf, s->len, &s->res);
+    if (p == PN_PENDING)
+        s->parked = *cx->waker;
+    return p;
+}
+
+static void send_drop(pn_future *f)
+{
+    pn_udp_send *s = (pn_udp_send *)f;
+    if (s->s)
+        pn__async_fd_forget(&s->s->afd, PN_WRITABLE, &s->parked);
+}
+
+static const pn_future_vtable send_to_vt = { send_poll, send_drop, "pn_udp_send_to" };
+static const pn_future_vtable send_of_vt = { send_poll, send_drop, "pn_udp_send_of" };
+
+pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
+                           const pn_sockaddr *to)
+{
+    pn_udp_send f;
+    memset(&f, 0, sizeof(f));
+    f.base.vt = &send_to_vt;
+    f.s = to ? s : NULL;              /* no address: -EINVAL at the first poll */
+    f.buf = buf;
+    f.len = len;
+    f.has_to = true;
+    if (to)
+        f.to = *to;
+    return f;
+}
+
+pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len)
+{
+    pn_udp_send f;
+    memset(&f, 0, sizeof(f));
+    f.base.vt = &send_of_vt;
+    f.s = s;
+    f.buf = buf;
+    f.len = len;
+    return f;
+}
+
+static pn_poll recv_poll(pn_future *f, pn_cx *cx)
+{
+    pn_udp_recv *r = (pn_udp_recv *)f;
+    pn_poll p = pn_udp_poll_recv_from(r->s, cx, r->buf, r->len,
+                                      r->want_from ? &r->from : NULL,
+                                      &r->datagram_len, &r->res);
+    if (p == PN_PENDING) {
+        r->parked = *cx->waker;
+        return p;
+    }
+    r->truncated = r->res >= 0 && r->datagram_len > r->len;
+    return p;
+}
+
+static void recv_drop(pn_future *f)
+{
+    pn_udp_recv *r = (pn_udp_recv *)f;
+    if (r->s)
+        pn__async_fd_forget(&r->s->afd, PN_READABLE, &r->parked);
+}
+
+static const pn_future_vtable recv_from_vt = { recv_poll, recv_drop, "pn_udp_recv_from" };
+static const pn_future_vtable recv_of_vt = { recv_poll, recv_drop, "pn_udp_recv_of" };
+
+pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len)
+{
+    pn_udp_recv r;
+    memset(&r, 0, sizeof(r));
+    r.base.vt = &recv_from_vt;
+    r.s = s;
+    r.buf = buf;
+    r.len = len;
+    r.want_from = true;
+    return r;
+}
+
+pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len)
+{
+    pn_udp_recv r;
+    memset(&r, 0, sizeof(r));
+    r.base.vt = &recv_of_vt;
+    r.s = s;
+    r.buf = buf;
+    r.len = len;
+    return r;
+}

@@ -1,0 +1,705 @@
+/*
+ * unix.c - Unix domain sockets (pollen/unix.h): names, stream listener,
+ * accept, connect, socketpair, datagram sockets.
+ *
+ * Owns: turning "path" / "@abstract" into a sockaddr_un of the exact
+ * length, binding with the optional stale-file unlink, the connect state
+ * machine (Linux never says EINPROGRESS for AF_UNIX but EAGAIN when the
+ * listener's backlog is full, with no readiness event to wait for: that
+ * case retries on a timer), and the datagram operations (sendmsg /
+ * recvmsg(MSG_TRUNC) through pn_async_fd_poll_io).
+ *
+ * Every socket is made by pn__socket (nonblocking, close-on-exec).  The
+ * futures follow io_futures.c: they remember the waker they left in the
+ * registration (`parked`) and their drop takes back only that one.
+ */
+#include "pollen/unix.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/sys.h"
+#include "net/socket.h"
+#include "reactor/slab.h"
+
+#define SUN_OFF offsetof(struct sockaddr_un, sun_path)
+#define SUN_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+
+/* ---- names ---------------------------------------------------------------- */
+
+int pn_sockaddr_unix(pn_sockaddr *out, const char *name)
+{
+    if (!out || !name || !name[0])
+        return -EINVAL;
+    size_t n = strlen(name);
+    pn_sockaddr a;
+    memset(&a, 0, sizeof(a));
+    a.un.sun_family = AF_UNIX;
+    if (name[0] == '@') {
+        if (n == 1)
+            return -EINVAL;
+        if (n - 1 >= SUN_MAX)             /* 0 + the name must fit */
+            return -ENAMETOOLONG;
+        memcpy(a.un.sun_path + 1, name + 1, n - 1);
+        a.len = (socklen_t)(SUN_OFF + n);   /* the 0, then n - 1 bytes */
+    } else {
+        if (n >= SUN_MAX)                 /* the path and its NUL must fit */
+            return -ENAMETOOLONG;
+        memcpy(a.un.sun_path, name, n + 1);
+        a.len = (socklen_t)(SUN_OFF + n + 1);
+    }
+    *out = a;
+    return 0;
+}
+
+static bool is_path(const pn_sockaddr *a)
+{
+    return a->len > SUN_OFF && a->un.sun_path[0] != '\0';
+}
+
+/* A kernel Unix address into *out; an unnamed one (len 0 or just the
+ * family) becomes family AF_UNIX with len sizeof(sa_family_t). */
+static void set_kernel_addr(pn_sockaddr *out, const struct sockaddr_un *sun, socklen_t len)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > sizeof(*sun))
+        len = sizeof(*sun);
+    if (len > SUN_OFF)
+        memcpy(&out->un, sun, len);
+    out->un.sun_family = AF_UNIX;
+    out->len = len > SUN_OFF ? len : (socklen_t)sizeof(sa_family_t);
+}
+
+static int sock_name(const pn_async_fd *afd, pn_sockaddr *out, bool peer)
+{
+    if (!afd || !out)
+        return -EINVAL;
+    if (afd->closed || afd->fd < 0)
+        return -EBADF;
+    struct sockaddr_un sun;
+    socklen_t len = sizeof(sun);
+    memset(&sun, 0, sizeof(sun));
+    int r = peer ? getpeername(afd->fd, (struct sockaddr *)&sun, &len)
+                 : getsockname(afd->fd, (struct sockaddr *)&sun, &len);
+    if (r < 0)
+        return -errno;
+    set_kernel_addr(out, &sun, len);
+    return 0;
+}
+
+int pn_unix_local_addr(const pn_async_fd *afd, pn_sockaddr *out)
+{
+    return sock_name(afd, out, false);
+}
+
+int pn_unix_peer_addr(const pn_async_fd *afd, pn_sockaddr *out)
+{
+    return sock_name(afd, out, true);
+}
+
+/* ---- binding ------------------------------------------------------------ */
+
+/* A pn_async_fd that owns nothing: close on it is a no-op. */
+static void dead_afd(pn_async_fd *afd)
+{
+    memset(afd, 0, sizeof(*afd));
+    afd->fd = -1;
+    afd->closed = true;
+}
+
+/* Is the socket file at `a` one that nobody serves (connect refused)?
+ * Fills *ino with its inode when it is. */
+static bool is_stale(const pn_sockaddr *a, int type, ino_t *ino)
+{
+    struct stat st;
+    if (lstat(a->un.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    int fd = pn__socket(AF_UNIX, type, 0);
+    if (fd < 0)
+        return false;
+    int r;
+    do
+        r = pn__sys.connect(fd, &a->sa, a->len);
+    while (r < 0 && errno == EINTR);
+    bool refused = r < 0 && errno == ECONNREFUSED;
+    pn__close_fd(fd);
+    *ino = st.st_ino;
+    return refused;
+}
+
+static int bind_name(int fd, int type, const pn_sockaddr *a, bool unlink_stale)
+{
+    if (bind(fd, &a->sa, a->len) == 0)
+        return 0;
+    int err = -errno;
+    if (err != -EADDRINUSE || !unlink_stale || !is_path(a))
+        return err;
+    ino_t ino;
+    if (!is_stale(a, type, &ino))
+        return -EADDRINUSE;
+    struct stat st;   /* still the file we probed? */
+    if (lstat(a->un.sun_path, &st) < 0 || st.st_ino != ino || !S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    if (unlink(a->un.sun_path) < 0 && errno != ENOENT)
+        return -EADDRINUSE;
+    return bind(fd, &a->sa, a->len) == 0 ? 0 : -errno;
+}
+
+/* Socket of `type` bound to `a` (NULL: autobind).  fd or -errno. */
+static int bound_socket(int type, const pn_sockaddr *a, const pn_unix_opts *opts)
+{
+    int fd = pn__socket(AF_UNIX, type, 0);
+    if (fd < 0)
+        return fd;
+    int err;
+    if (a) {
+        err = bind_name(fd, type, a, opts && opts->unlink_stale);
+    } else {
+        sa_family_t fam = AF_UNIX;  /* address length of the family alone: autobind */
+        err = bind(fd, (struct sockaddr *)&fam, sizeof(fam)) == 0 ? 0 : -errno;
+    }
+    if (err) {
+        pn__close_fd(fd);
+        return err;
+    }
+    return fd;
+}
+
+static void unlink_bound(const pn_sockaddr *a)
+{
+    if (is_path(a))
+        (void)unlink(a->un.sun_path);
+}
+
+/* ---- listener ------------------------------------------------------------ */
+
+int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *opts)
+{
+    if (!l)
+        return -EINVAL;
+    dead_afd(&l->afd);
+    memset(&l->addr, 0, sizeof(l->addr));
+    l->unlink_on_close = false;
+    pn_sockaddr a;
+    int err = pn_sockaddr_unix(&a, name);
+    if (err)
+        return err;
+    int fd = bound_socket(SOCK_STREAM, &a, opts);
+    if (fd < 0)
+        return fd;
+    int backlog = opts && opts->backlog > 0 ? opts->backlog : 1024;
+    if (listen(fd, backlog) < 0) {
+        err = -errno;
+        goto fail;
+    }
+    err = pn_async_fd_init(&l->afd, fd);
+    if (err)
+        goto fail;
+    l->addr = a;
+    l->unlink_on_close = opts && opts->unlink_on_close;
+    return 0;
+fail:
+    unlink_bound(&a);           /* we made the file: do not leave it behind */
+    pn__close_fd(fd);
+    dead_afd(&l->afd);
+    return err;
+}
+
+int pn_unix_listener_close(pn_unix_listener *l)
+{
+    if (!l)
+        return -EINVAL;
+    if (l->unlink_on_close && !l->afd.closed)
+        unlink_bound(&l->addr);
+    l->unlink_on_close = false;
+    return pn_async_fd_close(&l->afd);
+}
+
+pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out, int *res)
+{
+    if (!res)
+        return PN_READY;
+    if (!l || !out || !cx) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    int fd = 0;
+    if (pn_async_fd_poll_accept(&l->afd, cx, &fd) == PN_PENDING)
+        return PN_PENDING;
+    if (fd < 0) {
+        *res = fd;
+        return PN_READY;
+    }
+    int err = pn_async_fd_init(&out->afd, fd);
+    if (err)
+        pn__close_fd(fd);
+    *res = err;
+    return PN_READY;
+}
+
+static pn_poll accept_poll(pn_future *f, pn_cx *cx)
+{
+    pn_unix_accept *a = (pn_unix_accept *)f;
+    if (pn_unix_poll_accept(a->l, cx, &a->stream, &a->res) == PN_PENDING) {
+        a->parked = *cx->waker;
+        return PN_PENDING;
+    }
+    return PN_READY;
+}
+
+static void accept_drop(pn_future *f)
+{
+    pn_unix_accept *a = (pn_unix_accept *)f;
+    if (a->l)
+        pn__async_fd_forget(&a->l->afd, PN_READABLE, &a->parked);
+}
+
+static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_unix_accept_on" };
+
+pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
+{
+    pn_unix_accept a;
+    memset(&a, 0, sizeof(a));
+    a.base.vt = &accept_vt;
+    a.l = l;
+    dead_afd(&a.stream.afd);
+    return a;
+}
+
+/* ---- connect -------------------------------------------------------------- */
+
+enum { C_START, C_SLEEP, C_WAIT, C_DONE };
+
+#define BACKOFF_MIN_NS 1000000ull       /* 1 ms */
+#define BACKOFF_MAX_NS 64000000ull      /* 64 ms */
+
+/* Try connect(2) once: PN_READY with c->res set, or PN_PENDING in C_SLEEP or
+ * C_WAIT (not yet polled). */
+static pn_poll connect_try(pn_unix_connect *c)
+{
+    int r;
+    do
+        r = pn__sys.connect(c->fd, &c->addr.sa, c->addr.len);
+    while (r < 0 && errno == EINTR);
+    int err = r < 0 ? -errno : 0;
+    if (err == -EAGAIN) {             /* backlog full: retry on a timer */
+        c->nap = pn_sleep_for(c->backoff_ns);
+        c->backoff_ns = c->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : c->backoff_ns * 2;
+        c->state = C_SLEEP;
+        return PN_PENDING;
+    }
+    if (err == 0 || err == -EINPROGRESS) {
+        int fd = c->fd;
+        c->fd = -1;
+        int e = pn_async_fd_init(&c->out->afd, fd);
+        if (e) {
+            pn__close_fd(fd);
+            c->res = e;
+            return PN_READY;
+        }
+        if (err == 0) {
+            c->res = 0;
+            return PN_READY;
+        }
+        c->state = C_WAIT;
+        return PN_PENDING;
+    }
+    pn__close_fd(c->fd);
+    c->fd = -1;
+    c->res = err;
+    return PN_READY;
+}
+
+static pn_poll connect_poll(pn_future *f, pn_cx *cx)
+{
+    pn_unix_connect *c = (pn_unix_connect *)f;
+    for (;;) {
+        switch (c->state) {
+        case C_START:
+            if (!c->out) {
+                c->res = -EINVAL;
+                goto done;
+            }
+            dead_afd(&c->out->afd);
+            if (c->err) {
+                c->res = c->err;
+                goto done;
+            }
+            c->fd = pn__socket(AF_UNIX, SOCK_STREAM, 0);
+            if (c->fd < 0) {
+                c->res = c->fd;
+                c->fd = -1;
+                goto done;
+            }
+            c->backoff_ns = BACKOFF_MIN_NS;
+            if (connect_try(c) == PN_READY)
+                goto done;
+            continue;                 /* poll the sleep or the readiness */
+        case C_SLEEP:
+            if (pn_future_poll(PN_FUTURE(&c->nap), cx) == PN_PENDING)
+                return PN_PENDING;
+            if (connect_try(c) == PN_READY)
+                goto done;
+            continue;
+        case C_WAIT: {
+            int r = 0;
+            if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &r) == PN_PENDING) {
+                c->parked = *cx->waker;
+                return PN_PENDING;
+            }
+            c->res = r < 0 ? r : pn__sock_error(c->out->afd.fd);
+            if (c->res)
+                pn_async_fd_close(&c->out->afd);
+            goto done;
+        }
+        default:
+            return PN_READY;
+        }
+    }
+done:
+    c->state = C_DONE;
+    return PN_READY;
+}
+
+static void connect_drop(pn_future *f)
+{
+    pn_unix_connect *c = (pn_unix_connect *)f;
+    switch (c->state) {
+    case C_SLEEP:
+        pn_future_drop(PN_FUTURE(&c->nap));
+        pn__close_fd(c->fd);
+        c->fd = -1;
+        break;
+    case C_WAIT:
+        pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
+        pn_async_fd_close(&c->out->afd);
+        break;
+    default:
+        break;
+    }
+    c->state = C_DONE;
+}
+
+static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_unix_connect_to" };
+
+pn_unix_connect pn_unix_connect_to(pn_unix_stream *out, const char *name)
+{
+    pn_unix_connect c;
+    memset(&c, 0, sizeof(c));
+    c.base.vt = &connect_vt;
+    c.out = out;
+    c.fd = -1;
+    c.state = C_START;
+    c.err = pn_sockaddr_unix(&c.addr, name);
+    return c;
+}
+
+/* ---- stream ------------------------------------------------------------- */
+
+static int make_pair(int type, pn_async_fd *a, pn_async_fd *b)
+{
+    if (!a || !b)
+        return -EINVAL;
+    dead_afd(a);
+    dead_afd(b);
+    int sv[2];
+    if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    int err = pn_async_fd_init(a, sv[0]);
+    if (!err)
+        err = pn_async_fd_init(b, sv[1]);
+    if (err) {
+        pn__close_fd(sv[0]);
+        pn__close_fd(sv[1]);
+        dead_afd(a);
+        dead_afd(b);
+    }
+    return err;
+}
+
+int pn_unix_stream_pair(pn_unix_stream *a, pn_unix_stream *b)
+{
+    return make_pair(SOCK_STREAM, a ? &a->afd : NULL, b ? &b->afd : NULL);
+}
+
+int pn_unix_stream_shutdown(pn_unix_stream *s, int how)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->afd.closed || s->afd.fd < 0)
+        return -EBADF;
+    return shutdown(s->afd.fd, how) < 0 ? -errno : 0;
+}
+
+int pn_unix_stream_close(pn_unix_stream *s)
+{
+    return s ? pn_async_fd_close(&s->afd) : -EINVAL;
+}
+
+/* ---- datagram ----------------------------------------------------------- */
+
+int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *opts)
+{
+    if (!d)
+        return -EINVAL;
+    dead_afd(&d->afd);
+    memset(&d->addr, 0, sizeof(d->addr));
+    d->unlink_on_close = false;
+    pn_sockaddr a;
+    int err = name ? pn_sockaddr_unix(&a, name) : 0;
+    if (err)
+        return err;
+    int fd = bound_socket(SOCK_DGRAM, name ? &a : NULL, opts);
+    if (fd < 0)
+        return fd;
+    err = pn_async_fd_init(&d->afd, fd);
+    if (!err && !name)
+        err = pn_unix_local_addr(&d->afd, &a);
+    if (err) {
+        if (name)
+            unlink_bound(&a);
+        pn__close_fd(fd);
+        dead_afd(&d->afd);
+        return err;
+    }
+    d->addr = a;
+    d->unlink_on_close = opts && opts->unlink_on_close;
+    return 0;
+}
+
+int pn_unix_dgram_pair(pn_unix_dgram *a, pn_unix_dgram *b)
+{
+    int err = make_pair(SOCK_DGRAM, a ? &a->afd : NULL, b ? &b->afd : NULL);
+    if (a) {
+        memset(&a->addr, 0, sizeof(a->addr));
+        a->unlink_on_close = false;
+    }
+    if (b) {
+        memset(&b->addr, 0, sizeof(b->addr));
+        b->unlink_on_close = false;
+    }
+    return err;
+}
+
+int pn_unix_dgram_connect(pn_unix_dgram *d, const char *name)
+{
+    if (!d)
+        return -EINVAL;
+    pn_sockaddr a;
+    int err = pn_sockaddr_unix(&a, name);
+    if (err)
+        return err;
+    if (d->afd.closed || d->afd.fd < 0)
+        return -EBADF;
+    int r;
+    do
+        r = pn__sys.connect(d->afd.fd, &a.sa, a.len);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int pn_unix_dgram_close(pn_unix_dgram *d)
+{
+    if (!d)
+        return -EINVAL;
+    if (d->unlink_on_close && !d->afd.closed)
+        unlink_bound(&d->addr);
+    d->unlink_on_close = false;
+    return pn_async_fd_close(&d->afd);
+}
+
+struct dg_send {
+    const void *buf;
+    size_t len;
+    const pn_sockaddr *to;
+};
+
+struct dg_recv {
+    void *buf;
+    size_t len;
+    pn_sockaddr *from;
+    size_t full;
+};
+
+static ssize_t op_send(int fd, void *p)
+{
+    struct dg_send *a = p;
+    struct iovec iov = { (void *)a->buf, a->len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (a->to) {
+        m.msg_name = (void *)&a->to->un;
+        m.msg_namelen = a->to->len;
+    }
+    ssize_t n = pn__sys.sendmsg(fd, &m, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t op_recv(int fd, void *p)
+{
+    struct dg_recv *a = p;
+    struct sockaddr_un sun;
+    struct iovec iov = { a->buf, a->len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (a->from) {
+        memset(&sun, 0, sizeof(sun));
+        m.msg_name = &sun;
+        m.msg_namelen = sizeof(sun);
+    }
+    /* MSG_TRUNC: the return value is the datagram's real length. */
+    ssize_t n = recvmsg(fd, &m, MSG_TRUNC);
+    if (n < 0)
+        return -errno;
+    if (a->from)
+        set_kernel_addr(a->from, &sun, m.msg_namelen);
+    a->full = (size_t)n;
+    return (size_t)n > a->len ? (ssize_t)a->len : n;
+}
+
+static pn_poll do_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
+                       const pn_sockaddr *to, bool need_to, ssize_t *res)
+{
+    if (!res)
+        return PN_READY;
+    if (!d || !cx || (!buf && len) || (need_to && !to)) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    if (to && to->un.sun_family != AF_UNIX) {
+        *res = -EAFNOSUPPORT;
+        return PN_READY;
+    }
+    struct dg_send a = { buf, len, to };
+    return pn_async_fd_poll_io(&d->afd, cx, PN_WRITABLE, op_send, &a, res);
+}
+
+pn_poll pn_unix_poll_send_to(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
+                             const pn_sockaddr *to, ssize_t *res)
+{
+    return do_send(d, cx, buf, len, to, true, res);
+}
+
+pn_poll pn_unix_poll_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
+                          ssize_t *res)
+{
+    return do_send(d, cx, buf, len, NULL, false, res);
+}
+
+pn_poll pn_unix_poll_recv_from(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
+                               pn_sockaddr *from, size_t *datagram_len, ssize_t *res)
+{
+    if (!res)
+        return PN_READY;
+    if (!d || !cx || (!buf && len)) {
+        *res = -EINVAL;
+        return PN_READY;
+    }
+    struct dg_recv a = { buf, len, from, 0 };
+    pn_poll p = pn_async_fd_poll_io(&d->afd, cx, PN_READABLE, op_recv, &a, res);
+    if (p == PN_READY && datagram_len)
+        *datagram_len = *res >= 0 ? a.full : 0;
+    return p;
+}
+
+pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
+                          size_t *datagram_len, ssize_t *res)
+{
+    return pn_unix_poll_recv_from(d, cx, buf, len, NULL, datagram_len, res);
+}
+
+static pn_poll send_poll(pn_future *f, pn_cx *cx)
+{
+    pn_unix_send *s = (pn_unix_send *)f;
+    pn_poll p = s->has_to
+                    ? pn_unix_poll_send_to(s->d, cx, s->buf, s->len, &s->to, &s->res)
+                    : pn_unix_poll_send(s->d, cx, s->buf, s->len, &s->res);
+    if (p == PN_PENDING)
+        s->parked = *cx->waker;
+    return p;
+}
+
+static void send_drop(pn_future *f)
+{
+    pn_unix_send *s = (pn_unix_send *)f;
+    if (s->d)
+        pn__async_fd_forget(&s->d->afd, PN_WRITABLE, &s->parked);
+}
+
+static const pn_future_vtable send_to_vt = { send_poll, send_drop, "pn_unix_send_to" };
+static const pn_future_vtable send_of_vt = { send_poll, send_drop, "pn_unix_send_of" };
+
+pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
+                             const pn_sockaddr *to)
+{
+    pn_unix_send s;
+    memset(&s, 0, sizeof(s));
+    s.base.vt = &send_to_vt;
+    s.d = d;
+    s.buf = buf;
+    s.len = len;
+    s.has_to = true;
+    if (to)
+        s.to = *to;
+    else
+        s.d = NULL;                   /* -EINVAL at the first poll */
+    return s;
+}
+
+pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len)
+{
+    pn_unix_send s;
+    memset(&s, 0, sizeof(s));
+    s.base.vt = &send_of_vt;
+    s.d = d;
+    s.buf = buf;
+    s.len = len;
+    return s;
+}
+
+static pn_poll recv_poll(pn_future *f, pn_cx *cx)
+{
+    pn_unix_recv *r = (pn_unix_recv *)f;
+    pn_poll p = pn_unix_poll_recv_from(r->d, cx, r->buf, r->len,
+                                       r->want_from ? &r->from : NULL,
+                                       &r->datagram_len, &r->res);
+    if (p == PN_PENDING) {
+        r->parked = *cx->waker;
+        return p;
+    }
+    r->truncated = r->res >= 0 && r->datagram_len > r->len;
+    return p;
+}
+
+static void recv_drop(pn_future *f)
+{
+    pn_unix_recv *r = (pn_unix_recv *)f;
+    if (r->d)
+        pn__async_fd_forget(&r->d->afd, PN_READABLE, &r->parked);
+}
+
+static const pn_future_vtable recv_from_vt = { recv_poll, recv_drop, "pn_unix_recv_from" };
+static const pn_future_vtable recv_of_vt = { recv_poll, recv_drop, "pn_unix_recv_of" };
+
+pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len)
+{
+    pn_unix_recv r;
+    memset(&r, 0, sizeof(r));
+    r.base.vt = &recv_from_vt;
+    r.d = d;
+    r.buf = buf;
+    r.len = len;
+    r.want_from = true;
+    return r;
+}
+
+pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len)
+{
+    pn_unix_recv r;
+    memset(&r, 0, sizeof(r));
+    r.base.vt = &recv_of_vt;
+    r.d = d;
+    r.buf = buf;
+    r.len = len;
+    return r;
+}
