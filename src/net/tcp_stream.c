@@ -74,6 +74,10 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
             return PN_READY;
         }
         c->out->afd = (pn_async_fd){ .fd = -1, .closed = true };
+        if (c->res == -EINVAL) {              /* NULL address */
+            c->state = CONNECT_DONE;
+            return PN_READY;
+        }
         int r = connect_start(c);
         if (r <= 0) {
             c->state = CONNECT_DONE;
@@ -142,9 +146,9 @@ pn_tcp_connect pn_tcp_connect_to(pn_tcp_stream *out, const pn_sockaddr *addr,
     c.timer = pn_sleep_until(0);
     c.timeout_ns = timeout_ns;
     if (addr)
-        c.addr = *addr;      /* empty (AF_UNSPEC) otherwise: -EAFNOSUPPORT */
+        c.addr = *addr;      /* a non-IP family gives -EAFNOSUPPORT */
     else
-        c.out = NULL;        /* -EINVAL at the first poll */
+        c.res = -EINVAL;     /* reported at the first poll */
     return c;
 }
 
