@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -928,4 +929,221 @@ BOTH(accept_backs_off_on_emfile_and_serves_again)
     free(t);
     pn__sys_reset();
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+/* ---- 10,000 connections at once ----------------------------------------- */
+
+#define MANY 10000
+#define MSG 32
+
+static void raise_nofile(void)
+{
+    struct rlimit r;
+    getrlimit(RLIMIT_NOFILE, &r);
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+}
+
+static unsigned char msg_byte(int conn, int i) { return (unsigned char)(conn * 31 + i * 17 + 1); }
+
+/* The client side, in a forked child: plain nonblocking sockets and epoll.
+ * Connect all MANY (at most 256 handshakes in flight), then send one
+ * message on each, check every echo byte for byte, then close them all.
+ * Exit status 0 on success. */
+static int many_clients(pn_sockaddr addr)
+{
+    raise_nofile();
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int *fds = calloc(MANY, sizeof(int));
+    int *got = calloc(MANY, sizeof(int));
+    unsigned char (*buf)[MSG] = calloc(MANY, MSG);
+    struct epoll_event evs[256];
+    if (ep < 0 || !fds || !got || !buf)
+        return 10;
+    int next = 0, inflight = 0, up = 0;
+    while (up < MANY) {
+        while (next < MANY && inflight < 256) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                return 11;
+            fds[next] = fd;
+            if (connect(fd, &addr.sa, addr.len) == 0) {
+                up++;
+            } else {
+                if (errno != EINPROGRESS)
+                    return 12;
+                struct epoll_event ev = { .events = EPOLLOUT, .data.u32 = (uint32_t)next };
+                epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+                inflight++;
+            }
+            next++;
+        }
+        int n = epoll_wait(ep, evs, 256, 10000);
+        if (n <= 0)
+            return 13;
+        for (int i = 0; i < n; i++) {
+            int fd = fds[evs[i].data.u32], err = 0;
+            socklen_t len = sizeof(err);
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err)
+                return 14;
+            epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+            inflight--;
+            up++;
+        }
+    }
+    for (int c = 0; c < MANY; c++) {
+        unsigned char m[MSG];
+        for (int i = 0; i < MSG; i++)
+            m[i] = msg_byte(c, i);
+        if (send(fds[c], m, MSG, MSG_NOSIGNAL) != MSG)
+            return 15;
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)c };
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[c], &ev);
+    }
+    int done = 0;
+    while (done < MANY) {
+        int n = epoll_wait(ep, evs, 256, 10000);
+        if (n <= 0)
+            return 16;
+        for (int i = 0; i < n; i++) {
+            int c = (int)evs[i].data.u32;
+            ssize_t r = recv(fds[c], buf[c] + got[c], (size_t)(MSG - got[c]), 0);
+            if (r <= 0)
+                return 17;
+            got[c] += (int)r;
+            if (got[c] == MSG) {
+                for (int k = 0; k < MSG; k++)
+                    if (buf[c][k] != msg_byte(c, k))
+                        return 18;
+                epoll_ctl(ep, EPOLL_CTL_DEL, fds[c], NULL);
+                done++;
+            }
+        }
+    }
+    for (int c = 0; c < MANY; c++)
+        close(fds[c]);
+    close(ep);
+    return 0;
+}
+
+static atomic_int many_open, many_peak;
+
+/* One server connection: read the message, echo it, wait for the close. */
+typedef struct many_conn {
+    pn_future base;
+    int pc;
+    pn_tcp_stream s;
+    pn_tcp_read_exact re;
+    pn_write_all wa;
+    pn_read rd;
+    char buf[MSG];
+} many_conn;
+
+static pn_poll many_conn_poll(pn_future *f, pn_cx *cx)
+{
+    many_conn *c = (many_conn *)f;
+    PN_ASYNC_BEGIN(c->pc);
+    {
+        int now = atomic_fetch_add(&many_open, 1) + 1, peak = atomic_load(&many_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&many_peak, &peak, now))
+            ;
+    }
+    c->re = pn_tcp_read_exact_of(&c->s, c->buf, MSG);
+    PN_AWAIT(c->pc, &c->re, cx);
+    cr_assert_eq(c->re.res, MSG, "read_exact: %zd", c->re.res);
+    c->wa = pn_tcp_write_all(&c->s, c->buf, MSG);
+    PN_AWAIT(c->pc, &c->wa, cx);
+    cr_assert_eq(c->wa.res, MSG);
+    c->rd = pn_tcp_read(&c->s, c->buf, sizeof(c->buf));
+    PN_AWAIT(c->pc, &c->rd, cx);
+    cr_assert_eq(c->rd.res, 0, "the client closes after its echo");
+    atomic_fetch_sub(&many_open, 1);
+    pn_tcp_stream_close(&c->s);
+    PN_ASYNC_END(c->pc);
+}
+
+static void many_conn_drop(pn_future *f) { pn_tcp_stream_close(&((many_conn *)f)->s); }
+
+static const pn_future_vtable many_conn_vt = { many_conn_poll, many_conn_drop, "many_conn" };
+
+typedef struct many_server {
+    pn_future base;
+    int pc, i;
+    pn_tcp_listener *l;
+    pn_tcp_accept acc;
+    pn_join_handle **h;
+    pn_join_future j;
+} many_server;
+
+static pn_poll many_server_poll(pn_future *f, pn_cx *cx)
+{
+    many_server *m = (many_server *)f;
+    PN_ASYNC_BEGIN(m->pc);
+    m->acc = pn_tcp_accept_on(m->l);
+    for (m->i = 0; m->i < MANY; m->i++) {
+        PN_AWAIT(m->pc, &m->acc, cx);       /* the accept stream, awaited again */
+        cr_assert_eq(m->acc.res, 0, "accept %d: %s", m->i, pn_strerror(m->acc.res));
+        {
+            many_conn c = { .base = { &many_conn_vt }, .s = m->acc.stream };
+            cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&c), sizeof(c), &m->h[m->i]), 0);
+        }
+    }
+    cr_assert_eq(pn_tcp_listener_close(m->l), 0);
+    for (m->i = 0; m->i < MANY; m->i++) {
+        m->j = pn_join_handle_await(m->h[m->i]);
+        PN_AWAIT(m->pc, &m->j, cx);
+        cr_assert_eq(m->j.status, 0);
+        pn_join_handle_free(m->h[m->i]);
+    }
+    PN_ASYNC_END(m->pc);
+}
+
+static const pn_future_vtable many_server_vt = { many_server_poll, NULL, "many_server" };
+
+static void ten_thousand_on(pn_runtime_flavor fl)
+{
+    raise_nofile();
+    struct rlimit r;
+    getrlimit(RLIMIT_NOFILE, &r);
+    cr_assert_geq(r.rlim_cur, (rlim_t)MANY + 200, "need %d fds", MANY + 200);
+    int before = count_fds();
+    pn_tcp_listener l;
+    pn_sockaddr a = pn_sockaddr_loopback4(0);
+    pn_tcp_listen_opts o = { .backlog = 4096 };
+    cr_assert_eq(pn_tcp_listen(&l, &a, &o), 0);
+    cr_assert_eq(pn_tcp_listener_local_addr(&l, &a), 0);
+    fflush(NULL);
+    pid_t pid = fork();             /* before any runtime thread exists */
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(l.afd.fd);
+        _exit(many_clients(a));
+    }
+    atomic_store(&many_open, 0);
+    atomic_store(&many_peak, 0);
+    pn_runtime *rt = flavour_new(fl);
+    many_server m = { .base = { &many_server_vt }, .l = &l };
+    m.h = calloc(MANY, sizeof(*m.h));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client child: status %d",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+    cr_assert_eq(atomic_load(&many_peak), MANY, "all %d connections were open at once", MANY);
+    cr_assert_eq(atomic_load(&many_open), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn_tcp_listener_close(&l);
+    free(m.h);
+    cr_assert_eq(count_fds(), before, "no fd left behind");
+}
+
+Test(net_tcp, ten_thousand_connections_current_thread, .timeout = 90)
+{
+    ten_thousand_on(PN_RUNTIME_CURRENT_THREAD);
+}
+
+Test(net_tcp, ten_thousand_connections_multi_thread, .timeout = 90)
+{
+    ten_thousand_on(PN_RUNTIME_MULTI_THREAD);
 }
