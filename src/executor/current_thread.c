@@ -82,13 +82,15 @@ static void unpark(ct_runtime *rt)
         pn__reactor_wake(rt->base.reactor);
 }
 
-/* Push from another thread.  Returns false if the queue is closed. */
+static void unpark_cb(void *arg) { unpark((ct_runtime *)arg); }
+
+/* Push from another thread and wake the loop if it sleeps in epoll; the
+ * wake happens under the queue's lock, so it cannot reach a reactor that
+ * shutdown (which closes the queue first) has freed.  Returns false if the
+ * queue is closed. */
 static bool remote_push(ct_runtime *rt, pn__task *t)
 {
-    if (!pn__inject_push(&rt->inject, t))
-        return false;
-    unpark(rt);
-    return true;
+    return pn__inject_push_notify(&rt->inject, t, unpark_cb, rt);
 }
 
 static void ct_schedule(pn__sched *s, pn__task *t)
@@ -106,7 +108,8 @@ static void ct_schedule(pn__sched *s, pn__task *t)
         pn__task_unref(t);
 }
 
-static const pn__sched_ops ct_sched_ops = { ct_schedule };
+static void ct_release(pn__sched *s);
+static const pn__sched_ops ct_sched_ops = { ct_schedule, ct_release };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 
@@ -147,7 +150,12 @@ static int ct_shutdown(pn_runtime *base, uint64_t deadline)
 
 static void ct_destroy(pn_runtime *base)
 {
-    ct_runtime *rt = ct(base);
+    pn__sched_unref(&base->sched);
+}
+
+static void ct_release(pn__sched *s)
+{
+    ct_runtime *rt = (ct_runtime *)s;
     pn__inject_destroy(&rt->inject);
     pn__free(rt);
 }
@@ -402,6 +410,8 @@ int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     if (!rt)
         return -ENOMEM;
     rt->base.sched.ops = &ct_sched_ops;
+    rt->base.sched.root = &rt->base.sched;
+    atomic_init(&rt->base.sched.refs, 1);
     rt->base.ops = &ct_rt_ops;
     pn__runtime_init_common(&rt->base, cfg);
     int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);

@@ -34,6 +34,25 @@ bool pn__inject_push_batch(pn__inject *q, pn__task *first, pn__task *last, size_
     return true;
 }
 
+bool pn__inject_push_notify(pn__inject *q, pn__task *t, void (*notify)(void *), void *arg)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&q->lock);
+    if (q->closed) {
+        pthread_mutex_unlock(&q->lock);
+        return false;
+    }
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+    atomic_fetch_add_explicit(&q->len, 1, memory_order_release);
+    notify(arg);
+    pthread_mutex_unlock(&q->lock);
+    return true;
+}
+
 bool pn__inject_push(pn__inject *q, pn__task *t)
 {
     return pn__inject_push_batch(q, t, t, 1);

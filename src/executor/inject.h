@@ -24,6 +24,10 @@ void pn__inject_init(pn__inject *q);
 void pn__inject_destroy(pn__inject *q);
 /* Push one task, or a linked batch first..last of n tasks.  False if closed. */
 bool pn__inject_push(pn__inject *q, pn__task *t);
+/* Push, then call notify(arg) before the lock is released: a notify that
+ * touches what shutdown tears down after closing the queue (the reactor's
+ * eventfd) can then never run late. */
+bool pn__inject_push_notify(pn__inject *q, pn__task *t, void (*notify)(void *), void *arg);
 bool pn__inject_push_batch(pn__inject *q, pn__task *first, pn__task *last, size_t n);
 /* Pop one task, or NULL (cheap when empty). */
 pn__task *pn__inject_pop(pn__inject *q);

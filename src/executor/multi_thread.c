@@ -106,6 +106,7 @@ struct mt_runtime {
     unsigned nsleepers;
     _Atomic unsigned num_searching;
     _Atomic unsigned num_idle;
+    bool threads_gone;             /* idle_lock: workers joined, reactor may be freed */
     _Atomic uint64_t unparks, remote_spawns;
 
     _Atomic bool stopping;
@@ -202,7 +203,7 @@ static void notify_parked(mt_runtime *rt)
     if (atomic_load(&rt->num_searching) != 0 || atomic_load(&rt->num_idle) == 0)
         return;
     pthread_mutex_lock(&rt->idle_lock);
-    if (rt->nsleepers == 0 || atomic_load(&rt->num_searching) != 0) {
+    if (rt->nsleepers == 0 || atomic_load(&rt->num_searching) != 0 || rt->threads_gone) {
         pthread_mutex_unlock(&rt->idle_lock);
         return;
     }
@@ -210,9 +211,13 @@ static void notify_parked(mt_runtime *rt)
     atomic_fetch_sub(&rt->num_idle, 1);
     atomic_fetch_add(&rt->num_searching, 1);
     atomic_store(&w->woken_searching, true);
+    /* Unpark under the lock: a waker on a foreign thread may get here while
+     * the runtime shuts down, and stop_threads sets threads_gone under this
+     * lock before the reactor (whose eventfd unpark may write) is freed. */
+    if (!rt->threads_gone)
+        unpark_worker(w);
     pthread_mutex_unlock(&rt->idle_lock);
     atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
-    unpark_worker(w);
 }
 
 static bool work_available(mt_runtime *rt, worker *self)
@@ -326,10 +331,17 @@ static void wake_worker(worker *w)
     store_load_barrier();
     if (atomic_load(&rt->num_idle) == 0)
         return;
-    if (leave_sleepers(w)) {
-        atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
-        unpark_worker(w);
+    pthread_mutex_lock(&rt->idle_lock);
+    for (unsigned i = 0; i < rt->nsleepers && !rt->threads_gone; i++) {
+        if (rt->sleepers[i] == w->index) {
+            rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
+            atomic_fetch_sub(&rt->num_idle, 1);
+            unpark_worker(w);               /* under the lock: see notify_parked */
+            atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
+            break;
+        }
     }
+    pthread_mutex_unlock(&rt->idle_lock);
 }
 
 static void pinned_schedule(pn__sched *s, pn__task *t)
@@ -346,7 +358,7 @@ static void pinned_schedule(pn__sched *s, pn__task *t)
     wake_worker(w);
 }
 
-static const pn__sched_ops pinned_sched_ops = { pinned_schedule };
+static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL };
 
 static bool is_pinned(mt_runtime *rt, pn__task *t)
 {
@@ -379,7 +391,8 @@ static void mt_schedule(pn__sched *s, pn__task *t)
     notify_parked(rt);
 }
 
-static const pn__sched_ops mt_sched_ops = { mt_schedule };
+static void mt_release(pn__sched *s);
+static const pn__sched_ops mt_sched_ops = { mt_schedule, mt_release };
 
 static bool mt_spawn(pn_runtime *base, pn__task *t)
 {
@@ -686,6 +699,11 @@ static int stop_threads(mt_runtime *rt, uint64_t deadline)
         pthread_join(rt->driver, NULL);     /* never in user code: returns promptly */
         rt->driver_started = false;
     }
+    if (err == 0) {
+        pthread_mutex_lock(&rt->idle_lock);
+        rt->threads_gone = true;
+        pthread_mutex_unlock(&rt->idle_lock);
+    }
     return err;
 }
 
@@ -751,7 +769,12 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
 
 static void mt_destroy(pn_runtime *base)
 {
-    mt_runtime *rt = mt(base);
+    pn__sched_unref(&base->sched);      /* freed with the last task cell */
+}
+
+static void mt_release(pn__sched *s)
+{
+    mt_runtime *rt = (mt_runtime *)s;
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_destroy(&rt->owned[i].lock);
     pthread_mutex_destroy(&rt->idle_lock);
@@ -821,6 +844,8 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         return -ENOMEM;
     }
     rt->base.sched.ops = &mt_sched_ops;
+    rt->base.sched.root = &rt->base.sched;
+    atomic_init(&rt->base.sched.refs, 1);
     rt->base.ops = &mt_rt_ops;
     pn__runtime_init_common(&rt->base, cfg);
     int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
@@ -842,6 +867,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         w->rng = 0x9e3779b9u * (i + 1);
         pn__lq_init(&w->q);
         w->pinned_sched.ops = &pinned_sched_ops;
+        w->pinned_sched.root = &rt->base.sched;
         pn__inject_init(&w->pinned_remote);
     }
     for (unsigned i = 0; i < rt->nworkers && err == 0; i++) {

@@ -25,6 +25,8 @@ pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
     if (join)
         st |= PN__JOIN_INTEREST;
     atomic_init(&t->state, st);
+    if (s)
+        atomic_fetch_add_explicit(&s->root->refs, 1, memory_order_relaxed);
     t->next = NULL;
     t->sched = s;
     t->owned_prev = t->owned_next = NULL;
@@ -37,15 +39,25 @@ pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
     return t;
 }
 
+void pn__sched_unref(pn__sched *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->root->refs, 1, memory_order_acq_rel) == 1)
+        s->root->ops->release(s->root);
+}
+
 void pn__task_free_unpublished(pn__task *t)
 {
+    pn__sched *s = t->sched;
     pn__free(t);
+    pn__sched_unref(s);
 }
 
 static void task_dealloc(pn__task *t)
 {
     /* The join waker was taken at completion or by the handle's release. */
+    pn__sched *s = t->sched;
     pn__free(t);
+    pn__sched_unref(s);
 }
 
 void pn__task_ref(pn__task *t)

@@ -62,11 +62,22 @@ typedef struct pn__sched_ops {
     /* Queue a task that just became NOTIFIED; the queue takes the ref the
      * caller passes.  Called from any thread. */
     void (*schedule)(pn__sched *s, pn__task *t);
+    /* Free the runtime's scheduling memory (root scheduler only). */
+    void (*release)(pn__sched *s);
 } pn__sched_ops;
 
+/* Every task cell holds a reference on its root scheduler (the runtime's),
+ * so a wake through a waker clone that races with pn_runtime_free (a
+ * foreign thread preempted between its transition and the end of
+ * schedule()) never touches freed memory.  The runtime holds one more,
+ * dropped by destroy. */
 struct pn__sched {
     const pn__sched_ops *ops;
+    pn__sched *root;                 /* itself, or the runtime's (pinned) */
+    _Atomic size_t refs;             /* root only */
 };
+
+void pn__sched_unref(pn__sched *s);
 
 struct pn__task {
     _Atomic uint64_t state;
