@@ -45,6 +45,8 @@ typedef struct pn_async_fd {
     /* private */
     bool closed;                     /* pn_async_fd_close was called */
     bool is_socket;                  /* use send(MSG_NOSIGNAL) for writes */
+    bool is_stream;                  /* stream socket or pipe: a short read or
+                                        write means the buffer is drained/full */
     struct pn__reactor *reactor;     /* the reactor it is registered with, or NULL */
     struct pn__registration *reg;    /* its slab record, or NULL */
     uint32_t gen;                    /* generation of reg when it was taken */

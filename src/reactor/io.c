@@ -54,6 +54,13 @@ int pn_async_fd_init(pn_async_fd *afd, int fd)
     afd->fd = fd;
     afd->closed = false;
     afd->is_socket = S_ISSOCK(st.st_mode);
+    afd->is_stream = S_ISFIFO(st.st_mode);
+    if (afd->is_socket) {
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0)
+            afd->is_stream = type == SOCK_STREAM;
+    }
     afd->reactor = NULL;
     afd->reg = NULL;
     afd->gen = 0;
@@ -338,6 +345,7 @@ pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
         while (n == -EINTR);
         if (n != -EAGAIN && n != -EWOULDBLOCK) {
             (void)pn_cx_budget_spend(cx);
+            remember_tick(afd, interest, word);   /* for a clear after a short op */
             *res = n;
             return PN_READY;
         }
@@ -399,14 +407,24 @@ static ssize_t op_accept(int fd, void *p)
 pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, ssize_t *res)
 {
     struct buf_arg a = { buf, len, false };
-    return pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
+    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
+    /* A short read from a stream drained its buffer: the next read would
+     * only say EAGAIN, so wait for the next edge instead of making it (the
+     * tick keeps an event that came in meanwhile). */
+    if (p == PN_READY && *res > 0 && (size_t)*res < len && afd->is_stream)
+        pn_async_fd_clear_ready(afd, PN_READABLE);
+    return p;
 }
 
 pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx, const void *buf, size_t len,
                                ssize_t *res)
 {
     struct buf_arg a = { (void *)buf, len, afd && afd->is_socket };
-    return pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_write, &a, res);
+    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_write, &a, res);
+    /* Likewise a short write filled the send buffer. */
+    if (p == PN_READY && *res > 0 && (size_t)*res < len && afd->is_stream)
+        pn_async_fd_clear_ready(afd, PN_WRITABLE);
+    return p;
 }
 
 pn_poll pn_async_fd_poll_writev(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov,
