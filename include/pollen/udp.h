@@ -118,7 +118,10 @@ PN_EXTERN int pn_udp_set_ttl(pn_udp_socket *s, int ttl);
  * route, which fails with -ENODEV when no route covers the group).  An
  * IPv4 group uses IP_ADD/DROP_MEMBERSHIP (struct ip_mreqn), an IPv6 group
  * IPV6_JOIN/LEAVE_GROUP; the socket must be bound to the group's port
- * (and the wildcard address or the group) to receive.  Returns 0, or
+ * (and the wildcard address or the group) to receive.  Note Linux's
+ * IP_MULTICAST_ALL (on by default): a wildcard-bound IPv4 socket also
+ * receives the groups other sockets of the host joined on its port; set
+ * it to 0 with setsockopt(afd.fd, ...) to receive only its own.  Returns 0, or
  * -EINVAL (not a multicast address, NULL), -EAFNOSUPPORT (not an IP
  * address, or an IPv6 group on an IPv4 socket), -EADDRINUSE (joined
  * already), -EADDRNOTAVAIL (leave of a group not joined), -ENODEV (no
