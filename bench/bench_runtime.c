@@ -8,6 +8,12 @@
  *   spawn_many     a task spawns N trivial tasks (a future that is ready on
  *                  its first poll), keeping every join handle, then awaits
  *                  each handle in turn.  tasks_per_s = N / elapsed.
+ *   spawn_many_remote  the same N spawns from a thread that is not one of the
+ *                  runtime's (main, outside pn_block_on: pn_spawn(rt, ...)),
+ *                  then that thread awaits the handles in one pn_block_on.
+ *                  On the multi-thread runtime the workers run the tasks
+ *                  while they are being spawned (Tokio's
+ *                  spawn_many_remote_idle shape).
  *   yield_many     T tasks each yield Y times (PN_YIELD: wake self, return
  *                  pending); a task spawns them and awaits them all.
  *                  yields_per_s = T*Y / elapsed.
@@ -16,8 +22,10 @@
  *                  round_trips_per_s = P*R / elapsed.  pollen has no
  *                  channels yet: each direction is a one-slot mailbox (a
  *                  value, a full flag and a waker slot; see `mailbox`
- *                  below).  The Tokio peer uses tokio::sync::mpsc channels
- *                  of capacity 1, which do more (atomics, a semaphore).
+ *                  below), plain on the current-thread runtime, under a
+ *                  per-mailbox mutex on the multi-thread runtime.  The
+ *                  Tokio peer uses tokio::sync::mpsc channels of capacity
+ *                  1, which do more (atomics, a semaphore).
  *   chained_spawn  each task spawns the next (detached) and completes, N
  *                  deep; the last one wakes the driver.  tasks_per_s.
  *   task_memory    N detached tasks that stay pending forever; bytes per
@@ -32,14 +40,17 @@
  * after the last join.
  *
  * Output: `<figure> key=value ...`, one line.  Usage:
- *   bench_runtime FIGURE [--n N] [--workers W]
+ *   bench_runtime FIGURE [--n N] [--workers W] [--driver workers|reactor]
  * --workers 0 (the default) is the current-thread runtime; W >= 1 the
- * multi-thread runtime with W workers.  ping_pong's mailbox is not
- * thread-safe, so ping_pong answers "unsupported" (exit 3) for W >= 2.
+ * multi-thread runtime with W workers, whose epoll and timers are driven by
+ * the worker about to park (--driver workers, PN_DRIVER_WORKERS, the
+ * default here) or by a dedicated reactor thread (--driver reactor,
+ * PN_DRIVER_REACTOR_THREAD).
  */
 #include <pollen.h>
 #include <stdatomic.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,32 +212,53 @@ static const pn_future_vtable yield_many_vt = { yield_many_poll, NULL, "yield_ma
  * wakes the receiver if it waits; the receive future takes the value if the
  * slot is full, otherwise it leaves its waker in the slot (pn_waker_set,
  * which clones only when the waiting task changes) and returns pending.
- * Not thread-safe (plain fields): enough for the current-thread runtime;
- * the multi-thread figures will need pollen's real channels.  The protocol
- * of ping_pong never sends into a full slot.
+ * Plain fields on the current-thread runtime; on the multi-thread runtime
+ * (where A and B may run on different workers) every access holds the
+ * mailbox's mutex and the wake happens after unlocking.  The protocol of
+ * ping_pong never sends into a full slot.
  */
 typedef struct mailbox {
     bool full;
     uint64_t val;
     pn_waker rx;
+    pthread_mutex_t mu;     /* taken only when `locked` (multi-thread) */
 } mailbox;
+
+static bool mailbox_locked;  /* multi-thread runtime: the pair may run on two workers */
 
 static void mailbox_send(mailbox *m, uint64_t v)
 {
+    if (!mailbox_locked) {
+        m->val = v;
+        m->full = true;
+        pn_waker_wake(&m->rx);
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
     m->val = v;
     m->full = true;
-    pn_waker_wake(&m->rx);
+    pn_waker w = m->rx;
+    m->rx = PN_WAKER_NONE;
+    pthread_mutex_unlock(&m->mu);
+    pn_waker_wake(&w);          /* outside the lock */
 }
 
 static pn_poll mailbox_poll_recv(mailbox *m, pn_cx *cx, uint64_t *out)
 {
+    if (mailbox_locked)
+        pthread_mutex_lock(&m->mu);
+    pn_poll r;
     if (m->full) {
         m->full = false;
         *out = m->val;
-        return PN_READY;
+        r = PN_READY;
+    } else {
+        pn_waker_set(&m->rx, cx->waker);
+        r = PN_PENDING;
     }
-    pn_waker_set(&m->rx, cx->waker);
-    return PN_PENDING;
+    if (mailbox_locked)
+        pthread_mutex_unlock(&m->mu);
+    return r;
 }
 
 typedef struct player {
@@ -272,7 +304,11 @@ static pn_poll ping_pong_poll(pn_future *f, pn_cx *cx)
     ping_pong *s = (ping_pong *)f;
     PN_ASYNC_BEGIN(s->pc);
     for (s->iter = 0; s->iter < 2; s->iter++) {
-        memset(s->boxes, 0, 2 * s->pairs * sizeof *s->boxes);
+        for (size_t i = 0; i < 2 * s->pairs; i++) {
+            s->boxes[i].full = false;
+            s->boxes[i].val = 0;
+            pn_waker_drop(&s->boxes[i].rx);
+        }
         s->t0 = now_ns();
         for (size_t i = 0; i < s->pairs; i++) {
             mailbox *ab = &s->boxes[2 * i], *ba = &s->boxes[2 * i + 1];
@@ -432,16 +468,15 @@ static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
 }
 
 /* workers 0: current-thread runtime; W >= 1: multi-thread runtime with W
- * workers, the worker about to park driving epoll and timers
- * (PN_DRIVER_WORKERS, as Tokio's workers do). */
-static pn_runtime *make_runtime(long workers)
+ * workers, epoll and timers driven as `driver` says. */
+static pn_runtime *make_runtime(long workers, pn_driver_mode driver)
 {
     pn_runtime_config cfg;
     pn_runtime_config_init(&cfg);
     if (workers > 0) {
         cfg.flavor = PN_RUNTIME_MULTI_THREAD;
         cfg.workers = (unsigned)workers;
-        cfg.driver = PN_DRIVER_WORKERS;
+        cfg.driver = driver;
     }
     pn_runtime *rt;
     int err = pn_runtime_new(&cfg, &rt);
@@ -452,8 +487,8 @@ static pn_runtime *make_runtime(long workers)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_runtime spawn_many|yield_many|ping_pong|chained_spawn|"
-                    "task_memory [--n N] [--workers W]\n");
+    fprintf(stderr, "usage: bench_runtime spawn_many|spawn_many_remote|yield_many|ping_pong|"
+                    "chained_spawn|task_memory [--n N] [--workers W] [--driver workers|reactor]\n");
     exit(2);
 }
 
@@ -463,15 +498,25 @@ int main(int argc, char **argv)
         usage();
     const char *fig = argv[1];
     long n = -1, workers = 0;
+    pn_driver_mode driver = PN_DRIVER_WORKERS;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--n") && i + 1 < argc)
             n = atol(argv[++i]);
         else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
             workers = atol(argv[++i]);
-        else
+        else if (!strcmp(argv[i], "--driver") && i + 1 < argc) {
+            i++;
+            if (!strcmp(argv[i], "workers"))
+                driver = PN_DRIVER_WORKERS;
+            else if (!strcmp(argv[i], "reactor"))
+                driver = PN_DRIVER_REACTOR_THREAD;
+            else
+                usage();
+        } else
             usage();
     }
-    pn_runtime *rt = make_runtime(workers);
+    pn_runtime *rt = make_runtime(workers, driver);
+    mailbox_locked = workers > 0;
 
     if (!strcmp(fig, "spawn_many")) {
         if (n <= 0)
@@ -484,6 +529,30 @@ int main(int argc, char **argv)
         run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
         printf("spawn_many n=%ld ns=%llu tasks_per_s=%.0f\n", n,
                (unsigned long long)s.elapsed, (double)n * 1e9 / (double)s.elapsed);
+        free(h);
+    } else if (!strcmp(fig, "spawn_many_remote")) {
+        if (n <= 0)
+            n = 1000000;
+        pn_join_handle **h = malloc((size_t)n * sizeof *h);
+        if (!h)
+            die("malloc", -ENOMEM);
+        uint64_t elapsed = 0;
+        for (int iter = 0; iter < 2; iter++) {
+            uint64_t t0 = now_ns();
+            for (long i = 0; i < n; i++) {
+                trivial t = { .base = { &trivial_vt } };
+                int err = PN_SPAWN(rt, t, &h[i]);
+                if (err)
+                    die("pn_spawn", err);
+            }
+            join_each j = join_each_of(h, (size_t)n);
+            int err = pn_block_on(rt, PN_FUTURE(&j));
+            if (err)
+                die("pn_block_on", err);
+            elapsed = now_ns() - t0;
+        }
+        printf("spawn_many_remote n=%ld ns=%llu tasks_per_s=%.0f\n", n,
+               (unsigned long long)elapsed, (double)n * 1e9 / (double)elapsed);
         free(h);
     } else if (!strcmp(fig, "yield_many")) {
         size_t tasks = 1000, yields = n > 0 ? (size_t)n : 1000;
@@ -498,17 +567,14 @@ int main(int argc, char **argv)
                (double)(tasks * yields) * 1e9 / (double)s.elapsed);
         free(h);
     } else if (!strcmp(fig, "ping_pong")) {
-        if (workers > 1) {
-            printf("unsupported ping_pong with workers=%ld (the mailbox is single-threaded)\n",
-                   workers);
-            exit(3);
-        }
         size_t pairs = 1000, rounds = n > 0 ? (size_t)n : 1000;
         ping_pong s = { .base = { &ping_pong_vt }, .pairs = pairs, .rounds = rounds };
         s.h = malloc(2 * pairs * sizeof *s.h);
         s.boxes = calloc(2 * pairs, sizeof *s.boxes);
         if (!s.h || !s.boxes)
             die("malloc", -ENOMEM);
+        for (size_t i = 0; i < 2 * pairs; i++)
+            pthread_mutex_init(&s.boxes[i].mu, NULL);
         pn_join_handle **h = s.h;
         mailbox *boxes = s.boxes;
         run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);

@@ -5,6 +5,8 @@
 //!
 //!   spawn_many     a task spawns N `async {}` tasks keeping the JoinHandles,
 //!                  then awaits each in turn
+//!   spawn_many_remote  the same N spawns from the main thread, outside the
+//!                  runtime (`rt.spawn`), then one `block_on` awaits them
 //!   yield_many     1,000 tasks x Y `tokio::task::yield_now().await`
 //!   ping_pong      1,000 pairs x R round trips; each direction is a
 //!                  tokio::sync::mpsc channel of capacity 1 (pollen's program
@@ -148,6 +150,24 @@ fn main() {
             let ns = rt.block_on(async move { tokio::spawn(spawn_many(n)).await.unwrap() });
             println!("spawn_many n={} ns={} tasks_per_s={:.0}", n, ns, rate(n, ns));
         }
+        "spawn_many_remote" => {
+            let n = if n > 0 { n } else { 1_000_000 };
+            let mut hs = Vec::with_capacity(n);
+            let mut ns = 0;
+            for _ in 0..2 {
+                let t0 = Instant::now();
+                for _ in 0..n {
+                    hs.push(rt.spawn(async {}));
+                }
+                rt.block_on(async {
+                    for h in hs.drain(..) {
+                        h.await.unwrap();
+                    }
+                });
+                ns = ns_since(t0);
+            }
+            println!("spawn_many_remote n={} ns={} tasks_per_s={:.0}", n, ns, rate(n, ns));
+        }
         "yield_many" => {
             let (t, y) = (1000, if n > 0 { n } else { 1000 });
             let ns = rt.block_on(async move { tokio::spawn(yield_many(t, y)).await.unwrap() });
@@ -169,7 +189,7 @@ fn main() {
             println!("task_memory n={} future_bytes={} rss_bytes_per_task={:.1}", n, fb, per);
         }
         _ => {
-            eprintln!("usage: rt spawn_many|yield_many|ping_pong|chained_spawn|task_memory [--n N] [--workers W]");
+            eprintln!("usage: rt spawn_many|spawn_many_remote|yield_many|ping_pong|chained_spawn|task_memory [--n N] [--workers W]");
             std::process::exit(2);
         }
     }
