@@ -340,6 +340,30 @@ uninstall:
 clean:
 	rm -rf $(B)
 
+# ---------------------------------------------------------------------------
+# Fuzzing: `make fuzz` builds build/fuzz/http_parse_fuzz (libFuzzer harness of
+# examples/http_parse.h, clang -fsanitize=fuzzer,address,undefined) and, with
+# FUZZ_TIME=<seconds>, runs it that long on build/fuzz/corpus (seeded from
+# fuzz/corpus/, with fuzz/http.dict).  Needs clang's libFuzzer runtime.
+# ---------------------------------------------------------------------------
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 0
+FUZZ_FLAGS := -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(B)/fuzz/http_parse_fuzz: fuzz/http_parse_fuzz.c examples/http_parse.h
+	@mkdir -p $(@D)
+	@echo "  FUZZ      $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $<
+
+.PHONY: fuzz
+fuzz: $(B)/fuzz/http_parse_fuzz
+	$(Q)if [ "$(FUZZ_TIME)" -gt 0 ]; then \
+	    mkdir -p $(B)/fuzz/corpus && \
+	    $< -max_total_time=$(FUZZ_TIME) -dict=fuzz/http.dict \
+	        $(B)/fuzz/corpus fuzz/corpus; \
+	fi
+
 FORCE:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
