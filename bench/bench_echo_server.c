@@ -5,11 +5,13 @@
  * The connection and acceptor futures are the example's own (included with
  * ECHO_SERVER_NO_MAIN, so the benchmark measures exactly the code users
  * read); this file only adds a main that picks the runtime:
- *   bench_echo_server [--workers W] PORT
+ *   bench_echo_server [--workers W] [--driver workers|reactor] PORT
  * W = 0 (default): the current-thread runtime, as the example;
- * W >= 1: the multi-thread runtime with W workers, a worker driving epoll
- * (PN_DRIVER_WORKERS); the acceptor then runs as a spawned task so that
- * every poll happens on the workers, as in the Tokio peer.
+ * W >= 1: the multi-thread runtime with W workers, epoll driven by the
+ * worker about to park (--driver workers, PN_DRIVER_WORKERS, the default
+ * here) or by a dedicated reactor thread (--driver reactor,
+ * PN_DRIVER_REACTOR_THREAD); the acceptor then runs as a spawned task so
+ * that every poll happens on the workers, as in the Tokio peer.
  */
 #define ECHO_SERVER_NO_MAIN
 #include "../examples/echo_server.c"
@@ -35,14 +37,17 @@ int main(int argc, char **argv)
 {
     long workers = 0;
     int port = 0;
+    pn_driver_mode driver = PN_DRIVER_WORKERS;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--workers") && i + 1 < argc)
             workers = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--driver") && i + 1 < argc)
+            driver = !strcmp(argv[++i], "reactor") ? PN_DRIVER_REACTOR_THREAD : PN_DRIVER_WORKERS;
         else
             port = atoi(argv[i]);
     }
     if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s [--workers W] PORT\n", argv[0]);
+        fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] PORT\n", argv[0]);
         return 2;
     }
     int fd = listen_port(port);
@@ -55,7 +60,7 @@ int main(int argc, char **argv)
     if (workers > 0) {
         cfg.flavor = PN_RUNTIME_MULTI_THREAD;
         cfg.workers = (unsigned)workers;
-        cfg.driver = PN_DRIVER_WORKERS;
+        cfg.driver = driver;
     }
     pn_runtime *rt;
     int err = pn_runtime_new(&cfg, &rt);

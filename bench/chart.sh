@@ -15,6 +15,7 @@ OUT=${2:-bench/results/latest.svg}
 awk -F'|' '
 function log2(x) { return log(x) / log(2) }
 function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); return s }
+/^### / { exit }   # the first table only (pollen current-thread vs the best peer)
 /^\| / && $2 !~ /figure/ {
     label = $2; better = $3; r = $(NF - 1)
     gsub(/^ +| +$/, "", label); gsub(/ /, "", better)

@@ -5,12 +5,19 @@
 #   make bench            full run: 5 runs of every figure (~10 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime echo" (suites to run).
+# the number of runs), ONLY="sleep runtime timers echo" (suites to run),
+# REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt).
 #
-# Columns: pollen (current-thread runtime), pollen multi-thread runtime with
-# 1 worker (the worker drives epoll and timers), Tokio current_thread, Tokio
-# multi_thread with 1 worker, libuv (one loop).  The ratio compares pollen's
-# current-thread runtime with the best of the other runtimes' columns.  The Tokio programs are
+# Two tables.  The first: pollen (current-thread runtime), pollen
+# multi-thread runtime with 1 worker (the worker drives epoll and timers),
+# Tokio current_thread, Tokio multi_thread with 1 worker, libuv (one loop);
+# its ratio compares pollen's current-thread runtime with the best of the
+# other runtimes' columns.  The second, multi-thread runtimes: pollen with 1
+# and 2 workers in both driver modes (PN_DRIVER_WORKERS: the worker about to
+# park drives epoll and timers; PN_DRIVER_REACTOR_THREAD: a dedicated
+# reactor thread) against Tokio multi_thread with 1 and 2 workers; its
+# ratios say how many times better (> 1) or worse (< 1) one column is than
+# another, whatever the direction of the figure.  The Tokio programs are
 # built here from bench/peers/tokio (offline, Debian's librust-tokio-dev); a
 # peer whose toolchain is missing is skipped with a line saying so.
 #
@@ -31,30 +38,40 @@ set -u
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime echo"}
+ONLY=${ONLY:-"sleep runtime timers echo"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
     SLEEP_ROUNDS=1
+    RT_N=200000            # spawn_many, spawn_many_remote, chained_spawn tasks
+    TIMERS_N=200000        # concurrent sleeps (deadlines still 1-1000 ms)
     ECHO_SECS=1.5
     ECHO_WARM=0.3
     ECHO_GRID="50:64 50:4096"
+    ECHO_MT_GRID="50:64"   # multi-thread servers (2 workers)
 else
     RUNS=${RUNS:-5}
     SLEEP_COUNT=1000
     SLEEP_ROUNDS=3
-    ECHO_SECS=5
+    RT_N=1000000
+    TIMERS_N=1000000
+    ECHO_SECS=4
     ECHO_WARM=1
     ECHO_GRID="50:64 50:4096 1000:64"
+    ECHO_MT_GRID="50:64 50:4096"
 fi
+rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
+RT_L=$(rt_label $RT_N)
+TIMERS_L=$(rt_label $TIMERS_N)
 
 RES=$BENCH_BIN/results
 RAW=$RES/raw.txt
 OUTDIR=bench/results
 mkdir -p "$RES" "$OUTDIR"
-: > "$RAW"
+REPORT_ONLY=${REPORT_ONLY:-0}   # 1: only rebuild the tables from the last raw.txt
+[ "$REPORT_ONLY" = 1 ] || : > "$RAW"
 LOG=$RES/run.log
-: > "$LOG"
+[ "$REPORT_ONLY" = 1 ] || : > "$LOG"
 
 say() { printf '%s\n' "$*"; }
 T0=$(date +%s)
@@ -74,6 +91,8 @@ fi
 # ---- peers ------------------------------------------------------------------
 POLLEN_SLEEP=$BENCH_BIN/bench_sleep_lateness
 POLLEN_RT=$BENCH_BIN/bench_runtime
+POLLEN_TIMERS=$BENCH_BIN/bench_timers
+UV_TIMERS=$BENCH_BIN/peers/uv_timers
 POLLEN_ECHO=build/examples/echo_server
 POLLEN_ECHO_W=$BENCH_BIN/bench_echo_server
 UV_SLEEP=$BENCH_BIN/peers/uv_sleep_lateness
@@ -133,17 +152,56 @@ suite_sleep() {  # run
     [ $HAVE_UV = yes ] && record libuv "$r" $UV_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
 }
 
-RT_FIGS="spawn_many yield_many ping_pong chained_spawn task_memory"
+RT_FIGS="spawn_many spawn_many_remote yield_many ping_pong chained_spawn task_memory"
 suite_runtime() {  # run
     r=$1
     for f in $RT_FIGS; do
         say "  [run $r/$RUNS $(elapsed)] runtime: $f"
-        record pollen "$r" $POLLEN_RT $f
-        record pollen_mt1 "$r" $POLLEN_RT $f --workers 1
-        if [ $HAVE_TOKIO = yes ]; then
-            record tokio_ct "$r" "$TOKIO_DIR/rt" $f
-            record tokio_mt1 "$r" "$TOKIO_DIR/rt" $f --workers 1
+        nopt=""
+        case $f in spawn_many|spawn_many_remote|chained_spawn) nopt="--n $RT_N" ;; esac
+        record pollen "$r" $POLLEN_RT $f $nopt
+        # the two driver modes swap places every run (neither always goes first)
+        if [ $((r % 2)) = 1 ]; then
+            record pollen_mt1 "$r" $POLLEN_RT $f $nopt --workers 1 --driver workers
+            record pollen_mt1r "$r" $POLLEN_RT $f $nopt --workers 1 --driver reactor
+            record pollen_mt2w "$r" $POLLEN_RT $f $nopt --workers 2 --driver workers
+            record pollen_mt2r "$r" $POLLEN_RT $f $nopt --workers 2 --driver reactor
+        else
+            record pollen_mt2r "$r" $POLLEN_RT $f $nopt --workers 2 --driver reactor
+            record pollen_mt2w "$r" $POLLEN_RT $f $nopt --workers 2 --driver workers
+            record pollen_mt1r "$r" $POLLEN_RT $f $nopt --workers 1 --driver reactor
+            record pollen_mt1 "$r" $POLLEN_RT $f $nopt --workers 1 --driver workers
         fi
+        if [ $HAVE_TOKIO = yes ]; then
+            record tokio_ct "$r" "$TOKIO_DIR/rt" $f $nopt
+            record tokio_mt1 "$r" "$TOKIO_DIR/rt" $f $nopt --workers 1
+            record tokio_mt2 "$r" "$TOKIO_DIR/rt" $f $nopt --workers 2
+        fi
+    done
+}
+
+TIMER_FIGS="timers_many timer_memory timer_cancel"
+suite_timers() {  # run
+    r=$1
+    for f in $TIMER_FIGS; do
+        nopt=""
+        [ $f = timers_many ] && nopt="--n $TIMERS_N"
+        say "  [run $r/$RUNS $(elapsed)] timers: $f"
+        record pollen "$r" $POLLEN_TIMERS $f $nopt
+        record pollen_mt1 "$r" $POLLEN_TIMERS $f $nopt --workers 1 --driver workers
+        if [ $((r % 2)) = 1 ]; then
+            record pollen_mt2w "$r" $POLLEN_TIMERS $f $nopt --workers 2 --driver workers
+            record pollen_mt2r "$r" $POLLEN_TIMERS $f $nopt --workers 2 --driver reactor
+        else
+            record pollen_mt2r "$r" $POLLEN_TIMERS $f $nopt --workers 2 --driver reactor
+            record pollen_mt2w "$r" $POLLEN_TIMERS $f $nopt --workers 2 --driver workers
+        fi
+        if [ $HAVE_TOKIO = yes ]; then
+            record tokio_ct "$r" "$TOKIO_DIR/timers" $f $nopt
+            record tokio_mt1 "$r" "$TOKIO_DIR/timers" $f $nopt --workers 1
+            record tokio_mt2 "$r" "$TOKIO_DIR/timers" $f $nopt --workers 2
+        fi
+        [ $HAVE_UV = yes ] && [ -x "$UV_TIMERS" ] && record libuv "$r" $UV_TIMERS $f $nopt
     done
 }
 
@@ -185,6 +243,16 @@ suite_echo() {  # run
             echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
         fi
         [ $HAVE_UV = yes ] && echo_one libuv "$r" "$c" "$s" $UV_ECHO
+        case " $ECHO_MT_GRID " in *" $g "*) ;; *) continue ;; esac
+        # multi-thread servers with 2 workers (pinned to CPU 0 like the others)
+        if [ $((r % 2)) = 1 ]; then
+            echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
+            echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
+        else
+            echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
+            echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
+        fi
+        [ $HAVE_TOKIO = yes ] && echo_one tokio_mt2 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 2 --port
     done
 }
 
@@ -194,11 +262,13 @@ if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
     say "warning: load average $LOAD0 on $NCPU CPUs: other work is running, expect wide spreads"
 fi
 r=1
+[ "$REPORT_ONLY" = 1 ] && r=$((RUNS + 1))
 while [ $r -le "$RUNS" ]; do
     for s in $ONLY; do
         case $s in
             sleep) suite_sleep $r ;;
             runtime) suite_runtime $r ;;
+            timers) suite_timers $r ;;
             echo) suite_echo $r ;;
         esac
     done
@@ -207,8 +277,7 @@ done
 LOAD1=$(cut -d' ' -f1 /proc/loadavg)
 say "done in $(elapsed), load average $LOAD1"
 
-# ---- the table ---------------------------------------------------------------------
-# id|label|figure|key|better|format
+# ---- the tables ---------------------------------------------------------------------
 SPEC=$RES/spec.txt
 cat >"$SPEC" <<EOF
 sleep5_p50|sleep 5 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_5ms|p50_us|lower|%.1f
@@ -217,11 +286,18 @@ sleep1_p50|sleep 1 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_latenes
 sleep1_p99|sleep 1 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_1ms|p99_us|lower|%.1f
 sleepc_p50|1000 concurrent sleeps 1-50 ms: lateness p50 (µs)|sleep_lateness_concurrent|p50_us|lower|%.1f
 sleepc_p99|1000 concurrent sleeps 1-50 ms: lateness p99 (µs)|sleep_lateness_concurrent|p99_us|lower|%.1f
-spawn_many|spawn_many: 1M tasks spawned from a task, then joined (M tasks/s)|spawn_many|tasks_per_s|higher|%.2fM
+spawn_many|spawn_many: $RT_L tasks spawned from a task, then joined (M tasks/s)|spawn_many|tasks_per_s|higher|%.2fM
+spawn_many_remote|spawn_many_remote: $RT_L tasks spawned from a foreign thread, then joined (M tasks/s)|spawn_many_remote|tasks_per_s|higher|%.2fM
 yield_many|yield_many: 1000 tasks x 1000 yields (M yields/s)|yield_many|yields_per_s|higher|%.2fM
 ping_pong|ping_pong: 1000 pairs x 1000 round trips (M round trips/s) [a]|ping_pong|round_trips_per_s|higher|%.2fM
-chained_spawn|chained_spawn: 1M tasks, each spawns the next (M tasks/s)|chained_spawn|tasks_per_s|higher|%.2fM
+chained_spawn|chained_spawn: $RT_L tasks, each spawns the next (M tasks/s)|chained_spawn|tasks_per_s|higher|%.2fM
 task_mem|memory per pending task, 100k tasks: RSS bytes/task (incl. future)|task_memory|rss_bytes_per_task|lower|%.0f
+timers_total|$TIMERS_L concurrent sleeps 1-1000 ms: wall time, first spawn to last wake (ms) [b]|timers_many|total_ms|lower|%.0f
+timers_cpu|$TIMERS_L concurrent sleeps 1-1000 ms: CPU time, all threads (ms) [b]|timers_many|cpu_ms|lower|%.0f
+timers_rss|$TIMERS_L concurrent sleeps 1-1000 ms: peak RSS (MB) [b]|timers_many|peak_rss_mb|lower|%.0f
+timer_mem|memory per pending timer, 100k sleeping tasks: RSS bytes/timer (incl. task) [b]|timer_memory|bytes_per_timer|lower|%.0f
+timer_cancel|timeout armed then cancelled, 1000 tasks x 1000: ns added to the await [c]|timer_cancel|arm_cancel_ns|lower|%.1f
+timer_ready|timeout around a ready future, 1000 tasks x 1000: ns per await|timer_cancel|ready_ns|lower|%.1f
 EOF
 for g in $ECHO_GRID; do
     c=${g%%:*}; s=${g#*:}
@@ -232,6 +308,11 @@ echo_c${c}_s${s}_p99|echo ${c} conns x ${s} B: latency p99 (µs)|echo_c${c}_s${s
 EOF
 done
 
+# the multi-thread table: the same figures minus the sequential sleeps and
+# 1000-connection echo (not run on 2 workers)
+SPEC2=$RES/spec_mt.txt
+grep -v -e '^sleep' -e '^echo_c1000' "$SPEC" >"$SPEC2"
+
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 KERNEL=$(uname -r)
 GCC=$(${CC:-cc} --version 2>/dev/null | head -1)
@@ -240,11 +321,14 @@ UVV=$(pkg-config --modversion libuv 2>/dev/null || echo none)
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-awk -v spec="$SPEC" -v md="$OUTDIR/latest.md" -v json="$OUTDIR/latest.json" \
-    -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
-    -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
-    -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
-    -v load="$LOAD0 -> $LOAD1" '
+# id|label|... rows -> a markdown table (MD) and a JSON array of figures
+# (JSONF); TABLE=1: the main table, 2: the multi-thread table.
+make_table() {  # TABLE SPEC MD JSONF
+    awk -v table="$1" -v spec="$2" -v md="$3" -v json="$4" \
+        -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
+        -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
+        -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
+        -v load="$LOAD0 -> $LOAD1" '
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 }
@@ -255,9 +339,20 @@ function fmt(f, v,   s) {
     return sprintf(f, v)
 }
 BEGIN {
-    npeers = split("pollen pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
     title["pollen"] = "pollen"; title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
     title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
+    if (table == 2) {
+        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r tokio_mt1 tokio_mt2", peers, " ")
+        title["pollen_mt1"] = "pollen mt(1) workers"; title["pollen_mt1r"] = "pollen mt(1) reactor"
+        title["pollen_mt2w"] = "pollen mt(2) workers"; title["pollen_mt2r"] = "pollen mt(2) reactor"
+        title["tokio_mt1"] = "Tokio mt(1)"; title["tokio_mt2"] = "Tokio mt(2)"
+        # ratio columns: peer indexes a over b, as "times better"
+        nrat = split("3:6 4:6 3:4", rat, " ")
+        rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(2) reactor vs Tokio mt(2)"
+        rtitle[3] = "mt(2) workers vs reactor"
+    } else {
+        npeers = split("pollen pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
+    }
     nrows = 0
     while ((getline line < spec) > 0) {
         split(line, f, "|"); nrows++
@@ -277,10 +372,9 @@ END {
     hdr = "| figure | better |"
     sep = "|---|---|"
     for (p = 1; p <= npeers; p++) { hdr = hdr " " title[peers[p]] " |"; sep = sep "---|" }
-    hdr = hdr " pollen / best peer |"; sep = sep "---|"
+    if (table == 2) { for (q = 1; q <= nrat; q++) { hdr = hdr " " rtitle[q] " |"; sep = sep "---|" } }
+    else { hdr = hdr " pollen / best peer |"; sep = sep "---|" }
     print hdr > md; print sep > md
-    printf "{\n  \"machine\": {\"cpu\": \"%s\", \"cpus\": %d, \"kernel\": \"%s\", \"cc\": \"%s\", \"rustc\": \"%s\", \"libuv\": \"%s\", \"tokio\": \"%s\", \"loadavg_start_end\": \"%s\"},\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, load > json
-    printf "  \"date\": \"%s\", \"commit\": \"%s\", \"quick\": %s, \"runs\": %d, \"echo_pinned\": \"%s\",\n  \"figures\": [\n", date, commit, (quick ? "true" : "false"), runs, pinned > json
     for (r = 1; r <= nrows; r++) {
         row = "| " label[r] " | " better[r] " |"
         best = ""; bestp = ""
@@ -306,6 +400,18 @@ END {
                 if (best == "" || (better[r] == "higher" ? m > best : absv(m) < absv(best))) { best = m; bestp = title[peers[p]] }
             }
         }
+        if (table == 2) {
+            printf "}}%s\n", (r < nrows ? "," : "") > json
+            for (q = 1; q <= nrat; q++) {
+                split(rat[q], ab, ":")
+                x = med[ab[1]]; y = med[ab[2]]
+                if (x == "" || y == "" || x == 0 || y == 0) { row = row " - |"; continue }
+                adv = (better[r] == "higher") ? x / y : absv(y) / absv(x)
+                row = row " " sprintf("%.2fx", adv) " |"
+            }
+            print row > md
+            continue
+        }
         ratio = "-"
         if (med[1] != "" && best != "" && best != 0)
             ratio = sprintf("%.2f (vs %s)", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)), bestp)
@@ -313,12 +419,37 @@ END {
         print row > md
         printf "}, \"ratio_vs_best_peer\": %s, \"best_peer\": \"%s\"}%s\n", (ratio == "-" ? "null" : sprintf("%.4f", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)))), bestp, (r < nrows ? "," : "") > json
     }
-    printf "  ]\n}\n" > json
+    if (table == 2) {
+        print "" > md
+        printf "Median of %d runs, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. Echo servers are pinned to CPU 0, the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs > md
+        exit
+    }
     print "" > md
     printf "Median of %d runs, ±half the spread (max-min)/median. Ratio: pollen / best peer; \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs > md
-    printf "[a] pollen: hand-written one-slot mailbox (no channels yet); Tokio: tokio::sync::mpsc(1).\n" > md
+    printf "[a] pollen: hand-written one-slot mailbox (no channels yet; under a mutex on the multi-thread runtime); Tokio: tokio::sync::mpsc(1).\n" > md
+    printf "[b] pollen and Tokio: one spawned task per sleep; libuv: one uv_timer_t per sleep, no task.\n" > md
+    printf "[c] (1000 tasks x 1000 awaits of a future pending once, inside a 60 s timeout) - (the same without the timeout); libuv: uv_timer_stop + uv_timer_start on 1000 timers, no task.\n" > md
     printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s, load average %s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : ""), load > md
 }' "$RAW"
+}
+make_table 1 "$SPEC" "$RES/t1.md" "$RES/t1.json"
+make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
+{
+    cat "$RES/t1.md"
+    printf '\n### Multi-thread runtimes\n\n'
+    cat "$RES/t2.md"
+} >"$OUTDIR/latest.md"
+{
+    printf '{\n  "machine": {"cpu": "%s", "cpus": %d, "kernel": "%s", "cc": "%s", "rustc": "%s", "libuv": "%s", "tokio": "%s", "loadavg_start_end": "%s"},\n' \
+        "$CPU_MODEL" "$NCPU" "$KERNEL" "$GCC" "$RUSTC" "$UVV" "${TOKIO_VERSION:-none}" "$LOAD0 -> $LOAD1"
+    printf '  "date": "%s", "commit": "%s", "quick": %s, "runs": %d, "echo_pinned": "%s",\n' \
+        "$DATE" "$COMMIT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$RUNS" "$PINNED"
+    printf '  "figures": [\n'
+    cat "$RES/t1.json"
+    printf '  ],\n  "multi_thread_figures": [\n'
+    cat "$RES/t2.json"
+    printf '  ]\n}\n'
+} >"$OUTDIR/latest.json"
 
 sh bench/chart.sh "$OUTDIR/latest.md" "$OUTDIR/latest.svg" >/dev/null
 say ""
