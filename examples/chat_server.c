@@ -112,8 +112,9 @@ static void chat_leave(chat_client *c)
 
 /* ---- one client ------------------------------------------------------------ */
 
-/* Relay the complete lines of inbuf (a full buffer counts as one line). */
-static void chat_relay_lines(chat_client *c)
+/* Relay the complete lines of inbuf (a full buffer counts as one line, and
+ * so does what is left at end of stream when `eof`). */
+static void chat_relay_lines(chat_client *c, bool eof)
 {
     size_t start = 0;
     for (;;) {
@@ -121,8 +122,8 @@ static void chat_relay_lines(chat_client *c)
         size_t len;
         if (nl)
             len = (size_t)(nl - (c->inbuf + start)) + 1;
-        else if (start == 0 && c->inlen == sizeof(c->inbuf))
-            len = c->inlen;                  /* too long: cut here */
+        else if ((start == 0 && c->inlen == sizeof(c->inbuf)) || (eof && start < c->inlen))
+            len = c->inlen - start;          /* too long (cut here), or the last words */
         else
             break;
         size_t text = len - (nl ? 1 : 0);
@@ -213,11 +214,12 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
             break;
         if (n == 0) {
             c->eof = true;
+            chat_relay_lines(c, true);
             continue;
         }
         c->inlen += (size_t)n;
         taken += (size_t)n;
-        chat_relay_lines(c);
+        chat_relay_lines(c, false);
     }
     /* leaving */
     if (c->too_slow)

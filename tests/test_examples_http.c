@@ -861,6 +861,16 @@ Test(examples, chat_lines_reach_the_others_and_slow_clients_are_dropped, .timeou
     free(d.buf);
     free(text);
     close(c);
+    /* a's last words, without a newline, then a leaves */
+    send_str(a, "last words");
+    shutdown(a, SHUT_WR);
+    read_line(bfd, line, sizeof(line));
+    snprintf(want, sizeof(want), "[%s] last words\n", an);
+    cr_assert_str_eq(line, want);
+    /* a heard of c's drop too, then the server closes a */
+    size_t got = read_to_end(a, line, sizeof(line));
+    cr_assert_eq(got, strlen(left));
+    cr_assert_arr_eq(line, left, got);
     close(a);
     read_line(bfd, line, sizeof(line));
     snprintf(want, sizeof(want), "* %s left\n", an);
