@@ -2,7 +2,7 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~10 minutes)
+#   make bench            full run: 5 runs of every figure (~18 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
 # the number of runs), ONLY="sleep runtime timers echo" (suites to run),
@@ -43,22 +43,22 @@ if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
     SLEEP_ROUNDS=1
-    RT_N=200000            # spawn_many, spawn_many_remote, chained_spawn tasks
-    TIMERS_N=200000        # concurrent sleeps (deadlines still 1-1000 ms)
-    ECHO_SECS=1.5
+    RT_N=100000            # spawn_many, spawn_many_remote, chained_spawn tasks
+    TIMERS_N=100000        # concurrent sleeps (deadlines still 1-1000 ms)
+    ECHO_SECS=1.2
     ECHO_WARM=0.3
-    ECHO_GRID="50:64 50:4096"
-    ECHO_MT_GRID="50:64"   # multi-thread servers (2 workers)
+    ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
+    ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64"}   # multi-thread servers (2 workers)
 else
     RUNS=${RUNS:-5}
     SLEEP_COUNT=1000
     SLEEP_ROUNDS=3
     RT_N=1000000
     TIMERS_N=1000000
-    ECHO_SECS=4
+    ECHO_SECS=3
     ECHO_WARM=1
-    ECHO_GRID="50:64 50:4096 1000:64"
-    ECHO_MT_GRID="50:64 50:4096"
+    ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64"}
+    ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64 50:4096"}
 fi
 rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
 RT_L=$(rt_label $RT_N)
