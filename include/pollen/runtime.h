@@ -34,13 +34,15 @@ typedef enum pn_runtime_flavor {
 /* Who waits in epoll and fires timers in the multi-thread runtime. */
 typedef enum pn_driver_mode {
     PN_DRIVER_REACTOR_THREAD = 0,   /* a dedicated reactor thread */
-    PN_DRIVER_WORKERS = 1,          /* the worker that would park drives it */
+    PN_DRIVER_WORKERS = 1,          /* the worker that would park drives it (default:
+                                       13-43% less CPU per echoed message, see
+                                       docs/BENCHMARKS.md) */
 } pn_driver_mode;
 
 typedef struct pn_runtime_config {
     pn_runtime_flavor flavor;
     unsigned workers;         /* multi-thread: worker threads (0 = one per CPU) */
-    pn_driver_mode driver;    /* multi-thread: see pn_driver_mode */
+    pn_driver_mode driver;    /* multi-thread: see pn_driver_mode (PN_DRIVER_WORKERS) */
     unsigned budget;          /* leaf operations per task poll before a forced yield (128) */
     unsigned event_interval;  /* task polls between non-blocking reactor turns when busy (61) */
     unsigned max_events;      /* epoll events taken per reactor turn (1024) */

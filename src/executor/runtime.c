@@ -22,7 +22,7 @@ void pn_runtime_config_init(pn_runtime_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->flavor = PN_RUNTIME_CURRENT_THREAD;
     cfg->workers = 0;
-    cfg->driver = PN_DRIVER_REACTOR_THREAD;
+    cfg->driver = PN_DRIVER_WORKERS;   /* faster on I/O: docs/BENCHMARKS.md */
     cfg->budget = DEFAULT_BUDGET;
     cfg->event_interval = DEFAULT_EVENT_INTERVAL;
     cfg->max_events = DEFAULT_MAX_EVENTS;
