@@ -75,6 +75,30 @@ pn__task *pn__inject_pop(pn__inject *q)
     return t;
 }
 
+pn__task *pn__inject_pop_batch(pn__inject *q, size_t max, size_t *n)
+{
+    *n = 0;
+    if (max == 0 || atomic_load_explicit(&q->len, memory_order_acquire) == 0)
+        return NULL;
+    pthread_mutex_lock(&q->lock);
+    pn__task *first = q->head, *last = NULL;
+    size_t k = 0;
+    for (pn__task *t = first; t && k < max; t = t->next) {
+        last = t;
+        k++;
+    }
+    if (k) {
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
+        last->next = NULL;
+        atomic_fetch_sub_explicit(&q->len, k, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    *n = k;
+    return k ? first : NULL;
+}
+
 pn__task *pn__inject_close(pn__inject *q)
 {
     pthread_mutex_lock(&q->lock);

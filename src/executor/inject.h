@@ -29,6 +29,9 @@ bool pn__inject_push(pn__inject *q, pn__task *t);
  * eventfd) can then never run late. */
 bool pn__inject_push_notify(pn__inject *q, pn__task *t, void (*notify)(void *), void *arg);
 bool pn__inject_push_batch(pn__inject *q, pn__task *first, pn__task *last, size_t n);
+/* Pop up to `max` tasks in one lock: a list through ->next, *n its length.
+ * NULL (cheap) when empty. */
+pn__task *pn__inject_pop_batch(pn__inject *q, size_t max, size_t *n);
 /* Pop one task, or NULL (cheap when empty). */
 pn__task *pn__inject_pop(pn__inject *q);
 static inline size_t pn__inject_len(pn__inject *q)

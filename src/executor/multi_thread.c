@@ -464,6 +464,32 @@ static pn__task *pop_pinned(worker *w)
     return t ? t : pn__inject_pop(&w->pinned_remote);
 }
 
+/* Our local queue is empty: take a fair share of the injection queue in
+ * one lock (run the first, queue the rest locally where others may steal
+ * them), instead of one lock per task. */
+static pn__task *take_injected(worker *w)
+{
+    mt_runtime *rt = w->rt;
+    size_t len = pn__inject_len(&rt->inject);
+    if (len == 0)
+        return NULL;
+    size_t want = len / rt->nworkers + 1;
+    if (want > PN__LQ_CAP / 2)
+        want = PN__LQ_CAP / 2;
+    size_t n;
+    pn__task *t = pn__inject_pop_batch(&rt->inject, want, &n);
+    if (!t)
+        return NULL;
+    for (pn__task *c = t->next, *nx; c; c = nx) {
+        nx = c->next;
+        pn__lq_push(&w->q, c, &rt->inject);
+    }
+    t->next = NULL;
+    if (n > 1)
+        notify_parked(rt);
+    return t;
+}
+
 static pn__task *next_task(worker *w)
 {
     mt_runtime *rt = w->rt;
@@ -484,7 +510,7 @@ static pn__task *next_task(worker *w)
         pn__lq_push(&w->q, w->lifo, &rt->inject);
         w->lifo = NULL;
     }
-    if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) || (t = pn__inject_pop(&rt->inject)))
+    if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) || (t = take_injected(w)))
         return t;
     return steal(w);
 }
