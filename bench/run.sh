@@ -205,23 +205,39 @@ suite_timers() {  # run
     done
 }
 
-PORT=$(( 20000 + $$ % 20000 ))
+# Listening ports below the ephemeral range (32768-60999 by default), where
+# other programs' client sockets could hold the port we pick.
+PORT=$(( 20000 + $$ % 10000 ))
 # echo_one PEER RUN CONNS SIZE SERVER-CMD...
 echo_one() {
     peer=$1; run=$2; conns=$3; size=$4; shift 4
-    PORT=$((PORT + 1))
-    $PIN_SERVER "$@" "$PORT" >>"$LOG" 2>&1 &
-    spid=$!
-    # wait until it listens (up to 5 s)
-    i=0
-    while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
-            say "    $peer: server '$*' did not start"
-            kill $spid 2>/dev/null; wait $spid 2>/dev/null
+    tries=0
+    while :; do
+        PORT=$((PORT + 1))
+        $PIN_SERVER "$@" "$PORT" >>"$LOG" 2>&1 &
+        spid=$!
+        # wait until it listens (up to 5 s)
+        i=0
+        while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
+            i=$((i + 1))
+            if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
+                kill $spid 2>/dev/null; wait $spid 2>/dev/null
+                spid=
+                break
+            fi
+            sleep 0.05
+        done
+        # listening, and it is ours (not another program's on the same port)
+        if [ -n "$spid" ]; then
+            sleep 0.05
+            kill -0 $spid 2>/dev/null && break
+            wait $spid 2>/dev/null
+        fi
+        tries=$((tries + 1))
+        if [ $tries -ge 3 ]; then
+            say "    $peer: server '$*' did not start (3 ports tried, see $LOG)"
             return 1
         fi
-        sleep 0.05
     done
     record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
         --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "echo_c${conns}_s${size}"
