@@ -47,8 +47,8 @@ void pn__close_fd(int fd)
 
 void pn__sock_adopt(pn_async_fd *afd, int fd)
 {
-    /* Every other field as pn_async_fd_init leaves it: zero. */
-    *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true };
+    /* A TCP socket (stream): every other field as pn_async_fd_init leaves it. */
+    *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true, .is_stream = true };
 }
 
 int pn__sock_addr(int fd, pn_sockaddr *out, bool peer)

@@ -35,7 +35,7 @@ void pn__close_fd(int fd);
 /* Wrap a socket fd that is already nonblocking and close-on-exec (from
  * pn__socket or accept4 with SOCK_NONBLOCK) in *afd without the fstat and
  * fcntl of pn_async_fd_init: the state pn_async_fd_init would leave, with
- * is_socket set.  Cannot fail. */
+ * is_socket and is_stream set: TCP sockets only.  Cannot fail. */
 void pn__sock_adopt(pn_async_fd *afd, int fd);
 
 /* getsockname (peer false) or getpeername (peer true) into *out.
