@@ -2,10 +2,10 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~18 minutes)
+#   make bench            full run: 5 runs of every figure (~19.5 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime timers echo" (suites to run),
+# the number of runs), ONLY="sleep runtime timers echo http" (suites to run),
 # REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt).
 #
 # Two tables.  The first: pollen (current-thread runtime), pollen
@@ -33,12 +33,22 @@
 # CPUs.  On 2 vCPUs the load generator is usually the bottleneck, so the
 # figure that separates servers is the server's CPU time per message
 # (utime+stime from /proc/PID/stat over the measured window / messages).
+#
+# HTTP plaintext: examples/http_server (current-thread, multi-thread with 1
+# and 2 workers) against bench/peers/uv_http_server.c and the Tokio
+# http_server (current_thread, multi_thread 1 and 2), all with the same
+# behaviour (keep-alive, pipelining, cached Date).  Load: `wrk -t1 -c50
+# -d<secs>s --latency http://127.0.0.1:PORT/plaintext`, server pinned to CPU
+# 0 and wrk to CPU 1; figures: req/s, latency p99 and the server's CPU
+# µs/request (utime+stime of the server pid, all threads, before and after
+# wrk, divided by the requests wrk completed).  The peers take turns in an
+# order that rotates every run.
 set -u
 
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime timers echo"}
+ONLY=${ONLY:-"sleep runtime timers echo http"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
@@ -49,6 +59,8 @@ if [ "$QUICK" = 1 ]; then
     ECHO_WARM=0.3
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64"}   # multi-thread servers (2 workers)
+    HTTP_SECS=${HTTP_SECS:-1}   # wrk -d (whole seconds)
+    HTTP_WARM=${HTTP_WARM:-0}   # seconds of unmeasured wrk first (whole seconds)
 else
     RUNS=${RUNS:-5}
     SLEEP_COUNT=1000
@@ -59,7 +71,10 @@ else
     ECHO_WARM=1
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64 50:4096"}
+    HTTP_SECS=${HTTP_SECS:-2}
+    HTTP_WARM=${HTTP_WARM:-0}
 fi
+HTTP_CONNS=${HTTP_CONNS:-50}
 rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
 RT_L=$(rt_label $RT_N)
 TIMERS_L=$(rt_label $TIMERS_N)
@@ -98,6 +113,8 @@ POLLEN_ECHO_W=$BENCH_BIN/bench_echo_server
 UV_SLEEP=$BENCH_BIN/peers/uv_sleep_lateness
 UV_ECHO=$BENCH_BIN/peers/uv_echo_server
 LOADGEN=$BENCH_BIN/loadgen/echo_load
+POLLEN_HTTP=build/examples/http_server
+UV_HTTP=$BENCH_BIN/peers/uv_http_server
 
 HAVE_UV=yes
 [ -x "$UV_SLEEP" ] || { HAVE_UV=no; say "skip libuv: $UV_SLEEP not built (libuv1-dev missing?)"; }
@@ -272,6 +289,108 @@ suite_echo() {  # run
     done
 }
 
+# ---- HTTP plaintext ----------------------------------------------------------
+# start_server PEER CMD...: start CMD (each @PORT@ replaced by a free port)
+# pinned like the echo servers; sets spid and PORT once it listens.
+start_server() {
+    peer=$1; shift
+    tries=0
+    while :; do
+        PORT=$((PORT + 1))
+        cmd=""
+        for a in "$@"; do
+            [ "$a" = @PORT@ ] && a=$PORT
+            cmd="$cmd $a"
+        done
+        # shellcheck disable=SC2086
+        $PIN_SERVER $cmd >>"$LOG" 2>&1 &
+        spid=$!
+        i=0
+        while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
+            i=$((i + 1))
+            if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
+                kill $spid 2>/dev/null; wait $spid 2>/dev/null
+                spid=
+                break
+            fi
+            sleep 0.05
+        done
+        if [ -n "$spid" ]; then
+            sleep 0.05
+            kill -0 $spid 2>/dev/null && return 0
+            wait $spid 2>/dev/null
+        fi
+        tries=$((tries + 1))
+        if [ $tries -ge 3 ]; then
+            say "    $peer: server '$*' did not start (3 ports tried, see $LOG)"
+            spid=
+            return 1
+        fi
+    done
+}
+
+# utime+stime of a process (all its threads), in clock ticks
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# http_one PEER RUN SERVER-CMD... (with @PORT@)
+http_one() {
+    peer=$1; run=$2; shift 2
+    start_server "$peer" "$@" || return 1
+    url=http://127.0.0.1:$PORT/plaintext
+    [ "$HTTP_WARM" -gt 0 ] && $PIN_CLIENT wrk -t1 -c"$HTTP_CONNS" -d"${HTTP_WARM}s" "$url" >/dev/null 2>>"$LOG"
+    t0=$(cpu_ticks $spid)
+    out=$($PIN_CLIENT wrk -t1 -c"$HTTP_CONNS" -d"${HTTP_SECS}s" --latency "$url" 2>>"$LOG")
+    rc=$?
+    t1=$(cpu_ticks $spid)
+    kill $spid 2>/dev/null
+    wait $spid 2>/dev/null
+    printf '%s %s wrk:\n%s\n' "$peer" "$run" "$out" >>"$LOG"
+    line=$(printf '%s\n' "$out" | awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v name="http_c$HTTP_CONNS" '
+        function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return 1000 * v; if (v ~ /s$/) return 1e6 * v; return v + 0 }
+        $1 == "99%" { p99 = us($2) }
+        $1 == "50%" { p50 = us($2) }
+        $2 == "requests" && $3 == "in" { n = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx/ || /Socket errors/ { bad = 1 }
+        END {
+            if (n == "" || n == 0 || rps == "" || bad) exit 1
+            printf "%s requests=%d req_per_s=%.0f p50_us=%.1f p99_us=%.1f server_us_per_req=%.3f\n", name, n, rps, p50, p99, (t1 - t0) * 1e6 / hz / n
+        }')
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        say "    $peer: wrk failed or saw errors (exit $rc), run dropped (see $LOG)"
+        return 1
+    fi
+    printf '%s %s %s\n' "$peer" "$run" "$line" >>"$RAW"
+}
+
+suite_http() {  # run
+    r=$1
+    command -v wrk >/dev/null 2>&1 || { say "  skip http: wrk not found"; return; }
+    [ -x "$LOADGEN" ] || { say "  skip http: $LOADGEN (used to probe the port) not built"; return; }
+    if [ ! -x "$POLLEN_HTTP" ]; then
+        make --no-print-directory "$POLLEN_HTTP" >>"$LOG" 2>&1 ||
+            { say "  skip http: $POLLEN_HTTP not built"; return; }
+    fi
+    say "  [run $r/$RUNS $(elapsed)] http plaintext: wrk -t1 -c$HTTP_CONNS, ${HTTP_SECS} s"
+    # the order rotates every run, so no peer always goes first
+    set -- pollen pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
+    k=$(( (r - 1) % $# ))
+    while [ $k -gt 0 ]; do p=$1; shift; set -- "$@" "$p"; k=$((k - 1)); done
+    for p in "$@"; do
+        case $p in
+            pollen) http_one pollen "$r" $POLLEN_HTTP @PORT@ ;;
+            pollen_mt1) http_one pollen_mt1 "$r" $POLLEN_HTTP @PORT@ 1 ;;
+            pollen_mt2w) http_one pollen_mt2w "$r" $POLLEN_HTTP @PORT@ 2 ;;
+            tokio_*)
+                [ $HAVE_TOKIO = yes ] || continue
+                case $p in tokio_ct) w=0 ;; tokio_mt1) w=1 ;; *) w=2 ;; esac
+                http_one $p "$r" "$TOKIO_DIR/http_server" --workers $w --port @PORT@ ;;
+            libuv) [ $HAVE_UV = yes ] && [ -x "$UV_HTTP" ] && http_one libuv "$r" $UV_HTTP @PORT@ ;;
+        esac
+    done
+}
+
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED, load average $LOAD0"
 if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
@@ -286,6 +405,7 @@ while [ $r -le "$RUNS" ]; do
             runtime) suite_runtime $r ;;
             timers) suite_timers $r ;;
             echo) suite_echo $r ;;
+            http) suite_http $r ;;
         esac
     done
     r=$((r + 1))
@@ -323,6 +443,12 @@ echo_c${c}_s${s}_rate|echo ${c} conns x ${s} B: k msgs/s|echo_c${c}_s${s}|msgs_p
 echo_c${c}_s${s}_p99|echo ${c} conns x ${s} B: latency p99 (µs)|echo_c${c}_s${s}|p99_us|lower|%.0f
 EOF
 done
+
+cat >>"$SPEC" <<EOF2
+http_us|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: server CPU µs/request|http_c$HTTP_CONNS|server_us_per_req|lower|%.2f
+http_rate|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: k requests/s|http_c$HTTP_CONNS|req_per_s|higher|%.1fk
+http_p99|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: latency p99 (µs)|http_c$HTTP_CONNS|p99_us|lower|%.0f
+EOF2
 
 # the multi-thread table: the same figures minus the sequential sleeps and
 # 1000-connection echo (not run on 2 workers)
