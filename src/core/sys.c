@@ -96,6 +96,7 @@ static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
     .recv = recv,                    \
     .send = send,                    \
     .sendmsg = sendmsg,              \
+    .recvmsg = recvmsg,              \
     .accept4 = sys_accept4,          \
     .connect = sys_connect,          \
     .close = close,                  \

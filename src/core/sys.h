@@ -29,6 +29,7 @@ struct pn__sys {
     ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
     ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
     int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
     int (*close)(int fd);

@@ -19,6 +19,7 @@
 
 #include "core/sys.h"
 #include "net/socket.h"
+#include "net/dgram.h"
 #include "reactor/slab.h"
 
 /* 0 if `a` is a usable IP address, else -EINVAL / -EAFNOSUPPORT. */
@@ -272,49 +273,11 @@ int pn_udp_set_multicast_ttl(pn_udp_socket *s, int ttl)
 
 /* ---- datagrams ------------------------------------------------------------ */
 
-struct dg_send {
-    const void *buf;
-    size_t len;
-    const pn_sockaddr *to;
-};
-
-struct dg_recv {
-    void *buf;
-    size_t len;
-    pn_sockaddr *from;
-    size_t full;
-};
-
-static ssize_t op_send(int fd, void *p)
+/* The sender of a datagram, as an IP address. */
+static void ip_from(pn_sockaddr *out, const struct sockaddr_storage *ss, socklen_t len)
 {
-    struct dg_send *a = p;
-    struct iovec iov = { (void *)a->buf, a->len };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (a->to) {
-        m.msg_name = (void *)&a->to->sa;
-        m.msg_namelen = a->to->len;
-    }
-    ssize_t n = pn__sys.sendmsg(fd, &m, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
-}
-
-static ssize_t op_recv(int fd, void *p)
-{
-    struct dg_recv *a = p;
-    struct sockaddr_storage ss;
-    struct iovec iov = { a->buf, a->len };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (a->from) {
-        m.msg_name = &ss;
-        m.msg_namelen = sizeof(ss);
-    }
-    ssize_t n = recvmsg(fd, &m, MSG_TRUNC);   /* returns the real length */
-    if (n < 0)
-        return -errno;
-    if (a->from && pn_sockaddr_from(a->from, (struct sockaddr *)&ss, m.msg_namelen) < 0)
-        memset(a->from, 0, sizeof(*a->from));
-    a->full = (size_t)n;
-    return (size_t)n > a->len ? (ssize_t)a->len : n;
+    if (pn_sockaddr_from(out, (const struct sockaddr *)ss, len) < 0)
+        memset(out, 0, sizeof(*out));
 }
 
 static pn_poll do_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
@@ -333,8 +296,7 @@ static pn_poll do_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
             return PN_READY;
         }
     }
-    struct dg_send a = { buf, len, to };
-    return pn_async_fd_poll_io(&s->afd, cx, PN_WRITABLE, op_send, &a, res);
+    return pn__dgram_poll_send(&s->afd, cx, buf, len, to, res);
 }
 
 pn_poll pn_udp_poll_send_to(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
@@ -358,11 +320,7 @@ pn_poll pn_udp_poll_recv_from(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len
         *res = -EINVAL;
         return PN_READY;
     }
-    struct dg_recv a = { buf, len, from, 0 };
-    pn_poll p = pn_async_fd_poll_io(&s->afd, cx, PN_READABLE, op_recv, &a, res);
-    if (p == PN_READY && datagram_len)
-        *datagram_len = *res >= 0 ? a.full : 0;
-    return p;
+    return pn__dgram_poll_recv(&s->afd, cx, buf, len, from, ip_from, datagram_len, res);
 }
 
 pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len,

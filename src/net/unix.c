@@ -22,6 +22,7 @@
 
 #include "core/sys.h"
 #include "net/socket.h"
+#include "net/dgram.h"
 #include "reactor/slab.h"
 
 #define SUN_OFF offsetof(struct sockaddr_un, sun_path)
@@ -510,51 +511,10 @@ int pn_unix_dgram_close(pn_unix_dgram *d)
     return pn_async_fd_close(&d->afd);
 }
 
-struct dg_send {
-    const void *buf;
-    size_t len;
-    const pn_sockaddr *to;
-};
-
-struct dg_recv {
-    void *buf;
-    size_t len;
-    pn_sockaddr *from;
-    size_t full;
-};
-
-static ssize_t op_send(int fd, void *p)
+/* The sender of a datagram, as a Unix address. */
+static void un_from(pn_sockaddr *out, const struct sockaddr_storage *ss, socklen_t len)
 {
-    struct dg_send *a = p;
-    struct iovec iov = { (void *)a->buf, a->len };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (a->to) {
-        m.msg_name = (void *)&a->to->un;
-        m.msg_namelen = a->to->len;
-    }
-    ssize_t n = pn__sys.sendmsg(fd, &m, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
-}
-
-static ssize_t op_recv(int fd, void *p)
-{
-    struct dg_recv *a = p;
-    struct sockaddr_un sun;
-    struct iovec iov = { a->buf, a->len };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (a->from) {
-        memset(&sun, 0, sizeof(sun));
-        m.msg_name = &sun;
-        m.msg_namelen = sizeof(sun);
-    }
-    /* MSG_TRUNC: the return value is the datagram's real length. */
-    ssize_t n = recvmsg(fd, &m, MSG_TRUNC);
-    if (n < 0)
-        return -errno;
-    if (a->from)
-        set_kernel_addr(a->from, &sun, m.msg_namelen);
-    a->full = (size_t)n;
-    return (size_t)n > a->len ? (ssize_t)a->len : n;
+    set_kernel_addr(out, (const struct sockaddr_un *)ss, len);
 }
 
 static pn_poll do_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
@@ -570,8 +530,7 @@ static pn_poll do_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
         *res = -EAFNOSUPPORT;
         return PN_READY;
     }
-    struct dg_send a = { buf, len, to };
-    return pn_async_fd_poll_io(&d->afd, cx, PN_WRITABLE, op_send, &a, res);
+    return pn__dgram_poll_send(&d->afd, cx, buf, len, to, res);
 }
 
 pn_poll pn_unix_poll_send_to(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
@@ -595,11 +554,7 @@ pn_poll pn_unix_poll_recv_from(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t le
         *res = -EINVAL;
         return PN_READY;
     }
-    struct dg_recv a = { buf, len, from, 0 };
-    pn_poll p = pn_async_fd_poll_io(&d->afd, cx, PN_READABLE, op_recv, &a, res);
-    if (p == PN_READY && datagram_len)
-        *datagram_len = *res >= 0 ? a.full : 0;
-    return p;
+    return pn__dgram_poll_recv(&d->afd, cx, buf, len, from, un_from, datagram_len, res);
 }
 
 pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
