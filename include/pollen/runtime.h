@@ -35,8 +35,8 @@ typedef enum pn_runtime_flavor {
 typedef enum pn_driver_mode {
     PN_DRIVER_REACTOR_THREAD = 0,   /* a dedicated reactor thread */
     PN_DRIVER_WORKERS = 1,          /* the worker that would park drives it (default:
-                                       13-43% less CPU per echoed message, see
-                                       docs/BENCHMARKS.md) */
+                                       the reactor thread costs 1.4x the CPU per
+                                       echoed message, see docs/BENCHMARKS.md) */
 } pn_driver_mode;
 
 typedef struct pn_runtime_config {
