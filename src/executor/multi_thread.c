@@ -407,6 +407,16 @@ static bool mt_spawn(pn_runtime *base, pn__task *t)
     }
     if (w && w->rt == rt) {
         pn__count(&w->spawns, 1);
+        if (w->in_poll) {
+            /* Spawned by the running task: like a wake from it, the new
+             * task goes to the LIFO slot (it is hot in cache), and only a
+             * displaced occupant goes to the queue and wakes a sleeper. */
+            pn__task *prev = w->lifo;
+            w->lifo = t;
+            if (!prev)
+                return true;
+            t = prev;
+        }
         if (pn__lq_push(&w->q, t, &rt->inject))
             pn__count(&w->overflows, 1);
         notify_parked(rt);
