@@ -2,11 +2,14 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~19.5 minutes)
+#   make bench            full run: 5 runs of every figure (~24 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime timers echo http" (suites to run),
-# REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt).
+# the number of runs), ONLY="sleep runtime timers echo http idle" (suites),
+# REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
+# IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
+# ECHO_RATE_GRID (fixed-rate echo rows conns:size:msgs_per_s, default
+# "50:64:50000", none under QUICK).
 #
 # Two tables.  The first: pollen (current-thread runtime), pollen
 # multi-thread runtime with 1 worker (the worker drives epoll and timers),
@@ -48,7 +51,7 @@ set -u
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime timers echo http"}
+ONLY=${ONLY:-"sleep runtime timers echo http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
@@ -59,8 +62,10 @@ if [ "$QUICK" = 1 ]; then
     ECHO_WARM=0.3
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64"}   # multi-thread servers (2 workers)
+    ECHO_RATE_GRID=${ECHO_RATE_GRID-""}     # fixed-rate rows conns:size:msgs/s (none in QUICK)
     HTTP_SECS=${HTTP_SECS:-1}   # wrk -d (whole seconds)
     HTTP_WARM=${HTTP_WARM:-0}   # seconds of unmeasured wrk first (whole seconds)
+    IDLE_CONNS=${IDLE_CONNS:-2000}
 else
     RUNS=${RUNS:-5}
     SLEEP_COUNT=1000
@@ -71,8 +76,10 @@ else
     ECHO_WARM=1
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64 50:4096"}
+    ECHO_RATE_GRID=${ECHO_RATE_GRID-"50:64:50000"}
     HTTP_SECS=${HTTP_SECS:-2}
     HTTP_WARM=${HTTP_WARM:-0}
+    IDLE_CONNS=${IDLE_CONNS:-10000}
 fi
 HTTP_CONNS=${HTTP_CONNS:-50}
 rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
@@ -225,9 +232,15 @@ suite_timers() {  # run
 # Listening ports below the ephemeral range (32768-60999 by default), where
 # other programs' client sockets could hold the port we pick.
 PORT=$(( 20000 + $$ % 10000 ))
-# echo_one PEER RUN CONNS SIZE SERVER-CMD...
+# echo_one PEER RUN CONNS SIZE SERVER-CMD...  (ECHO_RATE set: fixed rate)
 echo_one() {
     peer=$1; run=$2; conns=$3; size=$4; shift 4
+    ename=echo_c${conns}_s${size}
+    eopt=""
+    if [ -n "${ECHO_RATE:-}" ]; then
+        ename=${ename}_r$ECHO_RATE
+        eopt="--rate $ECHO_RATE"
+    fi
     tries=0
     while :; do
         PORT=$((PORT + 1))
@@ -257,7 +270,7 @@ echo_one() {
         fi
     done
     record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
-        --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "echo_c${conns}_s${size}"
+        --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "$ename" $eopt
     kill $spid 2>/dev/null
     wait $spid 2>/dev/null
     return 0
@@ -286,6 +299,21 @@ suite_echo() {  # run
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
         fi
         [ $HAVE_TOKIO = yes ] && echo_one tokio_mt2 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 2 --port
+    done
+    # fixed rate (open loop): latency from the intended send time
+    for g in $ECHO_RATE_GRID; do
+        c=${g%%:*}; rest=${g#*:}; s=${rest%%:*}; ECHO_RATE=${rest#*:}
+        say "  [run $r/$RUNS $(elapsed)] tcp echo, fixed rate: $c connections x $s B, $ECHO_RATE msgs/s, ${ECHO_SECS} s"
+        echo_one pollen "$r" "$c" "$s" $POLLEN_ECHO
+        echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
+        if [ $HAVE_TOKIO = yes ]; then
+            echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
+            echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
+        fi
+        [ $HAVE_UV = yes ] && echo_one libuv "$r" "$c" "$s" $UV_ECHO
+        echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
+        [ $HAVE_TOKIO = yes ] && echo_one tokio_mt2 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 2 --port
+        ECHO_RATE=
     done
 }
 
@@ -391,6 +419,52 @@ suite_http() {  # run
     done
 }
 
+# ---- memory per idle connection ------------------------------------------------
+# Each echo server, started with its open-file soft limit raised (through
+# $RES/nofile.sh: `ulimit -Sn` then exec, so the pid stays the server's),
+# gets IDLE_CONNS connections that never send, from `echo_load --idle`
+# (which raises its own limit): (VmRSS after they are all accepted - VmRSS
+# before) / IDLE_CONNS.
+NOFILE_SH=$RES/nofile.sh
+printf '%s\n' 'ulimit -Sn "$1" || exit 1; shift; exec "$@"' >"$NOFILE_SH"
+idle_one() {  # PEER RUN SERVER-CMD... (with @PORT@)
+    peer=$1; run=$2; shift 2
+    start_server "$peer" sh "$NOFILE_SH" "$IDLE_NOFILE" "$@" || return 1
+    record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --idle "$IDLE_CONNS" \
+        --server-pid "$spid" --name "idle_c$IDLE_CONNS"
+    kill $spid 2>/dev/null
+    wait $spid 2>/dev/null
+}
+
+suite_idle() {  # run
+    r=$1
+    [ -x "$LOADGEN" ] || { say "  skip idle: $LOADGEN not built"; return; }
+    IDLE_NOFILE=$((IDLE_CONNS + 1024))
+    h=$(ulimit -Hn)
+    if [ "$h" != unlimited ] && [ "$h" -lt "$IDLE_NOFILE" ]; then
+        IDLE_NOFILE=$h
+        [ "$h" -lt $((IDLE_CONNS + 64)) ] &&
+            { say "  skip idle: open-file hard limit $h < $IDLE_CONNS + 64"; return; }
+    fi
+    say "  [run $r/$RUNS $(elapsed)] idle connections: $IDLE_CONNS per echo server, RSS bytes/conn"
+    # the order rotates every run, so no peer always goes first
+    set -- pollen pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
+    k=$(( (r - 1) % $# ))
+    while [ $k -gt 0 ]; do p=$1; shift; set -- "$@" "$p"; k=$((k - 1)); done
+    for p in "$@"; do
+        case $p in
+            pollen) idle_one pollen "$r" $POLLEN_ECHO @PORT@ ;;
+            pollen_mt1) idle_one pollen_mt1 "$r" $POLLEN_ECHO_W --workers 1 @PORT@ ;;
+            pollen_mt2w) idle_one pollen_mt2w "$r" $POLLEN_ECHO_W --workers 2 --driver workers @PORT@ ;;
+            tokio_*)
+                [ $HAVE_TOKIO = yes ] || continue
+                case $p in tokio_ct) w=0 ;; tokio_mt1) w=1 ;; *) w=2 ;; esac
+                idle_one $p "$r" "$TOKIO_DIR/echo_server" --workers $w --port @PORT@ ;;
+            libuv) [ $HAVE_UV = yes ] && idle_one libuv "$r" $UV_ECHO @PORT@ ;;
+        esac
+    done
+}
+
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED, load average $LOAD0"
 if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
@@ -406,6 +480,7 @@ while [ $r -le "$RUNS" ]; do
             timers) suite_timers $r ;;
             echo) suite_echo $r ;;
             http) suite_http $r ;;
+            idle) suite_idle $r ;;
         esac
     done
     r=$((r + 1))
@@ -443,11 +518,20 @@ echo_c${c}_s${s}_rate|echo ${c} conns x ${s} B: k msgs/s|echo_c${c}_s${s}|msgs_p
 echo_c${c}_s${s}_p99|echo ${c} conns x ${s} B: latency p99 (µs)|echo_c${c}_s${s}|p99_us|lower|%.0f
 EOF
 done
+for g in $ECHO_RATE_GRID; do
+    c=${g%%:*}; rest=${g#*:}; s=${rest%%:*}; q=${rest#*:}
+    cat >>"$SPEC" <<EOF
+echo_c${c}_s${s}_r${q}_p99|echo ${c} conns x ${s} B at a fixed $q msgs/s: latency p99 from the intended send (µs)|echo_c${c}_s${s}_r${q}|p99_us|lower|%.0f
+echo_c${c}_s${s}_r${q}_p999|echo ${c} conns x ${s} B at a fixed $q msgs/s: latency p99.9 from the intended send (µs)|echo_c${c}_s${s}_r${q}|p999_us|lower|%.0f
+echo_c${c}_s${s}_r${q}_missed|echo ${c} conns x ${s} B at a fixed $q msgs/s: sends behind schedule (% of msgs)|echo_c${c}_s${s}_r${q}|missed_pct|lower|%.2f
+EOF
+done
 
 cat >>"$SPEC" <<EOF2
 http_us|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: server CPU µs/request|http_c$HTTP_CONNS|server_us_per_req|lower|%.2f
 http_rate|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: k requests/s|http_c$HTTP_CONNS|req_per_s|higher|%.1fk
 http_p99|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: latency p99 (µs)|http_c$HTTP_CONNS|p99_us|lower|%.0f
+idle_mem|memory per idle connection, $IDLE_CONNS connections to the echo server: RSS bytes/conn|idle_c$IDLE_CONNS|bytes_per_conn|lower|%.0f
 EOF2
 
 # the multi-thread table: the same figures minus the sequential sleeps and

@@ -18,8 +18,29 @@
  * true value; the bucket midpoint is reported).  Closed loop means the
  * latencies suffer from coordinated omission when the server stalls: a
  * stalled connection sends nothing, so it records one long sample, not
- * many.  (A fixed-rate mode measuring from the intended send time is on the
- * list in docs/BENCHMARKS.md.)
+ * many.  Hence the fixed-rate mode below.
+ *
+ * Fixed rate (--rate R, open loop as wrk2 does it): R messages per second in
+ * total, spread evenly over the connections: the j-th send of the whole run
+ * (j = 0, 1, ...) is intended at start + j/R and belongs to connection
+ * j mod N, so each connection has an intended send every N/R seconds.  Still
+ * one message in flight per connection; a send whose intended time came
+ * while that connection's previous message was still unanswered goes out
+ * as soon as the reply arrives and counts as missed (behind schedule).
+ * Latency is measured from the *intended* send time, so a stalled server
+ * shows up in every message that should have been sent during the stall
+ * (no coordinated omission).  The loop waits with a nanosecond
+ * epoll_pwait2 timeout for the next intended send.  Output: the same line
+ * plus rate=R (the target), missed=.. (within the counted window) and
+ * missed_pct (missed / msgs, %).
+ *
+ * Idle connections (--idle N --server-pid PID): reads the server's VmRSS,
+ * opens N connections that never send, waits until the server holds N more
+ * file descriptors (/proc/PID/fd) and its RSS has settled, reads VmRSS again
+ * and prints
+ *   NAME conns=N rss_before_kb=.. rss_after_kb=.. bytes_per_conn=..
+ * Raises its own open-file soft limit; the server needs the same (run.sh
+ * starts it under `ulimit -n`).
  *
  * Output, one line:
  *   NAME conns=.. size=.. secs=.. msgs=.. msgs_per_s=.. mb_per_s=..
@@ -29,12 +50,14 @@
  * in 10^6 bytes.
  *
  * Usage: echo_load --port P [--conns 50] [--size 64] [--secs 5]
- *                  [--warmup 1] [--server-pid PID] [--name echo]
+ *                  [--warmup 1] [--server-pid PID] [--name echo] [--rate R]
+ *        echo_load --port P --idle N --server-pid PID [--name idle_conn]
  *        echo_load --probe --port P   (exit 0 if something accepts there)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -156,8 +179,11 @@ static double self_cpu_s(void)
 typedef struct conn {
     int fd;
     size_t sent, rcvd;       /* bytes of the current message */
-    uint64_t t_send;         /* when its first byte went out */
+    uint64_t t_send;         /* when its first byte went out (fixed rate: was intended) */
     int want_out;            /* EPOLLOUT registered */
+    int busy;                /* fixed rate: a message in flight */
+    uint64_t k;              /* fixed rate: sends started on this connection */
+    size_t idx;              /* its index */
 } conn;
 
 static int epfd;
@@ -165,6 +191,17 @@ static size_t msg_size;
 static char *sendbuf, *recvbuf;
 static int counting;
 static uint64_t msgs;
+/* fixed rate */
+static double rate_target;   /* messages/s in total, 0: closed loop */
+static uint64_t rate_t0;
+static size_t rate_n;        /* connections */
+static uint64_t missed;
+
+/* Intended time of connection i's k-th send (fixed rate). */
+static uint64_t intended(size_t i, uint64_t k)
+{
+    return rate_t0 + (uint64_t)((double)(k * rate_n + i) * 1e9 / rate_target);
+}
 
 static int connect_to(int port, int blocking)
 {
@@ -233,9 +270,25 @@ static void on_readable(conn *c)
         }
         c->rcvd += (size_t)n;
         if (c->rcvd == msg_size) {
+            uint64_t t = now_ns();
             if (counting) {
-                hist_add(now_ns() - c->t_send);
+                hist_add(t - c->t_send);
                 msgs++;
+            }
+            if (rate_target > 0) {
+                c->busy = 0;
+                uint64_t due = intended(c->idx, c->k);
+                if (due > t)
+                    return;  /* sent when the schedule reaches it */
+                /* its intended time passed while the previous was in flight */
+                if (counting)
+                    missed++;
+                c->sent = c->rcvd = 0;
+                c->t_send = due;
+                c->busy = 1;
+                c->k++;
+                pump_send(c);
+                return;
             }
             start_msg(c);
             return;  /* the reply to the new message cannot be here yet */
@@ -243,12 +296,119 @@ static void on_readable(conn *c)
     }
 }
 
+/* ---- idle connections --------------------------------------------------------- */
+
+/* VmRSS of a process in kB, or -1. */
+static long proc_rss_kb(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* Open file descriptors of a process, or -1. */
+static long proc_nfds(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Wait (up to 20 s) until the server holds at least WANT fds. */
+static int wait_fds(int pid, long want)
+{
+    for (int i = 0; i < 4000; i++) {
+        long n = proc_nfds(pid);
+        if (n < 0)
+            return -1;
+        if (n >= want)
+            return 0;
+        sleep_ms(5);
+    }
+    return -1;
+}
+
+static int idle_run(int port, size_t n, int pid, const char *name)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n + 64) {
+        rl.rlim_cur = rl.rlim_max < n + 64 ? rl.rlim_max : n + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int *fds = malloc(n * sizeof *fds);
+    if (!fds)
+        die("malloc");
+    sleep_ms(200);  /* let the server settle after its start and the probe */
+    long fd0 = proc_nfds(pid), rss0 = proc_rss_kb(pid);
+    if (fd0 < 0 || rss0 < 0) {
+        fprintf(stderr, "echo_load: cannot read /proc/%d\n", pid);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* keep the accept queue (backlog 1024) well below full: a dropped
+         * SYN is retried only after a second */
+        if (i >= 512 && i % 256 == 0 && wait_fds(pid, fd0 + (long)i - 512) < 0) {
+            fprintf(stderr, "echo_load: the server accepted only %ld of %zu connections\n",
+                    proc_nfds(pid) - fd0, i);
+            return 1;
+        }
+        fds[i] = connect_to(port, 1);
+        if (fds[i] < 0)
+            die("connect");
+    }
+    if (wait_fds(pid, fd0 + (long)n) < 0) {
+        fprintf(stderr, "echo_load: the server holds %ld more fds, not %zu\n",
+                proc_nfds(pid) - fd0, n);
+        return 1;
+    }
+    /* settled: two readings 100 ms apart within 0.5% (at most 3 s) */
+    long rss1 = proc_rss_kb(pid);
+    for (int i = 0; i < 30; i++) {
+        sleep_ms(100);
+        long r = proc_rss_kb(pid);
+        long d = r > rss1 ? r - rss1 : rss1 - r;
+        rss1 = r;
+        if (d * 200 <= rss1)
+            break;
+    }
+    printf("%s conns=%zu rss_before_kb=%ld rss_after_kb=%ld bytes_per_conn=%.0f\n", name, n,
+           rss0, rss1, (double)(rss1 - rss0) * 1024.0 / (double)n);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int port = 0, probe = 0, server_pid = 0;
     size_t nconns = 50;
     double secs = 5, warm = 1;
-    const char *name = "echo";
+    const char *name = NULL;
+    size_t idle = 0;
     msg_size = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -261,14 +421,21 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--warmup")) warm = atof(v);
         else if (!strcmp(a, "--server-pid")) server_pid = atoi(v);
         else if (!strcmp(a, "--name")) name = v;
+        else if (!strcmp(a, "--rate")) rate_target = atof(v);
+        else if (!strcmp(a, "--idle")) idle = (size_t)atol(v);
         else { fprintf(stderr, "echo_load: unknown option %s\n", a); return 2; }
         i++;
     }
-    if (port <= 0 || port > 65535 || nconns == 0 || msg_size == 0 || secs <= 0) {
+    if (port <= 0 || port > 65535 || nconns == 0 || msg_size == 0 || secs <= 0 ||
+        rate_target < 0 || (idle && !server_pid)) {
         fprintf(stderr, "usage: echo_load --port P [--conns N] [--size B] [--secs S] "
-                        "[--warmup S] [--server-pid PID] [--name NAME] | --probe --port P\n");
+                        "[--warmup S] [--server-pid PID] [--name NAME] [--rate R]\n"
+                        "       echo_load --port P --idle N --server-pid PID [--name NAME]\n"
+                        "       echo_load --probe --port P\n");
         return 2;
     }
+    if (!name)
+        name = idle ? "idle_conn" : "echo";
     if (probe) {
         int fd = connect_to(port, 1);
         if (fd < 0)
@@ -276,6 +443,9 @@ int main(int argc, char **argv)
         close(fd);
         return 0;
     }
+
+    if (idle)
+        return idle_run(port, idle, server_pid, name);
 
     /* Room for 1,000+ connections. */
     struct rlimit rl;
@@ -302,7 +472,15 @@ int main(int argc, char **argv)
             die("epoll_ctl");
     }
     for (size_t i = 0; i < nconns; i++)
-        start_msg(&cs[i]);
+        cs[i].idx = i;
+    uint64_t next_j = 0;     /* fixed rate: the next send of the schedule */
+    if (rate_target > 0) {
+        rate_t0 = now_ns();
+        rate_n = nconns;
+    } else {
+        for (size_t i = 0; i < nconns; i++)
+            start_msg(&cs[i]);
+    }
 
     enum { MAXEV = 1024 };
     struct epoll_event evs[MAXEV];
@@ -311,7 +489,34 @@ int main(int argc, char **argv)
     long long srv0 = -1, srv1 = -1;
     double cli0 = 0;
     for (;;) {
-        int n = epoll_wait(epfd, evs, MAXEV, 5);
+        int n;
+        if (rate_target > 0) {
+            uint64_t t = now_ns();
+            /* the sends whose intended time has come */
+            for (;;) {
+                size_t i = (size_t)(next_j % nconns);
+                uint64_t k = next_j / nconns;
+                if (intended(i, k) > t)
+                    break;
+                conn *c = &cs[i];
+                if (!c->busy && c->k == k) {
+                    c->sent = c->rcvd = 0;
+                    c->t_send = intended(i, k);
+                    c->busy = 1;
+                    c->k++;
+                    pump_send(c);
+                }  /* else in flight: it goes out (missed) when the reply arrives */
+                next_j++;
+            }
+            uint64_t due = rate_t0 + (uint64_t)((double)next_j * 1e9 / rate_target);
+            uint64_t wait = due > t ? due - t : 0;
+            if (wait > 5000000)
+                wait = 5000000;
+            struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
+            n = epoll_pwait2(epfd, evs, MAXEV, &ts, NULL);
+        } else {
+            n = epoll_wait(epfd, evs, MAXEV, 5);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -352,7 +557,11 @@ int main(int argc, char **argv)
         printf(" server_us_per_msg=%.3f server_cpu_pct=%.0f", srv_s * 1e6 / (double)msgs,
                100 * srv_s / window);
     }
-    printf(" client_cpu_pct=%.0f\n", 100 * cli / window);
+    printf(" client_cpu_pct=%.0f", 100 * cli / window);
+    if (rate_target > 0)
+        printf(" rate=%.0f missed=%llu missed_pct=%.2f", rate_target, (unsigned long long)missed,
+               msgs ? 100.0 * (double)missed / (double)msgs : 0.0);
+    printf("\n");
     for (size_t i = 0; i < nconns; i++)
         close(cs[i].fd);
     return 0;
