@@ -1139,3 +1139,62 @@ BOTH(pending_futures_dropped_release_their_wakers)
     pn_unix_dgram_close(&b);
     pn_unix_listener_close(&l);
 }
+
+/* ---- the accept future backs off on EMFILE instead of spinning ---------------- */
+
+#include "core/sys.h"
+
+static int emfile_left, accept_calls;
+static int fake_accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+    accept_calls++;
+    if (emfile_left > 0) {
+        emfile_left--;
+        errno = EMFILE;
+        return -1;
+    }
+    return accept4(fd, a, l, flags);
+}
+static void sys_restore(void) { pn__sys_reset(); }
+
+typedef struct backoff_main {
+    pn_future base;
+    int pc;
+    pn_unix_listener *l;
+    pn_unix_accept acc;
+} backoff_main;
+
+static pn_poll backoff_main_poll(pn_future *f, pn_cx *cx)
+{
+    backoff_main *m = (backoff_main *)f;
+    PN_ASYNC_BEGIN(m->pc);
+    m->acc = pn_unix_accept_on(m->l);
+    PN_AWAIT(m->pc, &m->acc, cx);
+    PN_ASYNC_END(m->pc);
+}
+static const pn_future_vtable backoff_main_vt = { backoff_main_poll, NULL, "backoff_main" };
+
+Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    char name[64];
+    snprintf(name, sizeof(name), "@pollen-backoff-%d", (int)getpid());
+    pn_unix_listener l;
+    cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    pn_sockaddr sa;
+    cr_assert_eq(pn_sockaddr_unix(&sa, name), 0);
+    cr_assert_eq(connect(c, &sa.sa, sa.len), 0);   /* queued in the backlog */
+
+    pn__sys.accept4 = fake_accept4;
+    emfile_left = 3;
+    accept_calls = 0;
+    backoff_main m = { .base = { &backoff_main_vt }, .l = &l };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
+    cr_assert_eq(m.acc.res, 0, "accepted once descriptors were back");
+    cr_assert_eq(accept_calls, 4, "three EMFILE answers, three back-offs, no spinning");
+    pn_unix_stream_close(&m.acc.stream);
+    pn_unix_listener_close(&l);
+    close(c);
+    pn_runtime_free(rt);
+}

@@ -133,14 +133,20 @@ PN_EXTERN int pn_unix_listener_close(pn_unix_listener *l);
 PN_EXTERN pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx,
                                       pn_unix_stream *out, int *res);
 
-/* The accept future: outputs .res as above, .stream when .res == 0.  It
- * may be awaited again after PN_READY for the next connection (take
- * .stream first).  Dropping it releases its waker; it never owns the
- * listener, which must outlive it. */
+/* The accept future: outputs .res as above, .stream when .res == 0, except
+ * that it handles running out of descriptors itself: on -EMFILE / -ENFILE
+ * / -ENOBUFS / -ENOMEM it sleeps (10 ms, doubling up to 1 s) and accepts
+ * again, so a server keeps serving the connections it has and never spins.
+ * It may be awaited again after PN_READY for the next connection (take
+ * .stream first).  Dropping it releases its waker and its back-off timer;
+ * it never owns the listener, which must outlive it. */
 typedef struct pn_unix_accept {
     pn_future base;
     pn_unix_listener *l;     /* private */
     pn_waker parked;         /* private */
+    pn_sleep backoff;        /* private: EMFILE/ENFILE back-off */
+    uint64_t backoff_ns;     /* private */
+    bool sleeping;           /* private */
     pn_unix_stream stream;   /* output, when res == 0 */
     int res;                 /* output */
 } pn_unix_accept;
