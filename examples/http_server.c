@@ -169,8 +169,13 @@ static void http_route(http_conn *c, const http_request *req)
     bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     bool ten_ka = req->minor == 0 && req->keep_alive;
-    if (!req->keep_alive)
+    if (!req->keep_alive) {
+        /* Close after this response, but drain what the client still sends
+         * (a body, a pipelined request) first: closing with unread bytes
+         * would send a reset that can destroy the response in flight. */
         c->closing = true;
+        c->linger = true;
+    }
     if (req->path_len == 10 && memcmp(req->target, "/plaintext", 10) == 0) {
         if (get && !c->closing && req->minor >= 1) {
             http_put(c, tl_clock.ok, tl_clock.ok_len);          /* the hot path */

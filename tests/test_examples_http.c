@@ -879,3 +879,39 @@ Test(examples, chat_lines_reach_the_others_and_slow_clients_are_dropped, .timeou
     bg_stop(&b);
     free(room);
 }
+
+/* A request that ends the connection (HTTP/1.0 without keep-alive) with a
+ * body the server does not read: the server drains it before closing, so
+ * the client reads the whole response and then a clean end of stream, not
+ * a reset. */
+BOTH(http10_close_with_unread_body_ends_cleanly)
+{
+    bg b;
+    int port = http_start(&b, fl, 0);
+    int fd = dial(port);
+    enum { BODY = 100000 };
+    char *req = malloc(BODY + 128);
+    int hl = snprintf(req, 128, "POST /x HTTP/1.0\r\nContent-Length: %d\r\n\r\n", BODY);
+    memset(req + hl, 'b', BODY);
+    size_t off = 0, total = (size_t)hl + BODY;
+    while (off < total) {
+        ssize_t n = send(fd, req + off, total - off, MSG_NOSIGNAL);
+        cr_assert_gt(n, 0, "send: %s", strerror(errno));
+        off += (size_t)n;
+    }
+    char resp_buf[4096];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, resp_buf + got, sizeof(resp_buf) - 1 - got, 0);
+        cr_assert_geq(n, 0, "recv: %s (the server reset the connection)", strerror(errno));
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        cr_assert_lt(got, sizeof(resp_buf) - 1);
+    }
+    resp_buf[got] = 0;
+    cr_assert(strstr(resp_buf, " 404 "), "%s", resp_buf);
+    free(req);
+    close(fd);
+    bg_stop(&b);
+}
