@@ -45,6 +45,9 @@
  * that blocks forever therefore blocks pn_runtime_free: give blocking calls
  * their own timeouts) and completes the queued ones with -ESHUTDOWN without
  * running them.  Threads: pool threads are joined; none is left behind.
+ * As with every pollen future, drop a pending pn_blocking before freeing
+ * its runtime (tasks are dropped by pn_runtime_free itself; a future you
+ * poll with pn_block_on is yours to drop first).
  */
 #ifndef POLLEN_BLOCKING_H
 #define POLLEN_BLOCKING_H
