@@ -54,12 +54,12 @@ QUICK=${QUICK:-0}
 ONLY=${ONLY:-"sleep runtime timers echo http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
-    SLEEP_COUNT=200        # sequential sleeps per run (x5 ms = 1 s)
+    SLEEP_COUNT=150        # sequential sleeps per run (x5 ms = 0.75 s)
     SLEEP_ROUNDS=1
     RT_N=100000            # spawn_many, spawn_many_remote, chained_spawn tasks
     TIMERS_N=100000        # concurrent sleeps (deadlines still 1-1000 ms)
-    ECHO_SECS=1.2
-    ECHO_WARM=0.3
+    ECHO_SECS=1.0
+    ECHO_WARM=0.2
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64"}   # multi-thread servers (2 workers)
     ECHO_RATE_GRID=${ECHO_RATE_GRID-""}     # fixed-rate rows conns:size:msgs/s (none in QUICK)
