@@ -39,7 +39,13 @@ void pn__timers_init_shared(pn__timers *t, pn_instant now,
     t->shared = true;
     t->kick = kick;
     t->kick_arg = kick_arg;
-    pthread_mutex_init(&t->lock, NULL);
+    /* Critical sections are a few pointer moves: spin briefly before
+     * sleeping in the kernel when two workers meet here. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&t->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
 }
 
 static void lock(pn__timers *t)
