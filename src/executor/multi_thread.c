@@ -3,12 +3,15 @@
  * parking, and a driver for I/O and timers.
  *
  * Workers.  Each of cfg.workers threads owns a local queue (local_queue.h:
- * 256 slots, steal-half) and a LIFO slot.  A task woken by the task a worker
- * is running goes to the LIFO slot (the previous occupant to the queue), so
- * a message and its receiver stay hot in cache; at most LIFO_MAX tasks run
- * from the slot in a row, then the queue gets a turn.  Tasks spawned or
- * woken off the workers go to the injection queue (inject.h), which every
- * worker checks first once every GLOBAL_INTERVAL picks.
+ * 256 slots, steal-half) and a LIFO slot.  A task woken or spawned by the
+ * task a worker is running goes to the LIFO slot (the previous occupant to
+ * the queue), so a message and its receiver stay hot in cache; at most
+ * LIFO_MAX tasks run from the slot in a row, then the queue gets a turn.
+ * The slot is not stolen.  Tasks spawned or woken off the workers go to the
+ * injection queue (inject.h), which every worker checks first once every
+ * GLOBAL_INTERVAL picks, and from which a worker with an empty queue takes
+ * its share in one lock.  Pinned tasks (pn_spawn_local) have per-worker
+ * queues no thief looks at.
  *
  * Finding work, in order: the injection queue every GLOBAL_INTERVAL picks,
  * the LIFO slot, the local queue, the injection queue, then steal half the
@@ -28,14 +31,16 @@
  *
  * The driver (driver_turn: epoll until the next timer, dispatch readiness,
  * fire timers; arming an earlier timer kicks it through the eventfd).
- * PN_DRIVER_REACTOR_THREAD: a dedicated thread runs it in a loop; its wakes
- * go through the injection queue.  PN_DRIVER_WORKERS (Tokio's way): a
+ * PN_DRIVER_REACTOR_THREAD: a dedicated thread runs it in a loop; each
+ * turn's wakes enter the injection queue in one batch.  PN_DRIVER_WORKERS
+ * (the default, Tokio's way): a
  * worker about to park takes the driver if it is free and parks in epoll
  * instead of on its futex (unpark then writes the eventfd); the wakes it
  * fires land in its own queue.  Busy workers turn it without blocking every
  * event_interval polls so I/O is never starved.
  *
- * Timers are one shared wheel under a mutex (timers.h, shared mode).
+ * Timers are one shared wheel under an adaptive mutex (timers.h, shared
+ * mode); docs/ARCHITECTURE.md has the measured cost.
  *
  * Shutdown: close the injection queue and the owned lists, stop and join the
  * workers (each finishes the poll it is in) and the driver, then, on the
