@@ -665,6 +665,8 @@ make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
     printf '\n### Multi-thread runtimes\n\n'
     cat "$RES/t2.md"
 } >"$OUTDIR/latest.md"
+# Keep the previous results to compare this run with (bench/compare.py).
+[ -f "$OUTDIR/latest.json" ] && cp "$OUTDIR/latest.json" "$RES/previous.json"
 {
     printf '{\n  "machine": {"cpu": "%s", "cpus": %d, "kernel": "%s", "cc": "%s", "rustc": "%s", "libuv": "%s", "tokio": "%s", "loadavg_start_end": "%s"},\n' \
         "$CPU_MODEL" "$NCPU" "$KERNEL" "$GCC" "$RUSTC" "$UVV" "${TOKIO_VERSION:-none}" "$LOAD0 -> $LOAD1"
@@ -682,3 +684,11 @@ say ""
 cat "$OUTDIR/latest.md"
 say ""
 say "wrote $OUTDIR/latest.md, latest.json and latest.svg (raw runs: $RAW)"
+# A second run should land within the first one's spread: say how many do,
+# when the previous run had the same sizes (QUICK or not).
+if [ -f "$RES/previous.json" ] && command -v python3 >/dev/null 2>&1 &&
+   grep -q "\"quick\": $([ "$QUICK" = 1 ] && echo true || echo false)," "$RES/previous.json"; then
+    say ""
+    say "against the previous run of the same sizes (bench/compare.py):"
+    python3 bench/compare.py "$RES/previous.json" "$OUTDIR/latest.json" | tail -n 1 || true
+fi
