@@ -26,6 +26,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include "helpers.h"
 
 #define HTTP_SERVER_NO_MAIN
@@ -754,19 +755,23 @@ static void local_name(int fd, char *out)
 typedef struct drain_arg {
     int fd;
     size_t want;
-    size_t got;
+    _Atomic size_t got;     /* the sender paces itself on it */
+    _Atomic bool done;      /* the reader stopped (end of stream or error) */
     char *buf;
 } drain_arg;
 
 static void *chat_drain(void *arg)
 {
     drain_arg *d = arg;
-    while (d->got < d->want) {
-        ssize_t n = recv(d->fd, d->buf + d->got, d->want - d->got, 0);
+    size_t got = 0;
+    while (got < d->want) {
+        ssize_t n = recv(d->fd, d->buf + got, d->want - got, 0);
         if (n <= 0)
             break;
-        d->got += (size_t)n;
+        got += (size_t)n;
+        atomic_store(&d->got, got);
     }
+    atomic_store(&d->done, true);
     return NULL;
 }
 
@@ -835,9 +840,17 @@ Test(examples, chat_lines_reach_the_others_and_slow_clients_are_dropped, .timeou
         snprintf(num, sizeof(num), "%06d", i);
         memcpy(text, num, 6);
         send_all(a, text, TEXT + 1);
+        /* b is a reader that keeps up: never let it fall more than 32 KiB
+         * (half its queue) behind, even when this machine is slow (under
+         * ThreadSanitizer three busy threads share two CPUs).  c, which
+         * never reads, still overflows. */
+        while ((size_t)(i + 1) * per > atomic_load(&d.got) + 32768 &&
+               !atomic_load(&d.done))
+            sched_yield();
     }
     pthread_join(th, NULL);
-    cr_assert_eq(d.got, d.want, "b received every line (%zu of %zu bytes)", d.got, d.want);
+    size_t bgot = atomic_load(&d.got);
+    cr_assert_eq(bgot, d.want, "b received every line (%zu of %zu bytes)", bgot, d.want);
     /* every line of a's, in order, and somewhere among them the news that
      * c was dropped */
     {
