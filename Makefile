@@ -40,6 +40,10 @@ else
 Q := @
 endif
 
+# URING=0 leaves the io_uring backend out (alias of WITH_URING).
+ifdef URING
+WITH_URING := $(URING)
+endif
 WITH_URING ?= $(shell test -f /usr/include/liburing.h && echo 1 || echo 0)
 
 # ---------------------------------------------------------------------------
@@ -212,7 +216,7 @@ deps-bench:
 # Each test target checks dependencies first, then builds (recursive make so
 # the dependency check runs before any compile, even under -j), then runs the
 # binary through mk/run-tests.sh: Criterion's output (stderr) goes to stdout
-# and to build/<tree>/tests/test.log, and any sanitizer report fails the run.
+# and to build/<tree>/tests/test-<backend>.log, and any sanitizer report fails the run.
 #
 # Leak detection under Criterion (verified with a deliberately leaking test):
 # Criterion (BoxFort) forks one worker per test and the worker ends with
@@ -226,25 +230,34 @@ deps-bench:
 # below, plus mk/run-tests.sh, which fails the run on any "ERROR:
 # LeakSanitizer" in the output whatever Criterion says, and lists the leaking
 # tests at the end.  No --no-fork is needed (Criterion 2.4 has none anyway).
-RUN_TESTS := sh mk/run-tests.sh
+#
+# Each target runs the suite once per reactor backend (BACKENDS="epoll
+# uring"; mk/test-backends.sh), the uring pass only where mk/backend_probe.c
+# can set up io_uring (else it says SKIPPED and why).
+RUN_TESTS = sh mk/test-backends.sh
+PROBE := $(B)/mk/backend_probe
+
+$(PROBE): mk/backend_probe.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory $(TEST_BIN)
+	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE)
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
-	    $(RUN_TESTS) $(B)/tests/test.log $(TEST_BIN) $(CRITERION_ARGS)
+	    $(RUN_TESTS) $(B)/tests $(PROBE) $(TEST_BIN) $(CRITERION_ARGS)
 
 test-asan: deps-test
-	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN)
+	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN) $(PROBE)
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$${ASAN_OPTIONS:+:$$ASAN_OPTIONS} \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS} \
-	    $(RUN_TESTS) $(B)/asan/tests/test.log $(ASAN_TEST_BIN) $(CRITERION_ARGS)
+	    $(RUN_TESTS) $(B)/asan/tests $(PROBE) $(ASAN_TEST_BIN) $(CRITERION_ARGS)
 
 test-tsan: deps-test
-	$(Q)$(MAKE) --no-print-directory $(TSAN_TEST_BIN)
+	$(Q)$(MAKE) --no-print-directory $(TSAN_TEST_BIN) $(PROBE)
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1$${TSAN_OPTIONS:+:$$TSAN_OPTIONS} \
-	    $(RUN_TESTS) $(B)/tsan/tests/test.log $(TSAN_TEST_BIN) $(CRITERION_ARGS)
+	    $(RUN_TESTS) $(B)/tsan/tests $(PROBE) $(TSAN_TEST_BIN) $(CRITERION_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmarks: release build (-O2, no sanitizers), one binary per bench/*.c,

@@ -8,6 +8,8 @@
 #define PN_TESTS_HELPERS_H
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <pollen.h>
 
@@ -71,6 +73,18 @@ static const pn_future_vtable steps_vt = { steps_poll, steps_drop, "steps" };
 static inline steps_future steps_new(int n, int *drops)
 {
     return (steps_future){ .base = { &steps_vt }, .left = n, .drops = drops };
+}
+
+/* The backend tests run on: POLLEN_BACKEND from the environment (the
+ * Makefile runs the suites once per backend), else AUTO. */
+static inline pn_backend pn_test_backend(void)
+{
+    const char *e = getenv("POLLEN_BACKEND");
+    if (e && !strcmp(e, "epoll"))
+        return PN_BACKEND_EPOLL;
+    if (e && (!strcmp(e, "uring") || !strcmp(e, "io_uring")))
+        return PN_BACKEND_URING;
+    return PN_BACKEND_AUTO;
 }
 
 /* A runtime with default config; fails the test on error. */

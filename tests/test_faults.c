@@ -53,7 +53,7 @@ static void hand_init(hand *h, pn__reactor *r)
 static pn__reactor *reactor_new(void)
 {
     pn__reactor *r = NULL;
-    cr_assert_eq(pn__reactor_new(64, &r), 0);
+    cr_assert_eq(pn__reactor_new(64, PN_BACKEND_EPOLL, &r), 0);
     return r;
 }
 
@@ -394,14 +394,14 @@ Test(faults, reactor_new_failures_leak_nothing)
     for (int skip = 0; skip < 2; skip++) {
         malloc_skip = skip;
         malloc_fails = 1;
-        cr_assert_eq(pn__reactor_new(16, &r), -ENOMEM);
+        cr_assert_eq(pn__reactor_new(16, PN_BACKEND_EPOLL, &r), -ENOMEM);
         cr_assert_null(r);
     }
     pn__sys.eventfd = fake_eventfd_fail;
-    cr_assert_eq(pn__reactor_new(16, &r), -EMFILE);
+    cr_assert_eq(pn__reactor_new(16, PN_BACKEND_EPOLL, &r), -EMFILE);
     cr_assert_null(r);
     pn__sys_reset();
-    cr_assert_eq(pn__reactor_new(16, &r), 0);
+    cr_assert_eq(pn__reactor_new(16, PN_BACKEND_EPOLL, &r), 0);
     pn__reactor_free(r);
 }
 

@@ -39,6 +39,7 @@ typedef struct pn_runtime_metrics {
     uint64_t overflows;
     uint64_t injection_queue_depth;
     uint64_t local_queue_depth; /* summed over workers */
+    pn_backend backend;         /* the reactor's backend (EPOLL or URING) */
 } pn_runtime_metrics;
 
 /* Fill *out.  Returns 0, or -EINVAL on NULL.  Thread-safe. */

@@ -39,6 +39,24 @@ typedef enum pn_driver_mode {
                                        echoed message, see docs/BENCHMARKS.md) */
 } pn_driver_mode;
 
+/*
+ * The reactor's kernel interface.  AUTO (the default) uses io_uring when
+ * pollen was built with liburing and the running kernel lets the runtime
+ * set up a ring with the features it needs (multishot poll, IORING_OP_MSG_RING,
+ * extended wait arguments: Linux 5.19 or later), and epoll otherwise
+ * (ENOSYS, EPERM under seccomp or kernel.io_uring_disabled, ENOMEM from a
+ * small RLIMIT_MEMLOCK on old kernels, ...).  EPOLL and URING ask for one:
+ * pn_runtime_new then fails rather than fall back.  The environment
+ * variable POLLEN_BACKEND=auto|epoll|uring overrides the configured value
+ * (an unknown value makes pn_runtime_new fail with -EINVAL).  Both backends
+ * give every I/O future the same readiness semantics; see docs/GUIDE.md.
+ */
+typedef enum pn_backend {
+    PN_BACKEND_AUTO = 0,
+    PN_BACKEND_EPOLL = 1,
+    PN_BACKEND_URING = 2,
+} pn_backend;
+
 typedef struct pn_runtime_config {
     pn_runtime_flavor flavor;
     unsigned workers;         /* multi-thread: worker threads (0 = one per CPU) */
@@ -50,6 +68,7 @@ typedef struct pn_runtime_config {
                                  (prctl PR_SET_TIMERSLACK; restored when
                                  pn_block_on returns); 0 keeps the thread's own
                                  (the kernel's default is 50 us).  Default: 1000 */
+    pn_backend backend;       /* reactor backend (PN_BACKEND_AUTO) */
 } pn_runtime_config;
 
 /* Fill `cfg` with the defaults shown above. */
@@ -57,9 +76,13 @@ PN_EXTERN void pn_runtime_config_init(pn_runtime_config *cfg);
 
 /*
  * Create a runtime (cfg NULL = defaults).  Returns 0 and *out, or -ENOMEM,
- * -EINVAL (a config value out of range), -EMFILE/-ENFILE (no fd for epoll or
- * the wake eventfd), -EAGAIN (a thread could not be started).  Nothing is
- * left allocated and no thread is left running on failure.
+ * -EINVAL (a config value out of range, or a bad POLLEN_BACKEND), -EMFILE/
+ * -ENFILE (no fd for epoll, io_uring or the wake eventfd), -EAGAIN (a
+ * thread could not be started), or, when a backend was asked for
+ * explicitly, its setup error (-ENOSYS: io_uring not built in or not in the
+ * kernel; -EPERM: io_uring disabled; -EOPNOTSUPP: a needed io_uring feature
+ * is missing).  Nothing is left allocated and no thread is left running on
+ * failure.
  */
 PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
 
@@ -107,6 +130,13 @@ PN_EXTERN int pn_runtime_shutdown_timeout(pn_runtime *rt, uint64_t timeout_ns);
  * -ETIMEDOUT after a pn_runtime_shutdown_timeout that timed out while a
  * worker is still stuck; in each case nothing was freed. */
 PN_EXTERN int pn_runtime_free(pn_runtime *rt);
+
+/* The backend the runtime's reactor uses: PN_BACKEND_EPOLL or
+ * PN_BACKEND_URING (PN_BACKEND_AUTO for NULL).  Thread-safe. */
+PN_EXTERN pn_backend pn_runtime_backend(pn_runtime *rt);
+
+/* "epoll", "uring" or "auto" (NULL for a value outside the enum). */
+PN_EXTERN const char *pn_backend_name(pn_backend b);
 
 /* The runtime whose task or pn_block_on is running on this thread, or NULL. */
 PN_EXTERN pn_runtime *pn_runtime_current(void);

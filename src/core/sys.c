@@ -104,10 +104,27 @@ static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
     .epoll_ctl = epoll_ctl,          \
     .epoll_wait = epoll_wait_ts,     \
     .eventfd = eventfd,              \
+    .uring_init = uring_init,        \
     .malloc = malloc,                \
     .calloc = calloc,                \
     .free = free,                    \
 }
+
+#ifdef PN_WITH_URING
+#include <liburing.h>
+static int uring_init(unsigned entries, struct io_uring *ring,
+                      struct io_uring_params *p)
+{
+    return io_uring_queue_init_params(entries, ring, p);
+}
+#else
+static int uring_init(unsigned entries, struct io_uring *ring,
+                      struct io_uring_params *p)
+{
+    (void)entries, (void)ring, (void)p;
+    return -ENOSYS;
+}
+#endif
 
 struct pn__sys pn__sys = SYS_REAL;
 

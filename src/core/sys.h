@@ -21,6 +21,9 @@
 #include <time.h>
 #include <signal.h>
 
+struct io_uring;
+struct io_uring_params;
+
 struct pn__sys {
     ssize_t (*read)(int fd, void *buf, size_t len);
     ssize_t (*write)(int fd, const void *buf, size_t len);
@@ -39,6 +42,10 @@ struct pn__sys {
     int (*epoll_wait)(int epfd, struct epoll_event *evs, int maxevents,
                       const struct timespec *timeout);
     int (*eventfd)(unsigned int initval, int flags);
+    /* liburing's io_uring_queue_init_params, which returns -errno itself
+     * (-ENOSYS when pollen is built without liburing). */
+    int (*uring_init)(unsigned entries, struct io_uring *ring,
+                      struct io_uring_params *p);
     void *(*malloc)(size_t size);
     void *(*calloc)(size_t n, size_t size);
     void (*free)(void *p);

@@ -414,7 +414,7 @@ int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     atomic_init(&rt->base.sched.refs, 1);
     rt->base.ops = &ct_rt_ops;
     pn__runtime_init_common(&rt->base, cfg);
-    int err = pn__reactor_new(cfg->max_events, &rt->base.reactor);
+    int err = pn__reactor_new(cfg->max_events, cfg->backend, &rt->base.reactor);
     if (err < 0) {
         pn__free(rt);
         return err;

@@ -40,8 +40,12 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
     else
         pn_runtime_config_init(&c);
     if (c.budget == 0 || c.event_interval == 0 || c.max_events == 0 ||
-        c.max_events > (1u << 20) || c.workers > MAX_WORKERS)
+        c.max_events > (1u << 20) || c.workers > MAX_WORKERS ||
+        (unsigned)c.backend > PN_BACKEND_URING)
         return -EINVAL;
+    int err = pn__backend_resolve(c.backend, &c.backend);
+    if (err)
+        return err;
     switch (c.flavor) {
     case PN_RUNTIME_CURRENT_THREAD:
         return pn__current_thread_new(&c, out);
@@ -58,6 +62,21 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
 }
 
 struct pn__reactor *pn__runtime_reactor(pn_runtime *rt) { return rt->reactor; }
+
+pn_backend pn_runtime_backend(pn_runtime *rt)
+{
+    return rt ? pn__reactor_backend(rt->reactor) : PN_BACKEND_AUTO;
+}
+
+const char *pn_backend_name(pn_backend b)
+{
+    switch (b) {
+    case PN_BACKEND_AUTO: return "auto";
+    case PN_BACKEND_EPOLL: return "epoll";
+    case PN_BACKEND_URING: return "uring";
+    }
+    return NULL;
+}
 struct pn__timers *pn__runtime_timers(pn_runtime *rt) { return &rt->timers; }
 
 pn_runtime *pn_runtime_current(void) { return pn__tls_rt; }
@@ -204,6 +223,7 @@ int pn_runtime_metrics_get(pn_runtime *rt, pn_runtime_metrics *out)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
     out->workers = rt->ops->nworkers(rt);
+    out->backend = pn__reactor_backend(rt->reactor);
     for (unsigned i = 0; i < out->workers; i++) {
         pn_worker_metrics w;
         memset(&w, 0, sizeof(w));

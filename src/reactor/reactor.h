@@ -1,9 +1,11 @@
 /*
  * reactor.h - the reactor's private interface (backend-independent).
  *
- * The reactor turns kernel readiness into wakes.  Each registered fd has a
- * record (pn__registration) in a slab of fixed-size chunks, so records never
- * move; the epoll data word carries the record's index and generation, and
+ * The reactor turns kernel readiness into wakes, through one of two
+ * backends: epoll (epoll.c) or io_uring multishot polls (uring.c).  Each
+ * registered fd has a record (pn__registration) in a slab of fixed-size
+ * chunks, so records never move; the event's token (epoll's data word,
+ * io_uring's user_data) carries the record's index and generation, and
  * an event whose generation no longer matches (the fd was closed and the
  * record reused) is dropped.  A record holds the readiness bits with a tick
  * (bumped on every event, so a clear based on stale readiness cannot erase a
@@ -21,6 +23,7 @@
 #include <stdatomic.h>
 #include "pollen/future.h"
 #include "pollen/io.h"
+#include "pollen/runtime.h"
 
 /* Readiness bits (the low 16 bits of the readiness word; the tick is above). */
 #define PN__READY_READ       0x01u
@@ -43,16 +46,25 @@ typedef struct pn__registration {
 
 typedef struct pn__reactor pn__reactor;
 
-int  pn__reactor_new(unsigned max_events, pn__reactor **out);
+/* The backend to use for a configured `cfg`: POLLEN_BACKEND=auto|epoll|uring
+ * in the environment overrides it.  0, or -EINVAL for another value. */
+int  pn__backend_resolve(pn_backend cfg, pn_backend *out);
+/* A reactor on `backend` (AUTO: io_uring if it can be set up, else epoll).
+ * Returns 0, -EINVAL (bad argument), -ENOSYS (io_uring asked for but not
+ * built in), or the -errno of the backend's setup. */
+int  pn__reactor_new(unsigned max_events, pn_backend backend, pn__reactor **out);
+/* The backend in use (EPOLL or URING). */
+pn_backend pn__reactor_backend(const pn__reactor *r);
 /* Detach every remaining pn_async_fd (their fds stay open), drop wakers,
- * close epoll and eventfd, free the slab. */
+ * close the backend's fds, free the slab. */
 void pn__reactor_free(pn__reactor *r);
 
-/* Register fd (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) for `owner`. */
+/* Watch fd (edge-triggered read, write, read-closed) for `owner`. */
 int  pn__reactor_register(pn__reactor *r, int fd, pn_async_fd *owner,
                           pn__registration **out);
-/* EPOLL_CTL_DEL (errors ignored: the fd may be closed already), mark the
- * record SHUTDOWN, wake both wakers, bump the generation, free the slot. */
+/* Mark the record SHUTDOWN, stop watching its fd (errors ignored: the fd
+ * may be closed already), wake both wakers, bump the generation, free the
+ * slot. */
 void pn__reactor_deregister(pn__reactor *r, pn__registration *reg);
 
 /*
@@ -66,6 +78,9 @@ int  pn__reactor_poll(pn__reactor *r, int64_t timeout_ns);
 /* Make a blocked (or the next) pn__reactor_poll return.  Coalesced: many
  * wakes before the reactor runs write the eventfd once.  Thread-safe. */
 void pn__reactor_wake(pn__reactor *r);
+
+/* How many wakes reached the backend (the others were coalesced; tests). */
+unsigned pn__reactor_wake_signals(pn__reactor *r);
 
 /* Number of live registrations (for tests and leak checks). */
 size_t pn__reactor_count(const pn__reactor *r);

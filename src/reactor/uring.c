@@ -1,0 +1,480 @@
+/*
+ * uring.c - the io_uring backend of the reactor (readiness mode).
+ *
+ * Owns: the reactor's ring, the lock that guards its submission queue, and
+ * a small second ring that only sends wakes (struct ur).
+ *
+ * Every registered fd gets one multishot poll request (POLLIN | POLLOUT |
+ * POLLRDHUP) whose user_data is the record's token, so a CQE is an epoll
+ * event by another name and every I/O future works unchanged.  A multishot
+ * poll posts a CQE on each wake-up of the file, which is the edge-triggered
+ * behaviour the reactor core expects.
+ *
+ * Submission queue: any thread may register or deregister, so every SQ
+ * access happens under `sq_lock`.  A poll's completions run as task work
+ * on the thread that submitted it, and that work interrupts the thread
+ * (a blocking recv with a timeout on a user's thread would fail with
+ * EINTR).  So only threads that turn this reactor (the loop thread, the
+ * workers) submit, and at once, as epoll_ctl would: a registration is live
+ * before its task sleeps, and a removal lets go of the file before its fd
+ * is closed.  Any other thread queues its SQE and wakes the reactor, whose
+ * next turn submits it.  Several threads submit, so the ring is not
+ * SINGLE_ISSUER, and neither DEFER_TASKRUN nor COOP_TASKRUN is used: a
+ * worker parked on a futex must be told to post its polls' CQEs.
+ * docs/ARCHITECTURE.md discusses what this costs.
+ *
+ * Turn: submit what is queued (re-arms), then wait with one
+ * io_uring_enter(GETEVENTS | EXT_ARG) carrying the timeout, unless CQEs
+ * are already there or the turn must not block; a non-blocking turn with
+ * an empty CQ makes no syscall.  CQEs are reaped in one batch and the CQ
+ * head advanced once.
+ *
+ * A multishot poll can end (a CQE without IORING_CQE_F_MORE): on CQ
+ * overflow, when the submitting thread exits (its requests are cancelled),
+ * or when it is removed.  The reactor re-arms it, under sq_lock, when the
+ * record is still the same registration and not shutting down; the
+ * deregistration sets PN__READY_SHUTDOWN before it takes sq_lock to queue
+ * the removal, so a re-arm is either refused or queued before the removal.
+ * Removals carry IOSQE_CQE_SKIP_SUCCESS; their failures, like every CQE
+ * tagged TAG_IGNORE, are dropped.
+ *
+ * Wakes: a thread that drives the ring (a worker) submits
+ * IORING_OP_MSG_RING on the waker ring (under `waker_lock`), which posts a
+ * CQE with PN__WAKE_TOKEN straight into the reactor's CQ and wakes its
+ * waiter, with no task-work round trip through another thread.  Any other
+ * thread writes an eventfd, on which a driver keeps a multishot poll
+ * (armed by the first turn, re-armed by a later one if it ends).
+ *
+ * Setup needs: IORING_FEAT_NODROP and IORING_FEAT_EXT_ARG, and the poll,
+ * poll-remove and msg-ring opcodes (Linux 5.19 or later in practice).  Any
+ * failure is returned, and AUTO falls back to epoll.
+ */
+#ifdef PN_WITH_URING
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <liburing.h>
+#include "core/sys.h"
+#include "reactor/backend.h"
+
+#define TAG_IGNORE (1ull << 63)   /* CQEs nobody waits for */
+#define EVFD_TOKEN (TAG_IGNORE | 1)  /* the wake eventfd's poll */
+#define SQ_ENTRIES 1024u
+#define WAKER_ENTRIES 8u
+
+struct ur {
+    struct io_uring ring;
+    atomic_uint polls;            /* multishot polls armed and not ended */
+    uint64_t id;                  /* unique per ring, for tl_driver */
+    int wakefd;                   /* eventfd: wakes from other threads */
+    bool evfd_armed;              /* its poll is live (driver only) */
+    pthread_mutex_t sq_lock;
+    struct io_uring waker;
+    pthread_mutex_t waker_lock;
+};
+
+static atomic_uint_fast64_t next_id = 1;
+
+static void ur_free(struct ur *u)
+{
+    if (u->wakefd >= 0)
+        pn__sys.close(u->wakefd);
+    pthread_mutex_destroy(&u->sq_lock);
+    pthread_mutex_destroy(&u->waker_lock);
+    pn__free(u);
+}
+
+static int probe(struct io_uring *ring)
+{
+    if (!(ring->features & IORING_FEAT_NODROP) ||
+        !(ring->features & IORING_FEAT_EXT_ARG))
+        return -EOPNOTSUPP;
+    struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+    if (!p)
+        return -EOPNOTSUPP;
+    bool ok = io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
+              io_uring_opcode_supported(p, IORING_OP_POLL_REMOVE) &&
+              io_uring_opcode_supported(p, IORING_OP_MSG_RING);
+    io_uring_free_probe(p);
+    return ok ? 0 : -EOPNOTSUPP;
+}
+
+struct setup_arg {
+    struct ur *u;
+    unsigned max_events;
+    int err;
+};
+
+static void *setup_rings(void *arg)
+{
+    struct setup_arg *a = arg;
+    struct ur *u = a->u;
+    /* The CQ holds a turn's worth of events several times over; past
+     * that, NODROP keeps the overflow in the kernel until the next turn. */
+    unsigned cq = a->max_events * 4;
+    if (cq < 2 * SQ_ENTRIES)
+        cq = 2 * SQ_ENTRIES;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CLAMP;
+    p.cq_entries = cq;
+    a->err = pn__sys.uring_init(SQ_ENTRIES, &u->ring, &p);
+    if (a->err)
+        return NULL;
+    a->err = probe(&u->ring);
+    if (!a->err) {
+        memset(&p, 0, sizeof p);
+        a->err = pn__sys.uring_init(WAKER_ENTRIES, &u->waker, &p);
+    }
+    if (a->err)
+        io_uring_queue_exit(&u->ring);
+    return NULL;
+}
+
+static int ur_open(pn__reactor *r)
+{
+    struct ur *u = pn__calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    pthread_mutex_init(&u->sq_lock, NULL);
+    pthread_mutex_init(&u->waker_lock, NULL);
+    u->id = atomic_fetch_add(&next_id, 1);
+    u->wakefd = pn__sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (u->wakefd < 0) {
+        int err = -errno;
+        ur_free(u);
+        return err;
+    }
+    /* The rings are set up on a thread of our own that exits at once: the
+     * kernel records the thread that creates a ring and, when the ring is
+     * destroyed, sends it task work that interrupts whatever it is doing
+     * (a user's blocking recv with a timeout fails with EINTR).  A thread
+     * that has exited is not sent anything. */
+    struct setup_arg a = { .u = u, .max_events = r->max_events };
+    pthread_t th;
+    int err = -pthread_create(&th, NULL, setup_rings, &a);
+    if (!err) {
+        pthread_join(th, NULL);
+        err = a.err;
+    }
+    if (err) {
+        ur_free(u);
+        return err;
+    }
+    r->be_data = u;
+    return 0;
+}
+
+/* An SQE, submitting what is queued when the SQ is full.  sq_lock held. */
+static struct io_uring_sqe *get_sqe(struct ur *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    while (!sqe) {
+        if (io_uring_submit(&u->ring) < 0)
+            return NULL;
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static void prep_poll(struct ur *u, struct io_uring_sqe *sqe, int fd, uint64_t token)
+{
+    atomic_fetch_add(&u->polls, 1);
+    io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLOUT | POLLRDHUP);
+    io_uring_sqe_set_data64(sqe, token);
+}
+
+/* Submit what is queued.  EAGAIN/EBUSY (no memory for a request, CQ
+ * overflow backlog) leave the SQEs queued for the reactor's next turn.
+ * sq_lock held.  0 or -errno. */
+static int submit(struct ur *u)
+{
+    int n;
+    do
+        n = io_uring_submit(&u->ring);
+    while (n == -EINTR);
+    return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
+}
+
+/* The reactor this thread has turned last: its polls' completions run as
+ * task work on it, which its own turns run.  Other threads must not
+ * submit: a poll they submitted would interrupt them (a blocking syscall
+ * with a timeout on a user's thread would fail with EINTR) each time its
+ * file became ready. */
+static _Thread_local uint64_t tl_driver;
+
+/* Send what is queued: now if this thread drives the ring, else by waking
+ * the thread that does (its turn submits first thing).  Called with
+ * sq_lock held; releases it.  0 or -errno. */
+static int flush(pn__reactor *r, struct ur *u)
+{
+    if (tl_driver == u->id) {
+        int err = submit(u);
+        pthread_mutex_unlock(&u->sq_lock);
+        return err;
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    pn__reactor_wake(r);
+    return 0;
+}
+
+static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
+{
+    struct ur *u = r->be_data;
+    /* epoll refuses files that cannot be polled (regular files and
+     * directories) with EPERM; poll on them would complete at once, for
+     * ever.  Refuse them the same way. */
+    if (!reg->owner || (!reg->owner->is_socket && !reg->owner->is_stream)) {
+        struct stat st;
+        if (fstat(reg->fd, &st) < 0)
+            return -errno;
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+            return -EPERM;
+    }
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = get_sqe(u);
+    int err = -EBUSY;
+    if (sqe) {
+        prep_poll(u, sqe, reg->fd, token);
+        err = flush(r, u);
+    } else {
+        pthread_mutex_unlock(&u->sq_lock);
+    }
+    return err;
+}
+
+static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
+{
+    (void)reg;
+    struct ur *u = r->be_data;
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (sqe) {
+        io_uring_prep_poll_remove(sqe, token);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        (void)flush(r, u);
+    } else {
+        pthread_mutex_unlock(&u->sq_lock);
+    }
+}
+
+/* Re-arm the poll of `token` if its record is still that registration's.
+ * Returns true when an SQE was queued. */
+static bool rearm(pn__reactor *r, struct ur *u, uint64_t token)
+{
+    bool queued = false;
+    pthread_mutex_lock(&u->sq_lock);
+    pn__registration *reg = pn__reactor_lookup(r, token);
+    if (reg) {
+        struct io_uring_sqe *sqe = get_sqe(u);
+        if (sqe) {
+            prep_poll(u, sqe, reg->fd, token);
+            queued = true;
+        }
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    return queued;
+}
+
+static int wait_cqe(struct ur *u, int64_t timeout_ns)
+{
+    struct __kernel_timespec ts;
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof arg);
+    arg.sigmask_sz = _NSIG / 8;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+    }
+    int n = io_uring_enter2(u->ring.ring_fd, 0, 1,
+                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                            (sigset_t *)&arg, sizeof arg);
+    /* liburing returns -errno (errno is not set). */
+    if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
+        return n;
+    return 0;
+}
+
+/* Cancel every request and wait (up to a second) until each poll has
+ * posted its last CQE: only then has the kernel let go of the files, so an
+ * fd the owner closes after the runtime is gone really closes.  (Closing
+ * the ring alone tears requests down in the background.) */
+static void cancel_all(struct ur *u)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        (void)submit(u);
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    for (int i = 0; i < 100 && atomic_load(&u->polls) > 0; i++) {
+        (void)wait_cqe(u, 10 * 1000 * 1000);
+        unsigned head, seen = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&u->ring, head, cqe) {
+            seen++;
+            if (!(cqe->user_data & TAG_IGNORE) && cqe->user_data != PN__WAKE_TOKEN &&
+                !(cqe->flags & IORING_CQE_F_MORE))
+                atomic_fetch_sub(&u->polls, 1);
+        }
+        io_uring_cq_advance(&u->ring, seen);
+    }
+}
+
+static void ur_close(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    if (!u)
+        return;
+    cancel_all(u);
+    io_uring_queue_exit(&u->waker);
+    io_uring_queue_exit(&u->ring);
+    ur_free(u);
+    r->be_data = NULL;
+}
+
+static int ur_turn(pn__reactor *r, int64_t timeout_ns)
+{
+    struct ur *u = r->be_data;
+    tl_driver = u->id;
+    if (!u->evfd_armed) {
+        pthread_mutex_lock(&u->sq_lock);
+        struct io_uring_sqe *sqe = get_sqe(u);
+        if (sqe) {
+            io_uring_prep_poll_multishot(sqe, u->wakefd, POLLIN);
+            io_uring_sqe_set_data64(sqe, EVFD_TOKEN);
+            u->evfd_armed = true;
+        }
+        pthread_mutex_unlock(&u->sq_lock);
+    }
+    if (io_uring_sq_ready(&u->ring)) {
+        pthread_mutex_lock(&u->sq_lock);
+        int err = submit(u);
+        pthread_mutex_unlock(&u->sq_lock);
+        if (err)
+            return err;
+    }
+    if (!io_uring_cq_ready(&u->ring)) {
+        if (timeout_ns != 0) {
+            int err = wait_cqe(u, timeout_ns);
+            if (err)
+                return err;
+        } else if (io_uring_cq_has_overflow(&u->ring)) {
+            (void)io_uring_get_events(&u->ring);
+        }
+    }
+    int dispatched = 0;
+    bool rearmed = false;
+    unsigned head, seen = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&u->ring, head, cqe) {
+        uint64_t ud = cqe->user_data;
+        int res = cqe->res;
+        bool more = cqe->flags & IORING_CQE_F_MORE;
+        seen++;
+        if (ud == PN__WAKE_TOKEN) {
+            pn__reactor_woken(r);
+        } else if (ud == EVFD_TOKEN) {
+            uint64_t v;
+            while (pn__sys.read(u->wakefd, &v, sizeof v) < 0 && errno == EINTR)
+                ;
+            pn__reactor_woken(r);   /* after the drain, as in epoll.c */
+            if (!more)
+                u->evfd_armed = false;   /* re-armed by the next turn */
+        } else if (!(ud & TAG_IGNORE)) {
+            if (res >= 0)
+                dispatched += pn__reactor_dispatch(r, ud, pn__poll_to_ready((uint32_t)res));
+            else if (res != -ECANCELED)
+                /* The poll failed (the fd went bad): both sides retry
+                 * their syscall and get the error from it. */
+                dispatched += pn__reactor_dispatch(r, ud, PN__READY_ERROR |
+                                                   PN__READY_READ | PN__READY_WRITE);
+            if (!more) {
+                atomic_fetch_sub(&u->polls, 1);
+                if (res >= 0 || res == -ECANCELED)
+                    rearmed |= rearm(r, u, ud);
+            }
+        }
+        if (seen == r->max_events)
+            break;
+    }
+    io_uring_cq_advance(&u->ring, seen);
+    if (rearmed) {
+        pthread_mutex_lock(&u->sq_lock);
+        int err = submit(u);
+        pthread_mutex_unlock(&u->sq_lock);
+        if (err)
+            return err;
+    }
+    return dispatched;
+}
+
+/* From a thread that is not one of the ring's drivers: the eventfd (a
+ * MSG_RING submitted here could, if the kernel punts it, come back as task
+ * work that interrupts this thread). */
+static int wake_eventfd(struct ur *u)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do
+        n = pn__sys.write(u->wakefd, &one, sizeof one);
+    while (n < 0 && errno == EINTR);
+    return n < 0 && errno != EAGAIN ? -errno : 0;
+}
+
+static int ur_wake(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    if (tl_driver != u->id)
+        return wake_eventfd(u);
+    int err = 0;
+    pthread_mutex_lock(&u->waker_lock);
+    /* Failed MSG_RINGs from earlier wakes (successes post no CQE). */
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&u->waker, &cqe) == 0)
+        io_uring_cqe_seen(&u->waker, cqe);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->waker);
+    if (!sqe) {
+        err = -EBUSY;
+    } else {
+        io_uring_prep_msg_ring(sqe, u->ring.ring_fd, 0, PN__WAKE_TOKEN, 0);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        int n;
+        do
+            n = io_uring_submit(&u->waker);
+        while (n == -EINTR);
+        if (n < 0)
+            err = n;
+        else if (io_uring_peek_cqe(&u->waker, &cqe) == 0) {
+            /* MSG_RING runs inline: a CQE now is its failure. */
+            if (cqe->res < 0)
+                err = cqe->res;
+            io_uring_cqe_seen(&u->waker, cqe);
+        }
+    }
+    pthread_mutex_unlock(&u->waker_lock);
+    return err;
+}
+
+const struct pn__backend pn__uring_backend = {
+    .name = "uring",
+    .kind = PN_BACKEND_URING,
+    .open = ur_open,
+    .close = ur_close,
+    .add = ur_add,
+    .del = ur_del,
+    .turn = ur_turn,
+    .wake = ur_wake,
+};
+
+#endif /* PN_WITH_URING */
