@@ -356,16 +356,15 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
         }
         pthread_mutex_unlock(&u->sq_lock);
     }
-    if (io_uring_sq_ready(&u->ring)) {
-        pthread_mutex_lock(&u->sq_lock);
-        int err = submit(u);
-        pthread_mutex_unlock(&u->sq_lock);
-        if (err)
-            return err;
-    }
+    /* The SQ is only looked at under its lock (other threads queue). */
+    pthread_mutex_lock(&u->sq_lock);
+    int err = io_uring_sq_ready(&u->ring) ? submit(u) : 0;
+    pthread_mutex_unlock(&u->sq_lock);
+    if (err)
+        return err;
     if (!io_uring_cq_ready(&u->ring)) {
         if (timeout_ns != 0) {
-            int err = wait_cqe(u, timeout_ns);
+            err = wait_cqe(u, timeout_ns);
             if (err)
                 return err;
         } else if (io_uring_cq_has_overflow(&u->ring)) {
