@@ -30,12 +30,15 @@ fi
 if [ "$what" = bench ]; then
     need libuv1-dev has_header uv.h
     need wrk command -v wrk
-    # The Tokio peers (bench/peers/tokio): cargo and Debian's Tokio sources,
-    # built offline.  Optional: bench/run.sh skips Tokio with a line saying
-    # why when they are missing and cannot be installed.
+    # The Tokio peers (bench/peers/tokio): cargo, rustc and Debian's Tokio
+    # sources, built offline.  A fresh Debian 12 has no rustup: Debian's own
+    # cargo and rustc 1.63 (in /usr/bin) build them (bench/run.sh lets that
+    # cargo write its own Cargo.lock).  Optional: bench/run.sh skips Tokio
+    # with a line saying why when they are missing and cannot be installed.
     need_opt() { pkg=$1; shift; "$@" >/dev/null 2>&1 || optional="$optional $pkg"; }
     optional=""
-    need_opt cargo command -v cargo
+    need_opt cargo cargo --version
+    need_opt rustc rustc --version
     need_opt librust-tokio-dev sh -c 'ls -d /usr/share/cargo/registry/tokio-1.*'
     if [ -n "$optional" ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
