@@ -21,7 +21,9 @@ A figure whose runs scatter widely therefore matches more easily: its
 stated spread says how far to trust it, and the rule holds each run to
 what it stated, no more.  The figures that do not match are listed (-v:
 also the strict misses), then the counts, overall and for the tail-latency
-rows (p99, p99.9) apart.  Exit status 0 when at least 90% of the figures
+rows (p99, p99.9) apart, and the load average of both runs (a machine
+busy with other work in one run and not the other moves every figure, and
+no rule can tell that from a regression).  Exit status 0 when at least 90% of the figures
 match, 1 otherwise, 2 on bad usage.  The rule is documented in
 docs/BENCHMARKS.md, "Repeatability".
 """
@@ -50,9 +52,10 @@ def main(argv):
         print(__doc__.strip().splitlines()[3].strip(), file=sys.stderr)
         return 2
     with open(args[0]) as f:
-        old = figures(json.load(f))
+        old_doc = json.load(f)
     with open(args[1]) as f:
-        new = figures(json.load(f))
+        new_doc = json.load(f)
+    old, new = figures(old_doc), figures(new_doc)
     common = sorted(set(old) & set(new))
     if not common:
         print("no figure in common")
@@ -87,6 +90,10 @@ def main(argv):
           % (agree, n, 100.0 * agree / n, counts[True][0], counts[True][1], counts[False][0],
              counts[False][1], strict, n,
              "; %d figures in one run only" % only if only else ""))
+    # A busy machine moves every figure: say how loaded each run was.
+    loads = [d.get("machine", {}).get("loadavg_start_end") for d in (old_doc, new_doc)]
+    if all(loads):
+        print("load average: previous run %s, this run %s" % tuple(loads))
     return 0 if agree >= 0.9 * n else 1
 
 
