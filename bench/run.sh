@@ -2,34 +2,45 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~24 minutes)
+#   make bench            full run: 5 runs of every figure (~17 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
 # the number of runs), ONLY="sleep runtime timers echo http idle" (suites),
 # REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
+# BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
+# ECHO_GRID / ECHO_MT_GRID (closed-loop echo rows conns:size),
 # ECHO_RATE_GRID (fixed-rate echo rows conns:size:msgs_per_s, default
-# "50:64:50000", none under QUICK).
+# "50:64:50000", none under QUICK), HTTP_SECS, HTTP_WARM, HTTP_REPS (wrk
+# windows per server per run), HTTP_CONNS.
 #
-# Two tables.  The first: pollen (current-thread runtime), pollen
-# multi-thread runtime with 1 worker (the worker drives epoll and timers),
-# Tokio current_thread, Tokio multi_thread with 1 worker, libuv (one loop);
-# its ratio compares pollen's current-thread runtime with the best of the
-# other runtimes' columns.  The second, multi-thread runtimes: pollen with 1
+# Two tables.  The first: pollen (current-thread runtime), pollen-uring
+# (the same echo and HTTP servers run again with POLLEN_BACKEND=uring, the
+# io_uring reactor; echo and http suites only; every other pollen program
+# runs with POLLEN_BACKEND=epoll), pollen multi-thread runtime with 1
+# worker (the worker drives epoll and timers), Tokio current_thread, Tokio
+# multi_thread with 1 worker, libuv (one loop); its ratio compares pollen's
+# current-thread runtime (epoll) with the best of the other runtimes'
+# columns (Tokio, libuv).  The second, multi-thread runtimes: pollen with 1
 # and 2 workers in both driver modes (PN_DRIVER_WORKERS: the worker about to
 # park drives epoll and timers; PN_DRIVER_REACTOR_THREAD: a dedicated
 # reactor thread) against Tokio multi_thread with 1 and 2 workers; its
 # ratios say how many times better (> 1) or worse (< 1) one column is than
 # another, whatever the direction of the figure.  The Tokio programs are
-# built here from bench/peers/tokio (offline, Debian's librust-tokio-dev); a
-# peer whose toolchain is missing is skipped with a line saying so.
+# built here (offline, Debian's librust-tokio-dev) from a copy of
+# bench/peers/tokio in $BENCH_BIN/tokio/crate whose Cargo.lock the cargo at
+# hand writes anew (Debian 12's cargo cannot read a newer cargo's lock
+# file); a peer whose toolchain is missing is skipped with a line saying so.
 #
 # Every program prints lines `<figure> key=value ...`; each run appends them
 # to build/bench/results/raw.txt prefixed with the peer and the run number.
 # The runs of the peers are interleaved (run 1 of every peer, then run 2...)
 # so that a slow minute of this noisy VM hits all of them.  At the end, the
 # median and the spread ((max-min)/median) of each figure go into one table
-# (stdout and bench/results/latest.md) and bench/results/latest.json.
+# (stdout and bench/results/latest.md) and bench/results/latest.json (every
+# run of every figure for every peer, with median, min, max, spread_pct).
+# The run is then compared with the previous one of the same sizes by
+# bench/compare.py (the rule is in docs/BENCHMARKS.md, "Repeatability").
 #
 # TCP echo: the server is pinned to CPU 0 and the load generator
 # (bench/loadgen/echo_load.c, plain epoll) to CPU 1 when the machine has 2+
@@ -54,41 +65,46 @@ QUICK=${QUICK:-0}
 ONLY=${ONLY:-"sleep runtime timers echo http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
-    SLEEP_COUNT=150        # sequential sleeps per run (x5 ms = 0.75 s)
+    SLEEP_COUNT=100        # sequential sleeps per run (x5 ms = 0.5 s)
     SLEEP_ROUNDS=1
     RT_N=100000            # spawn_many, spawn_many_remote, chained_spawn tasks
     TIMERS_N=100000        # concurrent sleeps (deadlines still 1-1000 ms)
-    ECHO_SECS=1.0
-    ECHO_WARM=0.2
+    TC_N=400000            # timer_cancel: 1000 tasks x 400 awaits, each way
+    ECHO_SECS=${ECHO_SECS:-0.8}
+    ECHO_WARM=${ECHO_WARM:-0.1}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64"}   # multi-thread servers (2 workers)
     ECHO_RATE_GRID=${ECHO_RATE_GRID-""}     # fixed-rate rows conns:size:msgs/s (none in QUICK)
     HTTP_SECS=${HTTP_SECS:-1}   # wrk -d (whole seconds)
     HTTP_WARM=${HTTP_WARM:-0}   # seconds of unmeasured wrk first (whole seconds)
+    HTTP_REPS=${HTTP_REPS:-1}   # wrk windows per server per run (each one a sample)
     IDLE_CONNS=${IDLE_CONNS:-2000}
 else
     RUNS=${RUNS:-5}
-    SLEEP_COUNT=1000
+    SLEEP_COUNT=600        # 600 x (5 ms + 1 ms) sequential, ~4 s per program
     SLEEP_ROUNDS=3
     RT_N=1000000
     TIMERS_N=1000000
-    ECHO_SECS=3
-    ECHO_WARM=1
-    ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64"}
+    TC_N=1000000
+    ECHO_SECS=${ECHO_SECS:-2}
+    ECHO_WARM=${ECHO_WARM:-0.5}
+    ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64 1000:4096"}
     ECHO_MT_GRID=${ECHO_MT_GRID:-"50:64 50:4096"}
     ECHO_RATE_GRID=${ECHO_RATE_GRID-"50:64:50000"}
     HTTP_SECS=${HTTP_SECS:-2}
     HTTP_WARM=${HTTP_WARM:-0}
+    HTTP_REPS=${HTTP_REPS:-2}
     IDLE_CONNS=${IDLE_CONNS:-10000}
 fi
 HTTP_CONNS=${HTTP_CONNS:-50}
 rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
 RT_L=$(rt_label $RT_N)
 TIMERS_L=$(rt_label $TIMERS_N)
+TC_K=$((TC_N / 1000))
 
 RES=$BENCH_BIN/results
 RAW=$RES/raw.txt
-OUTDIR=bench/results
+OUTDIR=${BENCH_OUT:-bench/results}
 mkdir -p "$RES" "$OUTDIR"
 REPORT_ONLY=${REPORT_ONLY:-0}   # 1: only rebuild the tables from the last raw.txt
 [ "$REPORT_ONLY" = 1 ] || : > "$RAW"
@@ -123,25 +139,67 @@ LOADGEN=$BENCH_BIN/loadgen/echo_load
 POLLEN_HTTP=build/examples/http_server
 UV_HTTP=$BENCH_BIN/peers/uv_http_server
 
-HAVE_UV=yes
-[ -x "$UV_SLEEP" ] || { HAVE_UV=no; say "skip libuv: $UV_SLEEP not built (libuv1-dev missing?)"; }
+SKIPPED=""   # one "peer: why" per skipped peer, for the JSON
+skip_peer() {  # PEER WHY...
+    p=$1; shift
+    say "skip $p: $*"
+    SKIPPED="$SKIPPED${SKIPPED:+; }$p: $*"
+}
 
-# Tokio: cargo plus Debian's packaged sources; built offline, release.
+# libuv: the C peers, built by `make bench-build` when libuv1-dev is there.
+HAVE_UV=yes
+for f in "$UV_SLEEP" "$UV_TIMERS" "$UV_ECHO" "$UV_HTTP"; do
+    if [ ! -x "$f" ]; then
+        HAVE_UV=no
+        skip_peer libuv "$f not built (libuv1-dev missing? sh mk/deps.sh bench installs it as root)"
+        break
+    fi
+done
+
+# pollen's backend: every pollen program runs with POLLEN_BACKEND=epoll;
+# the echo and HTTP servers run a second time as the column pollen-uring
+# with POLLEN_BACKEND=uring.  A build that does not read the variable (no
+# io_uring backend yet) runs epoll in both columns: say so.
+export POLLEN_BACKEND=epoll
+URING_NOTE=""
+if [ -x "$POLLEN_ECHO" ] && ! grep -q POLLEN_BACKEND "$POLLEN_ECHO" 2>/dev/null; then
+    URING_NOTE="$POLLEN_ECHO does not read POLLEN_BACKEND (no io_uring backend in this build): pollen-uring runs epoll like pollen"
+elif [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
+    URING_NOTE="io_uring is disabled on this kernel (kernel.io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled)): pollen-uring may fail or fall back to epoll"
+fi
+[ -n "$URING_NOTE" ] && say "note: $URING_NOTE"
+HAVE_URING=yes   # cleared by check_uring when the uring server will not start
+
+# Tokio: cargo plus Debian's packaged sources; built offline, release.  The
+# crate is copied to $BENCH_BIN/tokio/crate (times kept, so an unchanged
+# source is not rebuilt) and built there without a Cargo.lock: the cargo at
+# hand resolves the same crates from the directory source in a moment and
+# writes a lock file it can read (Debian 12's cargo 1.65 stops at a
+# version-4 lock file from a newer cargo, and the source tree stays clean).
 TOKIO_DIR=$BENCH_BIN/tokio/release
 HAVE_TOKIO=no
 TOKIO_VERSION=
 if ! command -v cargo >/dev/null 2>&1; then
-    say "skip Tokio: cargo not found (sh mk/deps.sh bench installs cargo as root)"
+    skip_peer Tokio "cargo not found (sh mk/deps.sh bench installs Debian's cargo and rustc as root)"
+elif ! cargo --version >/dev/null 2>&1; then
+    skip_peer Tokio "'cargo --version' fails (a rustup proxy without a toolchain?)"
 elif ! ls -d /usr/share/cargo/registry/tokio-1.* >/dev/null 2>&1; then
-    say "skip Tokio: /usr/share/cargo/registry/tokio-1.* missing (apt-get install librust-tokio-dev)"
+    skip_peer Tokio "/usr/share/cargo/registry/tokio-1.* missing (apt-get install librust-tokio-dev)"
 else
     TOKIO_VERSION=$(ls -d /usr/share/cargo/registry/tokio-1.* | sed 's|.*/tokio-||' | sort -V | tail -1)
-    say "building the Tokio peers (tokio $TOKIO_VERSION, cargo build --release --offline) ..."
-    if (cd bench/peers/tokio && CARGO_TARGET_DIR="$(cd ../../.. && pwd)/$BENCH_BIN/tokio" \
-            cargo build --release --offline --quiet) >>"$LOG" 2>&1; then
+    say "building the Tokio peers (tokio $TOKIO_VERSION, $(cargo --version), cargo build --release --offline) ..."
+    mkdir -p "$BENCH_BIN/tokio"
+    ABS_TOKIO=$(cd "$BENCH_BIN/tokio" && pwd)
+    tb=$(date +%s)
+    if { rm -rf "$ABS_TOKIO/crate.new" && cp -Rp bench/peers/tokio "$ABS_TOKIO/crate.new" &&
+         rm -f "$ABS_TOKIO/crate.new/Cargo.lock" && rm -rf "$ABS_TOKIO/crate.new/target" &&
+         rm -rf "$ABS_TOKIO/crate" && mv "$ABS_TOKIO/crate.new" "$ABS_TOKIO/crate" &&
+         (cd "$ABS_TOKIO/crate" && CARGO_TARGET_DIR="$ABS_TOKIO" cargo build --release --offline --quiet)
+       } >>"$LOG" 2>&1; then
         HAVE_TOKIO=yes
+        say "built the Tokio peers in $(( $(date +%s) - tb ))s"
     else
-        say "skip Tokio: the build failed (see $LOG)"
+        skip_peer Tokio "the build failed (see $LOG)"
         tail -5 "$LOG"
     fi
 fi
@@ -210,6 +268,7 @@ suite_timers() {  # run
     for f in $TIMER_FIGS; do
         nopt=""
         [ $f = timers_many ] && nopt="--n $TIMERS_N"
+        [ $f = timer_cancel ] && nopt="--n $TC_N"
         say "  [run $r/$RUNS $(elapsed)] timers: $f"
         record pollen "$r" $POLLEN_TIMERS $f $nopt
         record pollen_mt1 "$r" $POLLEN_TIMERS $f $nopt --workers 1 --driver workers
@@ -250,12 +309,12 @@ echo_one() {
         i=0
         while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
             i=$((i + 1))
-            if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
+            if [ $i -gt 250 ] || ! kill -0 $spid 2>/dev/null; then
                 kill $spid 2>/dev/null; wait $spid 2>/dev/null
                 spid=
                 break
             fi
-            sleep 0.05
+            sleep 0.02
         done
         # listening, and it is ours (not another program's on the same port)
         if [ -n "$spid" ]; then
@@ -276,13 +335,25 @@ echo_one() {
     return 0
 }
 
+# echo_pollen RUN CONNS SIZE: pollen's current-thread echo server on epoll,
+# then on io_uring (column pollen-uring); the two swap places every run.
+echo_pollen() {
+    if [ $(($1 % 2)) = 1 ]; then
+        echo_one pollen "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO
+        [ $HAVE_URING = yes ] && echo_one pollen-uring "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO
+    else
+        [ $HAVE_URING = yes ] && echo_one pollen-uring "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO
+        echo_one pollen "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO
+    fi
+}
+
 suite_echo() {  # run
     r=$1
     [ -x "$LOADGEN" ] || { say "  skip echo: $LOADGEN not built"; return; }
     for g in $ECHO_GRID; do
         c=${g%%:*}; s=${g#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
-        echo_one pollen "$r" "$c" "$s" $POLLEN_ECHO
+        echo_pollen "$r" "$c" "$s"
         echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
         if [ $HAVE_TOKIO = yes ]; then
             echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
@@ -304,7 +375,7 @@ suite_echo() {  # run
     for g in $ECHO_RATE_GRID; do
         c=${g%%:*}; rest=${g#*:}; s=${rest%%:*}; ECHO_RATE=${rest#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo, fixed rate: $c connections x $s B, $ECHO_RATE msgs/s, ${ECHO_SECS} s"
-        echo_one pollen "$r" "$c" "$s" $POLLEN_ECHO
+        echo_pollen "$r" "$c" "$s"
         echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
         if [ $HAVE_TOKIO = yes ]; then
             echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
@@ -336,12 +407,12 @@ start_server() {
         i=0
         while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
             i=$((i + 1))
-            if [ $i -gt 100 ] || ! kill -0 $spid 2>/dev/null; then
+            if [ $i -gt 250 ] || ! kill -0 $spid 2>/dev/null; then
                 kill $spid 2>/dev/null; wait $spid 2>/dev/null
                 spid=
                 break
             fi
-            sleep 0.05
+            sleep 0.02
         done
         if [ -n "$spid" ]; then
             sleep 0.05
@@ -400,21 +471,32 @@ suite_http() {  # run
         make --no-print-directory "$POLLEN_HTTP" >>"$LOG" 2>&1 ||
             { say "  skip http: $POLLEN_HTTP not built"; return; }
     fi
-    say "  [run $r/$RUNS $(elapsed)] http plaintext: wrk -t1 -c$HTTP_CONNS, ${HTTP_SECS} s"
-    # the order rotates every run, so no peer always goes first
-    set -- pollen pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
+    say "  [run $r/$RUNS $(elapsed)] http plaintext: wrk -t1 -c$HTTP_CONNS, ${HTTP_SECS} s x $HTTP_REPS per server"
+    # the order rotates every run, so no peer always goes first; with
+    # HTTP_REPS > 1 the whole round is repeated (each window one sample)
+    set -- pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
     k=$(( (r - 1) % $# ))
     while [ $k -gt 0 ]; do p=$1; shift; set -- "$@" "$p"; k=$((k - 1)); done
+    rep=1
+    while [ $rep -le "$HTTP_REPS" ]; do
+        http_round "$r" "$@"
+        rep=$((rep + 1))
+    done
+}
+
+http_round() {  # RUN PEER...: one wrk window for each peer, in that order
+    r=$1; shift
     for p in "$@"; do
         case $p in
-            pollen) http_one pollen "$r" $POLLEN_HTTP @PORT@ ;;
+            pollen) http_one pollen "$r" env POLLEN_BACKEND=epoll $POLLEN_HTTP @PORT@ ;;
+            pollen-uring) [ $HAVE_URING = yes ] && http_one pollen-uring "$r" env POLLEN_BACKEND=uring $POLLEN_HTTP @PORT@ ;;
             pollen_mt1) http_one pollen_mt1 "$r" $POLLEN_HTTP @PORT@ 1 ;;
             pollen_mt2w) http_one pollen_mt2w "$r" $POLLEN_HTTP @PORT@ 2 ;;
             tokio_*)
                 [ $HAVE_TOKIO = yes ] || continue
                 case $p in tokio_ct) w=0 ;; tokio_mt1) w=1 ;; *) w=2 ;; esac
                 http_one $p "$r" "$TOKIO_DIR/http_server" --workers $w --port @PORT@ ;;
-            libuv) [ $HAVE_UV = yes ] && [ -x "$UV_HTTP" ] && http_one libuv "$r" $UV_HTTP @PORT@ ;;
+            libuv) [ $HAVE_UV = yes ] && http_one libuv "$r" $UV_HTTP @PORT@ ;;
         esac
     done
 }
@@ -465,6 +547,34 @@ suite_idle() {  # run
     done
 }
 
+# check_uring: start the echo server once with POLLEN_BACKEND=uring; when
+# it exits instead of listening (io_uring not built in, or refused by the
+# kernel), skip the pollen-uring column with its error line.
+check_uring() {
+    [ -x "$POLLEN_ECHO" ] && [ -x "$LOADGEN" ] || return 0
+    PORT=$((PORT + 1))
+    env POLLEN_BACKEND=uring $POLLEN_ECHO "$PORT" >"$RES/uring_check.log" 2>&1 &
+    upid=$!
+    i=0
+    while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
+        i=$((i + 1))
+        if ! kill -0 $upid 2>/dev/null; then
+            wait $upid 2>/dev/null
+            HAVE_URING=no
+            skip_peer pollen-uring "POLLEN_BACKEND=uring $POLLEN_ECHO exits at start: $(tail -n 1 "$RES/uring_check.log")"
+            return 0
+        fi
+        [ $i -gt 250 ] && break
+        sleep 0.02
+    done
+    kill $upid 2>/dev/null
+    wait $upid 2>/dev/null
+    return 0
+}
+case " $ONLY " in
+    *" echo "*|*" http "*) [ "$REPORT_ONLY" = 1 ] || check_uring ;;
+esac
+
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED, load average $LOAD0"
 if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
@@ -507,8 +617,8 @@ timers_total|$TIMERS_L concurrent sleeps 1-1000 ms: wall time, first spawn to la
 timers_cpu|$TIMERS_L concurrent sleeps 1-1000 ms: CPU time, all threads (ms) [b]|timers_many|cpu_ms|lower|%.0f
 timers_rss|$TIMERS_L concurrent sleeps 1-1000 ms: peak RSS (MB) [b]|timers_many|peak_rss_mb|lower|%.0f
 timer_mem|memory per pending timer, 100k sleeping tasks: RSS bytes/timer (incl. task) [b]|timer_memory|bytes_per_timer|lower|%.0f
-timer_cancel|timeout armed then cancelled, 1000 tasks x 1000: ns added to the await [c]|timer_cancel|arm_cancel_ns|lower|%.1f
-timer_ready|timeout around a ready future, 1000 tasks x 1000: ns per await|timer_cancel|ready_ns|lower|%.1f
+timer_cancel|timeout armed then cancelled, 1000 tasks x $TC_K: ns added to the await [c]|timer_cancel|arm_cancel_ns|lower|%.1f
+timer_ready|timeout around a ready future, 1000 tasks x $TC_K: ns per await|timer_cancel|ready_ns|lower|%.1f
 EOF
 for g in $ECHO_GRID; do
     c=${g%%:*}; s=${g#*:}
@@ -554,7 +664,8 @@ make_table() {  # TABLE SPEC MD JSONF
         -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
         -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
         -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
-        -v load="$LOAD0 -> $LOAD1" '
+        -v load="$LOAD0 -> $LOAD1" -v httpreps="$HTTP_REPS" -v uringnote="$URING_NOTE" \
+        -v skipped="$SKIPPED" -v tck="$TC_K" '
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 }
@@ -565,7 +676,8 @@ function fmt(f, v,   s) {
     return sprintf(f, v)
 }
 BEGIN {
-    title["pollen"] = "pollen"; title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
+    title["pollen"] = "pollen"; title["pollen-uring"] = "pollen-uring"
+    title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
     title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
     if (table == 2) {
         npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r tokio_mt1 tokio_mt2", peers, " ")
@@ -577,7 +689,8 @@ BEGIN {
         rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(2) reactor vs Tokio mt(2)"
         rtitle[3] = "mt(2) workers vs reactor"
     } else {
-        npeers = split("pollen pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
+        # pollen first: the ratio column is pollen (epoll) / best peer
+        npeers = split("pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
     }
     nrows = 0
     while ((getline line < spec) > 0) {
@@ -619,7 +732,7 @@ END {
             row = row " " fmt(form[r], m) " ±" sprintf("%.0f", spread / 2) "% |"
             list = ""
             for (i = 1; i <= n; i++) list = list (i > 1 ? ", " : "") a[i]
-            printf "%s\"%s\": {\"median\": %s, \"min\": %s, \"max\": %s, \"runs\": [%s]}", (first ? "" : ", "), peers[p], m, a[1], a[n], list > json
+            printf "%s\"%s\": {\"median\": %s, \"min\": %s, \"max\": %s, \"spread_pct\": %.1f, \"n\": %d, \"runs\": [%s]}", (first ? "" : ", "), peers[p], m, a[1], a[n], spread, n, list > json
             first = 0
             if (peers[p] !~ /^pollen/) {
                 # best peer; lateness compares magnitudes (libuv can be early)
@@ -647,14 +760,16 @@ END {
     }
     if (table == 2) {
         print "" > md
-        printf "Median of %d runs, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. Echo servers are pinned to CPU 0, the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs > md
+        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. Echo servers are pinned to CPU 0, the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
         exit
     }
     print "" > md
-    printf "Median of %d runs, ±half the spread (max-min)/median. Ratio: pollen / best peer; \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs > md
+    printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : ""), runs > md
+    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers with POLLEN_BACKEND=uring (io_uring reactor), echo and HTTP rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
+    if (skipped != "") printf "Skipped: %s.\n", skipped > md
     printf "[a] pollen: hand-written one-slot mailbox (no channels yet; under a mutex on the multi-thread runtime); Tokio: tokio::sync::mpsc(1).\n" > md
     printf "[b] pollen and Tokio: one spawned task per sleep; libuv: one uv_timer_t per sleep, no task.\n" > md
-    printf "[c] (1000 tasks x 1000 awaits of a future pending once, inside a 60 s timeout) - (the same without the timeout); libuv: uv_timer_stop + uv_timer_start on 1000 timers, no task.\n" > md
+    printf "[c] (1000 tasks x %d awaits of a future pending once, inside a 60 s timeout) - (the same without the timeout); libuv: uv_timer_stop + uv_timer_start on 1000 timers, no task.\n", tck > md
     printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s, load average %s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : ""), load > md
 }' "$RAW"
 }
@@ -665,6 +780,7 @@ make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
     printf '\n### Multi-thread runtimes\n\n'
     cat "$RES/t2.md"
 } >"$OUTDIR/latest.md"
+json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 # Keep the previous results to compare this run with (bench/compare.py).
 [ -f "$OUTDIR/latest.json" ] && cp "$OUTDIR/latest.json" "$RES/previous.json"
 {
@@ -672,6 +788,9 @@ make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
         "$CPU_MODEL" "$NCPU" "$KERNEL" "$GCC" "$RUSTC" "$UVV" "${TOKIO_VERSION:-none}" "$LOAD0 -> $LOAD1"
     printf '  "date": "%s", "commit": "%s", "quick": %s, "runs": %d, "echo_pinned": "%s",\n' \
         "$DATE" "$COMMIT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$RUNS" "$PINNED"
+    printf '  "echo_secs": %s, "echo_warmup_secs": %s, "http_secs": %s, "http_reps": %d,\n' \
+        "$ECHO_SECS" "$ECHO_WARM" "$HTTP_SECS" "$HTTP_REPS"
+    printf '  "peers_skipped": "%s", "pollen_uring_note": "%s",\n' "$(json_str "$SKIPPED")" "$(json_str "$URING_NOTE")"
     printf '  "figures": [\n'
     cat "$RES/t1.json"
     printf '  ],\n  "multi_thread_figures": [\n'
@@ -684,11 +803,12 @@ say ""
 cat "$OUTDIR/latest.md"
 say ""
 say "wrote $OUTDIR/latest.md, latest.json and latest.svg (raw runs: $RAW)"
-# A second run should land within the first one's spread: say how many do,
-# when the previous run had the same sizes (QUICK or not).
+# A second run should land within the first one's spread (widened by its
+# own; the rule: bench/compare.py): say how many figures do, when the
+# previous run had the same sizes (QUICK or not).
 if [ -f "$RES/previous.json" ] && command -v python3 >/dev/null 2>&1 &&
    grep -q "\"quick\": $([ "$QUICK" = 1 ] && echo true || echo false)," "$RES/previous.json"; then
     say ""
     say "against the previous run of the same sizes (bench/compare.py):"
-    python3 bench/compare.py "$RES/previous.json" "$OUTDIR/latest.json" | tail -n 1 || true
+    python3 bench/compare.py "$RES/previous.json" "$OUTDIR/latest.json" | tail -n 2 || true
 fi
