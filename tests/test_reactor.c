@@ -18,8 +18,11 @@
 #include "reactor/slab.h"
 
 static void reactor_fini(void) { pn__sys_reset(); }
+/* These tests drive the readiness protocol by hand: on io_uring, stream
+ * sockets stay in readiness mode (completion mode: test_uring_io.c). */
+static void reactor_init(void) { setenv("POLLEN_URING_MODE", "readiness", 1); }
 
-TestSuite(reactor, .timeout = PN_TEST_TIMEOUT, .fini = reactor_fini);
+TestSuite(reactor, .timeout = PN_TEST_TIMEOUT, .init = reactor_init, .fini = reactor_fini);
 
 /* ---- counting wakers ---------------------------------------------------- */
 

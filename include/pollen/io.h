@@ -53,6 +53,7 @@ typedef struct pn_async_fd {
     uint8_t reg_busy;                /* claims the lazy registration (multi-thread) */
     uint16_t rd_tick, wr_tick;       /* readiness tick last seen ready, per
                                         direction (for pn_async_fd_clear_ready) */
+    struct pn__uio *uio;             /* io_uring completion-mode state, or NULL */
 } pn_async_fd;
 
 /* Readiness interest for pn_async_fd_poll_ready. */

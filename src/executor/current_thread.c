@@ -311,6 +311,8 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
         old_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
         prctl(PR_SET_TIMERSLACK, (unsigned long)base->cfg.timer_slack_ns, 0, 0, 0);
     }
+    /* This thread runs the tasks: with io_uring it submits their I/O. */
+    pn__reactor_adopt_thread(base->reactor);
 
     for (;;) {
         if (atomic_exchange(&rt->main_woken, 0)) {
@@ -351,6 +353,7 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
         }
         pn__timers_fire(&base->timers, pn_now());
     }
+    pn__reactor_flush(base->reactor);      /* I/O queued by the last polls */
     if (old_slack > 0)
         prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
     pn__tls_rt = prev;

@@ -288,6 +288,9 @@ static bool stop_searching(worker *w)
 static void park(worker *w)
 {
     mt_runtime *rt = w->rt;
+    /* I/O our tasks queued (io_uring completion mode) must be in the
+     * kernel before we sleep: nobody else submits it. */
+    pn__reactor_flush(rt->base.reactor);
     stop_searching(w);
     pn__count(&w->parks, 1);
 
@@ -571,6 +574,7 @@ static void *worker_main(void *arg)
     if (rt->base.cfg.driver == PN_DRIVER_WORKERS && rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
     pn__tls_polling = true;             /* block_on from a worker: -EDEADLK */
+    pn__reactor_adopt_thread(rt->base.reactor);
     pn_cx cx = { .waker = NULL, .rt = &rt->base, .reactor = rt->base.reactor,
                  .timers = &rt->base.timers, .budget = 0 };
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -582,12 +586,15 @@ static void *worker_main(void *arg)
         if (stop_searching(w))
             notify_parked(rt);          /* last searcher found work: pass it on */
         run_task(w, t, &cx);
-        /* Busy workers still look at I/O and timers now and then. */
-        if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
-            w->tick % rt->base.cfg.event_interval == 0 &&
-            !atomic_flag_test_and_set(&rt->driver_busy)) {
-            driver_turn(rt, false);
-            atomic_flag_clear(&rt->driver_busy);
+        /* Busy workers still look at I/O and timers now and then, and
+         * send the I/O their tasks queued. */
+        if (w->tick % rt->base.cfg.event_interval == 0) {
+            if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
+                !atomic_flag_test_and_set(&rt->driver_busy)) {
+                driver_turn(rt, false);
+                atomic_flag_clear(&rt->driver_busy);
+            }
+            pn__reactor_flush(rt->base.reactor);
         }
     }
     stop_searching(w);

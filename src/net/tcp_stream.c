@@ -283,26 +283,15 @@ pn_tcp_writev pn_tcp_writev_all(pn_tcp_stream *s, const struct iovec *iov, int i
 
 /* ---- peek ----------------------------------------------------------------- */
 
-struct peek_arg { void *buf; size_t len; };
-
-static ssize_t op_peek(int fd, void *p)
-{
-    struct peek_arg *a = p;
-    ssize_t n = pn__sys.recv(fd, a->buf, a->len, MSG_PEEK);
-    return n < 0 ? -errno : n;
-}
-
 pn_poll pn_tcp_poll_peek(pn_tcp_stream *s, pn_cx *cx, void *buf, size_t len, ssize_t *res)
 {
-    struct peek_arg a = { buf, len };
-    return pn_async_fd_poll_io(s ? &s->afd : NULL, cx, PN_READABLE, op_peek, &a, res);
+    return pn__async_fd_poll_peek(s ? &s->afd : NULL, cx, buf, len, res);
 }
 
 static pn_poll peek_poll(pn_future *f, pn_cx *cx)
 {
     pn_tcp_peek *p = (pn_tcp_peek *)f;
-    struct peek_arg a = { p->buf, p->len };
-    pn_poll r = pn_async_fd_poll_io(p->afd, cx, PN_READABLE, op_peek, &a, &p->res);
+    pn_poll r = pn__async_fd_poll_peek(p->afd, cx, p->buf, p->len, &p->res);
     if (r == PN_PENDING)
         p->parked = *cx->waker;
     return r;

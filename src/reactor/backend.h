@@ -49,6 +49,12 @@ struct pn__backend {
     /* Make a blocked turn return.  Called at most once until the reactor
      * calls pn__reactor_woken. */
     int  (*wake)(pn__reactor *r);
+    /* Optional.  Submit what this thread queued (completion I/O is queued
+     * during task polls and sent in batches). */
+    void (*flush)(pn__reactor *r);
+    /* Optional.  The calling thread runs this reactor's tasks (a worker,
+     * the current-thread loop): it may submit to the kernel itself. */
+    void (*adopt)(pn__reactor *r);
 };
 
 struct pn__reactor {

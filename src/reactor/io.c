@@ -36,6 +36,7 @@
 #include "executor/rt.h"
 #include "reactor/reactor.h"
 #include "reactor/slab.h"
+#include "reactor/uio.h"
 
 int pn_async_fd_init(pn_async_fd *afd, int fd)
 {
@@ -66,6 +67,7 @@ int pn_async_fd_init(pn_async_fd *afd, int fd)
     afd->gen = 0;
     afd->reg_busy = 0;
     afd->rd_tick = afd->wr_tick = 0;
+    afd->uio = NULL;
     return 0;
 }
 
@@ -126,6 +128,7 @@ int pn_async_fd_close(pn_async_fd *afd)
         return 0;
     /* closed first: a waiter woken by the deregistration sees it. */
     afd->closed = true;
+    pn__uio_close(afd);
     detach(afd);
     int fd = afd->fd;
     afd->fd = -1;
@@ -141,6 +144,9 @@ int pn_async_fd_release(pn_async_fd *afd)
 {
     if (!afd || afd->closed || afd->fd < 0)
         return -EBADF;
+    int err = pn__uio_release(afd);
+    if (err)
+        return err;
     afd->closed = true;
     detach(afd);
     int fd = afd->fd;
@@ -279,6 +285,10 @@ pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, i
         *res = err;
         return PN_READY;
     }
+    pn_poll p;
+    if (interest == PN_READABLE && afd->is_socket && afd->is_stream &&
+        pn__uio_readable(afd, cx, res, &p))
+        return p;
     uint32_t word;
     int r = wait_ready(afd, cx, interest, &word);
     if (r < 0) {
@@ -404,10 +414,30 @@ static ssize_t op_accept(int fd, void *p)
     return n < 0 ? -errno : n;
 }
 
+/* Stream sockets on an io_uring reactor in completion mode go through
+ * uio.c; true if it took the operation (*out, *res set). */
+static bool completion(pn_async_fd *afd, pn_cx *cx, ssize_t *res, pn_poll *out)
+{
+    if (!res || !afd || !cx || !afd->is_socket || !afd->is_stream)
+        return false;
+    int err = prepare(afd, cx);
+    if (err) {
+        *res = err;
+        *out = PN_READY;
+        return true;
+    }
+    return false;
+}
+
 pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, ssize_t *res)
 {
+    pn_poll p;
+    if (completion(afd, cx, res, &p) ||
+        (afd && afd->is_socket && afd->is_stream && cx && res &&
+         pn__uio_read(afd, cx, buf, len, false, res, &p)))
+        return p;
     struct buf_arg a = { buf, len, false };
-    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
+    p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
     /* A short read from a stream drained its buffer: the next read would
      * only say EAGAIN, so wait for the next edge instead of making it (the
      * tick keeps an event that came in meanwhile). */
@@ -419,8 +449,14 @@ pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len
 pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx, const void *buf, size_t len,
                                ssize_t *res)
 {
+    pn_poll p;
+    struct iovec one = { (void *)buf, len };
+    if (completion(afd, cx, res, &p) ||
+        (afd && afd->is_socket && afd->is_stream && cx && res &&
+         pn__uio_write(afd, cx, &one, 1, res, &p)))
+        return p;
     struct buf_arg a = { (void *)buf, len, afd && afd->is_socket };
-    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_write, &a, res);
+    p = pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_write, &a, res);
     /* Likewise a short write filled the send buffer. */
     if (p == PN_READY && *res > 0 && (size_t)*res < len && afd->is_stream)
         pn_async_fd_clear_ready(afd, PN_WRITABLE);
@@ -430,6 +466,11 @@ pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx, const void *buf, siz
 pn_poll pn_async_fd_poll_writev(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov,
                                 int iovcnt, ssize_t *res)
 {
+    pn_poll p;
+    if (completion(afd, cx, res, &p) ||
+        (afd && afd->is_socket && afd->is_stream && cx && res && iov && iovcnt > 0 &&
+         pn__uio_write(afd, cx, iov, iovcnt, res, &p)))
+        return p;
     struct iov_arg a = { iov, iovcnt, afd && afd->is_socket };
     return pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_writev, &a, res);
 }
@@ -443,8 +484,29 @@ pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res)
     return p;
 }
 
+static ssize_t op_peek(int fd, void *p)
+{
+    struct buf_arg *a = p;
+    ssize_t n = pn__sys.recv(fd, a->buf, a->len, MSG_PEEK);
+    return n < 0 ? -errno : n;
+}
+
+pn_poll pn__async_fd_poll_peek(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
+                               ssize_t *res)
+{
+    pn_poll p;
+    if (completion(afd, cx, res, &p) ||
+        (afd && afd->is_socket && afd->is_stream && cx && res &&
+         pn__uio_read(afd, cx, buf, len, true, res, &p)))
+        return p;
+    struct buf_arg a = { buf, len, true };
+    return pn_async_fd_poll_io(afd, cx, PN_READABLE, op_peek, &a, res);
+}
+
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 {
+    if (afd && !pn_waker_is_none(mine))
+        pn__uio_forget(afd, interest, mine);
     if (!afd || afd->closed || !afd->reg || pn_waker_is_none(mine))
         return;
     pn__registration *reg = afd->reg;

@@ -42,6 +42,7 @@
 #include <string.h>
 #include "core/sys.h"
 #include "reactor/backend.h"
+#include "reactor/uio.h"
 
 #define MAX_EVENTS_LIMIT (1u << 20)
 
@@ -130,6 +131,7 @@ static void detach_live(pn__registration *reg, void *arg)
     /* The owner stays open; its next operation registers lazily with the
      * reactor of whoever polls it (see io.c). */
     if (reg->owner) {
+        pn__uio_detach(reg->owner);
         reg->owner->reg = NULL;
         reg->owner->reactor = NULL;
     }
@@ -262,6 +264,18 @@ void pn__reactor_wake(pn__reactor *r)
     /* A failed signal sent nothing: let the next wake try again. */
     if (r->be->wake(r) < 0)
         atomic_store(&r->wake_pending, false);
+}
+
+void pn__reactor_flush(pn__reactor *r)
+{
+    if (r && r->be->flush)
+        r->be->flush(r);
+}
+
+void pn__reactor_adopt_thread(pn__reactor *r)
+{
+    if (r && r->be->adopt)
+        r->be->adopt(r);
 }
 
 unsigned pn__reactor_wake_signals(pn__reactor *r)

@@ -79,6 +79,14 @@ int  pn__reactor_poll(pn__reactor *r, int64_t timeout_ns);
  * wakes before the reactor runs write the eventfd once.  Thread-safe. */
 void pn__reactor_wake(pn__reactor *r);
 
+/* Submit the I/O this thread queued (io_uring completion mode batches
+ * it); a no-op on epoll.  The executors call it before a worker parks and
+ * every event_interval polls. */
+void pn__reactor_flush(pn__reactor *r);
+/* The calling thread runs the runtime's tasks (a worker, or the thread in
+ * the current-thread pn_block_on): with io_uring it may submit itself. */
+void pn__reactor_adopt_thread(pn__reactor *r);
+
 /* How many wakes reached the backend (the others were coalesced; tests). */
 unsigned pn__reactor_wake_signals(pn__reactor *r);
 

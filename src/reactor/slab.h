@@ -108,5 +108,9 @@ static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uin
 /* Defined in io.c: drop the waker the fd's registration holds for
  * `interest` (PN_READABLE/PN_WRITABLE); used by the futures' drop. */
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
+/* recv(MSG_PEEK) as a poll (served from received buffers in io_uring
+ * completion mode). */
+pn_poll pn__async_fd_poll_peek(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
+                               ssize_t *res);
 
 #endif

@@ -57,31 +57,15 @@
 #ifdef PN_WITH_URING
 
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <liburing.h>
 #include "core/sys.h"
-#include "reactor/backend.h"
+#include "reactor/uring.h"
 
-#define TAG_IGNORE (1ull << 63)   /* CQEs nobody waits for */
-#define EVFD_TOKEN (TAG_IGNORE | 1)  /* the wake eventfd's poll */
 #define SQ_ENTRIES 1024u
 #define WAKER_ENTRIES 8u
-
-struct ur {
-    struct io_uring ring;
-    atomic_uint polls;            /* multishot polls armed and not ended */
-    uint64_t id;                  /* unique per ring, for tl_driver */
-    int wakefd;                   /* eventfd: wakes from other threads */
-    bool evfd_armed;              /* its poll is live (driver only) */
-    pthread_mutex_t sq_lock;
-    struct io_uring waker;
-    pthread_mutex_t waker_lock;
-};
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -137,8 +121,15 @@ static void *setup_rings(void *arg)
         memset(&p, 0, sizeof p);
         a->err = pn__sys.uring_init(WAKER_ENTRIES, &u->waker, &p);
     }
-    if (a->err)
+    if (a->err) {
         io_uring_queue_exit(&u->ring);
+        return NULL;
+    }
+    /* Completion mode for stream sockets, unless asked not to
+     * (POLLEN_URING_MODE=readiness) or the buffer ring cannot be set up. */
+    const char *mode = getenv("POLLEN_URING_MODE");
+    if (!mode || strcmp(mode, "readiness"))
+        pn__uio_setup(u);
     return NULL;
 }
 
@@ -176,21 +167,10 @@ static int ur_open(pn__reactor *r)
     return 0;
 }
 
-/* An SQE, submitting what is queued when the SQ is full.  sq_lock held. */
-static struct io_uring_sqe *get_sqe(struct ur *u)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    while (!sqe) {
-        if (io_uring_submit(&u->ring) < 0)
-            return NULL;
-        sqe = io_uring_get_sqe(&u->ring);
-    }
-    return sqe;
-}
 
 static void prep_poll(struct ur *u, struct io_uring_sqe *sqe, int fd, uint64_t token)
 {
-    atomic_fetch_add(&u->polls, 1);
+    atomic_fetch_add(&u->inflight, 1);
     io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLOUT | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, token);
 }
@@ -204,7 +184,32 @@ static int submit(struct ur *u)
     do
         n = io_uring_submit(&u->ring);
     while (n == -EINTR);
+    if (n >= 0 && !io_uring_sq_ready(&u->ring))
+        u->submitted_seq = u->queued_seq;
     return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
+}
+
+struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    for (int tries = 0; !sqe && tries < 8; tries++) {
+        /* Full: send what is queued (through submit(), which keeps the
+         * sequence numbers right) and take a fresh entry. */
+        if (submit(u) < 0)
+            return NULL;
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+uint64_t pn__ur_note_queued(struct ur *u)
+{
+    return ++u->queued_seq;
+}
+
+bool pn__ur_unsubmitted(struct ur *u, uint64_t seq)
+{
+    return u->submitted_seq < seq;
 }
 
 /* The reactor this thread has turned last: its polls' completions run as
@@ -213,6 +218,36 @@ static int submit(struct ur *u)
  * with a timeout on a user's thread would fail with EINTR) each time its
  * file became ready. */
 static _Thread_local uint64_t tl_driver;
+/* This thread queued SQEs on that ring and has not submitted them yet. */
+static _Thread_local uint64_t tl_dirty;
+
+void pn__ur_queued(pn__reactor *r, struct ur *u)
+{
+    if (tl_driver == u->id) {
+        tl_dirty = u->id;
+        pthread_mutex_unlock(&u->sq_lock);
+        return;
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    pn__reactor_wake(r);
+}
+
+static void ur_flush(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    if (tl_dirty != u->id)
+        return;
+    tl_dirty = 0;
+    pthread_mutex_lock(&u->sq_lock);
+    (void)submit(u);
+    pthread_mutex_unlock(&u->sq_lock);
+}
+
+static void ur_adopt(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    tl_driver = u->id;
+}
 
 /* Send what is queued: now if this thread drives the ring, else by waking
  * the thread that does (its turn submits first thing).  Called with
@@ -243,7 +278,7 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
             return -EPERM;
     }
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = get_sqe(u);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     int err = -EBUSY;
     if (sqe) {
         prep_poll(u, sqe, reg->fd, token);
@@ -259,9 +294,13 @@ static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
     (void)reg;
     struct ur *u = r->be_data;
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = get_sqe(u);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (sqe) {
-        io_uring_prep_poll_remove(sqe, token);
+        /* ASYNC_CANCEL, not POLL_REMOVE: a multishot poll whose event is
+         * being delivered at that moment refuses POLL_REMOVE (-EALREADY)
+         * and would stay armed, holding the file, for ever; a cancel marks
+         * it and it ends after that delivery. */
+        io_uring_prep_cancel64(sqe, token, 0);
         io_uring_sqe_set_data64(sqe, TAG_IGNORE);
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
         (void)flush(r, u);
@@ -278,7 +317,7 @@ static bool rearm(pn__reactor *r, struct ur *u, uint64_t token)
     pthread_mutex_lock(&u->sq_lock);
     pn__registration *reg = pn__reactor_lookup(r, token);
     if (reg) {
-        struct io_uring_sqe *sqe = get_sqe(u);
+        struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
         if (sqe) {
             prep_poll(u, sqe, reg->fd, token);
             queued = true;
@@ -308,31 +347,81 @@ static int wait_cqe(struct ur *u, int64_t timeout_ns)
     return 0;
 }
 
-/* Cancel every request and wait (up to a second) until each poll has
- * posted its last CQE: only then has the kernel let go of the files, so an
- * fd the owner closes after the runtime is gone really closes.  (Closing
- * the ring alone tears requests down in the background.) */
-static void cancel_all(struct ur *u)
+/* Handle up to max_events CQEs.  closing: the reactor is being freed,
+ * nothing is re-armed.  Returns the number of records woken. */
+static int reap(pn__reactor *r, struct ur *u, bool closing)
+{
+    int dispatched = 0;
+    /* A request's memory (a send's copy, a receive's uio) was written by
+     * the thread that queued it, under sq_lock, before the kernel saw it;
+     * taking the lock after its CQE came makes that order visible to the
+     * language's memory model (and to ThreadSanitizer), not only to the
+     * kernel's barriers. */
+    unsigned avail = io_uring_cq_ready(&u->ring);
+    if (!avail)
+        return 0;
+    pthread_mutex_lock(&u->sq_lock);
+    pthread_mutex_unlock(&u->sq_lock);
+    if (avail > r->max_events)
+        avail = r->max_events;   /* later ones: the next turn (after its lock) */
+    unsigned head, seen = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&u->ring, head, cqe) {
+        uint64_t ud = cqe->user_data;
+        int res = cqe->res;
+        bool more = cqe->flags & IORING_CQE_F_MORE;
+        seen++;
+        if (ud == PN__WAKE_TOKEN) {
+            pn__reactor_woken(r);
+        } else if (ud == EVFD_TOKEN) {
+            uint64_t v;
+            while (pn__sys.read(u->wakefd, &v, sizeof v) < 0 && errno == EINTR)
+                ;
+            pn__reactor_woken(r);   /* after the drain, as in epoll.c */
+            if (!more)
+                u->evfd_armed = false;   /* re-armed by the next turn */
+        } else if (ud & TAG_OP) {
+            dispatched += pn__uio_complete(u, cqe);
+        } else if (!(ud & TAG_IGNORE)) {
+            if (res >= 0)
+                dispatched += pn__reactor_dispatch(r, ud, pn__poll_to_ready((uint32_t)res));
+            else if (res != -ECANCELED)
+                /* The poll failed (the fd went bad): both sides retry
+                 * their syscall and get the error from it. */
+                dispatched += pn__reactor_dispatch(r, ud, PN__READY_ERROR |
+                                                   PN__READY_READ | PN__READY_WRITE);
+            if (!more) {
+                atomic_fetch_sub(&u->inflight, 1);
+                if (!closing && (res >= 0 || res == -ECANCELED))
+                    rearm(r, u, ud);
+            }
+        }
+        if (seen == avail)
+            break;
+    }
+    io_uring_cq_advance(&u->ring, seen);
+    return dispatched;
+}
+
+/* Cancel every request and wait (up to a second) until each has posted
+ * its last CQE: only then has the kernel let go of the files and buffers,
+ * so an fd the owner closes after the runtime is gone really closes, and
+ * no receive can land in freed memory.  (Closing the ring alone tears
+ * requests down in the background.) */
+static void cancel_all(pn__reactor *r, struct ur *u)
 {
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = get_sqe(u);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (sqe) {
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
         io_uring_sqe_set_data64(sqe, TAG_IGNORE);
         (void)submit(u);
     }
     pthread_mutex_unlock(&u->sq_lock);
-    for (int i = 0; i < 100 && atomic_load(&u->polls) > 0; i++) {
-        (void)wait_cqe(u, 10 * 1000 * 1000);
-        unsigned head, seen = 0;
-        struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&u->ring, head, cqe) {
-            seen++;
-            if (!(cqe->user_data & TAG_IGNORE) && cqe->user_data != PN__WAKE_TOKEN &&
-                !(cqe->flags & IORING_CQE_F_MORE))
-                atomic_fetch_sub(&u->polls, 1);
-        }
-        io_uring_cq_advance(&u->ring, seen);
+    for (int i = 0; i < 100 && atomic_load(&u->inflight) > 0; i++) {
+        if (!io_uring_cq_ready(&u->ring))
+            (void)wait_cqe(u, 10 * 1000 * 1000);
+        reap(r, u, true);
     }
 }
 
@@ -341,9 +430,10 @@ static void ur_close(pn__reactor *r)
     struct ur *u = r->be_data;
     if (!u)
         return;
-    cancel_all(u);
+    cancel_all(r, u);
     io_uring_queue_exit(&u->waker);
     io_uring_queue_exit(&u->ring);
+    pn__uio_teardown(u);
     ur_free(u);
     r->be_data = NULL;
 }
@@ -354,7 +444,7 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
     tl_driver = u->id;
     if (!u->evfd_armed) {
         pthread_mutex_lock(&u->sq_lock);
-        struct io_uring_sqe *sqe = get_sqe(u);
+        struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
         if (sqe) {
             io_uring_prep_poll_multishot(sqe, u->wakefd, POLLIN);
             io_uring_sqe_set_data64(sqe, EVFD_TOKEN);
@@ -380,50 +470,14 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
             (void)io_uring_get_events(&u->ring);
         }
     }
-    int dispatched = 0;
-    bool rearmed = false;
-    unsigned head, seen = 0;
-    struct io_uring_cqe *cqe;
-    io_uring_for_each_cqe(&u->ring, head, cqe) {
-        uint64_t ud = cqe->user_data;
-        int res = cqe->res;
-        bool more = cqe->flags & IORING_CQE_F_MORE;
-        seen++;
-        if (ud == PN__WAKE_TOKEN) {
-            pn__reactor_woken(r);
-        } else if (ud == EVFD_TOKEN) {
-            uint64_t v;
-            while (pn__sys.read(u->wakefd, &v, sizeof v) < 0 && errno == EINTR)
-                ;
-            pn__reactor_woken(r);   /* after the drain, as in epoll.c */
-            if (!more)
-                u->evfd_armed = false;   /* re-armed by the next turn */
-        } else if (!(ud & TAG_IGNORE)) {
-            if (res >= 0)
-                dispatched += pn__reactor_dispatch(r, ud, pn__poll_to_ready((uint32_t)res));
-            else if (res != -ECANCELED)
-                /* The poll failed (the fd went bad): both sides retry
-                 * their syscall and get the error from it. */
-                dispatched += pn__reactor_dispatch(r, ud, PN__READY_ERROR |
-                                                   PN__READY_READ | PN__READY_WRITE);
-            if (!more) {
-                atomic_fetch_sub(&u->polls, 1);
-                if (res >= 0 || res == -ECANCELED)
-                    rearmed |= rearm(r, u, ud);
-            }
-        }
-        if (seen == r->max_events)
-            break;
-    }
-    io_uring_cq_advance(&u->ring, seen);
-    if (rearmed) {
-        pthread_mutex_lock(&u->sq_lock);
-        int err = submit(u);
-        pthread_mutex_unlock(&u->sq_lock);
-        if (err)
-            return err;
-    }
-    return dispatched;
+    int dispatched = reap(r, u, false);
+    /* What the completions queued (re-arms, receives) goes now. */
+    pthread_mutex_lock(&u->sq_lock);
+    err = io_uring_sq_ready(&u->ring) ? submit(u) : 0;
+    pthread_mutex_unlock(&u->sq_lock);
+    if (tl_dirty == u->id)
+        tl_dirty = 0;
+    return err ? err : dispatched;
 }
 
 /* From a thread that is not one of the ring's drivers: the eventfd (a
@@ -483,6 +537,8 @@ const struct pn__backend pn__uring_backend = {
     .del = ur_del,
     .turn = ur_turn,
     .wake = ur_wake,
+    .flush = ur_flush,
+    .adopt = ur_adopt,
 };
 
 #endif /* PN_WITH_URING */

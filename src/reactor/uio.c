@@ -1,0 +1,722 @@
+/*
+ * uio.c - completion-mode socket I/O on the io_uring backend (see uio.h).
+ *
+ * Owns: struct pn__uio (one per stream socket that does I/O in completion
+ * mode) and struct pn__uop (one receive embedded in it, one send per write
+ * in flight), and the provided buffer ring the receives take buffers from.
+ *
+ * Receive: at most one IORING_OP_RECV with IOSQE_BUFFER_SELECT per socket is
+ * in flight.  Its CQE names the buffer the kernel filled; the chunk waits in
+ * the uio's queue (at most RXQ chunks) until reads copy it out, and a
+ * buffer is given back to the ring as soon as it is read to its end.  The
+ * receive is re-armed when it completes with data while fewer than
+ * RX_ARM_BELOW chunks wait, else by the read that drains the queue.  When
+ * the ring has no buffer left (-ENOBUFS), reads fall back to the readiness
+ * path (a recv(2) into the caller's buffer) until one comes back: a slow
+ * reader holds at most RXQ buffers, and never stalls other sockets.
+ *
+ * Send: a write copies up to TX_MAX bytes of the caller's into a pn__uop
+ * and queues an IORING_OP_SEND (MSG_NOSIGNAL | MSG_WAITALL, so the kernel
+ * finishes a partial send itself); it returns PN_PENDING, and the poll
+ * after the CQE returns the count (or -EPIPE, -ECONNRESET, ...).  A poll
+ * made while the send is in flight waits for it: a pending write must be
+ * polled again with the same bytes, or dropped (pn__uio_forget; the
+ * futures' drop functions do it), which orphans the send: it completes
+ * unseen and its copy is freed then.  Nothing the kernel may still read or
+ * write is ever memory a caller owns.
+ *
+ * Lifetime: a uio has one reference from its afd and one per request in
+ * flight; the last CQE or the afd's close frees it.  A request is queued
+ * with the fd number: before the fd may be closed, every SQE queued for it
+ * is submitted (seq numbers), so a reused fd number can never receive
+ * another socket's request.
+ *
+ * Locks: the uio's spin lock guards its fields; sq_lock (a mutex) may be
+ * taken inside it, never the reverse; wakers run after both are released.
+ */
+#ifdef PN_WITH_URING
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include "core/sys.h"
+#include "reactor/uio.h"
+#include "reactor/uring.h"
+
+#define RXQ 8u             /* received chunks one socket may hold */
+#define RX_ARM_BELOW 4u    /* re-arm the receive while fewer wait */
+#define TX_MAX (256u << 10) /* bytes one write sends at most */
+
+enum { UOP_RECV = 1, UOP_SEND = 2 };
+
+struct pn__uop {
+    uint8_t kind;
+    bool done;             /* send: the CQE came (res is valid) */
+    int32_t res;
+    struct pn__uio *io;
+    size_t len;
+    char *data;            /* send: the copy, allocated with the uop */
+};
+
+struct pn__uio {
+    atomic_int refs;
+    atomic_flag lock;      /* kept apart from the plain fields below */
+    pn__reactor *r;
+    struct ur *u;          /* NULL once detached (the reactor is gone) */
+    int fd;
+    bool closed;
+    bool rx_armed, rx_eof, rx_nobufs;
+    int rx_err;
+    struct pn__uop rx;     /* the receive request (kind UOP_RECV) */
+    unsigned rx_head, rx_n;
+    uint32_t rx_off;       /* bytes of the head chunk already read */
+    uint16_t rx_bid[RXQ];
+    uint32_t rx_len[RXQ];
+    char *spill;           /* unread bytes saved when the reactor went */
+    size_t spill_len, spill_off;
+    struct io_uring_sqe *rx_sqe, *tx_sqe;  /* where the last receive and */
+    uint64_t rx_seq, tx_seq;               /* send were queued, and when */
+    struct pn__uop *tx;    /* the send of the write being polled */
+    pn_waker reader, writer;
+};
+
+static void io_lock(struct pn__uio *io)
+{
+    while (atomic_flag_test_and_set_explicit(&io->lock, memory_order_acquire))
+        ;
+}
+
+static void io_unlock(struct pn__uio *io)
+{
+    atomic_flag_clear_explicit(&io->lock, memory_order_release);
+}
+
+static void io_unref(struct pn__uio *io)
+{
+    if (atomic_fetch_sub(&io->refs, 1) != 1)
+        return;
+    pn_waker_drop(&io->reader);
+    pn_waker_drop(&io->writer);
+    pn__free(io->spill);
+    pn__free(io);
+}
+
+/* ---- the provided buffer ring ---------------------------------------- */
+
+static char *buf_addr(struct ur *u, unsigned bid)
+{
+    return u->bufs + (size_t)bid * BUF_SIZE;
+}
+
+static void buf_give_back(struct ur *u, unsigned bid)
+{
+    atomic_fetch_sub(&u->bufs_out, 1);
+    pthread_mutex_lock(&u->br_lock);
+    io_uring_buf_ring_add(u->br, buf_addr(u, bid), BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+    pthread_mutex_unlock(&u->br_lock);
+}
+
+static size_t ring_bytes(void)
+{
+    return BUF_COUNT * sizeof(struct io_uring_buf);
+}
+
+void pn__uio_setup(struct ur *u)
+{
+    u->completion = false;
+    /* liburing 2.3 has no io_uring_setup_buf_ring: map and register the
+     * ring by hand (it must be page-aligned). */
+    void *ring = mmap(NULL, ring_bytes(), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        return;
+    char *bufs = pn__malloc((size_t)BUF_COUNT * BUF_SIZE);
+    if (!bufs) {
+        munmap(ring, ring_bytes());
+        return;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)ring;
+    reg.ring_entries = BUF_COUNT;
+    reg.bgid = BUF_GROUP;
+    if (io_uring_register_buf_ring(&u->ring, &reg, 0) < 0) {
+        pn__free(bufs);
+        munmap(ring, ring_bytes());
+        return;
+    }
+    u->br = ring;
+    u->bufs = bufs;
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(u->br, buf_addr(u, i), BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+    io_uring_buf_ring_advance(u->br, BUF_COUNT);
+    pthread_mutex_init(&u->br_lock, NULL);
+    u->completion = true;
+}
+
+void pn__uio_teardown(struct ur *u)
+{
+    if (!u->br)
+        return;
+    /* The ring is gone (or going): nothing is registered any more. */
+    munmap(u->br, ring_bytes());
+    pn__free(u->bufs);
+    pthread_mutex_destroy(&u->br_lock);
+    u->br = NULL;
+    u->bufs = NULL;
+    u->completion = false;
+}
+
+/* ---- queueing ---------------------------------------------------------- */
+
+/* Queue the receive.  io locked; the caller has set rx_armed. */
+static void queue_recv(struct pn__uio *io)
+{
+    struct ur *u = io->u;
+    atomic_fetch_add(&io->refs, 1);
+    atomic_fetch_add(&u->inflight, 1);
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        pthread_mutex_unlock(&u->sq_lock);
+        atomic_fetch_sub(&u->inflight, 1);
+        atomic_fetch_sub(&io->refs, 1);   /* never the last: the caller holds one */
+        io->rx_armed = false;
+        io->rx_err = -ENOMEM;
+        return;
+    }
+    io_uring_prep_recv(sqe, io->fd, NULL, BUF_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP);
+    io->rx_sqe = sqe;
+    io->rx_seq = pn__ur_note_queued(u);
+    pn__ur_queued(io->r, u);
+}
+
+/* Arm the receive if it should be.  io locked. */
+static void maybe_arm(struct pn__uio *io)
+{
+    if (io->rx_armed || io->closed || !io->u || io->rx_eof || io->rx_err ||
+        io->rx_n >= RX_ARM_BELOW)
+        return;
+    io->rx_armed = true;
+    io->rx_nobufs = false;
+    queue_recv(io);
+}
+
+/* ---- completions (the driver) ---------------------------------------- */
+
+int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
+{
+    struct pn__uop *op = (struct pn__uop *)(uintptr_t)(cqe->user_data & ~TAG_OP);
+    struct pn__uio *io = op->io;
+    int res = cqe->res;
+    pn_waker w = PN_WAKER_NONE;
+    atomic_fetch_sub(&u->inflight, 1);
+    if (op->kind == UOP_RECV) {
+        io_lock(io);
+        io->rx_armed = false;
+        if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+            unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            atomic_fetch_add(&u->bufs_out, 1);
+            if (io->closed || io->rx_n == RXQ) {
+                buf_give_back(u, bid);   /* nobody will read it */
+            } else {
+                unsigned slot = (io->rx_head + io->rx_n) % RXQ;
+                io->rx_bid[slot] = (uint16_t)bid;
+                io->rx_len[slot] = (uint32_t)res;
+                io->rx_n++;
+            }
+        } else if (res == 0) {
+            io->rx_eof = true;
+        } else if (res == -ENOBUFS) {
+            io->rx_nobufs = true;        /* reads use recv(2) meanwhile */
+            atomic_fetch_add(&u->nobufs, 1);
+        } else if (res < 0 && res != -ECANCELED) {
+            io->rx_err = res;
+        }
+        if (res > 0)
+            maybe_arm(io);
+        w = io->reader;
+        io->reader = PN_WAKER_NONE;
+        io_unlock(io);
+    } else {
+        io_lock(io);
+        op->res = res;
+        op->done = true;
+        bool orphan = io->tx != op;
+        if (!orphan) {
+            w = io->writer;
+            io->writer = PN_WAKER_NONE;
+        }
+        io_unlock(io);
+        if (orphan)
+            pn__free(op);
+    }
+    bool woke = !pn_waker_is_none(&w);
+    pn_waker_wake(&w);
+    io_unref(io);
+    return woke;
+}
+
+/* ---- the afd side ----------------------------------------------------- */
+
+/* The afd's uio, created on first use if completion mode applies. */
+static struct pn__uio *get_io(pn_async_fd *afd)
+{
+    struct pn__uio *io = __atomic_load_n(&afd->uio, __ATOMIC_ACQUIRE);
+    if (io || !afd->is_socket || !afd->is_stream || !afd->reactor)
+        return io;
+    pn__reactor *r = afd->reactor;
+    if (pn__reactor_backend(r) != PN_BACKEND_URING)
+        return NULL;
+    struct ur *u = r->be_data;
+    if (!u->completion)
+        return NULL;
+    io = pn__calloc(1, sizeof *io);
+    if (!io)
+        return NULL;                   /* readiness path, still correct */
+    atomic_init(&io->refs, 1);
+    atomic_flag_clear(&io->lock);
+    io->r = r;
+    io->u = u;
+    io->fd = afd->fd;
+    io->rx.kind = UOP_RECV;
+    io->rx.io = io;
+    io->reader = io->writer = PN_WAKER_NONE;
+    struct pn__uio *none = NULL;
+    if (!__atomic_compare_exchange_n(&afd->uio, &none, io, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        pn__free(io);
+        return none;
+    }
+    return io;
+}
+
+static void store(pn_waker *slot, const pn_waker *w)
+{
+    if (pn_waker_will_wake(slot, w))
+        return;
+    pn_waker old = *slot;
+    *slot = pn_waker_clone(w);
+    pn_waker_drop(&old);
+}
+
+/* Copy up to len buffered bytes (spill first, then chunks).  io locked.
+ * Chunks read to their end go back to the ring unless peeking. */
+static size_t take(struct pn__uio *io, char *dst, size_t len, bool peek)
+{
+    size_t n = 0;
+    if (io->spill) {
+        size_t k = io->spill_len - io->spill_off;
+        if (k > len)
+            k = len;
+        memcpy(dst, io->spill + io->spill_off, k);
+        n = k;
+        if (!peek) {
+            io->spill_off += k;
+            if (io->spill_off == io->spill_len) {
+                pn__free(io->spill);
+                io->spill = NULL;
+                io->spill_len = io->spill_off = 0;
+            }
+        }
+        return n;     /* one source per call keeps peek simple */
+    }
+    unsigned head = io->rx_head, left = io->rx_n;
+    uint32_t off = io->rx_off;
+    while (n < len && left) {
+        unsigned bid = io->rx_bid[head];
+        size_t k = io->rx_len[head] - off;
+        if (k > len - n)
+            k = len - n;
+        memcpy(dst + n, buf_addr(io->u, bid) + off, k);
+        n += k;
+        off += (uint32_t)k;
+        if (off < io->rx_len[head])
+            break;
+        if (!peek) {
+            buf_give_back(io->u, bid);
+            io->rx_head = (io->rx_head + 1) % RXQ;
+            io->rx_n--;
+            io->rx_off = 0;
+        }
+        head = (head + 1) % RXQ;
+        left--;
+        off = 0;
+    }
+    if (!peek && left && off)
+        io->rx_off = off;
+    return n;
+}
+
+bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
+                  ssize_t *res, pn_poll *out)
+{
+    struct pn__uio *io = get_io(afd);
+    if (!io)
+        return false;
+    io_lock(io);
+    if (!io->u && !io->spill) {        /* detached and drained */
+        io_unlock(io);
+        return false;
+    }
+    if (io->spill || io->rx_n) {
+        if (cx->budget == 0) {
+            io_unlock(io);
+            pn_waker_wake_by_ref(cx->waker);
+            *out = PN_PENDING;
+            return true;
+        }
+        *res = (ssize_t)take(io, buf, len, peek);
+        if (!peek)
+            maybe_arm(io);
+        io_unlock(io);
+        (void)pn_cx_budget_spend(cx);
+        *out = PN_READY;
+        return true;
+    }
+    if (!io->u) {                       /* detached: readiness from here */
+        io_unlock(io);
+        return false;
+    }
+    if (io->rx_err || io->rx_eof) {
+        *res = io->rx_err ? io->rx_err : 0;
+        io_unlock(io);
+        (void)pn_cx_budget_spend(cx);
+        *out = PN_READY;
+        return true;
+    }
+    if (io->rx_nobufs && !io->rx_armed) {
+        /* The ring ran dry: read this one with recv(2) (nothing of ours
+         * is in flight for this socket, so order is kept). */
+        io->rx_nobufs = false;
+        io_unlock(io);
+        return false;
+    }
+    if (len == 0) {
+        io_unlock(io);
+        *res = 0;
+        *out = PN_READY;
+        return true;
+    }
+    maybe_arm(io);
+    store(&io->reader, cx->waker);
+    io_unlock(io);
+    *out = PN_PENDING;
+    return true;
+}
+
+bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
+{
+    struct pn__uio *io = get_io(afd);
+    if (!io)
+        return false;
+    io_lock(io);
+    if (!io->u && !io->spill) {
+        io_unlock(io);
+        return false;
+    }
+    if (io->spill || io->rx_n || io->rx_eof || io->rx_err) {
+        io_unlock(io);
+        if (pn_cx_budget_spend(cx) == PN_PENDING) {
+            *out = PN_PENDING;
+            return true;
+        }
+        *res = PN_READABLE;
+        *out = PN_READY;
+        return true;
+    }
+    if (!io->u) {
+        io_unlock(io);
+        return false;
+    }
+    if (io->rx_nobufs && !io->rx_armed) {
+        io_unlock(io);
+        return false;
+    }
+    maybe_arm(io);
+    store(&io->reader, cx->waker);
+    io_unlock(io);
+    *out = PN_PENDING;
+    return true;
+}
+
+bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
+                   ssize_t *res, pn_poll *out)
+{
+    struct pn__uio *io = get_io(afd);
+    if (!io)
+        return false;
+    io_lock(io);
+    if (!io->u) {
+        io_unlock(io);
+        return false;
+    }
+    struct pn__uop *op = io->tx;
+    if (op) {
+        if (!op->done) {
+            store(&io->writer, cx->waker);
+            io_unlock(io);
+            *out = PN_PENDING;
+            return true;
+        }
+        io->tx = NULL;
+        io_unlock(io);
+        *res = op->res;
+        pn__free(op);
+        (void)pn_cx_budget_spend(cx);
+        *out = PN_READY;
+        return true;
+    }
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    if (len > TX_MAX)
+        len = TX_MAX;
+    if (len == 0) {
+        io_unlock(io);
+        *res = 0;
+        *out = PN_READY;
+        return true;
+    }
+    if (cx->budget == 0) {
+        io_unlock(io);
+        pn_waker_wake_by_ref(cx->waker);
+        *out = PN_PENDING;
+        return true;
+    }
+    op = pn__malloc(sizeof *op + len);
+    if (!op) {
+        io_unlock(io);
+        *res = -ENOMEM;
+        *out = PN_READY;
+        return true;
+    }
+    op->kind = UOP_SEND;
+    op->done = false;
+    op->res = 0;
+    op->io = io;
+    op->len = len;
+    op->data = (char *)(op + 1);
+    for (int i = 0, n = 0; i < iovcnt && (size_t)n < len; i++) {
+        size_t k = iov[i].iov_len;
+        if (k > len - (size_t)n)
+            k = len - (size_t)n;
+        memcpy(op->data + n, iov[i].iov_base, k);
+        n += (int)k;
+    }
+    struct ur *u = io->u;
+    atomic_fetch_add(&io->refs, 1);
+    atomic_fetch_add(&u->inflight, 1);
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        pthread_mutex_unlock(&u->sq_lock);
+        atomic_fetch_sub(&u->inflight, 1);
+        atomic_fetch_sub(&io->refs, 1);
+        io_unlock(io);
+        pn__free(op);
+        *res = -ENOMEM;
+        *out = PN_READY;
+        return true;
+    }
+    io_uring_prep_send(sqe, io->fd, op->data, len, MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
+    io->tx = op;
+    io->tx_sqe = sqe;
+    io->tx_seq = pn__ur_note_queued(u);
+    pn__ur_queued(io->r, u);
+    store(&io->writer, cx->waker);
+    io_unlock(io);
+    *out = PN_PENDING;
+    return true;
+}
+
+/* Forget the current send (io locked): freed now if done, else orphaned
+ * (its CQE frees it) and cancelled, so that a later write cannot overtake
+ * it: an unsubmitted SQE becomes a NOP, a submitted one gets an
+ * ASYNC_CANCEL queued ahead of anything written after.  Bytes the kernel
+ * had already sent stay sent. */
+static void neuter(struct io_uring_sqe *sqe);
+
+static void drop_tx(struct pn__uio *io, bool cancel)
+{
+    struct pn__uop *op = io->tx;
+    io->tx = NULL;
+    if (!op)
+        return;
+    if (op->done) {
+        pn__free(op);
+        return;
+    }
+    struct ur *u = io->u;
+    if (!cancel || !u)
+        return;
+    pthread_mutex_lock(&u->sq_lock);
+    if (pn__ur_unsubmitted(u, io->tx_seq)) {
+        neuter(io->tx_sqe);
+        pthread_mutex_unlock(&u->sq_lock);
+        return;
+    }
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
+    pn__ur_queued(io->r, u);   /* releases sq_lock */
+}
+
+void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
+{
+    struct pn__uio *io = __atomic_load_n(&afd->uio, __ATOMIC_ACQUIRE);
+    if (!io)
+        return;
+    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
+    io_lock(io);
+    if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
+        rd = io->reader;
+        io->reader = PN_WAKER_NONE;
+    }
+    if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->writer, mine)) {
+        wr = io->writer;
+        io->writer = PN_WAKER_NONE;
+        drop_tx(io, true);
+    }
+    io_unlock(io);
+    pn_waker_drop(&rd);
+    pn_waker_drop(&wr);
+}
+
+/* Turn a queued, unsubmitted SQE into a NOP with the same user_data. */
+static void neuter(struct io_uring_sqe *sqe)
+{
+    uint64_t ud = sqe->user_data;
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
+/* Give back every buffered chunk (io locked). */
+static void drop_chunks(struct pn__uio *io)
+{
+    while (io->rx_n) {
+        if (io->u)
+            buf_give_back(io->u, io->rx_bid[io->rx_head]);
+        io->rx_head = (io->rx_head + 1) % RXQ;
+        io->rx_n--;
+    }
+    io->rx_off = 0;
+}
+
+void pn__uio_close(pn_async_fd *afd)
+{
+    struct pn__uio *io = afd->uio;
+    if (!io)
+        return;
+    afd->uio = NULL;
+    pn_waker rd, wr;
+    io_lock(io);
+    io->closed = true;
+    struct ur *u = io->u;
+    if (u) {
+        /* The fd is closed next, and its number may be reused at once: a
+         * request still waiting in the SQ would name another socket.  Turn
+         * those into NOPs (their CQEs still free what they hold); cancel
+         * the receive if the kernel has it.  No syscall here: this may be
+         * a thread that must not submit. */
+        pthread_mutex_lock(&u->sq_lock);
+        if (io->rx_armed) {
+            if (pn__ur_unsubmitted(u, io->rx_seq)) {
+                neuter(io->rx_sqe);
+            } else {
+                struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+                if (sqe) {
+                    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP, 0);
+                    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+                    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+                }
+            }
+        }
+        if (io->tx && !io->tx->done && pn__ur_unsubmitted(u, io->tx_seq))
+            neuter(io->tx_sqe);
+        pn__ur_queued(io->r, u);   /* releases sq_lock */
+    }
+    drop_chunks(io);
+    drop_tx(io, false);   /* the close above already neutered or left it */
+    rd = io->reader;
+    wr = io->writer;
+    io->reader = io->writer = PN_WAKER_NONE;
+    io_unlock(io);
+    /* The waiters see the afd closed when they run. */
+    pn_waker_wake(&rd);
+    pn_waker_wake(&wr);
+    io_unref(io);
+}
+
+int pn__uio_release(pn_async_fd *afd)
+{
+    struct pn__uio *io = afd->uio;
+    if (!io)
+        return 0;
+    io_lock(io);
+    bool buffered = io->rx_n || io->spill;
+    io_unlock(io);
+    if (buffered)
+        return -EBUSY;
+    pn__uio_close(afd);
+    return 0;
+}
+
+void pn__uio_detach(pn_async_fd *afd)
+{
+    struct pn__uio *io = afd->uio;
+    if (!io)
+        return;
+    io_lock(io);
+    size_t total = 0;
+    for (unsigned i = 0, h = io->rx_head; i < io->rx_n; i++, h = (h + 1) % RXQ)
+        total += io->rx_len[h];
+    total -= io->rx_off;
+    if (total && !io->spill) {
+        char *s = pn__malloc(total);
+        if (s) {
+            size_t n = take(io, s, total, false);
+            io->spill = s;
+            io->spill_len = n;
+            io->spill_off = 0;
+        }
+    }
+    drop_chunks(io);
+    io->u = NULL;          /* the reactor cancels what is in flight */
+    io_unlock(io);
+}
+
+int pn__uio_buffers_out(struct pn__reactor *r)
+{
+    if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
+        return -1;
+    struct ur *u = r->be_data;
+    return u->completion ? atomic_load(&u->bufs_out) : -1;
+}
+
+int pn__uio_nobufs(struct pn__reactor *r)
+{
+    if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
+        return -1;
+    struct ur *u = r->be_data;
+    return u->completion ? (int)atomic_load(&u->nobufs) : -1;
+}
+
+bool pn__uio_active(const pn_async_fd *afd)
+{
+    return afd && afd->uio && afd->uio->u;
+}
+
+#endif /* PN_WITH_URING */

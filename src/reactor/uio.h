@@ -1,0 +1,67 @@
+/*
+ * uio.h - completion-mode socket I/O on the io_uring backend, as io.c sees
+ * it (the implementation is uio.c; without PN_WITH_URING every call here
+ * is a stub that says "not handled").
+ *
+ * A stream socket registered with an io_uring reactor in completion mode
+ * gets a pn__uio (afd->uio): receives are IORING_OP_RECV requests that let
+ * the kernel pick a buffer from the reactor's provided buffer ring, and the
+ * received chunks wait in the uio until a read copies them out; each write
+ * is an IORING_OP_SEND of a copy of the caller's bytes.  SQEs are queued and
+ * submitted in batches (pn__reactor_flush, the reactor's turn).
+ *
+ * Each pn__uio_* call returns true when it handled the operation (result
+ * in *out / *res), false when io.c must use the readiness path (no
+ * completion mode for this fd, or its reactor is gone and nothing is
+ * buffered).
+ */
+#ifndef PN_REACTOR_UIO_H
+#define PN_REACTOR_UIO_H
+
+#include <sys/uio.h>
+#include "pollen/io.h"
+
+struct pn__reactor;
+
+#ifdef PN_WITH_URING
+bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
+                  ssize_t *res, pn_poll *out);
+bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
+                   ssize_t *res, pn_poll *out);
+bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out);
+/* A future waiting on afd is dropped: take its waker back; a write of
+ * that future still in flight completes unseen (its copy is freed then). */
+void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
+/* The afd is closed: cancel the receive, drop buffered data, let go. */
+void pn__uio_close(pn_async_fd *afd);
+/* The afd is handed back (pn_async_fd_release): -EBUSY if received bytes
+ * are buffered and unread, else 0 (the uio is let go). */
+int  pn__uio_release(pn_async_fd *afd);
+/* The reactor is being freed: copy unread bytes out of its buffers (reads
+ * return them first), cancel nothing (the reactor cancels everything). */
+void pn__uio_detach(pn_async_fd *afd);
+/* Tests: receive buffers filled and not yet given back (-1: the reactor
+ * has no completion mode); whether afd does its I/O in completion mode. */
+int  pn__uio_buffers_out(struct pn__reactor *r);
+int  pn__uio_nobufs(struct pn__reactor *r);    /* receives that found none */
+bool pn__uio_active(const pn_async_fd *afd);
+#else
+static inline bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
+                                bool peek, ssize_t *res, pn_poll *out)
+{ (void)afd, (void)cx, (void)buf, (void)len, (void)peek, (void)res, (void)out; return false; }
+static inline bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov,
+                                 int iovcnt, ssize_t *res, pn_poll *out)
+{ (void)afd, (void)cx, (void)iov, (void)iovcnt, (void)res, (void)out; return false; }
+static inline bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
+{ (void)afd, (void)cx, (void)res, (void)out; return false; }
+static inline void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
+{ (void)afd, (void)interest, (void)mine; }
+static inline void pn__uio_close(pn_async_fd *afd) { (void)afd; }
+static inline int  pn__uio_release(pn_async_fd *afd) { (void)afd; return 0; }
+static inline void pn__uio_detach(pn_async_fd *afd) { (void)afd; }
+static inline int  pn__uio_buffers_out(struct pn__reactor *r) { (void)r; return -1; }
+static inline int  pn__uio_nobufs(struct pn__reactor *r) { (void)r; return -1; }
+static inline bool pn__uio_active(const pn_async_fd *afd) { (void)afd; return false; }
+#endif
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * uring.h - what the io_uring backend (uring.c) and its completion-mode
+ * socket I/O (uio.c) share: the ring state, user_data tags, the provided
+ * buffer ring, and SQE queueing.  Built only with PN_WITH_URING.
+ *
+ * user_data: a readiness token (bit 63 and 62 clear, see backend.h),
+ * TAG_IGNORE | x for CQEs nobody waits for (EVFD_TOKEN is one of them,
+ * handled apart), or TAG_OP | pointer to a struct pn__uop.
+ *
+ * Locks: sq_lock guards every touch of the submission queue; br_lock the
+ * provided buffer ring (buffers come back from any worker).  Neither is held
+ * while a waker runs.
+ */
+#ifndef PN_REACTOR_URING_H
+#define PN_REACTOR_URING_H
+
+#ifdef PN_WITH_URING
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <liburing.h>
+#include "reactor/backend.h"
+
+#define TAG_IGNORE (1ull << 63)        /* CQEs nobody waits for */
+#define TAG_OP     (1ull << 62)        /* | struct pn__uop *: completion I/O */
+#define EVFD_TOKEN (TAG_IGNORE | 1)    /* the wake eventfd's poll */
+
+/* Provided receive buffers: one group, BUF_COUNT buffers of BUF_SIZE. */
+#define BUF_GROUP 7
+#define BUF_COUNT 1024u
+#define BUF_SIZE  8192u
+
+struct ur {
+    struct io_uring ring;
+    atomic_uint inflight;         /* requests whose last CQE has not come */
+    uint64_t id;                  /* unique per ring, for the thread marks */
+    int wakefd;                   /* eventfd: wakes from other threads */
+    bool evfd_armed;              /* its poll is live (driver only) */
+    pthread_mutex_t sq_lock;
+    uint64_t queued_seq;          /* SQEs noted as queued (sq_lock) */
+    uint64_t submitted_seq;       /* ... and known submitted (sq_lock) */
+    struct io_uring waker;
+    pthread_mutex_t waker_lock;
+    /* completion mode (uio.c); br == NULL: readiness only */
+    bool completion;
+    struct io_uring_buf_ring *br;
+    char *bufs;                   /* BUF_COUNT * BUF_SIZE */
+    pthread_mutex_t br_lock;
+    atomic_int bufs_out;          /* buffers filled and not yet given back */
+    atomic_uint nobufs;           /* receives that found the ring empty */
+};
+
+/* An SQE, submitting what is queued when the SQ is full.  sq_lock held;
+ * NULL only if the kernel refuses to take entries. */
+struct io_uring_sqe *pn__ur_get_sqe(struct ur *u);
+
+/* After queueing SQEs (sq_lock held; releases it): a thread that drives
+ * the ring leaves them for its next flush point (pn__reactor_flush, or its
+ * turn), any other thread wakes the reactor, whose turn submits them. */
+void pn__ur_queued(pn__reactor *r, struct ur *u);
+
+/* Note an SQE queued for an fd (sq_lock held): its sequence number. */
+uint64_t pn__ur_note_queued(struct ur *u);
+/* True if the SQE numbered `seq` is still in the SQ, not yet taken by the
+ * kernel (sq_lock held). */
+bool pn__ur_unsubmitted(struct ur *u, uint64_t seq);
+
+/* Handle a TAG_OP CQE (uio.c).  Returns 1 if it woke someone. */
+int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe);
+
+/* Set up / tear down the provided buffer ring (uio.c).  Setup failure only
+ * turns completion mode off. */
+void pn__uio_setup(struct ur *u);
+void pn__uio_teardown(struct ur *u);
+
+#endif /* PN_WITH_URING */
+#endif
