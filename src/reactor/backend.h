@@ -49,6 +49,8 @@ struct pn__backend {
     /* Make a blocked turn return.  Called at most once until the reactor
      * calls pn__reactor_woken. */
     int  (*wake)(pn__reactor *r);
+    /* Optional.  Start watching a record whose add() set reg->unwatched. */
+    void (*watch)(pn__reactor *r, pn__registration *reg, uint64_t token);
     /* Optional.  Submit what this thread queued (completion I/O is queued
      * during task polls and sent in batches). */
     void (*flush)(pn__reactor *r);

@@ -256,6 +256,8 @@ static int wait_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, uint32_t *
         return err;
     if (*word & mask)
         return 1;
+    if (atomic_load_explicit(&afd->reg->unwatched, memory_order_relaxed))
+        pn__reactor_watch(afd->reactor, afd->reg);
     store_waker(afd->reg, interest, cx->waker);
     err = load_ready(afd, word);
     if (err)

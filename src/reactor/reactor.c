@@ -171,6 +171,7 @@ int pn__reactor_register(pn__reactor *r, int fd, pn_async_fd *owner,
     slab_unlock(r);
     if (err)
         return err;
+    atomic_store(&reg->unwatched, false);
     err = r->be->add(r, reg, pn__token(reg->index, atomic_load(&reg->gen)));
     if (err) {
         slab_lock(r);
@@ -264,6 +265,12 @@ void pn__reactor_wake(pn__reactor *r)
     /* A failed signal sent nothing: let the next wake try again. */
     if (r->be->wake(r) < 0)
         atomic_store(&r->wake_pending, false);
+}
+
+void pn__reactor_watch(pn__reactor *r, pn__registration *reg)
+{
+    if (r && r->be->watch && atomic_exchange(&reg->unwatched, false))
+        r->be->watch(r, reg, pn__token(reg->index, atomic_load(&reg->gen)));
 }
 
 void pn__reactor_flush(pn__reactor *r)

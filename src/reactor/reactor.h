@@ -42,6 +42,9 @@ typedef struct pn__registration {
     pn_waker reader, writer;
     pn_async_fd *owner;           /* back-pointer, detached at shutdown */
     struct pn__registration *next_free;
+    atomic_bool unwatched;        /* the backend defers watching the fd until
+                                     a readiness wait needs it (io_uring
+                                     completion-mode sockets) */
 } pn__registration;
 
 typedef struct pn__reactor pn__reactor;
@@ -86,6 +89,10 @@ void pn__reactor_flush(pn__reactor *r);
 /* The calling thread runs the runtime's tasks (a worker, or the thread in
  * the current-thread pn_block_on): with io_uring it may submit itself. */
 void pn__reactor_adopt_thread(pn__reactor *r);
+
+/* A readiness wait is about to sleep on reg: make sure the kernel watches
+ * its fd (a no-op unless the backend deferred it). */
+void pn__reactor_watch(pn__reactor *r, pn__registration *reg);
 
 /* How many wakes reached the backend (the others were coalesced; tests). */
 unsigned pn__reactor_wake_signals(pn__reactor *r);

@@ -22,6 +22,7 @@ static void init_record(pn__registration *rec, uint32_t index)
 {
     atomic_init(&rec->readiness, 0);
     atomic_init(&rec->gen, 0);
+    atomic_init(&rec->unwatched, false);
     rec->fd = -1;
     rec->index = index;
     atomic_flag_clear(&rec->lock);

@@ -264,6 +264,18 @@ static int flush(pn__reactor *r, struct ur *u)
     return 0;
 }
 
+static int arm(pn__reactor *r, struct ur *u, pn__registration *reg, uint64_t token)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        pthread_mutex_unlock(&u->sq_lock);
+        return -EBUSY;
+    }
+    prep_poll(u, sqe, reg->fd, token);
+    return flush(r, u);
+}
+
 static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
 {
     struct ur *u = r->be_data;
@@ -277,16 +289,22 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
         if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
             return -EPERM;
     }
-    pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    int err = -EBUSY;
-    if (sqe) {
-        prep_poll(u, sqe, reg->fd, token);
-        err = flush(r, u);
-    } else {
-        pthread_mutex_unlock(&u->sq_lock);
+    /* A stream socket does its reads and writes as io_uring requests
+     * (uio.c): a standing poll would only post a CQE per packet that
+     * nobody needs.  Arm it when a readiness wait asks (ur_watch). */
+    if (u->completion && reg->owner && reg->owner->is_socket && reg->owner->is_stream) {
+        atomic_store(&reg->unwatched, true);
+        return 0;
     }
-    return err;
+    return arm(r, u, reg, token);
+}
+
+static void ur_watch(pn__reactor *r, pn__registration *reg, uint64_t token)
+{
+    /* A failure is seen as readiness that never comes; make it an error
+     * the waiter's syscall reports instead. */
+    if (arm(r, r->be_data, reg, token) < 0)
+        pn__reactor_dispatch(r, token, PN__READY_ERROR | PN__READY_READ | PN__READY_WRITE);
 }
 
 static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
@@ -538,6 +556,7 @@ const struct pn__backend pn__uring_backend = {
     .turn = ur_turn,
     .wake = ur_wake,
     .flush = ur_flush,
+    .watch = ur_watch,
     .adopt = ur_adopt,
 };
 
