@@ -79,7 +79,9 @@ PN_EXTERN int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt);
 PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
 
 /* Deregister and give the fd back (it stays open, still nonblocking).
- * Returns the fd, or -EBADF if it was closed. */
+ * Returns the fd, -EBADF if it was closed, or -EBUSY (nothing done) when
+ * bytes received in io_uring completion mode wait unread in pollen's
+ * buffers: read them first. */
 PN_EXTERN int pn_async_fd_release(pn_async_fd *afd);
 
 /* ---- Poll helpers: the building blocks of I/O futures ------------------
@@ -98,6 +100,18 @@ PN_EXTERN pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx,
  * own): the next poll_ready waits for a new edge. */
 PN_EXTERN void pn_async_fd_clear_ready(pn_async_fd *afd, unsigned interest);
 
+/*
+ * Read, write, writev.  On an io_uring runtime in completion mode (the
+ * default there, see docs/GUIDE.md), a stream socket's reads copy out of
+ * buffers the kernel filled, and a write copies the bytes (up to 256 KiB)
+ * into a send request and returns PN_PENDING until the kernel has taken
+ * them all.  A write that returned PN_PENDING must be polled again with
+ * the same bytes, or given up through its future's drop (pn_write,
+ * pn_write_all and the net futures do this): the send is then cancelled
+ * ahead of any later write, and bytes it had sent stay sent.  Custom
+ * reads through pn_async_fd_poll_io on such a socket would miss bytes
+ * already received into those buffers: use these helpers.
+ */
 PN_EXTERN pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx,
                                         void *buf, size_t len, ssize_t *res);
 PN_EXTERN pn_poll pn_async_fd_poll_write(pn_async_fd *afd, pn_cx *cx,
