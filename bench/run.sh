@@ -15,8 +15,9 @@
 # windows per server per run), HTTP_CONNS.
 #
 # Two tables.  The first: pollen (current-thread runtime), pollen-uring
-# (the same echo and HTTP servers run again with POLLEN_BACKEND=uring, the
-# io_uring reactor; echo and http suites only; every other pollen program
+# (the same echo and HTTP servers, and the sleep-lateness program, run again
+# with POLLEN_BACKEND=uring, the io_uring reactor; echo, http and sleep
+# suites only; every other pollen program
 # runs with POLLEN_BACKEND=epoll), pollen multi-thread runtime with 1
 # worker (the worker drives epoll and timers), Tokio current_thread, Tokio
 # multi_thread with 1 worker, libuv (one loop); its ratio compares pollen's
@@ -229,6 +230,8 @@ suite_sleep() {  # run
     r=$1
     say "  [run $r/$RUNS $(elapsed)] sleep lateness: ${SLEEP_COUNT} x 5 ms, ${SLEEP_COUNT} x 1 ms, ${SLEEP_ROUNDS} x 1000 concurrent"
     record pollen "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
+    [ $HAVE_URING = yes ] &&
+        record pollen-uring "$r" env POLLEN_BACKEND=uring $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
     record pollen_mt1 "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
     if [ $HAVE_TOKIO = yes ]; then
         record tokio_ct "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT"
@@ -768,7 +771,7 @@ END {
     }
     print "" > md
     printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : ""), runs > md
-    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers with POLLEN_BACKEND=uring (io_uring reactor), echo and HTTP rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
+    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers and the sleep-lateness program with POLLEN_BACKEND=uring (io_uring reactor: completion mode for the sockets), echo, HTTP and sleep rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
     if (skipped != "") printf "Skipped: %s.\n", skipped > md
     printf "[a] pollen: hand-written one-slot mailbox (no channels yet; under a mutex on the multi-thread runtime); Tokio: tokio::sync::mpsc(1).\n" > md
     printf "[b] pollen and Tokio: one spawned task per sleep; libuv: one uv_timer_t per sleep, no task.\n" > md
