@@ -210,6 +210,21 @@ static void maybe_arm(struct pn__uio *io)
     queue_recv(io);
 }
 
+/* Append n bytes to the spill (io locked).  Without memory the bytes are
+ * lost, as they would be with no room in a kernel socket buffer. */
+static void spill_append(struct pn__uio *io, const char *src, size_t n)
+{
+    char *s = pn__malloc(io->spill_len + n);
+    if (!s)
+        return;
+    if (io->spill_len)
+        memcpy(s, io->spill, io->spill_len);
+    memcpy(s + io->spill_len, src, n);
+    pn__free(io->spill);
+    io->spill = s;
+    io->spill_len += n;
+}
+
 /* ---- completions (the driver) ---------------------------------------- */
 
 int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
@@ -227,6 +242,11 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
             atomic_fetch_add(&u->bufs_out, 1);
             if (io->closed || io->rx_n == RXQ) {
                 buf_give_back(u, bid);   /* nobody will read it */
+            } else if (!io->u) {
+                /* The reactor is going (its teardown cancels and reaps):
+                 * keep the bytes with the afd, after what is spilled. */
+                spill_append(io, buf_addr(u, bid), (size_t)res);
+                buf_give_back(u, bid);
             } else {
                 unsigned slot = (io->rx_head + io->rx_n) % RXQ;
                 io->rx_bid[slot] = (uint16_t)bid;
