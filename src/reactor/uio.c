@@ -5,16 +5,18 @@
  * mode) and struct pn__uop (one receive embedded in it, one send per write
  * in flight), and the provided buffer ring the receives take buffers from.
  *
- * Receive: at most one IORING_OP_RECV with IOSQE_BUFFER_SELECT per socket is
- * in flight.  Its CQE names the buffer the kernel filled; the chunk waits in
- * the uio's queue (at most RXQ chunks) until reads copy it out, and a
- * buffer is given back to the ring as soon as it is read to its end.  The
- * receive is re-armed when it completes with data while fewer than
- * RX_ARM_BELOW chunks wait, else by the read that drains the queue.  When
- * the ring has no buffer left (-ENOBUFS), reads fall back to the readiness
- * path (a recv(2) into the caller's buffer) until one comes back: a slow
- * reader holds at most RXQ buffers, and never stalls other sockets.
- *
+ * Receive: one multishot IORING_OP_RECV with IOSQE_BUFFER_SELECT per
+ * socket, armed by the first read and kept armed: each CQE names the buffer
+ * the kernel filled, and the chunk waits in the uio's queue until reads
+ * copy it out; a buffer goes back to the ring as soon as it is read to its
+ * end.  When RX_HIGH chunks wait unread the receive is cancelled (CQEs
+ * already on their way still queue: the queue grows); a read that leaves
+ * fewer than RX_ARM_BELOW arms it again.  So a slow reader holds a bounded
+ * number of buffers.  When the ring has no buffer left (-ENOBUFS, which
+ * ends the multishot), reads fall back to the readiness path (a recv(2)
+ * into the caller's buffer) until one comes back: nothing of ours is in
+ * flight for the socket then, so order is kept.
+
  * Send: a write copies up to TX_MAX bytes of the caller's into a pn__uop
  * and queues an IORING_OP_SEND (MSG_NOSIGNAL | MSG_WAITALL, so the kernel
  * finishes a partial send itself); it returns PN_PENDING, and the poll
@@ -44,8 +46,8 @@
 #include "reactor/uio.h"
 #include "reactor/uring.h"
 
-#define RXQ 8u             /* received chunks one socket may hold */
-#define RX_ARM_BELOW 4u    /* re-arm the receive while fewer wait */
+#define RX_HIGH 8u         /* chunks waiting that pause the receive */
+#define RX_ARM_BELOW 4u    /* (re-)arm the receive while fewer wait */
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
 
 enum { UOP_RECV = 1, UOP_SEND = 2 };
@@ -71,8 +73,9 @@ struct pn__uio {
     struct pn__uop rx;     /* the receive request (kind UOP_RECV) */
     unsigned rx_head, rx_n;
     uint32_t rx_off;       /* bytes of the head chunk already read */
-    uint16_t rx_bid[RXQ];
-    uint32_t rx_len[RXQ];
+    unsigned rx_cap;       /* rxq's size: a power of two, grown as needed */
+    struct chunk { uint32_t len; uint16_t bid; } *rxq;
+    bool rx_stopping;      /* a cancel of the multishot receive is on its way */
     char *spill;           /* unread bytes saved when the reactor went */
     size_t spill_len, spill_off;
     struct io_uring_sqe *rx_sqe, *tx_sqe;  /* where the last receive and */
@@ -99,6 +102,7 @@ static void io_unref(struct pn__uio *io)
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
     pn__free(io->spill);
+    pn__free(io->rxq);
     pn__free(io);
 }
 
@@ -190,7 +194,7 @@ static void queue_recv(struct pn__uio *io)
         io->rx_err = -ENOMEM;
         return;
     }
-    io_uring_prep_recv(sqe, io->fd, NULL, BUF_SIZE, 0);
+    io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP);
@@ -208,6 +212,53 @@ static void maybe_arm(struct pn__uio *io)
     io->rx_armed = true;
     io->rx_nobufs = false;
     queue_recv(io);
+}
+
+static void neuter(struct io_uring_sqe *sqe);
+
+/* Too much waits unread: ask the kernel to stop the multishot receive
+ * (io locked).  CQEs already on their way still land in the queue. */
+static void pause_recv(struct pn__uio *io)
+{
+    struct ur *u = io->u;
+    if (!io->rx_armed || io->rx_stopping || !u)
+        return;
+    io->rx_stopping = true;
+    pthread_mutex_lock(&u->sq_lock);
+    if (pn__ur_unsubmitted(u, io->rx_seq)) {
+        neuter(io->rx_sqe);
+        pthread_mutex_unlock(&u->sq_lock);
+        return;
+    }
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP, 0);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
+    pn__ur_queued(io->r, u);
+}
+
+/* Append a chunk (io locked); false without memory for a bigger queue. */
+static bool rx_push(struct pn__uio *io, unsigned bid, uint32_t len)
+{
+    if (io->rx_n == io->rx_cap) {
+        unsigned cap = io->rx_cap ? io->rx_cap * 2 : 16;
+        struct chunk *q = pn__malloc(cap * sizeof *q);
+        if (!q)
+            return false;
+        for (unsigned i = 0; i < io->rx_n; i++)
+            q[i] = io->rxq[(io->rx_head + i) & (io->rx_cap - 1)];
+        pn__free(io->rxq);
+        io->rxq = q;
+        io->rx_cap = cap;
+        io->rx_head = 0;
+    }
+    struct chunk *c = &io->rxq[(io->rx_head + io->rx_n) & (io->rx_cap - 1)];
+    c->bid = (uint16_t)bid;
+    c->len = len;
+    io->rx_n++;
+    return true;
 }
 
 /* Append n bytes to the spill (io locked).  Without memory the bytes are
@@ -233,25 +284,22 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
     struct pn__uio *io = op->io;
     int res = cqe->res;
     pn_waker w = PN_WAKER_NONE;
-    atomic_fetch_sub(&u->inflight, 1);
     if (op->kind == UOP_RECV) {
+        bool more = cqe->flags & IORING_CQE_F_MORE;
         io_lock(io);
-        io->rx_armed = false;
         if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
             unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
             atomic_fetch_add(&u->bufs_out, 1);
-            if (io->closed || io->rx_n == RXQ) {
+            if (io->closed) {
                 buf_give_back(u, bid);   /* nobody will read it */
-            } else if (!io->u) {
-                /* The reactor is going (its teardown cancels and reaps):
-                 * keep the bytes with the afd, after what is spilled. */
+            } else if (!io->u || !rx_push(io, bid, (uint32_t)res)) {
+                /* The reactor is going (its teardown cancels and reaps),
+                 * or no memory for the queue: keep the bytes with the
+                 * afd, after what is spilled. */
                 spill_append(io, buf_addr(u, bid), (size_t)res);
                 buf_give_back(u, bid);
-            } else {
-                unsigned slot = (io->rx_head + io->rx_n) % RXQ;
-                io->rx_bid[slot] = (uint16_t)bid;
-                io->rx_len[slot] = (uint32_t)res;
-                io->rx_n++;
+            } else if (io->rx_n >= RX_HIGH) {
+                pause_recv(io);
             }
         } else if (res == 0) {
             io->rx_eof = true;
@@ -261,12 +309,24 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         } else if (res < 0 && res != -ECANCELED) {
             io->rx_err = res;
         }
-        if (res > 0)
-            maybe_arm(io);
+        if (!more) {
+            io->rx_armed = false;
+            io->rx_stopping = false;
+            if (res > 0 || res == -ECANCELED)
+                maybe_arm(io);
+        }
         w = io->reader;
         io->reader = PN_WAKER_NONE;
         io_unlock(io);
+        if (!more) {
+            atomic_fetch_sub(&u->inflight, 1);
+            io_unref(io);
+        }
+        bool woke = !pn_waker_is_none(&w);
+        pn_waker_wake(&w);
+        return woke;
     } else {
+        atomic_fetch_sub(&u->inflight, 1);
         io_lock(io);
         op->res = res;
         op->done = true;
@@ -352,22 +412,22 @@ static size_t take(struct pn__uio *io, char *dst, size_t len, bool peek)
     unsigned head = io->rx_head, left = io->rx_n;
     uint32_t off = io->rx_off;
     while (n < len && left) {
-        unsigned bid = io->rx_bid[head];
-        size_t k = io->rx_len[head] - off;
+        unsigned bid = io->rxq[head].bid;
+        size_t k = io->rxq[head].len - off;
         if (k > len - n)
             k = len - n;
         memcpy(dst + n, buf_addr(io->u, bid) + off, k);
         n += k;
         off += (uint32_t)k;
-        if (off < io->rx_len[head])
+        if (off < io->rxq[head].len)
             break;
         if (!peek) {
             buf_give_back(io->u, bid);
-            io->rx_head = (io->rx_head + 1) % RXQ;
+            io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
             io->rx_n--;
             io->rx_off = 0;
         }
-        head = (head + 1) % RXQ;
+        head = (head + 1) & (io->rx_cap - 1);
         left--;
         off = 0;
     }
@@ -628,8 +688,8 @@ static void drop_chunks(struct pn__uio *io)
 {
     while (io->rx_n) {
         if (io->u)
-            buf_give_back(io->u, io->rx_bid[io->rx_head]);
-        io->rx_head = (io->rx_head + 1) % RXQ;
+            buf_give_back(io->u, io->rxq[io->rx_head].bid);
+        io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
         io->rx_n--;
     }
     io->rx_off = 0;
@@ -701,8 +761,8 @@ void pn__uio_detach(pn_async_fd *afd)
         return;
     io_lock(io);
     size_t total = 0;
-    for (unsigned i = 0, h = io->rx_head; i < io->rx_n; i++, h = (h + 1) % RXQ)
-        total += io->rx_len[h];
+    for (unsigned i = 0, h = io->rx_head; i < io->rx_n; i++, h = (h + 1) & (io->rx_cap - 1))
+        total += io->rxq[h].len;
     total -= io->rx_off;
     if (total && !io->spill) {
         char *s = pn__malloc(total);
