@@ -186,12 +186,19 @@ $(B)/examples/%: $(B)/obj/examples/%.o $(LIB_A)
 # ---------------------------------------------------------------------------
 TEST_LIBS := -lcriterion $(LIBS)
 
-$(TEST_BIN): $(REL_TEST_OBJS) $(LIB_A)
+# The list of test sources the binaries were linked from: a run with
+# TEST_SRCS=... links a smaller binary, and the next plain run must relink.
+TEST_LIST := $(B)/tests/.sources
+$(TEST_LIST): FORCE
+	@mkdir -p $(@D)
+	@echo '$(TEST_SRCS)' | cmp -s - $@ || echo '$(TEST_SRCS)' > $@
+
+$(TEST_BIN): $(REL_TEST_OBJS) $(LIB_A) $(TEST_LIST)
 	@mkdir -p $(@D)
 	@echo "  LINK      $@"
 	$(Q)$(CC) -g -pthread $(LDFLAGS) -o $@ $(REL_TEST_OBJS) $(LIB_A) $(TEST_LIBS)
 
-$(ASAN_TEST_BIN): $(ASAN_TEST_OBJS) $(B)/asan/libpollen.a
+$(ASAN_TEST_BIN): $(ASAN_TEST_OBJS) $(B)/asan/libpollen.a $(TEST_LIST)
 	@mkdir -p $(@D)
 	@echo "  LINK      $@"
 	$(Q)$(CC) -g -pthread $(ASAN_FLAGS) $(LDFLAGS) -o $@ $(ASAN_TEST_OBJS) \
@@ -201,7 +208,7 @@ $(ASAN_TEST_BIN): $(ASAN_TEST_OBJS) $(B)/asan/libpollen.a
 # ("Could not initialize inheritable arena"); see the file's comment.
 TSAN_SHIM := $(B)/tsan/obj/mk/tsan_criterion.o
 
-$(TSAN_TEST_BIN): $(TSAN_TEST_OBJS) $(TSAN_SHIM) $(B)/tsan/libpollen.a
+$(TSAN_TEST_BIN): $(TSAN_TEST_OBJS) $(TSAN_SHIM) $(B)/tsan/libpollen.a $(TEST_LIST)
 	@mkdir -p $(@D)
 	@echo "  LINK      $@"
 	$(Q)$(CC) -g -pthread $(TSAN_FLAGS) $(LDFLAGS) -o $@ $(TSAN_TEST_OBJS) \
