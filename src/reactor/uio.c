@@ -58,8 +58,11 @@ struct pn__uop {
     int32_t res;
     struct pn__uio *io;
     size_t len;
+    size_t cap;            /* send: bytes of data allocated */
     char *data;            /* send: the copy, allocated with the uop */
 };
+
+#define SPARE_MAX 16384u   /* a finished send this small is kept for the next */
 
 struct pn__uio {
     atomic_int refs;
@@ -81,6 +84,8 @@ struct pn__uio {
     struct io_uring_sqe *rx_sqe, *tx_sqe;  /* where the last receive and */
     uint64_t rx_seq, tx_seq;               /* send were queued, and when */
     struct pn__uop *tx;    /* the send of the write being polled */
+    struct pn__uop *spare; /* a finished send kept for reuse (writes of
+                              similar size then allocate nothing) */
     pn_waker reader, writer;
 };
 
@@ -103,6 +108,7 @@ static void io_unref(struct pn__uio *io)
     pn_waker_drop(&io->writer);
     pn__free(io->spill);
     pn__free(io->rxq);
+    pn__free(io->spare);
     pn__free(io);
 }
 
@@ -528,6 +534,36 @@ bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
     return true;
 }
 
+/* A send request for len bytes: the spare if it is big enough, else a new
+ * allocation (io locked).  Sizes are rounded up so that similar writes
+ * fit the spare. */
+static struct pn__uop *send_op(struct pn__uio *io, size_t len)
+{
+    struct pn__uop *op = io->spare;
+    if (op && op->cap >= len) {
+        io->spare = NULL;
+        return op;
+    }
+    size_t cap = (len + 255) & ~(size_t)255;
+    op = pn__malloc(sizeof *op + cap);
+    if (!op)
+        return NULL;
+    op->cap = cap;
+    op->data = (char *)(op + 1);
+    return op;
+}
+
+/* A send whose result has been taken (io locked): keep it as the spare if
+ * there is none and it is small, else free it. */
+static void retire(struct pn__uio *io, struct pn__uop *op)
+{
+    if (!io->spare && op->cap <= SPARE_MAX && !io->closed) {
+        io->spare = op;
+        return;
+    }
+    pn__free(op);
+}
+
 bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
                    ssize_t *res, pn_poll *out)
 {
@@ -548,9 +584,9 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
             return true;
         }
         io->tx = NULL;
-        io_unlock(io);
         *res = op->res;
-        pn__free(op);
+        retire(io, op);
+        io_unlock(io);
         (void)pn_cx_budget_spend(cx);
         *out = PN_READY;
         return true;
@@ -572,7 +608,7 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         *out = PN_PENDING;
         return true;
     }
-    op = pn__malloc(sizeof *op + len);
+    op = send_op(io, len);
     if (!op) {
         io_unlock(io);
         *res = -ENOMEM;
@@ -584,7 +620,6 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
     op->res = 0;
     op->io = io;
     op->len = len;
-    op->data = (char *)(op + 1);
     for (int i = 0, n = 0; i < iovcnt && (size_t)n < len; i++) {
         size_t k = iov[i].iov_len;
         if (k > len - (size_t)n)
