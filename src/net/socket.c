@@ -45,10 +45,10 @@ void pn__close_fd(int fd)
     errno = saved;
 }
 
-void pn__sock_adopt(pn_async_fd *afd, int fd)
+void pn__sock_adopt(pn_async_fd *afd, int fd, bool stream)
 {
-    /* A TCP socket (stream): every other field as pn_async_fd_init leaves it. */
-    *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true, .is_stream = true };
+    /* Every other field as pn_async_fd_init leaves it. */
+    *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true, .is_stream = stream };
 }
 
 int pn__sock_addr(int fd, pn_sockaddr *out, bool peer)

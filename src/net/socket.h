@@ -33,10 +33,11 @@ int pn__sock_error(int fd);
 void pn__close_fd(int fd);
 
 /* Wrap a socket fd that is already nonblocking and close-on-exec (from
- * pn__socket or accept4 with SOCK_NONBLOCK) in *afd without the fstat and
- * fcntl of pn_async_fd_init: the state pn_async_fd_init would leave, with
- * is_socket and is_stream set: TCP sockets only.  Cannot fail. */
-void pn__sock_adopt(pn_async_fd *afd, int fd);
+ * pn__socket, socketpair or accept4 with SOCK_NONBLOCK) in *afd without the
+ * fstat, fcntl and getsockopt of pn_async_fd_init: the state
+ * pn_async_fd_init would leave for a socket of that kind (stream: TCP or
+ * Unix stream; else datagram).  Cannot fail. */
+void pn__sock_adopt(pn_async_fd *afd, int fd, bool stream);
 
 /* getsockname (peer false) or getpeername (peer true) into *out.
  * 0 or -errno (-EBADF when fd < 0). */

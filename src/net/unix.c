@@ -233,10 +233,8 @@ pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out,
         *res = fd;
         return PN_READY;
     }
-    int err = pn_async_fd_init(&out->afd, fd);
-    if (err)
-        pn__close_fd(fd);
-    *res = err;
+    pn__sock_adopt(&out->afd, fd, true);   /* accept4 made it nonblocking */
+    *res = 0;
     return PN_READY;
 }
 
@@ -320,12 +318,7 @@ static pn_poll connect_try(pn_unix_connect *c)
     if (err == 0 || err == -EINPROGRESS) {
         int fd = c->fd;
         c->fd = -1;
-        int e = pn_async_fd_init(&c->out->afd, fd);
-        if (e) {
-            pn__close_fd(fd);
-            c->res = e;
-            return PN_READY;
-        }
+        pn__sock_adopt(&c->out->afd, fd, true);   /* from pn__socket */
         if (err == 0) {
             c->res = 0;
             return PN_READY;
@@ -434,16 +427,9 @@ static int make_pair(int type, pn_async_fd *a, pn_async_fd *b)
     int sv[2];
     if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    int err = pn_async_fd_init(a, sv[0]);
-    if (!err)
-        err = pn_async_fd_init(b, sv[1]);
-    if (err) {
-        pn__close_fd(sv[0]);
-        pn__close_fd(sv[1]);
-        dead_afd(a);
-        dead_afd(b);
-    }
-    return err;
+    pn__sock_adopt(a, sv[0], type == SOCK_STREAM);
+    pn__sock_adopt(b, sv[1], type == SOCK_STREAM);
+    return 0;
 }
 
 int pn_unix_stream_pair(pn_unix_stream *a, pn_unix_stream *b)
