@@ -131,13 +131,7 @@ static int sock_name(const pn_udp_socket *s, pn_sockaddr *out, bool peer)
         return err;
     if (!out)
         return -EINVAL;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int r = peer ? getpeername(s->afd.fd, (struct sockaddr *)&ss, &len)
-                 : getsockname(s->afd.fd, (struct sockaddr *)&ss, &len);
-    if (r < 0)
-        return -errno;
-    return pn_sockaddr_from(out, (struct sockaddr *)&ss, len);
+    return pn__sock_addr(s->afd.fd, out, peer);
 }
 
 int pn_udp_local_addr(const pn_udp_socket *s, pn_sockaddr *out)
@@ -188,8 +182,7 @@ int pn_udp_set_ttl(pn_udp_socket *s, int ttl)
         return -EINVAL;
     if (fam == AF_INET6)
         return pn__set_sockopt_int(s->afd.fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
-    if (ttl == -1)          /* IP_TTL takes -1 for the default too */
-        return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_TTL, -1);
+    /* IP_TTL, like IPV6_UNICAST_HOPS, takes -1 for the default. */
     return pn__set_sockopt_int(s->afd.fd, IPPROTO_IP, IP_TTL, ttl);
 }
 
