@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "helpers.h"
@@ -64,15 +65,29 @@ static unsigned pool_stat_queued(pn_runtime *rt)
     return s.queued;
 }
 
+/* Threads of this process, not counting the kernel's io_uring workers
+ * (iou-wrk-*, iou-sqp-*): on the io_uring backend the kernel may start one
+ * for a request it runs asynchronously, and lets it go on its own time. */
 static int task_count(void)
 {
     DIR *d = opendir("/proc/self/task");
     cr_assert_not_null(d);
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof comm, f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        if (strncmp(comm, "iou-", 4) != 0)
             n++;
+    }
     closedir(d);
     return n;
 }
