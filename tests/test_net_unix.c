@@ -1190,9 +1190,14 @@ Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
     emfile_left = 3;
     accept_calls = 0;
     backoff_main m = { .base = { &backoff_main_vt }, .l = &l };
+    pn_instant t0 = pn_now();
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
+    uint64_t took = pn_now() - t0;
     cr_assert_eq(m.acc.res, 0, "accepted once descriptors were back");
-    cr_assert_eq(accept_calls, 4, "three EMFILE answers, three back-offs, no spinning");
+    cr_assert_eq(accept_calls, 4, "three EMFILE answers, then the accept");
+    /* It slept between them (10 + 20 + 40 ms: a sleep never ends early),
+     * where a spinning accept would have taken microseconds. */
+    cr_assert_geq(took, PN_MS(70), "backed off for %llu ns only", (unsigned long long)took);
     pn_unix_stream_close(&m.acc.stream);
     pn_unix_listener_close(&l);
     close(c);
