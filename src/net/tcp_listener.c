@@ -56,7 +56,7 @@ int pn_tcp_listen(pn_tcp_listener *l, const pn_sockaddr *addr, const pn_tcp_list
         pn__close_fd(fd);
         return err;
     }
-    pn__sock_adopt(&l->afd, fd);
+    pn__sock_adopt(&l->afd, fd, true);
     return 0;
 }
 
@@ -106,7 +106,7 @@ pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_stream *out,
         *res = (int)n;
         return PN_READY;
     }
-    pn__sock_adopt(&out->afd, (int)n);
+    pn__sock_adopt(&out->afd, (int)n, true);
     *res = 0;
     return PN_READY;
 }

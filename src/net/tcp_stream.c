@@ -58,7 +58,7 @@ static int connect_start(pn_tcp_connect *c)
         pn__close_fd(fd);
         return err;
     }
-    pn__sock_adopt(&c->out->afd, fd);
+    pn__sock_adopt(&c->out->afd, fd, true);
     return r == 0 ? 0 : 1;
 }
 
