@@ -12,6 +12,7 @@
  * tests check the same behaviour of the readiness path, and that no
  * completion state is ever created.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -355,4 +356,89 @@ Test(uring_io, exhausted_ring_falls_back_without_loss)
 {
     exhausted_ring_falls_back_without_loss(PN_RUNTIME_CURRENT_THREAD);
     exhausted_ring_falls_back_without_loss(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* ---- close while another task's send waits for the peer ----------------- */
+
+typedef struct stuck_writer {
+    pn_future base;
+    int pc;
+    pn_async_fd *a;
+    const char *data;
+    atomic_bool *finished;
+    pn_write_all w;
+    ssize_t res;
+} stuck_writer;
+
+static pn_poll stuck_writer_poll(pn_future *f, pn_cx *cx)
+{
+    stuck_writer *s = (stuck_writer *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    s->w = pn_write_all_of(s->a, s->data, BIG);
+    PN_AWAIT(s->pc, &s->w, cx);
+    s->res = s->w.res;
+    atomic_store(s->finished, true);
+    PN_ASYNC_END(s->pc);
+}
+
+static void stuck_writer_drop(pn_future *f)
+{
+    stuck_writer *s = (stuck_writer *)f;
+    if (s->pc)
+        pn_future_drop(PN_FUTURE(&s->w));
+}
+
+static const pn_future_vtable stuck_writer_vt = { stuck_writer_poll, stuck_writer_drop,
+                                                  "stuck_writer" };
+
+/* Wait until the peer's other end is gone (POLLRDHUP), whatever it still
+ * has unread; fails (instead of hanging) if that never comes. */
+static void wait_peer_closed(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    int n;
+    do
+        n = poll(&p, 1, 10000);
+    while (n < 0 && errno == EINTR);
+    cr_assert_eq(n, 1, "the peer never saw the socket closed");
+    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
+}
+
+static void close_cancels_a_waiting_send(pn_runtime_flavor fl)
+{
+    pn_runtime *rt = rt_of(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    char *big = malloc(BIG);
+    cr_assert_not_null(big);
+    memset(big, 'x', BIG);
+    atomic_bool finished = false;
+    stuck_writer s = { .base = { &stuck_writer_vt }, .a = &a, .data = big,
+                       .finished = &finished };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&s), sizeof s, &h), 0);
+    /* Nobody reads: the writer fills the socket buffers and waits. */
+    sleep_in(rt, PN_MS(20));
+    cr_assert_not(atomic_load(&finished), "4 MiB fit in the socket buffers: nothing waits");
+    /* Close under the waiting writer (from outside the runtime). */
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    stuck_writer *done = j.output;
+    cr_assert_eq(done->res, -ECANCELED, "the writer sees the close: %zd", done->res);
+    pn_join_handle_free(h);
+    /* The socket is really closed, with the runtime still running and the
+     * peer still not reading: no send holds it open. */
+    wait_peer_closed(peer);
+    close(peer);
+    free(big);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+Test(uring_io, close_cancels_a_waiting_send)
+{
+    close_cancels_a_waiting_send(PN_RUNTIME_CURRENT_THREAD);
+    close_cancels_a_waiting_send(PN_RUNTIME_MULTI_THREAD);
 }

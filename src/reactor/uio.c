@@ -222,6 +222,19 @@ static void maybe_arm(struct pn__uio *io)
 
 static void neuter(struct io_uring_sqe *sqe);
 
+/* Queue an ASYNC_CANCEL of the request `op` (sq_lock held).  Its success
+ * posts no CQE; the request's own last CQE still comes and frees what it
+ * holds.  Without an SQE the request runs to its end. */
+static void queue_cancel(struct ur *u, struct pn__uop *op)
+{
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
+    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 /* Too much waits unread: ask the kernel to stop the multishot receive
  * (io locked).  CQEs already on their way still land in the queue. */
 static void pause_recv(struct pn__uio *io)
@@ -236,12 +249,7 @@ static void pause_recv(struct pn__uio *io)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (sqe) {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP, 0);
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    }
+    queue_cancel(u, &io->rx);
     pn__ur_queued(io->r, u);
 }
 
@@ -680,12 +688,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (sqe) {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    }
+    queue_cancel(u, op);
     pn__ur_queued(io->r, u);   /* releases sq_lock */
 }
 
@@ -744,27 +747,27 @@ void pn__uio_close(pn_async_fd *afd)
         /* The fd is closed next, and its number may be reused at once: a
          * request still waiting in the SQ would name another socket.  Turn
          * those into NOPs (their CQEs still free what they hold); cancel
-         * the receive if the kernel has it.  No syscall here: this may be
-         * a thread that must not submit. */
+         * the receive and the send if the kernel has them: a send waiting
+         * for a peer that does not read would otherwise hold the socket
+         * open, and the peer would never see it closed.  No syscall here:
+         * this may be a thread that must not submit. */
         pthread_mutex_lock(&u->sq_lock);
         if (io->rx_armed) {
-            if (pn__ur_unsubmitted(u, io->rx_seq)) {
+            if (pn__ur_unsubmitted(u, io->rx_seq))
                 neuter(io->rx_sqe);
-            } else {
-                struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-                if (sqe) {
-                    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP, 0);
-                    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-                    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-                }
-            }
+            else
+                queue_cancel(u, &io->rx);
         }
-        if (io->tx && !io->tx->done && pn__ur_unsubmitted(u, io->tx_seq))
-            neuter(io->tx_sqe);
+        if (io->tx && !io->tx->done) {
+            if (pn__ur_unsubmitted(u, io->tx_seq))
+                neuter(io->tx_sqe);
+            else
+                queue_cancel(u, io->tx);
+        }
         pn__ur_queued(io->r, u);   /* releases sq_lock */
     }
     drop_chunks(io);
-    drop_tx(io, false);   /* the close above already neutered or left it */
+    drop_tx(io, false);   /* the close above already neutered or cancelled it */
     rd = io->reader;
     wr = io->writer;
     io->reader = io->writer = PN_WAKER_NONE;
