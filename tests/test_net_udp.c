@@ -289,8 +289,32 @@ BOTH(truncation_is_reported)
     cr_assert_eq(rv.datagram_len, 77);
     cr_assert(rv.truncated);
 
-    /* The poll helper form, by hand inside a future is covered by the
-     * futures; here its NULL checks. */
+    /* The futures cover the poll helpers' normal use; here their argument
+     * checks, which answer before any syscall or registration. */
+    pn_waker none = PN_WAKER_NONE;
+    pn_cx cx = { .waker = &none, .budget = 128 };
+    ssize_t res;
+    size_t dlen;
+    res = 1;
+    cr_assert_eq(pn_udp_poll_recv_from(NULL, &cx, in, 10, NULL, &dlen, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "NULL socket");
+    res = 1;
+    cr_assert_eq(pn_udp_poll_recv(&b, NULL, in, 10, &dlen, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "NULL context");
+    res = 1;
+    cr_assert_eq(pn_udp_poll_recv(&b, &cx, NULL, 10, &dlen, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "NULL buffer with a length");
+    cr_assert_eq(pn_udp_poll_recv(&b, &cx, in, 10, &dlen, NULL), PN_READY, "NULL result");
+    res = 1;
+    cr_assert_eq(pn_udp_poll_send_to(&a, &cx, out, 1, NULL, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "send_to without an address");
+    res = 1;
+    cr_assert_eq(pn_udp_poll_send(NULL, &cx, out, 1, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "NULL socket");
+    res = 1;
+    cr_assert_eq(pn_udp_poll_send(&a, &cx, NULL, 1, &res), PN_READY);
+    cr_assert_eq(res, -EINVAL, "NULL buffer with a length");
+    cr_assert_eq(pn_udp_poll_send(&a, &cx, out, 1, NULL), PN_READY, "NULL result");
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn_udp_close(&a);
     pn_udp_close(&b);
@@ -625,7 +649,7 @@ BOTH(close_wakes_a_pending_recv_with_ecanceled)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-BOTH(dropped_pending_recv_consumes_nothing)
+BOTH(dropped_pending_recv_releases_its_waker_and_consumes_nothing)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket a, b;
@@ -633,11 +657,14 @@ BOTH(dropped_pending_recv_consumes_nothing)
     cr_assert_eq(pn_udp_bind(&a, &lo, NULL), 0);
     cr_assert_eq(pn_udp_bind(&b, &lo, NULL), 0);
     char buf[8];
+    waker_probe probe = { 0 };
     pn_udp_recv rv = pn_udp_recv_from(&b, buf, sizeof(buf));
-    pn_sleep nap = pn_sleep_for(PN_MS(1));
-    pn_select2 sel = pn_select_either(PN_FUTURE(&rv), PN_FUTURE(&nap));
-    AWAIT(rt, sel);
-    cr_assert_eq(sel.index, 1, "nothing to receive: the sleep wins, the recv is dropped");
+    probed_drop pd = probed_drop_of(PN_FUTURE(&rv), &probe);
+    AWAIT(rt, pd);
+    cr_assert_eq(pd.first, PN_PENDING, "nothing to receive yet");
+    cr_assert_gt(atomic_load(&probe.clones), 0, "the pending recv left a waker with the socket");
+    cr_assert_eq(waker_probe_held(&probe), 0, "the drop took its waker back");
+
     pn_sockaddr baddr;
     cr_assert_eq(pn_udp_local_addr(&b, &baddr), 0);
     pn_udp_send sd = pn_udp_send_to(&a, "later", 5, &baddr);
@@ -649,4 +676,5 @@ BOTH(dropped_pending_recv_consumes_nothing)
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn_udp_close(&a);
     pn_udp_close(&b);
+    cr_assert_eq(atomic_load(&probe.wakes), 0, "nothing woke the dropped recv's task");
 }

@@ -1105,27 +1105,30 @@ BOTH(dgram_errors)
 
 BOTH(pending_futures_dropped_release_their_wakers)
 {
-    /* A recv / accept pending in a select is dropped when the other side
-     * wins; the sockets stay usable afterwards. */
+    /* A recv and an accept, each polled once with a probe's waker while
+     * nothing has arrived, then dropped: the drop takes the waker back, the
+     * sockets stay usable, and what arrives later wakes nobody stale. */
     pn_runtime *rt = flavour_new(fl);
     pn_unix_dgram a, b;
     cr_assert_eq(pn_unix_dgram_pair(&a, &b), 0);
     char buf[8];
+    waker_probe probe = { 0 };
     pn_unix_recv rv = pn_unix_recv_of(&b, buf, sizeof(buf));
-    pn_sleep nap = pn_sleep_for(PN_MS(1));
-    pn_select2 sel = pn_select_either(PN_FUTURE(&rv), PN_FUTURE(&nap));
-    AWAIT(rt, sel);
-    cr_assert_eq(sel.index, 1, "nothing to receive: the sleep wins");
+    probed_drop pd = probed_drop_of(PN_FUTURE(&rv), &probe);
+    AWAIT(rt, pd);
+    cr_assert_eq(pd.first, PN_PENDING, "nothing to receive yet");
+    cr_assert_gt(atomic_load(&probe.clones), 0, "the pending recv left a waker");
+    cr_assert_eq(waker_probe_held(&probe), 0, "the recv's drop took its waker back");
 
     char name[64];
     abstract_name(name, sizeof(name), "drop");
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
     pn_unix_accept acc = pn_unix_accept_on(&l);
-    nap = pn_sleep_for(PN_MS(1));
-    sel = pn_select_either(PN_FUTURE(&acc), PN_FUTURE(&nap));
-    AWAIT(rt, sel);
-    cr_assert_eq(sel.index, 1);
+    pd = probed_drop_of(PN_FUTURE(&acc), &probe);
+    AWAIT(rt, pd);
+    cr_assert_eq(pd.first, PN_PENDING, "nobody connects yet");
+    cr_assert_eq(waker_probe_held(&probe), 0, "the accept's drop took its waker back");
 
     pn_unix_send sd = pn_unix_send_of(&a, "after", 5);
     AWAIT(rt, sd);
@@ -1133,11 +1136,21 @@ BOTH(pending_futures_dropped_release_their_wakers)
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 5);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
+    pn_unix_stream c;
+    pn_unix_connect conn = pn_unix_connect_to(&c, name);
+    AWAIT(rt, conn);
+    cr_assert_eq(conn.res, 0);
+    acc = pn_unix_accept_on(&l);
+    AWAIT(rt, acc);
+    cr_assert_eq(acc.res, 0);
 
     cr_assert_eq(pn_runtime_free(rt), 0);
+    pn_unix_stream_close(&acc.stream);
+    pn_unix_stream_close(&c);
     pn_unix_dgram_close(&a);
     pn_unix_dgram_close(&b);
     pn_unix_listener_close(&l);
+    cr_assert_eq(atomic_load(&probe.wakes), 0, "nothing woke a dropped future's task");
 }
 
 /* ---- the accept future backs off on EMFILE instead of spinning ---------------- */
