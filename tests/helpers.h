@@ -8,6 +8,7 @@
 #define PN_TESTS_HELPERS_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
@@ -168,5 +169,56 @@ static inline pn_runtime *rt_new(void)
     cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
     return rt;
 }
+
+/* A runtime of flavour `fl`, with 2 workers when it is the multi-thread
+ * one; fails the test on error. */
+static inline pn_runtime *flavour_new(pn_runtime_flavor fl)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = fl;
+    if (fl == PN_RUNTIME_MULTI_THREAD)
+        cfg.workers = 2;
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
+    return rt;
+}
+
+/* The number of open file descriptors of this process (plus the one
+ * opendir holds while counting). */
+static inline int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* pn_block_on a future struct (not a pointer); fails the test if block_on
+ * itself fails. */
+#define AWAIT(rt, fut)                                                   \
+    do {                                                                 \
+        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
+        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
+    } while (0)
+
+/* A test body run on the current-thread runtime, then on the multi-thread
+ * one, each run leaving no fd open:
+ *     BOTH(suite, name) { ... the runtime flavour is `fl` ... } */
+#define BOTH(suite, name)                                                \
+    static void name##_on(pn_runtime_flavor fl);                         \
+    Test(suite, name)                                                    \
+    {                                                                    \
+        int before_ = count_fds();                                       \
+        name##_on(PN_RUNTIME_CURRENT_THREAD);                            \
+        cr_assert_eq(count_fds(), before_, "fds left (current-thread)"); \
+        name##_on(PN_RUNTIME_MULTI_THREAD);                              \
+        cr_assert_eq(count_fds(), before_, "fds left (multi-thread)");   \
+    }                                                                    \
+    static void name##_on(pn_runtime_flavor fl)
 
 #endif

@@ -13,7 +13,6 @@
  * a spawned task.  Data is checked byte for byte; no timing is asserted.
  * Datagrams are exchanged one at a time (UDP drops on a full buffer).
  */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,48 +21,6 @@
 #include "helpers.h"
 
 TestSuite(net_udp, .timeout = PN_TEST_TIMEOUT);
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static pn_runtime *flavour_new(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    if (fl == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
-#define AWAIT(rt, fut)                                                   \
-    do {                                                                 \
-        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
-        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
-    } while (0)
-
-#define BOTH(name)                                                       \
-    static void name##_on(pn_runtime_flavor fl);                         \
-    Test(net_udp, name)                                                  \
-    {                                                                    \
-        int before_ = count_fds();                                       \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                            \
-        cr_assert_eq(count_fds(), before_, "fds left (current-thread)"); \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                              \
-        cr_assert_eq(count_fds(), before_, "fds left (multi-thread)");   \
-    }                                                                    \
-    static void name##_on(pn_runtime_flavor fl)
 
 static unsigned char pattern(size_t i) { return (unsigned char)(i * 13 + (i >> 8) + 5); }
 
@@ -166,10 +123,10 @@ static void echo_family(pn_runtime_flavor fl, const char *lo, size_t max)
     cr_assert_eq(pn_udp_close(&cli), 0, "twice is harmless");
 }
 
-BOTH(echo_send_to_recv_from_ipv4) { echo_family(fl, "127.0.0.1", 65507); }
-BOTH(echo_send_to_recv_from_ipv6) { echo_family(fl, "::1", 65527); }
+BOTH(net_udp, echo_send_to_recv_from_ipv4) { echo_family(fl, "127.0.0.1", 65507); }
+BOTH(net_udp, echo_send_to_recv_from_ipv6) { echo_family(fl, "::1", 65527); }
 
-BOTH(connected_send_recv_and_disconnect)
+BOTH(net_udp, connected_send_recv_and_disconnect)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket srv, cli, other;
@@ -222,7 +179,7 @@ BOTH(connected_send_recv_and_disconnect)
     pn_udp_close(&other);
 }
 
-BOTH(icmp_port_unreachable_is_econnrefused)
+BOTH(net_udp, icmp_port_unreachable_is_econnrefused)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket gone, cli;
@@ -245,7 +202,7 @@ BOTH(icmp_port_unreachable_is_econnrefused)
     pn_udp_close(&cli);
 }
 
-BOTH(truncation_is_reported)
+BOTH(net_udp, truncation_is_reported)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket a, b;
@@ -320,7 +277,7 @@ BOTH(truncation_is_reported)
     pn_udp_close(&b);
 }
 
-BOTH(broadcast_needs_so_broadcast)
+BOTH(net_udp, broadcast_needs_so_broadcast)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket rx, tx;
@@ -358,7 +315,7 @@ BOTH(broadcast_needs_so_broadcast)
     pn_udp_close(&tx2);
 }
 
-BOTH(multicast_ipv4_on_loopback)
+BOTH(net_udp, multicast_ipv4_on_loopback)
 {
     unsigned lo_if = if_nametoindex("lo");
     cr_assert_gt(lo_if, 0);
@@ -514,7 +471,7 @@ Test(net_udp, bind_errors_and_reuseport)
     cr_assert_eq(count_fds(), before);
 }
 
-BOTH(send_and_recv_errors)
+BOTH(net_udp, send_and_recv_errors)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket s, s6;
@@ -631,7 +588,7 @@ static pn_poll close_race_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable close_race_vt = { close_race_poll, NULL, "close_race" };
 
-BOTH(close_wakes_a_pending_recv_with_ecanceled)
+BOTH(net_udp, close_wakes_a_pending_recv_with_ecanceled)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket s;
@@ -649,7 +606,7 @@ BOTH(close_wakes_a_pending_recv_with_ecanceled)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-BOTH(dropped_pending_recv_releases_its_waker_and_consumes_nothing)
+BOTH(net_udp, dropped_pending_recv_releases_its_waker_and_consumes_nothing)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_udp_socket a, b;

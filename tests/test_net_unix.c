@@ -28,50 +28,6 @@ TestSuite(net_unix, .timeout = PN_TEST_TIMEOUT);
 
 /* ---- fixtures ------------------------------------------------------------- */
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static pn_runtime *flavour_new(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    if (fl == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
-#define AWAIT(rt, fut)                                                   \
-    do {                                                                 \
-        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
-        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
-    } while (0)
-
-/* A test body for both runtimes: BOTH(name) { ... uses `fl` ... }; checks
- * the fd count around each run. */
-#define BOTH(name)                                                       \
-    static void name##_on(pn_runtime_flavor fl);                         \
-    Test(net_unix, name)                                                 \
-    {                                                                    \
-        int before_ = count_fds();                                       \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                            \
-        cr_assert_eq(count_fds(), before_, "fds left (current-thread)"); \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                              \
-        cr_assert_eq(count_fds(), before_, "fds left (multi-thread)");   \
-    }                                                                    \
-    static void name##_on(pn_runtime_flavor fl)
-
 /* A fresh directory for socket files; removed (with its files) by rm_dir. */
 static void tmp_dir(char *out, size_t size)
 {
@@ -362,7 +318,7 @@ static void stream_echo(pn_runtime_flavor fl, const char *name, size_t total)
     cr_assert_eq(pn_unix_listener_close(&l), 0, "twice is harmless");
 }
 
-BOTH(stream_echo_over_a_path)
+BOTH(net_unix, stream_echo_over_a_path)
 {
     char dir[64], path[128];
     tmp_dir(dir, sizeof(dir));
@@ -372,7 +328,7 @@ BOTH(stream_echo_over_a_path)
     rm_dir(dir);
 }
 
-BOTH(stream_echo_over_an_abstract_name_leaves_no_file)
+BOTH(net_unix, stream_echo_over_an_abstract_name_leaves_no_file)
 {
     char name[64];
     abstract_name(name, sizeof(name), "echo");
@@ -420,7 +376,7 @@ Test(net_unix, listen_errors_leave_nothing_open)
     rm_dir(dir);
 }
 
-BOTH(unlink_stale_replaces_a_dead_socket_file_only)
+BOTH(net_unix, unlink_stale_replaces_a_dead_socket_file_only)
 {
     char dir[64], path[128], file[128];
     tmp_dir(dir, sizeof(dir));
@@ -492,7 +448,7 @@ Test(net_unix, unlink_on_close_removes_the_path)
 
 /* ---- connect ---------------------------------------------------------------- */
 
-BOTH(connect_errors)
+BOTH(net_unix, connect_errors)
 {
     char dir[64], path[128], dpath[128], big[200];
     tmp_dir(dir, sizeof(dir));
@@ -589,7 +545,7 @@ static bool backlog_full(const char *name)
     return r < 0 && e == EAGAIN;
 }
 
-BOTH(connect_waits_out_a_full_backlog)
+BOTH(net_unix, connect_waits_out_a_full_backlog)
 {
     char name[64];
     abstract_name(name, sizeof(name), "backlog");
@@ -645,7 +601,7 @@ BOTH(connect_waits_out_a_full_backlog)
 
 /* ---- pairs, shutdown, EPIPE ---------------------------------------------- */
 
-BOTH(stream_pair_shutdown_and_closed_peer)
+BOTH(net_unix, stream_pair_shutdown_and_closed_peer)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_unix_stream a, b;
@@ -729,7 +685,7 @@ static void race(pn_runtime *rt, pn_future *waiter, pn_async_fd *afd)
     pn_join_handle_free(h);
 }
 
-BOTH(close_wakes_waiters_with_ecanceled)
+BOTH(net_unix, close_wakes_waiters_with_ecanceled)
 {
     pn_runtime *rt = flavour_new(fl);
     char name[64], buf[8];
@@ -845,14 +801,14 @@ static void dgram_echo_with(pn_runtime_flavor fl, const char *srv_name)
     pn_unix_dgram_close(&cli);
 }
 
-BOTH(dgram_send_to_recv_from_abstract)
+BOTH(net_unix, dgram_send_to_recv_from_abstract)
 {
     char name[64];
     abstract_name(name, sizeof(name), "dgram");
     dgram_echo_with(fl, name);
 }
 
-BOTH(dgram_send_to_recv_from_path)
+BOTH(net_unix, dgram_send_to_recv_from_path)
 {
     char dir[64], path[128];
     tmp_dir(dir, sizeof(dir));
@@ -861,7 +817,7 @@ BOTH(dgram_send_to_recv_from_path)
     rm_dir(dir);
 }
 
-BOTH(dgram_truncation_and_zero_length)
+BOTH(net_unix, dgram_truncation_and_zero_length)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_unix_dgram a, b;
@@ -1006,10 +962,10 @@ static void flood_test(pn_runtime_flavor fl, bool connected)
     pn_unix_dgram_close(&b);
 }
 
-BOTH(dgram_back_pressure_connected_pair) { flood_test(fl, true); }
-BOTH(dgram_back_pressure_send_to) { flood_test(fl, false); }
+BOTH(net_unix, dgram_back_pressure_connected_pair) { flood_test(fl, true); }
+BOTH(net_unix, dgram_back_pressure_send_to) { flood_test(fl, false); }
 
-BOTH(dgram_errors)
+BOTH(net_unix, dgram_errors)
 {
     char dir[64], path[128], spath[128], big[200];
     tmp_dir(dir, sizeof(dir));
@@ -1103,7 +1059,7 @@ BOTH(dgram_errors)
     rm_dir(dir);
 }
 
-BOTH(pending_futures_dropped_release_their_wakers)
+BOTH(net_unix, pending_futures_dropped_release_their_wakers)
 {
     /* A recv and an accept, each polled once with a probe's waker while
      * nothing has arrived, then dropped: the drop takes the waker back, the
