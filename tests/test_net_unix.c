@@ -1109,17 +1109,17 @@ BOTH(net_unix, pending_futures_dropped_release_their_wakers)
     cr_assert_eq(atomic_load(&probe.wakes), 0, "nothing woke a dropped future's task");
 }
 
-/* ---- the accept future backs off on EMFILE instead of spinning ---------------- */
+/* ---- the accept future: back-off on EMFILE, skipping per-connection errors ---- */
 
 #include "core/sys.h"
 
-static int emfile_left, accept_calls;
+static int fail_left, fail_errno, accept_calls;
 static int fake_accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 {
     accept_calls++;
-    if (emfile_left > 0) {
-        emfile_left--;
-        errno = EMFILE;
+    if (fail_left > 0) {
+        fail_left--;
+        errno = fail_errno;
         return -1;
     }
     return accept4(fd, a, l, flags);
@@ -1143,11 +1143,13 @@ static pn_poll backoff_main_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable backoff_main_vt = { backoff_main_poll, NULL, "backoff_main" };
 
-Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
+/* Accept one queued connection while accept4 first fails `fails` times
+ * with `err`; returns how long it took. */
+static uint64_t accept_through(int err, int fails, backoff_main *m)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     char name[64];
-    snprintf(name, sizeof(name), "@pollen-backoff-%d", (int)getpid());
+    abstract_name(name, sizeof(name), "faulty-accept");
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
     int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1156,19 +1158,37 @@ Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
     cr_assert_eq(connect(c, &sa.sa, sa.len), 0);   /* queued in the backlog */
 
     pn__sys.accept4 = fake_accept4;
-    emfile_left = 3;
+    fail_errno = err;
+    fail_left = fails;
     accept_calls = 0;
-    backoff_main m = { .base = { &backoff_main_vt }, .l = &l };
+    *m = (backoff_main){ .base = { &backoff_main_vt }, .l = &l };
     pn_instant t0 = pn_now();
-    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(m)), 0);
     uint64_t took = pn_now() - t0;
-    cr_assert_eq(m.acc.res, 0, "accepted once descriptors were back");
-    cr_assert_eq(accept_calls, 4, "three EMFILE answers, then the accept");
-    /* It slept between them (10 + 20 + 40 ms: a sleep never ends early),
-     * where a spinning accept would have taken microseconds. */
-    cr_assert_geq(took, PN_MS(70), "backed off for %llu ns only", (unsigned long long)took);
-    pn_unix_stream_close(&m.acc.stream);
+    cr_assert_eq(m->acc.res, 0, "accepted in the end: %s", pn_strerror(m->acc.res));
+    cr_assert_eq(accept_calls, fails + 1, "%d failures, then the accept", fails);
+    pn_unix_stream_close(&m->acc.stream);
     pn_unix_listener_close(&l);
     close(c);
     pn_runtime_free(rt);
+    return took;
+}
+
+Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
+{
+    backoff_main m;
+    uint64_t took = accept_through(EMFILE, 3, &m);
+    cr_assert_eq(m.acc.backoffs, 3);
+    /* It slept between them (10 + 20 + 40 ms: a sleep never ends early),
+     * where a spinning accept would have taken microseconds. */
+    cr_assert_geq(took, PN_MS(70), "backed off for %llu ns only", (unsigned long long)took);
+}
+
+Test(net_unix, accept_future_skips_per_connection_errors, .fini = sys_restore)
+{
+    backoff_main m;
+    accept_through(ECONNABORTED, 2, &m);
+    cr_assert_eq(m.acc.backoffs, 0, "a connection's own error is no reason to sleep");
+    accept_through(EPROTO, 1, &m);
+    cr_assert_eq(m.acc.backoffs, 0);
 }

@@ -170,6 +170,16 @@ PN_EXTERN int pn_tcp_listener_close(pn_tcp_listener *l);
 PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_stream *out,
                                      pn_sockaddr *peer, int *res);
 
+/* What an accept future (pn_tcp_accept below, pn_unix_accept in
+ * pollen/unix.h) keeps between polls; private. */
+typedef struct pn_accept_state {
+    pn_async_fd *listener;    /* the listening socket */
+    pn_waker parked;          /* the waker left with it while pending */
+    pn_sleep backoff;         /* the back-off sleep, while sleeping */
+    uint64_t backoff_ns;      /* the next sleep */
+    bool sleeping;
+} pn_accept_state;
+
 /*
  * The accept future, and a stream of accepts: after each PN_READY it may be
  * awaited again for the next connection (the outputs are overwritten; take
@@ -190,11 +200,7 @@ PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_strea
  */
 typedef struct pn_tcp_accept {
     pn_future base;
-    pn_tcp_listener *l;       /* private */
-    pn_waker parked;          /* private */
-    pn_sleep backoff;         /* private */
-    uint64_t backoff_ns;      /* private: next sleep */
-    bool sleeping;            /* private */
+    pn_accept_state st;       /* private */
     unsigned backoffs;        /* read-only: sleeps taken so far */
     pn_tcp_stream stream;     /* output, when res == 0 */
     pn_sockaddr peer;         /* output, when res == 0 */

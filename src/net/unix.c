@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 #include "core/sys.h"
-#include "net/socket.h"
+#include "net/accept.h"
 #include "net/dgram.h"
+#include "net/socket.h"
 #include "reactor/slab.h"
 
 #define SUN_OFF offsetof(struct sockaddr_un, sun_path)
@@ -226,58 +227,18 @@ pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out,
         *res = -EINVAL;
         return PN_READY;
     }
-    int fd = 0;
-    if (pn_async_fd_poll_accept(&l->afd, cx, &fd) == PN_PENDING)
-        return PN_PENDING;
-    if (fd < 0) {
-        *res = fd;
-        return PN_READY;
-    }
-    pn__sock_adopt(&out->afd, fd, true);   /* accept4 made it nonblocking */
-    *res = 0;
-    return PN_READY;
+    return pn__accept_poll_once(&l->afd, cx, &out->afd, NULL, res);
 }
-
-#define ACCEPT_BACKOFF_MIN_NS PN_MS(10)
-#define ACCEPT_BACKOFF_MAX_NS PN_SEC(1)
 
 static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
     pn_unix_accept *a = (pn_unix_accept *)f;
-    for (;;) {
-        if (a->sleeping) {
-            if (pn_future_poll(PN_FUTURE(&a->backoff), cx) == PN_PENDING)
-                return PN_PENDING;
-            a->sleeping = false;
-        }
-        if (pn_unix_poll_accept(a->l, cx, &a->stream, &a->res) == PN_PENDING) {
-            a->parked = *cx->waker;
-            return PN_PENDING;
-        }
-        int r = a->res;
-        if (r != -EMFILE && r != -ENFILE && r != -ENOBUFS && r != -ENOMEM) {
-            if (r == 0)
-                a->backoff_ns = ACCEPT_BACKOFF_MIN_NS;
-            return PN_READY;
-        }
-        /* Out of descriptors: wait instead of spinning on a listener that
-         * stays readable, then try again. */
-        a->backoff = pn_sleep_for(a->backoff_ns);
-        a->sleeping = true;
-        a->backoff_ns = a->backoff_ns * 2 > ACCEPT_BACKOFF_MAX_NS ? ACCEPT_BACKOFF_MAX_NS
-                                                                  : a->backoff_ns * 2;
-    }
+    return pn__accept_poll(&a->st, cx, &a->stream.afd, NULL, &a->backoffs, &a->res);
 }
 
 static void accept_drop(pn_future *f)
 {
-    pn_unix_accept *a = (pn_unix_accept *)f;
-    if (a->sleeping) {
-        pn_future_drop(PN_FUTURE(&a->backoff));
-        a->sleeping = false;
-    }
-    if (a->l)
-        pn__async_fd_forget(&a->l->afd, PN_READABLE, &a->parked);
+    pn__accept_drop(&((pn_unix_accept *)f)->st);
 }
 
 static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_unix_accept_on" };
@@ -287,8 +248,7 @@ pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
     pn_unix_accept a;
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
-    a.l = l;
-    a.backoff_ns = ACCEPT_BACKOFF_MIN_NS;
+    pn__accept_init(&a.st, l ? &l->afd : NULL);
     dead_afd(&a.stream.afd);
     return a;
 }
