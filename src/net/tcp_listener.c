@@ -17,7 +17,7 @@ int pn_tcp_listen(pn_tcp_listener *l, const pn_sockaddr *addr, const pn_tcp_list
 {
     if (!l)
         return -EINVAL;
-    l->afd = (pn_async_fd){ .fd = -1, .closed = true };
+    pn__sock_init_closed(&l->afd);
     if (!addr)
         return -EINVAL;
     int family = pn_sockaddr_family(addr);
@@ -95,6 +95,6 @@ pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l)
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
     pn__accept_init(&a.st, l ? &l->afd : NULL);
-    a.stream.afd = (pn_async_fd){ .fd = -1, .closed = true };
+    pn__sock_init_closed(&a.stream.afd);
     return a;
 }

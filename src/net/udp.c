@@ -17,7 +17,6 @@
 #include <net/if.h>
 #include <string.h>
 
-#include "core/sys.h"
 #include "net/socket.h"
 #include "net/dgram.h"
 #include "reactor/slab.h"
@@ -37,27 +36,17 @@ static int check_ip(const pn_sockaddr *a)
     }
 }
 
-static int usable(const pn_udp_socket *s)
+/* The socket's fd, or -EINVAL / -EBADF. */
+static int sock_fd(const pn_udp_socket *s)
 {
-    if (!s)
-        return -EINVAL;
-    if (s->afd.closed || s->afd.fd < 0)
-        return -EBADF;
-    return 0;
-}
-
-static void closed_afd(pn_async_fd *afd)
-{
-    memset(afd, 0, sizeof(*afd));
-    afd->fd = -1;
-    afd->closed = true;
+    return s ? pn__sock_fd(&s->afd) : -EINVAL;
 }
 
 int pn_udp_bind(pn_udp_socket *s, const pn_sockaddr *addr, const pn_udp_opts *opts)
 {
     if (!s)
         return -EINVAL;
-    closed_afd(&s->afd);
+    pn__sock_init_closed(&s->afd);
     int err = check_ip(addr);
     if (err)
         return err;
@@ -79,7 +68,7 @@ int pn_udp_bind(pn_udp_socket *s, const pn_sockaddr *addr, const pn_udp_opts *op
         err = pn_async_fd_init(&s->afd, fd);
     if (err) {
         pn__close_fd(fd);
-        closed_afd(&s->afd);
+        pn__sock_init_closed(&s->afd);
     }
     return err;
 }
@@ -96,42 +85,34 @@ int pn_udp_close(pn_udp_socket *s)
     return s ? pn_async_fd_close(&s->afd) : -EINVAL;
 }
 
-static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
-{
-    int r;
-    do
-        r = pn__sys.connect(fd, sa, len);
-    while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
-}
-
 int pn_udp_connect(pn_udp_socket *s, const pn_sockaddr *peer)
 {
-    int err = usable(s);
-    if (!err)
-        err = check_ip(peer);
-    return err ? err : do_connect(s->afd.fd, &peer->sa, peer->len);
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
+    int err = check_ip(peer);
+    return err ? err : pn__sock_connect(fd, &peer->sa, peer->len);
 }
 
 int pn_udp_disconnect(pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     ss.ss_family = AF_UNSPEC;
-    return do_connect(s->afd.fd, (struct sockaddr *)&ss, sizeof(ss));
+    return pn__sock_connect(fd, (struct sockaddr *)&ss, sizeof(ss));
 }
 
 static int sock_name(const pn_udp_socket *s, pn_sockaddr *out, bool peer)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     if (!out)
         return -EINVAL;
-    return pn__sock_addr(s->afd.fd, out, peer);
+    return pn__sock_addr(fd, out, peer);
 }
 
 int pn_udp_local_addr(const pn_udp_socket *s, pn_sockaddr *out)
@@ -149,27 +130,27 @@ int pn_udp_peer_addr(const pn_udp_socket *s, pn_sockaddr *out)
 /* The socket's family (SO_DOMAIN) or -errno. */
 static int sock_family(const pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     int fam = 0;
-    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_DOMAIN, &fam);
+    int err = pn__get_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN, &fam);
     return err ? err : fam;
 }
 
 int pn_udp_set_broadcast(pn_udp_socket *s, bool on)
 {
-    int err = usable(s);
-    return err ? err : pn__set_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, on);
+    int fd = sock_fd(s);
+    return fd < 0 ? fd : pn__set_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST, on);
 }
 
 int pn_udp_broadcast(const pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     int v = 0;
-    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, &v);
+    int err = pn__get_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST, &v);
     return err ? err : v != 0;
 }
 

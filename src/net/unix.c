@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/sys.h"
 #include "net/accept.h"
 #include "net/dgram.h"
 #include "net/socket.h"
@@ -78,13 +77,14 @@ static int sock_name(const pn_async_fd *afd, pn_sockaddr *out, bool peer)
 {
     if (!afd || !out)
         return -EINVAL;
-    if (afd->closed || afd->fd < 0)
-        return -EBADF;
+    int fd = pn__sock_fd(afd);
+    if (fd < 0)
+        return fd;
     struct sockaddr_un sun;
     socklen_t len = sizeof(sun);
     memset(&sun, 0, sizeof(sun));
-    int r = peer ? getpeername(afd->fd, (struct sockaddr *)&sun, &len)
-                 : getsockname(afd->fd, (struct sockaddr *)&sun, &len);
+    int r = peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
+                 : getsockname(fd, (struct sockaddr *)&sun, &len);
     if (r < 0)
         return -errno;
     set_kernel_addr(out, &sun, len);
@@ -103,14 +103,6 @@ int pn_unix_peer_addr(const pn_async_fd *afd, pn_sockaddr *out)
 
 /* ---- binding ------------------------------------------------------------ */
 
-/* A pn_async_fd that owns nothing: close on it is a no-op. */
-static void dead_afd(pn_async_fd *afd)
-{
-    memset(afd, 0, sizeof(*afd));
-    afd->fd = -1;
-    afd->closed = true;
-}
-
 /* Is the socket file at `a` one that nobody serves (connect refused)?
  * Fills *ino with its inode when it is. */
 static bool is_stale(const pn_sockaddr *a, int type, ino_t *ino)
@@ -121,11 +113,7 @@ static bool is_stale(const pn_sockaddr *a, int type, ino_t *ino)
     int fd = pn__socket(AF_UNIX, type, 0);
     if (fd < 0)
         return false;
-    int r;
-    do
-        r = pn__sys.connect(fd, &a->sa, a->len);
-    while (r < 0 && errno == EINTR);
-    bool refused = r < 0 && errno == ECONNREFUSED;
+    bool refused = pn__sock_connect(fd, &a->sa, a->len) == -ECONNREFUSED;
     pn__close_fd(fd);
     *ino = st.st_ino;
     return refused;
@@ -181,7 +169,7 @@ int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *op
 {
     if (!l)
         return -EINVAL;
-    dead_afd(&l->afd);
+    pn__sock_init_closed(&l->afd);
     memset(&l->addr, 0, sizeof(l->addr));
     l->unlink_on_close = false;
     pn_sockaddr a;
@@ -205,7 +193,7 @@ int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *op
 fail:
     unlink_bound(&a);           /* we made the file: do not leave it behind */
     pn__close_fd(fd);
-    dead_afd(&l->afd);
+    pn__sock_init_closed(&l->afd);
     return err;
 }
 
@@ -249,7 +237,7 @@ pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
     pn__accept_init(&a.st, l ? &l->afd : NULL);
-    dead_afd(&a.stream.afd);
+    pn__sock_init_closed(&a.stream.afd);
     return a;
 }
 
@@ -264,11 +252,7 @@ enum { C_START, C_SLEEP, C_WAIT, C_DONE };
  * C_WAIT (not yet polled). */
 static pn_poll connect_try(pn_unix_connect *c)
 {
-    int r;
-    do
-        r = pn__sys.connect(c->fd, &c->addr.sa, c->addr.len);
-    while (r < 0 && errno == EINTR);
-    int err = r < 0 ? -errno : 0;
+    int err = pn__sock_connect(c->fd, &c->addr.sa, c->addr.len);
     if (err == -EAGAIN) {             /* backlog full: retry on a timer */
         c->nap = pn_sleep_for(c->backoff_ns);
         c->backoff_ns = c->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : c->backoff_ns * 2;
@@ -302,7 +286,7 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
                 c->res = -EINVAL;
                 goto done;
             }
-            dead_afd(&c->out->afd);
+            pn__sock_init_closed(&c->out->afd);
             if (c->err) {
                 c->res = c->err;
                 goto done;
@@ -382,8 +366,8 @@ static int make_pair(int type, pn_async_fd *a, pn_async_fd *b)
 {
     if (!a || !b)
         return -EINVAL;
-    dead_afd(a);
-    dead_afd(b);
+    pn__sock_init_closed(a);
+    pn__sock_init_closed(b);
     int sv[2];
     if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
@@ -401,9 +385,10 @@ int pn_unix_stream_shutdown(pn_unix_stream *s, int how)
 {
     if (!s)
         return -EINVAL;
-    if (s->afd.closed || s->afd.fd < 0)
-        return -EBADF;
-    return shutdown(s->afd.fd, how) < 0 ? -errno : 0;
+    int fd = pn__sock_fd(&s->afd);
+    if (fd < 0)
+        return fd;
+    return shutdown(fd, how) < 0 ? -errno : 0;
 }
 
 int pn_unix_stream_close(pn_unix_stream *s)
@@ -417,7 +402,7 @@ int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *o
 {
     if (!d)
         return -EINVAL;
-    dead_afd(&d->afd);
+    pn__sock_init_closed(&d->afd);
     memset(&d->addr, 0, sizeof(d->addr));
     d->unlink_on_close = false;
     pn_sockaddr a;
@@ -434,7 +419,7 @@ int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *o
         if (name)
             unlink_bound(&a);
         pn__close_fd(fd);
-        dead_afd(&d->afd);
+        pn__sock_init_closed(&d->afd);
         return err;
     }
     d->addr = a;
@@ -464,13 +449,10 @@ int pn_unix_dgram_connect(pn_unix_dgram *d, const char *name)
     int err = pn_sockaddr_unix(&a, name);
     if (err)
         return err;
-    if (d->afd.closed || d->afd.fd < 0)
-        return -EBADF;
-    int r;
-    do
-        r = pn__sys.connect(d->afd.fd, &a.sa, a.len);
-    while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
+    int fd = pn__sock_fd(&d->afd);
+    if (fd < 0)
+        return fd;
+    return pn__sock_connect(fd, &a.sa, a.len);
 }
 
 int pn_unix_dgram_close(pn_unix_dgram *d)
