@@ -182,7 +182,6 @@ typedef struct pn_unix_connect {
     int fd;
     uint64_t backoff_ns;
     pn_sleep nap;
-    pn_waker parked;
     /* output */
     int res;
 } pn_unix_connect;

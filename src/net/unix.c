@@ -3,11 +3,12 @@
  * accept, connect, socketpair, datagram sockets.
  *
  * Owns: turning "path" / "@abstract" into a sockaddr_un of the exact
- * length, binding with the optional stale-file unlink, the connect state
- * machine (Linux never says EINPROGRESS for AF_UNIX but EAGAIN when the
- * listener's backlog is full, with no readiness event to wait for: that
- * case retries on a timer), and the datagram operations (sendmsg /
- * recvmsg(MSG_TRUNC) through pn_async_fd_poll_io).
+ * length, binding with the optional stale-file unlink, the connect future
+ * (START -> SLEEP* -> DONE: a nonblocking AF_UNIX connect succeeds or fails
+ * at once, never EINPROGRESS, except that a full backlog answers EAGAIN;
+ * the unconnected socket already polls writable and gets no event when
+ * room appears, so that case retries on a timer), and the datagram
+ * operations (sendmsg / recvmsg(MSG_TRUNC) through pn_async_fd_poll_io).
  *
  * Every socket is made by pn__socket (nonblocking, close-on-exec).  The
  * futures follow io_futures.c: they remember the waker they left in the
@@ -243,86 +244,59 @@ pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
 
 /* ---- connect -------------------------------------------------------------- */
 
-enum { C_START, C_SLEEP, C_WAIT, C_DONE };
+enum { C_START, C_SLEEP, C_DONE };
 
 #define BACKOFF_MIN_NS 1000000ull       /* 1 ms */
 #define BACKOFF_MAX_NS 64000000ull      /* 64 ms */
 
-/* Try connect(2) once: PN_READY with c->res set, or PN_PENDING in C_SLEEP or
- * C_WAIT (not yet polled). */
-static pn_poll connect_try(pn_unix_connect *c)
+/* Try connect(2) once: 0 (connected: *out owns the socket now), 1 (the
+ * backlog is full: c->nap is armed, state C_SLEEP) or -errno (the socket
+ * is closed). */
+static int connect_try(pn_unix_connect *c)
 {
     int err = pn__sock_connect(c->fd, &c->addr.sa, c->addr.len);
-    if (err == -EAGAIN) {             /* backlog full: retry on a timer */
+    if (err == -EAGAIN) {
         c->nap = pn_sleep_for(c->backoff_ns);
         c->backoff_ns = c->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : c->backoff_ns * 2;
         c->state = C_SLEEP;
-        return PN_PENDING;
+        return 1;
     }
-    if (err == 0 || err == -EINPROGRESS) {
-        int fd = c->fd;
-        c->fd = -1;
-        pn__sock_adopt(&c->out->afd, fd, true);   /* from pn__socket */
-        if (err == 0) {
-            c->res = 0;
-            return PN_READY;
-        }
-        c->state = C_WAIT;
-        return PN_PENDING;
-    }
-    pn__close_fd(c->fd);
+    if (err == 0)
+        pn__sock_adopt(&c->out->afd, c->fd, true);   /* from pn__socket */
+    else
+        pn__close_fd(c->fd);
     c->fd = -1;
-    c->res = err;
-    return PN_READY;
+    return err;
+}
+
+/* The first poll: check, make the socket, try once (as connect_try). */
+static int connect_start(pn_unix_connect *c)
+{
+    if (!c->out)
+        return -EINVAL;
+    pn__sock_init_closed(&c->out->afd);
+    if (c->err)
+        return c->err;
+    int fd = pn__socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    c->fd = fd;
+    c->backoff_ns = BACKOFF_MIN_NS;
+    return connect_try(c);
 }
 
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 {
     pn_unix_connect *c = (pn_unix_connect *)f;
-    for (;;) {
-        switch (c->state) {
-        case C_START:
-            if (!c->out) {
-                c->res = -EINVAL;
-                goto done;
-            }
-            pn__sock_init_closed(&c->out->afd);
-            if (c->err) {
-                c->res = c->err;
-                goto done;
-            }
-            c->fd = pn__socket(AF_UNIX, SOCK_STREAM, 0);
-            if (c->fd < 0) {
-                c->res = c->fd;
-                c->fd = -1;
-                goto done;
-            }
-            c->backoff_ns = BACKOFF_MIN_NS;
-            if (connect_try(c) == PN_READY)
-                goto done;
-            continue;                 /* poll the sleep or the readiness */
-        case C_SLEEP:
-            if (pn_future_poll(PN_FUTURE(&c->nap), cx) == PN_PENDING)
-                return PN_PENDING;
-            if (connect_try(c) == PN_READY)
-                goto done;
-            continue;
-        case C_WAIT: {
-            int r = 0;
-            if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &r) == PN_PENDING) {
-                c->parked = *cx->waker;
-                return PN_PENDING;
-            }
-            c->res = r < 0 ? r : pn__sock_error(c->out->afd.fd);
-            if (c->res)
-                pn_async_fd_close(&c->out->afd);
-            goto done;
-        }
-        default:
-            return PN_READY;
-        }
+    if (c->state == C_DONE)
+        return PN_READY;
+    int r = c->state == C_START ? connect_start(c) : 1;
+    while (r == 1) {
+        if (pn_future_poll(PN_FUTURE(&c->nap), cx) == PN_PENDING)
+            return PN_PENDING;
+        r = connect_try(c);
     }
-done:
+    c->res = r;
     c->state = C_DONE;
     return PN_READY;
 }
@@ -330,18 +304,10 @@ done:
 static void connect_drop(pn_future *f)
 {
     pn_unix_connect *c = (pn_unix_connect *)f;
-    switch (c->state) {
-    case C_SLEEP:
+    if (c->state == C_SLEEP) {
         pn_future_drop(PN_FUTURE(&c->nap));
         pn__close_fd(c->fd);
         c->fd = -1;
-        break;
-    case C_WAIT:
-        pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-        pn_async_fd_close(&c->out->afd);
-        break;
-    default:
-        break;
     }
     c->state = C_DONE;
 }
