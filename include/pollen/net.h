@@ -1,5 +1,6 @@
 /*
- * pollen/net.h - socket addresses and TCP.
+ * pollen/net.h - socket addresses, TCP, and the layout of the datagram
+ * futures (pollen/udp.h, pollen/unix.h).
  *
  * Addresses: pn_sockaddr holds any socket address (IPv4, IPv6, Unix) with
  * its length; it is a plain value, copied freely.  pn_sockaddr_parse reads
@@ -382,6 +383,39 @@ static inline pn_poll pn_tcp_wr_poll_write(pn_tcp_write_half h, pn_cx *cx, const
 { return pn_tcp_poll_write(h.stream, cx, buf, len, res); }
 static inline int pn_tcp_wr_shutdown(pn_tcp_write_half h)
 { return pn_tcp_shutdown(h.stream, SHUT_WR); }
+
+/* ---- datagram futures ---------------------------------------------------
+ *
+ * The send and receive futures of UDP (pollen/udp.h) and of Unix datagram
+ * sockets (pollen/unix.h) share one layout: pn_udp_send and pn_unix_send
+ * are pn_dgram_send, pn_udp_recv and pn_unix_recv are pn_dgram_recv.  Make
+ * them with those headers' functions, which document the outputs.
+ */
+typedef struct pn_dgram_send {
+    pn_future base;
+    /* private */
+    pn_async_fd *afd;        /* NULL: .res already holds an argument error */
+    const void *buf;
+    size_t len;
+    pn_sockaddr to;          /* len 0: to the connected peer */
+    pn_waker parked;
+    /* output */
+    ssize_t res;
+} pn_dgram_send;
+
+typedef struct pn_dgram_recv {
+    pn_future base;
+    /* private */
+    pn_async_fd *afd;        /* NULL: .res already holds -EINVAL */
+    void *buf;
+    size_t len;
+    pn_waker parked;
+    /* outputs */
+    pn_sockaddr from;
+    size_t datagram_len;
+    bool truncated;          /* res >= 0 && datagram_len > len */
+    ssize_t res;
+} pn_dgram_recv;
 
 #ifdef __cplusplus
 }

@@ -268,37 +268,14 @@ PN_EXTERN pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size
                                     size_t *datagram_len, ssize_t *res);
 
 /* The send future: output .res as the poll helper.  The buffer is borrowed
- * until it is ready or dropped; the address is copied. */
-typedef struct pn_unix_send {
-    pn_future base;
-    /* private */
-    pn_unix_dgram *d;
-    const void *buf;
-    size_t len;
-    bool has_to;
-    pn_sockaddr to;
-    pn_waker parked;
-    /* output */
-    ssize_t res;
-} pn_unix_send;
+ * until it is ready or dropped; the address is copied.  (The layout is
+ * pn_dgram_send, pollen/net.h.) */
+typedef pn_dgram_send pn_unix_send;
 
 /* The receive future: outputs .res (bytes stored or -errno), .from (the
  * sender; recv_from only), .datagram_len and .truncated (see
- * "Truncation"). */
-typedef struct pn_unix_recv {
-    pn_future base;
-    /* private */
-    pn_unix_dgram *d;
-    void *buf;
-    size_t len;
-    bool want_from;
-    pn_waker parked;
-    /* outputs */
-    pn_sockaddr from;
-    size_t datagram_len;
-    bool truncated;
-    ssize_t res;
-} pn_unix_recv;
+ * "Truncation").  (The layout is pn_dgram_recv, pollen/net.h.) */
+typedef pn_dgram_recv pn_unix_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
 PN_EXTERN pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,

@@ -7,12 +7,12 @@
  * (START -> SLEEP* -> DONE: a nonblocking AF_UNIX connect succeeds or fails
  * at once, never EINPROGRESS, except that a full backlog answers EAGAIN;
  * the unconnected socket already polls writable and gets no event when
- * room appears, so that case retries on a timer), and the datagram
- * operations (sendmsg / recvmsg(MSG_TRUNC) through pn_async_fd_poll_io).
+ * room appears, so that case retries on a timer), and the Unix side of
+ * the datagram operations: the address check and the sender's address.
+ * The accept loop is accept.c's, the datagram operations and futures are
+ * dgram.c's, both shared with TCP and UDP.
  *
- * Every socket is made by pn__socket (nonblocking, close-on-exec).  The
- * futures follow io_futures.c: they remember the waker they left in the
- * registration (`parked`) and their drop takes back only that one.
+ * Every socket is made by pn__socket (nonblocking, close-on-exec).
  */
 #include "pollen/unix.h"
 
@@ -24,7 +24,6 @@
 #include "net/accept.h"
 #include "net/dgram.h"
 #include "net/socket.h"
-#include "reactor/slab.h"
 
 #define SUN_OFF offsetof(struct sockaddr_un, sun_path)
 #define SUN_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
@@ -61,35 +60,26 @@ static bool is_path(const pn_sockaddr *a)
     return a->len > SUN_OFF && a->un.sun_path[0] != '\0';
 }
 
-/* A kernel Unix address into *out; an unnamed one (len 0 or just the
- * family) becomes family AF_UNIX with len sizeof(sa_family_t). */
-static void set_kernel_addr(pn_sockaddr *out, const struct sockaddr_un *sun, socklen_t len)
+/* Complete a Unix address the kernel wrote, namelen bytes, into a zeroed
+ * *a: an unnamed one (no path, no abstract name) becomes family AF_UNIX
+ * with len sizeof(sa_family_t).  Also the datagrams' from function
+ * (dgram.h). */
+static void un_from(pn_sockaddr *a, socklen_t namelen)
 {
-    memset(out, 0, sizeof(*out));
-    if (len > sizeof(*sun))
-        len = sizeof(*sun);
-    if (len > SUN_OFF)
-        memcpy(&out->un, sun, len);
-    out->un.sun_family = AF_UNIX;
-    out->len = len > SUN_OFF ? len : (socklen_t)sizeof(sa_family_t);
+    if (namelen > sizeof(a->un))
+        namelen = sizeof(a->un);
+    a->un.sun_family = AF_UNIX;
+    a->len = namelen > SUN_OFF ? namelen : (socklen_t)sizeof(sa_family_t);
 }
 
 static int sock_name(const pn_async_fd *afd, pn_sockaddr *out, bool peer)
 {
     if (!afd || !out)
         return -EINVAL;
-    int fd = pn__sock_fd(afd);
-    if (fd < 0)
-        return fd;
-    struct sockaddr_un sun;
-    socklen_t len = sizeof(sun);
-    memset(&sun, 0, sizeof(sun));
-    int r = peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
-                 : getsockname(fd, (struct sockaddr *)&sun, &len);
-    if (r < 0)
-        return -errno;
-    set_kernel_addr(out, &sun, len);
-    return 0;
+    int err = pn__sock_addr(pn__sock_fd(afd), out, peer);
+    if (!err)
+        un_from(out, out->len);
+    return err;
 }
 
 int pn_unix_local_addr(const pn_async_fd *afd, pn_sockaddr *out)
@@ -431,150 +421,81 @@ int pn_unix_dgram_close(pn_unix_dgram *d)
     return pn_async_fd_close(&d->afd);
 }
 
-/* The sender of a datagram, as a Unix address. */
-static void un_from(pn_sockaddr *out, const struct sockaddr_storage *ss, socklen_t len)
+/* 0 if `to` is a Unix address (dgram.h). */
+static int check_un(const pn_sockaddr *to)
 {
-    set_kernel_addr(out, (const struct sockaddr_un *)ss, len);
+    if (!to)
+        return -EINVAL;
+    return to->sa.sa_family == AF_UNIX ? 0 : -EAFNOSUPPORT;
 }
 
-static pn_poll do_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
-                       const pn_sockaddr *to, bool need_to, ssize_t *res)
+static pn_async_fd *afd_of(pn_unix_dgram *d)
 {
-    if (!res)
-        return PN_READY;
-    if (!d || !cx || (!buf && len) || (need_to && !to)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    if (to && to->un.sun_family != AF_UNIX) {
-        *res = -EAFNOSUPPORT;
-        return PN_READY;
-    }
-    return pn__dgram_poll_send(&d->afd, cx, buf, len, to, res);
+    return d ? &d->afd : NULL;
 }
 
 pn_poll pn_unix_poll_send_to(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
                              const pn_sockaddr *to, ssize_t *res)
 {
-    return do_send(d, cx, buf, len, to, true, res);
+    return pn__dgram_poll_send(afd_of(d), cx, buf, len, to, check_un, res);
 }
 
 pn_poll pn_unix_poll_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
                           ssize_t *res)
 {
-    return do_send(d, cx, buf, len, NULL, false, res);
+    return pn__dgram_poll_send(afd_of(d), cx, buf, len, NULL, NULL, res);
 }
 
 pn_poll pn_unix_poll_recv_from(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
                                pn_sockaddr *from, size_t *datagram_len, ssize_t *res)
 {
-    if (!res)
-        return PN_READY;
-    if (!d || !cx || (!buf && len)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    return pn__dgram_poll_recv(&d->afd, cx, buf, len, from, un_from, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(d), cx, buf, len, from, un_from, datagram_len, res);
 }
 
 pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
                           size_t *datagram_len, ssize_t *res)
 {
-    return pn_unix_poll_recv_from(d, cx, buf, len, NULL, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(d), cx, buf, len, NULL, NULL, datagram_len, res);
 }
 
-static pn_poll send_poll(pn_future *f, pn_cx *cx)
+/* The futures are dgram.c's. */
+
+static pn_poll recv_from_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_send *s = (pn_unix_send *)f;
-    pn_poll p = s->has_to
-                    ? pn_unix_poll_send_to(s->d, cx, s->buf, s->len, &s->to, &s->res)
-                    : pn_unix_poll_send(s->d, cx, s->buf, s->len, &s->res);
-    if (p == PN_PENDING)
-        s->parked = *cx->waker;
-    return p;
+    return pn__dgram_recv_poll(f, cx, un_from);
 }
 
-static void send_drop(pn_future *f)
+static pn_poll recv_of_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_send *s = (pn_unix_send *)f;
-    if (s->d)
-        pn__async_fd_forget(&s->d->afd, PN_WRITABLE, &s->parked);
+    return pn__dgram_recv_poll(f, cx, NULL);
 }
 
-static const pn_future_vtable send_to_vt = { send_poll, send_drop, "pn_unix_send_to" };
-static const pn_future_vtable send_of_vt = { send_poll, send_drop, "pn_unix_send_of" };
+static const pn_future_vtable send_to_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_unix_send_to" };
+static const pn_future_vtable send_of_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_unix_send_of" };
+static const pn_future_vtable recv_from_vt = { recv_from_poll, pn__dgram_recv_drop,
+                                               "pn_unix_recv_from" };
+static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
+                                             "pn_unix_recv_of" };
 
 pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
                              const pn_sockaddr *to)
 {
-    pn_unix_send s;
-    memset(&s, 0, sizeof(s));
-    s.base.vt = &send_to_vt;
-    s.d = d;
-    s.buf = buf;
-    s.len = len;
-    s.has_to = true;
-    if (to)
-        s.to = *to;
-    else
-        s.d = NULL;                   /* -EINVAL at the first poll */
-    return s;
+    return pn__dgram_send_new(&send_to_vt, afd_of(d), buf, len, to, check_un);
 }
 
 pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len)
 {
-    pn_unix_send s;
-    memset(&s, 0, sizeof(s));
-    s.base.vt = &send_of_vt;
-    s.d = d;
-    s.buf = buf;
-    s.len = len;
-    return s;
+    return pn__dgram_send_new(&send_of_vt, afd_of(d), buf, len, NULL, NULL);
 }
-
-static pn_poll recv_poll(pn_future *f, pn_cx *cx)
-{
-    pn_unix_recv *r = (pn_unix_recv *)f;
-    pn_poll p = pn_unix_poll_recv_from(r->d, cx, r->buf, r->len,
-                                       r->want_from ? &r->from : NULL,
-                                       &r->datagram_len, &r->res);
-    if (p == PN_PENDING) {
-        r->parked = *cx->waker;
-        return p;
-    }
-    r->truncated = r->res >= 0 && r->datagram_len > r->len;
-    return p;
-}
-
-static void recv_drop(pn_future *f)
-{
-    pn_unix_recv *r = (pn_unix_recv *)f;
-    if (r->d)
-        pn__async_fd_forget(&r->d->afd, PN_READABLE, &r->parked);
-}
-
-static const pn_future_vtable recv_from_vt = { recv_poll, recv_drop, "pn_unix_recv_from" };
-static const pn_future_vtable recv_of_vt = { recv_poll, recv_drop, "pn_unix_recv_of" };
 
 pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len)
 {
-    pn_unix_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_from_vt;
-    r.d = d;
-    r.buf = buf;
-    r.len = len;
-    r.want_from = true;
-    return r;
+    return pn__dgram_recv_new(&recv_from_vt, afd_of(d), buf, len);
 }
 
 pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len)
 {
-    pn_unix_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_of_vt;
-    r.d = d;
-    r.buf = buf;
-    r.len = len;
-    return r;
+    return pn__dgram_recv_new(&recv_of_vt, afd_of(d), buf, len);
 }
