@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_args.h"
+
 static void die(const char *what, int err)
 {
     fprintf(stderr, "bench_timers: %s: %s\n", what, pn_strerror(err));
@@ -332,34 +334,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
+    bench_args args;
+    if (!bench_args_parse(argc, argv, &args))
         usage();
-    const char *fig = argv[1];
-    long n = -1, workers = 0;
-    pn_driver_mode driver = PN_DRIVER_WORKERS;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--n") && i + 1 < argc)
-            n = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
-            workers = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--driver") && i + 1 < argc) {
-            i++;
-            if (!strcmp(argv[i], "workers"))
-                driver = PN_DRIVER_WORKERS;
-            else if (!strcmp(argv[i], "reactor"))
-                driver = PN_DRIVER_REACTOR_THREAD;
-            else
-                usage();
-        } else
-            usage();
-    }
+    const char *fig = args.fig;
+    long n = args.n;
     pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    if (workers > 0) {
-        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-        cfg.workers = (unsigned)workers;
-        cfg.driver = driver;
-    }
+    bench_args_config(&args, &cfg);
     pn_runtime *rt;
     int err = pn_runtime_new(&cfg, &rt);
     if (err)

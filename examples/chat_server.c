@@ -8,7 +8,9 @@
  * "[ADDR] line\n", where ADDR is the sender's address; arrivals and
  * departures are announced as "* ADDR joined\n" and "* ADDR left\n".  Each
  * client is one task that both reads its socket and writes its outgoing
- * queue, a 64 KiB ring inside the task.  A broadcast never waits: it copies
+ * queue, a 64 KiB ring the task allocates when it first runs (pn_spawn
+ * copies the future: a ring inside it would be copied, and made resident,
+ * for every client).  A broadcast never waits: it copies
  * the line into each receiver's ring and wakes that receiver's task, which
  * writes when its socket lets it.  So a slow client (one that does not
  * read) cannot stall the room: when a line does not fit in its ring, that
@@ -44,9 +46,9 @@ struct chat_client {
     char name[PN_SOCKADDR_STRLEN];
     size_t name_len;
     uint64_t qhead, qtail;      /* ring positions (bytes ever queued/sent) */
+    char *queue;                /* the ring, CHAT_QUEUE bytes from the first poll */
     size_t inlen;               /* bytes of a partial line in inbuf */
     char inbuf[CHAT_LINE];
-    char queue[CHAT_QUEUE];
 };
 
 /* ---- the room ------------------------------------------------------------ */
@@ -174,6 +176,11 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
     chat_client *c = (chat_client *)f;
     int err = 0;
     if (!c->registered) {                       /* first poll: join the room */
+        c->queue = malloc(CHAT_QUEUE);
+        if (!c->queue) {
+            pn_tcp_stream_close(&c->s);
+            return PN_READY;
+        }
         pn_sockaddr peer;
         if (pn_tcp_peer_addr(&c->s, &peer) < 0 ||
             pn_sockaddr_format(&peer, c->name, sizeof(c->name)) < 0)
@@ -227,6 +234,8 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
     chat_leave(c);
     chat_announce(c->room, c, c->too_slow ? " left (too slow)\n" : " left\n");
     pn_tcp_stream_close(&c->s);
+    free(c->queue);
+    c->queue = NULL;
     return PN_READY;
 }
 
@@ -236,6 +245,7 @@ static void chat_client_drop(pn_future *f)
     chat_client *c = (chat_client *)f;
     chat_leave(c);
     pn_tcp_stream_close(&c->s);
+    free(c->queue);
 }
 
 static const pn_future_vtable chat_client_vt = { chat_client_poll, chat_client_drop,

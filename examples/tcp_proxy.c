@@ -10,7 +10,10 @@
  * halves and runs two copy futures joined with pn_join_both: client to
  * target and target to client, each reading into its own 16 KiB buffer and
  * writing it all out before reading again (so a slow receiver slows its
- * sender down: back-pressure, bounded memory).  A half-close travels
+ * sender down: back-pressure, bounded memory).  A copy allocates its
+ * buffer when it starts and frees it when it ends: pn_spawn copies the
+ * task's future, and two buffers inside it would be copied (and made
+ * resident) for every client, even one whose connect never succeeds.  A half-close travels
  * through: when one side ends its stream, the copy shuts down the write half
  * of the other side (shutdown(SHUT_WR)) and the opposite direction goes on
  * until it ends too; then both sockets are closed.  An error in either
@@ -41,7 +44,7 @@ typedef struct proxy_copy {
     uint64_t bytes;            /* copied so far */
     int err;                   /* 0, or what ended this direction */
     pn_write_all w;
-    char buf[PROXY_BUF];
+    char *buf;                 /* PROXY_BUF bytes, allocated by the first poll */
 } proxy_copy;
 
 typedef struct proxy_conn {
@@ -67,8 +70,13 @@ static pn_poll proxy_copy_poll(pn_future *f, pn_cx *cx)
 {
     proxy_copy *c = (proxy_copy *)f;
     PN_ASYNC_BEGIN(c->pc);
-    for (;;) {
-        PN_AWAIT_POLL(c->pc, pn_tcp_rd_poll_read(c->from, cx, c->buf, sizeof(c->buf), &c->n));
+    c->buf = malloc(PROXY_BUF);
+    if (!c->buf) {
+        c->err = -ENOMEM;
+        proxy_abort(c->conn);
+    }
+    while (c->buf) {
+        PN_AWAIT_POLL(c->pc, pn_tcp_rd_poll_read(c->from, cx, c->buf, PROXY_BUF, &c->n));
         if (c->n == 0) {
             pn_tcp_wr_shutdown(c->to);          /* pass the half-close on */
             break;
@@ -89,6 +97,8 @@ static pn_poll proxy_copy_poll(pn_future *f, pn_cx *cx)
         }
         c->bytes += (uint64_t)c->n;
     }
+    free(c->buf);
+    c->buf = NULL;
     PN_ASYNC_END(c->pc);
 }
 
@@ -98,6 +108,8 @@ static void proxy_copy_drop(pn_future *f)
     if (c->writing)
         pn_future_drop(PN_FUTURE(&c->w));
     c->writing = false;
+    free(c->buf);
+    c->buf = NULL;
 }
 
 static const pn_future_vtable proxy_copy_vt = { proxy_copy_poll, proxy_copy_drop, "proxy_copy" };

@@ -24,19 +24,6 @@ TestSuite(blocking, .timeout = 30);
 
 /* ---- fixtures ------------------------------------------------------------- */
 
-static pn_runtime *flavour_new(pn_runtime_flavor flavor)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = flavor;
-    if (flavor == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
 static void rt_free(pn_runtime *rt)
 {
     pn__blocking_shutdown(rt);

@@ -325,16 +325,7 @@ Test(examples, http_curl_keep_alive_and_http10)
 
 /* ---- HTTP: raw sockets ----------------------------------------------------------- */
 
-#define BOTH(name)                                            \
-    static void name##_on(pn_runtime_flavor fl);              \
-    Test(examples, name)                                      \
-    {                                                         \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                 \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                   \
-    }                                                         \
-    static void name##_on(pn_runtime_flavor fl)
-
-BOTH(http_keep_alive)
+BOTH(examples, http_keep_alive)
 {
     bg b;
     int port = http_start(&b, fl, 0);
@@ -370,7 +361,7 @@ BOTH(http_keep_alive)
     bg_stop(&b);
 }
 
-BOTH(http_pipelining_in_order)
+BOTH(examples, http_pipelining_in_order)
 {
     bg b;
     int port = http_start(&b, fl, 0);
@@ -442,7 +433,7 @@ static void expect_close(int port, const char *req, size_t len, int status)
     free(r);
 }
 
-BOTH(http_errors_and_close)
+BOTH(examples, http_errors_and_close)
 {
     bg b;
     int port = http_start(&b, fl, 0);
@@ -538,7 +529,7 @@ BOTH(http_errors_and_close)
     bg_stop(&b);
 }
 
-BOTH(http_idle_and_slow_clients_are_closed)
+BOTH(examples, http_idle_and_slow_clients_are_closed)
 {
     bg b;
     int port = http_start(&b, fl, PN_MS(200));
@@ -657,7 +648,7 @@ static void *proxy_sender(void *arg)
     return NULL;
 }
 
-BOTH(proxy_copies_both_ways_with_half_close)
+BOTH(examples, proxy_copies_both_ways_with_half_close)
 {
     for (int mode = 0; mode < 2; mode++) {
         bg b;
@@ -708,7 +699,7 @@ BOTH(proxy_copies_both_ways_with_half_close)
     }
 }
 
-BOTH(proxy_unreachable_target_closes_client)
+BOTH(examples, proxy_unreachable_target_closes_client)
 {
     bg b;
     bg_init(&b, fl);
@@ -897,7 +888,7 @@ Test(examples, chat_lines_reach_the_others_and_slow_clients_are_dropped, .timeou
  * body the server does not read: the server drains it before closing, so
  * the client reads the whole response and then a clean end of stream, not
  * a reset. */
-BOTH(http10_close_with_unread_body_ends_cleanly)
+BOTH(examples, http10_close_with_unread_body_ends_cleanly)
 {
     bg b;
     int port = http_start(&b, fl, 0);

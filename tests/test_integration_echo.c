@@ -8,7 +8,6 @@
  * reader checking the echo byte for byte until end of stream.  The reader
  * and the writer wait in the two waker slots of one registration.
  */
-#include <dirent.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -165,17 +164,6 @@ static pn_poll test_main_poll(pn_future *f, pn_cx *cx)
 }
 
 static const pn_future_vtable test_main_vt = { test_main_poll, NULL, "test_main" };
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 static int listen_any(int *port)
 {

@@ -24,34 +24,6 @@ static void resolve_fini(void) { pn__sys_reset(); }
 
 TestSuite(net_resolve, .timeout = PN_TEST_TIMEOUT, .fini = resolve_fini);
 
-static pn_runtime *flavour_new(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    if (fl == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
-#define AWAIT(rt, fut)                                                   \
-    do {                                                                 \
-        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
-        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
-    } while (0)
-
-#define BOTH(name)                                                       \
-    static void name##_on(pn_runtime_flavor fl);                         \
-    Test(net_resolve, name)                                              \
-    {                                                                    \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                            \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                              \
-    }                                                                    \
-    static void name##_on(pn_runtime_flavor fl)
-
 static bool is_loopback(const pn_sockaddr *a)
 {
     if (pn_sockaddr_family(a) == AF_INET)
@@ -69,7 +41,7 @@ static int resolve_now(pn_runtime *rt, const char *host, uint16_t port,
     return out->res;
 }
 
-BOTH(localhost_resolves_to_loopback)
+BOTH(net_resolve, localhost_resolves_to_loopback)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_resolve_future r = pn_resolve("localhost", 8080);
@@ -96,7 +68,7 @@ BOTH(localhost_resolves_to_loopback)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-BOTH(numeric_hosts)
+BOTH(net_resolve, numeric_hosts)
 {
     pn_runtime *rt = flavour_new(fl);
     struct { const char *host; int family; const char *want; } cases[] = {
@@ -140,7 +112,7 @@ Test(net_resolve, numeric_hosts_never_reach_the_pool)
     cr_assert_eq(r.res, -EINVAL, "a name with no runtime to run it");
 }
 
-BOTH(invalid_names_and_arguments)
+BOTH(net_resolve, invalid_names_and_arguments)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_resolve_future r;
@@ -216,7 +188,7 @@ static void lookup_task_drop(pn_future *f)
 
 static const pn_future_vtable lookup_task_vt = { lookup_task_poll, lookup_task_drop, "lookup" };
 
-BOTH(many_lookups_at_once)
+BOTH(net_resolve, many_lookups_at_once)
 {
     enum { N = 40 };
     pn_runtime *rt = flavour_new(fl);
@@ -267,19 +239,12 @@ static void gate_set(bool open)
     pthread_mutex_unlock(&gate_mu);
 }
 
-static _Atomic int wakes;
-static pn_waker count_clone(const void *d);
-static void count_wake_by_ref(const void *d) { (void)d; atomic_fetch_add(&wakes, 1); }
-static void count_wake(const void *d) { count_wake_by_ref(d); }
-static void count_drop(const void *d) { (void)d; }
-static const pn_waker_vtable count_vt = { count_clone, count_wake, count_wake_by_ref, count_drop };
-static pn_waker count_clone(const void *d) { return (pn_waker){ d, &count_vt }; }
-
 Test(net_resolve, drop_while_queued_or_uncollected_frees_everything)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     cr_assert_eq(pn_blocking_pool_configure(rt, 1, PN_SEC(10)), 0);
-    pn_waker w = { &wakes, &count_vt };
+    static waker_probe probe;
+    pn_waker w = { &probe, &waker_probe_vt };
     pn_cx cx = { .waker = &w, .rt = rt, .budget = 128 };
 
     /* Hold the only pool thread, then queue a lookup behind it and drop it. */
@@ -303,12 +268,12 @@ Test(net_resolve, drop_while_queued_or_uncollected_frees_everything)
     cr_assert_eq(hold.status, 0);
 
     /* Submitted and finished, never collected: the drop frees the result. */
-    atomic_store(&wakes, 0);
+    atomic_store(&probe.wakes, 0);
     pn_resolve_future done = pn_resolve("localhost", 2);
     cr_assert_eq(pn_future_poll(PN_FUTURE(&done), &cx), PN_PENDING);
-    for (int i = 0; i < 20000 && atomic_load(&wakes) == 0; i++)
+    for (int i = 0; i < 20000 && atomic_load(&probe.wakes) == 0; i++)
         usleep(500);
-    cr_assert_gt(atomic_load(&wakes), 0, "the pool thread finished the lookup");
+    cr_assert_gt(atomic_load(&probe.wakes), 0, "the pool thread finished the lookup");
     pn_future_drop(PN_FUTURE(&done));
 
     /* Never polled: nothing to free. */

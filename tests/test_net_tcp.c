@@ -11,7 +11,6 @@
  * runtime with 2 workers, and checks that the runtime left no fd behind.
  * Data is checked byte for byte.  No timing is asserted.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -34,49 +33,14 @@ TestSuite(net_tcp, .timeout = PN_TEST_TIMEOUT, .fini = net_fini);
 
 /* ---- fixtures ------------------------------------------------------------- */
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static pn_runtime *flavour_new(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    if (fl == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
-/* Block on `f` in a fresh runtime of flavour `fl`; no fd left behind. */
+/* Block on `f` in a fresh runtime of flavour `fl` (BOTH checks that no fd
+ * is left behind). */
 static void run_on(pn_runtime_flavor fl, pn_future *f)
 {
-    int before = count_fds();
     pn_runtime *rt = flavour_new(fl);
     cr_assert_eq(pn_block_on(rt, f), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
-    cr_assert_eq(count_fds(), before, "fds left behind");
 }
-
-/* A test body for both runtimes: BOTH(name) { ... uses `fl` ... } */
-#define BOTH(name)                                            \
-    static void name##_on(pn_runtime_flavor fl);              \
-    Test(net_tcp, name)                                       \
-    {                                                         \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                 \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                   \
-    }                                                         \
-    static void name##_on(pn_runtime_flavor fl)
 
 static unsigned char pattern(size_t i) { return (unsigned char)(i * 7 + (i >> 11) + 3); }
 
@@ -235,13 +199,13 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable basics_vt = { basics_poll, NULL, "basics" };
 
-BOTH(basics_ipv4)
+BOTH(net_tcp, basics_ipv4)
 {
     basics t = { .base = { &basics_vt }, .v6 = false };
     run_on(fl, PN_FUTURE(&t));
 }
 
-BOTH(basics_ipv6)
+BOTH(net_tcp, basics_ipv6)
 {
     basics t = { .base = { &basics_vt }, .v6 = true };
     run_on(fl, PN_FUTURE(&t));
@@ -388,7 +352,7 @@ static pn_poll bulk_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable bulk_vt = { bulk_poll, NULL, "bulk" };
 
-BOTH(split_halves_echo_a_megabyte_each_way)
+BOTH(net_tcp, split_halves_echo_a_megabyte_each_way)
 {
     unsigned char *data = malloc(BULK), *got = malloc(BULK);
     for (size_t i = 0; i < BULK; i++)
@@ -450,7 +414,7 @@ static uint16_t dead_port(void)
     return (uint16_t)pn_sockaddr_port(&a);
 }
 
-BOTH(connect_refused_and_bad_arguments)
+BOTH(net_tcp, connect_refused_and_bad_arguments)
 {
     pn_sockaddr a = pn_sockaddr_loopback4(dead_port());
     cr_assert_eq(connect_result(fl, &a, 0), -ECONNREFUSED);
@@ -504,7 +468,7 @@ static pn_poll connect_dropped_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable connect_dropped_vt = { connect_dropped_poll, NULL, "connect_dropped" };
 
-BOTH(connect_times_out_and_a_dropped_connect_closes_its_socket)
+BOTH(net_tcp, connect_times_out_and_a_dropped_connect_closes_its_socket)
 {
     pn_sockaddr a;
     int filler;
@@ -559,7 +523,7 @@ static pn_poll hostile_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable hostile_vt = { hostile_poll, NULL, "hostile" };
 
-BOTH(writing_to_a_closed_or_reset_peer_fails_without_sigpipe)
+BOTH(net_tcp, writing_to_a_closed_or_reset_peer_fails_without_sigpipe)
 {
     signal(SIGPIPE, SIG_DFL);     /* a SIGPIPE would kill this test */
     char *big = calloc(1, 1 << 20);
@@ -649,7 +613,7 @@ static pn_poll closer_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable closer_vt = { closer_poll, NULL, "closer" };
 
-BOTH(closing_a_stream_or_listener_wakes_its_waiter_with_ecanceled)
+BOTH(net_tcp, closing_a_stream_or_listener_wakes_its_waiter_with_ecanceled)
 {
     for (int listener = 0; listener < 2; listener++) {
         closer t = { .base = { &closer_vt }, .listener = listener };
@@ -735,7 +699,7 @@ static pn_poll opts_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable opts_vt = { opts_poll, NULL, "opts" };
 
-BOTH(options_addresses_and_errors_of_plain_calls)
+BOTH(net_tcp, options_addresses_and_errors_of_plain_calls)
 {
     opts_test t = { .base = { &opts_vt } };
     run_on(fl, PN_FUTURE(&t));
@@ -782,7 +746,7 @@ static pn_poll closed_ops_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable closed_ops_vt = { closed_ops_poll, NULL, "closed_ops" };
 
-BOTH(futures_on_a_closed_stream_complete_with_ecanceled)
+BOTH(net_tcp, futures_on_a_closed_stream_complete_with_ecanceled)
 {
     closed_ops t = { .base = { &closed_ops_vt } };
     run_on(fl, PN_FUTURE(&t));
@@ -915,7 +879,7 @@ static pn_poll emfile_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable emfile_vt = { emfile_poll, NULL, "emfile" };
 
-BOTH(accept_backs_off_on_emfile_and_serves_again)
+BOTH(net_tcp, accept_backs_off_on_emfile_and_serves_again)
 {
     struct rlimit old, low;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);

@@ -28,50 +28,6 @@ TestSuite(net_unix, .timeout = PN_TEST_TIMEOUT);
 
 /* ---- fixtures ------------------------------------------------------------- */
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static pn_runtime *flavour_new(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    if (fl == PN_RUNTIME_MULTI_THREAD)
-        cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
-#define AWAIT(rt, fut)                                                   \
-    do {                                                                 \
-        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
-        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
-    } while (0)
-
-/* A test body for both runtimes: BOTH(name) { ... uses `fl` ... }; checks
- * the fd count around each run. */
-#define BOTH(name)                                                       \
-    static void name##_on(pn_runtime_flavor fl);                         \
-    Test(net_unix, name)                                                 \
-    {                                                                    \
-        int before_ = count_fds();                                       \
-        name##_on(PN_RUNTIME_CURRENT_THREAD);                            \
-        cr_assert_eq(count_fds(), before_, "fds left (current-thread)"); \
-        name##_on(PN_RUNTIME_MULTI_THREAD);                              \
-        cr_assert_eq(count_fds(), before_, "fds left (multi-thread)");   \
-    }                                                                    \
-    static void name##_on(pn_runtime_flavor fl)
-
 /* A fresh directory for socket files; removed (with its files) by rm_dir. */
 static void tmp_dir(char *out, size_t size)
 {
@@ -362,7 +318,7 @@ static void stream_echo(pn_runtime_flavor fl, const char *name, size_t total)
     cr_assert_eq(pn_unix_listener_close(&l), 0, "twice is harmless");
 }
 
-BOTH(stream_echo_over_a_path)
+BOTH(net_unix, stream_echo_over_a_path)
 {
     char dir[64], path[128];
     tmp_dir(dir, sizeof(dir));
@@ -372,7 +328,7 @@ BOTH(stream_echo_over_a_path)
     rm_dir(dir);
 }
 
-BOTH(stream_echo_over_an_abstract_name_leaves_no_file)
+BOTH(net_unix, stream_echo_over_an_abstract_name_leaves_no_file)
 {
     char name[64];
     abstract_name(name, sizeof(name), "echo");
@@ -420,7 +376,7 @@ Test(net_unix, listen_errors_leave_nothing_open)
     rm_dir(dir);
 }
 
-BOTH(unlink_stale_replaces_a_dead_socket_file_only)
+BOTH(net_unix, unlink_stale_replaces_a_dead_socket_file_only)
 {
     char dir[64], path[128], file[128];
     tmp_dir(dir, sizeof(dir));
@@ -492,7 +448,7 @@ Test(net_unix, unlink_on_close_removes_the_path)
 
 /* ---- connect ---------------------------------------------------------------- */
 
-BOTH(connect_errors)
+BOTH(net_unix, connect_errors)
 {
     char dir[64], path[128], dpath[128], big[200];
     tmp_dir(dir, sizeof(dir));
@@ -589,7 +545,7 @@ static bool backlog_full(const char *name)
     return r < 0 && e == EAGAIN;
 }
 
-BOTH(connect_waits_out_a_full_backlog)
+BOTH(net_unix, connect_waits_out_a_full_backlog)
 {
     char name[64];
     abstract_name(name, sizeof(name), "backlog");
@@ -645,7 +601,7 @@ BOTH(connect_waits_out_a_full_backlog)
 
 /* ---- pairs, shutdown, EPIPE ---------------------------------------------- */
 
-BOTH(stream_pair_shutdown_and_closed_peer)
+BOTH(net_unix, stream_pair_shutdown_and_closed_peer)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_unix_stream a, b;
@@ -729,7 +685,7 @@ static void race(pn_runtime *rt, pn_future *waiter, pn_async_fd *afd)
     pn_join_handle_free(h);
 }
 
-BOTH(close_wakes_waiters_with_ecanceled)
+BOTH(net_unix, close_wakes_waiters_with_ecanceled)
 {
     pn_runtime *rt = flavour_new(fl);
     char name[64], buf[8];
@@ -845,14 +801,14 @@ static void dgram_echo_with(pn_runtime_flavor fl, const char *srv_name)
     pn_unix_dgram_close(&cli);
 }
 
-BOTH(dgram_send_to_recv_from_abstract)
+BOTH(net_unix, dgram_send_to_recv_from_abstract)
 {
     char name[64];
     abstract_name(name, sizeof(name), "dgram");
     dgram_echo_with(fl, name);
 }
 
-BOTH(dgram_send_to_recv_from_path)
+BOTH(net_unix, dgram_send_to_recv_from_path)
 {
     char dir[64], path[128];
     tmp_dir(dir, sizeof(dir));
@@ -861,7 +817,7 @@ BOTH(dgram_send_to_recv_from_path)
     rm_dir(dir);
 }
 
-BOTH(dgram_truncation_and_zero_length)
+BOTH(net_unix, dgram_truncation_and_zero_length)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_unix_dgram a, b;
@@ -1006,10 +962,10 @@ static void flood_test(pn_runtime_flavor fl, bool connected)
     pn_unix_dgram_close(&b);
 }
 
-BOTH(dgram_back_pressure_connected_pair) { flood_test(fl, true); }
-BOTH(dgram_back_pressure_send_to) { flood_test(fl, false); }
+BOTH(net_unix, dgram_back_pressure_connected_pair) { flood_test(fl, true); }
+BOTH(net_unix, dgram_back_pressure_send_to) { flood_test(fl, false); }
 
-BOTH(dgram_errors)
+BOTH(net_unix, dgram_errors)
 {
     char dir[64], path[128], spath[128], big[200];
     tmp_dir(dir, sizeof(dir));
@@ -1103,29 +1059,32 @@ BOTH(dgram_errors)
     rm_dir(dir);
 }
 
-BOTH(pending_futures_dropped_release_their_wakers)
+BOTH(net_unix, pending_futures_dropped_release_their_wakers)
 {
-    /* A recv / accept pending in a select is dropped when the other side
-     * wins; the sockets stay usable afterwards. */
+    /* A recv and an accept, each polled once with a probe's waker while
+     * nothing has arrived, then dropped: the drop takes the waker back, the
+     * sockets stay usable, and what arrives later wakes nobody stale. */
     pn_runtime *rt = flavour_new(fl);
     pn_unix_dgram a, b;
     cr_assert_eq(pn_unix_dgram_pair(&a, &b), 0);
     char buf[8];
+    waker_probe probe = { 0 };
     pn_unix_recv rv = pn_unix_recv_of(&b, buf, sizeof(buf));
-    pn_sleep nap = pn_sleep_for(PN_MS(1));
-    pn_select2 sel = pn_select_either(PN_FUTURE(&rv), PN_FUTURE(&nap));
-    AWAIT(rt, sel);
-    cr_assert_eq(sel.index, 1, "nothing to receive: the sleep wins");
+    probed_drop pd = probed_drop_of(PN_FUTURE(&rv), &probe);
+    AWAIT(rt, pd);
+    cr_assert_eq(pd.first, PN_PENDING, "nothing to receive yet");
+    cr_assert_gt(atomic_load(&probe.clones), 0, "the pending recv left a waker");
+    cr_assert_eq(waker_probe_held(&probe), 0, "the recv's drop took its waker back");
 
     char name[64];
     abstract_name(name, sizeof(name), "drop");
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
     pn_unix_accept acc = pn_unix_accept_on(&l);
-    nap = pn_sleep_for(PN_MS(1));
-    sel = pn_select_either(PN_FUTURE(&acc), PN_FUTURE(&nap));
-    AWAIT(rt, sel);
-    cr_assert_eq(sel.index, 1);
+    pd = probed_drop_of(PN_FUTURE(&acc), &probe);
+    AWAIT(rt, pd);
+    cr_assert_eq(pd.first, PN_PENDING, "nobody connects yet");
+    cr_assert_eq(waker_probe_held(&probe), 0, "the accept's drop took its waker back");
 
     pn_unix_send sd = pn_unix_send_of(&a, "after", 5);
     AWAIT(rt, sd);
@@ -1133,24 +1092,34 @@ BOTH(pending_futures_dropped_release_their_wakers)
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 5);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
+    pn_unix_stream c;
+    pn_unix_connect conn = pn_unix_connect_to(&c, name);
+    AWAIT(rt, conn);
+    cr_assert_eq(conn.res, 0);
+    acc = pn_unix_accept_on(&l);
+    AWAIT(rt, acc);
+    cr_assert_eq(acc.res, 0);
 
     cr_assert_eq(pn_runtime_free(rt), 0);
+    pn_unix_stream_close(&acc.stream);
+    pn_unix_stream_close(&c);
     pn_unix_dgram_close(&a);
     pn_unix_dgram_close(&b);
     pn_unix_listener_close(&l);
+    cr_assert_eq(atomic_load(&probe.wakes), 0, "nothing woke a dropped future's task");
 }
 
-/* ---- the accept future backs off on EMFILE instead of spinning ---------------- */
+/* ---- the accept future: back-off on EMFILE, skipping per-connection errors ---- */
 
 #include "core/sys.h"
 
-static int emfile_left, accept_calls;
+static int fail_left, fail_errno, accept_calls;
 static int fake_accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 {
     accept_calls++;
-    if (emfile_left > 0) {
-        emfile_left--;
-        errno = EMFILE;
+    if (fail_left > 0) {
+        fail_left--;
+        errno = fail_errno;
         return -1;
     }
     return accept4(fd, a, l, flags);
@@ -1174,11 +1143,13 @@ static pn_poll backoff_main_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable backoff_main_vt = { backoff_main_poll, NULL, "backoff_main" };
 
-Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
+/* Accept one queued connection while accept4 first fails `fails` times
+ * with `err`; returns how long it took. */
+static uint64_t accept_through(int err, int fails, backoff_main *m)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     char name[64];
-    snprintf(name, sizeof(name), "@pollen-backoff-%d", (int)getpid());
+    abstract_name(name, sizeof(name), "faulty-accept");
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
     int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1187,19 +1158,37 @@ Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
     cr_assert_eq(connect(c, &sa.sa, sa.len), 0);   /* queued in the backlog */
 
     pn__sys.accept4 = fake_accept4;
-    emfile_left = 3;
+    fail_errno = err;
+    fail_left = fails;
     accept_calls = 0;
-    backoff_main m = { .base = { &backoff_main_vt }, .l = &l };
+    *m = (backoff_main){ .base = { &backoff_main_vt }, .l = &l };
     pn_instant t0 = pn_now();
-    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(m)), 0);
     uint64_t took = pn_now() - t0;
-    cr_assert_eq(m.acc.res, 0, "accepted once descriptors were back");
-    cr_assert_eq(accept_calls, 4, "three EMFILE answers, then the accept");
-    /* It slept between them (10 + 20 + 40 ms: a sleep never ends early),
-     * where a spinning accept would have taken microseconds. */
-    cr_assert_geq(took, PN_MS(70), "backed off for %llu ns only", (unsigned long long)took);
-    pn_unix_stream_close(&m.acc.stream);
+    cr_assert_eq(m->acc.res, 0, "accepted in the end: %s", pn_strerror(m->acc.res));
+    cr_assert_eq(accept_calls, fails + 1, "%d failures, then the accept", fails);
+    pn_unix_stream_close(&m->acc.stream);
     pn_unix_listener_close(&l);
     close(c);
     pn_runtime_free(rt);
+    return took;
+}
+
+Test(net_unix, accept_future_backs_off_on_emfile, .fini = sys_restore)
+{
+    backoff_main m;
+    uint64_t took = accept_through(EMFILE, 3, &m);
+    cr_assert_eq(m.acc.backoffs, 3);
+    /* It slept between them (10 + 20 + 40 ms: a sleep never ends early),
+     * where a spinning accept would have taken microseconds. */
+    cr_assert_geq(took, PN_MS(70), "backed off for %llu ns only", (unsigned long long)took);
+}
+
+Test(net_unix, accept_future_skips_per_connection_errors, .fini = sys_restore)
+{
+    backoff_main m;
+    accept_through(ECONNABORTED, 2, &m);
+    cr_assert_eq(m.acc.backoffs, 0, "a connection's own error is no reason to sleep");
+    accept_through(EPROTO, 1, &m);
+    cr_assert_eq(m.acc.backoffs, 0);
 }

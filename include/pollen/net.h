@@ -1,5 +1,6 @@
 /*
- * pollen/net.h - socket addresses and TCP.
+ * pollen/net.h - socket addresses, TCP, and the layout of the datagram
+ * futures (pollen/udp.h, pollen/unix.h).
  *
  * Addresses: pn_sockaddr holds any socket address (IPv4, IPv6, Unix) with
  * its length; it is a plain value, copied freely.  pn_sockaddr_parse reads
@@ -170,6 +171,16 @@ PN_EXTERN int pn_tcp_listener_close(pn_tcp_listener *l);
 PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_stream *out,
                                      pn_sockaddr *peer, int *res);
 
+/* What an accept future (pn_tcp_accept below, pn_unix_accept in
+ * pollen/unix.h) keeps between polls; private. */
+typedef struct pn_accept_state {
+    pn_async_fd *listener;    /* the listening socket */
+    pn_waker parked;          /* the waker left with it while pending */
+    pn_sleep backoff;         /* the back-off sleep, while sleeping */
+    uint64_t backoff_ns;      /* the next sleep */
+    bool sleeping;
+} pn_accept_state;
+
 /*
  * The accept future, and a stream of accepts: after each PN_READY it may be
  * awaited again for the next connection (the outputs are overwritten; take
@@ -190,11 +201,7 @@ PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_strea
  */
 typedef struct pn_tcp_accept {
     pn_future base;
-    pn_tcp_listener *l;       /* private */
-    pn_waker parked;          /* private */
-    pn_sleep backoff;         /* private */
-    uint64_t backoff_ns;      /* private: next sleep */
-    bool sleeping;            /* private */
+    pn_accept_state st;       /* private */
     unsigned backoffs;        /* read-only: sleeps taken so far */
     pn_tcp_stream stream;     /* output, when res == 0 */
     pn_sockaddr peer;         /* output, when res == 0 */
@@ -376,6 +383,39 @@ static inline pn_poll pn_tcp_wr_poll_write(pn_tcp_write_half h, pn_cx *cx, const
 { return pn_tcp_poll_write(h.stream, cx, buf, len, res); }
 static inline int pn_tcp_wr_shutdown(pn_tcp_write_half h)
 { return pn_tcp_shutdown(h.stream, SHUT_WR); }
+
+/* ---- datagram futures ---------------------------------------------------
+ *
+ * The send and receive futures of UDP (pollen/udp.h) and of Unix datagram
+ * sockets (pollen/unix.h) share one layout: pn_udp_send and pn_unix_send
+ * are pn_dgram_send, pn_udp_recv and pn_unix_recv are pn_dgram_recv.  Make
+ * them with those headers' functions, which document the outputs.
+ */
+typedef struct pn_dgram_send {
+    pn_future base;
+    /* private */
+    pn_async_fd *afd;        /* NULL: .res already holds an argument error */
+    const void *buf;
+    size_t len;
+    pn_sockaddr to;          /* len 0: to the connected peer */
+    pn_waker parked;
+    /* output */
+    ssize_t res;
+} pn_dgram_send;
+
+typedef struct pn_dgram_recv {
+    pn_future base;
+    /* private */
+    pn_async_fd *afd;        /* NULL: .res already holds -EINVAL */
+    void *buf;
+    size_t len;
+    pn_waker parked;
+    /* outputs */
+    pn_sockaddr from;
+    size_t datagram_len;
+    bool truncated;          /* res >= 0 && datagram_len > len */
+    ssize_t res;
+} pn_dgram_recv;
 
 #ifdef __cplusplus
 }

@@ -169,37 +169,14 @@ PN_EXTERN pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_
 
 /* Send: output .res as the helper.  The buffer is borrowed until the
  * future is ready or dropped; the address is copied.  Dropping it pending
- * sends nothing. */
-typedef struct pn_udp_send {
-    pn_future base;
-    /* private */
-    pn_udp_socket *s;
-    const void *buf;
-    size_t len;
-    bool has_to;
-    pn_sockaddr to;
-    pn_waker parked;
-    /* output */
-    ssize_t res;
-} pn_udp_send;
+ * sends nothing.  (The layout is pn_dgram_send, pollen/net.h.) */
+typedef pn_dgram_send pn_udp_send;
 
 /* Receive: outputs .res (bytes stored or -errno), .from (the sender;
  * recv_from only), .datagram_len and .truncated (see "Truncation").
- * Dropping it pending receives nothing (no datagram is consumed). */
-typedef struct pn_udp_recv {
-    pn_future base;
-    /* private */
-    pn_udp_socket *s;
-    void *buf;
-    size_t len;
-    bool want_from;
-    pn_waker parked;
-    /* outputs */
-    pn_sockaddr from;
-    size_t datagram_len;
-    bool truncated;
-    ssize_t res;
-} pn_udp_recv;
+ * Dropping it pending receives nothing (no datagram is consumed).  (The
+ * layout is pn_dgram_recv, pollen/net.h.) */
+typedef pn_dgram_recv pn_udp_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
 PN_EXTERN pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,

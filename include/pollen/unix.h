@@ -128,25 +128,26 @@ PN_EXTERN int pn_unix_listener_close(pn_unix_listener *l);
  * until its first operation; the caller owns it), or *res = -errno and
  * *out untouched: -EMFILE / -ENFILE / -ENOBUFS / -ENOMEM (returned, never
  * spun on: back off, e.g. with pn_sleep_for, and accept again),
+ * -ECONNABORTED and the other errors of one connection (accept again),
  * -ECANCELED (listener closed), -EINVAL (NULL, or not listening).
  */
 PN_EXTERN pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx,
                                       pn_unix_stream *out, int *res);
 
-/* The accept future: outputs .res as above, .stream when .res == 0, except
- * that it handles running out of descriptors itself: on -EMFILE / -ENFILE
- * / -ENOBUFS / -ENOMEM it sleeps (10 ms, doubling up to 1 s) and accepts
- * again, so a server keeps serving the connections it has and never spins.
- * It may be awaited again after PN_READY for the next connection (take
+/* The accept future, as pn_tcp_accept (pollen/net.h): outputs .res as
+ * above, .stream when .res == 0, except that it handles two kinds of error
+ * itself.  Errors that belong to one connection (ECONNABORTED, EPROTO, ...)
+ * are skipped: it accepts the next.  On -EMFILE / -ENFILE / -ENOBUFS /
+ * -ENOMEM it sleeps (10 ms, doubling up to 1 s, back to 10 ms after the
+ * next success) and accepts again, so a server keeps serving the
+ * connections it has and never spins; .backoffs counts those sleeps.  It
+ * may be awaited again after PN_READY for the next connection (take
  * .stream first).  Dropping it releases its waker and its back-off timer;
  * it never owns the listener, which must outlive it. */
 typedef struct pn_unix_accept {
     pn_future base;
-    pn_unix_listener *l;     /* private */
-    pn_waker parked;         /* private */
-    pn_sleep backoff;        /* private: EMFILE/ENFILE back-off */
-    uint64_t backoff_ns;     /* private */
-    bool sleeping;           /* private */
+    pn_accept_state st;      /* private */
+    unsigned backoffs;       /* read-only: sleeps taken so far */
     pn_unix_stream stream;   /* output, when res == 0 */
     int res;                 /* output */
 } pn_unix_accept;
@@ -181,7 +182,6 @@ typedef struct pn_unix_connect {
     int fd;
     uint64_t backoff_ns;
     pn_sleep nap;
-    pn_waker parked;
     /* output */
     int res;
 } pn_unix_connect;
@@ -268,37 +268,14 @@ PN_EXTERN pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size
                                     size_t *datagram_len, ssize_t *res);
 
 /* The send future: output .res as the poll helper.  The buffer is borrowed
- * until it is ready or dropped; the address is copied. */
-typedef struct pn_unix_send {
-    pn_future base;
-    /* private */
-    pn_unix_dgram *d;
-    const void *buf;
-    size_t len;
-    bool has_to;
-    pn_sockaddr to;
-    pn_waker parked;
-    /* output */
-    ssize_t res;
-} pn_unix_send;
+ * until it is ready or dropped; the address is copied.  (The layout is
+ * pn_dgram_send, pollen/net.h.) */
+typedef pn_dgram_send pn_unix_send;
 
 /* The receive future: outputs .res (bytes stored or -errno), .from (the
  * sender; recv_from only), .datagram_len and .truncated (see
- * "Truncation"). */
-typedef struct pn_unix_recv {
-    pn_future base;
-    /* private */
-    pn_unix_dgram *d;
-    void *buf;
-    size_t len;
-    bool want_from;
-    pn_waker parked;
-    /* outputs */
-    pn_sockaddr from;
-    size_t datagram_len;
-    bool truncated;
-    ssize_t res;
-} pn_unix_recv;
+ * "Truncation").  (The layout is pn_dgram_recv, pollen/net.h.) */
+typedef pn_dgram_recv pn_unix_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
 PN_EXTERN pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,

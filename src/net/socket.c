@@ -1,9 +1,11 @@
 /*
  * socket.c - private socket helpers of src/net/ (see socket.h).
  *
- * Owns: nonblocking + close-on-exec socket creation and int sockopts.  The
- * TCP, UDP and Unix files create every socket through pn__socket so that no
- * pollen socket ever leaks into an exec'd child or blocks a worker.
+ * Owns: nonblocking + close-on-exec socket creation, int sockopts, and the
+ * small steps every socket file takes (the open-fd check, the closed
+ * state, connect retried on EINTR).  The TCP, UDP and Unix files create
+ * every socket through pn__socket so that no pollen socket ever leaks into
+ * an exec'd child or blocks a worker.
  */
 #include "net/socket.h"
 
@@ -43,6 +45,25 @@ void pn__close_fd(int fd)
     if (fd >= 0)
         pn__sys.close(fd);
     errno = saved;
+}
+
+int pn__sock_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int r;
+    do
+        r = pn__sys.connect(fd, sa, len);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int pn__sock_fd(const pn_async_fd *afd)
+{
+    return afd->closed || afd->fd < 0 ? -EBADF : afd->fd;
+}
+
+void pn__sock_init_closed(pn_async_fd *afd)
+{
+    *afd = (pn_async_fd){ .fd = -1, .closed = true };
 }
 
 void pn__sock_adopt(pn_async_fd *afd, int fd, bool stream)

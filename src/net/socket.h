@@ -2,10 +2,11 @@
  * socket.h - private socket helpers shared by src/net/ (TCP, UDP, Unix).
  *
  * Owns: creating sockets the way every pollen socket is created
- * (nonblocking + close-on-exec, in one syscall), and the small getsockopt /
- * setsockopt wrappers.  Every helper returns 0 / a value >= 0, or -errno;
- * none of them aborts.  Not part of the public API (nothing under src/ is
- * included by users); the definitions are in socket.c.
+ * (nonblocking + close-on-exec, in one syscall), the small getsockopt /
+ * setsockopt wrappers, and the checks and steps the socket files share.
+ * Every helper returns 0 / a value >= 0, or -errno; none of them aborts.
+ * Not part of the public API (nothing under src/ is included by users);
+ * the definitions are in socket.c.
  */
 #ifndef PN_NET_SOCKET_H
 #define PN_NET_SOCKET_H
@@ -31,6 +32,18 @@ int pn__sock_error(int fd);
 
 /* Close a raw fd through the pn__sys table, keeping errno intact. */
 void pn__close_fd(int fd);
+
+/* connect(2) through the pn__sys table, retried on EINTR: 0 or -errno.
+ * For sockets whose connect completes at once (UDP, Unix); an interrupted
+ * TCP connect goes on in the background instead (see tcp_stream.c). */
+int pn__sock_connect(int fd, const struct sockaddr *sa, socklen_t len);
+
+/* The fd of an open *afd, or -EBADF when it is closed. */
+int pn__sock_fd(const pn_async_fd *afd);
+
+/* Make *afd closed and owning nothing (fd -1): closing it is a no-op.
+ * The state every socket struct is in before its constructor succeeds. */
+void pn__sock_init_closed(pn_async_fd *afd);
 
 /* Wrap a socket fd that is already nonblocking and close-on-exec (from
  * pn__socket, socketpair or accept4 with SOCK_NONBLOCK) in *afd without the

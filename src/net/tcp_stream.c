@@ -73,7 +73,7 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
             c->res = -EINVAL;
             return PN_READY;
         }
-        c->out->afd = (pn_async_fd){ .fd = -1, .closed = true };
+        pn__sock_init_closed(&c->out->afd);
         if (c->res == -EINVAL) {              /* NULL address */
             c->state = CONNECT_DONE;
             return PN_READY;
@@ -315,11 +315,7 @@ pn_tcp_peek pn_tcp_peek_of(pn_tcp_stream *s, void *buf, size_t len)
 
 static int stream_fd(const pn_tcp_stream *s)
 {
-    if (!s)
-        return -EINVAL;
-    if (s->afd.closed || s->afd.fd < 0)
-        return -EBADF;
-    return s->afd.fd;
+    return s ? pn__sock_fd(&s->afd) : -EINVAL;
 }
 
 int pn_tcp_shutdown(pn_tcp_stream *s, int how)

@@ -2,25 +2,20 @@
  * udp.c - UDP sockets (pollen/udp.h): bind, connect, options, multicast,
  * and the datagram operations.
  *
- * Owns: address validation for UDP calls, the sockopt plumbing (the IPv4
- * or IPv6 option picked by the socket's family, SO_DOMAIN), and the send /
- * receive operations: one sendmsg(MSG_NOSIGNAL) or one recvmsg(MSG_TRUNC)
- * through pn_async_fd_poll_io, which waits out EAGAIN and retries EINTR.
- * MSG_TRUNC makes recvmsg return the datagram's real length, from which
- * the stored count and the truncation flag are derived.
- *
- * The futures follow io_futures.c: they remember the waker they left in
- * the registration (`parked`) and their drop takes back only that one.
+ * Owns: address validation for UDP calls and the sockopt plumbing (the
+ * IPv4 or IPv6 option picked by the socket's family, SO_DOMAIN).  The send
+ * / receive operations and their futures are dgram.c's (one sendmsg or
+ * recvmsg(MSG_TRUNC) through pn_async_fd_poll_io), shared with Unix
+ * datagram sockets; this file gives them the IP address check and the
+ * sender's address length.
  */
 #include "pollen/udp.h"
 
 #include <net/if.h>
 #include <string.h>
 
-#include "core/sys.h"
-#include "net/socket.h"
 #include "net/dgram.h"
-#include "reactor/slab.h"
+#include "net/socket.h"
 
 /* 0 if `a` is a usable IP address, else -EINVAL / -EAFNOSUPPORT. */
 static int check_ip(const pn_sockaddr *a)
@@ -37,27 +32,17 @@ static int check_ip(const pn_sockaddr *a)
     }
 }
 
-static int usable(const pn_udp_socket *s)
+/* The socket's fd, or -EINVAL / -EBADF. */
+static int sock_fd(const pn_udp_socket *s)
 {
-    if (!s)
-        return -EINVAL;
-    if (s->afd.closed || s->afd.fd < 0)
-        return -EBADF;
-    return 0;
-}
-
-static void closed_afd(pn_async_fd *afd)
-{
-    memset(afd, 0, sizeof(*afd));
-    afd->fd = -1;
-    afd->closed = true;
+    return s ? pn__sock_fd(&s->afd) : -EINVAL;
 }
 
 int pn_udp_bind(pn_udp_socket *s, const pn_sockaddr *addr, const pn_udp_opts *opts)
 {
     if (!s)
         return -EINVAL;
-    closed_afd(&s->afd);
+    pn__sock_init_closed(&s->afd);
     int err = check_ip(addr);
     if (err)
         return err;
@@ -79,7 +64,7 @@ int pn_udp_bind(pn_udp_socket *s, const pn_sockaddr *addr, const pn_udp_opts *op
         err = pn_async_fd_init(&s->afd, fd);
     if (err) {
         pn__close_fd(fd);
-        closed_afd(&s->afd);
+        pn__sock_init_closed(&s->afd);
     }
     return err;
 }
@@ -96,42 +81,34 @@ int pn_udp_close(pn_udp_socket *s)
     return s ? pn_async_fd_close(&s->afd) : -EINVAL;
 }
 
-static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
-{
-    int r;
-    do
-        r = pn__sys.connect(fd, sa, len);
-    while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
-}
-
 int pn_udp_connect(pn_udp_socket *s, const pn_sockaddr *peer)
 {
-    int err = usable(s);
-    if (!err)
-        err = check_ip(peer);
-    return err ? err : do_connect(s->afd.fd, &peer->sa, peer->len);
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
+    int err = check_ip(peer);
+    return err ? err : pn__sock_connect(fd, &peer->sa, peer->len);
 }
 
 int pn_udp_disconnect(pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     ss.ss_family = AF_UNSPEC;
-    return do_connect(s->afd.fd, (struct sockaddr *)&ss, sizeof(ss));
+    return pn__sock_connect(fd, (struct sockaddr *)&ss, sizeof(ss));
 }
 
 static int sock_name(const pn_udp_socket *s, pn_sockaddr *out, bool peer)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     if (!out)
         return -EINVAL;
-    return pn__sock_addr(s->afd.fd, out, peer);
+    return pn__sock_addr(fd, out, peer);
 }
 
 int pn_udp_local_addr(const pn_udp_socket *s, pn_sockaddr *out)
@@ -149,27 +126,27 @@ int pn_udp_peer_addr(const pn_udp_socket *s, pn_sockaddr *out)
 /* The socket's family (SO_DOMAIN) or -errno. */
 static int sock_family(const pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     int fam = 0;
-    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_DOMAIN, &fam);
+    int err = pn__get_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN, &fam);
     return err ? err : fam;
 }
 
 int pn_udp_set_broadcast(pn_udp_socket *s, bool on)
 {
-    int err = usable(s);
-    return err ? err : pn__set_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, on);
+    int fd = sock_fd(s);
+    return fd < 0 ? fd : pn__set_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST, on);
 }
 
 int pn_udp_broadcast(const pn_udp_socket *s)
 {
-    int err = usable(s);
-    if (err)
-        return err;
+    int fd = sock_fd(s);
+    if (fd < 0)
+        return fd;
     int v = 0;
-    err = pn__get_sockopt_int(s->afd.fd, SOL_SOCKET, SO_BROADCAST, &v);
+    int err = pn__get_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST, &v);
     return err ? err : v != 0;
 }
 
@@ -266,153 +243,79 @@ int pn_udp_set_multicast_ttl(pn_udp_socket *s, int ttl)
 
 /* ---- datagrams ------------------------------------------------------------ */
 
-/* The sender of a datagram, as an IP address. */
-static void ip_from(pn_sockaddr *out, const struct sockaddr_storage *ss, socklen_t len)
+/* The sender of a datagram: the kernel wrote an IP address (dgram.h). */
+static void ip_from(pn_sockaddr *from, socklen_t namelen)
 {
-    if (pn_sockaddr_from(out, (const struct sockaddr *)ss, len) < 0)
-        memset(out, 0, sizeof(*out));
+    from->len = namelen;
 }
 
-static pn_poll do_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
-                       const pn_sockaddr *to, bool need_to, ssize_t *res)
+static pn_async_fd *afd_of(pn_udp_socket *s)
 {
-    if (!res)
-        return PN_READY;
-    if (!s || !cx || (!buf && len) || (need_to && !to)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    if (to) {
-        int err = check_ip(to);
-        if (err) {
-            *res = err;
-            return PN_READY;
-        }
-    }
-    return pn__dgram_poll_send(&s->afd, cx, buf, len, to, res);
+    return s ? &s->afd : NULL;
 }
 
 pn_poll pn_udp_poll_send_to(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
                             const pn_sockaddr *to, ssize_t *res)
 {
-    return do_send(s, cx, buf, len, to, true, res);
+    return pn__dgram_poll_send(afd_of(s), cx, buf, len, to, check_ip, res);
 }
 
 pn_poll pn_udp_poll_send(pn_udp_socket *s, pn_cx *cx, const void *buf, size_t len,
                          ssize_t *res)
 {
-    return do_send(s, cx, buf, len, NULL, false, res);
+    return pn__dgram_poll_send(afd_of(s), cx, buf, len, NULL, NULL, res);
 }
 
 pn_poll pn_udp_poll_recv_from(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len,
                               pn_sockaddr *from, size_t *datagram_len, ssize_t *res)
 {
-    if (!res)
-        return PN_READY;
-    if (!s || !cx || (!buf && len)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    return pn__dgram_poll_recv(&s->afd, cx, buf, len, from, ip_from, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(s), cx, buf, len, from, ip_from, datagram_len, res);
 }
 
 pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_t len,
                          size_t *datagram_len, ssize_t *res)
 {
-    return pn_udp_poll_recv_from(s, cx, buf, len, NULL, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(s), cx, buf, len, NULL, NULL, datagram_len, res);
 }
 
-/* ---- futures -------------------------------------------------------------- */
+/* ---- futures (dgram.c) ------------------------------------------------------ */
 
-static pn_poll send_poll(pn_future *f, pn_cx *cx)
+static pn_poll recv_from_poll(pn_future *f, pn_cx *cx)
 {
-    pn_udp_send *s = (pn_udp_send *)f;
-    pn_poll p = s->has_to ? pn_udp_poll_send_to(s->s, cx, s->buf, s->len, &s->to, &s->res)
-                          : pn_udp_poll_send(s->s, cx, s->buf, s->len, &s->res);
-    if (p == PN_PENDING)
-        s->parked = *cx->waker;
-    return p;
+    return pn__dgram_recv_poll(f, cx, ip_from);
 }
 
-static void send_drop(pn_future *f)
+static pn_poll recv_of_poll(pn_future *f, pn_cx *cx)
 {
-    pn_udp_send *s = (pn_udp_send *)f;
-    if (s->s)
-        pn__async_fd_forget(&s->s->afd, PN_WRITABLE, &s->parked);
+    return pn__dgram_recv_poll(f, cx, NULL);
 }
 
-static const pn_future_vtable send_to_vt = { send_poll, send_drop, "pn_udp_send_to" };
-static const pn_future_vtable send_of_vt = { send_poll, send_drop, "pn_udp_send_of" };
+static const pn_future_vtable send_to_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_udp_send_to" };
+static const pn_future_vtable send_of_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_udp_send_of" };
+static const pn_future_vtable recv_from_vt = { recv_from_poll, pn__dgram_recv_drop,
+                                               "pn_udp_recv_from" };
+static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
+                                             "pn_udp_recv_of" };
 
 pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
                            const pn_sockaddr *to)
 {
-    pn_udp_send f;
-    memset(&f, 0, sizeof(f));
-    f.base.vt = &send_to_vt;
-    f.s = to ? s : NULL;              /* no address: -EINVAL at the first poll */
-    f.buf = buf;
-    f.len = len;
-    f.has_to = true;
-    if (to)
-        f.to = *to;
-    return f;
+    return pn__dgram_send_new(&send_to_vt, afd_of(s), buf, len, to, check_ip);
 }
 
 pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len)
 {
-    pn_udp_send f;
-    memset(&f, 0, sizeof(f));
-    f.base.vt = &send_of_vt;
-    f.s = s;
-    f.buf = buf;
-    f.len = len;
-    return f;
+    return pn__dgram_send_new(&send_of_vt, afd_of(s), buf, len, NULL, NULL);
 }
-
-static pn_poll recv_poll(pn_future *f, pn_cx *cx)
-{
-    pn_udp_recv *r = (pn_udp_recv *)f;
-    pn_poll p = pn_udp_poll_recv_from(r->s, cx, r->buf, r->len,
-                                      r->want_from ? &r->from : NULL,
-                                      &r->datagram_len, &r->res);
-    if (p == PN_PENDING) {
-        r->parked = *cx->waker;
-        return p;
-    }
-    r->truncated = r->res >= 0 && r->datagram_len > r->len;
-    return p;
-}
-
-static void recv_drop(pn_future *f)
-{
-    pn_udp_recv *r = (pn_udp_recv *)f;
-    if (r->s)
-        pn__async_fd_forget(&r->s->afd, PN_READABLE, &r->parked);
-}
-
-static const pn_future_vtable recv_from_vt = { recv_poll, recv_drop, "pn_udp_recv_from" };
-static const pn_future_vtable recv_of_vt = { recv_poll, recv_drop, "pn_udp_recv_of" };
 
 pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len)
 {
-    pn_udp_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_from_vt;
-    r.s = s;
-    r.buf = buf;
-    r.len = len;
-    r.want_from = true;
-    return r;
+    return pn__dgram_recv_new(&recv_from_vt, afd_of(s), buf, len);
 }
 
 pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len)
 {
-    pn_udp_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_of_vt;
-    r.s = s;
-    r.buf = buf;
-    r.len = len;
-    return r;
+    return pn__dgram_recv_new(&recv_of_vt, afd_of(s), buf, len);
 }

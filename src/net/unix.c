@@ -3,15 +3,16 @@
  * accept, connect, socketpair, datagram sockets.
  *
  * Owns: turning "path" / "@abstract" into a sockaddr_un of the exact
- * length, binding with the optional stale-file unlink, the connect state
- * machine (Linux never says EINPROGRESS for AF_UNIX but EAGAIN when the
- * listener's backlog is full, with no readiness event to wait for: that
- * case retries on a timer), and the datagram operations (sendmsg /
- * recvmsg(MSG_TRUNC) through pn_async_fd_poll_io).
+ * length, binding with the optional stale-file unlink, the connect future
+ * (START -> SLEEP* -> DONE: a nonblocking AF_UNIX connect succeeds or fails
+ * at once, never EINPROGRESS, except that a full backlog answers EAGAIN;
+ * the unconnected socket already polls writable and gets no event when
+ * room appears, so that case retries on a timer), and the Unix side of
+ * the datagram operations: the address check and the sender's address.
+ * The accept loop is accept.c's, the datagram operations and futures are
+ * dgram.c's, both shared with TCP and UDP.
  *
- * Every socket is made by pn__socket (nonblocking, close-on-exec).  The
- * futures follow io_futures.c: they remember the waker they left in the
- * registration (`parked`) and their drop takes back only that one.
+ * Every socket is made by pn__socket (nonblocking, close-on-exec).
  */
 #include "pollen/unix.h"
 
@@ -20,10 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/sys.h"
-#include "net/socket.h"
+#include "net/accept.h"
 #include "net/dgram.h"
-#include "reactor/slab.h"
+#include "net/socket.h"
 
 #define SUN_OFF offsetof(struct sockaddr_un, sun_path)
 #define SUN_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
@@ -60,34 +60,26 @@ static bool is_path(const pn_sockaddr *a)
     return a->len > SUN_OFF && a->un.sun_path[0] != '\0';
 }
 
-/* A kernel Unix address into *out; an unnamed one (len 0 or just the
- * family) becomes family AF_UNIX with len sizeof(sa_family_t). */
-static void set_kernel_addr(pn_sockaddr *out, const struct sockaddr_un *sun, socklen_t len)
+/* Complete a Unix address the kernel wrote, namelen bytes, into a zeroed
+ * *a: an unnamed one (no path, no abstract name) becomes family AF_UNIX
+ * with len sizeof(sa_family_t).  Also the datagrams' from function
+ * (dgram.h). */
+static void un_from(pn_sockaddr *a, socklen_t namelen)
 {
-    memset(out, 0, sizeof(*out));
-    if (len > sizeof(*sun))
-        len = sizeof(*sun);
-    if (len > SUN_OFF)
-        memcpy(&out->un, sun, len);
-    out->un.sun_family = AF_UNIX;
-    out->len = len > SUN_OFF ? len : (socklen_t)sizeof(sa_family_t);
+    if (namelen > sizeof(a->un))
+        namelen = sizeof(a->un);
+    a->un.sun_family = AF_UNIX;
+    a->len = namelen > SUN_OFF ? namelen : (socklen_t)sizeof(sa_family_t);
 }
 
 static int sock_name(const pn_async_fd *afd, pn_sockaddr *out, bool peer)
 {
     if (!afd || !out)
         return -EINVAL;
-    if (afd->closed || afd->fd < 0)
-        return -EBADF;
-    struct sockaddr_un sun;
-    socklen_t len = sizeof(sun);
-    memset(&sun, 0, sizeof(sun));
-    int r = peer ? getpeername(afd->fd, (struct sockaddr *)&sun, &len)
-                 : getsockname(afd->fd, (struct sockaddr *)&sun, &len);
-    if (r < 0)
-        return -errno;
-    set_kernel_addr(out, &sun, len);
-    return 0;
+    int err = pn__sock_addr(pn__sock_fd(afd), out, peer);
+    if (!err)
+        un_from(out, out->len);
+    return err;
 }
 
 int pn_unix_local_addr(const pn_async_fd *afd, pn_sockaddr *out)
@@ -102,14 +94,6 @@ int pn_unix_peer_addr(const pn_async_fd *afd, pn_sockaddr *out)
 
 /* ---- binding ------------------------------------------------------------ */
 
-/* A pn_async_fd that owns nothing: close on it is a no-op. */
-static void dead_afd(pn_async_fd *afd)
-{
-    memset(afd, 0, sizeof(*afd));
-    afd->fd = -1;
-    afd->closed = true;
-}
-
 /* Is the socket file at `a` one that nobody serves (connect refused)?
  * Fills *ino with its inode when it is. */
 static bool is_stale(const pn_sockaddr *a, int type, ino_t *ino)
@@ -120,11 +104,7 @@ static bool is_stale(const pn_sockaddr *a, int type, ino_t *ino)
     int fd = pn__socket(AF_UNIX, type, 0);
     if (fd < 0)
         return false;
-    int r;
-    do
-        r = pn__sys.connect(fd, &a->sa, a->len);
-    while (r < 0 && errno == EINTR);
-    bool refused = r < 0 && errno == ECONNREFUSED;
+    bool refused = pn__sock_connect(fd, &a->sa, a->len) == -ECONNREFUSED;
     pn__close_fd(fd);
     *ino = st.st_ino;
     return refused;
@@ -180,7 +160,7 @@ int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *op
 {
     if (!l)
         return -EINVAL;
-    dead_afd(&l->afd);
+    pn__sock_init_closed(&l->afd);
     memset(&l->addr, 0, sizeof(l->addr));
     l->unlink_on_close = false;
     pn_sockaddr a;
@@ -204,7 +184,7 @@ int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *op
 fail:
     unlink_bound(&a);           /* we made the file: do not leave it behind */
     pn__close_fd(fd);
-    dead_afd(&l->afd);
+    pn__sock_init_closed(&l->afd);
     return err;
 }
 
@@ -226,58 +206,18 @@ pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out,
         *res = -EINVAL;
         return PN_READY;
     }
-    int fd = 0;
-    if (pn_async_fd_poll_accept(&l->afd, cx, &fd) == PN_PENDING)
-        return PN_PENDING;
-    if (fd < 0) {
-        *res = fd;
-        return PN_READY;
-    }
-    pn__sock_adopt(&out->afd, fd, true);   /* accept4 made it nonblocking */
-    *res = 0;
-    return PN_READY;
+    return pn__accept_poll_once(&l->afd, cx, &out->afd, NULL, res);
 }
-
-#define ACCEPT_BACKOFF_MIN_NS PN_MS(10)
-#define ACCEPT_BACKOFF_MAX_NS PN_SEC(1)
 
 static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
     pn_unix_accept *a = (pn_unix_accept *)f;
-    for (;;) {
-        if (a->sleeping) {
-            if (pn_future_poll(PN_FUTURE(&a->backoff), cx) == PN_PENDING)
-                return PN_PENDING;
-            a->sleeping = false;
-        }
-        if (pn_unix_poll_accept(a->l, cx, &a->stream, &a->res) == PN_PENDING) {
-            a->parked = *cx->waker;
-            return PN_PENDING;
-        }
-        int r = a->res;
-        if (r != -EMFILE && r != -ENFILE && r != -ENOBUFS && r != -ENOMEM) {
-            if (r == 0)
-                a->backoff_ns = ACCEPT_BACKOFF_MIN_NS;
-            return PN_READY;
-        }
-        /* Out of descriptors: wait instead of spinning on a listener that
-         * stays readable, then try again. */
-        a->backoff = pn_sleep_for(a->backoff_ns);
-        a->sleeping = true;
-        a->backoff_ns = a->backoff_ns * 2 > ACCEPT_BACKOFF_MAX_NS ? ACCEPT_BACKOFF_MAX_NS
-                                                                  : a->backoff_ns * 2;
-    }
+    return pn__accept_poll(&a->st, cx, &a->stream.afd, NULL, &a->backoffs, &a->res);
 }
 
 static void accept_drop(pn_future *f)
 {
-    pn_unix_accept *a = (pn_unix_accept *)f;
-    if (a->sleeping) {
-        pn_future_drop(PN_FUTURE(&a->backoff));
-        a->sleeping = false;
-    }
-    if (a->l)
-        pn__async_fd_forget(&a->l->afd, PN_READABLE, &a->parked);
+    pn__accept_drop(&((pn_unix_accept *)f)->st);
 }
 
 static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_unix_accept_on" };
@@ -287,98 +227,66 @@ pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
     pn_unix_accept a;
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
-    a.l = l;
-    a.backoff_ns = ACCEPT_BACKOFF_MIN_NS;
-    dead_afd(&a.stream.afd);
+    pn__accept_init(&a.st, l ? &l->afd : NULL);
+    pn__sock_init_closed(&a.stream.afd);
     return a;
 }
 
 /* ---- connect -------------------------------------------------------------- */
 
-enum { C_START, C_SLEEP, C_WAIT, C_DONE };
+enum { C_START, C_SLEEP, C_DONE };
 
 #define BACKOFF_MIN_NS 1000000ull       /* 1 ms */
 #define BACKOFF_MAX_NS 64000000ull      /* 64 ms */
 
-/* Try connect(2) once: PN_READY with c->res set, or PN_PENDING in C_SLEEP or
- * C_WAIT (not yet polled). */
-static pn_poll connect_try(pn_unix_connect *c)
+/* Try connect(2) once: 0 (connected: *out owns the socket now), 1 (the
+ * backlog is full: c->nap is armed, state C_SLEEP) or -errno (the socket
+ * is closed). */
+static int connect_try(pn_unix_connect *c)
 {
-    int r;
-    do
-        r = pn__sys.connect(c->fd, &c->addr.sa, c->addr.len);
-    while (r < 0 && errno == EINTR);
-    int err = r < 0 ? -errno : 0;
-    if (err == -EAGAIN) {             /* backlog full: retry on a timer */
+    int err = pn__sock_connect(c->fd, &c->addr.sa, c->addr.len);
+    if (err == -EAGAIN) {
         c->nap = pn_sleep_for(c->backoff_ns);
         c->backoff_ns = c->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : c->backoff_ns * 2;
         c->state = C_SLEEP;
-        return PN_PENDING;
+        return 1;
     }
-    if (err == 0 || err == -EINPROGRESS) {
-        int fd = c->fd;
-        c->fd = -1;
-        pn__sock_adopt(&c->out->afd, fd, true);   /* from pn__socket */
-        if (err == 0) {
-            c->res = 0;
-            return PN_READY;
-        }
-        c->state = C_WAIT;
-        return PN_PENDING;
-    }
-    pn__close_fd(c->fd);
+    if (err == 0)
+        pn__sock_adopt(&c->out->afd, c->fd, true);   /* from pn__socket */
+    else
+        pn__close_fd(c->fd);
     c->fd = -1;
-    c->res = err;
-    return PN_READY;
+    return err;
+}
+
+/* The first poll: check, make the socket, try once (as connect_try). */
+static int connect_start(pn_unix_connect *c)
+{
+    if (!c->out)
+        return -EINVAL;
+    pn__sock_init_closed(&c->out->afd);
+    if (c->err)
+        return c->err;
+    int fd = pn__socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    c->fd = fd;
+    c->backoff_ns = BACKOFF_MIN_NS;
+    return connect_try(c);
 }
 
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 {
     pn_unix_connect *c = (pn_unix_connect *)f;
-    for (;;) {
-        switch (c->state) {
-        case C_START:
-            if (!c->out) {
-                c->res = -EINVAL;
-                goto done;
-            }
-            dead_afd(&c->out->afd);
-            if (c->err) {
-                c->res = c->err;
-                goto done;
-            }
-            c->fd = pn__socket(AF_UNIX, SOCK_STREAM, 0);
-            if (c->fd < 0) {
-                c->res = c->fd;
-                c->fd = -1;
-                goto done;
-            }
-            c->backoff_ns = BACKOFF_MIN_NS;
-            if (connect_try(c) == PN_READY)
-                goto done;
-            continue;                 /* poll the sleep or the readiness */
-        case C_SLEEP:
-            if (pn_future_poll(PN_FUTURE(&c->nap), cx) == PN_PENDING)
-                return PN_PENDING;
-            if (connect_try(c) == PN_READY)
-                goto done;
-            continue;
-        case C_WAIT: {
-            int r = 0;
-            if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &r) == PN_PENDING) {
-                c->parked = *cx->waker;
-                return PN_PENDING;
-            }
-            c->res = r < 0 ? r : pn__sock_error(c->out->afd.fd);
-            if (c->res)
-                pn_async_fd_close(&c->out->afd);
-            goto done;
-        }
-        default:
-            return PN_READY;
-        }
+    if (c->state == C_DONE)
+        return PN_READY;
+    int r = c->state == C_START ? connect_start(c) : 1;
+    while (r == 1) {
+        if (pn_future_poll(PN_FUTURE(&c->nap), cx) == PN_PENDING)
+            return PN_PENDING;
+        r = connect_try(c);
     }
-done:
+    c->res = r;
     c->state = C_DONE;
     return PN_READY;
 }
@@ -386,18 +294,10 @@ done:
 static void connect_drop(pn_future *f)
 {
     pn_unix_connect *c = (pn_unix_connect *)f;
-    switch (c->state) {
-    case C_SLEEP:
+    if (c->state == C_SLEEP) {
         pn_future_drop(PN_FUTURE(&c->nap));
         pn__close_fd(c->fd);
         c->fd = -1;
-        break;
-    case C_WAIT:
-        pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-        pn_async_fd_close(&c->out->afd);
-        break;
-    default:
-        break;
     }
     c->state = C_DONE;
 }
@@ -422,8 +322,8 @@ static int make_pair(int type, pn_async_fd *a, pn_async_fd *b)
 {
     if (!a || !b)
         return -EINVAL;
-    dead_afd(a);
-    dead_afd(b);
+    pn__sock_init_closed(a);
+    pn__sock_init_closed(b);
     int sv[2];
     if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
@@ -441,9 +341,10 @@ int pn_unix_stream_shutdown(pn_unix_stream *s, int how)
 {
     if (!s)
         return -EINVAL;
-    if (s->afd.closed || s->afd.fd < 0)
-        return -EBADF;
-    return shutdown(s->afd.fd, how) < 0 ? -errno : 0;
+    int fd = pn__sock_fd(&s->afd);
+    if (fd < 0)
+        return fd;
+    return shutdown(fd, how) < 0 ? -errno : 0;
 }
 
 int pn_unix_stream_close(pn_unix_stream *s)
@@ -457,7 +358,7 @@ int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *o
 {
     if (!d)
         return -EINVAL;
-    dead_afd(&d->afd);
+    pn__sock_init_closed(&d->afd);
     memset(&d->addr, 0, sizeof(d->addr));
     d->unlink_on_close = false;
     pn_sockaddr a;
@@ -474,7 +375,7 @@ int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *o
         if (name)
             unlink_bound(&a);
         pn__close_fd(fd);
-        dead_afd(&d->afd);
+        pn__sock_init_closed(&d->afd);
         return err;
     }
     d->addr = a;
@@ -504,13 +405,10 @@ int pn_unix_dgram_connect(pn_unix_dgram *d, const char *name)
     int err = pn_sockaddr_unix(&a, name);
     if (err)
         return err;
-    if (d->afd.closed || d->afd.fd < 0)
-        return -EBADF;
-    int r;
-    do
-        r = pn__sys.connect(d->afd.fd, &a.sa, a.len);
-    while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
+    int fd = pn__sock_fd(&d->afd);
+    if (fd < 0)
+        return fd;
+    return pn__sock_connect(fd, &a.sa, a.len);
 }
 
 int pn_unix_dgram_close(pn_unix_dgram *d)
@@ -523,150 +421,81 @@ int pn_unix_dgram_close(pn_unix_dgram *d)
     return pn_async_fd_close(&d->afd);
 }
 
-/* The sender of a datagram, as a Unix address. */
-static void un_from(pn_sockaddr *out, const struct sockaddr_storage *ss, socklen_t len)
+/* 0 if `to` is a Unix address (dgram.h). */
+static int check_un(const pn_sockaddr *to)
 {
-    set_kernel_addr(out, (const struct sockaddr_un *)ss, len);
+    if (!to)
+        return -EINVAL;
+    return to->sa.sa_family == AF_UNIX ? 0 : -EAFNOSUPPORT;
 }
 
-static pn_poll do_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
-                       const pn_sockaddr *to, bool need_to, ssize_t *res)
+static pn_async_fd *afd_of(pn_unix_dgram *d)
 {
-    if (!res)
-        return PN_READY;
-    if (!d || !cx || (!buf && len) || (need_to && !to)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    if (to && to->un.sun_family != AF_UNIX) {
-        *res = -EAFNOSUPPORT;
-        return PN_READY;
-    }
-    return pn__dgram_poll_send(&d->afd, cx, buf, len, to, res);
+    return d ? &d->afd : NULL;
 }
 
 pn_poll pn_unix_poll_send_to(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
                              const pn_sockaddr *to, ssize_t *res)
 {
-    return do_send(d, cx, buf, len, to, true, res);
+    return pn__dgram_poll_send(afd_of(d), cx, buf, len, to, check_un, res);
 }
 
 pn_poll pn_unix_poll_send(pn_unix_dgram *d, pn_cx *cx, const void *buf, size_t len,
                           ssize_t *res)
 {
-    return do_send(d, cx, buf, len, NULL, false, res);
+    return pn__dgram_poll_send(afd_of(d), cx, buf, len, NULL, NULL, res);
 }
 
 pn_poll pn_unix_poll_recv_from(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
                                pn_sockaddr *from, size_t *datagram_len, ssize_t *res)
 {
-    if (!res)
-        return PN_READY;
-    if (!d || !cx || (!buf && len)) {
-        *res = -EINVAL;
-        return PN_READY;
-    }
-    return pn__dgram_poll_recv(&d->afd, cx, buf, len, from, un_from, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(d), cx, buf, len, from, un_from, datagram_len, res);
 }
 
 pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size_t len,
                           size_t *datagram_len, ssize_t *res)
 {
-    return pn_unix_poll_recv_from(d, cx, buf, len, NULL, datagram_len, res);
+    return pn__dgram_poll_recv(afd_of(d), cx, buf, len, NULL, NULL, datagram_len, res);
 }
 
-static pn_poll send_poll(pn_future *f, pn_cx *cx)
+/* The futures are dgram.c's. */
+
+static pn_poll recv_from_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_send *s = (pn_unix_send *)f;
-    pn_poll p = s->has_to
-                    ? pn_unix_poll_send_to(s->d, cx, s->buf, s->len, &s->to, &s->res)
-                    : pn_unix_poll_send(s->d, cx, s->buf, s->len, &s->res);
-    if (p == PN_PENDING)
-        s->parked = *cx->waker;
-    return p;
+    return pn__dgram_recv_poll(f, cx, un_from);
 }
 
-static void send_drop(pn_future *f)
+static pn_poll recv_of_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_send *s = (pn_unix_send *)f;
-    if (s->d)
-        pn__async_fd_forget(&s->d->afd, PN_WRITABLE, &s->parked);
+    return pn__dgram_recv_poll(f, cx, NULL);
 }
 
-static const pn_future_vtable send_to_vt = { send_poll, send_drop, "pn_unix_send_to" };
-static const pn_future_vtable send_of_vt = { send_poll, send_drop, "pn_unix_send_of" };
+static const pn_future_vtable send_to_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_unix_send_to" };
+static const pn_future_vtable send_of_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
+                                             "pn_unix_send_of" };
+static const pn_future_vtable recv_from_vt = { recv_from_poll, pn__dgram_recv_drop,
+                                               "pn_unix_recv_from" };
+static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
+                                             "pn_unix_recv_of" };
 
 pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
                              const pn_sockaddr *to)
 {
-    pn_unix_send s;
-    memset(&s, 0, sizeof(s));
-    s.base.vt = &send_to_vt;
-    s.d = d;
-    s.buf = buf;
-    s.len = len;
-    s.has_to = true;
-    if (to)
-        s.to = *to;
-    else
-        s.d = NULL;                   /* -EINVAL at the first poll */
-    return s;
+    return pn__dgram_send_new(&send_to_vt, afd_of(d), buf, len, to, check_un);
 }
 
 pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len)
 {
-    pn_unix_send s;
-    memset(&s, 0, sizeof(s));
-    s.base.vt = &send_of_vt;
-    s.d = d;
-    s.buf = buf;
-    s.len = len;
-    return s;
+    return pn__dgram_send_new(&send_of_vt, afd_of(d), buf, len, NULL, NULL);
 }
-
-static pn_poll recv_poll(pn_future *f, pn_cx *cx)
-{
-    pn_unix_recv *r = (pn_unix_recv *)f;
-    pn_poll p = pn_unix_poll_recv_from(r->d, cx, r->buf, r->len,
-                                       r->want_from ? &r->from : NULL,
-                                       &r->datagram_len, &r->res);
-    if (p == PN_PENDING) {
-        r->parked = *cx->waker;
-        return p;
-    }
-    r->truncated = r->res >= 0 && r->datagram_len > r->len;
-    return p;
-}
-
-static void recv_drop(pn_future *f)
-{
-    pn_unix_recv *r = (pn_unix_recv *)f;
-    if (r->d)
-        pn__async_fd_forget(&r->d->afd, PN_READABLE, &r->parked);
-}
-
-static const pn_future_vtable recv_from_vt = { recv_poll, recv_drop, "pn_unix_recv_from" };
-static const pn_future_vtable recv_of_vt = { recv_poll, recv_drop, "pn_unix_recv_of" };
 
 pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len)
 {
-    pn_unix_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_from_vt;
-    r.d = d;
-    r.buf = buf;
-    r.len = len;
-    r.want_from = true;
-    return r;
+    return pn__dgram_recv_new(&recv_from_vt, afd_of(d), buf, len);
 }
 
 pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len)
 {
-    pn_unix_recv r;
-    memset(&r, 0, sizeof(r));
-    r.base.vt = &recv_of_vt;
-    r.d = d;
-    r.buf = buf;
-    r.len = len;
-    return r;
+    return pn__dgram_recv_new(&recv_of_vt, afd_of(d), buf, len);
 }
