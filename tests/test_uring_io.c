@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "helpers.h"
+#include "pollen/net.h"
 #include "core/sys.h"
 #include "executor/rt.h"
 #include "reactor/reactor.h"
@@ -48,12 +49,6 @@ static void pair(pn_async_fd *a, int *peer)
     cr_assert_eq(pn_async_fd_init(a, p[0]), 0);
     *peer = p[1];
 }
-
-#define AWAIT(rt, fut)                                                   \
-    do {                                                                 \
-        int e_ = pn_block_on((rt), PN_FUTURE(&(fut)));                   \
-        cr_assert_eq(e_, 0, "pn_block_on: %s", pn_strerror(e_));         \
-    } while (0)
 
 /* Read exactly n bytes through the runtime. */
 static void read_n(pn_runtime *rt, pn_async_fd *a, char *dst, size_t n)
@@ -441,4 +436,58 @@ Test(uring_io, close_cancels_a_waiting_send)
 {
     close_cancels_a_waiting_send(PN_RUNTIME_CURRENT_THREAD);
     close_cancels_a_waiting_send(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* ---- connect through the ring ------------------------------------------- */
+
+static atomic_int connect_calls;
+
+static int counting_connect(int fd, const struct sockaddr *a, socklen_t len)
+{
+    atomic_fetch_add(&connect_calls, 1);
+    return connect(fd, a, len);
+}
+
+static void connect_without_a_connect_syscall(pn_runtime_flavor fl)
+{
+    /* The table is switched while no runtime thread reads it. */
+    atomic_store(&connect_calls, 0);
+    pn__sys.connect = counting_connect;
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at = pn_sockaddr_loopback4(0);
+    cr_assert_eq(pn_tcp_listen(&l, &at, NULL), 0);
+    cr_assert_eq(pn_tcp_listener_local_addr(&l, &at), 0);
+    pn_tcp_stream s;
+    pn_tcp_connect c = pn_tcp_connect_to(&s, &at, PN_SEC(5));
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0, "connect: %s", pn_strerror(c.res));
+    /* Completion mode: an IORING_OP_CONNECT; readiness: connect(2). */
+    cr_assert_eq(atomic_load(&connect_calls), completion_mode(rt) ? 0 : 1);
+    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    AWAIT(rt, acc);
+    cr_assert_eq(acc.res, 0);
+    pn_write_all w = pn_write_all_of(&s.afd, "ring-connected", 14);
+    AWAIT(rt, w);
+    cr_assert_eq(w.res, 14);
+    char got[14];
+    read_n(rt, &acc.stream.afd, got, sizeof got);
+    cr_assert_eq(memcmp(got, "ring-connected", 14), 0);
+    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    cr_assert_eq(pn_tcp_stream_close(&s), 0);
+    /* Refused: the error comes back through the same path. */
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    c = pn_tcp_connect_to(&s, &at, PN_SEC(5));
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, -ECONNREFUSED, "connect: %s", pn_strerror(c.res));
+    cr_assert_eq(s.afd.fd, -1, "a failed connect closes its socket");
+    cr_assert_eq(atomic_load(&connect_calls), completion_mode(rt) ? 0 : 2);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+}
+
+Test(uring_io, connect_without_a_connect_syscall)
+{
+    connect_without_a_connect_syscall(PN_RUNTIME_CURRENT_THREAD);
+    connect_without_a_connect_syscall(PN_RUNTIME_MULTI_THREAD);
 }

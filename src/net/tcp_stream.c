@@ -13,8 +13,11 @@
  * stream *out is registered and we wait for writability, with the embedded
  * sleep as the time limit) -> DONE.  Writability alone proves nothing: the
  * result is SO_ERROR, and a spurious wake (SO_ERROR 0 but getpeername says
- * ENOTCONN) clears the readiness and waits again.  Every failure and the
- * drop of a pending connect close *out.
+ * ENOTCONN) clears the readiness and waits again.  On an io_uring reactor
+ * in completion mode the connect is an IORING_OP_CONNECT instead (state
+ * RING): its completion is the result, with no connect(2), wait or
+ * getsockopt.  Every failure and the drop of a pending connect close
+ * *out.
  */
 #include "pollen/net.h"
 
@@ -27,23 +30,23 @@
 #include "net/socket.h"
 #include "reactor/slab.h"
 
-enum { CONNECT_IDLE = 0, CONNECT_WAIT, CONNECT_DONE };
+enum { CONNECT_IDLE = 0, CONNECT_WAIT, CONNECT_RING, CONNECT_DONE };
 
 /* ---- connect ------------------------------------------------------------- */
 
 static void connect_fail(pn_tcp_connect *c, int err)
 {
     pn_future_drop(PN_FUTURE(&c->timer));
-    if (c->out && c->state == CONNECT_WAIT)
+    if (c->out && (c->state == CONNECT_WAIT || c->state == CONNECT_RING))
         pn_async_fd_close(&c->out->afd);
     c->parked = PN_WAKER_NONE;
     c->state = CONNECT_DONE;
     c->res = err;
 }
 
-/* Start: 0 (connected at once), 1 (in progress) or -errno; *out holds the
- * socket in the first two cases. */
-static int connect_start(pn_tcp_connect *c)
+/* Start: 0 (connected at once), CONNECT_WAIT or CONNECT_RING (in
+ * progress), or -errno; *out holds the socket unless -errno. */
+static int connect_start(pn_tcp_connect *c, pn_cx *cx)
 {
     int family = pn_sockaddr_family(&c->addr);
     if (family != AF_INET && family != AF_INET6)
@@ -51,15 +54,22 @@ static int connect_start(pn_tcp_connect *c)
     int fd = pn__socket(family, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
-    /* EINTR: the connect goes on in the background, as EINPROGRESS. */
-    int r = pn__sys.connect(fd, &c->addr.sa, c->addr.len);
-    if (r < 0 && errno != EINPROGRESS && errno != EINTR) {
-        int err = -errno;
-        pn__close_fd(fd);
-        return err;
-    }
     pn__sock_adopt(&c->out->afd, fd, true);
-    return r == 0 ? 0 : 1;
+    int r;
+    pn_poll p;
+    if (pn__async_fd_poll_connect(&c->out->afd, cx, &c->addr.sa, c->addr.len, &r, &p)) {
+        if (p == PN_PENDING)
+            return CONNECT_RING;
+    } else {
+        /* EINTR: the connect goes on in the background, as EINPROGRESS. */
+        r = pn__sys.connect(fd, &c->addr.sa, c->addr.len);
+        if (r < 0 && (errno == EINPROGRESS || errno == EINTR))
+            return CONNECT_WAIT;
+        r = r < 0 ? -errno : 0;
+    }
+    if (r < 0)
+        pn_async_fd_close(&c->out->afd);
+    return r;
 }
 
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
@@ -78,15 +88,37 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
             c->state = CONNECT_DONE;
             return PN_READY;
         }
-        int r = connect_start(c);
+        int r = connect_start(c, cx);
         if (r <= 0) {
             c->state = CONNECT_DONE;
             c->res = r;
             return PN_READY;
         }
-        c->state = CONNECT_WAIT;
+        c->state = (uint8_t)r;
         if (c->timeout_ns)
             c->timer = pn_sleep_for(c->timeout_ns);
+    }
+    if (c->state == CONNECT_RING) {
+        int r;
+        pn_poll p;
+        (void)pn__async_fd_poll_connect(&c->out->afd, cx, NULL, 0, &r, &p);
+        if (p == PN_PENDING) {
+            c->parked = *cx->waker;
+            if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
+                pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
+                connect_fail(c, -ETIMEDOUT);
+                return PN_READY;
+            }
+            return PN_PENDING;
+        }
+        if (r < 0) {
+            connect_fail(c, r);
+            return PN_READY;
+        }
+        pn_future_drop(PN_FUTURE(&c->timer));
+        c->state = CONNECT_DONE;
+        c->res = 0;
+        return PN_READY;
     }
     for (;;) {
         int ready;
@@ -128,7 +160,7 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 static void connect_drop(pn_future *f)
 {
     pn_tcp_connect *c = (pn_tcp_connect *)f;
-    if (c->state == CONNECT_WAIT) {
+    if (c->state == CONNECT_WAIT || c->state == CONNECT_RING) {
         pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
         connect_fail(c, -ECANCELED);
     }

@@ -477,6 +477,22 @@ pn_poll pn_async_fd_poll_writev(pn_async_fd *afd, pn_cx *cx, const struct iovec 
     return pn_async_fd_poll_io(afd, cx, PN_WRITABLE, op_writev, &a, res);
 }
 
+bool pn__async_fd_poll_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa,
+                               socklen_t len, int *res, pn_poll *out)
+{
+    if (!afd || !cx || !res || !out || !afd->is_socket || !afd->is_stream)
+        return false;
+    if (sa && !pn__uio_applies(afd->reactor ? afd->reactor : cx->reactor))
+        return false;
+    int err = afd->closed ? -ECANCELED : sa ? prepare(afd, cx) : 0;
+    if (err) {
+        *res = err;
+        *out = PN_READY;
+        return true;
+    }
+    return pn__uio_connect(afd, cx, sa, len, res, out);
+}
+
 pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res)
 {
     ssize_t n = 0;

@@ -25,6 +25,7 @@
 #define PN_REACTOR_SLAB_H
 
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include "reactor/reactor.h"
 
 #define PN__SLAB_CHUNK 256u
@@ -108,6 +109,15 @@ static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uin
 /* Defined in io.c: drop the waker the fd's registration holds for
  * `interest` (PN_READABLE/PN_WRITABLE); used by the futures' drop. */
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
+/* Connect a nonblocking stream socket that is not connected yet, as a
+ * poll: sa != NULL starts the connect, sa == NULL polls it.  Handled (true)
+ * only when the socket does its I/O in io_uring completion mode: then *out
+ * is PN_READY with *res = 0 or -errno, or PN_PENDING with the waker kept
+ * (drop it with pn__async_fd_forget(PN_WRITABLE), which cancels the
+ * connect).  false: nothing was done; use connect(2) and wait for
+ * writability. */
+bool pn__async_fd_poll_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa,
+                               socklen_t len, int *res, pn_poll *out);
 /* recv(MSG_PEEK) as a poll (served from received buffers in io_uring
  * completion mode). */
 pn_poll pn__async_fd_poll_peek(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,

@@ -27,6 +27,12 @@
  * unseen and its copy is freed then.  Nothing the kernel may still read or
  * write is ever memory a caller owns.
  *
+ * Connect: IORING_OP_CONNECT from a copy of the address, in the send's
+ * slot (a socket still connecting has nothing to write); its CQE is the
+ * connect's result, where connect(2) needs a wait for writability and
+ * getsockopt(SO_ERROR) after it.  Dropped or closed while in flight, it is
+ * cancelled like a send.
+ *
  * Lifetime: a uio has one reference from its afd and one per request in
  * flight; the last CQE or the afd's close frees it.  A request is queued
  * with the fd number: before the fd may be closed, every SQE queued for it
@@ -50,7 +56,7 @@
 #define RX_ARM_BELOW 4u    /* (re-)arm the receive while fewer wait */
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
 
-enum { UOP_RECV = 1, UOP_SEND = 2 };
+enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3 };
 
 struct pn__uop {
     uint8_t kind;
@@ -58,8 +64,8 @@ struct pn__uop {
     int32_t res;
     struct pn__uio *io;
     size_t len;
-    size_t cap;            /* send: bytes of data allocated */
-    char *data;            /* send: the copy, allocated with the uop */
+    size_t cap;            /* send, connect: bytes of data allocated */
+    char *data;            /* send: the copy; connect: the address */
 };
 
 #define SPARE_MAX 16384u   /* a finished send this small is kept for the next */
@@ -361,6 +367,11 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
 
 /* ---- the afd side ----------------------------------------------------- */
 
+bool pn__uio_applies(pn__reactor *r)
+{
+    return r && pn__reactor_backend(r) == PN_BACKEND_URING && ((struct ur *)r->be_data)->completion;
+}
+
 /* The afd's uio, created on first use if completion mode applies. */
 static struct pn__uio *get_io(pn_async_fd *afd)
 {
@@ -368,11 +379,9 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     if (io || !afd->is_socket || !afd->is_stream || !afd->reactor)
         return io;
     pn__reactor *r = afd->reactor;
-    if (pn__reactor_backend(r) != PN_BACKEND_URING)
+    if (!pn__uio_applies(r))
         return NULL;
     struct ur *u = r->be_data;
-    if (!u->completion)
-        return NULL;
     io = pn__calloc(1, sizeof *io);
     if (!io)
         return NULL;                   /* readiness path, still correct */
@@ -572,6 +581,42 @@ static void retire(struct pn__uio *io, struct pn__uop *op)
     pn__free(op);
 }
 
+/* Queue `op` (a send or a connect, filled in) as the afd's request in
+ * flight and keep the waker (io locked; unlocks).  Without an SQE: -ENOMEM,
+ * ready. */
+static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t *res,
+                     pn_poll *out)
+{
+    struct ur *u = io->u;
+    atomic_fetch_add(&io->refs, 1);
+    atomic_fetch_add(&u->inflight, 1);
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        pthread_mutex_unlock(&u->sq_lock);
+        atomic_fetch_sub(&u->inflight, 1);
+        atomic_fetch_sub(&io->refs, 1);
+        io_unlock(io);
+        pn__free(op);
+        *res = -ENOMEM;
+        *out = PN_READY;
+        return true;
+    }
+    if (op->kind == UOP_CONNECT)
+        io_uring_prep_connect(sqe, io->fd, (struct sockaddr *)op->data, (socklen_t)op->len);
+    else
+        io_uring_prep_send(sqe, io->fd, op->data, op->len, MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
+    io->tx = op;
+    io->tx_sqe = sqe;
+    io->tx_seq = pn__ur_note_queued(u);
+    pn__ur_queued(io->r, u);
+    store(&io->writer, cx->waker);
+    io_unlock(io);
+    *out = PN_PENDING;
+    return true;
+}
+
 bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
                    ssize_t *res, pn_poll *out)
 {
@@ -635,31 +680,55 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         memcpy(op->data + n, iov[i].iov_base, k);
         n += (int)k;
     }
-    struct ur *u = io->u;
-    atomic_fetch_add(&io->refs, 1);
-    atomic_fetch_add(&u->inflight, 1);
-    pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (!sqe) {
-        pthread_mutex_unlock(&u->sq_lock);
-        atomic_fetch_sub(&u->inflight, 1);
-        atomic_fetch_sub(&io->refs, 1);
+    return queue_tx(io, op, cx, res, out);
+}
+
+bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
+                     int *res, pn_poll *out)
+{
+    struct pn__uio *io = get_io(afd);
+    if (!io)
+        return false;
+    io_lock(io);
+    struct pn__uop *op = io->tx;
+    if (!sa) {                          /* poll the connect started */
+        if (op && op->kind == UOP_CONNECT && op->done) {
+            io->tx = NULL;
+            *res = op->res;
+            retire(io, op);
+        } else if (op && op->kind == UOP_CONNECT && io->u) {
+            store(&io->writer, cx->waker);
+            io_unlock(io);
+            *out = PN_PENDING;
+            return true;
+        } else {
+            *res = -ECANCELED;          /* none started, or its reactor went */
+        }
         io_unlock(io);
-        pn__free(op);
+        *out = PN_READY;
+        return true;
+    }
+    if (!io->u || op || len > sizeof(struct sockaddr_storage)) {
+        io_unlock(io);
+        return false;
+    }
+    op = send_op(io, len);
+    if (!op) {
+        io_unlock(io);
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
     }
-    io_uring_prep_send(sqe, io->fd, op->data, len, MSG_NOSIGNAL | MSG_WAITALL);
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
-    io->tx = op;
-    io->tx_sqe = sqe;
-    io->tx_seq = pn__ur_note_queued(u);
-    pn__ur_queued(io->r, u);
-    store(&io->writer, cx->waker);
-    io_unlock(io);
-    *out = PN_PENDING;
-    return true;
+    op->kind = UOP_CONNECT;
+    op->done = false;
+    op->res = 0;
+    op->io = io;
+    op->len = len;
+    memcpy(op->data, sa, len);
+    ssize_t r = 0;
+    bool handled = queue_tx(io, op, cx, &r, out);
+    *res = (int)r;
+    return handled;
 }
 
 /* Forget the current send (io locked): freed now if done, else orphaned

@@ -18,6 +18,7 @@
 #ifndef PN_REACTOR_UIO_H
 #define PN_REACTOR_UIO_H
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include "pollen/io.h"
 
@@ -29,6 +30,15 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
 bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
                    ssize_t *res, pn_poll *out);
 bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out);
+/* Whether stream sockets registered with r do their I/O in completion
+ * mode. */
+bool pn__uio_applies(struct pn__reactor *r);
+/* An IORING_OP_CONNECT: sa != NULL starts it (the address is copied),
+ * sa == NULL polls the one started (-ECANCELED if none is, or its reactor
+ * went).  A pending connect is polled again or dropped with
+ * pn__uio_forget(PN_WRITABLE), which cancels it. */
+bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
+                     int *res, pn_poll *out);
 /* A future waiting on afd is dropped: take its waker back; a write of
  * that future still in flight completes unseen (its copy is freed then). */
 void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
@@ -54,6 +64,10 @@ static inline bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec
 { (void)afd, (void)cx, (void)iov, (void)iovcnt, (void)res, (void)out; return false; }
 static inline bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
 { (void)afd, (void)cx, (void)res, (void)out; return false; }
+static inline bool pn__uio_applies(struct pn__reactor *r) { (void)r; return false; }
+static inline bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa,
+                                   socklen_t len, int *res, pn_poll *out)
+{ (void)afd, (void)cx, (void)sa, (void)len, (void)res, (void)out; return false; }
 static inline void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 { (void)afd, (void)interest, (void)mine; }
 static inline void pn__uio_close(pn_async_fd *afd) { (void)afd; }
