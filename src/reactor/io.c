@@ -384,7 +384,9 @@ struct iov_arg { const struct iovec *iov; int iovcnt; bool sock; };
 static ssize_t op_read(int fd, void *p)
 {
     struct buf_arg *a = p;
-    ssize_t n = pn__sys.read(fd, a->buf, a->len);
+    /* recv(2) on a socket: read(2) goes through the VFS layers first. */
+    ssize_t n = a->sock ? pn__sys.recv(fd, a->buf, a->len, 0)
+                        : pn__sys.read(fd, a->buf, a->len);
     return n < 0 ? -errno : n;
 }
 
@@ -438,7 +440,7 @@ pn_poll pn_async_fd_poll_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len
         (afd && afd->is_socket && afd->is_stream && cx && res &&
          pn__uio_read(afd, cx, buf, len, false, res, &p)))
         return p;
-    struct buf_arg a = { buf, len, false };
+    struct buf_arg a = { buf, len, afd && afd->is_socket };
     p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_read, &a, res);
     /* A short read from a stream drained its buffer: the next read would
      * only say EAGAIN, so wait for the next edge instead of making it (the
