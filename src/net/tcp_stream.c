@@ -72,6 +72,19 @@ static int connect_start(pn_tcp_connect *c, pn_cx *cx)
     return r;
 }
 
+/* The connect is pending with cx's waker kept: remember it, and fail with
+ * -ETIMEDOUT if the time limit has passed. */
+static pn_poll connect_wait(pn_tcp_connect *c, pn_cx *cx)
+{
+    c->parked = *cx->waker;
+    if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
+        pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
+        connect_fail(c, -ETIMEDOUT);
+        return PN_READY;
+    }
+    return PN_PENDING;
+}
+
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 {
     pn_tcp_connect *c = (pn_tcp_connect *)f;
@@ -102,15 +115,8 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
         int r;
         pn_poll p;
         (void)pn__async_fd_poll_connect(&c->out->afd, cx, NULL, 0, &r, &p);
-        if (p == PN_PENDING) {
-            c->parked = *cx->waker;
-            if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
-                pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-                connect_fail(c, -ETIMEDOUT);
-                return PN_READY;
-            }
-            return PN_PENDING;
-        }
+        if (p == PN_PENDING)
+            return connect_wait(c, cx);
         if (r < 0) {
             connect_fail(c, r);
             return PN_READY;
@@ -122,15 +128,8 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
     }
     for (;;) {
         int ready;
-        if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &ready) == PN_PENDING) {
-            c->parked = *cx->waker;
-            if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
-                pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-                connect_fail(c, -ETIMEDOUT);
-                return PN_READY;
-            }
-            return PN_PENDING;
-        }
+        if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &ready) == PN_PENDING)
+            return connect_wait(c, cx);
         if (ready < 0) {
             connect_fail(c, ready);
             return PN_READY;

@@ -190,8 +190,10 @@ void pn__uio_teardown(struct ur *u)
 
 /* ---- queueing ---------------------------------------------------------- */
 
-/* Queue the receive.  io locked; the caller has set rx_armed. */
-static void queue_recv(struct pn__uio *io)
+/* An SQE for a request of io's, with sq_lock held and the request counted
+ * (a reference on io, one in flight on the ring); NULL, with nothing held
+ * or counted, when the kernel takes no more entries.  io locked. */
+static struct io_uring_sqe *claim_sqe(struct pn__uio *io)
 {
     struct ur *u = io->u;
     atomic_fetch_add(&io->refs, 1);
@@ -202,6 +204,16 @@ static void queue_recv(struct pn__uio *io)
         pthread_mutex_unlock(&u->sq_lock);
         atomic_fetch_sub(&u->inflight, 1);
         atomic_fetch_sub(&io->refs, 1);   /* never the last: the caller holds one */
+    }
+    return sqe;
+}
+
+/* Queue the receive.  io locked; the caller has set rx_armed. */
+static void queue_recv(struct pn__uio *io)
+{
+    struct ur *u = io->u;
+    struct io_uring_sqe *sqe = claim_sqe(io);
+    if (!sqe) {
         io->rx_armed = false;
         io->rx_err = -ENOMEM;
         return;
@@ -588,14 +600,8 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t 
                      pn_poll *out)
 {
     struct ur *u = io->u;
-    atomic_fetch_add(&io->refs, 1);
-    atomic_fetch_add(&u->inflight, 1);
-    pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    struct io_uring_sqe *sqe = claim_sqe(io);
     if (!sqe) {
-        pthread_mutex_unlock(&u->sq_lock);
-        atomic_fetch_sub(&u->inflight, 1);
-        atomic_fetch_sub(&io->refs, 1);
         io_unlock(io);
         pn__free(op);
         *res = -ENOMEM;
