@@ -1081,9 +1081,11 @@ BOTH(net_unix, pending_futures_dropped_release_their_wakers)
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
     pn_unix_accept acc = pn_unix_accept_on(&l);
+    int clones_before = atomic_load(&probe.clones);
     pd = probed_drop_of(PN_FUTURE(&acc), &probe);
     AWAIT(rt, pd);
     cr_assert_eq(pd.first, PN_PENDING, "nobody connects yet");
+    cr_assert_gt(atomic_load(&probe.clones), clones_before, "the pending accept left a waker");
     cr_assert_eq(waker_probe_held(&probe), 0, "the accept's drop took its waker back");
 
     pn_unix_send sd = pn_unix_send_of(&a, "after", 5);

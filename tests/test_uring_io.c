@@ -386,6 +386,36 @@ static void stuck_writer_drop(pn_future *f)
 static const pn_future_vtable stuck_writer_vt = { stuck_writer_poll, stuck_writer_drop,
                                                   "stuck_writer" };
 
+/* A task that closes an afd. */
+typedef struct closer {
+    pn_future base;
+    pn_async_fd *a;
+    int res;
+} closer;
+
+static pn_poll closer_poll(pn_future *f, pn_cx *cx)
+{
+    (void)cx;
+    closer *c = (closer *)f;
+    c->res = pn_async_fd_close(c->a);
+    return PN_READY;
+}
+
+static const pn_future_vtable closer_vt = { closer_poll, NULL, "closer" };
+
+/* Run `fut` as a spawned task (on a worker, on the multi-thread runtime)
+ * and copy its final state back into it. */
+#define AWAIT_SPAWNED(rt, fut)                                                   \
+    do {                                                                         \
+        pn_join_handle *h_;                                                      \
+        cr_assert_eq(pn_spawn((rt), PN_FUTURE(&(fut)), sizeof(fut), &h_), 0);     \
+        pn_join_future j_ = pn_join_handle_await(h_);                            \
+        AWAIT((rt), j_);                                                         \
+        cr_assert_eq(j_.status, 0);                                              \
+        memcpy(&(fut), j_.output, sizeof(fut));                                  \
+        pn_join_handle_free(h_);                                                 \
+    } while (0)
+
 /* Wait until the peer's other end is gone (POLLRDHUP), whatever it still
  * has unread; fails (instead of hanging) if that never comes. */
 static void wait_peer_closed(int fd)
@@ -416,8 +446,11 @@ static void close_cancels_a_waiting_send(pn_runtime_flavor fl)
     /* Nobody reads: the writer fills the socket buffers and waits. */
     sleep_in(rt, PN_MS(20));
     cr_assert_not(atomic_load(&finished), "4 MiB fit in the socket buffers: nothing waits");
-    /* Close under the waiting writer (from outside the runtime). */
-    cr_assert_eq(pn_async_fd_close(&a), 0);
+    /* Close under the waiting writer, from a task of the runtime (as
+     * io.h asks). */
+    closer c = { .base = { &closer_vt }, .a = &a, .res = 1 };
+    AWAIT_SPAWNED(rt, c);
+    cr_assert_eq(c.res, 0);
     pn_join_future j = pn_join_handle_await(h);
     AWAIT(rt, j);
     cr_assert_eq(j.status, 0);
@@ -490,4 +523,65 @@ Test(uring_io, connect_without_a_connect_syscall)
 {
     connect_without_a_connect_syscall(PN_RUNTIME_CURRENT_THREAD);
     connect_without_a_connect_syscall(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* ---- release: no byte lost or read twice -------------------------------- */
+
+static void release_loses_nothing(pn_runtime_flavor fl)
+{
+    pn_runtime *rt = rt_of(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    /* A read: in completion mode it leaves a receive armed. */
+    cr_assert_eq(write(peer, "first", 5), 5);
+    char got[16];
+    read_n(rt, &a, got, 5);
+    cr_assert_eq(memcmp(got, "first", 5), 0);
+    /* Bytes that come while the fd is being released. */
+    cr_assert_eq(write(peer, "second", 6), 6);
+    size_t n = 0;
+    int fd = -1;
+    for (int tries = 0; fd < 0; tries++) {
+        cr_assert_lt(tries, 1000, "the release never completed");
+        fd = pn_async_fd_release(&a);
+        if (tries == 0 && completion_mode(rt))
+            cr_assert_lt(fd, 0, "a receive was armed: the release must wait for it");
+        if (fd == -EBUSY) {            /* pollen holds bytes: read them */
+            pn_read r = pn_read_some(&a, got + n, sizeof got - n);
+            AWAIT(rt, r);
+            cr_assert_gt(r.res, 0);
+            n += (size_t)r.res;
+        } else if (fd < 0) {
+            cr_assert_eq(fd, -EINPROGRESS, "release: %s", pn_strerror(fd));
+            cr_assert(completion_mode(rt), "only completion mode has requests in flight");
+            sleep_in(rt, PN_MS(1));
+        }
+    }
+    /* The rest is still in the kernel: read it from the fd. */
+    while (n < 6) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        cr_assert_eq(poll(&p, 1, 10000), 1, "bytes lost in the release");
+        ssize_t k = read(fd, got + n, sizeof got - n);
+        cr_assert_gt(k, 0);
+        n += (size_t)k;
+    }
+    cr_assert_eq(n, 6);
+    cr_assert_eq(memcmp(got, "second", 6), 0);
+    /* The fd is the caller's now and nothing of pollen's reads it. */
+    cr_assert_eq(write(peer, "third", 5), 5);
+    sleep_in(rt, PN_MS(5));
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    cr_assert_eq(poll(&p, 1, 10000), 1);
+    cr_assert_eq(read(fd, got, sizeof got), 5);
+    cr_assert_eq(memcmp(got, "third", 5), 0);
+    close(fd);
+    close(peer);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+Test(uring_io, release_loses_nothing)
+{
+    release_loses_nothing(PN_RUNTIME_CURRENT_THREAD);
+    release_loses_nothing(PN_RUNTIME_MULTI_THREAD);
 }

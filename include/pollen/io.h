@@ -79,9 +79,17 @@ PN_EXTERN int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt);
 PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
 
 /* Deregister and give the fd back (it stays open, still nonblocking).
- * Returns the fd, -EBADF if it was closed, or -EBUSY (nothing done) when
- * bytes received in io_uring completion mode wait unread in pollen's
- * buffers: read them first. */
+ * Returns the fd, -EBADF if it was closed, or, in io_uring completion mode
+ * (nothing is given back then):
+ *  - -EBUSY when received bytes wait unread in pollen's buffers: read
+ *    them first;
+ *  - -EINPROGRESS while a request pollen made for the fd is still in the
+ *    kernel (the receive armed by an earlier read, a write's send): pollen
+ *    stops the receive (a send runs to its end); call again after the
+ *    runtime has run (a sleep, a yield), and read first if that returns
+ *    -EBUSY (bytes came meanwhile).  A read in between cancels the
+ *    release.
+ * So no byte is lost or sent twice across a release. */
 PN_EXTERN int pn_async_fd_release(pn_async_fd *afd);
 
 /* ---- Poll helpers: the building blocks of I/O futures ------------------

@@ -117,14 +117,19 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
         (void)pn__async_fd_poll_connect(&c->out->afd, cx, NULL, 0, &r, &p);
         if (p == PN_PENDING)
             return connect_wait(c, cx);
-        if (r < 0) {
-            connect_fail(c, r);
+        if (r != -EINPROGRESS && r != -EALREADY) {
+            if (r < 0) {
+                connect_fail(c, r);
+                return PN_READY;
+            }
+            pn_future_drop(PN_FUTURE(&c->timer));
+            c->state = CONNECT_DONE;
+            c->res = 0;
             return PN_READY;
         }
-        pn_future_drop(PN_FUTURE(&c->timer));
-        c->state = CONNECT_DONE;
-        c->res = 0;
-        return PN_READY;
+        /* Kernels of 2022-2023 could complete the request while the
+         * handshake was still going on: wait for it as after connect(2). */
+        c->state = CONNECT_WAIT;
     }
     for (;;) {
         int ready;

@@ -3,7 +3,8 @@
  *
  * Owns: struct pn__uio (one per stream socket that does I/O in completion
  * mode) and struct pn__uop (one receive embedded in it, one send per write
- * in flight), and the provided buffer ring the receives take buffers from.
+ * or one connect in flight), and the provided buffer ring the receives take
+ * buffers from.
  *
  * Receive: one multishot IORING_OP_RECV with IOSQE_BUFFER_SELECT per
  * socket, armed by the first read and kept armed: each CQE names the buffer
@@ -60,7 +61,7 @@ enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3 };
 
 struct pn__uop {
     uint8_t kind;
-    bool done;             /* send: the CQE came (res is valid) */
+    bool done;             /* send, connect: the CQE came (res is valid) */
     int32_t res;
     struct pn__uio *io;
     size_t len;
@@ -85,6 +86,8 @@ struct pn__uio {
     unsigned rx_cap;       /* rxq's size: a power of two, grown as needed */
     struct chunk { uint32_t len; uint16_t bid; } *rxq;
     bool rx_stopping;      /* a cancel of the multishot receive is on its way */
+    bool rx_hold;          /* a release is waiting: do not re-arm (a read
+                              clears it) */
     char *spill;           /* unread bytes saved when the reactor went */
     size_t spill_len, spill_off;
     struct io_uring_sqe *rx_sqe, *tx_sqe;  /* where the last receive and */
@@ -230,7 +233,7 @@ static void queue_recv(struct pn__uio *io)
 /* Arm the receive if it should be.  io locked. */
 static void maybe_arm(struct pn__uio *io)
 {
-    if (io->rx_armed || io->closed || !io->u || io->rx_eof || io->rx_err ||
+    if (io->rx_armed || io->rx_hold || io->closed || !io->u || io->rx_eof || io->rx_err ||
         io->rx_n >= RX_ARM_BELOW)
         return;
     io->rx_armed = true;
@@ -478,6 +481,7 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
     if (!io)
         return false;
     io_lock(io);
+    io->rx_hold = false;               /* reading again: not released */
     if (!io->u && !io->spill) {        /* detached and drained */
         io_unlock(io);
         return false;
@@ -534,6 +538,7 @@ bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
     if (!io)
         return false;
     io_lock(io);
+    io->rx_hold = false;
     if (!io->u && !io->spill) {
         io_unlock(io);
         return false;
@@ -594,8 +599,8 @@ static void retire(struct pn__uio *io, struct pn__uop *op)
 }
 
 /* Queue `op` (a send or a connect, filled in) as the afd's request in
- * flight and keep the waker (io locked; unlocks).  Without an SQE: -ENOMEM,
- * ready. */
+ * flight and keep the waker (io locked; unlocks).  Without an SQE: a send
+ * is -ENOMEM, ready; a connect is not handled (false). */
 static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t *res,
                      pn_poll *out)
 {
@@ -603,7 +608,10 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t 
     struct io_uring_sqe *sqe = claim_sqe(io);
     if (!sqe) {
         io_unlock(io);
+        bool connect = op->kind == UOP_CONNECT;
         pn__free(op);
+        if (connect)
+            return false;              /* connect(2) does it */
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
@@ -824,8 +832,9 @@ void pn__uio_close(pn_async_fd *afd)
          * those into NOPs (their CQEs still free what they hold); cancel
          * the receive and the send if the kernel has them: a send waiting
          * for a peer that does not read would otherwise hold the socket
-         * open, and the peer would never see it closed.  No syscall here:
-         * this may be a thread that must not submit. */
+         * open, and the peer would never see it closed.  No syscall here
+         * (unless the SQ is full, which pn__ur_get_sqe submits): this may
+         * be a thread that must not submit. */
         pthread_mutex_lock(&u->sq_lock);
         if (io->rx_armed) {
             if (pn__ur_unsubmitted(u, io->rx_seq))
@@ -859,12 +868,23 @@ int pn__uio_release(pn_async_fd *afd)
     if (!io)
         return 0;
     io_lock(io);
-    bool buffered = io->rx_n || io->spill;
+    int err = 0;
+    if (io->rx_n || io->spill) {
+        err = -EBUSY;                  /* bytes of the fd's are ours: read them */
+    } else if (io->u && atomic_load(&io->refs) > 1) {
+        /* A request is still in the kernel: a receive could take bytes
+         * after the fd is handed back, a send could still be sending.
+         * Stop the receive (a send runs to its end) and let the caller
+         * try again once the runtime has turned. */
+        io->rx_hold = true;
+        if (io->rx_armed)
+            pause_recv(io);
+        err = -EINPROGRESS;
+    }
     io_unlock(io);
-    if (buffered)
-        return -EBUSY;
-    pn__uio_close(afd);
-    return 0;
+    if (!err)
+        pn__uio_close(afd);
+    return err;
 }
 
 void pn__uio_detach(pn_async_fd *afd)
