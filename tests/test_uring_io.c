@@ -585,3 +585,213 @@ Test(uring_io, release_loses_nothing)
     release_loses_nothing(PN_RUNTIME_CURRENT_THREAD);
     release_loses_nothing(PN_RUNTIME_MULTI_THREAD);
 }
+
+/* ---- accept through the ring -------------------------------------------- */
+
+static atomic_int accept4_calls;
+
+static int counting_accept4(int fd, struct sockaddr *a, socklen_t *len, int flags)
+{
+    atomic_fetch_add(&accept4_calls, 1);
+    return accept4(fd, a, len, flags);
+}
+
+typedef struct acceptor {
+    pn_future base;
+    int pc;
+    pn_tcp_listener *l;
+    pn_tcp_accept acc;
+} acceptor;
+
+static pn_poll acceptor_poll(pn_future *f, pn_cx *cx)
+{
+    acceptor *a = (acceptor *)f;
+    PN_ASYNC_BEGIN(a->pc);
+    a->acc = pn_tcp_accept_on(a->l);
+    PN_AWAIT(a->pc, &a->acc, cx);
+    PN_ASYNC_END(a->pc);
+}
+
+static void acceptor_drop(pn_future *f)
+{
+    acceptor *a = (acceptor *)f;
+    if (a->pc)
+        pn_future_drop(PN_FUTURE(&a->acc));
+}
+
+static const pn_future_vtable acceptor_vt = { acceptor_poll, acceptor_drop, "acceptor" };
+
+/* A blocking client connected to `at` (the listener's backlog takes it). */
+static int client_to(const pn_sockaddr *at)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, &at->sa, at->len), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void listen_local(pn_tcp_listener *l, pn_sockaddr *at)
+{
+    *at = pn_sockaddr_loopback4(0);
+    cr_assert_eq(pn_tcp_listen(l, at, NULL), 0);
+    cr_assert_eq(pn_tcp_listener_local_addr(l, at), 0);
+}
+
+static void accept_waits_in_the_ring(pn_runtime_flavor fl)
+{
+    atomic_store(&accept4_calls, 0);
+    pn__sys.accept4 = counting_accept4;
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    acceptor a = { .base = { &acceptor_vt }, .l = &l };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a), sizeof a, &h), 0);
+    sleep_in(rt, PN_MS(10));
+    cr_assert_eq(atomic_load(&accept4_calls), 1, "one try found the backlog empty");
+    int c = client_to(&at);
+    cr_assert_eq(write(c, "hi", 2), 2);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    acceptor *done = j.output;
+    cr_assert_eq(done->acc.res, 0, "accept: %s", pn_strerror(done->acc.res));
+    pn_tcp_stream s = done->acc.stream;      /* not registered yet: movable */
+    pn_sockaddr peer = done->acc.peer;
+    pn_join_handle_free(h);
+    /* On io_uring the accept request brought it (no second accept4), with
+     * the peer's address; on epoll a second accept4 did. */
+    cr_assert_eq(atomic_load(&accept4_calls), completion_mode(rt) ? 1 : 2);
+    pn_sockaddr mine;
+    mine.len = sizeof(mine.storage);
+    cr_assert_eq(getsockname(c, &mine.sa, &mine.len), 0);
+    cr_assert_eq(peer.len, mine.len);
+    cr_assert_eq(pn_sockaddr_port(&peer), pn_sockaddr_port(&mine));
+    char got[2];
+    read_n(rt, &s.afd, got, 2);
+    cr_assert_eq(memcmp(got, "hi", 2), 0);
+    cr_assert_eq(pn_tcp_stream_close(&s), 0);
+    close(c);
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+}
+
+Test(uring_io, accept_waits_in_the_ring)
+{
+    accept_waits_in_the_ring(PN_RUNTIME_CURRENT_THREAD);
+    accept_waits_in_the_ring(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* The client's end sees its connection closed (EOF or reset) by then. */
+static void wait_closed_by_server(int c)
+{
+    struct pollfd p = { .fd = c, .events = POLLIN };
+    cr_assert_eq(poll(&p, 1, 10000), 1, "the server never closed the connection");
+    char b;
+    ssize_t n = read(c, &b, 1);
+    cr_assert(n == 0 || (n < 0 && errno == ECONNRESET), "read: %zd", n);
+}
+
+static void dropped_accept_loses_no_connection(pn_runtime_flavor fl)
+{
+    atomic_store(&accept4_calls, 0);
+    pn__sys.accept4 = counting_accept4;
+    int fds = count_fds();
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    /* An accept that waits, dropped; then a client comes.  The dropped
+     * request may still accept it (its cancel goes with the next
+     * submission): the next accept must return it, not lose it. */
+    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_MS(10));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, -ETIMEDOUT);
+    int c = client_to(&at);
+    cr_assert_eq(write(c, "x", 1), 1);
+    pn_tcp_accept acc2 = pn_tcp_accept_on(&l);
+    pn_timeout t2 = pn_timeout_for(PN_FUTURE(&acc2), PN_SEC(5));
+    AWAIT(rt, t2);
+    cr_assert_eq(t2.status, 0, "the connection was lost");
+    cr_assert_eq(acc2.res, 0);
+    char got;
+    read_n(rt, &acc2.stream.afd, &got, 1);
+    cr_assert_eq(got, 'x');
+    cr_assert_eq(pn_tcp_stream_close(&acc2.stream), 0);
+    close(c);
+    /* The same, but the listener is closed instead: a connection the
+     * dropped request took is closed with it. */
+    pn_tcp_accept acc3 = pn_tcp_accept_on(&l);
+    pn_timeout t3 = pn_timeout_for(PN_FUTURE(&acc3), PN_MS(10));
+    AWAIT(rt, t3);
+    cr_assert_eq(t3.status, -ETIMEDOUT);
+    c = client_to(&at);
+    sleep_in(rt, PN_MS(5));
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    wait_closed_by_server(c);
+    close(c);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+    cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
+}
+
+Test(uring_io, dropped_accept_loses_no_connection)
+{
+    dropped_accept_loses_no_connection(PN_RUNTIME_CURRENT_THREAD);
+    dropped_accept_loses_no_connection(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* The current-thread runtime does nothing between two pn_block_on: a
+ * connection that comes then completes the waiting accept request in the
+ * kernel, and the task that made it is aborted before its CQE is seen.
+ * The next accept returns that connection (on io_uring without an accept4
+ * of its own). */
+Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
+{
+    atomic_store(&accept4_calls, 0);
+    pn__sys.accept4 = counting_accept4;
+    int fds = count_fds();
+    pn_runtime *rt = rt_of(PN_RUNTIME_CURRENT_THREAD);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    for (int round = 0; round < 2; round++) {
+        acceptor a = { .base = { &acceptor_vt }, .l = &l };
+        pn_join_handle *h;
+        cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a), sizeof a, &h), 0);
+        sleep_in(rt, PN_MS(5));
+        int c = client_to(&at);
+        cr_assert_eq(write(c, "k", 1), 1);
+        int calls = atomic_load(&accept4_calls);
+        pn_join_handle_abort(h);
+        pn_join_future j = pn_join_handle_await(h);
+        AWAIT(rt, j);
+        cr_assert_eq(j.status, -ECANCELED);
+        pn_join_handle_free(h);
+        if (round == 1) {
+            /* Closing the listener closes the connection it kept. */
+            cr_assert_eq(pn_tcp_listener_close(&l), 0);
+            wait_closed_by_server(c);
+            close(c);
+            break;
+        }
+        pn_tcp_accept acc = pn_tcp_accept_on(&l);
+        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+        AWAIT(rt, t);
+        cr_assert_eq(t.status, 0, "the connection was lost");
+        cr_assert_eq(acc.res, 0);
+        if (completion_mode(rt))
+            cr_assert_eq(atomic_load(&accept4_calls), calls, "it came from the kept request");
+        char got;
+        read_n(rt, &acc.stream.afd, &got, 1);
+        cr_assert_eq(got, 'k');
+        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+        close(c);
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+    cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
+}

@@ -81,8 +81,9 @@ PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
 /* Deregister and give the fd back (it stays open, still nonblocking).
  * Returns the fd, -EBADF if it was closed, or, in io_uring completion mode
  * (nothing is given back then):
- *  - -EBUSY when received bytes wait unread in pollen's buffers: read
- *    them first;
+ *  - -EBUSY when received bytes wait unread in pollen's buffers (read
+ *    them first), or, on a listener, a connection pollen accepted for an
+ *    accept that was dropped (accept it first);
  *  - -EINPROGRESS while a request pollen made for the fd is still in the
  *    kernel (the receive armed by an earlier read, a write's send): pollen
  *    stops the receive (a send runs to its end); call again after the

@@ -3,9 +3,10 @@
  * accept.h).
  *
  * accept4 goes through the pn__sys table (tests inject EMFILE and
- * ECONNABORTED there) with SOCK_NONBLOCK|SOCK_CLOEXEC, inside
- * pn_async_fd_poll_io, so the readiness protocol of io.c (try, EAGAIN ->
- * clear -> wait) applies.
+ * ECONNABORTED there) with SOCK_NONBLOCK|SOCK_CLOEXEC, in
+ * pn__async_fd_poll_accept_addr: the readiness protocol of io.c (try,
+ * EAGAIN -> clear -> wait), or on io_uring in completion mode accept4 and,
+ * on EAGAIN, one IORING_OP_ACCEPT (uio.c).
  *
  * The accept futures are streams: they may be awaited again after
  * PN_READY.  Their back-off sleep is embedded (no allocation): 10 ms
@@ -25,21 +26,14 @@
 #define BACKOFF_MIN_NS PN_MS(10)
 #define BACKOFF_MAX_NS PN_SEC(1)
 
-static ssize_t op_accept(int fd, void *p)
-{
-    pn_sockaddr *peer = p;
-    if (peer)
-        peer->len = sizeof(peer->storage);
-    int n = pn__sys.accept4(fd, peer ? &peer->sa : NULL, peer ? &peer->len : NULL,
-                            SOCK_NONBLOCK | SOCK_CLOEXEC);
-    return n < 0 ? -errno : n;
-}
-
 pn_poll pn__accept_poll_once(pn_async_fd *listener, pn_cx *cx, pn_async_fd *out,
                              pn_sockaddr *peer, int *res)
 {
     ssize_t n = 0;
-    if (pn_async_fd_poll_io(listener, cx, PN_READABLE, op_accept, peer, &n) == PN_PENDING)
+    if (peer)
+        peer->len = sizeof(peer->storage);
+    if (pn__async_fd_poll_accept_addr(listener, cx, peer ? &peer->sa : NULL,
+                                      peer ? &peer->len : NULL, &n) == PN_PENDING)
         return PN_PENDING;
     if (n >= 0)
         pn__sock_adopt(out, (int)n, true);

@@ -411,10 +411,14 @@ static ssize_t op_writev(int fd, void *p)
     return n < 0 ? -errno : n;
 }
 
+struct accept_arg { struct sockaddr *sa; socklen_t *salen; socklen_t cap; };
+
 static ssize_t op_accept(int fd, void *p)
 {
-    (void)p;
-    int n = pn__sys.accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct accept_arg *a = p;
+    if (a->salen)
+        *a->salen = a->cap;            /* accept4 shrank it on a failed try */
+    int n = pn__sys.accept4(fd, a->sa, a->salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     return n < 0 ? -errno : n;
 }
 
@@ -495,10 +499,22 @@ bool pn__async_fd_poll_connect(pn_async_fd *afd, pn_cx *cx, const struct sockadd
     return pn__uio_connect(afd, cx, sa, len, res, out);
 }
 
+pn_poll pn__async_fd_poll_accept_addr(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa,
+                                      socklen_t *salen, ssize_t *res)
+{
+    pn_poll p;
+    if (completion(afd, cx, res, &p) ||
+        (afd && afd->is_socket && afd->is_stream && cx && res &&
+         pn__uio_accept(afd, cx, sa, salen, res, &p)))
+        return p;
+    struct accept_arg a = { sa, salen, salen ? *salen : 0 };
+    return pn_async_fd_poll_io(afd, cx, PN_READABLE, op_accept, &a, res);
+}
+
 pn_poll pn_async_fd_poll_accept(pn_async_fd *afd, pn_cx *cx, int *res)
 {
     ssize_t n = 0;
-    pn_poll p = pn_async_fd_poll_io(afd, cx, PN_READABLE, op_accept, NULL, &n);
+    pn_poll p = pn__async_fd_poll_accept_addr(afd, cx, NULL, NULL, &n);
     if (p == PN_READY && res)
         *res = (int)n;
     return p;

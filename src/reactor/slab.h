@@ -118,6 +118,11 @@ void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mi
  * writability. */
 bool pn__async_fd_poll_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa,
                                socklen_t len, int *res, pn_poll *out);
+/* accept4 as a poll, with the peer's address (sa and salen may be NULL):
+ * through io_uring (pn__uio_accept) when the listener does its I/O in
+ * completion mode, else waiting for readability. */
+pn_poll pn__async_fd_poll_accept_addr(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa,
+                                      socklen_t *salen, ssize_t *res);
 /* recv(MSG_PEEK) as a poll (served from received buffers in io_uring
  * completion mode). */
 pn_poll pn__async_fd_poll_peek(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,

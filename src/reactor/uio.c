@@ -28,6 +28,13 @@
  * unseen and its copy is freed then.  Nothing the kernel may still read or
  * write is ever memory a caller owns.
  *
+ * Accept (a listener's uio): accept4 first, so a waiting connection is
+ * taken at once; on EAGAIN one IORING_OP_ACCEPT, whose CQE brings the next
+ * connection and its address.  Never more than one, and only while an
+ * accept waits: the kernel accepts nothing the server did not ask for.  An
+ * accept that completes after its future was dropped is kept (`kept`) for
+ * the next one, and closed with the listener.
+ *
  * Connect: IORING_OP_CONNECT from a copy of the address, in the send's
  * slot (a socket still connecting has nothing to write); its CQE is the
  * connect's result, where connect(2) needs a wait for writability and
@@ -57,11 +64,18 @@
 #define RX_ARM_BELOW 4u    /* (re-)arm the receive while fewer wait */
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
 
-enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3 };
+enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4 };
+
+/* What an accept request's data holds: the peer's address. */
+struct accept_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
 
 struct pn__uop {
     uint8_t kind;
     bool done;             /* send, connect: the CQE came (res is valid) */
+    bool neutered;         /* its SQE became a NOP (see neuter) */
     int32_t res;
     struct pn__uio *io;
     size_t len;
@@ -95,6 +109,9 @@ struct pn__uio {
     struct pn__uop *tx;    /* the send of the write being polled */
     struct pn__uop *spare; /* a finished send kept for reuse (writes of
                               similar size then allocate nothing) */
+    struct pn__uop *kept;  /* a listener's: an accept that completed after
+                              its future was dropped (the next accept
+                              returns its connection) */
     pn_waker reader, writer;
 };
 
@@ -109,12 +126,28 @@ static void io_unlock(struct pn__uio *io)
     atomic_flag_clear_explicit(&io->lock, memory_order_release);
 }
 
+/* Close and free an accepted connection nobody will take. */
+static void drop_accepted(struct pn__uop *op)
+{
+    if (op->kind == UOP_ACCEPT && op->res >= 0)
+        (void)pn__sys.close(op->res);
+    pn__free(op);
+}
+
+static void drop_kept(struct pn__uio *io)
+{
+    if (io->kept)
+        drop_accepted(io->kept);
+    io->kept = NULL;
+}
+
 static void io_unref(struct pn__uio *io)
 {
     if (atomic_fetch_sub(&io->refs, 1) != 1)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
+    drop_kept(io);
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
@@ -221,6 +254,7 @@ static void queue_recv(struct pn__uio *io)
         io->rx_err = -ENOMEM;
         return;
     }
+    io->rx.neutered = false;
     io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
@@ -241,7 +275,7 @@ static void maybe_arm(struct pn__uio *io)
     queue_recv(io);
 }
 
-static void neuter(struct io_uring_sqe *sqe);
+static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
 /* Queue an ASYNC_CANCEL of the request `op` (sq_lock held).  Its success
  * posts no CQE; the request's own last CQE still comes and frees what it
@@ -266,7 +300,7 @@ static void pause_recv(struct pn__uio *io)
     io->rx_stopping = true;
     pthread_mutex_lock(&u->sq_lock);
     if (pn__ur_unsubmitted(u, io->rx_seq)) {
-        neuter(io->rx_sqe);
+        neuter(&io->rx, io->rx_sqe);
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
@@ -317,7 +351,7 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
 {
     struct pn__uop *op = (struct pn__uop *)(uintptr_t)(cqe->user_data & ~TAG_OP);
     struct pn__uio *io = op->io;
-    int res = cqe->res;
+    int res = op->neutered ? -ECANCELED : cqe->res;
     pn_waker w = PN_WAKER_NONE;
     if (op->kind == UOP_RECV) {
         bool more = cqe->flags & IORING_CQE_F_MORE;
@@ -367,12 +401,16 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         op->done = true;
         bool orphan = io->tx != op;
         if (!orphan) {
-            w = io->writer;
-            io->writer = PN_WAKER_NONE;
+            pn_waker *slot = op->kind == UOP_ACCEPT ? &io->reader : &io->writer;
+            w = *slot;
+            *slot = PN_WAKER_NONE;
+        } else if (op->kind == UOP_ACCEPT && res >= 0 && !io->closed && !io->kept) {
+            io->kept = op;        /* accepted for a dropped future: keep it */
+            orphan = false;
         }
         io_unlock(io);
         if (orphan)
-            pn__free(op);
+            drop_accepted(op);    /* a send's or connect's copy; an accept's fd */
     }
     bool woke = !pn_waker_is_none(&w);
     pn_waker_wake(&w);
@@ -598,9 +636,9 @@ static void retire(struct pn__uio *io, struct pn__uop *op)
     pn__free(op);
 }
 
-/* Queue `op` (a send or a connect, filled in) as the afd's request in
- * flight and keep the waker (io locked; unlocks).  Without an SQE: a send
- * is -ENOMEM, ready; a connect is not handled (false). */
+/* Queue `op` (a send, connect or accept, filled in) as the afd's request
+ * in flight and keep the waker (io locked; unlocks).  Without an SQE: a
+ * send is -ENOMEM, ready; a connect or accept is not handled (false). */
 static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t *res,
                      pn_poll *out)
 {
@@ -608,24 +646,29 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t 
     struct io_uring_sqe *sqe = claim_sqe(io);
     if (!sqe) {
         io_unlock(io);
-        bool connect = op->kind == UOP_CONNECT;
+        bool fallback = op->kind != UOP_SEND;
         pn__free(op);
-        if (connect)
-            return false;              /* connect(2) does it */
+        if (fallback)
+            return false;              /* connect(2) or accept4 does it */
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
     }
-    if (op->kind == UOP_CONNECT)
+    if (op->kind == UOP_CONNECT) {
         io_uring_prep_connect(sqe, io->fd, (struct sockaddr *)op->data, (socklen_t)op->len);
-    else
+    } else if (op->kind == UOP_ACCEPT) {
+        struct accept_addr *aa = (struct accept_addr *)op->data;
+        io_uring_prep_accept(sqe, io->fd, (struct sockaddr *)&aa->ss, &aa->len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } else {
         io_uring_prep_send(sqe, io->fd, op->data, op->len, MSG_NOSIGNAL | MSG_WAITALL);
+    }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
     io->tx = op;
     io->tx_sqe = sqe;
     io->tx_seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
-    store(&io->writer, cx->waker);
+    store(op->kind == UOP_ACCEPT ? &io->reader : &io->writer, cx->waker);
     io_unlock(io);
     *out = PN_PENDING;
     return true;
@@ -684,6 +727,7 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
     }
     op->kind = UOP_SEND;
     op->done = false;
+    op->neutered = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -735,6 +779,7 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     }
     op->kind = UOP_CONNECT;
     op->done = false;
+    op->neutered = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -745,12 +790,95 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     return handled;
 }
 
+/* Take a finished accept's result (io locked; unlocks; frees op). */
+static void take_accept(struct pn__uio *io, struct pn__uop *op, pn_cx *cx,
+                        struct sockaddr *sa, socklen_t *salen, ssize_t *res)
+{
+    *res = op->res;
+    if (op->res >= 0 && sa && salen) {
+        struct accept_addr *aa = (struct accept_addr *)op->data;
+        socklen_t n = aa->len < *salen ? aa->len : *salen;
+        memcpy(sa, &aa->ss, n);
+        *salen = aa->len;
+    }
+    pn__free(op);
+    io_unlock(io);
+    (void)pn_cx_budget_spend(cx);
+}
+
+bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
+                    ssize_t *res, pn_poll *out)
+{
+    struct pn__uio *io = get_io(afd);
+    if (!io)
+        return false;
+    io_lock(io);
+    struct pn__uop *op = io->kept;
+    if (op) {                           /* accepted for a dropped future */
+        io->kept = NULL;
+        take_accept(io, op, cx, sa, salen, res);
+        *out = PN_READY;
+        return true;
+    }
+    op = io->tx;
+    if (op && op->kind == UOP_ACCEPT) {
+        if (!op->done) {
+            store(&io->reader, cx->waker);
+            io_unlock(io);
+            *out = PN_PENDING;
+            return true;
+        }
+        io->tx = NULL;
+        take_accept(io, op, cx, sa, salen, res);
+        *out = PN_READY;
+        return true;
+    }
+    if (op || !io->u) {
+        io_unlock(io);
+        return false;
+    }
+    if (cx->budget == 0) {
+        io_unlock(io);
+        pn_waker_wake_by_ref(cx->waker);
+        *out = PN_PENDING;
+        return true;
+    }
+    /* A connection already waiting is taken at once; only an empty
+     * backlog waits in the kernel, as one accept request (never more: a
+     * server that stops accepting has nothing accepted behind its back). */
+    int n;
+    do
+        n = pn__sys.accept4(io->fd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0 || errno != EAGAIN) {
+        *res = n >= 0 ? n : -errno;
+        io_unlock(io);
+        (void)pn_cx_budget_spend(cx);
+        *out = PN_READY;
+        return true;
+    }
+    op = pn__malloc(sizeof *op + sizeof(struct accept_addr));
+    if (!op) {
+        io_unlock(io);
+        return false;                   /* readiness waits for it */
+    }
+    op->kind = UOP_ACCEPT;
+    op->done = false;
+    op->neutered = false;
+    op->res = 0;
+    op->io = io;
+    op->data = (char *)(op + 1);
+    op->cap = op->len = sizeof(struct accept_addr);
+    ((struct accept_addr *)op->data)->len = sizeof(struct sockaddr_storage);
+    return queue_tx(io, op, cx, res, out);
+}
+
 /* Forget the current send (io locked): freed now if done, else orphaned
  * (its CQE frees it) and cancelled, so that a later write cannot overtake
  * it: an unsubmitted SQE becomes a NOP, a submitted one gets an
  * ASYNC_CANCEL queued ahead of anything written after.  Bytes the kernel
  * had already sent stay sent. */
-static void neuter(struct io_uring_sqe *sqe);
+static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
@@ -759,7 +887,10 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     if (!op)
         return;
     if (op->done) {
-        pn__free(op);
+        if (op->kind == UOP_ACCEPT && op->res >= 0 && !io->closed && !io->kept)
+            io->kept = op;        /* accepted, never taken: the next accept's */
+        else
+            drop_accepted(op);
         return;
     }
     struct ur *u = io->u;
@@ -767,7 +898,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
         return;
     pthread_mutex_lock(&u->sq_lock);
     if (pn__ur_unsubmitted(u, io->tx_seq)) {
-        neuter(io->tx_sqe);
+        neuter(op, io->tx_sqe);
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
@@ -785,6 +916,8 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
         rd = io->reader;
         io->reader = PN_WAKER_NONE;
+        if (io->tx && io->tx->kind == UOP_ACCEPT)
+            drop_tx(io, true);
     }
     if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->writer, mine)) {
         wr = io->writer;
@@ -796,12 +929,16 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     pn_waker_drop(&wr);
 }
 
-/* Turn a queued, unsubmitted SQE into a NOP with the same user_data. */
-static void neuter(struct io_uring_sqe *sqe)
+/* Turn op's queued, unsubmitted SQE into a NOP with the same user_data.
+ * The NOP completes with 0, which must not read as a result (end of
+ * stream, fd 0, connected): the op is marked, and its CQE is taken as
+ * -ECANCELED. */
+static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe)
 {
     uint64_t ud = sqe->user_data;
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data64(sqe, ud);
+    op->neutered = true;
 }
 
 /* Give back every buffered chunk (io locked). */
@@ -838,13 +975,13 @@ void pn__uio_close(pn_async_fd *afd)
         pthread_mutex_lock(&u->sq_lock);
         if (io->rx_armed) {
             if (pn__ur_unsubmitted(u, io->rx_seq))
-                neuter(io->rx_sqe);
+                neuter(&io->rx, io->rx_sqe);
             else
                 queue_cancel(u, &io->rx);
         }
         if (io->tx && !io->tx->done) {
             if (pn__ur_unsubmitted(u, io->tx_seq))
-                neuter(io->tx_sqe);
+                neuter(io->tx, io->tx_sqe);
             else
                 queue_cancel(u, io->tx);
         }
@@ -852,6 +989,7 @@ void pn__uio_close(pn_async_fd *afd)
     }
     drop_chunks(io);
     drop_tx(io, false);   /* the close above already neutered or cancelled it */
+    drop_kept(io);
     rd = io->reader;
     wr = io->writer;
     io->reader = io->writer = PN_WAKER_NONE;
@@ -869,8 +1007,8 @@ int pn__uio_release(pn_async_fd *afd)
         return 0;
     io_lock(io);
     int err = 0;
-    if (io->rx_n || io->spill) {
-        err = -EBUSY;                  /* bytes of the fd's are ours: read them */
+    if (io->rx_n || io->spill || io->kept) {
+        err = -EBUSY;                  /* bytes or a connection are ours */
     } else if (io->u && atomic_load(&io->refs) > 1) {
         /* A request is still in the kernel: a receive could take bytes
          * after the fd is handed back, a send could still be sending.

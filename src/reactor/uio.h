@@ -39,13 +39,23 @@ bool pn__uio_applies(struct pn__reactor *r);
  * pn__uio_forget(PN_WRITABLE), which cancels it. */
 bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
                      int *res, pn_poll *out);
+/* Accept on a listening stream socket: accept4 at once, and on EAGAIN one
+ * IORING_OP_ACCEPT that brings the next connection (*res: its fd,
+ * nonblocking and close-on-exec, or -errno; *sa / *salen its address as
+ * accept4 gives them).  A pending accept is polled again or dropped with
+ * pn__uio_forget(PN_READABLE), which cancels it; a connection it still
+ * accepts goes to the next accept. */
+bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
+                    ssize_t *res, pn_poll *out);
 /* A future waiting on afd is dropped: take its waker back; a write of
  * that future still in flight completes unseen (its copy is freed then). */
 void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
 /* The afd is closed: cancel the receive, drop buffered data, let go. */
 void pn__uio_close(pn_async_fd *afd);
 /* The afd is handed back (pn_async_fd_release): -EBUSY if received bytes
- * are buffered and unread, else 0 (the uio is let go). */
+ * or an accepted connection wait, -EINPROGRESS while a request is still in
+ * the kernel (the receive is stopped meanwhile), else 0 (the uio is let
+ * go). */
 int  pn__uio_release(pn_async_fd *afd);
 /* The reactor is being freed: copy unread bytes out of its buffers (reads
  * return them first), cancel nothing (the reactor cancels everything). */
@@ -68,6 +78,9 @@ static inline bool pn__uio_applies(struct pn__reactor *r) { (void)r; return fals
 static inline bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa,
                                    socklen_t len, int *res, pn_poll *out)
 { (void)afd, (void)cx, (void)sa, (void)len, (void)res, (void)out; return false; }
+static inline bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa,
+                                  socklen_t *salen, ssize_t *res, pn_poll *out)
+{ (void)afd, (void)cx, (void)sa, (void)salen, (void)res, (void)out; return false; }
 static inline void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 { (void)afd, (void)interest, (void)mine; }
 static inline void pn__uio_close(pn_async_fd *afd) { (void)afd; }
