@@ -795,3 +795,154 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
     pn__sys_reset();
     cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
 }
+
+/* Two tasks accepting on one listener: each gets a connection (they
+ * displace each other's waker while they wait, as io.h says; neither is
+ * left asleep). */
+static void two_acceptors_both_get_one(pn_runtime_flavor fl)
+{
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    acceptor a[2];
+    pn_join_handle *h[2];
+    for (int i = 0; i < 2; i++) {
+        a[i] = (acceptor){ .base = { &acceptor_vt }, .l = &l };
+        cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a[i]), sizeof a[i], &h[i]), 0);
+    }
+    sleep_in(rt, PN_MS(10));
+    int c[2] = { client_to(&at), client_to(&at) };
+    for (int i = 0; i < 2; i++) {
+        pn_join_future j = pn_join_handle_await(h[i]);
+        AWAIT(rt, j);
+        cr_assert_eq(j.status, 0);
+        acceptor *done = j.output;
+        cr_assert_eq(done->acc.res, 0, "acceptor %d: %s", i, pn_strerror(done->acc.res));
+        pn_tcp_stream s = done->acc.stream;
+        pn_join_handle_free(h[i]);
+        cr_assert_eq(pn_tcp_stream_close(&s), 0);
+        close(c[i]);
+    }
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* Current-thread only: two tasks of a multi-thread runtime waiting in the
+ * same direction on one fd is outside io.h's contract (the readiness
+ * path's per-direction state is one task's). */
+Test(uring_io, two_acceptors_both_get_one)
+{
+    two_acceptors_both_get_one(PN_RUNTIME_CURRENT_THREAD);
+}
+
+/* Releasing a listener whose accept request waits: the request is
+ * cancelled, and a connection that comes meanwhile is either accepted
+ * through pollen (-EBUSY) or left in the backlog of the released fd. */
+static void release_listener_loses_no_connection(pn_runtime_flavor fl)
+{
+    int fds = count_fds();
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_MS(10));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, -ETIMEDOUT);
+    int c = client_to(&at);
+    int got = 0, fd = -1;
+    for (int tries = 0; fd < 0; tries++) {
+        cr_assert_lt(tries, 1000, "the release never completed");
+        fd = pn_async_fd_release(&l.afd);
+        if (fd == -EBUSY) {            /* pollen accepted it: take it */
+            pn_tcp_accept a2 = pn_tcp_accept_on(&l);
+            AWAIT(rt, a2);
+            cr_assert_eq(a2.res, 0);
+            cr_assert_eq(pn_tcp_stream_close(&a2.stream), 0);
+            got++;
+        } else if (fd < 0) {
+            cr_assert_eq(fd, -EINPROGRESS, "release: %s", pn_strerror(fd));
+            sleep_in(rt, PN_MS(1));
+        }
+    }
+    if (!got) {                         /* still in the backlog */
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        cr_assert_eq(poll(&p, 1, 10000), 1, "the connection was lost");
+        int s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        cr_assert_geq(s, 0);
+        close(s);
+        got++;
+    }
+    cr_assert_eq(got, 1);
+    close(fd);
+    close(c);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+Test(uring_io, release_listener_loses_no_connection)
+{
+    release_listener_loses_no_connection(PN_RUNTIME_CURRENT_THREAD);
+    release_listener_loses_no_connection(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* Readiness waits on a listener: not ready with an empty backlog, ready
+ * once a client connects. */
+typedef struct wait_readable {
+    pn_future base;
+    pn_async_fd *a;
+    int res;
+} wait_readable;
+
+static pn_poll wait_readable_poll(pn_future *f, pn_cx *cx)
+{
+    wait_readable *w = (wait_readable *)f;
+    return pn_async_fd_poll_ready(w->a, cx, PN_READABLE, &w->res);
+}
+
+static void wait_readable_drop(pn_future *f)
+{
+    (void)f;
+}
+
+static const pn_future_vtable wait_readable_vt = { wait_readable_poll, wait_readable_drop,
+                                                   "wait_readable" };
+
+static void listener_readiness(pn_runtime_flavor fl)
+{
+    pn_runtime *rt = rt_of(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    /* A fresh registration may report ready once (readiness is assumed
+     * until a syscall says EAGAIN): clear it, as a caller does after an
+     * accept that found nothing. */
+    wait_readable w = { .base = { &wait_readable_vt }, .a = &l.afd };
+    pn_timeout t = pn_timeout_for(PN_FUTURE(&w), PN_MS(20));
+    AWAIT(rt, t);
+    pn_async_fd_clear_ready(&l.afd, PN_READABLE);
+    w = (wait_readable){ .base = { &wait_readable_vt }, .a = &l.afd };
+    t = pn_timeout_for(PN_FUTURE(&w), PN_MS(20));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, -ETIMEDOUT, "readable with an empty backlog");
+    int c = client_to(&at);
+    w = (wait_readable){ .base = { &wait_readable_vt }, .a = &l.afd };
+    t = pn_timeout_for(PN_FUTURE(&w), PN_SEC(5));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, 0, "not readable with a connection waiting");
+    cr_assert_eq(w.res, PN_READABLE);
+    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    AWAIT(rt, acc);
+    cr_assert_eq(acc.res, 0);
+    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    close(c);
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+Test(uring_io, listener_readiness)
+{
+    listener_readiness(PN_RUNTIME_CURRENT_THREAD);
+    listener_readiness(PN_RUNTIME_MULTI_THREAD);
+}

@@ -47,6 +47,7 @@ typedef struct pn_async_fd {
     bool is_socket;                  /* use send(MSG_NOSIGNAL) for writes */
     bool is_stream;                  /* stream socket or pipe: a short read or
                                         write means the buffer is drained/full */
+    bool is_listener;                /* a listening stream socket (accepts) */
     struct pn__reactor *reactor;     /* the reactor it is registered with, or NULL */
     struct pn__registration *reg;    /* its slab record, or NULL */
     uint32_t gen;                    /* generation of reg when it was taken */
@@ -82,11 +83,12 @@ PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
  * Returns the fd, -EBADF if it was closed, or, in io_uring completion mode
  * (nothing is given back then):
  *  - -EBUSY when received bytes wait unread in pollen's buffers (read
- *    them first), or, on a listener, a connection pollen accepted for an
- *    accept that was dropped (accept it first);
+ *    them first), or, on a listener, a connection pollen's accept request
+ *    brought (accept it first);
  *  - -EINPROGRESS while a request pollen made for the fd is still in the
- *    kernel (the receive armed by an earlier read, a write's send): pollen
- *    stops the receive (a send runs to its end); call again after the
+ *    kernel (the receive armed by an earlier read, a listener's accept
+ *    request, a write's send): pollen stops the receive and the accept (a
+ *    send runs to its end); call again after the
  *    runtime has run (a sleep, a yield), and read first if that returns
  *    -EBUSY (bytes came meanwhile).  A read in between cancels the
  *    release.

@@ -45,6 +45,7 @@ int pn_tcp_listen(pn_tcp_listener *l, const pn_sockaddr *addr, const pn_tcp_list
         return err;
     }
     pn__sock_adopt(&l->afd, fd, true);
+    l->afd.is_listener = true;
     return 0;
 }
 

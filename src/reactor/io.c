@@ -56,11 +56,16 @@ int pn_async_fd_init(pn_async_fd *afd, int fd)
     afd->closed = false;
     afd->is_socket = S_ISSOCK(st.st_mode);
     afd->is_stream = S_ISFIFO(st.st_mode);
+    afd->is_listener = false;
     if (afd->is_socket) {
         int type = 0;
         socklen_t tl = sizeof(type);
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0)
             afd->is_stream = type == SOCK_STREAM;
+        int on = 0;
+        tl = sizeof(on);
+        afd->is_listener = afd->is_stream &&
+                           getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &tl) == 0 && on;
     }
     afd->reactor = NULL;
     afd->reg = NULL;

@@ -30,10 +30,12 @@
  *
  * Accept (a listener's uio): accept4 first, so a waiting connection is
  * taken at once; on EAGAIN one IORING_OP_ACCEPT, whose CQE brings the next
- * connection and its address.  Never more than one, and only while an
- * accept waits: the kernel accepts nothing the server did not ask for.  An
- * accept that completes after its future was dropped is kept (`kept`) for
- * the next one, and closed with the listener.
+ * connection and its address.  It sits in the send's slot and stays there
+ * until an accept takes its result: a dropped accept future only takes its
+ * waker back, and the next accept waits on the same request.  So there is
+ * never more than one, the kernel accepts at most one connection nobody
+ * asked for yet, and no connection is lost between futures; close cancels
+ * the request and closes a connection it brought.
  *
  * Connect: IORING_OP_CONNECT from a copy of the address, in the send's
  * slot (a socket still connecting has nothing to write); its CQE is the
@@ -76,6 +78,7 @@ struct pn__uop {
     uint8_t kind;
     bool done;             /* send, connect: the CQE came (res is valid) */
     bool neutered;         /* its SQE became a NOP (see neuter) */
+    bool cancelling;       /* an accept: a release asked for its cancel */
     int32_t res;
     struct pn__uio *io;
     size_t len;
@@ -109,9 +112,6 @@ struct pn__uio {
     struct pn__uop *tx;    /* the send of the write being polled */
     struct pn__uop *spare; /* a finished send kept for reuse (writes of
                               similar size then allocate nothing) */
-    struct pn__uop *kept;  /* a listener's: an accept that completed after
-                              its future was dropped (the next accept
-                              returns its connection) */
     pn_waker reader, writer;
 };
 
@@ -134,20 +134,12 @@ static void drop_accepted(struct pn__uop *op)
     pn__free(op);
 }
 
-static void drop_kept(struct pn__uio *io)
-{
-    if (io->kept)
-        drop_accepted(io->kept);
-    io->kept = NULL;
-}
-
 static void io_unref(struct pn__uio *io)
 {
     if (atomic_fetch_sub(&io->refs, 1) != 1)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
-    drop_kept(io);
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
@@ -404,9 +396,6 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
             pn_waker *slot = op->kind == UOP_ACCEPT ? &io->reader : &io->writer;
             w = *slot;
             *slot = PN_WAKER_NONE;
-        } else if (op->kind == UOP_ACCEPT && res >= 0 && !io->closed && !io->kept) {
-            io->kept = op;        /* accepted for a dropped future: keep it */
-            orphan = false;
         }
         io_unlock(io);
         if (orphan)
@@ -455,13 +444,17 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     return io;
 }
 
+/* Keep w in slot.  A different waker already there belongs to another
+ * task waiting the same way: it is woken (its poll then finds its place
+ * taken and waits again, as on the readiness path) rather than dropped,
+ * which would leave that task asleep for ever. */
 static void store(pn_waker *slot, const pn_waker *w)
 {
     if (pn_waker_will_wake(slot, w))
         return;
     pn_waker old = *slot;
     *slot = pn_waker_clone(w);
-    pn_waker_drop(&old);
+    pn_waker_wake(&old);
 }
 
 /* Copy up to len buffered bytes (spill first, then chunks).  io locked.
@@ -515,6 +508,8 @@ static size_t take(struct pn__uio *io, char *dst, size_t len, bool peek)
 bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
                   ssize_t *res, pn_poll *out)
 {
+    if (afd->is_listener)
+        return false;
     struct pn__uio *io = get_io(afd);
     if (!io)
         return false;
@@ -572,6 +567,8 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
 
 bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
 {
+    if (afd->is_listener)
+        return false;                  /* readable = a connection waits */
     struct pn__uio *io = get_io(afd);
     if (!io)
         return false;
@@ -728,6 +725,7 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
     op->kind = UOP_SEND;
     op->done = false;
     op->neutered = false;
+    op->cancelling = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -780,6 +778,7 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     op->kind = UOP_CONNECT;
     op->done = false;
     op->neutered = false;
+    op->cancelling = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -809,31 +808,28 @@ static void take_accept(struct pn__uio *io, struct pn__uop *op, pn_cx *cx,
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
                     ssize_t *res, pn_poll *out)
 {
+    if (!afd->is_listener)
+        return false;
     struct pn__uio *io = get_io(afd);
     if (!io)
         return false;
     io_lock(io);
-    struct pn__uop *op = io->kept;
-    if (op) {                           /* accepted for a dropped future */
-        io->kept = NULL;
-        take_accept(io, op, cx, sa, salen, res);
-        *out = PN_READY;
-        return true;
-    }
-    op = io->tx;
+    struct pn__uop *op = io->tx;
     if (op && op->kind == UOP_ACCEPT) {
-        if (!op->done) {
+        if (op->done) {                 /* its connection (or error) is ours */
+            io->tx = NULL;
+            take_accept(io, op, cx, sa, salen, res);
+            *out = PN_READY;
+            return true;
+        }
+        if (io->u) {
             store(&io->reader, cx->waker);
             io_unlock(io);
             *out = PN_PENDING;
             return true;
         }
-        io->tx = NULL;
-        take_accept(io, op, cx, sa, salen, res);
-        *out = PN_READY;
-        return true;
     }
-    if (op || !io->u) {
+    if (op || !io->u) {                 /* detached: the readiness path */
         io_unlock(io);
         return false;
     }
@@ -843,18 +839,26 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         *out = PN_PENDING;
         return true;
     }
+    io_unlock(io);
     /* A connection already waiting is taken at once; only an empty
-     * backlog waits in the kernel, as one accept request (never more: a
-     * server that stops accepting has nothing accepted behind its back). */
+     * backlog waits in the kernel, as one accept request. */
     int n;
     do
-        n = pn__sys.accept4(io->fd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        n = pn__sys.accept4(afd->fd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n >= 0 || errno != EAGAIN) {
         *res = n >= 0 ? n : -errno;
-        io_unlock(io);
         (void)pn_cx_budget_spend(cx);
         *out = PN_READY;
+        return true;
+    }
+    io_lock(io);
+    if (io->tx || !io->u) {
+        /* Another poll queued a request meanwhile (or the reactor went):
+         * look again. */
+        io_unlock(io);
+        pn_waker_wake_by_ref(cx->waker);
+        *out = PN_PENDING;
         return true;
     }
     op = pn__malloc(sizeof *op + sizeof(struct accept_addr));
@@ -865,6 +869,7 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
     op->kind = UOP_ACCEPT;
     op->done = false;
     op->neutered = false;
+    op->cancelling = false;
     op->res = 0;
     op->io = io;
     op->data = (char *)(op + 1);
@@ -880,6 +885,22 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
  * had already sent stay sent. */
 static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
+/* Cancel the request in the send's slot but leave it there: its CQE
+ * still completes it (io locked). */
+static void cancel_tx(struct pn__uio *io)
+{
+    struct ur *u = io->u;
+    io->tx->cancelling = true;
+    pthread_mutex_lock(&u->sq_lock);
+    if (pn__ur_unsubmitted(u, io->tx_seq)) {
+        neuter(io->tx, io->tx_sqe);
+        pthread_mutex_unlock(&u->sq_lock);
+        return;
+    }
+    queue_cancel(u, io->tx);
+    pn__ur_queued(io->r, u);   /* releases sq_lock */
+}
+
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
     struct pn__uop *op = io->tx;
@@ -887,10 +908,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     if (!op)
         return;
     if (op->done) {
-        if (op->kind == UOP_ACCEPT && op->res >= 0 && !io->closed && !io->kept)
-            io->kept = op;        /* accepted, never taken: the next accept's */
-        else
-            drop_accepted(op);
+        drop_accepted(op);
         return;
     }
     struct ur *u = io->u;
@@ -916,8 +934,7 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
         rd = io->reader;
         io->reader = PN_WAKER_NONE;
-        if (io->tx && io->tx->kind == UOP_ACCEPT)
-            drop_tx(io, true);
+        /* An accept request stays: the next accept waits on it. */
     }
     if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->writer, mine)) {
         wr = io->writer;
@@ -989,7 +1006,6 @@ void pn__uio_close(pn_async_fd *afd)
     }
     drop_chunks(io);
     drop_tx(io, false);   /* the close above already neutered or cancelled it */
-    drop_kept(io);
     rd = io->reader;
     wr = io->writer;
     io->reader = io->writer = PN_WAKER_NONE;
@@ -1007,16 +1023,25 @@ int pn__uio_release(pn_async_fd *afd)
         return 0;
     io_lock(io);
     int err = 0;
-    if (io->rx_n || io->spill || io->kept) {
+    struct pn__uop *acc = io->tx && io->tx->kind == UOP_ACCEPT ? io->tx : NULL;
+    if (acc && acc->done && acc->res < 0) {
+        io->tx = NULL;                 /* a cancelled or failed accept */
+        pn__free(acc);
+        acc = NULL;
+    }
+    if (io->rx_n || io->spill || (acc && acc->done)) {
         err = -EBUSY;                  /* bytes or a connection are ours */
     } else if (io->u && atomic_load(&io->refs) > 1) {
-        /* A request is still in the kernel: a receive could take bytes
-         * after the fd is handed back, a send could still be sending.
-         * Stop the receive (a send runs to its end) and let the caller
-         * try again once the runtime has turned. */
+        /* A request is still in the kernel: a receive could take bytes,
+         * an accept a connection, after the fd is handed back; a send
+         * could still be sending.  Stop the receive and the accept (a
+         * send runs to its end) and let the caller try again once the
+         * runtime has turned. */
         io->rx_hold = true;
         if (io->rx_armed)
             pause_recv(io);
+        if (acc && !acc->cancelling)
+            cancel_tx(io);
         err = -EINPROGRESS;
     }
     io_unlock(io);

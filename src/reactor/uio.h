@@ -43,8 +43,8 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
  * IORING_OP_ACCEPT that brings the next connection (*res: its fd,
  * nonblocking and close-on-exec, or -errno; *sa / *salen its address as
  * accept4 gives them).  A pending accept is polled again or dropped with
- * pn__uio_forget(PN_READABLE), which cancels it; a connection it still
- * accepts goes to the next accept. */
+ * pn__uio_forget(PN_READABLE), which takes its waker back and leaves the
+ * request for the next accept.  Only on a listener (afd->is_listener). */
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
                     ssize_t *res, pn_poll *out);
 /* A future waiting on afd is dropped: take its waker back; a write of
@@ -54,8 +54,8 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
 void pn__uio_close(pn_async_fd *afd);
 /* The afd is handed back (pn_async_fd_release): -EBUSY if received bytes
  * or an accepted connection wait, -EINPROGRESS while a request is still in
- * the kernel (the receive is stopped meanwhile), else 0 (the uio is let
- * go). */
+ * the kernel (the receive and an accept request are stopped meanwhile),
+ * else 0 (the uio is let go). */
 int  pn__uio_release(pn_async_fd *afd);
 /* The reactor is being freed: copy unread bytes out of its buffers (reads
  * return them first), cancel nothing (the reactor cancels everything). */
