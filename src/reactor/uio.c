@@ -45,9 +45,9 @@
  *
  * Lifetime: a uio has one reference from its afd and one per request in
  * flight; the last CQE or the afd's close frees it.  A request is queued
- * with the fd number: before the fd may be closed, every SQE queued for it
- * is submitted (seq numbers), so a reused fd number can never receive
- * another socket's request.
+ * with the fd number: before the fd is closed, every SQE of its still in
+ * the SQ (its SQ position not yet consumed by the kernel) becomes a NOP,
+ * so a reused fd number can never receive another socket's request.
  *
  * Locks: the uio's spin lock guards its fields; sq_lock (a mutex) may be
  * taken inside it, never the reverse; wakers run after both are released.

@@ -184,8 +184,6 @@ static int submit(struct ur *u)
     do
         n = io_uring_submit(&u->ring);
     while (n == -EINTR);
-    if (n >= 0 && !io_uring_sq_ready(&u->ring))
-        u->submitted_seq = u->queued_seq;
     return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
 }
 
@@ -193,8 +191,7 @@ struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     for (int tries = 0; !sqe && tries < 8; tries++) {
-        /* Full: send what is queued (through submit(), which keeps the
-         * sequence numbers right) and take a fresh entry. */
+        /* Full: send what is queued and take a fresh entry. */
         if (submit(u) < 0)
             return NULL;
         sqe = io_uring_get_sqe(&u->ring);
@@ -204,12 +201,16 @@ struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
 
 uint64_t pn__ur_note_queued(struct ur *u)
 {
-    return ++u->queued_seq;
+    return (unsigned)(u->ring.sq.sqe_tail - 1);
 }
 
-bool pn__ur_unsubmitted(struct ur *u, uint64_t seq)
+bool pn__ur_unsubmitted(struct ur *u, uint64_t pos)
 {
-    return u->submitted_seq < seq;
+    /* Entries from the kernel's head to our tail are not consumed yet
+     * (entries are consumed in order, only inside io_uring_enter, which
+     * runs under sq_lock like this check). */
+    unsigned head = io_uring_smp_load_acquire(u->ring.sq.khead);
+    return (unsigned)pos - head < u->ring.sq.sqe_tail - head;
 }
 
 /* The reactor this thread has turned last: its polls' completions run as

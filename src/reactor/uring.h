@@ -37,8 +37,6 @@ struct ur {
     int wakefd;                   /* eventfd: wakes from other threads */
     bool evfd_armed;              /* its poll is live (driver only) */
     pthread_mutex_t sq_lock;
-    uint64_t queued_seq;          /* SQEs noted as queued (sq_lock) */
-    uint64_t submitted_seq;       /* ... and known submitted (sq_lock) */
     struct io_uring waker;
     pthread_mutex_t waker_lock;
     /* completion mode (uio.c); br == NULL: readiness only */
@@ -59,11 +57,12 @@ struct io_uring_sqe *pn__ur_get_sqe(struct ur *u);
  * turn), any other thread wakes the reactor, whose turn submits them. */
 void pn__ur_queued(pn__reactor *r, struct ur *u);
 
-/* Note an SQE queued for an fd (sq_lock held): its sequence number. */
+/* The SQ position of the SQE just taken with pn__ur_get_sqe (sq_lock
+ * held), to ask later whether the kernel has consumed it. */
 uint64_t pn__ur_note_queued(struct ur *u);
-/* True if the SQE numbered `seq` is still in the SQ, not yet taken by the
- * kernel (sq_lock held). */
-bool pn__ur_unsubmitted(struct ur *u, uint64_t seq);
+/* True if the SQE at SQ position `pos` is still in the SQ, not yet consumed
+ * by the kernel: it may still be rewritten (sq_lock held). */
+bool pn__ur_unsubmitted(struct ur *u, uint64_t pos);
 
 /* Handle a TAG_OP CQE (uio.c).  Returns 1 if it woke someone. */
 int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe);
