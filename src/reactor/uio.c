@@ -444,6 +444,18 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     return io;
 }
 
+/* The task's budget is spent (io locked): unlock, ask to be polled again,
+ * PN_PENDING.  True if so. */
+static bool spent(struct pn__uio *io, pn_cx *cx, pn_poll *out)
+{
+    if (cx->budget != 0)
+        return false;
+    io_unlock(io);
+    pn_waker_wake_by_ref(cx->waker);
+    *out = PN_PENDING;
+    return true;
+}
+
 /* Keep w in slot.  A different waker already there belongs to another
  * task waiting the same way: it is woken (its poll then finds its place
  * taken and waits again, as on the readiness path) rather than dropped,
@@ -520,12 +532,8 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
         return false;
     }
     if (io->spill || io->rx_n) {
-        if (cx->budget == 0) {
-            io_unlock(io);
-            pn_waker_wake_by_ref(cx->waker);
-            *out = PN_PENDING;
+        if (spent(io, cx, out))
             return true;
-        }
         *res = (ssize_t)take(io, buf, len, peek);
         if (!peek)
             maybe_arm(io);
@@ -709,12 +717,8 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         *out = PN_READY;
         return true;
     }
-    if (cx->budget == 0) {
-        io_unlock(io);
-        pn_waker_wake_by_ref(cx->waker);
-        *out = PN_PENDING;
+    if (spent(io, cx, out))
         return true;
-    }
     op = send_op(io, len);
     if (!op) {
         io_unlock(io);
@@ -833,12 +837,8 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         io_unlock(io);
         return false;
     }
-    if (cx->budget == 0) {
-        io_unlock(io);
-        pn_waker_wake_by_ref(cx->waker);
-        *out = PN_PENDING;
+    if (spent(io, cx, out))
         return true;
-    }
     io_unlock(io);
     /* A connection already waiting is taken at once; only an empty
      * backlog waits in the kernel, as one accept request. */
