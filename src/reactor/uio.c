@@ -630,6 +630,21 @@ static struct pn__uop *send_op(struct pn__uio *io, size_t len)
     return op;
 }
 
+/* A fresh request of `kind` with room for len bytes of data (io locked);
+ * NULL without memory. */
+static struct pn__uop *new_op(struct pn__uio *io, uint8_t kind, size_t len)
+{
+    struct pn__uop *op = send_op(io, len);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->done = op->neutered = op->cancelling = false;
+    op->res = 0;
+    op->io = io;
+    op->len = len;
+    return op;
+}
+
 /* A send whose result has been taken (io locked): keep it as the spare if
  * there is none and it is small, else free it. */
 static void retire(struct pn__uio *io, struct pn__uop *op)
@@ -719,20 +734,13 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
     }
     if (spent(io, cx, out))
         return true;
-    op = send_op(io, len);
+    op = new_op(io, UOP_SEND, len);
     if (!op) {
         io_unlock(io);
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
     }
-    op->kind = UOP_SEND;
-    op->done = false;
-    op->neutered = false;
-    op->cancelling = false;
-    op->res = 0;
-    op->io = io;
-    op->len = len;
     for (int i = 0, n = 0; i < iovcnt && (size_t)n < len; i++) {
         size_t k = iov[i].iov_len;
         if (k > len - (size_t)n)
@@ -772,20 +780,13 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
         io_unlock(io);
         return false;
     }
-    op = send_op(io, len);
+    op = new_op(io, UOP_CONNECT, len);
     if (!op) {
         io_unlock(io);
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
     }
-    op->kind = UOP_CONNECT;
-    op->done = false;
-    op->neutered = false;
-    op->cancelling = false;
-    op->res = 0;
-    op->io = io;
-    op->len = len;
     memcpy(op->data, sa, len);
     ssize_t r = 0;
     bool handled = queue_tx(io, op, cx, &r, out);
@@ -861,19 +862,11 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         *out = PN_PENDING;
         return true;
     }
-    op = pn__malloc(sizeof *op + sizeof(struct accept_addr));
+    op = new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
     if (!op) {
         io_unlock(io);
         return false;                   /* readiness waits for it */
     }
-    op->kind = UOP_ACCEPT;
-    op->done = false;
-    op->neutered = false;
-    op->cancelling = false;
-    op->res = 0;
-    op->io = io;
-    op->data = (char *)(op + 1);
-    op->cap = op->len = sizeof(struct accept_addr);
     ((struct accept_addr *)op->data)->len = sizeof(struct sockaddr_storage);
     return queue_tx(io, op, cx, res, out);
 }
