@@ -39,7 +39,7 @@ static pn_runtime *rt_of(pn_runtime_flavor fl)
 
 static bool completion_mode(pn_runtime *rt)
 {
-    return pn__uio_buffers_out(pn__runtime_reactor(rt)) >= 0;
+    return pn__uio_applies(pn__runtime_reactor(rt));
 }
 
 static void pair(pn_async_fd *a, int *peer)

@@ -155,8 +155,8 @@ static char *buf_addr(struct ur *u, unsigned bid)
 
 static void buf_give_back(struct ur *u, unsigned bid)
 {
-    atomic_fetch_sub(&u->bufs_out, 1);
     pthread_mutex_lock(&u->br_lock);
+    u->bufs_back++;
     io_uring_buf_ring_add(u->br, buf_addr(u, bid), BUF_SIZE, (unsigned short)bid,
                           io_uring_buf_ring_mask(BUF_COUNT), 0);
     io_uring_buf_ring_advance(u->br, 1);
@@ -350,7 +350,6 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         io_lock(io);
         if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
             unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-            atomic_fetch_add(&u->bufs_out, 1);
             if (io->closed) {
                 buf_give_back(u, bid);   /* nobody will read it */
             } else if (!io->u || !rx_push(io, bid, (uint32_t)res)) {
@@ -1072,7 +1071,12 @@ int pn__uio_buffers_out(struct pn__reactor *r)
     if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
         return -1;
     struct ur *u = r->be_data;
-    return u->completion ? atomic_load(&u->bufs_out) : -1;
+    if (!u->completion)
+        return -1;
+    pthread_mutex_lock(&u->br_lock);
+    unsigned back = u->bufs_back;
+    pthread_mutex_unlock(&u->br_lock);
+    return (int)(atomic_load(&u->bufs_taken) - back);
 }
 
 int pn__uio_nobufs(struct pn__reactor *r)

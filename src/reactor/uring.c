@@ -383,8 +383,18 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
     pthread_mutex_unlock(&u->sq_lock);
     if (avail > r->max_events)
         avail = r->max_events;   /* later ones: the next turn (after its lock) */
-    unsigned head, seen = 0;
+    unsigned head, seen = 0, bufs = 0;
     struct io_uring_cqe *cqe;
+    /* Receive buffers this batch hands out, counted before any reader can
+     * give one back (tests read bufs_taken - bufs_back). */
+    io_uring_for_each_cqe(&u->ring, head, cqe) {
+        bufs += (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+        if (++seen == avail)
+            break;
+    }
+    if (bufs)
+        atomic_fetch_add_explicit(&u->bufs_taken, bufs, memory_order_relaxed);
+    seen = 0;
     io_uring_for_each_cqe(&u->ring, head, cqe) {
         uint64_t ud = cqe->user_data;
         int res = cqe->res;

@@ -44,7 +44,11 @@ struct ur {
     struct io_uring_buf_ring *br;
     char *bufs;                   /* BUF_COUNT * BUF_SIZE */
     pthread_mutex_t br_lock;
-    atomic_int bufs_out;          /* buffers filled and not yet given back */
+    /* Buffers the kernel filled (counted once per reap batch, before its
+     * CQEs are handled) and given back (under br_lock): tests compare the
+     * two. */
+    atomic_uint bufs_taken;
+    unsigned bufs_back;
     atomic_uint nobufs;           /* receives that found the ring empty */
 };
 
