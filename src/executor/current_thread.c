@@ -354,6 +354,9 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
         pn__timers_fire(&base->timers, pn_now());
     }
     pn__reactor_flush(base->reactor);      /* I/O queued by the last polls */
+    /* Another thread may run the next pn_block_on: from now on this one
+     * hands its requests to whichever does. */
+    pn__reactor_disown_thread(base->reactor);
     if (old_slack > 0)
         prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
     pn__tls_rt = prev;

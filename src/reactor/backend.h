@@ -57,6 +57,8 @@ struct pn__backend {
     /* Optional.  The calling thread runs this reactor's tasks (a worker,
      * the current-thread loop): it may submit to the kernel itself. */
     void (*adopt)(pn__reactor *r);
+    /* Optional.  Undo adopt (and what turns implied) for this thread. */
+    void (*disown)(pn__reactor *r);
 };
 
 struct pn__reactor {

@@ -285,6 +285,12 @@ void pn__reactor_adopt_thread(pn__reactor *r)
         r->be->adopt(r);
 }
 
+void pn__reactor_disown_thread(pn__reactor *r)
+{
+    if (r && r->be->disown)
+        r->be->disown(r);
+}
+
 unsigned pn__reactor_wake_signals(pn__reactor *r)
 {
     return atomic_load_explicit(&r->wake_signals, memory_order_relaxed);

@@ -89,6 +89,9 @@ void pn__reactor_flush(pn__reactor *r);
 /* The calling thread runs the runtime's tasks (a worker, or the thread in
  * the current-thread pn_block_on): with io_uring it may submit itself. */
 void pn__reactor_adopt_thread(pn__reactor *r);
+/* ... and no longer does (pn_block_on returns): its later requests go
+ * through the threads that turn the reactor.  Call after a flush. */
+void pn__reactor_disown_thread(pn__reactor *r);
 
 /* A readiness wait is about to sleep on reg: make sure the kernel watches
  * its fd (a no-op unless the backend deferred it). */

@@ -250,6 +250,15 @@ static void ur_adopt(pn__reactor *r)
     tl_driver = u->id;
 }
 
+static void ur_disown(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    if (tl_driver == u->id)
+        tl_driver = 0;
+    if (tl_dirty == u->id)
+        tl_dirty = 0;       /* the caller flushed */
+}
+
 /* Send what is queued: now if this thread drives the ring, else by waking
  * the thread that does (its turn submits first thing).  Called with
  * sq_lock held; releases it.  0 or -errno. */
@@ -576,6 +585,7 @@ const struct pn__backend pn__uring_backend = {
     .flush = ur_flush,
     .watch = ur_watch,
     .adopt = ur_adopt,
+    .disown = ur_disown,
 };
 
 #endif /* PN_WITH_URING */
