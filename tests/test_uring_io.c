@@ -21,21 +21,10 @@
 #include "core/sys.h"
 #include "executor/rt.h"
 #include "reactor/reactor.h"
+#include "reactor/slab.h"
 #include "reactor/uio.h"
 
 TestSuite(uring_io, .timeout = PN_TEST_TIMEOUT);
-
-static pn_runtime *rt_of(pn_runtime_flavor fl)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = fl;
-    cfg.workers = 2;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
 
 static bool completion_mode(pn_runtime *rt)
 {
@@ -72,7 +61,7 @@ static void sleep_in(pn_runtime *rt, uint64_t ns)
 
 static void dropped_read_loses_nothing(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
@@ -130,7 +119,7 @@ static void *drain_peer(void *arg)
 
 static void dropped_write_is_cancelled_in_order(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
@@ -171,7 +160,7 @@ Test(uring_io, dropped_write_is_cancelled_in_order)
 
 Test(uring_io, close_gives_every_buffer_back)
 {
-    pn_runtime *rt = rt_of(PN_RUNTIME_CURRENT_THREAD);
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     pn__reactor *r = pn__runtime_reactor(rt);
     for (int round = 0; round < 50; round++) {
         pn_async_fd a;
@@ -198,7 +187,7 @@ Test(uring_io, close_gives_every_buffer_back)
 
 Test(uring_io, data_buffered_when_the_runtime_goes_is_read_later)
 {
-    pn_runtime *rt = rt_of(PN_RUNTIME_CURRENT_THREAD);
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
@@ -212,7 +201,7 @@ Test(uring_io, data_buffered_when_the_runtime_goes_is_read_later)
     sleep_in(rt, PN_MS(5));
     cr_assert_eq(pn_runtime_free(rt), 0);
     /* The afd outlived its runtime; a new one reads on where it stopped. */
-    rt = rt_of(PN_RUNTIME_MULTI_THREAD);
+    rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
     read_n(rt, &a, got + 100, sizeof msg - 100);
     cr_assert_eq(memcmp(got, msg, sizeof msg), 0);
     char more[4];
@@ -227,7 +216,7 @@ Test(uring_io, data_buffered_when_the_runtime_goes_is_read_later)
 
 Test(uring_io, peek_does_not_consume)
 {
-    pn_runtime *rt = rt_of(PN_RUNTIME_CURRENT_THREAD);
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     pn_tcp_stream s;
     int p[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
@@ -306,7 +295,7 @@ static const pn_future_vtable reader_vt = { reader_poll, NULL, "reader" };
 
 static void exhausted_ring_falls_back_without_loss(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     static pn_async_fd a[NCONN];
     static flood f[NCONN];
     static reader rd[NCONN];
@@ -431,7 +420,7 @@ static void wait_peer_closed(int fd)
 
 static void close_cancels_a_waiting_send(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
@@ -486,7 +475,7 @@ static void connect_without_a_connect_syscall(pn_runtime_flavor fl)
     /* The table is switched while no runtime thread reads it. */
     atomic_store(&connect_calls, 0);
     pn__sys.connect = counting_connect;
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at = pn_sockaddr_loopback4(0);
     cr_assert_eq(pn_tcp_listen(&l, &at, NULL), 0);
@@ -529,7 +518,7 @@ Test(uring_io, connect_without_a_connect_syscall)
 
 static void release_loses_nothing(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
@@ -650,7 +639,7 @@ static void accept_waits_in_the_ring(pn_runtime_flavor fl)
 {
     atomic_store(&accept4_calls, 0);
     pn__sys.accept4 = counting_accept4;
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
@@ -706,7 +695,7 @@ static void wait_closed_by_server(int c)
 static void dropped_accept_loses_no_connection(pn_runtime_flavor fl)
 {
     int fds = count_fds();
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
@@ -754,7 +743,7 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
     atomic_store(&accept4_calls, 0);
     pn__sys.accept4 = counting_accept4;
     int fds = count_fds();
-    pn_runtime *rt = rt_of(PN_RUNTIME_CURRENT_THREAD);
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
@@ -801,7 +790,7 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
  * left asleep). */
 static void two_acceptors_both_get_one(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
@@ -842,7 +831,7 @@ Test(uring_io, two_acceptors_both_get_one)
 static void release_listener_loses_no_connection(pn_runtime_flavor fl)
 {
     int fds = count_fds();
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
@@ -889,18 +878,23 @@ Test(uring_io, release_listener_loses_no_connection)
 typedef struct wait_readable {
     pn_future base;
     pn_async_fd *a;
+    pn_waker parked;
     int res;
 } wait_readable;
 
 static pn_poll wait_readable_poll(pn_future *f, pn_cx *cx)
 {
     wait_readable *w = (wait_readable *)f;
-    return pn_async_fd_poll_ready(w->a, cx, PN_READABLE, &w->res);
+    pn_poll p = pn_async_fd_poll_ready(w->a, cx, PN_READABLE, &w->res);
+    if (p == PN_PENDING)
+        w->parked = *cx->waker;
+    return p;
 }
 
 static void wait_readable_drop(pn_future *f)
 {
-    (void)f;
+    wait_readable *w = (wait_readable *)f;
+    pn__async_fd_forget(w->a, PN_READABLE, &w->parked);
 }
 
 static const pn_future_vtable wait_readable_vt = { wait_readable_poll, wait_readable_drop,
@@ -908,7 +902,7 @@ static const pn_future_vtable wait_readable_vt = { wait_readable_poll, wait_read
 
 static void listener_readiness(pn_runtime_flavor fl)
 {
-    pn_runtime *rt = rt_of(fl);
+    pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
