@@ -34,14 +34,23 @@ enum { CONNECT_IDLE = 0, CONNECT_WAIT, CONNECT_RING, CONNECT_DONE };
 
 /* ---- connect ------------------------------------------------------------- */
 
-static void connect_fail(pn_tcp_connect *c, int err)
+/* A connect in progress has the socket in *out and may hold a waker. */
+static bool connect_pending(const pn_tcp_connect *c)
+{
+    return c->state == CONNECT_WAIT || c->state == CONNECT_RING;
+}
+
+/* Done with err (0: connected): the time limit goes, and a failed
+ * connect's socket is closed.  PN_READY. */
+static pn_poll connect_end(pn_tcp_connect *c, int err)
 {
     pn_future_drop(PN_FUTURE(&c->timer));
-    if (c->out && (c->state == CONNECT_WAIT || c->state == CONNECT_RING))
+    if (err && c->out && connect_pending(c))
         pn_async_fd_close(&c->out->afd);
     c->parked = PN_WAKER_NONE;
     c->state = CONNECT_DONE;
     c->res = err;
+    return PN_READY;
 }
 
 /* Start: 0 (connected at once), CONNECT_WAIT or CONNECT_RING (in
@@ -79,8 +88,7 @@ static pn_poll connect_wait(pn_tcp_connect *c, pn_cx *cx)
     c->parked = *cx->waker;
     if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
         pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-        connect_fail(c, -ETIMEDOUT);
-        return PN_READY;
+        return connect_end(c, -ETIMEDOUT);
     }
     return PN_PENDING;
 }
@@ -117,16 +125,8 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
         (void)pn__async_fd_poll_connect(&c->out->afd, cx, NULL, 0, &r, &p);
         if (p == PN_PENDING)
             return connect_wait(c, cx);
-        if (r != -EINPROGRESS && r != -EALREADY) {
-            if (r < 0) {
-                connect_fail(c, r);
-                return PN_READY;
-            }
-            pn_future_drop(PN_FUTURE(&c->timer));
-            c->state = CONNECT_DONE;
-            c->res = 0;
-            return PN_READY;
-        }
+        if (r != -EINPROGRESS && r != -EALREADY)
+            return connect_end(c, r);
         /* Kernels of 2022-2023 could complete the request while the
          * handshake was still going on: wait for it as after connect(2). */
         c->state = CONNECT_WAIT;
@@ -135,38 +135,27 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
         int ready;
         if (pn_async_fd_poll_ready(&c->out->afd, cx, PN_WRITABLE, &ready) == PN_PENDING)
             return connect_wait(c, cx);
-        if (ready < 0) {
-            connect_fail(c, ready);
-            return PN_READY;
-        }
+        if (ready < 0)
+            return connect_end(c, ready);
         int err = pn__sock_error(c->out->afd.fd);
-        if (err) {
-            connect_fail(c, err);
-            return PN_READY;
-        }
+        if (err)
+            return connect_end(c, err);
         pn_sockaddr peer;
         err = pn__sock_addr(c->out->afd.fd, &peer, true);
         if (err == -ENOTCONN) {                /* spurious: wait for a new edge */
             pn_async_fd_clear_ready(&c->out->afd, PN_WRITABLE);
             continue;
         }
-        if (err) {
-            connect_fail(c, err);
-            return PN_READY;
-        }
-        pn_future_drop(PN_FUTURE(&c->timer));
-        c->state = CONNECT_DONE;
-        c->res = 0;
-        return PN_READY;
+        return connect_end(c, err);
     }
 }
 
 static void connect_drop(pn_future *f)
 {
     pn_tcp_connect *c = (pn_tcp_connect *)f;
-    if (c->state == CONNECT_WAIT || c->state == CONNECT_RING) {
+    if (connect_pending(c)) {
         pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
-        connect_fail(c, -ECANCELED);
+        (void)connect_end(c, -ECANCELED);
     }
 }
 
