@@ -34,6 +34,12 @@ typedef struct pn_join_handle pn_join_handle;
  * (nothing was spawned, the future was not dropped: it is still the
  * caller's), -ESHUTDOWN (likewise), -EINVAL (NULL rt or f, size smaller than
  * a pn_future).
+ *
+ * Memory: the copy touches every byte of the future, so a large buffer
+ * kept inside it is resident from the spawn on, used or not.  A task that
+ * may wait long before it needs a big buffer (an idle connection) should
+ * allocate it on its first poll and free it when done or dropped
+ * (examples/echo_server.c does: 4.4 KB per idle connection instead of 16.7).
  */
 PN_EXTERN int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size,
                        pn_join_handle **out);
