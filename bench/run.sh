@@ -770,7 +770,7 @@ END {
         exit
     }
     print "" > md
-    printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : ""), runs > md
+    printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : "") > md
     printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers and the sleep-lateness program with POLLEN_BACKEND=uring (io_uring reactor: completion mode for the sockets), echo, HTTP and sleep rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
     if (skipped != "") printf "Skipped: %s.\n", skipped > md
     printf "[a] pollen: hand-written one-slot mailbox (no channels yet; under a mutex on the multi-thread runtime); Tokio: tokio::sync::mpsc(1).\n" > md
