@@ -225,14 +225,14 @@ static struct io_uring_sqe *claim_sqe(struct pn__uio *io)
 {
     struct ur *u = io->u;
     atomic_fetch_add(&io->refs, 1);
-    atomic_fetch_add(&u->inflight, 1);
     pthread_mutex_lock(&u->sq_lock);
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (!sqe) {
         pthread_mutex_unlock(&u->sq_lock);
-        atomic_fetch_sub(&u->inflight, 1);
         atomic_fetch_sub(&io->refs, 1);   /* never the last: the caller holds one */
+        return NULL;
     }
+    u->issued++;
     return sqe;
 }
 
@@ -378,15 +378,12 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         w = io->reader;
         io->reader = PN_WAKER_NONE;
         io_unlock(io);
-        if (!more) {
-            atomic_fetch_sub(&u->inflight, 1);
+        if (!more)
             io_unref(io);
-        }
         bool woke = !pn_waker_is_none(&w);
         pn_waker_wake(&w);
         return woke;
     } else {
-        atomic_fetch_sub(&u->inflight, 1);
         io_lock(io);
         op->res = res;
         op->done = true;

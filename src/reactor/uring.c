@@ -170,7 +170,7 @@ static int ur_open(pn__reactor *r)
 
 static void prep_poll(struct ur *u, struct io_uring_sqe *sqe, int fd, uint64_t token)
 {
-    atomic_fetch_add(&u->inflight, 1);
+    u->issued++;
     io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLOUT | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, token);
 }
@@ -420,6 +420,7 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
                 u->evfd_armed = false;   /* re-armed by the next turn */
         } else if (ud & TAG_OP) {
             dispatched += pn__uio_complete(u, cqe);
+            u->ended += !more;
         } else if (!(ud & TAG_IGNORE)) {
             if (res >= 0)
                 dispatched += pn__reactor_dispatch(r, ud, pn__poll_to_ready((uint32_t)res));
@@ -429,7 +430,7 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
                 dispatched += pn__reactor_dispatch(r, ud, PN__READY_ERROR |
                                                    PN__READY_READ | PN__READY_WRITE);
             if (!more) {
-                atomic_fetch_sub(&u->inflight, 1);
+                u->ended++;
                 if (!closing && (res >= 0 || res == -ECANCELED))
                     rearm(r, u, ud);
             }
@@ -439,6 +440,15 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
     }
     io_uring_cq_advance(&u->ring, seen);
     return dispatched;
+}
+
+/* Requests whose last CQE has not come (teardown only). */
+static bool in_flight(struct ur *u)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    bool any = u->issued != u->ended;
+    pthread_mutex_unlock(&u->sq_lock);
+    return any;
 }
 
 /* Cancel every request and wait (up to a second) until each has posted
@@ -456,7 +466,7 @@ static void cancel_all(pn__reactor *r, struct ur *u)
         (void)submit(u);
     }
     pthread_mutex_unlock(&u->sq_lock);
-    for (int i = 0; i < 100 && atomic_load(&u->inflight) > 0; i++) {
+    for (int i = 0; i < 100 && in_flight(u); i++) {
         if (!io_uring_cq_ready(&u->ring))
             (void)wait_cqe(u, 10 * 1000 * 1000);
         reap(r, u, true);
@@ -469,7 +479,7 @@ static void ur_close(pn__reactor *r)
     if (!u)
         return;
     cancel_all(r, u);
-    bool quiet = atomic_load(&u->inflight) == 0;
+    bool quiet = !in_flight(u);
     io_uring_queue_exit(&u->waker);
     io_uring_queue_exit(&u->ring);
     /* A request the kernel would not give up within cancel_all's second

@@ -32,7 +32,9 @@
 
 struct ur {
     struct io_uring ring;
-    atomic_uint inflight;         /* requests whose last CQE has not come */
+    /* Requests queued (under sq_lock) and whose last CQE was reaped (by
+     * the driver of the moment): teardown waits until they are equal. */
+    uint64_t issued, ended;
     uint64_t id;                  /* unique per ring, for the thread marks */
     int wakefd;                   /* eventfd: wakes from other threads */
     bool evfd_armed;              /* its poll is live (driver only) */
