@@ -294,22 +294,39 @@ suite_timers() {  # run
     done
 }
 
+# ---- starting a server ----------------------------------------------------------
 # Listening ports below the ephemeral range (32768-60999 by default), where
 # other programs' client sockets could hold the port we pick.
 PORT=$(( 20000 + $$ % 10000 ))
-# echo_one PEER RUN CONNS SIZE SERVER-CMD...  (ECHO_RATE set: fixed rate)
-echo_one() {
-    peer=$1; run=$2; conns=$3; size=$4; shift 4
-    ename=echo_c${conns}_s${size}
-    eopt=""
-    if [ -n "${ECHO_RATE:-}" ]; then
-        ename=${ename}_r$ECHO_RATE
-        eopt="--rate $ECHO_RATE"
-    fi
+
+# run_on_port PORT CMD...: exec CMD (pinned like the echo servers) with each
+# argument @PORT@ replaced by PORT; run in the background, the pid stays
+# the server's (taskset and env exec too).
+run_on_port() {
+    p=$1; shift
+    n=$#
+    while [ $n -gt 0 ]; do
+        a=$1; shift
+        [ "$a" = @PORT@ ] && a=$p
+        set -- "$@" "$a"
+        n=$((n - 1))
+    done
+    exec $PIN_SERVER "$@"
+}
+
+# start_server PEER CMD...: start CMD (each @PORT@ replaced by a free port)
+# pinned like the echo servers, its output appended to $SERVER_LOG (default
+# $LOG); sets spid and PORT once it listens.  A server that exits or does
+# not listen within 5 s is retried on the next port, 3 ports in all; then
+# spid is empty and it returns 1.
+SERVER_LOG=
+start_server() {
+    peer=$1; shift
+    slog=${SERVER_LOG:-$LOG}
     tries=0
     while :; do
         PORT=$((PORT + 1))
-        $PIN_SERVER "$@" "$PORT" >>"$LOG" 2>&1 &
+        run_on_port "$PORT" "$@" >>"$slog" 2>&1 &
         spid=$!
         # wait until it listens (up to 5 s)
         i=0
@@ -325,15 +342,28 @@ echo_one() {
         # listening, and it is ours (not another program's on the same port)
         if [ -n "$spid" ]; then
             sleep 0.05
-            kill -0 $spid 2>/dev/null && break
+            kill -0 $spid 2>/dev/null && return 0
             wait $spid 2>/dev/null
         fi
         tries=$((tries + 1))
         if [ $tries -ge 3 ]; then
-            say "    $peer: server '$*' did not start (3 ports tried, see $LOG)"
+            say "    $peer: server '$*' did not start (3 ports tried, see $slog)"
+            spid=
             return 1
         fi
     done
+}
+
+# echo_one PEER RUN CONNS SIZE SERVER-CMD...  (ECHO_RATE set: fixed rate)
+echo_one() {
+    peer=$1; run=$2; conns=$3; size=$4; shift 4
+    ename=echo_c${conns}_s${size}
+    eopt=""
+    if [ -n "${ECHO_RATE:-}" ]; then
+        ename=${ename}_r$ECHO_RATE
+        eopt="--rate $ECHO_RATE"
+    fi
+    start_server "$peer" "$@" @PORT@ || return 1
     record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
         --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "$ename" $eopt
     kill $spid 2>/dev/null
@@ -395,44 +425,6 @@ suite_echo() {  # run
 }
 
 # ---- HTTP plaintext ----------------------------------------------------------
-# start_server PEER CMD...: start CMD (each @PORT@ replaced by a free port)
-# pinned like the echo servers; sets spid and PORT once it listens.
-start_server() {
-    peer=$1; shift
-    tries=0
-    while :; do
-        PORT=$((PORT + 1))
-        cmd=""
-        for a in "$@"; do
-            [ "$a" = @PORT@ ] && a=$PORT
-            cmd="$cmd $a"
-        done
-        # shellcheck disable=SC2086
-        $PIN_SERVER $cmd >>"$LOG" 2>&1 &
-        spid=$!
-        i=0
-        while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
-            i=$((i + 1))
-            if [ $i -gt 250 ] || ! kill -0 $spid 2>/dev/null; then
-                kill $spid 2>/dev/null; wait $spid 2>/dev/null
-                spid=
-                break
-            fi
-            sleep 0.02
-        done
-        if [ -n "$spid" ]; then
-            sleep 0.05
-            kill -0 $spid 2>/dev/null && return 0
-            wait $spid 2>/dev/null
-        fi
-        tries=$((tries + 1))
-        if [ $tries -ge 3 ]; then
-            say "    $peer: server '$*' did not start (3 ports tried, see $LOG)"
-            spid=
-            return 1
-        fi
-    done
-}
 
 # utime+stime of a process (all its threads), in clock ticks
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -554,27 +546,20 @@ suite_idle() {  # run
 }
 
 # check_uring: start the echo server once with POLLEN_BACKEND=uring; when
-# it exits instead of listening (io_uring not built in, or refused by the
-# kernel), skip the pollen-uring column with its error line.
+# it does not listen (it exits at start: io_uring not built in, or refused
+# by the kernel), skip the pollen-uring column with its last output line.
 check_uring() {
     [ -x "$POLLEN_ECHO" ] && [ -x "$LOADGEN" ] || return 0
-    PORT=$((PORT + 1))
-    env POLLEN_BACKEND=uring $POLLEN_ECHO "$PORT" >"$RES/uring_check.log" 2>&1 &
-    upid=$!
-    i=0
-    while ! $LOADGEN --probe --port "$PORT" 2>/dev/null; do
-        i=$((i + 1))
-        if ! kill -0 $upid 2>/dev/null; then
-            wait $upid 2>/dev/null
-            HAVE_URING=no
-            skip_peer pollen-uring "POLLEN_BACKEND=uring $POLLEN_ECHO exits at start: $(tail -n 1 "$RES/uring_check.log")"
-            return 0
-        fi
-        [ $i -gt 250 ] && break
-        sleep 0.02
-    done
-    kill $upid 2>/dev/null
-    wait $upid 2>/dev/null
+    : >"$RES/uring_check.log"
+    SERVER_LOG=$RES/uring_check.log
+    if start_server pollen-uring env POLLEN_BACKEND=uring $POLLEN_ECHO @PORT@; then
+        kill $spid 2>/dev/null
+        wait $spid 2>/dev/null
+    else
+        HAVE_URING=no
+        skip_peer pollen-uring "POLLEN_BACKEND=uring $POLLEN_ECHO does not start: $(tail -n 1 "$RES/uring_check.log")"
+    fi
+    SERVER_LOG=
     return 0
 }
 case " $ONLY " in
