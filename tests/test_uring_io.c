@@ -14,6 +14,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "helpers.h"
@@ -871,6 +872,173 @@ Test(uring_io, release_listener_loses_no_connection)
 {
     release_listener_loses_no_connection(PN_RUNTIME_CURRENT_THREAD);
     release_listener_loses_no_connection(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* The local port of a client socket. */
+static int local_port(int c)
+{
+    pn_sockaddr a;
+    a.len = sizeof(a.storage);
+    cr_assert_eq(getsockname(c, &a.sa, &a.len), 0);
+    return pn_sockaddr_port(&a);
+}
+
+/* Connections that come while an accept request waits are all brought by
+ * that one request (no accept4 each), each with its own peer address and
+ * its own bytes. */
+static void one_request_brings_many(pn_runtime_flavor fl)
+{
+    enum { N = 5 };
+    atomic_store(&accept4_calls, 0);
+    pn__sys.accept4 = counting_accept4;
+    pn_runtime *rt = flavour_new(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    drop_a_waiting_accept(rt, &l);            /* one accept4: empty backlog */
+    int c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = client_to(&at);
+        char b = (char)('a' + i);
+        cr_assert_eq(write(c[i], &b, 1), 1);
+    }
+    bool seen[N] = { false };
+    for (int k = 0; k < N; k++) {
+        pn_tcp_accept acc = pn_tcp_accept_on(&l);
+        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+        AWAIT(rt, t);
+        cr_assert_eq(t.status, 0, "connection %d was lost", k);
+        cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
+        int i = 0;
+        while (i < N && local_port(c[i]) != pn_sockaddr_port(&acc.peer))
+            i++;
+        cr_assert_lt(i, N, "the peer address names no client");
+        cr_assert(!seen[i], "client %d accepted twice", i);
+        seen[i] = true;
+        char got;
+        read_n(rt, &acc.stream.afd, &got, 1);
+        cr_assert_eq(got, 'a' + i, "the address belongs to another connection");
+        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    }
+    if (completion_mode(rt))
+        cr_assert_eq(atomic_load(&accept4_calls), 1, "the request brought them all");
+    else
+        cr_assert_geq(atomic_load(&accept4_calls), 1 + N);
+    for (int i = 0; i < N; i++)
+        close(c[i]);
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+}
+
+Test(uring_io, one_accept_request_brings_many_connections)
+{
+    one_request_brings_many(PN_RUNTIME_CURRENT_THREAD);
+    one_request_brings_many(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* A server that stops accepting has at most about PN__ACCEPT_AHEAD
+ * connections accepted behind its back (the request is cancelled then;
+ * the rest wait in the kernel's backlog), and none is lost: every one is
+ * accepted later, and closing the listener closes those it queued.  The
+ * current-thread runtime turns between two clients here (sleep_in), so the
+ * request sees each connection before the next one comes. */
+Test(uring_io, accept_ahead_is_bounded)
+{
+    enum { N = 3 * PN__ACCEPT_AHEAD };
+    int fds = count_fds();
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    drop_a_waiting_accept(rt, &l);
+    int base = count_fds();               /* the runtime's and the listener */
+    int c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = client_to(&at);
+        sleep_in(rt, PN_MS(1));
+    }
+    sleep_in(rt, PN_MS(10));
+    int ahead = count_fds() - base - N;     /* less the clients */
+    if (completion_mode(rt)) {
+        cr_assert_geq(ahead, (int)PN__ACCEPT_AHEAD, "the request stopped early: %d", ahead);
+        cr_assert_leq(ahead, (int)PN__ACCEPT_AHEAD + 2, "%d accepted ahead", ahead);
+    } else {
+        cr_assert_eq(ahead, 0, "the readiness path accepts only when asked");
+    }
+    /* Every connection is still there: half are accepted now (the queue
+     * first, then the backlog, and the request armed again), ... */
+    for (int k = 0; k < N / 2; k++) {
+        pn_tcp_accept acc = pn_tcp_accept_on(&l);
+        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+        AWAIT(rt, t);
+        cr_assert_eq(t.status, 0, "connection %d was lost", k);
+        cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
+        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    }
+    /* ... and the listener's close closes what its request queued; the
+     * kernel resets the rest. */
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    for (int i = 0; i < N; i++) {
+        wait_closed_by_server(c[i]);
+        close(c[i]);
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
+}
+
+/* The process runs out of descriptors while an accept waits and a client
+ * comes: the accept backs off (on io_uring the request ends with EMFILE),
+ * the connection stays in the backlog, and it is served once descriptors
+ * are back. */
+static void emfile_while_waiting(pn_runtime_flavor fl)
+{
+    enum { HOGS = 4096 };
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)count_fds() + 64;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    pn_runtime *rt = flavour_new(fl);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    drop_a_waiting_accept(rt, &l);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(c, 0);
+    static int hogs[HOGS];
+    int nhogs = 0, fd;
+    while (nhogs < HOGS && (fd = dup(0)) >= 0)
+        hogs[nhogs++] = fd;
+    cr_assert_eq(errno, EMFILE);
+    cr_assert_eq(connect(c, &at.sa, at.len), 0, "connect: %s", strerror(errno));
+    cr_assert_eq(write(c, "m", 1), 1);
+    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_MS(60));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, -ETIMEDOUT, "accepted with no descriptor left?");
+    cr_assert_geq(acc.backoffs, 1, "EMFILE was not seen");
+    while (nhogs > 0)
+        close(hogs[--nhogs]);
+    acc = pn_tcp_accept_on(&l);
+    pn_timeout t2 = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+    AWAIT(rt, t2);
+    cr_assert_eq(t2.status, 0, "the connection was lost");
+    cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
+    char got;
+    read_n(rt, &acc.stream.afd, &got, 1);
+    cr_assert_eq(got, 'm');
+    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    close(c);
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+Test(uring_io, emfile_while_an_accept_waits)
+{
+    emfile_while_waiting(PN_RUNTIME_CURRENT_THREAD);
+    emfile_while_waiting(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* Readiness waits on a listener: not ready with an empty backlog, ready

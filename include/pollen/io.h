@@ -83,8 +83,8 @@ PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
  * Returns the fd, -EBADF if it was closed, or, in io_uring completion mode
  * (nothing is given back then):
  *  - -EBUSY when received bytes wait unread in pollen's buffers (read
- *    them first), or, on a listener, a connection pollen's accept request
- *    brought (accept it first);
+ *    them first), or, on a listener, connections pollen's accept request
+ *    brought (accept them first);
  *  - -EINPROGRESS while a request pollen made for the fd is still in the
  *    kernel (the receive armed by an earlier read, a listener's accept
  *    request, a write's send): pollen stops the receive and the accept (a

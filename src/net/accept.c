@@ -5,8 +5,9 @@
  * accept4 goes through the pn__sys table (tests inject EMFILE and
  * ECONNABORTED there) with SOCK_NONBLOCK|SOCK_CLOEXEC, in
  * pn__async_fd_poll_accept_addr: the readiness protocol of io.c (try,
- * EAGAIN -> clear -> wait), or on io_uring in completion mode accept4 and,
- * on EAGAIN, one IORING_OP_ACCEPT (uio.c).
+ * EAGAIN -> clear -> wait), or on io_uring in completion mode the
+ * connections the listener's multishot IORING_OP_ACCEPT queued, accept4,
+ * and on EAGAIN that request armed (uio.c).
  *
  * The accept futures are streams: they may be awaited again after
  * PN_READY.  Their back-off sleep is embedded (no allocation): 10 ms

@@ -29,13 +29,21 @@
  * write is ever memory a caller owns.
  *
  * Accept (a listener's uio): accept4 first, so a waiting connection is
- * taken at once; on EAGAIN one IORING_OP_ACCEPT, whose CQE brings the next
- * connection and its address.  It sits in the send's slot and stays there
- * until an accept takes its result: a dropped accept future only takes its
- * waker back, and the next accept waits on the same request.  So there is
- * never more than one, the kernel accepts at most one connection nobody
- * asked for yet, and no connection is lost between futures; close cancels
- * the request and closes a connection it brought.
+ * taken at once; on EAGAIN one multishot IORING_OP_ACCEPT, in the place of
+ * the receive (a listener receives nothing), whose CQEs bring the
+ * connections that arrive after it, each queued (its fd) in the place of
+ * the received chunks until an accept takes it.  It stays armed while
+ * accepts keep the queue short: at ACCEPT_AHEAD (8) connections nobody has
+ * taken it is cancelled (as a receive is paused), so a server that stops
+ * accepting, or backs off on EMFILE, has a bounded number of connections
+ * accepted behind its back, and the next accept that finds the queue empty
+ * arms it again.  A dropped accept future only takes its waker back; the
+ * request and the queue stay for the next accept, so no connection is lost
+ * between futures; close cancels the request and closes what it queued.
+ * One request has one address buffer for all its connections, so the
+ * peer's address, when the caller asks for it, is a getpeername (the
+ * kernel's multishot accept arrived with COOP_TASKRUN, in Linux 5.19,
+ * which the ring's setup already requires).
  *
  * Connect: IORING_OP_CONNECT from a copy of the address, in the send's
  * slot (a socket still connecting has nothing to write); its CQE is the
@@ -65,20 +73,14 @@
 #define RX_HIGH 8u         /* chunks waiting that pause the receive */
 #define RX_ARM_BELOW 4u    /* (re-)arm the receive while fewer wait */
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
+#define ACCEPT_AHEAD PN__ACCEPT_AHEAD
 
 enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4 };
-
-/* What an accept request's data holds: the peer's address. */
-struct accept_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-};
 
 struct pn__uop {
     uint8_t kind;
     bool done;             /* send, connect: the CQE came (res is valid) */
     bool neutered;         /* its SQE became a NOP (see neuter) */
-    bool cancelling;       /* an accept: a release asked for its cancel */
     int32_t res;
     struct pn__uio *io;
     size_t len;
@@ -97,10 +99,12 @@ struct pn__uio {
     bool closed;
     bool rx_armed, rx_eof, rx_nobufs;
     int rx_err;
-    struct pn__uop rx;     /* the receive request (kind UOP_RECV) */
+    struct pn__uop rx;     /* the receive request (kind UOP_RECV), or a
+                              listener's multishot accept (UOP_ACCEPT) */
     unsigned rx_head, rx_n;
     uint32_t rx_off;       /* bytes of the head chunk already read */
     unsigned rx_cap;       /* rxq's size: a power of two, grown as needed */
+    /* A received chunk; on a listener, .len is an accepted fd. */
     struct chunk { uint32_t len; uint16_t bid; } *rxq;
     bool rx_stopping;      /* a cancel of the multishot receive is on its way */
     bool rx_hold;          /* a release is waiting: do not re-arm (a read
@@ -124,14 +128,6 @@ static void io_lock(struct pn__uio *io)
 static void io_unlock(struct pn__uio *io)
 {
     atomic_flag_clear_explicit(&io->lock, memory_order_release);
-}
-
-/* Close and free an accepted connection nobody will take. */
-static void drop_accepted(struct pn__uop *op)
-{
-    if (op->kind == UOP_ACCEPT && op->res >= 0)
-        (void)pn__sys.close(op->res);
-    pn__free(op);
 }
 
 static void io_unref(struct pn__uio *io)
@@ -236,24 +232,29 @@ static struct io_uring_sqe *claim_sqe(struct pn__uio *io)
     return sqe;
 }
 
-/* Queue the receive.  io locked; the caller has set rx_armed. */
-static void queue_recv(struct pn__uio *io)
+/* Queue the receive (a listener: the multishot accept).  io locked; the
+ * caller has set rx_armed.  False, unarmed, without an SQE. */
+static bool queue_recv(struct pn__uio *io)
 {
     struct ur *u = io->u;
     struct io_uring_sqe *sqe = claim_sqe(io);
     if (!sqe) {
         io->rx_armed = false;
-        io->rx_err = -ENOMEM;
-        return;
+        return false;
     }
     io->rx.neutered = false;
-    io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = BUF_GROUP;
+    if (io->rx.kind == UOP_ACCEPT) {
+        io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } else {
+        io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BUF_GROUP;
+    }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP);
     io->rx_sqe = sqe;
     io->rx_seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
+    return true;
 }
 
 /* Arm the receive if it should be.  io locked. */
@@ -264,7 +265,8 @@ static void maybe_arm(struct pn__uio *io)
         return;
     io->rx_armed = true;
     io->rx_nobufs = false;
-    queue_recv(io);
+    if (!queue_recv(io))
+        io->rx_err = -ENOMEM;
 }
 
 static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
@@ -282,8 +284,9 @@ static void queue_cancel(struct ur *u, struct pn__uop *op)
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* Too much waits unread: ask the kernel to stop the multishot receive
- * (io locked).  CQEs already on their way still land in the queue. */
+/* Too much waits unread (or unaccepted): ask the kernel to stop the
+ * multishot receive or accept (io locked).  CQEs already on their way
+ * still land in the queue. */
 static void pause_recv(struct pn__uio *io)
 {
     struct ur *u = io->u;
@@ -339,12 +342,43 @@ static void spill_append(struct pn__uio *io, const char *src, size_t n)
 
 /* ---- completions (the driver) ---------------------------------------- */
 
+/* A CQE of a listener's multishot accept: queue the connection it brings
+ * (io locked).  An error ends the request; the next accept returns it once
+ * the connections queued before it are taken. */
+static void accepted(struct pn__uio *io, int res, bool more)
+{
+    if (res >= 0) {
+        if (io->closed || !rx_push(io, 0, (uint32_t)res))
+            (void)pn__sys.close(res);  /* nobody will take it (or no memory:
+                                          the client sees it closed) */
+        else if (io->rx_n >= ACCEPT_AHEAD)
+            pause_recv(io);
+    } else if (!more && res != -ECANCELED && !io->closed) {
+        io->rx_err = res;
+    }
+}
+
 int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
 {
     struct pn__uop *op = (struct pn__uop *)(uintptr_t)(cqe->user_data & ~TAG_OP);
     struct pn__uio *io = op->io;
     int res = op->neutered ? -ECANCELED : cqe->res;
     pn_waker w = PN_WAKER_NONE;
+    if (op->kind == UOP_ACCEPT) {
+        bool more = cqe->flags & IORING_CQE_F_MORE;
+        io_lock(io);
+        accepted(io, res, more);
+        if (!more)
+            io->rx_armed = io->rx_stopping = false;
+        w = io->reader;
+        io->reader = PN_WAKER_NONE;
+        io_unlock(io);
+        if (!more)
+            io_unref(io);
+        bool woke = !pn_waker_is_none(&w);
+        pn_waker_wake(&w);
+        return woke;
+    }
     if (op->kind == UOP_RECV) {
         bool more = cqe->flags & IORING_CQE_F_MORE;
         io_lock(io);
@@ -389,13 +423,12 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         op->done = true;
         bool orphan = io->tx != op;
         if (!orphan) {
-            pn_waker *slot = op->kind == UOP_ACCEPT ? &io->reader : &io->writer;
-            w = *slot;
-            *slot = PN_WAKER_NONE;
+            w = io->writer;
+            io->writer = PN_WAKER_NONE;
         }
         io_unlock(io);
         if (orphan)
-            drop_accepted(op);    /* a send's or connect's copy; an accept's fd */
+            pn__free(op);         /* a send's or connect's copy */
     }
     bool woke = !pn_waker_is_none(&w);
     pn_waker_wake(&w);
@@ -428,7 +461,7 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     io->r = r;
     io->u = u;
     io->fd = afd->fd;
-    io->rx.kind = UOP_RECV;
+    io->rx.kind = afd->is_listener ? UOP_ACCEPT : UOP_RECV;
     io->rx.io = io;
     io->reader = io->writer = PN_WAKER_NONE;
     struct pn__uio *none = NULL;
@@ -634,7 +667,7 @@ static struct pn__uop *new_op(struct pn__uio *io, uint8_t kind, size_t len)
     if (!op)
         return NULL;
     op->kind = kind;
-    op->done = op->neutered = op->cancelling = false;
+    op->done = op->neutered = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -652,9 +685,9 @@ static void retire(struct pn__uio *io, struct pn__uop *op)
     pn__free(op);
 }
 
-/* Queue `op` (a send, connect or accept, filled in) as the afd's request
- * in flight and keep the waker (io locked; unlocks).  Without an SQE: a
- * send is -ENOMEM, ready; a connect or accept is not handled (false). */
+/* Queue `op` (a send or connect, filled in) as the afd's request in
+ * flight and keep the waker (io locked; unlocks).  Without an SQE: a send
+ * is -ENOMEM, ready; a connect is not handled (false). */
 static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t *res,
                      pn_poll *out)
 {
@@ -665,17 +698,13 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t 
         bool fallback = op->kind != UOP_SEND;
         pn__free(op);
         if (fallback)
-            return false;              /* connect(2) or accept4 does it */
+            return false;              /* connect(2) does it */
         *res = -ENOMEM;
         *out = PN_READY;
         return true;
     }
     if (op->kind == UOP_CONNECT) {
         io_uring_prep_connect(sqe, io->fd, (struct sockaddr *)op->data, (socklen_t)op->len);
-    } else if (op->kind == UOP_ACCEPT) {
-        struct accept_addr *aa = (struct accept_addr *)op->data;
-        io_uring_prep_accept(sqe, io->fd, (struct sockaddr *)&aa->ss, &aa->len,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
     } else {
         io_uring_prep_send(sqe, io->fd, op->data, op->len, MSG_NOSIGNAL | MSG_WAITALL);
     }
@@ -684,7 +713,7 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t 
     io->tx_sqe = sqe;
     io->tx_seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
-    store(op->kind == UOP_ACCEPT ? &io->reader : &io->writer, cx->waker);
+    store(&io->writer, cx->waker);
     io_unlock(io);
     *out = PN_PENDING;
     return true;
@@ -790,20 +819,21 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     return handled;
 }
 
-/* Take a finished accept's result (io locked; unlocks; frees op). */
-static void take_accept(struct pn__uio *io, struct pn__uop *op, pn_cx *cx,
-                        struct sockaddr *sa, socklen_t *salen, ssize_t *res)
+/* Take the oldest queued connection (io locked; unlocks): its fd, with
+ * the peer's address if asked for; a connection reset before it was taken
+ * is -ECONNABORTED, as accept(2) would say. */
+static ssize_t take_accepted(struct pn__uio *io, struct sockaddr *sa, socklen_t *salen)
 {
-    *res = op->res;
-    if (op->res >= 0 && sa && salen) {
-        struct accept_addr *aa = (struct accept_addr *)op->data;
-        socklen_t n = aa->len < *salen ? aa->len : *salen;
-        memcpy(sa, &aa->ss, n);
-        *salen = aa->len;
-    }
-    pn__free(op);
+    int fd = (int)io->rxq[io->rx_head].len;
+    io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
+    io->rx_n--;
     io_unlock(io);
-    (void)pn_cx_budget_spend(cx);
+    if (sa && salen && getpeername(fd, sa, salen) < 0) {
+        int err = errno;
+        (void)pn__sys.close(fd);
+        return err == ENOTCONN ? -ECONNABORTED : -err;
+    }
+    return fd;
 }
 
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
@@ -815,30 +845,38 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
     if (!io)
         return false;
     io_lock(io);
-    struct pn__uop *op = io->tx;
-    if (op && op->kind == UOP_ACCEPT) {
-        if (op->done) {                 /* its connection (or error) is ours */
-            io->tx = NULL;
-            take_accept(io, op, cx, sa, salen, res);
-            *out = PN_READY;
+    io->rx_hold = false;               /* accepting again: not released */
+    if (io->rx_n || io->rx_err) {      /* what the request brought is ours */
+        if (spent(io, cx, out))
             return true;
-        }
-        if (io->u) {
-            store(&io->reader, cx->waker);
+        if (io->rx_n) {
+            *res = take_accepted(io, sa, salen);
+        } else {
+            *res = io->rx_err;         /* it ended the request */
+            io->rx_err = 0;
             io_unlock(io);
-            *out = PN_PENDING;
-            return true;
         }
+        (void)pn_cx_budget_spend(cx);
+        *out = PN_READY;
+        return true;
     }
-    if (op || !io->u) {                 /* detached: the readiness path */
+    if (!io->u) {                       /* detached: the readiness path */
         io_unlock(io);
         return false;
+    }
+    if (io->rx_armed) {
+        /* Its next CQE wakes us: a connection, or its end (a cancel on
+         * its way ends it; the accept after that arms it again). */
+        store(&io->reader, cx->waker);
+        io_unlock(io);
+        *out = PN_PENDING;
+        return true;
     }
     if (spent(io, cx, out))
         return true;
     io_unlock(io);
     /* A connection already waiting is taken at once; only an empty
-     * backlog waits in the kernel, as one accept request. */
+     * backlog arms the request. */
     int n;
     do
         n = pn__sys.accept4(afd->fd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -850,21 +888,23 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         return true;
     }
     io_lock(io);
-    if (io->tx || !io->u) {
-        /* Another poll queued a request meanwhile (or the reactor went):
-         * look again. */
+    if (io->rx_armed || io->rx_n || io->rx_err || !io->u) {
+        /* Armed by another poll meanwhile (or its last CQE has not come,
+         * or the reactor went): look again. */
         io_unlock(io);
         pn_waker_wake_by_ref(cx->waker);
         *out = PN_PENDING;
         return true;
     }
-    op = new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
-    if (!op) {
+    io->rx_armed = true;
+    if (!queue_recv(io)) {
         io_unlock(io);
         return false;                   /* readiness waits for it */
     }
-    ((struct accept_addr *)op->data)->len = sizeof(struct sockaddr_storage);
-    return queue_tx(io, op, cx, res, out);
+    store(&io->reader, cx->waker);
+    io_unlock(io);
+    *out = PN_PENDING;
+    return true;
 }
 
 /* Forget the current send (io locked): freed now if done, else orphaned
@@ -874,22 +914,6 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
  * had already sent stay sent. */
 static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
-/* Cancel the request in the send's slot but leave it there: its CQE
- * still completes it (io locked). */
-static void cancel_tx(struct pn__uio *io)
-{
-    struct ur *u = io->u;
-    io->tx->cancelling = true;
-    pthread_mutex_lock(&u->sq_lock);
-    if (pn__ur_unsubmitted(u, io->tx_seq)) {
-        neuter(io->tx, io->tx_sqe);
-        pthread_mutex_unlock(&u->sq_lock);
-        return;
-    }
-    queue_cancel(u, io->tx);
-    pn__ur_queued(io->r, u);   /* releases sq_lock */
-}
-
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
     struct pn__uop *op = io->tx;
@@ -897,7 +921,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     if (!op)
         return;
     if (op->done) {
-        drop_accepted(op);
+        pn__free(op);
         return;
     }
     struct ur *u = io->u;
@@ -923,7 +947,8 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
         rd = io->reader;
         io->reader = PN_WAKER_NONE;
-        /* An accept request stays: the next accept waits on it. */
+        /* A listener's accept request stays: the next accept waits on
+         * it (and takes what it queued meanwhile). */
     }
     if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->writer, mine)) {
         wr = io->writer;
@@ -947,11 +972,14 @@ static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe)
     op->neutered = true;
 }
 
-/* Give back every buffered chunk (io locked). */
+/* Give back every buffered chunk, close every queued connection (io
+ * locked). */
 static void drop_chunks(struct pn__uio *io)
 {
     while (io->rx_n) {
-        if (io->u)
+        if (io->rx.kind == UOP_ACCEPT)
+            (void)pn__sys.close((int)io->rxq[io->rx_head].len);
+        else if (io->u)
             buf_give_back(io->u, io->rxq[io->rx_head].bid);
         io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
         io->rx_n--;
@@ -1012,25 +1040,17 @@ int pn__uio_release(pn_async_fd *afd)
         return 0;
     io_lock(io);
     int err = 0;
-    struct pn__uop *acc = io->tx && io->tx->kind == UOP_ACCEPT ? io->tx : NULL;
-    if (acc && acc->done && acc->res < 0) {
-        io->tx = NULL;                 /* a cancelled or failed accept */
-        pn__free(acc);
-        acc = NULL;
-    }
-    if (io->rx_n || io->spill || (acc && acc->done)) {
-        err = -EBUSY;                  /* bytes or a connection are ours */
+    if (io->rx_n || io->spill) {
+        err = -EBUSY;                  /* bytes or connections are ours */
     } else if (io->u && atomic_load(&io->refs) > 1) {
         /* A request is still in the kernel: a receive could take bytes,
          * an accept a connection, after the fd is handed back; a send
-         * could still be sending.  Stop the receive and the accept (a
+         * could still be sending.  Stop the receive or the accept (a
          * send runs to its end) and let the caller try again once the
          * runtime has turned. */
         io->rx_hold = true;
         if (io->rx_armed)
             pause_recv(io);
-        if (acc && !acc->cancelling)
-            cancel_tx(io);
         err = -EINPROGRESS;
     }
     io_unlock(io);
@@ -1045,6 +1065,11 @@ void pn__uio_detach(pn_async_fd *afd)
     if (!io)
         return;
     io_lock(io);
+    if (io->rx.kind == UOP_ACCEPT) {   /* queued connections stay queued */
+        io->u = NULL;
+        io_unlock(io);
+        return;
+    }
     size_t total = 0;
     for (unsigned i = 0, h = io->rx_head; i < io->rx_n; i++, h = (h + 1) & (io->rx_cap - 1))
         total += io->rxq[h].len;

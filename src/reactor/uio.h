@@ -24,6 +24,10 @@
 
 struct pn__reactor;
 
+/* Connections a listener's multishot accept may queue untaken before it is
+ * cancelled (see pn__uio_accept). */
+#define PN__ACCEPT_AHEAD 8u
+
 #ifdef PN_WITH_URING
 bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
                   ssize_t *res, pn_poll *out);
@@ -39,12 +43,15 @@ bool pn__uio_applies(struct pn__reactor *r);
  * pn__uio_forget(PN_WRITABLE), which cancels it. */
 bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
                      int *res, pn_poll *out);
-/* Accept on a listening stream socket: accept4 at once, and on EAGAIN one
- * IORING_OP_ACCEPT that brings the next connection (*res: its fd,
- * nonblocking and close-on-exec, or -errno; *sa / *salen its address as
- * accept4 gives them).  A pending accept is polled again or dropped with
- * pn__uio_forget(PN_READABLE), which takes its waker back and leaves the
- * request for the next accept.  Only on a listener (afd->is_listener). */
+/* Accept on a listening stream socket: a connection the listener's
+ * multishot IORING_OP_ACCEPT queued, else accept4 at once, and on EAGAIN
+ * arm that request (*res: the fd, nonblocking and close-on-exec, or
+ * -errno; *sa / *salen its address as accept4 gives them).  The request is
+ * cancelled when PN__ACCEPT_AHEAD connections wait untaken (connections
+ * that come before the cancel lands are queued too).  A pending accept is
+ * polled again or dropped with pn__uio_forget(PN_READABLE), which takes
+ * its waker back and leaves the request and its queue for the next
+ * accept.  Only on a listener (afd->is_listener). */
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
                     ssize_t *res, pn_poll *out);
 /* A future waiting on afd is dropped: take its waker back; a write of
