@@ -5,14 +5,17 @@
 #   make bench            full run: 5 runs of every figure (~17 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime timers echo http idle" (suites),
+# the number of runs), ONLY="sleep runtime timers echo churn http idle"
+# (suites),
 # REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
 # BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
 # ECHO_GRID / ECHO_MT_GRID (closed-loop echo rows conns:size),
 # ECHO_RATE_GRID (fixed-rate echo rows conns:size:msgs_per_s, default
-# "50:64:50000", none under QUICK), HTTP_SECS, HTTP_WARM, HTTP_REPS (wrk
-# windows per server per run), HTTP_CONNS.
+# "50:64:50000", none under QUICK), CHURN_GRID (connection-churn rows
+# slots:size, default "50:64"), CHURN_SECS / CHURN_WARM (its measured window
+# and warm-up, default ECHO_SECS / ECHO_WARM), HTTP_SECS, HTTP_WARM,
+# HTTP_REPS (wrk windows per server per run), HTTP_CONNS.
 #
 # Two tables.  The first: pollen (current-thread runtime), pollen-uring
 # (the same echo and HTTP servers, and the sleep-lateness program, run again
@@ -49,6 +52,21 @@
 # figure that separates servers is the server's CPU time per message
 # (utime+stime from /proc/PID/stat over the measured window / messages).
 #
+# Connection churn (ONLY=churn): the same echo servers, peers, pinning and
+# order as the echo rows of the first table (pollen on epoll and on
+# io_uring, pollen multi-thread 1 worker, Tokio current_thread and
+# multi_thread 1 worker, libuv), loaded by `echo_load --churn`: N slots,
+# each in a closed loop of non-blocking connect, one SIZE-byte echo, close
+# (the client closes first) and connect again at once.  Figures: conns/s,
+# p99 of the whole connect-to-close cycle and the server's CPU µs per
+# connection (utime+stime over the window / connections completed).  The
+# client's side of each connection stays in TIME_WAIT; this needs
+# net.ipv4.tcp_tw_reuse (1, or 2: loopback only, the default) so that a
+# port is reused after 1 s, or the ephemeral ports run out.  A connect or
+# read error is counted; over 0.1% of the connections, the run is dropped
+# (echo_load exits 1, the reasons are in run.log).  Not run on the 2-worker
+# servers, so not in the multi-thread table.
+#
 # HTTP plaintext: examples/http_server (current-thread, multi-thread with 1
 # and 2 workers) against bench/peers/uv_http_server.c and the Tokio
 # http_server (current_thread, multi_thread 1 and 2), all with the same
@@ -63,7 +81,7 @@ set -u
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime timers echo http idle"}
+ONLY=${ONLY:-"sleep runtime timers echo churn http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=100        # sequential sleeps per run (x5 ms = 0.5 s)
@@ -98,6 +116,9 @@ else
     IDLE_CONNS=${IDLE_CONNS:-10000}
 fi
 HTTP_CONNS=${HTTP_CONNS:-50}
+CHURN_GRID=${CHURN_GRID:-"50:64"}       # connection churn rows slots:size
+CHURN_SECS=${CHURN_SECS:-$ECHO_SECS}
+CHURN_WARM=${CHURN_WARM:-$ECHO_WARM}
 rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
 RT_L=$(rt_label $RT_N)
 TIMERS_L=$(rt_label $TIMERS_N)
@@ -354,18 +375,36 @@ start_server() {
     done
 }
 
-# echo_one PEER RUN CONNS SIZE SERVER-CMD...  (ECHO_RATE set: fixed rate)
+# echo_one PEER RUN CONNS SIZE SERVER-CMD...  (ECHO_RATE set: fixed rate;
+# ECHO_CHURN set: connection churn, CONNS slots)
 echo_one() {
     peer=$1; run=$2; conns=$3; size=$4; shift 4
     ename=echo_c${conns}_s${size}
     eopt=""
+    esecs=$ECHO_SECS; ewarm=$ECHO_WARM
     if [ -n "${ECHO_RATE:-}" ]; then
         ename=${ename}_r$ECHO_RATE
         eopt="--rate $ECHO_RATE"
+    elif [ -n "${ECHO_CHURN:-}" ]; then
+        ename=churn_c${conns}_s${size}
+        eopt=--churn
+        esecs=$CHURN_SECS; ewarm=$CHURN_WARM
     fi
     start_server "$peer" "$@" @PORT@ || return 1
-    record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
-        --secs "$ECHO_SECS" --warmup "$ECHO_WARM" --server-pid "$spid" --name "$ename" $eopt
+    if record "$peer" "$run" $PIN_CLIENT $LOADGEN --port "$PORT" --conns "$conns" --size "$size" \
+        --secs "$esecs" --warmup "$ewarm" --server-pid "$spid" --name "$ename" $eopt &&
+       [ -n "${ECHO_CHURN:-}" ]; then
+        # errors below the limit, or descriptors the server kept: say so
+        last=$(tail -n 1 "$RAW")
+        case " $last " in
+            *" errors=0 "*) ;;
+            *) say "    $peer: connection errors in $ename, under 0.1%, run kept (see $LOG):$(printf '%s\n' "$last" | tr ' ' '\n' | grep -e '^started=' -e '^errors=' | tr '\n' ' ')" ;;
+        esac
+        case " $last " in
+            *" server_fds_left=0 "*) ;;
+            *" server_fds_left="*) say "    $peer: the server holds more descriptors after $ename than before (see $LOG)" ;;
+        esac
+    fi
     kill $spid 2>/dev/null
     wait $spid 2>/dev/null
     return 0
@@ -383,19 +422,27 @@ echo_pollen() {
     fi
 }
 
+# echo_peers RUN CONNS SIZE: the echo servers of the first table, in this
+# order: pollen (epoll and io_uring, alternating), pollen multi-thread 1
+# worker, Tokio current_thread and multi_thread 1 worker, libuv.
+echo_peers() {
+    echo_pollen "$1" "$2" "$3"
+    echo_one pollen_mt1 "$1" "$2" "$3" $POLLEN_ECHO_W --workers 1
+    if [ $HAVE_TOKIO = yes ]; then
+        echo_one tokio_ct "$1" "$2" "$3" "$TOKIO_DIR/echo_server" --workers 0 --port
+        echo_one tokio_mt1 "$1" "$2" "$3" "$TOKIO_DIR/echo_server" --workers 1 --port
+    fi
+    [ $HAVE_UV = yes ] && echo_one libuv "$1" "$2" "$3" $UV_ECHO
+    return 0
+}
+
 suite_echo() {  # run
     r=$1
     [ -x "$LOADGEN" ] || { say "  skip echo: $LOADGEN not built"; return; }
     for g in $ECHO_GRID; do
         c=${g%%:*}; s=${g#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
-        echo_pollen "$r" "$c" "$s"
-        echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
-        if [ $HAVE_TOKIO = yes ]; then
-            echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
-            echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
-        fi
-        [ $HAVE_UV = yes ] && echo_one libuv "$r" "$c" "$s" $UV_ECHO
+        echo_peers "$r" "$c" "$s"
         case " $ECHO_MT_GRID " in *" $g "*) ;; *) continue ;; esac
         # multi-thread servers with 2 workers (pinned to CPU 0 like the others)
         if [ $((r % 2)) = 1 ]; then
@@ -411,17 +458,27 @@ suite_echo() {  # run
     for g in $ECHO_RATE_GRID; do
         c=${g%%:*}; rest=${g#*:}; s=${rest%%:*}; ECHO_RATE=${rest#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo, fixed rate: $c connections x $s B, $ECHO_RATE msgs/s, ${ECHO_SECS} s"
-        echo_pollen "$r" "$c" "$s"
-        echo_one pollen_mt1 "$r" "$c" "$s" $POLLEN_ECHO_W --workers 1
-        if [ $HAVE_TOKIO = yes ]; then
-            echo_one tokio_ct "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 0 --port
-            echo_one tokio_mt1 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 1 --port
-        fi
-        [ $HAVE_UV = yes ] && echo_one libuv "$r" "$c" "$s" $UV_ECHO
+        echo_peers "$r" "$c" "$s"
         echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
         [ $HAVE_TOKIO = yes ] && echo_one tokio_mt2 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 2 --port
         ECHO_RATE=
     done
+}
+
+# ---- connection churn ----------------------------------------------------------
+# The echo servers of the first table, each loaded by `echo_load --churn`:
+# CONNS slots, each connecting, echoing SIZE bytes once and closing, again
+# and again.
+suite_churn() {  # run
+    r=$1
+    [ -x "$LOADGEN" ] || { say "  skip churn: $LOADGEN not built"; return; }
+    ECHO_CHURN=1
+    for g in $CHURN_GRID; do
+        c=${g%%:*}; s=${g#*:}
+        say "  [run $r/$RUNS $(elapsed)] tcp connection churn: $c slots x $s B (connect, echo, close), ${CHURN_SECS} s"
+        echo_peers "$r" "$c" "$s"
+    done
+    ECHO_CHURN=
 }
 
 # ---- HTTP plaintext ----------------------------------------------------------
@@ -563,7 +620,7 @@ check_uring() {
     return 0
 }
 case " $ONLY " in
-    *" echo "*|*" http "*) [ "$REPORT_ONLY" = 1 ] || check_uring ;;
+    *" echo "*|*" churn "*|*" http "*) [ "$REPORT_ONLY" = 1 ] || check_uring ;;
 esac
 
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
@@ -580,6 +637,7 @@ while [ $r -le "$RUNS" ]; do
             runtime) suite_runtime $r ;;
             timers) suite_timers $r ;;
             echo) suite_echo $r ;;
+            churn) suite_churn $r ;;
             http) suite_http $r ;;
             idle) suite_idle $r ;;
         esac
@@ -627,6 +685,14 @@ echo_c${c}_s${s}_r${q}_p999|echo ${c} conns x ${s} B at a fixed $q msgs/s: laten
 echo_c${c}_s${s}_r${q}_missed|echo ${c} conns x ${s} B at a fixed $q msgs/s: sends behind schedule (% of msgs)|echo_c${c}_s${s}_r${q}|missed_pct|lower|%.2f
 EOF
 done
+for g in $CHURN_GRID; do
+    c=${g%%:*}; s=${g#*:}
+    cat >>"$SPEC" <<EOF
+churn_c${c}_s${s}_us|connection churn ${c} conns x ${s} B (connect, echo, close): server CPU µs/conn|churn_c${c}_s${s}|server_us_per_conn|lower|%.2f
+churn_c${c}_s${s}_rate|connection churn ${c} conns x ${s} B (connect, echo, close): k conns/s|churn_c${c}_s${s}|conns_per_s|higher|%.1fk
+churn_c${c}_s${s}_p99|connection churn ${c} conns x ${s} B (connect, echo, close): cycle latency p99 (µs)|churn_c${c}_s${s}|p99_us|lower|%.0f
+EOF
+done
 
 cat >>"$SPEC" <<EOF2
 http_us|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: server CPU µs/request|http_c$HTTP_CONNS|server_us_per_req|lower|%.2f
@@ -635,10 +701,10 @@ http_p99|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: latency p99 (µs)|http_c$HTTP_CO
 idle_mem|memory per idle connection, $IDLE_CONNS connections to the echo server: RSS bytes/conn|idle_c$IDLE_CONNS|bytes_per_conn|lower|%.0f
 EOF2
 
-# the multi-thread table: the same figures minus the sequential sleeps and
-# 1000-connection echo (not run on 2 workers)
+# the multi-thread table: the same figures minus the sequential sleeps,
+# 1000-connection echo and connection churn (not run on 2 workers)
 SPEC2=$RES/spec_mt.txt
-grep -v -e '^sleep' -e '^echo_c1000' "$SPEC" >"$SPEC2"
+grep -v -e '^sleep' -e '^echo_c1000' -e '^churn' "$SPEC" >"$SPEC2"
 
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 KERNEL=$(uname -r)
@@ -779,8 +845,9 @@ json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
         "$CPU_MODEL" "$NCPU" "$KERNEL" "$GCC" "$RUSTC" "$UVV" "${TOKIO_VERSION:-none}" "$LOAD0 -> $LOAD1"
     printf '  "date": "%s", "commit": "%s", "quick": %s, "runs": %d, "echo_pinned": "%s",\n' \
         "$DATE" "$COMMIT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$RUNS" "$PINNED"
-    printf '  "echo_secs": %s, "echo_warmup_secs": %s, "http_secs": %s, "http_reps": %d,\n' \
-        "$ECHO_SECS" "$ECHO_WARM" "$HTTP_SECS" "$HTTP_REPS"
+    printf '  "echo_secs": %s, "echo_warmup_secs": %s, "churn_secs": %s, "churn_warmup_secs": %s,\n' \
+        "$ECHO_SECS" "$ECHO_WARM" "$CHURN_SECS" "$CHURN_WARM"
+    printf '  "http_secs": %s, "http_reps": %d,\n' "$HTTP_SECS" "$HTTP_REPS"
     printf '  "peers_skipped": "%s", "pollen_uring_note": "%s",\n' "$(json_str "$SKIPPED")" "$(json_str "$URING_NOTE")"
     printf '  "figures": [\n'
     cat "$RES/t1.json"

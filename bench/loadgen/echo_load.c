@@ -34,6 +34,49 @@
  * plus rate=R (the target), missed=.. (within the counted window) and
  * missed_pct (missed / msgs, %).
  *
+ * Connection churn (--churn; --conns N is then the number of slots): each
+ * slot runs a closed loop of socket(), non-blocking connect() to
+ * 127.0.0.1:PORT, one SIZE-byte message, wait for the whole echo, close(),
+ * and at once the next socket().  The client closes first, as a client of a
+ * short request does, so the server reads EOF and closes its side; the
+ * server's work per connection is accept, read, write, read EOF, close.
+ * (On loopback a packet is received in its sender's context: the whole
+ * handshake runs in the client's connect(), the client's receive of the
+ * echo and of the FIN in the server's write and close; the same for every
+ * server.)  Same timeline and server CPU reading as above, per connection
+ * completed in the window: conns_per_s, server_us_per_conn (utime+stime /
+ * connections),
+ * and the histogram holds the whole cycle, from socket() before the
+ * connect to the return of close() after the echo.  One epoll_ctl per
+ * connection (edge-triggered EPOLLIN|EPOLLOUT, added once; close() removes
+ * it).
+ *   Ports: the client's side of every connection stays in TIME_WAIT for
+ * 60 s, so 28,232 ephemeral ports (32768-60999) last about a second at
+ * this rate; connect() reuses a TIME_WAIT port after 1 s only with
+ * net.ipv4.tcp_tw_reuse = 1, or 2 (loopback only, the kernel's default).
+ * Checked with 2 (tcp_tw_reuse_delay 1000 ms): 10 s at full speed (about
+ * 10,000 conns/s, 50 and 200 slots) gave no EADDRNOTAVAIL, so the client
+ * closes normally (FIN).  --linger0 sets SO_LINGER {1, 0} instead: close()
+ * sends a RST and leaves no TIME_WAIT, but the server then reads
+ * ECONNRESET, not EOF, so the figures are not the same benchmark; it is
+ * there for a kernel without tcp_tw_reuse, not used by bench/run.sh.
+ *   Errors: any failed connect (immediate, or reported by the first
+ * send), send or recv error, EOF before the whole echo or more bytes than
+ * sent counts in errors= (over the whole run, warm-up included); the
+ * slot closes and connects again after a millisecond.  A breakdown by
+ * phase and errno goes to stderr.  The run fails (exit 1, the line still
+ * printed) when more than 0.1% of the connections started failed, or none
+ * completed: a stray reset among hundreds of thousands of connections
+ * does not make the figures wrong, but a systematic failure (ports
+ * exhausted, a server that resets or stops accepting) makes conns_per_s
+ * the speed of failing, not of serving.  Also printed: started=
+ * (connections begun in the whole run), stalled= (slots whose cycle was
+ * more than 1 s old at the end: a SYN dropped from a full accept queue is
+ * retried after 1 s, a lost connection never ends), server_rss_growth_kb=
+ * (VmRSS change over the window) and server_fds_left= (descriptors the
+ * server holds 2 s after the last close beyond those it held before the
+ * first connect: a leak shows here; also said on stderr).
+ *
  * Idle connections (--idle N --server-pid PID): reads the server's VmRSS,
  * opens N connections that never send, waits until the server holds N more
  * file descriptors (/proc/PID/fd) and its RSS has settled, reads VmRSS again
@@ -47,10 +90,16 @@
  *        p50_us=.. p99_us=.. p999_us=.. max_us=.. server_us_per_msg=..
  *        server_cpu_pct=.. client_cpu_pct=..
  * mb_per_s counts echoed payload (SIZE bytes per message, one direction),
- * in 10^6 bytes.
+ * in 10^6 bytes.  With --churn:
+ *   NAME conns=.. size=.. secs=.. completed=.. conns_per_s=.. p50_us=..
+ *        p99_us=.. p999_us=.. max_us=.. server_us_per_conn=..
+ *        server_cpu_pct=.. client_cpu_pct=.. started=.. errors=..
+ *        stalled=.. server_rss_growth_kb=.. server_fds_left=..
  *
  * Usage: echo_load --port P [--conns 50] [--size 64] [--secs 5]
  *                  [--warmup 1] [--server-pid PID] [--name echo] [--rate R]
+ *        echo_load --churn --port P [--conns 50] [--size 64] [--secs 5]
+ *                  [--warmup 1] [--server-pid PID] [--name churn] [--linger0]
  *        echo_load --port P --idle N --server-pid PID [--name idle_conn]
  *        echo_load --probe --port P   (exit 0 if something accepts there)
  */
@@ -402,6 +451,250 @@ static int idle_run(int port, size_t n, int pid, const char *name)
     return 0;
 }
 
+/* ---- connection churn ------------------------------------------------------------ */
+
+/* One slot: a connection that is connected, used for one echo and closed,
+ * over and over. */
+typedef struct slot {
+    int fd;                  /* -1: waiting to be opened again after an error */
+    int connected;           /* the first send went through */
+    size_t sent, rcvd;
+    uint64_t t0;             /* when socket() was called for this cycle */
+} slot;
+
+/* Errors by phase and errno, reported on stderr at the end. */
+enum { PH_CONNECT, PH_SEND, PH_RECV, PH_EOF, PH_EXTRA, NPHASES };
+static const char *const phase_name[NPHASES] = {
+    "connect", "send", "recv", "server closed before the whole echo",
+    "server sent more than the message",
+};
+#define NERRNO 256
+static uint64_t churn_errs[NPHASES][NERRNO];
+static uint64_t churn_errors, churn_started, churn_done;
+static size_t churn_retry;   /* slots with fd -1 */
+static int churn_port;
+static int churn_linger;     /* --linger0: SO_LINGER {1, 0} on the client */
+
+static void churn_fail(slot *s, int phase, int err)
+{
+    churn_errs[phase][err > 0 && err < NERRNO ? err : 0]++;
+    churn_errors++;
+    if (s->fd >= 0)
+        close(s->fd);          /* also takes it out of the epoll set */
+    s->fd = -1;
+    churn_retry++;
+}
+
+static void churn_step(slot *s, uint32_t ev);
+
+/* Start a new cycle: socket, non-blocking connect, register. */
+static void churn_open(slot *s)
+{
+    s->t0 = now_ns();
+    s->sent = s->rcvd = 0;
+    s->connected = 0;
+    churn_started++;
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0)
+        die("socket");         /* descriptors are ours to budget: a bug, not a figure */
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (churn_linger) {
+        struct linger l = { 1, 0 };
+        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)churn_port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int r = connect(s->fd, (struct sockaddr *)&a, sizeof a);
+    if (r < 0 && errno != EINPROGRESS) {
+        churn_fail(s, PH_CONNECT, errno);
+        return;
+    }
+    /* Edge-triggered, both directions, registered once: EPOLLOUT reports
+     * the end of the handshake (and room to send the rest of a large
+     * message), EPOLLIN the echo; close() takes the fd out of the set, so
+     * a cycle costs one epoll_ctl. */
+    struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = s };
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e) < 0)
+        die("epoll_ctl");
+    if (r == 0)
+        churn_step(s, EPOLLOUT);
+}
+
+/* An event on a slot's connection (edge-triggered: send and read until
+ * EAGAIN). */
+static void churn_step(slot *s, uint32_t ev)
+{
+    while (s->sent < msg_size) {
+        ssize_t n = send(s->fd, sendbuf + s->sent, msg_size - s->sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                break;         /* still connecting, or the buffer is full: EPOLLOUT comes */
+            /* a failed connect reports its error here (as SO_ERROR would) */
+            churn_fail(s, s->connected ? PH_SEND : PH_CONNECT, errno);
+            return;
+        }
+        s->connected = 1;
+        s->sent += (size_t)n;
+    }
+    if (!(ev & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        return;
+    for (;;) {
+        ssize_t n = recv(s->fd, recvbuf, msg_size, 0);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return;
+            churn_fail(s, s->connected ? PH_RECV : PH_CONNECT, errno);
+            return;
+        }
+        if (n == 0) {
+            churn_fail(s, PH_EOF, 0);
+            return;
+        }
+        s->rcvd += (size_t)n;
+        if (s->rcvd > msg_size) {
+            churn_fail(s, PH_EXTRA, 0);
+            return;
+        }
+        if (s->rcvd == msg_size)
+            break;             /* (so everything was sent) */
+    }
+    /* the whole echo is back: close (the client closes first, so its side
+     * goes to TIME_WAIT) and start the next cycle at once */
+    close(s->fd);
+    s->fd = -1;
+    uint64_t t = now_ns();
+    if (counting) {
+        hist_add(t - s->t0);
+        churn_done++;
+    }
+    churn_open(s);
+}
+
+static int churn_run(size_t nslots, double secs, double warm, int server_pid, const char *name)
+{
+    slot *ss = calloc(nslots, sizeof *ss);
+    if (!ss)
+        die("malloc");
+    long fds0 = server_pid ? proc_nfds(server_pid) : -1;
+    for (size_t i = 0; i < nslots; i++)
+        churn_open(&ss[i]);
+
+    enum { MAXEV = 1024 };
+    struct epoll_event evs[MAXEV];
+    uint64_t t_start = now_ns();
+    uint64_t t_count = t_start + (uint64_t)(warm * 1e9), t_end = 0;
+    long long srv0 = -1, srv1 = -1;
+    long rss0 = -1, rss1 = -1;
+    double cli0 = 0;
+    for (;;) {
+        /* slots whose last cycle failed wait a millisecond, so a refused
+         * or impossible connect does not spin */
+        int n = epoll_wait(epfd, evs, MAXEV, churn_retry ? 1 : 5);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_wait");
+        }
+        /* one fd per slot in the set, so a slot has at most one event in
+         * the batch: handling it (even closing and reopening) cannot leave
+         * a stale event behind for the new connection */
+        for (int i = 0; i < n; i++)
+            churn_step(evs[i].data.ptr, evs[i].events);
+        if (churn_retry) {
+            churn_retry = 0;
+            for (size_t i = 0; i < nslots; i++)
+                if (ss[i].fd < 0)
+                    churn_open(&ss[i]);
+        }
+        uint64_t t = now_ns();
+        if (!counting && t_end == 0 && t >= t_count) {
+            counting = 1;
+            t_count = t;
+            t_end = t + (uint64_t)(secs * 1e9);
+            if (server_pid) {
+                srv0 = proc_cpu_ticks(server_pid);
+                rss0 = proc_rss_kb(server_pid);
+            }
+            cli0 = self_cpu_s();
+        } else if (counting && t >= t_end) {
+            if (server_pid) {
+                srv1 = proc_cpu_ticks(server_pid);
+                rss1 = proc_rss_kb(server_pid);
+            }
+            t_end = t;
+            break;
+        }
+    }
+    double window = (double)(t_end - t_count) / 1e9;
+    double cli = self_cpu_s() - cli0;
+    /* cycles still in flight after more than a second: a dropped SYN is
+     * retried after 1 s, a lost connection never ends */
+    size_t stalled = 0;
+    for (size_t i = 0; i < nslots; i++)
+        if (ss[i].fd >= 0 && t_end - ss[i].t0 > 1000000000ull)
+            stalled++;
+    double rate = (double)churn_done / window;
+    printf("%s conns=%zu size=%zu secs=%.2f completed=%llu conns_per_s=%.0f "
+           "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f",
+           name, nslots, msg_size, window, (unsigned long long)churn_done, rate,
+           hist_pct(0.50) / 1e3, hist_pct(0.99) / 1e3, hist_pct(0.999) / 1e3,
+           (double)hist_max / 1e3);
+    if (srv0 >= 0 && srv1 >= 0 && churn_done > 0) {
+        double srv_s = (double)(srv1 - srv0) / (double)sysconf(_SC_CLK_TCK);
+        printf(" server_us_per_conn=%.3f server_cpu_pct=%.0f", srv_s * 1e6 / (double)churn_done,
+               100 * srv_s / window);
+    }
+    printf(" client_cpu_pct=%.0f started=%llu errors=%llu stalled=%zu", 100 * cli / window,
+           (unsigned long long)churn_started, (unsigned long long)churn_errors, stalled);
+    if (rss0 >= 0 && rss1 >= 0)
+        printf(" server_rss_growth_kb=%ld", rss1 - rss0);
+    /* close everything; the server should be back to the descriptors it
+     * held before the first connect (within 2 s) */
+    for (size_t i = 0; i < nslots; i++)
+        if (ss[i].fd >= 0)
+            close(ss[i].fd);
+    if (fds0 >= 0) {
+        long left = proc_nfds(server_pid) - fds0;
+        for (int i = 0; i < 200 && left > 0; i++) {
+            sleep_ms(10);
+            left = proc_nfds(server_pid) - fds0;
+        }
+        printf(" server_fds_left=%ld", left < 0 ? 0 : left);
+        if (left > 0)
+            fprintf(stderr, "echo_load: %s: the server still holds %ld more descriptors than "
+                            "before the run, 2 s after the last close (a leak?)\n", name, left);
+    }
+    printf("\n");
+    fflush(stdout);
+    free(ss);
+
+    int bad = 0;
+    if (churn_errors) {
+        fprintf(stderr, "echo_load: %s: %llu errors in %llu connections:", name,
+                (unsigned long long)churn_errors, (unsigned long long)churn_started);
+        for (int ph = 0; ph < NPHASES; ph++)
+            for (int e = 0; e < NERRNO; e++)
+                if (churn_errs[ph][e])
+                    fprintf(stderr, " %s%s%s x%llu;", phase_name[ph], e ? ": " : "",
+                            e ? strerror(e) : "", (unsigned long long)churn_errs[ph][e]);
+        fprintf(stderr, "\n");
+        /* more than 1 in 1000 connections failed: the figures are not a
+         * server's speed any more but a failure's (ports exhausted, a
+         * server that resets or stops accepting) */
+        if (churn_errors * 1000 > churn_started) {
+            fprintf(stderr, "echo_load: %s: more than 0.1%% of the connections failed: run "
+                            "failed\n", name);
+            bad = 1;
+        }
+    }
+    if (churn_done == 0) {
+        fprintf(stderr, "echo_load: %s: no connection completed in the window\n", name);
+        bad = 1;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     int port = 0, probe = 0, server_pid = 0;
@@ -409,10 +702,13 @@ int main(int argc, char **argv)
     double secs = 5, warm = 1;
     const char *name = NULL;
     size_t idle = 0;
+    int churn = 0;
     msg_size = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--probe")) { probe = 1; continue; }
+        if (!strcmp(a, "--churn")) { churn = 1; continue; }
+        if (!strcmp(a, "--linger0")) { churn_linger = 1; continue; }
         if (!v) { fprintf(stderr, "echo_load: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--port")) port = atoi(v);
         else if (!strcmp(a, "--conns")) nconns = (size_t)atol(v);
@@ -427,15 +723,17 @@ int main(int argc, char **argv)
         i++;
     }
     if (port <= 0 || port > 65535 || nconns == 0 || msg_size == 0 || secs <= 0 ||
-        rate_target < 0 || (idle && !server_pid)) {
+        rate_target < 0 || (idle && !server_pid) || (churn && (idle || rate_target > 0))) {
         fprintf(stderr, "usage: echo_load --port P [--conns N] [--size B] [--secs S] "
                         "[--warmup S] [--server-pid PID] [--name NAME] [--rate R]\n"
+                        "       echo_load --churn --port P [--conns N] [--size B] [--secs S] "
+                        "[--warmup S] [--server-pid PID] [--name NAME] [--linger0]\n"
                         "       echo_load --port P --idle N --server-pid PID [--name NAME]\n"
                         "       echo_load --probe --port P\n");
         return 2;
     }
     if (!name)
-        name = idle ? "idle_conn" : "echo";
+        name = idle ? "idle_conn" : churn ? "churn" : "echo";
     if (probe) {
         int fd = connect_to(port, 1);
         if (fd < 0)
@@ -463,6 +761,10 @@ int main(int argc, char **argv)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");
+    if (churn) {
+        churn_port = port;
+        return churn_run(nconns, secs, warm, server_pid, name);
+    }
     for (size_t i = 0; i < nconns; i++) {
         cs[i].fd = connect_to(port, 0);
         if (cs[i].fd < 0)
