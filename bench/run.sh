@@ -19,8 +19,8 @@
 #
 # Two tables.  The first: pollen (current-thread runtime), pollen-uring
 # (the same echo and HTTP servers, and the sleep-lateness program, run again
-# with POLLEN_BACKEND=uring, the io_uring reactor; echo, http and sleep
-# suites only; every other pollen program
+# with POLLEN_BACKEND=uring, the io_uring reactor; echo, churn, http and
+# sleep suites only; every other pollen program
 # runs with POLLEN_BACKEND=epoll), pollen multi-thread runtime with 1
 # worker (the worker drives epoll and timers), Tokio current_thread, Tokio
 # multi_thread with 1 worker, libuv (one loop); its ratio compares pollen's
@@ -822,7 +822,7 @@ END {
     }
     print "" > md
     printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : "") > md
-    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers and the sleep-lateness program with POLLEN_BACKEND=uring (io_uring reactor: completion mode for the sockets), echo, HTTP and sleep rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
+    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers and the sleep-lateness program with POLLEN_BACKEND=uring (io_uring reactor: completion mode for the sockets), echo, connection churn, HTTP and sleep rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
     if (skipped != "") printf "Skipped: %s.\n", skipped > md
     printf "[a] pollen: hand-written one-slot mailbox (no channels yet; under a mutex on the multi-thread runtime); Tokio: tokio::sync::mpsc(1).\n" > md
     printf "[b] pollen and Tokio: one spawned task per sleep; libuv: one uv_timer_t per sleep, no task.\n" > md
