@@ -6,8 +6,7 @@
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
 # the number of runs), ONLY="sleep runtime timers echo churn http idle"
-# (suites),
-# REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
+# (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
 # BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
 # ECHO_GRID / ECHO_MT_GRID (closed-loop echo rows conns:size),
@@ -62,10 +61,11 @@
 # connection (utime+stime over the window / connections completed).  The
 # client's side of each connection stays in TIME_WAIT; this needs
 # net.ipv4.tcp_tw_reuse (1, or 2: loopback only, the default) so that a
-# port is reused after 1 s, or the ephemeral ports run out.  A connect or
-# read error is counted; over 0.1% of the connections, the run is dropped
-# (echo_load exits 1, the reasons are in run.log).  Not run on the 2-worker
-# servers, so not in the multi-thread table.
+# port is reused after 1 s (so up to ~28,000 conns/s to one server port),
+# or the ephemeral ports run out.  A connect or read error is counted; over
+# 0.1% of the connections, the run is dropped (echo_load exits 1, the
+# reasons are in run.log).  Not run on the 2-worker servers, so not in the
+# multi-thread table.
 #
 # HTTP plaintext: examples/http_server (current-thread, multi-thread with 1
 # and 2 workers) against bench/peers/uv_http_server.c and the Tokio
@@ -482,7 +482,6 @@ suite_churn() {  # run
 }
 
 # ---- HTTP plaintext ----------------------------------------------------------
-
 # utime+stime of a process (all its threads), in clock ticks
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
