@@ -576,6 +576,125 @@ Test(uring_io, release_loses_nothing)
     release_loses_nothing(PN_RUNTIME_MULTI_THREAD);
 }
 
+/* ---- close as a future ---------------------------------------------------- */
+
+static atomic_int close_calls;
+
+static int counting_close(int fd)
+{
+    atomic_fetch_add(&close_calls, 1);
+    return close(fd);
+}
+
+static void wait_closed_by_server(int c);
+
+static bool on_uring(pn_runtime *rt)
+{
+    return pn__reactor_backend(pn__runtime_reactor(rt)) == PN_BACKEND_URING;
+}
+
+/* pn_close_of on a socket with a receive armed and bytes unread: on
+ * io_uring the close is a request of the ring (no close(2)), and the
+ * buffers holding the unread bytes go back. */
+static void close_future_closes(pn_runtime_flavor fl)
+{
+    int fds = count_fds();
+    pn__sys.close = counting_close;      /* before any worker runs */
+    pn_runtime *rt = flavour_new(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    char got[8];
+    cr_assert_eq(write(peer, "x", 1), 1);
+    read_n(rt, &a, got, 1);
+    cr_assert_eq(write(peer, "unread", 6), 6);
+    sleep_in(rt, PN_MS(2));
+    int calls = atomic_load(&close_calls);
+    pn_close c = pn_close_of(&a);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0, "close: %s", pn_strerror(c.res));
+    cr_assert_eq(a.fd, -1);
+    cr_assert_eq(atomic_load(&close_calls) - calls, on_uring(rt) ? 0 : 1);
+    wait_closed_by_server(peer);
+    if (completion_mode(rt))
+        cr_assert_eq(pn__uio_buffers_out(pn__runtime_reactor(rt)), 0, "buffers kept");
+    /* Closed already: 0 at once; no afd: -EINVAL. */
+    pn_close again = pn_close_of(&a);
+    AWAIT(rt, again);
+    cr_assert_eq(again.res, 0);
+    pn_close none = pn_close_of(NULL);
+    AWAIT(rt, none);
+    cr_assert_eq(none.res, -EINVAL);
+    close(peer);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    pn__sys_reset();
+    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+Test(uring_io, close_future_closes)
+{
+    close_future_closes(PN_RUNTIME_CURRENT_THREAD);
+    close_future_closes(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* A task that polls a close once and drops it. */
+typedef struct close_once {
+    pn_future base;
+    pn_async_fd *a;
+    pn_poll first;
+} close_once;
+
+static pn_poll close_once_poll(pn_future *f, pn_cx *cx)
+{
+    close_once *t = (close_once *)f;
+    pn_close c = pn_close_of(t->a);
+    t->first = pn_future_poll(PN_FUTURE(&c), cx);
+    pn_future_drop(PN_FUTURE(&c));
+    return PN_READY;
+}
+
+static const pn_future_vtable close_once_vt = { close_once_poll, NULL, "close_once" };
+
+/* A close dropped before it ran still closes the descriptor: while the
+ * runtime keeps running, or when it is freed right after. */
+static void dropped_close_still_closes(pn_runtime_flavor fl, bool free_at_once)
+{
+    int fds = count_fds();
+    pn_runtime *rt = flavour_new(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    close_once t = { .base = { &close_once_vt }, .a = &a };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof t, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    close_once *done = j.output;
+    cr_assert_eq(done->first, on_uring(rt) ? PN_PENDING : PN_READY,
+                 "on io_uring the close waits for the ring");
+    pn_join_handle_free(h);
+    cr_assert_eq(a.fd, -1);
+    if (free_at_once) {
+        cr_assert_eq(pn_runtime_free(rt), 0);
+        wait_closed_by_server(peer);
+    } else {
+        sleep_in(rt, PN_MS(2));
+        wait_closed_by_server(peer);
+        cr_assert_eq(pn_runtime_free(rt), 0);
+    }
+    close(peer);
+    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+Test(uring_io, dropped_close_still_closes)
+{
+    dropped_close_still_closes(PN_RUNTIME_CURRENT_THREAD, false);
+    dropped_close_still_closes(PN_RUNTIME_MULTI_THREAD, false);
+    dropped_close_still_closes(PN_RUNTIME_CURRENT_THREAD, true);
+    dropped_close_still_closes(PN_RUNTIME_MULTI_THREAD, true);
+}
+
 /* ---- accept through the ring -------------------------------------------- */
 
 static atomic_int accept4_calls;

@@ -186,6 +186,28 @@ typedef struct pn_accept {
     int res;           /* output */
 } pn_accept;
 
+/*
+ * Close as a future.  Output .res: close's result, 0 or -errno (-EINVAL
+ * for a NULL afd; 0 at once if afd is closed already).  The first poll
+ * shuts the afd for pollen exactly as pn_async_fd_close does (its waiters
+ * are woken and see it closed, its requests are cancelled, afd->fd is -1,
+ * and the afd may be initialised again at once); the descriptor itself is
+ * closed by an IORING_OP_CLOSE that goes out with the runtime's next batch
+ * of submissions when the runtime runs on io_uring (either mode), and the
+ * future is ready when the kernel has run it; elsewhere (epoll, no free
+ * submission slot, no memory) by close(2), ready at once.  Until it is
+ * ready the descriptor's number stays taken, so it is never reused under
+ * a request.  Dropped before it is ready, the descriptor is still closed.
+ */
+typedef struct pn_close {
+    pn_future base;
+    pn_async_fd *afd;            /* private */
+    struct pn__uclose *req;      /* private: the close in flight */
+    int res;                     /* output */
+} pn_close;
+
+PN_EXTERN pn_close pn_close_of(pn_async_fd *afd);
+
 PN_EXTERN pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len);
 PN_EXTERN pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len);
 PN_EXTERN pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len);

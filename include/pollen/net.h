@@ -248,6 +248,10 @@ PN_EXTERN int pn_tcp_stream_init(pn_tcp_stream *s, int fd);
  * unsent data is still delivered by the kernel.  0 or close's -errno;
  * harmless on a closed stream. */
 PN_EXTERN int pn_tcp_stream_close(pn_tcp_stream *s);
+/* Close as a future (pn_close_of on the stream's socket): .res = close's
+ * result.  On io_uring the close goes out with the runtime's next batch
+ * of submissions instead of a close(2) of its own. */
+static inline pn_close pn_tcp_close(pn_tcp_stream *s) { return pn_close_of(&s->afd); }
 
 /* ---- reading and writing: the io.h futures on the stream's socket ----- */
 

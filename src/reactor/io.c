@@ -125,24 +125,33 @@ static void detach(pn_async_fd *afd)
     afd->reactor = NULL;
 }
 
-int pn_async_fd_close(pn_async_fd *afd)
+int pn__async_fd_shut(pn_async_fd *afd)
 {
-    if (!afd)
-        return -EINVAL;
     if (afd->closed)
-        return 0;
+        return -1;
     /* closed first: a waiter woken by the deregistration sees it. */
     afd->closed = true;
     pn__uio_close(afd);
     detach(afd);
     int fd = afd->fd;
     afd->fd = -1;
-    if (fd < 0)
-        return 0;
+    return fd;
+}
+
+int pn__async_fd_close_fd(int fd)
+{
     /* Linux closes the fd even when close() says EINTR: never retry. */
     if (pn__sys.close(fd) < 0 && errno != EINTR)
         return -errno;
     return 0;
+}
+
+int pn_async_fd_close(pn_async_fd *afd)
+{
+    if (!afd)
+        return -EINVAL;
+    int fd = pn__async_fd_shut(afd);
+    return fd < 0 ? 0 : pn__async_fd_close_fd(fd);
 }
 
 int pn_async_fd_release(pn_async_fd *afd)

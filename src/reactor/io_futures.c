@@ -1,6 +1,7 @@
 /*
  * io_futures.c - the I/O futures of pollen/io.h: pn_read_some,
- * pn_write_some, pn_write_all_of, pn_readable, pn_writable, pn_accept_on.
+ * pn_write_some, pn_write_all_of, pn_readable, pn_writable, pn_accept_on,
+ * pn_close_of.
  *
  * Each is a thin wrapper over a poll helper of io.c: it owns nothing but
  * its output and (while pending) the task's waker in the fd's record,
@@ -11,6 +12,7 @@
  */
 #include "reactor/reactor.h"
 #include "reactor/slab.h"
+#include "reactor/uio.h"
 
 /* ---- read ---- */
 
@@ -149,4 +151,40 @@ static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_accept
 pn_accept pn_accept_on(pn_async_fd *afd)
 {
     return (pn_accept){ .base = { &accept_vt }, .afd = afd, .res = 0 };
+}
+
+/* ---- close ---- */
+
+static pn_poll close_poll(pn_future *f, pn_cx *cx)
+{
+    pn_close *c = (pn_close *)f;
+    if (c->req) {
+        if (pn__uio_close_poll(&c->req, cx, &c->res) == PN_PENDING)
+            return PN_PENDING;
+        (void)pn_cx_budget_spend(cx);
+        return PN_READY;
+    }
+    if (!c->afd) {
+        c->res = -EINVAL;
+        return PN_READY;
+    }
+    pn__reactor *r = c->afd->reactor ? c->afd->reactor : cx->reactor;
+    int fd = pn__async_fd_shut(c->afd);
+    if (fd >= 0 && pn__uio_close_start(r, fd, cx, &c->req))
+        return PN_PENDING;
+    c->res = fd < 0 ? 0 : pn__async_fd_close_fd(fd);
+    (void)pn_cx_budget_spend(cx);
+    return PN_READY;
+}
+
+static void close_drop(pn_future *f)
+{
+    pn__uio_close_forget(&((pn_close *)f)->req);
+}
+
+static const pn_future_vtable close_vt = { close_poll, close_drop, "pn_close_of" };
+
+pn_close pn_close_of(pn_async_fd *afd)
+{
+    return (pn_close){ .base = { &close_vt }, .afd = afd, .req = NULL, .res = 0 };
 }

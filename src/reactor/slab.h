@@ -106,6 +106,12 @@ static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uin
     }
 }
 
+/* Defined in io.c: shut afd for pollen as pn_async_fd_close does (closed,
+ * completion-mode requests cancelled, deregistered, fd = -1) without
+ * closing the descriptor: returns it (-1 if there is none, or afd was
+ * closed already).  pn__async_fd_close_fd closes one as pn_async_fd_close does. */
+int pn__async_fd_shut(pn_async_fd *afd);
+int pn__async_fd_close_fd(int fd);
 /* Defined in io.c: drop the waker the fd's registration holds for
  * `interest` (PN_READABLE/PN_WRITABLE); used by the futures' drop. */
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);

@@ -75,7 +75,7 @@
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
 #define ACCEPT_AHEAD PN__ACCEPT_AHEAD
 
-enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4 };
+enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4, UOP_CLOSE = 5 };
 
 struct pn__uop {
     uint8_t kind;
@@ -358,9 +358,13 @@ static void accepted(struct pn__uio *io, int res, bool more)
     }
 }
 
+static int close_complete(struct pn__uclose *c, int res);
+
 int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
 {
     struct pn__uop *op = (struct pn__uop *)(uintptr_t)(cqe->user_data & ~TAG_OP);
+    if (op->kind == UOP_CLOSE)
+        return close_complete((struct pn__uclose *)op, cqe->res);
     struct pn__uio *io = op->io;
     int res = op->neutered ? -ECANCELED : cqe->res;
     pn_waker w = PN_WAKER_NONE;
@@ -1086,6 +1090,108 @@ void pn__uio_detach(pn_async_fd *afd)
     drop_chunks(io);
     io->u = NULL;          /* the reactor cancels what is in flight */
     io_unlock(io);
+}
+
+/* ---- close through the ring ------------------------------------------- */
+
+/* A close in flight: the CQE's reference and the future's; the last one
+ * frees it. */
+struct pn__uclose {
+    struct pn__uop op;     /* kind UOP_CLOSE (first: the CQE's user_data) */
+    atomic_int refs;
+    atomic_flag lock;
+    pn_waker waker;
+};
+
+static void close_lock(struct pn__uclose *c)
+{
+    while (atomic_flag_test_and_set_explicit(&c->lock, memory_order_acquire))
+        ;
+}
+
+static void close_unlock(struct pn__uclose *c)
+{
+    atomic_flag_clear_explicit(&c->lock, memory_order_release);
+}
+
+static void close_put(struct pn__uclose *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    pn_waker_drop(&c->waker);
+    pn__free(c);
+}
+
+static int close_complete(struct pn__uclose *c, int res)
+{
+    close_lock(c);
+    c->op.res = res;
+    c->op.done = true;
+    pn_waker w = c->waker;
+    c->waker = PN_WAKER_NONE;
+    close_unlock(c);
+    bool woke = !pn_waker_is_none(&w);
+    pn_waker_wake(&w);
+    close_put(c);
+    return woke;
+}
+
+bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx, struct pn__uclose **out)
+{
+    if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
+        return false;
+    struct ur *u = r->be_data;
+    struct pn__uclose *c = pn__calloc(1, sizeof *c);
+    if (!c)
+        return false;
+    c->op.kind = UOP_CLOSE;
+    atomic_init(&c->refs, 2);
+    atomic_flag_clear(&c->lock);
+    c->waker = pn_waker_clone(cx->waker);
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        pthread_mutex_unlock(&u->sq_lock);
+        pn_waker_drop(&c->waker);
+        pn__free(c);
+        return false;
+    }
+    u->issued++;
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&c->op | TAG_OP);
+    pn__ur_queued(r, u);       /* releases sq_lock */
+    *out = c;
+    return true;
+}
+
+pn_poll pn__uio_close_poll(struct pn__uclose **cp, pn_cx *cx, int *res)
+{
+    struct pn__uclose *c = *cp;
+    close_lock(c);
+    if (!c->op.done) {
+        store(&c->waker, cx->waker);
+        close_unlock(c);
+        return PN_PENDING;
+    }
+    *res = c->op.res;
+    close_unlock(c);
+    close_put(c);
+    *cp = NULL;
+    return PN_READY;
+}
+
+void pn__uio_close_forget(struct pn__uclose **cp)
+{
+    struct pn__uclose *c = *cp;
+    if (!c)
+        return;
+    close_lock(c);
+    pn_waker w = c->waker;
+    c->waker = PN_WAKER_NONE;
+    close_unlock(c);
+    pn_waker_drop(&w);
+    close_put(c);
+    *cp = NULL;
 }
 
 int pn__uio_buffers_out(struct pn__reactor *r)

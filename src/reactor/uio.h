@@ -23,6 +23,7 @@
 #include "pollen/io.h"
 
 struct pn__reactor;
+struct pn__uclose;
 
 /* Connections a listener's multishot accept may queue untaken before it is
  * cancelled (see pn__uio_accept). */
@@ -67,6 +68,16 @@ int  pn__uio_release(pn_async_fd *afd);
 /* The reactor is being freed: copy unread bytes out of its buffers (reads
  * return them first), cancel nothing (the reactor cancels everything). */
 void pn__uio_detach(pn_async_fd *afd);
+/* Close fd (already shut for pollen, see pn__async_fd_shut) with an
+ * IORING_OP_CLOSE queued on r's ring, when r is an io_uring reactor (either
+ * mode): true with *out the request (it holds a clone of cx's waker);
+ * false (nothing done) otherwise or without memory or an SQE. */
+bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx, struct pn__uclose **out);
+/* PN_READY with *res close's result once it ran (*cp freed and NULL),
+ * else PN_PENDING with cx's waker kept. */
+pn_poll pn__uio_close_poll(struct pn__uclose **cp, pn_cx *cx, int *res);
+/* The future is dropped: the close still runs; *cp is let go (NULL). */
+void pn__uio_close_forget(struct pn__uclose **cp);
 /* Tests: receive buffers filled and not yet given back (-1: the reactor
  * has no completion mode); whether afd does its I/O in completion mode. */
 int  pn__uio_buffers_out(struct pn__reactor *r);
@@ -93,6 +104,12 @@ static inline void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_
 static inline void pn__uio_close(pn_async_fd *afd) { (void)afd; }
 static inline int  pn__uio_release(pn_async_fd *afd) { (void)afd; return 0; }
 static inline void pn__uio_detach(pn_async_fd *afd) { (void)afd; }
+static inline bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx,
+                                       struct pn__uclose **out)
+{ (void)r, (void)fd, (void)cx, (void)out; return false; }
+static inline pn_poll pn__uio_close_poll(struct pn__uclose **cp, pn_cx *cx, int *res)
+{ (void)cp, (void)cx, (void)res; return PN_READY; }
+static inline void pn__uio_close_forget(struct pn__uclose **cp) { (void)cp; }
 static inline int  pn__uio_buffers_out(struct pn__reactor *r) { (void)r; return -1; }
 static inline int  pn__uio_nobufs(struct pn__reactor *r) { (void)r; return -1; }
 static inline bool pn__uio_active(const pn_async_fd *afd) { (void)afd; return false; }
