@@ -16,23 +16,6 @@
 #define ECHO_SERVER_NO_MAIN
 #include "../examples/echo_server.c"
 
-static int listen_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1024) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
 int main(int argc, char **argv)
 {
     long workers = 0;
@@ -50,9 +33,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] PORT\n", argv[0]);
         return 2;
     }
-    int fd = listen_port(port);
-    if (fd < 0) {
-        fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(fd));
+    static echo_server srv;   /* must not move while polled */
+    int err = echo_server_init(&srv, port);
+    if (err < 0) {
+        fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(err));
         return 1;
     }
     pn_runtime_config cfg;
@@ -63,19 +47,15 @@ int main(int argc, char **argv)
         cfg.driver = driver;
     }
     pn_runtime *rt;
-    int err = pn_runtime_new(&cfg, &rt);
+    err = pn_runtime_new(&cfg, &rt);
     if (err < 0) {
         fprintf(stderr, "pn_runtime_new: %s\n", pn_strerror(err));
         return 1;
     }
-    echo_server srv = echo_server_new();
-    pn_async_fd_init(&srv.listener, fd);
     printf("pollen echo server (workers=%ld) listening on 127.0.0.1:%d\n", workers, port);
     fflush(stdout);
     if (workers == 0) {
-        static echo_server s;   /* must not move while polled */
-        s = srv;
-        err = pn_block_on(rt, PN_FUTURE(&s));
+        err = pn_block_on(rt, PN_FUTURE(&srv));
     } else {
         pn_join_handle *h;
         err = PN_SPAWN(rt, srv, &h);

@@ -165,28 +165,20 @@ static pn_poll test_main_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable test_main_vt = { test_main_poll, NULL, "test_main" };
 
-static int listen_any(int *port)
+static int listen_any(echo_server *srv)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(fd, 1024), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *port = ntohs(a.sin_port);
-    return fd;
+    cr_assert_eq(echo_server_init(srv, 0), 0);
+    pn_sockaddr a;
+    cr_assert_eq(pn_tcp_listener_local_addr(&srv->listener, &a), 0);
+    return pn_sockaddr_port(&a);
 }
 
 Test(integration, echo_server_and_clients_in_one_runtime)
 {
     int fds_before = count_fds();
     pn_runtime *rt = rt_new();
-    int port;
-    int lfd = listen_any(&port);
-
-    echo_server srv = echo_server_new();
-    cr_assert_eq(pn_async_fd_init(&srv.listener, lfd), 0);
+    echo_server srv;
+    int port = listen_any(&srv);
     test_main m = { .base = { &test_main_vt }, .port = port };
     cr_assert_eq(PN_SPAWN(rt, srv, &m.server), 0);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&m)), 0);
@@ -227,10 +219,8 @@ Test(integration, shutdown_with_open_connections_leaves_no_fd)
 {
     int fds_before = count_fds();
     pn_runtime *rt = rt_new();
-    int port;
-    int lfd = listen_any(&port);
-    echo_server srv = echo_server_new();
-    cr_assert_eq(pn_async_fd_init(&srv.listener, lfd), 0);
+    echo_server srv;
+    int port = listen_any(&srv);
     cr_assert_eq(PN_SPAWN(rt, srv, NULL), 0);
     open_clients o = { .base = { &open_clients_vt }, .port = port };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&o)), 0);
