@@ -72,6 +72,12 @@ void pn__sock_adopt(pn_async_fd *afd, int fd, bool stream)
     *afd = (pn_async_fd){ .fd = fd, .closed = false, .is_socket = true, .is_stream = stream };
 }
 
+void pn__sock_adopt_listener(pn_async_fd *afd, int fd)
+{
+    pn__sock_adopt(afd, fd, true);
+    afd->is_listener = true;
+}
+
 int pn__sock_addr(int fd, pn_sockaddr *out, bool peer)
 {
     if (fd < 0)

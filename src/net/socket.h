@@ -49,8 +49,10 @@ void pn__sock_init_closed(pn_async_fd *afd);
  * pn__socket, socketpair or accept4 with SOCK_NONBLOCK) in *afd without the
  * fstat, fcntl and getsockopt of pn_async_fd_init: the state
  * pn_async_fd_init would leave for a socket of that kind (stream: TCP or
- * Unix stream; else datagram).  Cannot fail. */
+ * Unix stream; else datagram).  Cannot fail.  pn__sock_adopt_listener: a
+ * stream socket listen(2) was called on (afd->is_listener). */
 void pn__sock_adopt(pn_async_fd *afd, int fd, bool stream);
+void pn__sock_adopt_listener(pn_async_fd *afd, int fd);
 
 /* getsockname (peer false) or getpeername (peer true) into *out.
  * 0 or -errno (-EBADF when fd < 0). */

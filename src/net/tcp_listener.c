@@ -44,8 +44,7 @@ int pn_tcp_listen(pn_tcp_listener *l, const pn_sockaddr *addr, const pn_tcp_list
         pn__close_fd(fd);
         return err;
     }
-    pn__sock_adopt(&l->afd, fd, true);
-    l->afd.is_listener = true;
+    pn__sock_adopt_listener(&l->afd, fd);
     return 0;
 }
 

@@ -175,9 +175,7 @@ int pn_unix_listen(pn_unix_listener *l, const char *name, const pn_unix_opts *op
         err = -errno;
         goto fail;
     }
-    err = pn_async_fd_init(&l->afd, fd);
-    if (err)
-        goto fail;
+    pn__sock_adopt_listener(&l->afd, fd);
     l->addr = a;
     l->unlink_on_close = opts && opts->unlink_on_close;
     return 0;
@@ -368,8 +366,8 @@ int pn_unix_dgram_bind(pn_unix_dgram *d, const char *name, const pn_unix_opts *o
     int fd = bound_socket(SOCK_DGRAM, name ? &a : NULL, opts);
     if (fd < 0)
         return fd;
-    err = pn_async_fd_init(&d->afd, fd);
-    if (!err && !name)
+    pn__sock_adopt(&d->afd, fd, false);
+    if (!name)
         err = pn_unix_local_addr(&d->afd, &a);
     if (err) {
         if (name)
