@@ -5,34 +5,88 @@
  * The connection and acceptor futures are the example's own (included with
  * ECHO_SERVER_NO_MAIN, so the benchmark measures exactly the code users
  * read); this file only adds a main that picks the runtime:
- *   bench_echo_server [--workers W] [--driver workers|reactor] PORT
+ *   bench_echo_server [--workers W] [--driver workers|reactor] [--shards S] PORT
  * W = 0 (default): the current-thread runtime, as the example;
  * W >= 1: the multi-thread runtime with W workers, epoll driven by the
  * worker about to park (--driver workers, PN_DRIVER_WORKERS, the default
  * here) or by a dedicated reactor thread (--driver reactor,
  * PN_DRIVER_REACTOR_THREAD); the acceptor then runs as a spawned task so
  * that every poll happens on the workers, as in the Tokio peer.
+ * S >= 2 (--shards): one runtime per core instead of work stealing: S
+ * threads, each with its own current-thread runtime (so its own epoll set
+ * or io_uring ring) and its own SO_REUSEPORT listener on PORT; the kernel
+ * spreads the connections, and a connection stays on its thread.
  */
 #define ECHO_SERVER_NO_MAIN
 #include "../examples/echo_server.c"
+#include <pthread.h>
+
+/* One shard: a current-thread runtime serving its own listener. */
+typedef struct shard {
+    pthread_t thread;
+    echo_server srv;          /* must not move while polled */
+    int err;
+} shard;
+
+static void *shard_main(void *arg)
+{
+    shard *sh = arg;
+    pn_runtime *rt;
+    sh->err = pn_runtime_new(NULL, &rt);
+    if (sh->err < 0)
+        return NULL;
+    sh->err = pn_block_on(rt, PN_FUTURE(&sh->srv));
+    pn_runtime_free(rt);
+    return NULL;
+}
+
+static int run_shards(long n, int port)
+{
+    shard *sh = calloc((size_t)n, sizeof(*sh));
+    if (!sh)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        int err = echo_server_listen(&sh[i].srv, port, true);
+        if (err < 0) {
+            fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(err));
+            return 1;
+        }
+    }
+    printf("pollen echo server (shards=%ld) listening on 127.0.0.1:%d\n", n, port);
+    fflush(stdout);
+    for (long i = 0; i < n; i++)
+        if (pthread_create(&sh[i].thread, NULL, shard_main, &sh[i]) != 0)
+            return 1;
+    for (long i = 0; i < n; i++) {
+        pthread_join(sh[i].thread, NULL);
+        fprintf(stderr, "shard %ld stopped: %s\n", i, pn_strerror(sh[i].err));
+    }
+    free(sh);
+    return 1;
+}
 
 int main(int argc, char **argv)
 {
-    long workers = 0;
+    long workers = 0, shards = 0;
     int port = 0;
     pn_driver_mode driver = PN_DRIVER_WORKERS;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--workers") && i + 1 < argc)
             workers = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--shards") && i + 1 < argc)
+            shards = atol(argv[++i]);
         else if (!strcmp(argv[i], "--driver") && i + 1 < argc)
             driver = !strcmp(argv[++i], "reactor") ? PN_DRIVER_REACTOR_THREAD : PN_DRIVER_WORKERS;
         else
             port = atoi(argv[i]);
     }
     if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] PORT\n", argv[0]);
+        fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] [--shards S] PORT\n",
+                argv[0]);
         return 2;
     }
+    if (shards >= 2)
+        return run_shards(shards, port);
     static echo_server srv;   /* must not move while polled */
     int err = echo_server_init(&srv, port);
     if (err < 0) {

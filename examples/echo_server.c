@@ -132,13 +132,21 @@ static void echo_server_drop(pn_future *f)
 
 static const pn_future_vtable echo_server_vt = { echo_server_poll, echo_server_drop, "echo_server" };
 
-/* The server future, listening on 127.0.0.1:port (0 or -errno). */
-static int echo_server_init(echo_server *s, int port)
+/* The server future, listening on 127.0.0.1:port (0 or -errno).  With
+ * reuseport, several servers (one per thread, each on its own runtime)
+ * share the port and the kernel spreads the connections. */
+static int echo_server_listen(echo_server *s, int port, bool reuseport)
 {
     *s = (echo_server){ .base = { &echo_server_vt } };
     s->backoff = pn_sleep_for(0);
     pn_sockaddr a = pn_sockaddr_loopback4((uint16_t)port);
-    return pn_tcp_listen(&s->listener, &a, NULL);
+    pn_tcp_listen_opts o = { .reuseport = reuseport };
+    return pn_tcp_listen(&s->listener, &a, &o);
+}
+
+static int echo_server_init(echo_server *s, int port)
+{
+    return echo_server_listen(s, port, false);
 }
 
 #ifndef ECHO_SERVER_NO_MAIN
