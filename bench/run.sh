@@ -27,13 +27,21 @@
 # columns (Tokio, libuv).  The second, multi-thread runtimes: pollen with 1
 # and 2 workers in both driver modes (PN_DRIVER_WORKERS: the worker about to
 # park drives epoll and timers; PN_DRIVER_REACTOR_THREAD: a dedicated
-# reactor thread) against Tokio multi_thread with 1 and 2 workers; its
-# ratios say how many times better (> 1) or worse (< 1) one column is than
-# another, whatever the direction of the figure.  The Tokio programs are
-# built here (offline, Debian's librust-tokio-dev) from a copy of
-# bench/peers/tokio in $BENCH_BIN/tokio/crate whose Cargo.lock the cargo at
-# hand writes anew (Debian 12's cargo cannot read a newer cargo's lock
-# file); a peer whose toolchain is missing is skipped with a line saying so.
+# reactor thread), then, on the closed-loop echo rows only (ECHO_MT_GRID),
+# pollen sharded 2 (epoll) and pollen sharded 2 (io_uring):
+# `bench_echo_server --shards 2`, two threads each with its own
+# current-thread runtime (its own epoll set, or io_uring ring) and its own
+# SO_REUSEPORT listener on the port, with POLLEN_BACKEND=epoll and =uring
+# (the io_uring one skipped with a line saying so when the uring servers do
+# not start), against Tokio multi_thread with 1 and 2 workers; its ratios
+# (mt(2) workers and mt(2) reactor vs Tokio mt(2), mt(2) workers vs
+# reactor, sharded 2 (epoll) vs Tokio mt(2)) say how many times better
+# (> 1) or worse (< 1) one column is than another, whatever the direction
+# of the figure.  The Tokio programs are built here (offline, Debian's
+# librust-tokio-dev) from a copy of bench/peers/tokio in
+# $BENCH_BIN/tokio/crate whose Cargo.lock the cargo at hand writes anew
+# (Debian 12's cargo cannot read a newer cargo's lock file); a peer whose
+# toolchain is missing is skipped with a line saying so.
 #
 # Every program prints lines `<figure> key=value ...`; each run appends them
 # to build/bench/results/raw.txt prefixed with the peer and the run number.
@@ -47,7 +55,8 @@
 #
 # TCP echo: the server is pinned to CPU 0 and the load generator
 # (bench/loadgen/echo_load.c, plain epoll) to CPU 1 when the machine has 2+
-# CPUs.  On 2 vCPUs the load generator is usually the bottleneck, so the
+# CPUs; the 2-worker and 2-shard servers too (both their threads share CPU
+# 0).  On 2 vCPUs the load generator is usually the bottleneck, so the
 # figure that separates servers is the server's CPU time per message
 # (utime+stime from /proc/PID/stat over the measured window / messages).
 #
@@ -191,6 +200,17 @@ elif [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ];
 fi
 [ -n "$URING_NOTE" ] && say "note: $URING_NOTE"
 HAVE_URING=yes   # cleared by check_uring when the uring server will not start
+
+# The sharded echo server (bench_echo_server --shards 2, second table): a
+# build from before --shards would take "--shards 2 PORT" for its port and
+# run one current-thread runtime, so look for the option in the binary.
+HAVE_SHARDS=yes
+HAVE_URING_SH=yes   # cleared by check_uring, as HAVE_URING
+if [ -x "$POLLEN_ECHO_W" ] && ! grep -q -e --shards "$POLLEN_ECHO_W" 2>/dev/null; then
+    HAVE_SHARDS=no
+    HAVE_URING_SH=no
+    skip_peer "pollen sharded 2" "$POLLEN_ECHO_W has no --shards option (make bench-build)"
+fi
 
 # Tokio: cargo plus Debian's packaged sources; built offline, release.  The
 # crate is copied to $BENCH_BIN/tokio/crate (times kept, so an unchanged
@@ -436,6 +456,21 @@ echo_peers() {
     return 0
 }
 
+# echo_sharded RUN CONNS SIZE: the 2-shard echo server on epoll (column
+# pollen sharded 2 (epoll)), then on io_uring (pollen sharded 2
+# (io_uring)); the two swap places every run.
+echo_sharded() {
+    [ $HAVE_SHARDS = yes ] || return 0
+    if [ $(($1 % 2)) = 1 ]; then
+        echo_one pollen_sh2 "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO_W --shards 2
+        [ $HAVE_URING_SH = yes ] && echo_one pollen_sh2u "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2
+    else
+        [ $HAVE_URING_SH = yes ] && echo_one pollen_sh2u "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2
+        echo_one pollen_sh2 "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO_W --shards 2
+    fi
+    return 0
+}
+
 suite_echo() {  # run
     r=$1
     [ -x "$LOADGEN" ] || { say "  skip echo: $LOADGEN not built"; return; }
@@ -444,11 +479,14 @@ suite_echo() {  # run
         say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
         echo_peers "$r" "$c" "$s"
         case " $ECHO_MT_GRID " in *" $g "*) ;; *) continue ;; esac
-        # multi-thread servers with 2 workers (pinned to CPU 0 like the others)
+        # multi-thread servers with 2 workers and the 2-shard servers (both
+        # threads pinned to CPU 0 like the others); the order reverses every run
         if [ $((r % 2)) = 1 ]; then
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
+            echo_sharded "$r" "$c" "$s"
         else
+            echo_sharded "$r" "$c" "$s"
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
         fi
@@ -604,6 +642,9 @@ suite_idle() {  # run
 # check_uring: start the echo server once with POLLEN_BACKEND=uring; when
 # it does not listen (it exits at start: io_uring not built in, or refused
 # by the kernel), skip the pollen-uring column with its last output line.
+# Then the same for the 2-shard server (column pollen sharded 2
+# (io_uring)), when the echo suite runs it; a shard whose runtime fails
+# says "stopped" while the other one keeps the process alive.
 check_uring() {
     [ -x "$POLLEN_ECHO" ] && [ -x "$LOADGEN" ] || return 0
     : >"$RES/uring_check.log"
@@ -614,6 +655,25 @@ check_uring() {
     else
         HAVE_URING=no
         skip_peer pollen-uring "POLLEN_BACKEND=uring $POLLEN_ECHO does not start: $(tail -n 1 "$RES/uring_check.log")"
+    fi
+    case " $ONLY " in *" echo "*) ;; *) SERVER_LOG=; return 0 ;; esac
+    [ -n "$ECHO_MT_GRID" ] && [ $HAVE_URING_SH = yes ] || { SERVER_LOG=; return 0; }
+    if [ $HAVE_URING = no ]; then
+        HAVE_URING_SH=no
+        skip_peer "pollen sharded 2 (io_uring)" "io_uring unavailable (see pollen-uring)"
+    else
+        : >"$RES/uring_check.log"
+        if start_server "pollen sharded 2 (io_uring)" env POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2 @PORT@; then
+            kill $spid 2>/dev/null
+            wait $spid 2>/dev/null
+            if grep -q stopped "$RES/uring_check.log"; then
+                HAVE_URING_SH=no
+                skip_peer "pollen sharded 2 (io_uring)" "POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2: $(grep -m1 stopped "$RES/uring_check.log")"
+            fi
+        else
+            HAVE_URING_SH=no
+            skip_peer "pollen sharded 2 (io_uring)" "POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2 does not start: $(tail -n 1 "$RES/uring_check.log")"
+        fi
     fi
     SERVER_LOG=
     return 0
@@ -736,14 +796,15 @@ BEGIN {
     title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
     title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
     if (table == 2) {
-        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r tokio_mt1 tokio_mt2", peers, " ")
+        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r pollen_sh2 pollen_sh2u tokio_mt1 tokio_mt2", peers, " ")
         title["pollen_mt1"] = "pollen mt(1) workers"; title["pollen_mt1r"] = "pollen mt(1) reactor"
         title["pollen_mt2w"] = "pollen mt(2) workers"; title["pollen_mt2r"] = "pollen mt(2) reactor"
+        title["pollen_sh2"] = "pollen sharded 2 (epoll)"; title["pollen_sh2u"] = "pollen sharded 2 (io_uring)"
         title["tokio_mt1"] = "Tokio mt(1)"; title["tokio_mt2"] = "Tokio mt(2)"
         # ratio columns: peer indexes a over b, as "times better"
-        nrat = split("3:6 4:6 3:4", rat, " ")
+        nrat = split("3:8 4:8 3:4 5:8", rat, " ")
         rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(2) reactor vs Tokio mt(2)"
-        rtitle[3] = "mt(2) workers vs reactor"
+        rtitle[3] = "mt(2) workers vs reactor"; rtitle[4] = "sharded 2 (epoll) vs Tokio mt(2)"
     } else {
         # pollen first: the ratio column is pollen (epoll) / best peer
         npeers = split("pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
@@ -816,7 +877,7 @@ END {
     }
     if (table == 2) {
         print "" > md
-        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. Echo servers are pinned to CPU 0, the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
+        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. sharded 2 (closed-loop echo rows only): bench_echo_server --shards 2, two threads each with its own current-thread runtime and SO_REUSEPORT listener, with POLLEN_BACKEND=epoll or =uring (io_uring: an io_uring ring per thread). Echo servers are pinned to CPU 0 (both threads of the 2-worker and 2-shard servers), the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
         exit
     }
     print "" > md
