@@ -197,7 +197,9 @@ typedef struct pn_accept {
  * future is ready when the kernel has run it; elsewhere (epoll, no free
  * submission slot, no memory) by close(2), ready at once.  Until it is
  * ready the descriptor's number stays taken, so it is never reused under
- * a request.  Dropped before it is ready, the descriptor is still closed.
+ * a request.  Dropped after its first poll, the descriptor is still
+ * closed; dropped unpolled, it does nothing.  Poll it from the threads
+ * pn_async_fd_close may be called from.
  */
 typedef struct pn_close {
     pn_future base;

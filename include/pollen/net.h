@@ -251,7 +251,7 @@ PN_EXTERN int pn_tcp_stream_close(pn_tcp_stream *s);
 /* Close as a future (pn_close_of on the stream's socket): .res = close's
  * result.  On io_uring the close goes out with the runtime's next batch
  * of submissions instead of a close(2) of its own. */
-static inline pn_close pn_tcp_close(pn_tcp_stream *s) { return pn_close_of(&s->afd); }
+static inline pn_close pn_tcp_close(pn_tcp_stream *s) { return pn_close_of(s ? &s->afd : NULL); }
 
 /* ---- reading and writing: the io.h futures on the stream's socket ----- */
 

@@ -201,7 +201,7 @@ PN_EXTERN int pn_unix_stream_shutdown(pn_unix_stream *s, int how);
  * stream.  Returns 0 or close()'s -errno. */
 PN_EXTERN int pn_unix_stream_close(pn_unix_stream *s);
 /* Close as a future (pn_close_of, see pollen/io.h). */
-static inline pn_close pn_unix_close(pn_unix_stream *s) { return pn_close_of(&s->afd); }
+static inline pn_close pn_unix_close(pn_unix_stream *s) { return pn_close_of(s ? &s->afd : NULL); }
 
 /* ---- Datagram ---------------------------------------------------------
  *

@@ -6,8 +6,8 @@
  * ECONNABORTED there) with SOCK_NONBLOCK|SOCK_CLOEXEC, in
  * pn__async_fd_poll_accept_addr: the readiness protocol of io.c (try,
  * EAGAIN -> clear -> wait), or on io_uring in completion mode the
- * connections the listener's multishot IORING_OP_ACCEPT queued, accept4,
- * and on EAGAIN that request armed (uio.c).
+ * connections the listener's window of IORING_OP_ACCEPT requests brought,
+ * accept4, and on EAGAIN that window filled (uio.c).
  *
  * The accept futures are streams: they may be awaited again after
  * PN_READY.  Their back-off sleep is embedded (no allocation): 10 ms

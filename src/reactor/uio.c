@@ -28,22 +28,21 @@
  * unseen and its copy is freed then.  Nothing the kernel may still read or
  * write is ever memory a caller owns.
  *
- * Accept (a listener's uio): accept4 first, so a waiting connection is
- * taken at once; on EAGAIN one multishot IORING_OP_ACCEPT, in the place of
- * the receive (a listener receives nothing), whose CQEs bring the
- * connections that arrive after it, each queued (its fd) in the place of
- * the received chunks until an accept takes it.  It stays armed while
- * accepts keep the queue short: at ACCEPT_AHEAD (8) connections nobody has
- * taken it is cancelled (as a receive is paused), so a server that stops
- * accepting, or backs off on EMFILE, has a bounded number of connections
- * accepted behind its back, and the next accept that finds the queue empty
- * arms it again.  A dropped accept future only takes its waker back; the
- * request and the queue stay for the next accept, so no connection is lost
- * between futures; close cancels the request and closes what it queued.
- * One request has one address buffer for all its connections, so the
- * peer's address, when the caller asks for it, is a getpeername (the
- * kernel's multishot accept arrived with COOP_TASKRUN, in Linux 5.19,
- * which the ring's setup already requires).
+ * Accept (a listener's uio): a window of ACCEPT_AHEAD (8) single-shot
+ * IORING_OP_ACCEPT requests, each with its own address buffer.  accept4
+ * first, so a waiting connection is taken at once; on EAGAIN the window
+ * is filled, and from then on every accept that takes a connection a
+ * request brought queues one more.  Each request accepts one connection
+ * as it arrives (no syscall per connection; the kernel wakes one waiting
+ * accept per connection), and the finished requests wait, in the order
+ * they completed, until accepts take them.  So the kernel never holds more
+ * than ACCEPT_AHEAD connections accepted behind the server's back, however
+ * long the runtime does not turn: a server that stops accepting, backs off
+ * on EMFILE or is flooded keeps its descriptors.  (A multishot accept
+ * cannot be bounded that way: the kernel accepts the whole backlog before
+ * the runtime sees the first CQE; and its one address buffer would cost a
+ * getpeername per connection.)  A dropped accept future only takes its
+ * waker back; close cancels what is in flight and closes what waits.
  *
  * Connect: IORING_OP_CONNECT from a copy of the address, in the send's
  * slot (a socket still connecting has nothing to write); its CQE is the
@@ -75,17 +74,35 @@
 #define TX_MAX (256u << 10) /* bytes one write sends at most */
 #define ACCEPT_AHEAD PN__ACCEPT_AHEAD
 
+/* What an accept request's data holds: the peer's address. */
+struct accept_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
 enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4, UOP_CLOSE = 5 };
 
 struct pn__uop {
     uint8_t kind;
     bool done;             /* send, connect: the CQE came (res is valid) */
     bool neutered;         /* its SQE became a NOP (see neuter) */
+    bool cancelled;        /* an accept: its cancel is queued */
     int32_t res;
     struct pn__uio *io;
     size_t len;
     size_t cap;            /* send, connect: bytes of data allocated */
-    char *data;            /* send: the copy; connect: the address */
+    char *data;            /* send: the copy; connect: the address;
+                              accept: struct accept_addr */
+    struct io_uring_sqe *sqe;  /* an accept: where it was queued, and */
+    uint64_t seq;              /* when (see pn__ur_unsubmitted) */
+};
+
+/* A listener's accept requests: in flight (any order) and finished (in
+ * the order they completed), ACCEPT_AHEAD at most together. */
+struct accq {
+    unsigned fly_n, head, n;
+    struct pn__uop *fly[ACCEPT_AHEAD];
+    struct pn__uop *done[ACCEPT_AHEAD];
 };
 
 #define SPARE_MAX 16384u   /* a finished send this small is kept for the next */
@@ -99,12 +116,10 @@ struct pn__uio {
     bool closed;
     bool rx_armed, rx_eof, rx_nobufs;
     int rx_err;
-    struct pn__uop rx;     /* the receive request (kind UOP_RECV), or a
-                              listener's multishot accept (UOP_ACCEPT) */
+    struct pn__uop rx;     /* the receive request (kind UOP_RECV) */
     unsigned rx_head, rx_n;
     uint32_t rx_off;       /* bytes of the head chunk already read */
     unsigned rx_cap;       /* rxq's size: a power of two, grown as needed */
-    /* A received chunk; on a listener, .len is an accepted fd. */
     struct chunk { uint32_t len; uint16_t bid; } *rxq;
     bool rx_stopping;      /* a cancel of the multishot receive is on its way */
     bool rx_hold;          /* a release is waiting: do not re-arm (a read
@@ -116,6 +131,7 @@ struct pn__uio {
     struct pn__uop *tx;    /* the send of the write being polled */
     struct pn__uop *spare; /* a finished send kept for reuse (writes of
                               similar size then allocate nothing) */
+    struct accq *acc;      /* a listener's accept requests, or NULL */
     pn_waker reader, writer;
 };
 
@@ -130,12 +146,25 @@ static void io_unlock(struct pn__uio *io)
     atomic_flag_clear_explicit(&io->lock, memory_order_release);
 }
 
+/* Close and free a finished accept nobody will take. */
+static void drop_accepted(struct pn__uop *op)
+{
+    if (op->res >= 0)
+        (void)pn__sys.close(op->res);
+    pn__free(op);
+}
+
 static void io_unref(struct pn__uio *io)
 {
     if (atomic_fetch_sub(&io->refs, 1) != 1)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
+    if (io->acc) {                 /* closed first: only finished ones left */
+        while (io->acc->n)
+            drop_accepted(io->acc->done[(io->acc->head + --io->acc->n) % ACCEPT_AHEAD]);
+        pn__free(io->acc);
+    }
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
@@ -232,8 +261,8 @@ static struct io_uring_sqe *claim_sqe(struct pn__uio *io)
     return sqe;
 }
 
-/* Queue the receive (a listener: the multishot accept).  io locked; the
- * caller has set rx_armed.  False, unarmed, without an SQE. */
+/* Queue the receive.  io locked; the caller has set rx_armed.  False,
+ * unarmed, without an SQE. */
 static bool queue_recv(struct pn__uio *io)
 {
     struct ur *u = io->u;
@@ -243,13 +272,9 @@ static bool queue_recv(struct pn__uio *io)
         return false;
     }
     io->rx.neutered = false;
-    if (io->rx.kind == UOP_ACCEPT) {
-        io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    } else {
-        io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = BUF_GROUP;
-    }
+    io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP);
     io->rx_sqe = sqe;
     io->rx_seq = pn__ur_note_queued(u);
@@ -284,9 +309,8 @@ static void queue_cancel(struct ur *u, struct pn__uop *op)
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* Too much waits unread (or unaccepted): ask the kernel to stop the
- * multishot receive or accept (io locked).  CQEs already on their way
- * still land in the queue. */
+/* Too much waits unread: ask the kernel to stop the multishot receive (io
+ * locked).  CQEs already on their way still land in the queue. */
 static void pause_recv(struct pn__uio *io)
 {
     struct ur *u = io->u;
@@ -342,20 +366,29 @@ static void spill_append(struct pn__uio *io, const char *src, size_t n)
 
 /* ---- completions (the driver) ---------------------------------------- */
 
-/* A CQE of a listener's multishot accept: queue the connection it brings
- * (io locked).  An error ends the request; the next accept returns it once
- * the connections queued before it are taken. */
-static void accepted(struct pn__uio *io, int res, bool more)
+/* A listener's accept request finished (io locked): it waits with the
+ * others for an accept to take it, unless nobody will (closed: its
+ * connection is closed) or it was cancelled.  An error (EMFILE, ...) leaves
+ * the connection that woke the request in the backlog; the accept that
+ * takes the error queues a fresh request, and a request looks at the
+ * backlog when it is issued, so the connection is found again.  One error
+ * waiting is enough (the accept that takes it backs off): another right
+ * behind it is dropped. */
+static void accepted(struct pn__uio *io, struct pn__uop *op, int res)
 {
-    if (res >= 0) {
-        if (io->closed || !rx_push(io, 0, (uint32_t)res))
-            (void)pn__sys.close(res);  /* nobody will take it (or no memory:
-                                          the client sees it closed) */
-        else if (io->rx_n >= ACCEPT_AHEAD)
-            pause_recv(io);
-    } else if (!more && res != -ECANCELED && !io->closed) {
-        io->rx_err = res;
-    }
+    struct accq *q = io->acc;
+    for (unsigned i = 0; i < q->fly_n; i++)
+        if (q->fly[i] == op) {
+            q->fly[i] = q->fly[--q->fly_n];
+            break;
+        }
+    op->res = res;
+    op->done = true;
+    struct pn__uop *last = q->n ? q->done[(q->head + q->n - 1) % ACCEPT_AHEAD] : NULL;
+    if (io->closed || res == -ECANCELED || (res < 0 && last && last->res < 0))
+        drop_accepted(op);
+    else
+        q->done[(q->head + q->n++) % ACCEPT_AHEAD] = op;
 }
 
 static int close_complete(struct pn__uclose *c, int res);
@@ -369,18 +402,14 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
     int res = op->neutered ? -ECANCELED : cqe->res;
     pn_waker w = PN_WAKER_NONE;
     if (op->kind == UOP_ACCEPT) {
-        bool more = cqe->flags & IORING_CQE_F_MORE;
         io_lock(io);
-        accepted(io, res, more);
-        if (!more)
-            io->rx_armed = io->rx_stopping = false;
+        accepted(io, op, res);
         w = io->reader;
         io->reader = PN_WAKER_NONE;
         io_unlock(io);
-        if (!more)
-            io_unref(io);
         bool woke = !pn_waker_is_none(&w);
         pn_waker_wake(&w);
+        io_unref(io);
         return woke;
     }
     if (op->kind == UOP_RECV) {
@@ -465,7 +494,7 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     io->r = r;
     io->u = u;
     io->fd = afd->fd;
-    io->rx.kind = afd->is_listener ? UOP_ACCEPT : UOP_RECV;
+    io->rx.kind = UOP_RECV;
     io->rx.io = io;
     io->reader = io->writer = PN_WAKER_NONE;
     struct pn__uio *none = NULL;
@@ -671,7 +700,7 @@ static struct pn__uop *new_op(struct pn__uio *io, uint8_t kind, size_t len)
     if (!op)
         return NULL;
     op->kind = kind;
-    op->done = op->neutered = false;
+    op->done = op->neutered = op->cancelled = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -823,21 +852,60 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     return handled;
 }
 
-/* Take the oldest queued connection (io locked; unlocks): its fd, with
- * the peer's address if asked for; a connection reset before it was taken
- * is -ECONNABORTED, as accept(2) would say. */
-static ssize_t take_accepted(struct pn__uio *io, struct sockaddr *sa, socklen_t *salen)
+/* Queue accept requests until ACCEPT_AHEAD are in flight or waiting
+ * (io locked; the caller made io->acc).  Returns how many were queued. */
+static unsigned fill_window(struct pn__uio *io)
 {
-    int fd = (int)io->rxq[io->rx_head].len;
-    io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
-    io->rx_n--;
-    io_unlock(io);
-    if (sa && salen && getpeername(fd, sa, salen) < 0) {
-        int err = errno;
-        (void)pn__sys.close(fd);
-        return err == ENOTCONN ? -ECONNABORTED : -err;
+    struct accq *q = io->acc;
+    unsigned queued = 0;
+    while (q->fly_n + q->n < ACCEPT_AHEAD) {
+        struct pn__uop *op = new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
+        if (!op)
+            break;
+        struct accept_addr *aa = (struct accept_addr *)op->data;
+        aa->len = sizeof(aa->ss);
+        struct io_uring_sqe *sqe = claim_sqe(io);
+        if (!sqe) {
+            pn__free(op);
+            break;
+        }
+        io_uring_prep_accept(sqe, io->fd, (struct sockaddr *)&aa->ss, &aa->len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
+        op->sqe = sqe;
+        op->seq = pn__ur_note_queued(io->u);
+        pthread_mutex_unlock(&io->u->sq_lock);
+        q->fly[q->fly_n++] = op;
+        queued++;
     }
-    return fd;
+    if (queued) {
+        pthread_mutex_lock(&io->u->sq_lock);
+        pn__ur_queued(io->r, io->u);   /* releases sq_lock */
+    }
+    return queued;
+}
+
+/* Cancel every accept request in flight (io locked): an unsubmitted one
+ * becomes a NOP, a submitted one gets an ASYNC_CANCEL.  Their CQEs still
+ * come and free them. */
+static void cancel_accepts(struct pn__uio *io)
+{
+    struct accq *q = io->acc;
+    struct ur *u = io->u;
+    if (!q || !u || !q->fly_n)
+        return;
+    pthread_mutex_lock(&u->sq_lock);
+    for (unsigned i = 0; i < q->fly_n; i++) {
+        struct pn__uop *op = q->fly[i];
+        if (op->cancelled)
+            continue;
+        op->cancelled = true;
+        if (pn__ur_unsubmitted(u, op->seq))
+            neuter(op, op->sqe);
+        else
+            queue_cancel(u, op);
+    }
+    pn__ur_queued(io->r, u);   /* releases sq_lock */
 }
 
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
@@ -850,16 +918,23 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         return false;
     io_lock(io);
     io->rx_hold = false;               /* accepting again: not released */
-    if (io->rx_n || io->rx_err) {      /* what the request brought is ours */
+    struct accq *q = io->acc;
+    if (q && q->n) {                   /* what a request brought is ours */
         if (spent(io, cx, out))
             return true;
-        if (io->rx_n) {
-            *res = take_accepted(io, sa, salen);
-        } else {
-            *res = io->rx_err;         /* it ended the request */
-            io->rx_err = 0;
-            io_unlock(io);
+        struct pn__uop *op = q->done[q->head];
+        q->head = (q->head + 1) % ACCEPT_AHEAD;
+        q->n--;
+        if (io->u)
+            (void)fill_window(io);     /* still accepting: keep it full */
+        io_unlock(io);
+        *res = op->res;
+        if (op->res >= 0 && sa && salen) {
+            struct accept_addr *aa = (struct accept_addr *)op->data;
+            memcpy(sa, &aa->ss, aa->len < *salen ? aa->len : *salen);
+            *salen = aa->len;
         }
+        pn__free(op);
         (void)pn_cx_budget_spend(cx);
         *out = PN_READY;
         return true;
@@ -868,9 +943,7 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         io_unlock(io);
         return false;
     }
-    if (io->rx_armed) {
-        /* Its next CQE wakes us: a connection, or its end (a cancel on
-         * its way ends it; the accept after that arms it again). */
+    if (q && q->fly_n) {
         store(&io->reader, cx->waker);
         io_unlock(io);
         *out = PN_PENDING;
@@ -880,7 +953,7 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         return true;
     io_unlock(io);
     /* A connection already waiting is taken at once; only an empty
-     * backlog arms the request. */
+     * backlog fills the window. */
     int n;
     do
         n = pn__sys.accept4(afd->fd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -892,18 +965,22 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         return true;
     }
     io_lock(io);
-    if (io->rx_armed || io->rx_n || io->rx_err || !io->u) {
-        /* Armed by another poll meanwhile (or its last CQE has not come,
-         * or the reactor went): look again. */
+    if (!io->acc)
+        io->acc = pn__calloc(1, sizeof *io->acc);
+    q = io->acc;
+    if (!q || !io->u || q->n || q->fly_n) {
+        /* No memory (the readiness path waits), or the reactor went, or
+         * another poll filled the window meanwhile: look again. */
         io_unlock(io);
+        if (!q)
+            return false;
         pn_waker_wake_by_ref(cx->waker);
         *out = PN_PENDING;
         return true;
     }
-    io->rx_armed = true;
-    if (!queue_recv(io)) {
+    if (!fill_window(io)) {
         io_unlock(io);
-        return false;                   /* readiness waits for it */
+        return false;                   /* no SQE: readiness waits for it */
     }
     store(&io->reader, cx->waker);
     io_unlock(io);
@@ -976,14 +1053,21 @@ static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe)
     op->neutered = true;
 }
 
-/* Give back every buffered chunk, close every queued connection (io
- * locked). */
+/* Close every connection a finished accept request holds (io locked). */
+static void drop_accepts(struct pn__uio *io)
+{
+    while (io->acc && io->acc->n) {
+        drop_accepted(io->acc->done[io->acc->head]);
+        io->acc->head = (io->acc->head + 1) % ACCEPT_AHEAD;
+        io->acc->n--;
+    }
+}
+
+/* Give back every buffered chunk (io locked). */
 static void drop_chunks(struct pn__uio *io)
 {
     while (io->rx_n) {
-        if (io->rx.kind == UOP_ACCEPT)
-            (void)pn__sys.close((int)io->rxq[io->rx_head].len);
-        else if (io->u)
+        if (io->u)
             buf_give_back(io->u, io->rxq[io->rx_head].bid);
         io->rx_head = (io->rx_head + 1) & (io->rx_cap - 1);
         io->rx_n--;
@@ -1024,8 +1108,10 @@ void pn__uio_close(pn_async_fd *afd)
                 queue_cancel(u, io->tx);
         }
         pn__ur_queued(io->r, u);   /* releases sq_lock */
+        cancel_accepts(io);
     }
     drop_chunks(io);
+    drop_accepts(io);
     drop_tx(io, false);   /* the close above already neutered or cancelled it */
     rd = io->reader;
     wr = io->writer;
@@ -1044,17 +1130,24 @@ int pn__uio_release(pn_async_fd *afd)
         return 0;
     io_lock(io);
     int err = 0;
-    if (io->rx_n || io->spill) {
+    struct accq *q = io->acc;
+    while (q && q->n && q->done[q->head]->res < 0) {   /* errors: forget them */
+        pn__free(q->done[q->head]);
+        q->head = (q->head + 1) % ACCEPT_AHEAD;
+        q->n--;
+    }
+    if (io->rx_n || io->spill || (q && q->n)) {
         err = -EBUSY;                  /* bytes or connections are ours */
     } else if (io->u && atomic_load(&io->refs) > 1) {
         /* A request is still in the kernel: a receive could take bytes,
          * an accept a connection, after the fd is handed back; a send
-         * could still be sending.  Stop the receive or the accept (a
+         * could still be sending.  Stop the receive and the accepts (a
          * send runs to its end) and let the caller try again once the
          * runtime has turned. */
         io->rx_hold = true;
         if (io->rx_armed)
             pause_recv(io);
+        cancel_accepts(io);
         err = -EINPROGRESS;
     }
     io_unlock(io);
@@ -1069,12 +1162,7 @@ void pn__uio_detach(pn_async_fd *afd)
     if (!io)
         return;
     io_lock(io);
-    if (io->rx.kind == UOP_ACCEPT) {   /* queued connections stay queued */
-        io->u = NULL;
-        io_unlock(io);
-        return;
-    }
-    size_t total = 0;
+    size_t total = 0;   /* (a listener's finished accepts stay for accepts) */
     for (unsigned i = 0, h = io->rx_head; i < io->rx_n; i++, h = (h + 1) & (io->rx_cap - 1))
         total += io->rxq[h].len;
     total -= io->rx_off;
@@ -1098,6 +1186,7 @@ void pn__uio_detach(pn_async_fd *afd)
  * frees it. */
 struct pn__uclose {
     struct pn__uop op;     /* kind UOP_CLOSE (first: the CQE's user_data) */
+    int fd;
     atomic_int refs;
     atomic_flag lock;
     pn_waker waker;
@@ -1124,6 +1213,11 @@ static void close_put(struct pn__uclose *c)
 
 static int close_complete(struct pn__uclose *c, int res)
 {
+    /* Cancelled before it ran (the teardown's cancel of everything can
+     * reach a close the kernel handed to a worker: files with a flush
+     * method): the descriptor is still ours to close. */
+    if (res == -ECANCELED)
+        res = pn__sys.close(c->fd) < 0 && errno != EINTR ? -errno : 0;
     close_lock(c);
     c->op.res = res;
     c->op.done = true;
@@ -1145,6 +1239,7 @@ bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx, struct pn__uc
     if (!c)
         return false;
     c->op.kind = UOP_CLOSE;
+    c->fd = fd;
     atomic_init(&c->refs, 2);
     atomic_flag_clear(&c->lock);
     c->waker = pn_waker_clone(cx->waker);

@@ -25,8 +25,8 @@
 struct pn__reactor;
 struct pn__uclose;
 
-/* Connections a listener's multishot accept may queue untaken before it is
- * cancelled (see pn__uio_accept). */
+/* The accept requests a listener keeps in the kernel, and so the most
+ * connections accepted that no accept has taken (see pn__uio_accept). */
 #define PN__ACCEPT_AHEAD 8u
 
 #ifdef PN_WITH_URING
@@ -44,15 +44,16 @@ bool pn__uio_applies(struct pn__reactor *r);
  * pn__uio_forget(PN_WRITABLE), which cancels it. */
 bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
                      int *res, pn_poll *out);
-/* Accept on a listening stream socket: a connection the listener's
- * multishot IORING_OP_ACCEPT queued, else accept4 at once, and on EAGAIN
- * arm that request (*res: the fd, nonblocking and close-on-exec, or
- * -errno; *sa / *salen its address as accept4 gives them).  The request is
- * cancelled when PN__ACCEPT_AHEAD connections wait untaken (connections
- * that come before the cancel lands are queued too).  A pending accept is
+/* Accept on a listening stream socket: a connection one of the
+ * listener's IORING_OP_ACCEPT requests brought, else accept4 at once, and
+ * on EAGAIN a window of PN__ACCEPT_AHEAD requests (*res: the fd,
+ * nonblocking and close-on-exec, or -errno; *sa / *salen its address as
+ * accept4 gives them).  Each accept that takes a connection queues a
+ * request in its place, so the kernel never holds more than
+ * PN__ACCEPT_AHEAD connections nobody asked for.  A pending accept is
  * polled again or dropped with pn__uio_forget(PN_READABLE), which takes
- * its waker back and leaves the request and its queue for the next
- * accept.  Only on a listener (afd->is_listener). */
+ * its waker back and leaves the window for the next accept.  Only on a
+ * listener (afd->is_listener). */
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
                     ssize_t *res, pn_poll *out);
 /* A future waiting on afd is dropped: take its waker back; a write of
@@ -66,7 +67,8 @@ void pn__uio_close(pn_async_fd *afd);
  * else 0 (the uio is let go). */
 int  pn__uio_release(pn_async_fd *afd);
 /* The reactor is being freed: copy unread bytes out of its buffers (reads
- * return them first), cancel nothing (the reactor cancels everything). */
+ * return them first; a listener's accepted connections stay for its next
+ * accepts), cancel nothing (the reactor cancels everything). */
 void pn__uio_detach(pn_async_fd *afd);
 /* Close fd (already shut for pollen, see pn__async_fd_shut) with an
  * IORING_OP_CLOSE queued on r's ring, when r is an io_uring reactor (either
