@@ -755,6 +755,20 @@ static void drop_a_waiting_accept(pn_runtime *rt, pn_tcp_listener *l)
     cr_assert_eq(t.status, -ETIMEDOUT);
 }
 
+/* One accept on l (within 5 s, else the connection was lost): the
+ * accepted stream (not registered yet, so movable) and its peer. */
+static pn_tcp_stream accept_one(pn_runtime *rt, pn_tcp_listener *l, pn_sockaddr *peer)
+{
+    pn_tcp_accept acc = pn_tcp_accept_on(l);
+    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+    AWAIT(rt, t);
+    cr_assert_eq(t.status, 0, "the connection was lost");
+    cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
+    if (peer)
+        *peer = acc.peer;
+    return acc.stream;
+}
+
 static void accept_waits_in_the_ring(pn_runtime_flavor fl)
 {
     atomic_store(&accept4_calls, 0);
@@ -825,15 +839,11 @@ static void dropped_accept_loses_no_connection(pn_runtime_flavor fl)
     drop_a_waiting_accept(rt, &l);
     int c = client_to(&at);
     cr_assert_eq(write(c, "x", 1), 1);
-    pn_tcp_accept acc2 = pn_tcp_accept_on(&l);
-    pn_timeout t2 = pn_timeout_for(PN_FUTURE(&acc2), PN_SEC(5));
-    AWAIT(rt, t2);
-    cr_assert_eq(t2.status, 0, "the connection was lost");
-    cr_assert_eq(acc2.res, 0);
+    pn_tcp_stream s2 = accept_one(rt, &l, NULL);
     char got;
-    read_n(rt, &acc2.stream.afd, &got, 1);
+    read_n(rt, &s2.afd, &got, 1);
     cr_assert_eq(got, 'x');
-    cr_assert_eq(pn_tcp_stream_close(&acc2.stream), 0);
+    cr_assert_eq(pn_tcp_stream_close(&s2), 0);
     close(c);
     /* The same, but the listener is closed instead: a connection the
      * dropped request took is closed with it. */
@@ -887,17 +897,13 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
             close(c);
             break;
         }
-        pn_tcp_accept acc = pn_tcp_accept_on(&l);
-        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
-        AWAIT(rt, t);
-        cr_assert_eq(t.status, 0, "the connection was lost");
-        cr_assert_eq(acc.res, 0);
+        pn_tcp_stream s = accept_one(rt, &l, NULL);
         if (completion_mode(rt))
             cr_assert_eq(atomic_load(&accept4_calls), calls, "it came from the kept request");
         char got;
-        read_n(rt, &acc.stream.afd, &got, 1);
+        read_n(rt, &s.afd, &got, 1);
         cr_assert_eq(got, 'k');
-        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+        cr_assert_eq(pn_tcp_stream_close(&s), 0);
         close(c);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -1002,6 +1008,18 @@ static int local_port(int c)
     return pn_sockaddr_port(&a);
 }
 
+/* Which of the n clients `peer` is; each may be found once (seen[]). */
+static int client_of(const int *c, int n, const pn_sockaddr *peer, bool *seen)
+{
+    int i = 0;
+    while (i < n && local_port(c[i]) != pn_sockaddr_port(peer))
+        i++;
+    cr_assert_lt(i, n, "the peer address names no client");
+    cr_assert(!seen[i], "client %d accepted twice", i);
+    seen[i] = true;
+    return i;
+}
+
 /* Connections that come while the accept window waits are all brought by
  * its requests (no accept4 each), each with its own peer address and its
  * own bytes. */
@@ -1023,21 +1041,13 @@ static void window_brings_many(pn_runtime_flavor fl)
     }
     bool seen[N] = { false };
     for (int k = 0; k < N; k++) {
-        pn_tcp_accept acc = pn_tcp_accept_on(&l);
-        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
-        AWAIT(rt, t);
-        cr_assert_eq(t.status, 0, "connection %d was lost", k);
-        cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
-        int i = 0;
-        while (i < N && local_port(c[i]) != pn_sockaddr_port(&acc.peer))
-            i++;
-        cr_assert_lt(i, N, "the peer address names no client");
-        cr_assert(!seen[i], "client %d accepted twice", i);
-        seen[i] = true;
+        pn_sockaddr peer;
+        pn_tcp_stream s = accept_one(rt, &l, &peer);
+        int i = client_of(c, N, &peer, seen);
         char got;
-        read_n(rt, &acc.stream.afd, &got, 1);
+        read_n(rt, &s.afd, &got, 1);
         cr_assert_eq(got, 'a' + i, "the address belongs to another connection");
-        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+        cr_assert_eq(pn_tcp_stream_close(&s), 0);
     }
     if (completion_mode(rt))
         cr_assert_eq(atomic_load(&accept4_calls), 1, "the window brought them all");
@@ -1082,12 +1092,8 @@ static void accept_ahead_is_bounded(pn_runtime_flavor fl)
     int expect = completion_mode(rt) ? (int)PN__ACCEPT_AHEAD : 0;
     cr_assert_eq(ahead, expect, "%d accepted ahead", ahead);
     for (int k = 0; k < N / 2; k++) {
-        pn_tcp_accept acc = pn_tcp_accept_on(&l);
-        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
-        AWAIT(rt, t);
-        cr_assert_eq(t.status, 0, "connection %d was lost", k);
-        cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
-        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+        pn_tcp_stream s = accept_one(rt, &l, NULL);
+        cr_assert_eq(pn_tcp_stream_close(&s), 0);
     }
     sleep_in(rt, PN_MS(20));
     ahead = count_fds() - base - N;
@@ -1131,18 +1137,10 @@ static void accepted_connections_outlive_the_runtime(pn_runtime_flavor fl)
     c[N] = client_to(&at);
     bool seen[N + 1] = { false };
     for (int k = 0; k <= N; k++) {
-        pn_tcp_accept acc = pn_tcp_accept_on(&l);
-        pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
-        AWAIT(rt, t);
-        cr_assert_eq(t.status, 0, "connection %d was lost", k);
-        cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
-        int i = 0;
-        while (i <= N && local_port(c[i]) != pn_sockaddr_port(&acc.peer))
-            i++;
-        cr_assert_leq(i, N, "the peer address names no client");
-        cr_assert(!seen[i], "client %d accepted twice", i);
-        seen[i] = true;
-        cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+        pn_sockaddr peer;
+        pn_tcp_stream s = accept_one(rt, &l, &peer);
+        (void)client_of(c, N + 1, &peer, seen);
+        cr_assert_eq(pn_tcp_stream_close(&s), 0);
     }
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     for (int i = 0; i <= N; i++)
@@ -1213,15 +1211,11 @@ static void emfile_while_waiting(pn_runtime_flavor fl)
         cr_assert_eq(atomic_load(&accept4_calls), calls, "the request brought the EMFILE");
     while (nhogs > 0)
         close(hogs[--nhogs]);
-    pn_tcp_accept acc = pn_tcp_accept_on(&l);
-    pn_timeout t2 = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
-    AWAIT(rt, t2);
-    cr_assert_eq(t2.status, 0, "the connection was lost");
-    cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
+    pn_tcp_stream s = accept_one(rt, &l, NULL);
     char got;
-    read_n(rt, &acc.stream.afd, &got, 1);
+    read_n(rt, &s.afd, &got, 1);
     cr_assert_eq(got, 'm');
-    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    cr_assert_eq(pn_tcp_stream_close(&s), 0);
     close(c);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
