@@ -3,23 +3,36 @@
 #
 #   sh mk/test-backends.sh <log dir> <probe> <test binary> [criterion args...]
 #
-# BACKENDS (default "epoll uring") lists the passes; each runs the whole
-# suite with POLLEN_BACKEND set, through mk/run-tests.sh, logging to
-# <log dir>/test-<backend>.log.  The uring pass first runs <probe>
-# (mk/backend_probe.c): when the machine cannot set up io_uring the pass is
-# skipped with a line that says why (the epoll pass still has to pass).
+# BACKENDS (default "epoll uring uring-readiness") lists the passes; each
+# runs the whole suite through mk/run-tests.sh, logging to
+# <log dir>/test-<backend>.log: epoll and uring with POLLEN_BACKEND set,
+# uring-readiness with POLLEN_BACKEND=uring and POLLEN_URING_MODE=readiness
+# (io_uring's multishot polls only, no completion-mode sockets).  A uring
+# pass first runs <probe> (mk/backend_probe.c): when the machine cannot set
+# up io_uring the pass is skipped with a line that says why (the epoll pass
+# still has to pass).
 set -u
 dir=$1 probe=$2
 shift 2
 rc=0
-for be in ${BACKENDS:-epoll uring}; do
-    if [ "$be" = uring ]; then
+for be in ${BACKENDS:-epoll uring uring-readiness}; do
+    mode=
+    case $be in
+    uring-readiness) backend=uring mode=readiness ;;
+    *) backend=$be ;;
+    esac
+    if [ "$backend" = uring ]; then
         if ! why=$("$probe"); then
-            echo "=== backend uring: SKIPPED, io_uring cannot be used here: $why"
+            echo "=== backend $be: SKIPPED, io_uring cannot be used here: $why"
             continue
         fi
     fi
     echo "=== backend $be"
-    POLLEN_BACKEND=$be sh mk/run-tests.sh "$dir/test-$be.log" "$@" || rc=1
+    if [ -n "$mode" ]; then
+        POLLEN_BACKEND=$backend POLLEN_URING_MODE=$mode \
+            sh mk/run-tests.sh "$dir/test-$be.log" "$@" || rc=1
+    else
+        POLLEN_BACKEND=$backend sh mk/run-tests.sh "$dir/test-$be.log" "$@" || rc=1
+    fi
 done
 exit $rc

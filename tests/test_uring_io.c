@@ -1155,6 +1155,38 @@ Test(uring_io, accepted_connections_outlive_the_runtime)
     accepted_connections_outlive_the_runtime(PN_RUNTIME_MULTI_THREAD);
 }
 
+/* A listener closed from outside the runtime (the test's thread, while
+ * the runtime idles) is closed for the kernel when the close returns: a
+ * connect right after is refused, not queued in a backlog that the
+ * requests of pollen's (the accept window, a readiness poll) would keep
+ * alive until the runtime next turns. */
+static void close_from_outside_releases_at_once(pn_runtime_flavor fl)
+{
+    int fds = count_fds();
+    pn_runtime *rt = flavour_new(fl);
+    for (int round = 0; round < 20; round++) {
+        pn_tcp_listener l;
+        pn_sockaddr at;
+        listen_local(&l, &at);
+        drop_a_waiting_accept(rt, &l);    /* requests in the kernel now */
+        cr_assert_eq(pn_tcp_listener_close(&l), 0);
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(c, 0);
+        int r = connect(c, &at.sa, at.len);
+        cr_assert(r < 0 && errno == ECONNREFUSED,
+                  "round %d: connect after close: %s", round, r == 0 ? "accepted" : strerror(errno));
+        close(c);
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+Test(uring_io, close_from_outside_releases_at_once)
+{
+    close_from_outside_releases_at_once(PN_RUNTIME_CURRENT_THREAD);
+    close_from_outside_releases_at_once(PN_RUNTIME_MULTI_THREAD);
+}
+
 /* The first result of one accept poll loop (no back-off, unlike
  * pn_tcp_accept). */
 typedef struct first_accept {

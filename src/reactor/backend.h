@@ -59,6 +59,10 @@ struct pn__backend {
     void (*adopt)(pn__reactor *r);
     /* Optional.  Undo adopt (and what turns implied) for this thread. */
     void (*disown)(pn__reactor *r);
+    /* Optional.  Return once what this thread queued has reached the
+     * kernel (a close waits so, before close(2), for the cancels that let
+     * go of the file). */
+    void (*settle)(pn__reactor *r);
 };
 
 struct pn__reactor {

@@ -129,10 +129,12 @@ int pn__async_fd_shut(pn_async_fd *afd)
 {
     if (afd->closed)
         return -1;
+    pn__reactor *r = afd->reactor;
     /* closed first: a waiter woken by the deregistration sees it. */
     afd->closed = true;
     pn__uio_close(afd);
     detach(afd);
+    pn__reactor_settle(r);  /* the kernel lets go of the file first */
     int fd = afd->fd;
     afd->fd = -1;
     return fd;

@@ -291,6 +291,12 @@ void pn__reactor_disown_thread(pn__reactor *r)
         r->be->disown(r);
 }
 
+void pn__reactor_settle(pn__reactor *r)
+{
+    if (r && r->be->settle)
+        r->be->settle(r);
+}
+
 unsigned pn__reactor_wake_signals(pn__reactor *r)
 {
     return atomic_load_explicit(&r->wake_signals, memory_order_relaxed);

@@ -92,6 +92,9 @@ void pn__reactor_adopt_thread(pn__reactor *r);
 /* ... and no longer does (pn_block_on returns): its later requests go
  * through the threads that turn the reactor.  Call after a flush. */
 void pn__reactor_disown_thread(pn__reactor *r);
+/* Wait (briefly) until the requests this thread queued are in the kernel:
+ * io_uring, when another thread drives the ring; a no-op elsewhere. */
+void pn__reactor_settle(pn__reactor *r);
 
 /* A readiness wait is about to sleep on reg: make sure the kernel watches
  * its fd (a no-op unless the backend deferred it). */

@@ -18,7 +18,10 @@
  * workers) submit, and at once, as epoll_ctl would: a registration is live
  * before its task sleeps, and a removal lets go of the file before its fd
  * is closed.  Any other thread queues its SQE and wakes the reactor, whose
- * next turn submits it.  Several threads submit, so the ring is neither
+ * next turn submits it; a close from such a thread then waits until it has
+ * (ur_settle), and with no thread driving the ring at all (a
+ * current-thread runtime between two pn_block_on) that thread submits
+ * itself (submit_if_undriven).  Several threads submit, so the ring is neither
  * SINGLE_ISSUER nor DEFER_TASKRUN (whose task work runs only when the one
  * issuer waits on the ring: a worker parked on a futex would hold its
  * polls' completions back).  It is COOP_TASKRUN | TASKRUN_FLAG: task work
@@ -61,6 +64,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "core/sys.h"
 #include "reactor/uring.h"
 
@@ -222,6 +226,21 @@ static _Thread_local uint64_t tl_driver;
 /* This thread queued SQEs on that ring and has not submitted them yet. */
 static _Thread_local uint64_t tl_dirty;
 
+/* No thread drives the ring (a current-thread runtime between two
+ * pn_block_on): nobody would submit what another thread queues, and a
+ * request still in the kernel keeps its file open (a closed listener would
+ * keep its port and its backlog, a closed socket its peer waiting for the
+ * end of stream).  So that thread submits itself (sq_lock held).  The SQ
+ * then holds only what such threads queued (removals, cancels, NOPs of
+ * closes: they finish inside the submission, nothing stays owned by the
+ * submitting thread), since pn_block_on submits what it queued before it
+ * lets go of the ring. */
+static void submit_if_undriven(struct ur *u)
+{
+    if (atomic_load(&u->drivers) == 0)
+        (void)submit(u);
+}
+
 void pn__ur_queued(pn__reactor *r, struct ur *u)
 {
     if (tl_driver == u->id) {
@@ -229,6 +248,7 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
+    submit_if_undriven(u);
     pthread_mutex_unlock(&u->sq_lock);
     pn__reactor_wake(r);
 }
@@ -244,19 +264,54 @@ static void ur_flush(pn__reactor *r)
     pthread_mutex_unlock(&u->sq_lock);
 }
 
+/* This thread drives u from now on (counted once per thread). */
+static void drive(struct ur *u)
+{
+    if (tl_driver == u->id)
+        return;
+    tl_driver = u->id;
+    atomic_fetch_add(&u->drivers, 1);
+}
+
 static void ur_adopt(pn__reactor *r)
 {
-    struct ur *u = r->be_data;
-    tl_driver = u->id;
+    drive(r->be_data);
 }
 
 static void ur_disown(pn__reactor *r)
 {
     struct ur *u = r->be_data;
-    if (tl_driver == u->id)
+    if (tl_driver == u->id) {
         tl_driver = 0;
+        atomic_fetch_sub(&u->drivers, 1);
+    }
     if (tl_dirty == u->id)
         tl_dirty = 0;       /* the caller flushed */
+}
+
+/* A thread that does not drive the ring queued the removals and cancels
+ * of a close; until the driver it woke has submitted them, the kernel's
+ * requests keep the file open, so close(2) would not close the socket (a
+ * listener would keep accepting into its backlog).  Wait until the
+ * kernel's SQ head has passed them: a worker wakes within microseconds;
+ * the wait gives up after about 100 ms (a runtime shutting down), and the
+ * file is then let go when the driver gets to it. */
+static void ur_settle(pn__reactor *r)
+{
+    struct ur *u = r->be_data;
+    if (tl_driver == u->id || atomic_load(&u->drivers) == 0)
+        return;     /* it submits itself (see submit_if_undriven) */
+    pthread_mutex_lock(&u->sq_lock);
+    uint64_t last = u->ring.sq.sqe_tail - 1;
+    bool queued = io_uring_sq_ready(&u->ring) > 0;
+    pthread_mutex_unlock(&u->sq_lock);
+    for (int i = 0; queued && i < 2000; i++) {
+        struct timespec ts = { 0, 50 * 1000 };
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&u->sq_lock);
+        queued = pn__ur_unsubmitted(u, last);
+        pthread_mutex_unlock(&u->sq_lock);
+    }
 }
 
 /* Send what is queued: now if this thread drives the ring, else by waking
@@ -269,6 +324,7 @@ static int flush(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return err;
     }
+    submit_if_undriven(u);
     pthread_mutex_unlock(&u->sq_lock);
     pn__reactor_wake(r);
     return 0;
@@ -495,7 +551,7 @@ static void ur_close(pn__reactor *r)
 static int ur_turn(pn__reactor *r, int64_t timeout_ns)
 {
     struct ur *u = r->be_data;
-    tl_driver = u->id;
+    drive(u);
     if (!u->evfd_armed) {
         pthread_mutex_lock(&u->sq_lock);
         struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
@@ -596,6 +652,7 @@ const struct pn__backend pn__uring_backend = {
     .watch = ur_watch,
     .adopt = ur_adopt,
     .disown = ur_disown,
+    .settle = ur_settle,
 };
 
 #endif /* PN_WITH_URING */

@@ -36,6 +36,7 @@ struct ur {
      * the driver of the moment): teardown waits until they are equal. */
     uint64_t issued, ended;
     uint64_t id;                  /* unique per ring, for the thread marks */
+    atomic_int drivers;           /* threads marked as driving it */
     int wakefd;                   /* eventfd: wakes from other threads */
     bool evfd_armed;              /* its poll is live (driver only) */
     pthread_mutex_t sq_lock;
