@@ -12,10 +12,12 @@
  * tests check the same behaviour of the readiness path, and that no
  * completion state is ever created.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include "helpers.h"
 #include "pollen/net.h"
@@ -1185,6 +1187,58 @@ Test(uring_io, close_from_outside_releases_at_once)
 {
     close_from_outside_releases_at_once(PN_RUNTIME_CURRENT_THREAD);
     close_from_outside_releases_at_once(PN_RUNTIME_MULTI_THREAD);
+}
+
+/* A thread of the caller's registers a pipe with an idle current-thread
+ * runtime, then blocks in a recv with a timeout while the pipe becomes
+ * readable again and again: nothing pollen submitted from that thread may
+ * interrupt it (io_uring runs a request's completion as task work on the
+ * thread that submitted it: EINTR). */
+typedef struct reg_thread {
+    pn_runtime *rt;
+    int pipe_rd;
+    int res, err;
+} reg_thread;
+
+static void *register_then_block(void *arg)
+{
+    reg_thread *t = arg;
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, t->pipe_rd), 0);
+    cr_assert_eq(pn_async_fd_register(&a, t->rt), 0);
+    int sp[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    struct timeval tv = { 0, 200 * 1000 };
+    cr_assert_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    char b;
+    t->res = (int)recv(sp[0], &b, 1, 0);
+    t->err = errno;
+    close(sp[0]);
+    close(sp[1]);
+    cr_assert_eq(pn_async_fd_release(&a), t->pipe_rd);
+    return NULL;
+}
+
+Test(uring_io, registering_from_a_user_thread_does_not_interrupt_it)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    sleep_in(rt, PN_MS(1));
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    reg_thread t = { .rt = rt, .pipe_rd = p[0] };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, register_then_block, &t), 0);
+    for (int i = 0; i < 10; i++) {         /* the pipe turns readable */
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        cr_assert_eq(write(p[1], "x", 1), 1);
+    }
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(t.res, -1);
+    cr_assert(t.err == EAGAIN || t.err == EWOULDBLOCK, "recv: %s", strerror(t.err));
+    close(p[0]);
+    close(p[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
 /* The first result of one accept poll loop (no back-off, unlike

@@ -598,6 +598,10 @@ static void *worker_main(void *arg)
         }
     }
     stop_searching(w);
+    /* No longer a thread that submits: closes made after the workers are
+     * gone (futures dropped by the shutdown) submit their own cancels. */
+    pn__reactor_flush(rt->base.reactor);
+    pn__reactor_disown_thread(rt->base.reactor);
     return NULL;
 }
 
@@ -632,6 +636,8 @@ static void *driver_main(void *arg)
             batch.head = batch.tail = NULL;
         }
     }
+    pn__reactor_flush(rt->base.reactor);
+    pn__reactor_disown_thread(rt->base.reactor);
     return NULL;
 }
 

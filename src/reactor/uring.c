@@ -20,8 +20,8 @@
  * is closed.  Any other thread queues its SQE and wakes the reactor, whose
  * next turn submits it; a close from such a thread then waits until it has
  * (ur_settle), and with no thread driving the ring at all (a
- * current-thread runtime between two pn_block_on) that thread submits
- * itself (submit_if_undriven).  Several threads submit, so the ring is neither
+ * current-thread runtime between two pn_block_on) submits its cancels
+ * itself.  Several threads submit, so the ring is neither
  * SINGLE_ISSUER nor DEFER_TASKRUN (whose task work runs only when the one
  * issuer waits on the ring: a worker parked on a futex would hold its
  * polls' completions back).  It is COOP_TASKRUN | TASKRUN_FLAG: task work
@@ -64,6 +64,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <time.h>
 #include "core/sys.h"
 #include "reactor/uring.h"
@@ -226,21 +227,6 @@ static _Thread_local uint64_t tl_driver;
 /* This thread queued SQEs on that ring and has not submitted them yet. */
 static _Thread_local uint64_t tl_dirty;
 
-/* No thread drives the ring (a current-thread runtime between two
- * pn_block_on): nobody would submit what another thread queues, and a
- * request still in the kernel keeps its file open (a closed listener would
- * keep its port and its backlog, a closed socket its peer waiting for the
- * end of stream).  So that thread submits itself (sq_lock held).  The SQ
- * then holds only what such threads queued (removals, cancels, NOPs of
- * closes: they finish inside the submission, nothing stays owned by the
- * submitting thread), since pn_block_on submits what it queued before it
- * lets go of the ring. */
-static void submit_if_undriven(struct ur *u)
-{
-    if (atomic_load(&u->drivers) == 0)
-        (void)submit(u);
-}
-
 void pn__ur_queued(pn__reactor *r, struct ur *u)
 {
     if (tl_driver == u->id) {
@@ -248,7 +234,6 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
-    submit_if_undriven(u);
     pthread_mutex_unlock(&u->sq_lock);
     pn__reactor_wake(r);
 }
@@ -283,34 +268,64 @@ static void ur_disown(pn__reactor *r)
     struct ur *u = r->be_data;
     if (tl_driver == u->id) {
         tl_driver = 0;
+        /* Whatever another thread queued for this one to submit goes now,
+         * and the count drops under the same lock, so a close that looks
+         * at the count under it either is submitted here or submits
+         * itself (ur_settle). */
+        pthread_mutex_lock(&u->sq_lock);
+        if (io_uring_sq_ready(&u->ring))
+            (void)submit(u);
         atomic_fetch_sub(&u->drivers, 1);
+        pthread_mutex_unlock(&u->sq_lock);
     }
     if (tl_dirty == u->id)
         tl_dirty = 0;       /* the caller flushed */
 }
 
 /* A thread that does not drive the ring queued the removals and cancels
- * of a close; until the driver it woke has submitted them, the kernel's
- * requests keep the file open, so close(2) would not close the socket (a
- * listener would keep accepting into its backlog).  Wait until the
- * kernel's SQ head has passed them: a worker wakes within microseconds;
- * the wait gives up after about 100 ms (a runtime shutting down), and the
- * file is then let go when the driver gets to it. */
+ * of a close; until they are submitted the kernel's requests keep the file
+ * open, so close(2) would not close the socket (a listener would keep
+ * accepting into its backlog).  When no thread drives the ring (a
+ * current-thread runtime between two pn_block_on, a runtime whose workers
+ * are gone) this thread submits them itself: the SQ then holds only what
+ * such threads queued (removals, cancels, NOPs; their registrations are
+ * not armed from here, see ur_add), since a driver submits what is queued
+ * before it lets go (ur_disown), and they finish inside the submission,
+ * so nothing stays with this thread.  Otherwise it waits, up to 100 ms (a
+ * worker wakes within microseconds; a runtime busy or shutting down may
+ * not), until the kernel's SQ head has passed them.  The requests they
+ * cancel end by task work on the threads that submitted them, so the file
+ * is let go when those threads next enter the kernel: at once for a
+ * running worker, later for a thread blocked elsewhere. */
 static void ur_settle(pn__reactor *r)
 {
     struct ur *u = r->be_data;
-    if (tl_driver == u->id || atomic_load(&u->drivers) == 0)
-        return;     /* it submits itself (see submit_if_undriven) */
+    if (tl_driver == u->id)
+        return;                        /* its own turn or flush submits */
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_nsec += 100 * 1000 * 1000;
+    if (end.tv_nsec >= 1000000000) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000;
+    }
     pthread_mutex_lock(&u->sq_lock);
     uint64_t last = u->ring.sq.sqe_tail - 1;
     bool queued = io_uring_sq_ready(&u->ring) > 0;
-    pthread_mutex_unlock(&u->sq_lock);
-    for (int i = 0; queued && i < 2000; i++) {
-        struct timespec ts = { 0, 50 * 1000 };
-        nanosleep(&ts, NULL);
+    for (;;) {
+        if (queued && atomic_load(&u->drivers) == 0) {
+            (void)submit(u);
+            queued = false;
+        }
+        pthread_mutex_unlock(&u->sq_lock);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!queued || now.tv_sec > end.tv_sec ||
+            (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return;
+        sched_yield();
         pthread_mutex_lock(&u->sq_lock);
         queued = pn__ur_unsubmitted(u, last);
-        pthread_mutex_unlock(&u->sq_lock);
     }
 }
 
@@ -324,7 +339,6 @@ static int flush(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return err;
     }
-    submit_if_undriven(u);
     pthread_mutex_unlock(&u->sq_lock);
     pn__reactor_wake(r);
     return 0;
@@ -362,6 +376,14 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
         atomic_store(&reg->unwatched, true);
         return 0;
     }
+    /* A thread that does not drive the ring (pn_async_fd_register from a
+     * thread of the caller's) does not arm it either: the poll would be
+     * submitted by a driver, or by this thread's next close (ur_settle),
+     * and then belong to it.  The first readiness wait arms it. */
+    if (tl_driver != u->id) {
+        atomic_store(&reg->unwatched, true);
+        return 0;
+    }
     return arm(r, u, reg, token);
 }
 
@@ -375,8 +397,9 @@ static void ur_watch(pn__reactor *r, pn__registration *reg, uint64_t token)
 
 static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
 {
-    (void)reg;
     struct ur *u = r->be_data;
+    if (atomic_load(&reg->unwatched))
+        return;                        /* never armed: nothing to cancel */
     pthread_mutex_lock(&u->sq_lock);
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (sqe) {
