@@ -243,21 +243,27 @@ void pn__uio_teardown(struct ur *u)
 
 /* ---- queueing ---------------------------------------------------------- */
 
-/* An SQE for a request of io's, with sq_lock held and the request counted
- * (a reference on io, one in flight on the ring); NULL, with nothing held
- * or counted, when the kernel takes no more entries.  io locked. */
+/* An SQE for a request of io's, the request counted (a reference on io,
+ * one in flight on the ring); NULL, nothing counted, when the kernel takes
+ * no more entries.  io locked, sq_lock held. */
+static struct io_uring_sqe *claim_sqe_locked(struct pn__uio *io)
+{
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(io->u);
+    if (sqe) {
+        atomic_fetch_add(&io->refs, 1);
+        io->u->issued++;
+    }
+    return sqe;
+}
+
+/* The same, taking sq_lock: held on return with an SQE, released
+ * without. */
 static struct io_uring_sqe *claim_sqe(struct pn__uio *io)
 {
-    struct ur *u = io->u;
-    atomic_fetch_add(&io->refs, 1);
-    pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (!sqe) {
-        pthread_mutex_unlock(&u->sq_lock);
-        atomic_fetch_sub(&io->refs, 1);   /* never the last: the caller holds one */
-        return NULL;
-    }
-    u->issued++;
+    pthread_mutex_lock(&io->u->sq_lock);
+    struct io_uring_sqe *sqe = claim_sqe_locked(io);
+    if (!sqe)
+        pthread_mutex_unlock(&io->u->sq_lock);
     return sqe;
 }
 
@@ -853,35 +859,35 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
 }
 
 /* Queue accept requests until ACCEPT_AHEAD are in flight or waiting
- * (io locked; the caller made io->acc).  Returns how many were queued. */
+ * (io locked; the caller made io->acc), under one hold of sq_lock.
+ * Returns how many were queued. */
 static unsigned fill_window(struct pn__uio *io)
 {
     struct accq *q = io->acc;
+    struct ur *u = io->u;
     unsigned queued = 0;
+    pthread_mutex_lock(&u->sq_lock);
     while (q->fly_n + q->n < ACCEPT_AHEAD) {
         struct pn__uop *op = new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
-        if (!op)
-            break;
-        struct accept_addr *aa = (struct accept_addr *)op->data;
-        aa->len = sizeof(aa->ss);
-        struct io_uring_sqe *sqe = claim_sqe(io);
+        struct io_uring_sqe *sqe = op ? claim_sqe_locked(io) : NULL;
         if (!sqe) {
             pn__free(op);
             break;
         }
+        struct accept_addr *aa = (struct accept_addr *)op->data;
+        aa->len = sizeof(aa->ss);
         io_uring_prep_accept(sqe, io->fd, (struct sockaddr *)&aa->ss, &aa->len,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
         op->sqe = sqe;
-        op->seq = pn__ur_note_queued(io->u);
-        pthread_mutex_unlock(&io->u->sq_lock);
+        op->seq = pn__ur_note_queued(u);
         q->fly[q->fly_n++] = op;
         queued++;
     }
-    if (queued) {
-        pthread_mutex_lock(&io->u->sq_lock);
-        pn__ur_queued(io->r, io->u);   /* releases sq_lock */
-    }
+    if (queued)
+        pn__ur_queued(io->r, u);   /* releases sq_lock */
+    else
+        pthread_mutex_unlock(&u->sq_lock);
     return queued;
 }
 
