@@ -64,17 +64,12 @@ static ssize_t op_recv(int fd, void *p)
     return (size_t)n > a->len ? (ssize_t)a->len : n;
 }
 
-/* The arguments' check, one for the poll helpers and the futures'
- * constructors (which check once; their polls pass what they checked). */
-static int send_args(const pn_async_fd *afd, const void *buf, size_t len,
+/* The arguments' check, one for both directions (a receive has no
+ * address to check), the poll helpers and the futures' constructors. */
+static int check_args(const pn_async_fd *afd, const void *buf, size_t len,
                      const pn_sockaddr *to, pn__dgram_check_fn check)
 {
     return !afd || (!buf && len) ? -EINVAL : check ? check(to) : 0;
-}
-
-static int recv_args(const pn_async_fd *afd, const void *buf, size_t len)
-{
-    return !afd || (!buf && len) ? -EINVAL : 0;
 }
 
 pn_poll pn__dgram_poll_send(pn_async_fd *afd, pn_cx *cx, const void *buf, size_t len,
@@ -82,7 +77,7 @@ pn_poll pn__dgram_poll_send(pn_async_fd *afd, pn_cx *cx, const void *buf, size_t
 {
     if (!res)
         return PN_READY;
-    int err = cx ? send_args(afd, buf, len, to, check) : -EINVAL;
+    int err = cx ? check_args(afd, buf, len, to, check) : -EINVAL;
     if (err) {
         *res = err;
         return PN_READY;
@@ -97,7 +92,7 @@ pn_poll pn__dgram_poll_recv(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
 {
     if (!res)
         return PN_READY;
-    int err = cx ? recv_args(afd, buf, len) : -EINVAL;
+    int err = cx ? check_args(afd, buf, len, NULL, NULL) : -EINVAL;
     if (err) {
         *res = err;
         return PN_READY;
@@ -120,7 +115,7 @@ pn_dgram_send pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
     s.base.vt = vt;
     s.buf = buf;
     s.len = len;
-    s.res = send_args(afd, buf, len, to, check);
+    s.res = check_args(afd, buf, len, to, check);
     if (s.res == 0) {
         s.afd = afd;
         if (to)
@@ -155,7 +150,7 @@ pn_dgram_recv pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, v
     r.base.vt = vt;
     r.buf = buf;
     r.len = len;
-    r.res = recv_args(afd, buf, len);
+    r.res = check_args(afd, buf, len, NULL, NULL);
     if (r.res == 0)
         r.afd = afd;
     return r;

@@ -66,6 +66,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include "core/sys.h"
+#include "reactor/slab.h"
 #include "reactor/uio.h"
 #include "reactor/uring.h"
 
@@ -160,11 +161,8 @@ static void io_unref(struct pn__uio *io)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
-    if (io->acc) {                 /* closed first: only finished ones left */
-        while (io->acc->n)
-            drop_accepted(io->acc->done[(io->acc->head + --io->acc->n) % ACCEPT_AHEAD]);
-        pn__free(io->acc);
-    }
+    pn__free(io->acc);   /* empty: close took what waited, and accepted()
+                            closes what finishes after it */
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
@@ -389,7 +387,6 @@ static void accepted(struct pn__uio *io, struct pn__uop *op, int res)
             break;
         }
     op->res = res;
-    op->done = true;
     struct pn__uop *last = q->n ? q->done[(q->head + q->n - 1) % ACCEPT_AHEAD] : NULL;
     if (io->closed || res == -ECANCELED || (res < 0 && last && last->res < 0))
         drop_accepted(op);
@@ -923,7 +920,6 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
     if (!io)
         return false;
     io_lock(io);
-    io->rx_hold = false;               /* accepting again: not released */
     struct accq *q = io->acc;
     if (q && q->n) {                   /* what a request brought is ours */
         if (spent(io, cx, out))
@@ -999,7 +995,6 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
  * it: an unsubmitted SQE becomes a NOP, a submitted one gets an
  * ASYNC_CANCEL queued ahead of anything written after.  Bytes the kernel
  * had already sent stay sent. */
-static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
@@ -1223,7 +1218,7 @@ static int close_complete(struct pn__uclose *c, int res)
      * reach a close the kernel handed to a worker: files with a flush
      * method): the descriptor is still ours to close. */
     if (res == -ECANCELED)
-        res = pn__sys.close(c->fd) < 0 && errno != EINTR ? -errno : 0;
+        res = pn__async_fd_close_fd(c->fd);
     close_lock(c);
     c->op.res = res;
     c->op.done = true;

@@ -310,7 +310,7 @@ static void ur_settle(pn__reactor *r)
         end.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&u->sq_lock);
-    uint64_t last = u->ring.sq.sqe_tail - 1;
+    uint64_t last = pn__ur_note_queued(u);   /* the last SQE queued */
     bool queued = io_uring_sq_ready(&u->ring) > 0;
     for (;;) {
         if (queued && atomic_load(&u->drivers) == 0) {
