@@ -101,9 +101,10 @@ struct pn__uop {
 /* A listener's accept requests: in flight (any order) and finished (in
  * the order they completed), ACCEPT_AHEAD at most together. */
 struct accq {
-    unsigned fly_n, head, n;
+    unsigned fly_n, head, n, idle_n;
     struct pn__uop *fly[ACCEPT_AHEAD];
     struct pn__uop *done[ACCEPT_AHEAD];
+    struct pn__uop *idle[ACCEPT_AHEAD];   /* taken, kept for the next request */
 };
 
 #define SPARE_MAX 16384u   /* a finished send this small is kept for the next */
@@ -161,8 +162,12 @@ static void io_unref(struct pn__uio *io)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
-    pn__free(io->acc);   /* empty: close took what waited, and accepted()
-                            closes what finishes after it */
+    if (io->acc) {       /* close took what waited, and accepted() closes
+                            what finishes after it: only idle ones left */
+        while (io->acc->idle_n)
+            pn__free(io->acc->idle[--io->acc->idle_n]);
+        pn__free(io->acc);
+    }
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
@@ -865,12 +870,15 @@ static unsigned fill_window(struct pn__uio *io)
     unsigned queued = 0;
     pthread_mutex_lock(&u->sq_lock);
     while (q->fly_n + q->n < ACCEPT_AHEAD) {
-        struct pn__uop *op = new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
+        struct pn__uop *op = q->idle_n ? q->idle[--q->idle_n]
+                                       : new_op(io, UOP_ACCEPT, sizeof(struct accept_addr));
         struct io_uring_sqe *sqe = op ? claim_sqe_locked(io) : NULL;
         if (!sqe) {
-            pn__free(op);
+            if (op)
+                q->idle[q->idle_n++] = op;
             break;
         }
+        op->neutered = op->cancelled = false;
         struct accept_addr *aa = (struct accept_addr *)op->data;
         aa->len = sizeof(aa->ss);
         io_uring_prep_accept(sqe, io->fd, (struct sockaddr *)&aa->ss, &aa->len,
@@ -927,16 +935,16 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         struct pn__uop *op = q->done[q->head];
         q->head = (q->head + 1) % ACCEPT_AHEAD;
         q->n--;
-        if (io->u)
-            (void)fill_window(io);     /* still accepting: keep it full */
-        io_unlock(io);
         *res = op->res;
         if (op->res >= 0 && sa && salen) {
             struct accept_addr *aa = (struct accept_addr *)op->data;
             memcpy(sa, &aa->ss, aa->len < *salen ? aa->len : *salen);
             *salen = aa->len;
         }
-        pn__free(op);
+        q->idle[q->idle_n++] = op;     /* the next request reuses it */
+        if (io->u)
+            (void)fill_window(io);     /* still accepting: keep it full */
+        io_unlock(io);
         (void)pn_cx_budget_spend(cx);
         *out = PN_READY;
         return true;
