@@ -62,7 +62,7 @@ static void sleep_in(pn_runtime *rt, uint64_t ns)
 
 /* ---- a read dropped while its receive is in the kernel ------------------ */
 
-static void dropped_read_loses_nothing(pn_runtime_flavor fl)
+BOTH(uring_io, dropped_read_loses_nothing)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
@@ -87,12 +87,6 @@ static void dropped_read_loses_nothing(pn_runtime_flavor fl)
     cr_assert_eq(pn_async_fd_close(&a), 0);
     close(peer);
     cr_assert_eq(pn_runtime_free(rt), 0);
-}
-
-Test(uring_io, dropped_read_loses_nothing)
-{
-    dropped_read_loses_nothing(PN_RUNTIME_CURRENT_THREAD);
-    dropped_read_loses_nothing(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* ---- a write dropped while its send is in the kernel -------------------- */
@@ -120,7 +114,7 @@ static void *drain_peer(void *arg)
     return NULL;
 }
 
-static void dropped_write_is_cancelled_in_order(pn_runtime_flavor fl)
+BOTH(uring_io, dropped_write_is_cancelled_in_order)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
@@ -151,12 +145,6 @@ static void dropped_write_is_cancelled_in_order(pn_runtime_flavor fl)
     cr_assert_eq(pthread_join(th, NULL), 0);
     close(peer);
     cr_assert_eq(pn_runtime_free(rt), 0);
-}
-
-Test(uring_io, dropped_write_is_cancelled_in_order)
-{
-    dropped_write_is_cancelled_in_order(PN_RUNTIME_CURRENT_THREAD);
-    dropped_write_is_cancelled_in_order(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* ---- close with received data buffered ---------------------------------- */
@@ -221,10 +209,9 @@ Test(uring_io, peek_does_not_consume)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     pn_tcp_stream s;
-    int p[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
-    cr_assert_eq(pn_async_fd_init(&s.afd, p[0]), 0);
-    cr_assert_eq(write(p[1], "peekaboo", 8), 8);
+    int peer;
+    pair(&s.afd, &peer);
+    cr_assert_eq(write(peer, "peekaboo", 8), 8);
     char buf[8];
     pn_tcp_peek pk = pn_tcp_peek_of(&s, buf, sizeof buf);
     AWAIT(rt, pk);
@@ -234,7 +221,7 @@ Test(uring_io, peek_does_not_consume)
     read_n(rt, &s.afd, all, 8);
     cr_assert_eq(memcmp(all, "peekaboo", 8), 0);
     cr_assert_eq(pn_async_fd_close(&s.afd), 0);
-    close(p[1]);
+    close(peer);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
@@ -296,7 +283,7 @@ static pn_poll reader_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable reader_vt = { reader_poll, NULL, "reader" };
 
-static void exhausted_ring_falls_back_without_loss(pn_runtime_flavor fl)
+BOTH(uring_io, exhausted_ring_falls_back_without_loss)
 {
     pn_runtime *rt = flavour_new(fl);
     static pn_async_fd a[NCONN];
@@ -337,12 +324,6 @@ static void exhausted_ring_falls_back_without_loss(pn_runtime_flavor fl)
         close(f[c].peer);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
-}
-
-Test(uring_io, exhausted_ring_falls_back_without_loss)
-{
-    exhausted_ring_falls_back_without_loss(PN_RUNTIME_CURRENT_THREAD);
-    exhausted_ring_falls_back_without_loss(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* ---- close while another task's send waits for the peer ----------------- */
@@ -421,7 +402,7 @@ static void wait_peer_closed(int fd)
     cr_assert(p.revents & (POLLRDHUP | POLLHUP));
 }
 
-static void close_cancels_a_waiting_send(pn_runtime_flavor fl)
+BOTH(uring_io, close_cancels_a_waiting_send)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
@@ -457,12 +438,6 @@ static void close_cancels_a_waiting_send(pn_runtime_flavor fl)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-Test(uring_io, close_cancels_a_waiting_send)
-{
-    close_cancels_a_waiting_send(PN_RUNTIME_CURRENT_THREAD);
-    close_cancels_a_waiting_send(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* ---- connect through the ring ------------------------------------------- */
 
 static atomic_int connect_calls;
@@ -473,16 +448,17 @@ static int counting_connect(int fd, const struct sockaddr *a, socklen_t len)
     return connect(fd, a, len);
 }
 
-static void connect_without_a_connect_syscall(pn_runtime_flavor fl)
+static void listen_local(pn_tcp_listener *l, pn_sockaddr *at);
+
+BOTH(uring_io, connect_without_a_connect_syscall)
 {
     /* The table is switched while no runtime thread reads it. */
     atomic_store(&connect_calls, 0);
     pn__sys.connect = counting_connect;
     pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
-    pn_sockaddr at = pn_sockaddr_loopback4(0);
-    cr_assert_eq(pn_tcp_listen(&l, &at, NULL), 0);
-    cr_assert_eq(pn_tcp_listener_local_addr(&l, &at), 0);
+    pn_sockaddr at;
+    listen_local(&l, &at);
     pn_tcp_stream s;
     pn_tcp_connect c = pn_tcp_connect_to(&s, &at, PN_SEC(5));
     AWAIT(rt, c);
@@ -511,15 +487,9 @@ static void connect_without_a_connect_syscall(pn_runtime_flavor fl)
     pn__sys_reset();
 }
 
-Test(uring_io, connect_without_a_connect_syscall)
-{
-    connect_without_a_connect_syscall(PN_RUNTIME_CURRENT_THREAD);
-    connect_without_a_connect_syscall(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* ---- release: no byte lost or read twice -------------------------------- */
 
-static void release_loses_nothing(pn_runtime_flavor fl)
+BOTH(uring_io, release_loses_nothing)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
@@ -572,12 +542,6 @@ static void release_loses_nothing(pn_runtime_flavor fl)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-Test(uring_io, release_loses_nothing)
-{
-    release_loses_nothing(PN_RUNTIME_CURRENT_THREAD);
-    release_loses_nothing(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* ---- close as a future ---------------------------------------------------- */
 
 static atomic_int close_calls;
@@ -598,7 +562,7 @@ static bool on_uring(pn_runtime *rt)
 /* pn_close_of on a socket with a receive armed and bytes unread: on
  * io_uring the close is a request of the ring (no close(2)), and the
  * buffers holding the unread bytes go back. */
-static void close_future_closes(pn_runtime_flavor fl)
+BOTH(uring_io, close_future_closes)
 {
     int fds = count_fds();
     pn__sys.close = counting_close;      /* before any worker runs */
@@ -636,12 +600,6 @@ static void close_future_closes(pn_runtime_flavor fl)
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();
     cr_assert_eq(count_fds(), fds, "an fd was left open");
-}
-
-Test(uring_io, close_future_closes)
-{
-    close_future_closes(PN_RUNTIME_CURRENT_THREAD);
-    close_future_closes(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* A task that polls a close once and drops it. */
@@ -694,12 +652,10 @@ static void dropped_close_still_closes(pn_runtime_flavor fl, bool free_at_once)
     cr_assert_eq(count_fds(), fds, "an fd was left open");
 }
 
-Test(uring_io, dropped_close_still_closes)
+BOTH(uring_io, dropped_close_still_closes)
 {
-    dropped_close_still_closes(PN_RUNTIME_CURRENT_THREAD, false);
-    dropped_close_still_closes(PN_RUNTIME_MULTI_THREAD, false);
-    dropped_close_still_closes(PN_RUNTIME_CURRENT_THREAD, true);
-    dropped_close_still_closes(PN_RUNTIME_MULTI_THREAD, true);
+    dropped_close_still_closes(fl, false);
+    dropped_close_still_closes(fl, true);
 }
 
 /* ---- accept through the ring -------------------------------------------- */
@@ -788,7 +744,7 @@ static int accepted_ahead(pn_runtime *rt, int base, int clients, int want)
     return count_fds() - base - clients;
 }
 
-static void accept_waits_in_the_ring(pn_runtime_flavor fl)
+BOTH(uring_io, accept_waits_in_the_ring)
 {
     atomic_store(&accept4_calls, 0);
     pn__sys.accept4 = counting_accept4;
@@ -831,12 +787,6 @@ static void accept_waits_in_the_ring(pn_runtime_flavor fl)
     pn__sys_reset();
 }
 
-Test(uring_io, accept_waits_in_the_ring)
-{
-    accept_waits_in_the_ring(PN_RUNTIME_CURRENT_THREAD);
-    accept_waits_in_the_ring(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* The client's end sees its connection closed (EOF or reset) by then. */
 static void wait_closed_by_server(int c)
 {
@@ -847,7 +797,7 @@ static void wait_closed_by_server(int c)
     cr_assert(n == 0 || (n < 0 && errno == ECONNRESET), "read: %zd", n);
 }
 
-static void dropped_accept_loses_no_connection(pn_runtime_flavor fl)
+BOTH(uring_io, dropped_accept_loses_no_connection)
 {
     int fds = count_fds();
     pn_runtime *rt = flavour_new(fl);
@@ -878,12 +828,6 @@ static void dropped_accept_loses_no_connection(pn_runtime_flavor fl)
     close(c);
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
-}
-
-Test(uring_io, dropped_accept_loses_no_connection)
-{
-    dropped_accept_loses_no_connection(PN_RUNTIME_CURRENT_THREAD);
-    dropped_accept_loses_no_connection(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* The current-thread runtime does nothing between two pn_block_on: a
@@ -977,7 +921,7 @@ Test(uring_io, two_acceptors_both_get_one)
 /* Releasing a listener whose accept request waits: the request is
  * cancelled, and a connection that comes meanwhile is either accepted
  * through pollen (-EBUSY) or left in the backlog of the released fd. */
-static void release_listener_loses_no_connection(pn_runtime_flavor fl)
+BOTH(uring_io, release_listener_loses_no_connection)
 {
     int fds = count_fds();
     pn_runtime *rt = flavour_new(fl);
@@ -1018,12 +962,6 @@ static void release_listener_loses_no_connection(pn_runtime_flavor fl)
     cr_assert_eq(count_fds(), fds, "an fd was left open");
 }
 
-Test(uring_io, release_listener_loses_no_connection)
-{
-    release_listener_loses_no_connection(PN_RUNTIME_CURRENT_THREAD);
-    release_listener_loses_no_connection(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* The local port of a client socket. */
 static int local_port(int c)
 {
@@ -1048,7 +986,7 @@ static int client_of(const int *c, int n, const pn_sockaddr *peer, bool *seen)
 /* Connections that come while the accept window waits are all brought by
  * its requests (no accept4 each), each with its own peer address and its
  * own bytes. */
-static void window_brings_many(pn_runtime_flavor fl)
+BOTH(uring_io, accept_window_brings_many_connections)
 {
     enum { N = 5 };
     atomic_store(&accept4_calls, 0);
@@ -1085,19 +1023,13 @@ static void window_brings_many(pn_runtime_flavor fl)
     pn__sys_reset();
 }
 
-Test(uring_io, accept_window_brings_many_connections)
-{
-    window_brings_many(PN_RUNTIME_CURRENT_THREAD);
-    window_brings_many(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* A flood of connections while the runtime does not turn (the clients
  * connect between two pn_block_on): the kernel accepts exactly
  * PN__ACCEPT_AHEAD of them behind the server's back, one per request of the
  * window, and leaves the rest in its backlog.  Accepting refills the window
  * (to the bound again, no accept4), nothing is lost, and closing the
  * listener closes what the window holds. */
-static void accept_ahead_is_bounded(pn_runtime_flavor fl)
+BOTH(uring_io, accept_ahead_is_bounded)
 {
     enum { N = 3 * PN__ACCEPT_AHEAD };
     atomic_store(&accept4_calls, 0);
@@ -1133,16 +1065,10 @@ static void accept_ahead_is_bounded(pn_runtime_flavor fl)
     cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
 }
 
-Test(uring_io, accept_ahead_is_bounded)
-{
-    accept_ahead_is_bounded(PN_RUNTIME_CURRENT_THREAD);
-    accept_ahead_is_bounded(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* The runtime is freed while the window holds connections: a later
  * runtime's accepts take them (none lost), then the readiness path takes
  * over. */
-static void accepted_connections_outlive_the_runtime(pn_runtime_flavor fl)
+BOTH(uring_io, accepted_connections_outlive_the_runtime)
 {
     enum { N = 3 };
     int fds = count_fds();
@@ -1175,18 +1101,12 @@ static void accepted_connections_outlive_the_runtime(pn_runtime_flavor fl)
     cr_assert_eq(count_fds(), fds, "an fd was left open");
 }
 
-Test(uring_io, accepted_connections_outlive_the_runtime)
-{
-    accepted_connections_outlive_the_runtime(PN_RUNTIME_CURRENT_THREAD);
-    accepted_connections_outlive_the_runtime(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* A listener closed from outside the runtime (the test's thread, while
  * the runtime idles) is closed for the kernel when the close returns: a
  * connect right after is refused, not queued in a backlog that the
  * requests of pollen's (the accept window, a readiness poll) would keep
  * alive until the runtime next turns. */
-static void close_from_outside_releases_at_once(pn_runtime_flavor fl)
+BOTH(uring_io, close_from_outside_releases_at_once)
 {
     int fds = count_fds();
     pn_runtime *rt = flavour_new(fl);
@@ -1205,12 +1125,6 @@ static void close_from_outside_releases_at_once(pn_runtime_flavor fl)
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), fds, "an fd was left open");
-}
-
-Test(uring_io, close_from_outside_releases_at_once)
-{
-    close_from_outside_releases_at_once(PN_RUNTIME_CURRENT_THREAD);
-    close_from_outside_releases_at_once(PN_RUNTIME_MULTI_THREAD);
 }
 
 /* A thread of the caller's registers a pipe with an idle current-thread
@@ -1293,7 +1207,7 @@ static const pn_future_vtable first_accept_vt = { first_accept_poll, NULL, "firs
  * returns it, the connection stays in the backlog (the fresh request the
  * accept queues looks there when it is issued), and it is served once
  * descriptors are back. */
-static void emfile_while_waiting(pn_runtime_flavor fl)
+BOTH(uring_io, emfile_while_an_accept_waits)
 {
     enum { HOGS = 4096 };
     struct rlimit old, low;
@@ -1339,12 +1253,6 @@ static void emfile_while_waiting(pn_runtime_flavor fl)
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
-Test(uring_io, emfile_while_an_accept_waits)
-{
-    emfile_while_waiting(PN_RUNTIME_CURRENT_THREAD);
-    emfile_while_waiting(PN_RUNTIME_MULTI_THREAD);
-}
-
 /* Readiness waits on a listener: not ready with an empty backlog, ready
  * once a client connects. */
 typedef struct wait_readable {
@@ -1372,7 +1280,7 @@ static void wait_readable_drop(pn_future *f)
 static const pn_future_vtable wait_readable_vt = { wait_readable_poll, wait_readable_drop,
                                                    "wait_readable" };
 
-static void listener_readiness(pn_runtime_flavor fl)
+BOTH(uring_io, listener_readiness)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
@@ -1404,8 +1312,3 @@ static void listener_readiness(pn_runtime_flavor fl)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-Test(uring_io, listener_readiness)
-{
-    listener_readiness(PN_RUNTIME_CURRENT_THREAD);
-    listener_readiness(PN_RUNTIME_MULTI_THREAD);
-}
