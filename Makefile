@@ -239,7 +239,7 @@ deps-bench:
 # tests at the end.  No --no-fork is needed (Criterion 2.4 has none anyway).
 #
 # Each target runs the suite once per reactor backend (BACKENDS="epoll
-# uring uring-readiness"; mk/test-backends.sh), the uring passes only where
+# uring uring-readiness uring-shared"; mk/test-backends.sh), the uring passes only where
 # mk/backend_probe.c can set up io_uring (else they say SKIPPED and why).
 RUN_TESTS = sh mk/test-backends.sh
 PROBE := $(B)/mk/backend_probe

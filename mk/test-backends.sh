@@ -3,11 +3,13 @@
 #
 #   sh mk/test-backends.sh <log dir> <probe> <test binary> [criterion args...]
 #
-# BACKENDS (default "epoll uring uring-readiness") lists the passes; each
-# runs the whole suite through mk/run-tests.sh, logging to
+# BACKENDS (default "epoll uring uring-readiness uring-shared") lists the
+# passes; each runs the whole suite through mk/run-tests.sh, logging to
 # <log dir>/test-<backend>.log: epoll and uring with POLLEN_BACKEND set,
 # uring-readiness with POLLEN_BACKEND=uring and POLLEN_URING_MODE=readiness
-# (io_uring's multishot polls only, no completion-mode sockets).  A uring
+# (io_uring's multishot polls only, no completion-mode sockets),
+# uring-shared with POLLEN_URING_RINGS=shared (the multi-thread runtime's
+# workers share one ring instead of one ring each).  A uring
 # pass first runs <probe> (mk/backend_probe.c): when the machine cannot set
 # up io_uring the pass is skipped with a line that says why (the epoll pass
 # still has to pass).
@@ -15,10 +17,11 @@ set -u
 dir=$1 probe=$2
 shift 2
 rc=0
-for be in ${BACKENDS:-epoll uring uring-readiness}; do
-    mode=
+for be in ${BACKENDS:-epoll uring uring-readiness uring-shared}; do
+    mode= rings=
     case $be in
     uring-readiness) backend=uring mode=readiness ;;
+    uring-shared) backend=uring rings=shared ;;
     *) backend=$be ;;
     esac
     if [ "$backend" = uring ]; then
@@ -28,10 +31,11 @@ for be in ${BACKENDS:-epoll uring uring-readiness}; do
         fi
     fi
     echo "=== backend $be"
-    # The mode is set for every pass (empty: completion mode), so a
-    # POLLEN_URING_MODE in the caller's environment cannot turn the uring
-    # pass into a second readiness pass.
-    POLLEN_BACKEND=$backend POLLEN_URING_MODE=$mode \
+    # The mode and rings are set for every pass (empty: completion mode,
+    # the runtime's choice of rings), so a POLLEN_URING_MODE or
+    # POLLEN_URING_RINGS in the caller's environment cannot turn the uring
+    # pass into a copy of another.
+    POLLEN_BACKEND=$backend POLLEN_URING_MODE=$mode POLLEN_URING_RINGS=$rings \
         sh mk/run-tests.sh "$dir/test-$be.log" "$@" || rc=1
 done
 exit $rc

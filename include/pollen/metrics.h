@@ -40,6 +40,9 @@ typedef struct pn_runtime_metrics {
     uint64_t injection_queue_depth;
     uint64_t local_queue_depth; /* summed over workers */
     pn_backend backend;         /* the reactor's backend (EPOLL or URING) */
+    unsigned uring_rings;       /* io_uring rings: 1, or one per worker
+                                   (pn_uring_rings); 0 on epoll */
+    bool uring_single_issuer;   /* they are SINGLE_ISSUER | DEFER_TASKRUN */
 } pn_runtime_metrics;
 
 /* Fill *out.  Returns 0, or -EINVAL on NULL.  Thread-safe. */

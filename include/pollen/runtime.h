@@ -57,6 +57,27 @@ typedef enum pn_backend {
     PN_BACKEND_URING = 2,
 } pn_backend;
 
+/*
+ * io_uring rings of the multi-thread runtime.  PER_WORKER gives each worker
+ * its own ring (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them):
+ * a worker submits its tasks' requests to its ring with no lock held by
+ * another thread, parks by waiting in it, and its completions are posted
+ * when it waits, never interrupting it.  A socket's requests stay on the
+ * ring of the worker that first did I/O on it; a task that moved to
+ * another worker queues them there and wakes that worker with an
+ * IORING_OP_MSG_RING that leaves with its own next batch.  SHARED is one
+ * ring all workers submit to under a lock, which the worker that holds
+ * the driver waits in.  AUTO: PER_WORKER with PN_DRIVER_WORKERS, SHARED
+ * with the reactor thread.  Ignored on epoll and by the current-thread
+ * runtime (one ring).  The environment variable
+ * POLLEN_URING_RINGS=shared|per-worker overrides it.  See docs/GUIDE.md.
+ */
+typedef enum pn_uring_rings {
+    PN_URING_RINGS_AUTO = 0,
+    PN_URING_RINGS_SHARED = 1,
+    PN_URING_RINGS_PER_WORKER = 2,
+} pn_uring_rings;
+
 typedef struct pn_runtime_config {
     pn_runtime_flavor flavor;
     unsigned workers;         /* multi-thread: worker threads (0 = one per CPU) */
@@ -69,6 +90,7 @@ typedef struct pn_runtime_config {
                                  pn_block_on returns); 0 keeps the thread's own
                                  (the kernel's default is 50 us).  Default: 1000 */
     pn_backend backend;       /* reactor backend (PN_BACKEND_AUTO) */
+    pn_uring_rings uring_rings; /* multi-thread on io_uring (PN_URING_RINGS_AUTO) */
 } pn_runtime_config;
 
 /* Fill `cfg` with the defaults shown above. */

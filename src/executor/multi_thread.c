@@ -86,7 +86,8 @@ typedef struct worker {
     uint32_t rng;
     _Atomic uint32_t unparked;     /* futex word: 1 = wake up */
     _Atomic bool woken_searching;  /* the waker counted us as searching */
-    _Atomic bool in_driver;        /* parked in epoll (PN_DRIVER_WORKERS) */
+    _Atomic bool in_driver;        /* parked in the reactor (the driver's
+                                      epoll or ring, or its own ring) */
     bool started;
     /* metrics, kept by this worker */
     pn__counter polls, completed, steals, parks, budget_exhausted, overflows, spawns;
@@ -119,6 +120,12 @@ struct mt_runtime {
     pthread_t driver;
     bool driver_started;
     atomic_flag driver_busy;       /* PN_DRIVER_WORKERS: who turns the reactor */
+    /* A ring per worker (io_uring, PN_URING_RINGS_PER_WORKER): every worker
+     * parks in its own ring, and the one holding the driver also waits for
+     * the next timer there. */
+    bool ring_park;
+    _Atomic unsigned driver_lane;  /* the worker that holds the driver */
+    _Atomic uint32_t running;      /* workers still in their loop */
 
 };
 
@@ -193,12 +200,15 @@ static void owned_remove(mt_runtime *rt, pn__task *t)
 static void unpark_worker(worker *w)
 {
     atomic_store(&w->unparked, 1);
-    /* A worker parked in epoll is woken through the reactor's eventfd; it
-     * stores in_driver before it looks at `unparked` one last time. */
-    if (atomic_load(&w->in_driver))
-        pn__reactor_wake(w->rt->base.reactor);
-    else
+    /* A worker parked in the reactor is woken through it (the driver's
+     * eventfd or ring, or its own ring); it stores in_driver before it
+     * looks at `unparked` one last time. */
+    if (!atomic_load(&w->in_driver))
         futex_wake(&w->unparked);
+    else if (w->rt->ring_park)
+        pn__reactor_wake_lane(w->rt->base.reactor, w->index);
+    else
+        pn__reactor_wake(w->rt->base.reactor);
 }
 
 /* Wake one sleeping worker if nobody is searching. */
@@ -301,6 +311,24 @@ static void park(worker *w)
     store_load_barrier();
 
     if (work_available(rt, w) || atomic_load(&rt->stopping)) {
+        if (leave_sleepers(w))
+            return;
+    } else if (rt->ring_park) {
+        /* Park in our own ring: our requests' completions, a wake from
+         * another worker and, if we hold the driver, the next timer end
+         * the wait. */
+        bool driver = !atomic_flag_test_and_set(&rt->driver_busy);
+        if (driver)
+            atomic_store(&rt->driver_lane, w->index);
+        atomic_store(&w->in_driver, true);
+        bool block = !atomic_load(&w->unparked);
+        if (driver)
+            driver_turn(rt, block);
+        else
+            pn__reactor_poll(rt->base.reactor, block ? -1 : 0);
+        atomic_store(&w->in_driver, false);
+        if (driver)
+            atomic_flag_clear(&rt->driver_busy);
         if (leave_sleepers(w))
             return;
     } else if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
@@ -574,7 +602,7 @@ static void *worker_main(void *arg)
     if (rt->base.cfg.driver == PN_DRIVER_WORKERS && rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
     pn__tls_polling = true;             /* block_on from a worker: -EDEADLK */
-    pn__reactor_adopt_thread(rt->base.reactor);
+    pn__reactor_adopt_lane(rt->base.reactor, w->index);
     pn_cx cx = { .waker = NULL, .rt = &rt->base, .reactor = rt->base.reactor,
                  .timers = &rt->base.timers, .budget = 0 };
     while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -593,11 +621,26 @@ static void *worker_main(void *arg)
                 !atomic_flag_test_and_set(&rt->driver_busy)) {
                 driver_turn(rt, false);
                 atomic_flag_clear(&rt->driver_busy);
+            } else if (rt->ring_park) {
+                pn__reactor_poll(rt->base.reactor, 0);   /* our own ring */
             }
             pn__reactor_flush(rt->base.reactor);
         }
     }
     stop_searching(w);
+    if (rt->ring_park) {
+        /* Our ring is drained when we let go of it (nobody else may
+         * submit to it), which cancels its requests: wait until no
+         * worker runs a task that could still be using one of them. */
+        if (atomic_fetch_sub(&rt->running, 1) == 1) {
+            syscall(SYS_futex, (uint32_t *)&rt->running, FUTEX_WAKE_PRIVATE, INT32_MAX,
+                    NULL, NULL, 0);
+        } else {
+            uint32_t v;
+            while ((v = atomic_load(&rt->running)) != 0)
+                futex_wait(&rt->running, v);
+        }
+    }
     /* No longer a thread that submits: closes made after the workers are
      * gone (futures dropped by the shutdown) submit their own cancels. */
     pn__reactor_flush(rt->base.reactor);
@@ -609,7 +652,11 @@ static void *worker_main(void *arg)
 
 static void kick_driver(void *arg)
 {
-    pn__reactor_wake((pn__reactor *)arg);
+    mt_runtime *rt = arg;
+    if (rt->ring_park)
+        pn__reactor_wake_lane(rt->base.reactor, atomic_load(&rt->driver_lane));
+    else
+        pn__reactor_wake(rt->base.reactor);
 }
 
 static void *driver_main(void *arg)
@@ -902,14 +949,20 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     atomic_init(&rt->base.sched.refs, 1);
     rt->base.ops = &mt_rt_ops;
     pn__runtime_init_common(&rt->base, cfg);
-    int err = pn__reactor_new(cfg->max_events, cfg->backend, &rt->base.reactor);
+    /* A ring per worker needs the workers to park in the reactor, which
+     * the dedicated driver thread's layout does not do. */
+    bool per_worker = cfg->driver == PN_DRIVER_WORKERS &&
+                      cfg->uring_rings != PN_URING_RINGS_SHARED;
+    int err = pn__reactor_new_lanes(cfg->max_events, cfg->backend,
+                                    per_worker ? cfg->workers : 1, &rt->base.reactor);
     if (err < 0) {
         pn__free(rt->workers);
         pn__free(rt->sleepers);
         pn__free(rt);
         return err;
     }
-    pn__timers_init_shared(&rt->base.timers, pn_now(), kick_driver, rt->base.reactor);
+    rt->ring_park = pn__reactor_lanes(rt->base.reactor) > 1;
+    pn__timers_init_shared(&rt->base.timers, pn_now(), kick_driver, rt);
     pn__inject_init(&rt->inject);
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_init(&rt->owned[i].lock, NULL);
@@ -924,10 +977,17 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         w->pinned_sched.root = &rt->base.sched;
         pn__inject_init(&w->pinned_remote);
     }
+    atomic_store(&rt->running, rt->nworkers);
+    unsigned started = 0;
     for (unsigned i = 0; i < rt->nworkers && err == 0; i++) {
         err = -pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
         rt->workers[i].started = err == 0;
+        started += err == 0;
     }
+    if (started < rt->nworkers &&
+        atomic_fetch_sub(&rt->running, rt->nworkers - started) == rt->nworkers - started)
+        syscall(SYS_futex, (uint32_t *)&rt->running, FUTEX_WAKE_PRIVATE, INT32_MAX,
+                NULL, NULL, 0);
     if (err == 0 && cfg->driver == PN_DRIVER_REACTOR_THREAD) {
         err = -pthread_create(&rt->driver, NULL, driver_main, rt);
         rt->driver_started = err == 0;

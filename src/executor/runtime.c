@@ -2,6 +2,7 @@
  * runtime.c - the public runtime calls: check arguments, pick the flavour,
  * dispatch.  Flavours live in current_thread.c and multi_thread.c.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "rt.h"
@@ -41,11 +42,23 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
         pn_runtime_config_init(&c);
     if (c.budget == 0 || c.event_interval == 0 || c.max_events == 0 ||
         c.max_events > (1u << 20) || c.workers > MAX_WORKERS ||
-        (unsigned)c.backend > PN_BACKEND_URING)
+        (unsigned)c.backend > PN_BACKEND_URING ||
+        (unsigned)c.uring_rings > PN_URING_RINGS_PER_WORKER)
         return -EINVAL;
     int err = pn__backend_resolve(c.backend, &c.backend);
     if (err)
         return err;
+    const char *rings = getenv("POLLEN_URING_RINGS");
+    if (rings && *rings) {
+        if (!strcmp(rings, "shared"))
+            c.uring_rings = PN_URING_RINGS_SHARED;
+        else if (!strcmp(rings, "per-worker"))
+            c.uring_rings = PN_URING_RINGS_PER_WORKER;
+        else if (!strcmp(rings, "auto"))
+            c.uring_rings = PN_URING_RINGS_AUTO;
+        else
+            return -EINVAL;
+    }
     switch (c.flavor) {
     case PN_RUNTIME_CURRENT_THREAD:
         return pn__current_thread_new(&c, out);
@@ -224,6 +237,10 @@ int pn_runtime_metrics_get(pn_runtime *rt, pn_runtime_metrics *out)
     memset(out, 0, sizeof(*out));
     out->workers = rt->ops->nworkers(rt);
     out->backend = pn__reactor_backend(rt->reactor);
+    if (out->backend == PN_BACKEND_URING) {
+        out->uring_rings = pn__reactor_lanes(rt->reactor);
+        out->uring_single_issuer = pn__reactor_single_issuer(rt->reactor);
+    }
     for (unsigned i = 0; i < out->workers; i++) {
         pn_worker_metrics w;
         memset(&w, 0, sizeof(w));

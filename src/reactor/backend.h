@@ -63,6 +63,13 @@ struct pn__backend {
      * kernel (a close waits so, before close(2), for the cancels that let
      * go of the file). */
     void (*settle)(pn__reactor *r);
+    /* Optional: a backend with a ring per thread (uring.c lanes).  How
+     * many rings; make the thread that drives ring `lane` (> 0) return from
+     * its blocked turn; the calling thread drives ring `lane` from now on
+     * (instead of adopt). */
+    unsigned (*lanes)(const pn__reactor *r);
+    void (*wake_lane)(pn__reactor *r, unsigned lane);
+    void (*adopt_lane)(pn__reactor *r, unsigned lane);
 };
 
 struct pn__reactor {
@@ -73,6 +80,8 @@ struct pn__reactor {
     atomic_flag slab_lock;
     pn__slab slab;
     unsigned max_events;
+    unsigned lanes_wanted;        /* rings asked for (pn__reactor_new_lanes) */
+    bool single_issuer;           /* io_uring: the lanes are SINGLE_ISSUER */
 };
 
 extern const struct pn__backend pn__epoll_backend;

@@ -91,8 +91,14 @@ static int try_open(pn__reactor *r, const struct pn__backend *be)
 
 int pn__reactor_new(unsigned max_events, pn_backend backend, pn__reactor **out)
 {
+    return pn__reactor_new_lanes(max_events, backend, 1, out);
+}
+
+int pn__reactor_new_lanes(unsigned max_events, pn_backend backend, unsigned lanes,
+                          pn__reactor **out)
+{
     if (!out || max_events == 0 || max_events > MAX_EVENTS_LIMIT ||
-        (unsigned)backend > PN_BACKEND_URING)
+        (unsigned)backend > PN_BACKEND_URING || lanes == 0 || lanes > PN__MAX_LANES)
         return -EINVAL;
     *out = NULL;
     pn_backend want = backend;
@@ -104,6 +110,7 @@ int pn__reactor_new(unsigned max_events, pn_backend backend, pn__reactor **out)
     atomic_flag_clear(&r->slab_lock);
     pn__slab_init(&r->slab);
     r->max_events = max_events;
+    r->lanes_wanted = lanes;
     err = -ENOSYS;   /* io_uring asked for but not built in */
 #ifdef PN_WITH_URING
     if (want == PN_BACKEND_AUTO || want == PN_BACKEND_URING)
@@ -265,6 +272,32 @@ void pn__reactor_wake(pn__reactor *r)
     /* A failed signal sent nothing: let the next wake try again. */
     if (r->be->wake(r) < 0)
         atomic_store(&r->wake_pending, false);
+}
+
+void pn__reactor_wake_lane(pn__reactor *r, unsigned lane)
+{
+    if (r && lane && r->be->wake_lane && lane < pn__reactor_lanes(r))
+        r->be->wake_lane(r, lane);
+    else
+        pn__reactor_wake(r);
+}
+
+unsigned pn__reactor_lanes(const pn__reactor *r)
+{
+    return r && r->be->lanes ? r->be->lanes(r) : 1;
+}
+
+bool pn__reactor_single_issuer(const pn__reactor *r)
+{
+    return r && r->single_issuer;
+}
+
+void pn__reactor_adopt_lane(pn__reactor *r, unsigned lane)
+{
+    if (r && r->be->adopt_lane && lane < pn__reactor_lanes(r))
+        r->be->adopt_lane(r, lane);
+    else
+        pn__reactor_adopt_thread(r);
 }
 
 void pn__reactor_watch(pn__reactor *r, pn__registration *reg)

@@ -45,6 +45,7 @@ typedef struct pn__registration {
     atomic_bool unwatched;        /* the backend defers watching the fd until
                                      a readiness wait needs it (io_uring
                                      completion-mode sockets) */
+    _Atomic uint32_t lane;        /* io_uring: the ring its poll is armed on */
 } pn__registration;
 
 typedef struct pn__reactor pn__reactor;
@@ -56,6 +57,13 @@ int  pn__backend_resolve(pn_backend cfg, pn_backend *out);
  * Returns 0, -EINVAL (bad argument), -ENOSYS (io_uring asked for but not
  * built in), or the -errno of the backend's setup. */
 int  pn__reactor_new(unsigned max_events, pn_backend backend, pn__reactor **out);
+/* The same with `lanes` rings, one per thread that will drive one
+ * (pn__reactor_adopt_lane): the io_uring backend then gives each its own
+ * ring (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them); epoll
+ * ignores it.  -EINVAL for 0 or more than PN__MAX_LANES. */
+#define PN__MAX_LANES 1024u
+int  pn__reactor_new_lanes(unsigned max_events, pn_backend backend, unsigned lanes,
+                           pn__reactor **out);
 /* The backend in use (EPOLL or URING). */
 pn_backend pn__reactor_backend(const pn__reactor *r);
 /* Detach every remaining pn_async_fd (their fds stay open), drop wakers,
@@ -92,6 +100,18 @@ void pn__reactor_adopt_thread(pn__reactor *r);
 /* ... and no longer does (pn_block_on returns): its later requests go
  * through the threads that turn the reactor.  Call after a flush. */
 void pn__reactor_disown_thread(pn__reactor *r);
+/* Rings in use: 1, or the lanes asked for when the backend gave each
+ * thread its own. */
+unsigned pn__reactor_lanes(const pn__reactor *r);
+/* Whether those rings are SINGLE_ISSUER | DEFER_TASKRUN (metrics). */
+bool pn__reactor_single_issuer(const pn__reactor *r);
+/* The calling thread drives ring `lane` (< pn__reactor_lanes; its turns
+ * wait on it, its requests go to it); with one ring, adopt_thread. */
+void pn__reactor_adopt_lane(pn__reactor *r, unsigned lane);
+/* Make the thread that drives ring `lane` return from its blocked
+ * pn__reactor_poll (coalesced like pn__reactor_wake, which is lane 0's).
+ * Thread-safe. */
+void pn__reactor_wake_lane(pn__reactor *r, unsigned lane);
 /* Wait (briefly) until the requests this thread queued are in the kernel:
  * io_uring, when another thread drives the ring; a no-op elsewhere. */
 void pn__reactor_settle(pn__reactor *r);

@@ -299,7 +299,10 @@ static void maybe_arm(struct pn__uio *io)
         return;
     io->rx_armed = true;
     io->rx_nobufs = false;
-    if (!queue_recv(io))
+    /* A lane whose thread has left (the runtime is stopping) takes no
+     * more requests: nothing to report, the reads that follow (if any)
+     * find the socket as it is. */
+    if (!queue_recv(io) && !atomic_load(&io->u->gone))
         io->rx_err = -ENOMEM;
 }
 
@@ -493,7 +496,9 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     pn__reactor *r = afd->reactor;
     if (!pn__uio_applies(r))
         return NULL;
-    struct ur *u = r->be_data;
+    /* Its requests go to the ring of the thread that first does I/O on
+     * it (the worker's own, with a ring per worker), for its lifetime. */
+    struct ur *u = pn__ur_lane(r);
     io = pn__calloc(1, sizeof *io);
     if (!io)
         return NULL;                   /* readiness path, still correct */
@@ -1243,7 +1248,7 @@ bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx, struct pn__uc
 {
     if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
         return false;
-    struct ur *u = r->be_data;
+    struct ur *u = pn__ur_lane(r);
     struct pn__uclose *c = pn__calloc(1, sizeof *c);
     if (!c)
         return false;
@@ -1302,21 +1307,31 @@ int pn__uio_buffers_out(struct pn__reactor *r)
 {
     if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
         return -1;
-    struct ur *u = r->be_data;
-    if (!u->completion)
+    struct ur *home = r->be_data;
+    if (!home->completion)
         return -1;
-    pthread_mutex_lock(&u->br_lock);
-    unsigned back = u->bufs_back;
-    pthread_mutex_unlock(&u->br_lock);
-    return (int)(atomic_load(&u->bufs_taken) - back);
+    int out = 0;
+    for (unsigned i = 0; i < home->nlanes; i++) {
+        struct ur *u = home->lanes[i];
+        pthread_mutex_lock(&u->br_lock);
+        unsigned back = u->bufs_back;
+        pthread_mutex_unlock(&u->br_lock);
+        out += (int)(atomic_load(&u->bufs_taken) - back);
+    }
+    return out;
 }
 
 int pn__uio_nobufs(struct pn__reactor *r)
 {
     if (!r || pn__reactor_backend(r) != PN_BACKEND_URING)
         return -1;
-    struct ur *u = r->be_data;
-    return u->completion ? (int)atomic_load(&u->nobufs) : -1;
+    struct ur *home = r->be_data;
+    if (!home->completion)
+        return -1;
+    unsigned n = 0;
+    for (unsigned i = 0; i < home->nlanes; i++)
+        n += atomic_load(&home->lanes[i]->nobufs);
+    return (int)n;
 }
 
 bool pn__uio_active(const pn_async_fd *afd)

@@ -65,6 +65,8 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 #include "core/sys.h"
 #include "reactor/uring.h"
@@ -74,13 +76,34 @@
 
 static atomic_uint_fast64_t next_id = 1;
 
-static void ur_free(struct ur *u)
+static void lane_free(struct ur *u)
 {
     if (u->wakefd >= 0)
         pn__sys.close(u->wakefd);
     pthread_mutex_destroy(&u->sq_lock);
     pthread_mutex_destroy(&u->waker_lock);
     pn__free(u);
+}
+
+/* Free every lane (their rings already exited or never set up). */
+static void ur_free(struct ur *home)
+{
+    for (unsigned i = home->nlanes; i-- > 1;)
+        if (home->lanes[i])
+            lane_free(home->lanes[i]);
+    pn__free(home->lanes);
+    lane_free(home);
+}
+
+static struct ur *lane_new(void)
+{
+    struct ur *u = pn__calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    pthread_mutex_init(&u->sq_lock, NULL);
+    pthread_mutex_init(&u->waker_lock, NULL);
+    u->wakefd = pn__sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return u;
 }
 
 static int probe(struct io_uring *ring)
@@ -99,65 +122,130 @@ static int probe(struct io_uring *ring)
 }
 
 struct setup_arg {
-    struct ur *u;
+    struct ur *home;
     unsigned max_events;
     int err;
 };
 
-static void *setup_rings(void *arg)
+/* Set up one lane's rings (on the setup thread).  0 or -errno, nothing
+ * left behind on failure. */
+static int setup_lane(struct ur *u, unsigned max_events)
 {
-    struct setup_arg *a = arg;
-    struct ur *u = a->u;
     /* The CQ holds a turn's worth of events several times over; past
      * that, NODROP keeps the overflow in the kernel until the next turn. */
-    unsigned cq = a->max_events * 4;
+    unsigned cq = max_events * 4;
     if (cq < 2 * SQ_ENTRIES)
         cq = 2 * SQ_ENTRIES;
     struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CLAMP |
-              IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-    p.cq_entries = cq;
-    a->err = pn__sys.uring_init(SQ_ENTRIES, &u->ring, &p);
-    if (a->err)
-        return NULL;
-    a->err = probe(&u->ring);
-    if (!a->err) {
+    unsigned base = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CLAMP |
+                    IORING_SETUP_TASKRUN_FLAG;
+    int err = -EINVAL;
+    if (u->home->nlanes > 1) {
+        /* A ring per thread: that thread alone enters the kernel for it,
+         * so it can be SINGLE_ISSUER | DEFER_TASKRUN (its completions run
+         * when it waits, never interrupting it).  Set up disabled: the
+         * thread that enables it (its owner, pn__reactor_adopt_lane)
+         * becomes the issuer. */
         memset(&p, 0, sizeof p);
-        a->err = pn__sys.uring_init(WAKER_ENTRIES, &u->waker, &p);
+        p.flags = base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                  IORING_SETUP_R_DISABLED;
+        p.cq_entries = cq;
+        err = pn__sys.uring_init(SQ_ENTRIES, &u->ring, &p);
+        u->issuer_only = err == 0;
     }
-    if (a->err) {
+    if (err == -EINVAL) {
+        /* One ring several threads use, or a kernel without them. */
+        memset(&p, 0, sizeof p);
+        p.flags = base | IORING_SETUP_COOP_TASKRUN;
+        p.cq_entries = cq;
+        err = pn__sys.uring_init(SQ_ENTRIES, &u->ring, &p);
+    }
+    if (err)
+        return err;
+    if (u->lane == 0)
+        err = probe(&u->ring);
+    if (!err) {
+        memset(&p, 0, sizeof p);
+        err = pn__sys.uring_init(WAKER_ENTRIES, &u->waker, &p);
+    }
+    if (err) {
         io_uring_queue_exit(&u->ring);
-        return NULL;
+        return err;
     }
     /* Completion mode for stream sockets, unless asked not to
      * (POLLEN_URING_MODE=readiness) or the buffer ring cannot be set up. */
     const char *mode = getenv("POLLEN_URING_MODE");
     if (!mode || strcmp(mode, "readiness"))
         pn__uio_setup(u);
+    return 0;
+}
+
+static void lane_exit(struct ur *u)
+{
+    io_uring_queue_exit(&u->waker);
+    io_uring_queue_exit(&u->ring);
+    pn__uio_teardown(u);
+}
+
+static void *setup_rings(void *arg)
+{
+    struct setup_arg *a = arg;
+    struct ur *home = a->home;
+    unsigned i;
+    for (i = 0; i < home->nlanes; i++) {
+        a->err = setup_lane(home->lanes[i], a->max_events);
+        if (a->err)
+            break;
+        /* Completion mode is the reactor's choice: all lanes or none. */
+        if (home->lanes[i]->completion != home->completion) {
+            a->err = -ENOMEM;
+            lane_exit(home->lanes[i]);
+            break;
+        }
+    }
+    if (a->err)
+        while (i-- > 0)
+            lane_exit(home->lanes[i]);
     return NULL;
 }
 
 static int ur_open(pn__reactor *r)
 {
-    struct ur *u = pn__calloc(1, sizeof *u);
+    unsigned n = r->lanes_wanted ? r->lanes_wanted : 1;
+    struct ur *u = lane_new();
     if (!u)
         return -ENOMEM;
-    pthread_mutex_init(&u->sq_lock, NULL);
-    pthread_mutex_init(&u->waker_lock, NULL);
-    u->id = atomic_fetch_add(&next_id, 1);
-    u->wakefd = pn__sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (u->wakefd < 0) {
-        int err = -errno;
+    u->home = u;
+    u->nlanes = n;
+    u->lanes = pn__calloc(n, sizeof *u->lanes);
+    if (!u->lanes || u->wakefd < 0) {
+        int err = u->lanes ? -errno : -ENOMEM;
+        u->nlanes = 1;
         ur_free(u);
         return err;
+    }
+    u->lanes[0] = u;
+    /* Lane ids follow each other, so a thread's mark names its lane. */
+    uint64_t first = atomic_fetch_add(&next_id, n);
+    u->id = first;
+    for (unsigned i = 1; i < n; i++) {
+        struct ur *l = lane_new();
+        u->lanes[i] = l;
+        if (!l || l->wakefd < 0) {
+            int err = l ? -errno : -ENOMEM;
+            ur_free(u);
+            return err;
+        }
+        l->home = u;
+        l->lane = i;
+        l->id = first + i;
     }
     /* The rings are set up on a thread of our own that exits at once: the
      * kernel records the thread that creates a ring and, when the ring is
      * destroyed, sends it task work that interrupts whatever it is doing
      * (a user's blocking recv with a timeout fails with EINTR).  A thread
      * that has exited is not sent anything. */
-    struct setup_arg a = { .u = u, .max_events = r->max_events };
+    struct setup_arg a = { .home = u, .max_events = r->max_events };
     pthread_t th;
     int err = -pthread_create(&th, NULL, setup_rings, &a);
     if (!err) {
@@ -169,6 +257,7 @@ static int ur_open(pn__reactor *r)
         return err;
     }
     r->be_data = u;
+    r->single_issuer = u->issuer_only;
     return 0;
 }
 
@@ -192,9 +281,22 @@ static int submit(struct ur *u)
     return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
 }
 
+/* The ring (lane id) this thread drives, set by its first turn or by
+ * pn__reactor_adopt_lane: its polls' completions run as
+ * task work on it, which its own turns run.  Other threads must not
+ * submit: a poll they submitted would interrupt them (a blocking syscall
+ * with a timeout on a user's thread would fail with EINTR) each time its
+ * file became ready. */
+static _Thread_local uint64_t tl_driver;
+
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
 {
+    if (atomic_load_explicit(&u->gone, memory_order_relaxed))
+        return NULL;                   /* its thread has left it */
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    /* Only its owner may submit to a SINGLE_ISSUER ring. */
+    if (!sqe && u->issuer_only && tl_driver != u->id)
+        return NULL;
     for (int tries = 0; !sqe && tries < 8; tries++) {
         /* Full: send what is queued and take a fresh entry. */
         if (submit(u) < 0)
@@ -218,14 +320,81 @@ bool pn__ur_unsubmitted(struct ur *u, uint64_t pos)
     return (unsigned)pos - head < u->ring.sq.sqe_tail - head;
 }
 
-/* The reactor this thread has turned last: its polls' completions run as
- * task work on it, which its own turns run.  Other threads must not
- * submit: a poll they submitted would interrupt them (a blocking syscall
- * with a timeout on a user's thread would fail with EINTR) each time its
- * file became ready. */
-static _Thread_local uint64_t tl_driver;
 /* This thread queued SQEs on that ring and has not submitted them yet. */
 static _Thread_local uint64_t tl_dirty;
+
+/* The lane of home's that this thread drives, or NULL. */
+static struct ur *lane_mine(struct ur *home)
+{
+    uint64_t d = tl_driver;
+    if (d >= home->id && d - home->id < home->nlanes)
+        return home->lanes[d - home->id];
+    return NULL;
+}
+
+struct ur *pn__ur_lane(pn__reactor *r)
+{
+    struct ur *home = r->be_data;
+    struct ur *u = lane_mine(home);
+    return u ? u : home;
+}
+
+/* The wake of lane u was taken (its CQE reaped): later wakes signal. */
+static void woken(pn__reactor *r, struct ur *u)
+{
+    if (u->lane)
+        atomic_store(&u->wake_pending, false);
+    else
+        pn__reactor_woken(r);
+}
+
+static int wake_eventfd(struct ur *u);
+static int wake_self(struct ur *u);
+
+/* Signal the thread that drives lane t.  From a thread that drives another
+ * lane of the reactor, an IORING_OP_MSG_RING on that lane's ring: no
+ * syscall of its own when `now` is false (it goes with this thread's next
+ * batch), and none on the woken side's path but its wait.  From t's own
+ * thread, through the waker ring; from any other thread, the eventfd. */
+static int signal_lane(struct ur *t, bool now)
+{
+    struct ur *me = lane_mine(t->home);
+    if (!me)
+        return wake_eventfd(t);
+    if (me == t)
+        return wake_self(t);
+    pthread_mutex_lock(&me->sq_lock);
+    struct io_uring_sqe *sqe = atomic_load_explicit(&me->gone, memory_order_relaxed)
+                               ? NULL : io_uring_get_sqe(&me->ring);
+    int err = -EBUSY;
+    if (sqe) {
+        io_uring_prep_msg_ring(sqe, t->ring.ring_fd, 0, PN__WAKE_TOKEN, 0);
+        /* Success posts nothing here; a failure's CQE names the lane,
+         * whose eventfd then carries the wake (reap). */
+        io_uring_sqe_set_data64(sqe, TAG_MSG | (uint64_t)t->lane << 8);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        err = 0;
+        if (now)
+            (void)submit(me);
+        else
+            tl_dirty = me->id;
+    }
+    pthread_mutex_unlock(&me->sq_lock);
+    return err ? wake_eventfd(t) : 0;
+}
+
+/* Wake lane t's thread, coalesced (as pn__reactor_wake, whose flag is
+ * lane 0's). */
+static void wake_lane(pn__reactor *r, struct ur *t, bool now)
+{
+    atomic_bool *pending = t->lane ? &t->wake_pending : &r->wake_pending;
+    if (atomic_exchange(pending, true))
+        return;
+    atomic_fetch_add_explicit(&r->wake_signals, 1, memory_order_relaxed);
+    /* A failed signal sent nothing: let the next wake try again. */
+    if (signal_lane(t, now) < 0)
+        atomic_store(pending, false);
+}
 
 void pn__ur_queued(pn__reactor *r, struct ur *u)
 {
@@ -235,13 +404,13 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
         return;
     }
     pthread_mutex_unlock(&u->sq_lock);
-    pn__reactor_wake(r);
+    wake_lane(r, u, false);
 }
 
 static void ur_flush(pn__reactor *r)
 {
-    struct ur *u = r->be_data;
-    if (tl_dirty != u->id)
+    struct ur *u = lane_mine(r->be_data);
+    if (!u || tl_dirty != u->id)
         return;
     tl_dirty = 0;
     pthread_mutex_lock(&u->sq_lock);
@@ -258,28 +427,87 @@ static void drive(struct ur *u)
     atomic_fetch_add(&u->drivers, 1);
 }
 
+/* Enable a ring set up with R_DISABLED: the calling thread becomes its
+ * SINGLE_ISSUER.  (liburing 2.3 declares io_uring_enable_rings but does not
+ * export it.) */
+static void enable_ring(struct ur *u)
+{
+    (void)syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                  NULL, 0);
+    u->enabled = true;
+}
+
 static void ur_adopt(pn__reactor *r)
 {
     drive(r->be_data);
 }
 
+static unsigned ur_lanes(const pn__reactor *r)
+{
+    return ((const struct ur *)r->be_data)->nlanes;
+}
+
+static void ur_adopt_lane(pn__reactor *r, unsigned lane)
+{
+    struct ur *u = ((struct ur *)r->be_data)->lanes[lane];
+    drive(u);
+    if (u->issuer_only && !u->enabled) {
+        /* This thread becomes the ring's one issuer. */
+        enable_ring(u);
+    }
+}
+
+static bool in_flight(struct ur *u);
+static int wait_cqe(struct ur *u, int64_t timeout_ns);
+static int reap(pn__reactor *r, struct ur *u, bool closing);
+
+/* The owner of a SINGLE_ISSUER lane leaves (its worker exits): nobody can
+ * submit to the ring after it.  Send what is queued, cancel everything,
+ * and reap until each request's last CQE came (a second at most), so no
+ * request of this ring holds a file or a buffer; from then on the lane
+ * takes no SQE (pn__ur_get_sqe), and what it did take ended.  The
+ * multi-thread runtime stops running tasks on every worker before one
+ * drains. */
+static void drain_lane(pn__reactor *r, struct ur *u)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    }
+    atomic_store(&u->gone, true);
+    (void)submit(u);
+    atomic_fetch_sub(&u->drivers, 1);
+    pthread_mutex_unlock(&u->sq_lock);
+    for (int i = 0; i < 100 && in_flight(u); i++) {
+        if (!io_uring_cq_ready(&u->ring))
+            (void)wait_cqe(u, 10 * 1000 * 1000);
+        reap(r, u, true);
+    }
+}
+
 static void ur_disown(pn__reactor *r)
 {
-    struct ur *u = r->be_data;
-    if (tl_driver == u->id) {
+    struct ur *u = lane_mine(r->be_data);
+    if (u) {
         tl_driver = 0;
-        /* Whatever another thread queued for this one to submit goes now,
-         * and the count drops under the same lock, so a close that looks
-         * at the count under it either is submitted here or submits
-         * itself (ur_settle). */
-        pthread_mutex_lock(&u->sq_lock);
-        if (io_uring_sq_ready(&u->ring))
-            (void)submit(u);
-        atomic_fetch_sub(&u->drivers, 1);
-        pthread_mutex_unlock(&u->sq_lock);
+        if (u->issuer_only) {
+            drain_lane(r, u);
+        } else {
+            /* Whatever another thread queued for this one to submit goes
+             * now, and the count drops under the same lock, so a close
+             * that looks at the count under it either is submitted here
+             * or submits itself (ur_settle). */
+            pthread_mutex_lock(&u->sq_lock);
+            if (io_uring_sq_ready(&u->ring))
+                (void)submit(u);
+            atomic_fetch_sub(&u->drivers, 1);
+            pthread_mutex_unlock(&u->sq_lock);
+        }
+        if (tl_dirty == u->id)
+            tl_dirty = 0;       /* the caller flushed */
     }
-    if (tl_dirty == u->id)
-        tl_dirty = 0;       /* the caller flushed */
 }
 
 /* A thread that does not drive the ring queued the removals and cancels
@@ -297,11 +525,8 @@ static void ur_disown(pn__reactor *r)
  * cancel end by task work on the threads that submitted them, so the file
  * is let go when those threads next enter the kernel: at once for a
  * running worker, later for a thread blocked elsewhere. */
-static void ur_settle(pn__reactor *r)
+static void settle_lane(struct ur *u)
 {
-    struct ur *u = r->be_data;
-    if (tl_driver == u->id)
-        return;                        /* its own turn or flush submits */
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     end.tv_nsec += 100 * 1000 * 1000;
@@ -314,7 +539,10 @@ static void ur_settle(pn__reactor *r)
     bool queued = io_uring_sq_ready(&u->ring) > 0;
     for (;;) {
         if (queued && atomic_load(&u->drivers) == 0) {
-            (void)submit(u);
+            /* A SINGLE_ISSUER lane with no thread has nothing in the
+             * kernel: its thread has not started, or drained it. */
+            if (!u->issuer_only)
+                (void)submit(u);
             queued = false;
         }
         pthread_mutex_unlock(&u->sq_lock);
@@ -329,6 +557,15 @@ static void ur_settle(pn__reactor *r)
     }
 }
 
+static void ur_settle(pn__reactor *r)
+{
+    struct ur *home = r->be_data;
+    struct ur *me = lane_mine(home);
+    for (unsigned i = 0; i < home->nlanes; i++)
+        if (home->lanes[i] != me)        /* its own turn or flush submits */
+            settle_lane(home->lanes[i]);
+}
+
 /* Send what is queued: now if this thread drives the ring, else by waking
  * the thread that does (its turn submits first thing).  Called with
  * sq_lock held; releases it.  0 or -errno. */
@@ -340,7 +577,7 @@ static int flush(pn__reactor *r, struct ur *u)
         return err;
     }
     pthread_mutex_unlock(&u->sq_lock);
-    pn__reactor_wake(r);
+    wake_lane(r, u, true);
     return 0;
 }
 
@@ -352,6 +589,7 @@ static int arm(pn__reactor *r, struct ur *u, pn__registration *reg, uint64_t tok
         pthread_mutex_unlock(&u->sq_lock);
         return -EBUSY;
     }
+    atomic_store_explicit(&reg->lane, u->lane, memory_order_relaxed);
     prep_poll(u, sqe, reg->fd, token);
     return flush(r, u);
 }
@@ -359,6 +597,7 @@ static int arm(pn__reactor *r, struct ur *u, pn__registration *reg, uint64_t tok
 static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
 {
     struct ur *u = r->be_data;
+    struct ur *mine = lane_mine(u);
     /* epoll refuses files that cannot be polled (regular files and
      * directories) with EPERM; poll on them would complete at once, for
      * ever.  Refuse them the same way. */
@@ -380,26 +619,28 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
      * thread of the caller's) does not arm it either: the poll would be
      * submitted by a driver, or by this thread's next close (ur_settle),
      * and then belong to it.  The first readiness wait arms it. */
-    if (tl_driver != u->id) {
+    if (!mine) {
         atomic_store(&reg->unwatched, true);
         return 0;
     }
-    return arm(r, u, reg, token);
+    return arm(r, mine, reg, token);
 }
 
 static void ur_watch(pn__reactor *r, pn__registration *reg, uint64_t token)
 {
     /* A failure is seen as readiness that never comes; make it an error
      * the waiter's syscall reports instead. */
-    if (arm(r, r->be_data, reg, token) < 0)
+    if (arm(r, pn__ur_lane(r), reg, token) < 0)
         pn__reactor_dispatch(r, token, PN__READY_ERROR | PN__READY_READ | PN__READY_WRITE);
 }
 
 static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
 {
-    struct ur *u = r->be_data;
     if (atomic_load(&reg->unwatched))
         return;                        /* never armed: nothing to cancel */
+    struct ur *home = r->be_data;
+    /* Its poll is on the ring that armed it: only that ring cancels it. */
+    struct ur *u = home->lanes[atomic_load_explicit(&reg->lane, memory_order_relaxed)];
     pthread_mutex_lock(&u->sq_lock);
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (sqe) {
@@ -426,6 +667,7 @@ static bool rearm(pn__reactor *r, struct ur *u, uint64_t token)
     if (reg) {
         struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
         if (sqe) {
+            atomic_store_explicit(&reg->lane, u->lane, memory_order_relaxed);
             prep_poll(u, sqe, reg->fd, token);
             queued = true;
         }
@@ -489,14 +731,20 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
         bool more = cqe->flags & IORING_CQE_F_MORE;
         seen++;
         if (ud == PN__WAKE_TOKEN) {
-            pn__reactor_woken(r);
+            woken(r, u);
         } else if (ud == EVFD_TOKEN) {
             uint64_t v;
             while (pn__sys.read(u->wakefd, &v, sizeof v) < 0 && errno == EINTR)
                 ;
-            pn__reactor_woken(r);   /* after the drain, as in epoll.c */
+            woken(r, u);            /* after the drain, as in epoll.c */
             if (!more)
                 u->evfd_armed = false;   /* re-armed by the next turn */
+        } else if ((ud & (TAG_IGNORE | TAG_OP | 0xff)) == TAG_MSG) {
+            /* A wake to another lane failed (its ring not enabled yet,
+             * ...): its eventfd carries it. */
+            unsigned lane = (unsigned)(ud >> 8) & 0xffffffu;
+            if (res < 0 && lane < u->home->nlanes)
+                (void)wake_eventfd(u->home->lanes[lane]);
         } else if (ud & TAG_OP) {
             dispatched += pn__uio_complete(u, cqe);
             u->ended += !more;
@@ -554,27 +802,45 @@ static void cancel_all(pn__reactor *r, struct ur *u)
 
 static void ur_close(pn__reactor *r)
 {
-    struct ur *u = r->be_data;
-    if (!u)
+    struct ur *home = r->be_data;
+    if (!home)
         return;
-    cancel_all(r, u);
-    bool quiet = !in_flight(u);
-    io_uring_queue_exit(&u->waker);
-    io_uring_queue_exit(&u->ring);
-    /* A request the kernel would not give up within cancel_all's second
-     * may still be torn down in the background and write into a receive
-     * buffer: then the buffers are left allocated rather than freed under
-     * it (never seen; a bounded leak is the safe side). */
-    if (quiet)
-        pn__uio_teardown(u);
-    ur_free(u);
+    for (unsigned i = 0; i < home->nlanes; i++) {
+        struct ur *u = home->lanes[i];
+        if (u->issuer_only && !u->enabled) {
+            /* Its thread never came (a runtime that failed to start):
+             * this one becomes the issuer, to send what others queued
+             * and cancel it. */
+            enable_ring(u);
+        }
+        /* A drained lane (its thread left) has nothing in flight. */
+        if (!atomic_load(&u->gone))
+            cancel_all(r, u);
+        bool quiet = !in_flight(u);
+        io_uring_queue_exit(&u->waker);
+        io_uring_queue_exit(&u->ring);
+        /* A request the kernel would not give up within cancel_all's
+         * second may still be torn down in the background and write into
+         * a receive buffer: then the buffers are left allocated rather
+         * than freed under it (never seen; a bounded leak is the safe
+         * side). */
+        if (quiet)
+            pn__uio_teardown(u);
+    }
+    ur_free(home);
     r->be_data = NULL;
 }
 
 static int ur_turn(pn__reactor *r, int64_t timeout_ns)
 {
-    struct ur *u = r->be_data;
-    drive(u);
+    struct ur *home = r->be_data;
+    struct ur *u = lane_mine(home);
+    if (!u) {
+        if (home->issuer_only)
+            return -EBUSY;   /* only the thread that adopted it may */
+        u = home;
+        drive(u);
+    }
     if (!u->evfd_armed) {
         pthread_mutex_lock(&u->sq_lock);
         struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
@@ -626,11 +892,10 @@ static int wake_eventfd(struct ur *u)
     return n < 0 && errno != EAGAIN ? -errno : 0;
 }
 
-static int ur_wake(pn__reactor *r)
+/* From the thread that drives u: a MSG_RING from the small waker ring
+ * (under waker_lock), which posts the wake straight into u's CQ. */
+static int wake_self(struct ur *u)
 {
-    struct ur *u = r->be_data;
-    if (tl_driver != u->id)
-        return wake_eventfd(u);
     int err = 0;
     pthread_mutex_lock(&u->waker_lock);
     /* Failed MSG_RINGs from earlier wakes (successes post no CQE). */
@@ -662,6 +927,18 @@ static int ur_wake(pn__reactor *r)
     return err ? wake_eventfd(u) : 0;
 }
 
+static int ur_wake(pn__reactor *r)
+{
+    return signal_lane(r->be_data, true);
+}
+
+static void ur_wake_lane(pn__reactor *r, unsigned lane)
+{
+    struct ur *home = r->be_data;
+    if (lane < home->nlanes)
+        wake_lane(r, home->lanes[lane], true);
+}
+
 const struct pn__backend pn__uring_backend = {
     .name = "uring",
     .kind = PN_BACKEND_URING,
@@ -676,6 +953,9 @@ const struct pn__backend pn__uring_backend = {
     .adopt = ur_adopt,
     .disown = ur_disown,
     .settle = ur_settle,
+    .lanes = ur_lanes,
+    .wake_lane = ur_wake_lane,
+    .adopt_lane = ur_adopt_lane,
 };
 
 #endif /* PN_WITH_URING */

@@ -24,14 +24,32 @@
 #define TAG_IGNORE (1ull << 63)        /* CQEs nobody waits for */
 #define TAG_OP     (1ull << 62)        /* | struct pn__uop *: completion I/O */
 #define EVFD_TOKEN (TAG_IGNORE | 1)    /* the wake eventfd's poll */
+#define TAG_MSG    (TAG_IGNORE | 2)    /* | lane << 8: a MSG_RING wake to that
+                                          lane (its CQE is a failure) */
 
 /* Provided receive buffers: one group, BUF_COUNT buffers of BUF_SIZE. */
 #define BUF_GROUP 7
 #define BUF_COUNT 1024u
 #define BUF_SIZE  8192u
 
+/* One ring, its locks and buffers: the reactor's (lane 0, r->be_data), or
+ * one of the lanes a reactor made with pn__reactor_new_lanes, each driven
+ * by one thread. */
 struct ur {
     struct io_uring ring;
+    struct ur *home;              /* lane 0, which holds the others */
+    struct ur **lanes;            /* home: nlanes rings, lanes[0] == home */
+    unsigned nlanes;              /* home: 1 without lanes */
+    unsigned lane;                /* this one's index */
+    /* SINGLE_ISSUER | DEFER_TASKRUN: only the thread that adopted it
+     * enters the kernel for it (others write SQEs under sq_lock and wake
+     * it), and its completions are posted only when that thread waits. */
+    bool issuer_only;
+    bool enabled;                 /* issuer_only: set up disabled, enabled
+                                     by its thread (which becomes the issuer) */
+    atomic_bool gone;             /* its thread drained it and left: no more
+                                     SQEs (set under sq_lock) */
+    atomic_bool wake_pending;     /* lanes > 0: r->wake_pending's role */
     /* Requests queued (under sq_lock) and whose last CQE was reaped (by
      * the driver of the moment): teardown waits until they are equal. */
     uint64_t issued, ended;
@@ -58,6 +76,10 @@ struct ur {
 /* An SQE, submitting what is queued when the SQ is full.  sq_lock held;
  * NULL only if the kernel refuses to take entries. */
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u);
+
+/* The ring requests made on the calling thread go to: the lane it drives,
+ * else lane 0 (whose thread then submits them). */
+struct ur *pn__ur_lane(pn__reactor *r);
 
 /* After queueing SQEs (sq_lock held; releases it): a thread that drives
  * the ring leaves them for its next flush point (pn__reactor_flush, or its

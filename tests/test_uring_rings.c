@@ -1,0 +1,579 @@
+/*
+ * test_uring_rings.c - the multi-thread runtime's io_uring rings: one per
+ * worker (PN_URING_RINGS_PER_WORKER, SINGLE_ISSUER | DEFER_TASKRUN) or one
+ * shared, and the reactor's lanes underneath.
+ *
+ * A socket's requests stay on the ring of the worker that first did I/O
+ * on it.  These tests make a task on the other worker, and a thread that
+ * is no worker, use such a socket (deterministically: the first worker is
+ * kept busy in a poll until the second has started), check that every
+ * byte arrives, that a close from outside lets go of the file at once,
+ * that freeing the runtime drains every ring, and that wakes between
+ * workers never go through the eventfd.  On epoll (and with the ring
+ * shared) they check the same behaviour, without the ring counts.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifdef PN_WITH_URING
+#include <liburing.h>
+#endif
+#include "helpers.h"
+#include "core/sys.h"
+#include "executor/rt.h"
+#include "reactor/reactor.h"
+#include "reactor/uio.h"
+
+TestSuite(uring_rings, .timeout = PN_TEST_TIMEOUT);
+
+static pn_runtime *mt_new(pn_uring_rings rings)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 2;
+    cfg.uring_rings = rings;
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
+    return rt;
+}
+
+static pn_runtime_metrics metrics(pn_runtime *rt)
+{
+    pn_runtime_metrics m;
+    cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
+    return m;
+}
+
+/* Whether this kernel sets up a SINGLE_ISSUER | DEFER_TASKRUN ring. */
+static bool kernel_has_single_issuer(void)
+{
+#ifndef PN_WITH_URING
+    return false;
+#else
+    struct io_uring ring;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    if (io_uring_queue_init_params(4, &ring, &p) < 0)
+        return false;
+    io_uring_queue_exit(&ring);
+    return true;
+#endif
+}
+
+/* The worker polling right now (its thread's name), or -1 off the workers. */
+static int worker_index(void)
+{
+    char name[16];
+    unsigned w;
+    if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 ||
+        sscanf(name, "pollen-w%u", &w) != 1)
+        return -1;
+    return (int)w;
+}
+
+/* ---- which rings a runtime gets ----------------------------------------- */
+
+Test(uring_rings, rings_follow_the_config)
+{
+    unsetenv("POLLEN_URING_RINGS");
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    pn_runtime_metrics m = metrics(rt);
+    bool uring = m.backend == PN_BACKEND_URING;
+    cr_assert_eq(m.uring_rings, uring ? 2u : 0u, "AUTO with workers driving: one ring each");
+    if (uring)
+        cr_assert_eq(m.uring_single_issuer, kernel_has_single_issuer());
+    cr_assert_eq(pn_runtime_free(rt), 0);
+
+    rt = mt_new(PN_URING_RINGS_SHARED);
+    m = metrics(rt);
+    cr_assert_eq(m.uring_rings, uring ? 1u : 0u);
+    cr_assert_not(m.uring_single_issuer, "a ring several threads submit to");
+    cr_assert_eq(pn_runtime_free(rt), 0);
+
+    /* The reactor thread's layout keeps one ring whatever is asked. */
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 2;
+    cfg.driver = PN_DRIVER_REACTOR_THREAD;
+    cfg.uring_rings = PN_URING_RINGS_PER_WORKER;
+    cr_assert_eq(pn_runtime_new(&cfg, &rt), 0);
+    cr_assert_eq(metrics(rt).uring_rings, uring ? 1u : 0u);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+
+    /* So does the current-thread runtime. */
+    rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    cr_assert_eq(metrics(rt).uring_rings, uring ? 1u : 0u);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+
+    /* The environment overrides the config; a bad value is refused. */
+    setenv("POLLEN_URING_RINGS", "shared", 1);
+    rt = mt_new(PN_URING_RINGS_PER_WORKER);
+    cr_assert_eq(metrics(rt).uring_rings, uring ? 1u : 0u);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    setenv("POLLEN_URING_RINGS", "per-worker", 1);
+    rt = mt_new(PN_URING_RINGS_SHARED);
+    cr_assert_eq(metrics(rt).uring_rings, uring ? 2u : 0u);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    setenv("POLLEN_URING_RINGS", "one-each", 1);
+    pn_runtime_config_init(&cfg);
+    cr_assert_eq(pn_runtime_new(&cfg, &rt), -EINVAL);
+    unsetenv("POLLEN_URING_RINGS");
+    cfg.uring_rings = (pn_uring_rings)7;
+    cr_assert_eq(pn_runtime_new(&cfg, &rt), -EINVAL);
+}
+
+/* ---- the reactor's lanes, driven by threads of the test's ---------------- */
+
+typedef struct lane_thread {
+    pn__reactor *r;
+    int fd;                     /* a pipe's read end to register */
+    pn_async_fd afd;
+    atomic_int turns_with_events, turns;
+    atomic_bool registered, stop;
+} lane_thread;
+
+static void *drive_lane_1(void *arg)
+{
+    lane_thread *t = arg;
+    pn__reactor_adopt_lane(t->r, 1);
+    pn__registration *reg;
+    cr_assert_eq(pn__reactor_register(t->r, t->fd, NULL, &reg), 0);
+    atomic_store(&t->registered, true);
+    while (!atomic_load(&t->stop)) {
+        int n = pn__reactor_poll(t->r, -1);     /* no timeout: only a wake ends it */
+        cr_assert_geq(n, 0);
+        atomic_fetch_add(&t->turns, 1);
+        if (n > 0)
+            atomic_fetch_add(&t->turns_with_events, 1);
+    }
+    pn__reactor_deregister(t->r, reg);
+    pn__reactor_flush(t->r);
+    pn__reactor_disown_thread(t->r);            /* drains lane 1 */
+    return NULL;
+}
+
+static void wait_for(atomic_int *v, int at_least)
+{
+    pn_instant end = pn_now() + PN_MS(5000);
+    while (atomic_load(v) < at_least) {
+        cr_assert_lt(pn_now(), end, "the lane's thread was never woken");
+        sched_yield();
+    }
+}
+
+Test(uring_rings, a_lane_is_turned_and_woken_by_its_own_thread)
+{
+    pn__reactor *r;
+    cr_assert_eq(pn__reactor_new_lanes(64, pn_test_backend(), 2, &r), 0);
+    bool lanes = pn__reactor_lanes(r) == 2;
+    cr_assert_eq(pn__reactor_lanes(r), pn__reactor_backend(r) == PN_BACKEND_URING ? 2u : 1u);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    lane_thread t = { .r = r, .fd = p[0] };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, drive_lane_1, &t), 0);
+    while (!atomic_load(&t.registered))
+        sched_yield();
+    /* Readiness of an fd registered by lane 1's thread ends its wait. */
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    wait_for(&t.turns_with_events, 1);
+    /* So does a wake of that lane, with no event. */
+    int before = atomic_load(&t.turns);
+    pn__reactor_wake_lane(r, lanes ? 1 : 0);
+    wait_for(&t.turns, before + 1);
+    atomic_store(&t.stop, true);
+    pn__reactor_wake_lane(r, lanes ? 1 : 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    /* Lane 0's thread never came: freeing sends and cancels for it. */
+    pn__reactor_free(r);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* ---- a socket used from the other worker -------------------------------- */
+
+#define ROUNDS 100
+#define CHUNK 1000
+
+/* The peer: echo every byte back until end of stream. */
+static void *echo_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t k = write(fd, buf + off, (size_t)(n - off));
+            if (k <= 0)
+                return NULL;
+            off += k;
+        }
+    }
+    return NULL;
+}
+
+/* ROUNDS write-then-read-back round trips on a. */
+typedef struct pinger {
+    pn_future base;
+    int pc;
+    pn_async_fd *a;
+    atomic_bool *started;
+    int worker;                 /* where its first poll ran */
+    int round;
+    size_t off;
+    ssize_t n;
+    bool bad;
+    char out[CHUNK], in[CHUNK];
+} pinger;
+
+static pn_poll pinger_poll(pn_future *f, pn_cx *cx)
+{
+    pinger *p = (pinger *)f;
+    PN_ASYNC_BEGIN(p->pc);
+    p->worker = worker_index();
+    if (p->started)
+        atomic_store(p->started, true);
+    for (p->round = 0; p->round < ROUNDS; p->round++) {
+        for (int i = 0; i < CHUNK; i++)
+            p->out[i] = (char)(p->round * 7 + i);
+        for (p->off = 0; p->off < CHUNK; p->off += (size_t)p->n) {
+            PN_AWAIT_POLL(p->pc, pn_async_fd_poll_write(p->a, cx, p->out + p->off,
+                                                        CHUNK - p->off, &p->n));
+            if (p->n <= 0) {
+                p->bad = true;
+                p->pc = PN_ASYNC_DONE;
+                return PN_READY;
+            }
+        }
+        for (p->off = 0; p->off < CHUNK; p->off += (size_t)p->n) {
+            PN_AWAIT_POLL(p->pc, pn_async_fd_poll_read(p->a, cx, p->in + p->off,
+                                                       CHUNK - p->off, &p->n));
+            if (p->n <= 0) {
+                p->bad = true;
+                p->pc = PN_ASYNC_DONE;
+                return PN_READY;
+            }
+        }
+        if (memcmp(p->in, p->out, CHUNK))
+            p->bad = true;
+    }
+    PN_ASYNC_END(p->pc);
+}
+
+static const pn_future_vtable pinger_vt = { pinger_poll, NULL, "pinger" };
+
+static pn_poll nothing_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f, (void)cx;
+    return PN_READY;
+}
+
+static const pn_future_vtable nothing_vt = { nothing_poll, NULL, "nothing" };
+
+/* Spawn `f` so that the other worker runs it: the first spawn from a task
+ * goes to this worker's LIFO slot, the second pushes it to the queue the
+ * other worker steals from (and wakes it); then keep this worker busy in
+ * this poll until it has started.  False if it never did. */
+static bool spawn_on_other_worker(pn_cx *cx, pn_future *f, size_t size, atomic_bool *started,
+                                  pn_join_handle **h)
+{
+    pn_future nothing = { &nothing_vt };
+    pn_join_handle *hn;
+    cr_assert_eq(pn_spawn_cx(cx, f, size, h), 0);
+    cr_assert_eq(pn_spawn_cx(cx, &nothing, sizeof nothing, &hn), 0);
+    pn_join_handle_free(hn);
+    pn_instant end = pn_now() + PN_MS(5000);
+    while (!atomic_load(started))
+        if (pn_now() > end)
+            return false;
+    return true;
+}
+
+/* Does the first I/O on a, a read with nothing to read (so the socket
+ * belongs to this worker's ring, and its receive waits there), then has
+ * the other worker run a pinger on it, all in one poll. */
+typedef struct first_user {
+    pn_future base;
+    pn_async_fd *a;
+    int worker;
+    atomic_bool started;
+    bool spawned;
+    pinger ping;
+    pn_join_handle *h;
+} first_user;
+
+static pn_poll first_user_poll(pn_future *f, pn_cx *cx)
+{
+    first_user *u = (first_user *)f;
+    u->worker = worker_index();
+    char c;
+    ssize_t n;
+    cr_assert_eq(pn_async_fd_poll_read(u->a, cx, &c, 1, &n), PN_PENDING);
+    u->ping = (pinger){ .base = { &pinger_vt }, .a = u->a, .started = &u->started };
+    u->spawned = spawn_on_other_worker(cx, PN_FUTURE(&u->ping), sizeof u->ping, &u->started,
+                                       &u->h);
+    return PN_READY;
+}
+
+static const pn_future_vtable first_user_vt = { first_user_poll, NULL, "first_user" };
+
+Test(uring_rings, a_task_on_the_other_worker_uses_a_socket_of_this_ones_ring)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, echo_peer, &sv[1]), 0);
+
+    first_user u = { .base = { &first_user_vt }, .a = &a };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&u), sizeof u, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    first_user *done = j.output;
+    cr_assert(done->spawned, "the other worker never ran the pinger");
+    cr_assert_geq(done->worker, 0);
+    pn_join_handle *ph = done->h;
+    int first_worker = done->worker;
+    pn_join_handle_free(h);                    /* done is gone from here */
+
+    pn_join_future pj = pn_join_handle_await(ph);
+    AWAIT(rt, pj);
+    cr_assert_eq(pj.status, 0);
+    pinger *p = pj.output;
+    cr_assert_neq(p->worker, first_worker, "the pinger started on the other worker");
+    cr_assert_not(p->bad, "a round trip lost, reordered or failed");
+    cr_assert_eq(p->round, ROUNDS);
+    pn_join_handle_free(ph);
+
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    close(sv[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), before);
+}
+
+/* ---- a socket of a worker's ring used and closed by a user's thread ------ */
+
+/* The first I/O on a, on a worker. */
+typedef struct touch {
+    pn_future base;
+    pn_async_fd *a;
+    int worker;
+    ssize_t n;
+} touch;
+
+static pn_poll touch_poll(pn_future *f, pn_cx *cx)
+{
+    touch *t = (touch *)f;
+    t->worker = worker_index();
+    pn_poll r = pn_async_fd_poll_write(t->a, cx, "ping", 4, &t->n);
+    return r;
+}
+
+static const pn_future_vtable touch_vt = { touch_poll, NULL, "touch" };
+
+static void wait_peer_closed(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    int n;
+    do
+        n = poll(&p, 1, 10000);
+    while (n < 0 && errno == EINTR);
+    cr_assert_eq(n, 1, "the peer never saw the socket closed");
+    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
+}
+
+Test(uring_rings, a_user_thread_uses_and_closes_a_socket_of_a_worker_ring)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    touch t = { .base = { &touch_vt }, .a = &a };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof t, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert_eq(((touch *)j.output)->n, 4);
+    cr_assert_geq(((touch *)j.output)->worker, 0);
+    pn_join_handle_free(h);
+    char got[4];
+    cr_assert_eq(read(sv[1], got, 4), 4);
+
+    /* From here on this thread (no worker) writes and reads it: its
+     * requests wait in the worker's ring until that worker, woken, sends
+     * them. */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, echo_peer, &sv[1]), 0);
+    pinger p = { .base = { &pinger_vt }, .a = &a };
+    AWAIT(rt, p);
+    cr_assert_not(p.bad);
+    cr_assert_eq(p.round, ROUNDS);
+    cr_assert_eq(p.worker, -1, "the pinger ran on this thread");
+
+    /* The receive armed by the reads is in the worker's ring: a close
+     * from here must have it cancelled before close(2), or the peer
+     * would not see the end of the stream. */
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);   /* the peer saw it */
+    wait_peer_closed(sv[1]);
+    close(sv[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), before);
+}
+
+/* ---- freeing the runtime drains every ring ------------------------------ */
+
+#define NSOCK 16
+
+typedef struct blocked_reader {
+    pn_future base;
+    pn_async_fd *a;
+    ssize_t n;
+    char buf[64];
+} blocked_reader;
+
+static pn_poll blocked_reader_poll(pn_future *f, pn_cx *cx)
+{
+    blocked_reader *b = (blocked_reader *)f;
+    return pn_async_fd_poll_read(b->a, cx, b->buf, sizeof b->buf, &b->n);
+}
+
+static const pn_future_vtable blocked_reader_vt = { blocked_reader_poll, NULL, "blocked" };
+
+Test(uring_rings, freeing_the_runtime_drains_every_worker_ring)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    static pn_async_fd a[NSOCK];
+    int peer[NSOCK];
+    static blocked_reader br[NSOCK];
+    pn_join_handle *h[NSOCK];
+    for (int i = 0; i < NSOCK; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        cr_assert_eq(pn_async_fd_init(&a[i], sv[0]), 0);
+        peer[i] = sv[1];
+        br[i] = (blocked_reader){ .base = { &blocked_reader_vt }, .a = &a[i] };
+        cr_assert_eq(pn_spawn(rt, PN_FUTURE(&br[i]), sizeof br[i], &h[i]), 0);
+    }
+    /* Half of them get bytes, so some receives have filled buffers. */
+    for (int i = 0; i < NSOCK; i += 2)
+        cr_assert_eq(write(peer[i], "hello", 5), 5);
+    for (int i = 0; i < NSOCK; i += 2) {
+        pn_join_future j = pn_join_handle_await(h[i]);
+        AWAIT(rt, j);
+        cr_assert_eq(j.status, 0);
+        cr_assert_eq(((blocked_reader *)j.output)->n, 5);
+    }
+    /* The others wait in the kernel, on whichever worker's ring. */
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    for (int i = 0; i < NSOCK; i++) {
+        pn_join_handle_free(h[i]);
+        cr_assert_eq(pn_async_fd_close(&a[i]), 0);
+        wait_peer_closed(peer[i]);              /* nothing held the file */
+        close(peer[i]);
+    }
+    cr_assert_eq(count_fds(), before);
+}
+
+/* ---- wakes between workers never write the eventfd ----------------------- */
+
+static atomic_int worker_writes;
+static ssize_t (*real_write)(int, const void *, size_t);
+
+static ssize_t counting_write(int fd, const void *buf, size_t len)
+{
+    if (worker_index() >= 0)
+        atomic_fetch_add(&worker_writes, 1);
+    return real_write(fd, buf, len);
+}
+
+/* Sets *started when polled. */
+typedef struct flagger {
+    pn_future base;
+    atomic_bool *started;
+} flagger;
+
+static pn_poll flagger_poll(pn_future *f, pn_cx *cx)
+{
+    (void)cx;
+    atomic_store(((flagger *)f)->started, true);
+    return PN_READY;
+}
+
+static const pn_future_vtable flagger_vt = { flagger_poll, NULL, "flagger" };
+
+/* 50 times: have the other worker (asleep by then) run a child. */
+typedef struct bouncer {
+    pn_future base;
+    int pc;
+    int i, misses;
+    atomic_bool started;
+    flagger child;
+    pn_join_handle *h;
+} bouncer;
+
+static pn_poll bouncer_poll(pn_future *f, pn_cx *cx)
+{
+    bouncer *b = (bouncer *)f;
+    PN_ASYNC_BEGIN(b->pc);
+    for (b->i = 0; b->i < 50; b->i++) {
+        atomic_store(&b->started, false);
+        b->child = (flagger){ .base = { &flagger_vt }, .started = &b->started };
+        if (!spawn_on_other_worker(cx, PN_FUTURE(&b->child), sizeof b->child, &b->started,
+                                   &b->h))
+            b->misses++;
+        pn_join_handle_free(b->h);
+        PN_YIELD(b->pc, cx);
+    }
+    PN_ASYNC_END(b->pc);
+}
+
+static const pn_future_vtable bouncer_vt = { bouncer_poll, NULL, "bouncer" };
+
+/* A worker that wakes another (a task it spawned, a task woken on it) does
+ * it through the ring, never by writing the eventfd: an IORING_OP_MSG_RING
+ * from its own ring to the sleeper's with a ring per worker, from the
+ * small waker ring with the ring shared. */
+Test(uring_rings, worker_wakes_do_not_write_the_eventfd)
+{
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    bool uring = pn_runtime_backend(rt) == PN_BACKEND_URING;
+    real_write = pn__sys.write;
+    pn__sys.write = counting_write;
+    atomic_store(&worker_writes, 0);
+    uint64_t unparks = metrics(rt).unparks;
+    bouncer b = { .base = { &bouncer_vt } };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert_eq(((bouncer *)j.output)->misses, 0, "the other worker never ran a child");
+    pn_join_handle_free(h);
+    int writes = atomic_load(&worker_writes);
+    pn__sys.write = real_write;
+    cr_assert_gt(metrics(rt).unparks, unparks, "no worker was woken");
+    if (uring)                 /* (epoll wakes its driver through the eventfd) */
+        cr_assert_eq(writes, 0, "a worker wrote the eventfd %d times", writes);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
