@@ -28,14 +28,17 @@
 # and 2 workers in both driver modes (PN_DRIVER_WORKERS: the worker about to
 # park drives epoll and timers; PN_DRIVER_REACTOR_THREAD: a dedicated
 # reactor thread), then, on the closed-loop echo rows only (ECHO_MT_GRID),
-# pollen sharded 2 (epoll) and pollen sharded 2 (io_uring):
+# pollen mt(2) io_uring (2 workers, POLLEN_BACKEND=uring, a ring per
+# worker) and pollen mt(2) io_uring shared (POLLEN_URING_RINGS=shared: one
+# ring for both), pollen sharded 2 (epoll) and pollen sharded 2 (io_uring):
 # `bench_echo_server --shards 2`, two threads each with its own
 # current-thread runtime (its own epoll set, or io_uring ring) and its own
 # SO_REUSEPORT listener on the port, with POLLEN_BACKEND=epoll and =uring
 # (the io_uring one skipped with a line saying so when the uring servers do
 # not start), against Tokio multi_thread with 1 and 2 workers; its ratios
 # (mt(2) workers and mt(2) reactor vs Tokio mt(2), mt(2) workers vs
-# reactor, sharded 2 (epoll) vs Tokio mt(2)) say how many times better
+# reactor, sharded 2 (epoll) vs Tokio mt(2), mt(2) io_uring ring per worker
+# vs shared, mt(2) io_uring vs epoll) say how many times better
 # (> 1) or worse (< 1) one column is than another, whatever the direction
 # of the figure.  The Tokio programs are built here (offline, Debian's
 # librust-tokio-dev) from a copy of bench/peers/tokio in
@@ -471,6 +474,21 @@ echo_sharded() {
     return 0
 }
 
+# echo_mt_uring RUN CONNS SIZE: the 2-worker server on io_uring, with a
+# ring per worker (column pollen mt(2) io_uring) and with one ring shared
+# by the workers (pollen mt(2) io_uring shared); the two swap places every
+# run.
+echo_mt_uring() {
+    [ $HAVE_URING = yes ] || return 0
+    if [ $(($1 % 2)) = 1 ]; then set -- "$@" per-worker shared; else set -- "$@" shared per-worker; fi
+    for rings in $4 $5; do
+        case $rings in per-worker) p=pollen_mt2wu ;; *) p=pollen_mt2wus ;; esac
+        echo_one $p "$1" "$2" "$3" env POLLEN_BACKEND=uring POLLEN_URING_RINGS=$rings \
+            $POLLEN_ECHO_W --workers 2 --driver workers
+    done
+    return 0
+}
+
 suite_echo() {  # run
     r=$1
     [ -x "$LOADGEN" ] || { say "  skip echo: $LOADGEN not built"; return; }
@@ -484,9 +502,11 @@ suite_echo() {  # run
         if [ $((r % 2)) = 1 ]; then
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
+            echo_mt_uring "$r" "$c" "$s"
             echo_sharded "$r" "$c" "$s"
         else
             echo_sharded "$r" "$c" "$s"
+            echo_mt_uring "$r" "$c" "$s"
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
         fi
@@ -796,15 +816,17 @@ BEGIN {
     title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
     title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
     if (table == 2) {
-        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r pollen_sh2 pollen_sh2u tokio_mt1 tokio_mt2", peers, " ")
+        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r pollen_mt2wu pollen_mt2wus pollen_sh2 pollen_sh2u tokio_mt1 tokio_mt2", peers, " ")
         title["pollen_mt1"] = "pollen mt(1) workers"; title["pollen_mt1r"] = "pollen mt(1) reactor"
         title["pollen_mt2w"] = "pollen mt(2) workers"; title["pollen_mt2r"] = "pollen mt(2) reactor"
+        title["pollen_mt2wu"] = "pollen mt(2) io_uring"; title["pollen_mt2wus"] = "pollen mt(2) io_uring shared"
         title["pollen_sh2"] = "pollen sharded 2 (epoll)"; title["pollen_sh2u"] = "pollen sharded 2 (io_uring)"
         title["tokio_mt1"] = "Tokio mt(1)"; title["tokio_mt2"] = "Tokio mt(2)"
         # ratio columns: peer indexes a over b, as "times better"
-        nrat = split("3:8 4:8 3:4 5:8", rat, " ")
+        nrat = split("3:10 4:10 3:4 7:10 5:6 5:3", rat, " ")
         rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(2) reactor vs Tokio mt(2)"
         rtitle[3] = "mt(2) workers vs reactor"; rtitle[4] = "sharded 2 (epoll) vs Tokio mt(2)"
+        rtitle[5] = "mt(2) io_uring: ring per worker vs shared"; rtitle[6] = "mt(2) io_uring vs epoll"
     } else {
         # pollen first: the ratio column is pollen (epoll) / best peer
         npeers = split("pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
@@ -877,7 +899,7 @@ END {
     }
     if (table == 2) {
         print "" > md
-        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. sharded 2 (closed-loop echo rows only): bench_echo_server --shards 2, two threads each with its own current-thread runtime and SO_REUSEPORT listener, with POLLEN_BACKEND=epoll or =uring (io_uring: an io_uring ring per thread). Echo servers are pinned to CPU 0 (both threads of the 2-worker and 2-shard servers), the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
+        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. mt(2) io_uring (closed-loop echo rows only): mt(2) workers with POLLEN_BACKEND=uring, a ring per worker (SINGLE_ISSUER | DEFER_TASKRUN); shared: POLLEN_URING_RINGS=shared, one ring both workers submit to. sharded 2 (closed-loop echo rows only): bench_echo_server --shards 2, two threads each with its own current-thread runtime and SO_REUSEPORT listener, with POLLEN_BACKEND=epoll or =uring (io_uring: an io_uring ring per thread). Echo servers are pinned to CPU 0 (both threads of the 2-worker and 2-shard servers), the load generator to CPU 1. ping_pong: the pollen mailbox takes a mutex on the multi-thread runtime.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
         exit
     }
     print "" > md
