@@ -39,6 +39,15 @@
  * fires land in its own queue.  Busy workers turn it without blocking every
  * event_interval polls so I/O is never starved.
  *
+ * A ring per worker (io_uring, cfg.uring_rings PER_WORKER or AUTO with
+ * PN_DRIVER_WORKERS: ring_park).  Every worker adopts its own ring (its
+ * lane) and parks in it instead of on the futex, so its requests'
+ * completions, an unpark (pn__reactor_wake_lane) and, for the worker that
+ * holds the driver, the next timer end its wait; busy workers turn their
+ * own ring every event_interval polls.  A worker that leaves waits until
+ * every worker has left its loop (`running`) before it lets go of its
+ * ring, which drains it: no task can then still be using a request of it.
+ *
  * Timers are one shared wheel under an adaptive mutex (timers.h, shared
  * mode); docs/ARCHITECTURE.md has the measured cost.
  *

@@ -50,6 +50,12 @@
  * getsockopt(SO_ERROR) after it.  Dropped or closed while in flight, it is
  * cancelled like a send.
  *
+ * Ring: a uio's requests all go to one ring, the lane of the thread that
+ * did its first I/O (pn__ur_lane: with a ring per worker, that worker's),
+ * for its lifetime: its receive buffers come from that lane's buffer ring
+ * and only that ring can cancel its requests.  Another thread queues them
+ * there under the lane's sq_lock, and the lane's thread submits them.
+ *
  * Lifetime: a uio has one reference from its afd and one per request in
  * flight; the last CQE or the afd's close frees it.  A request is queued
  * with the fd number: before the fd is closed, every SQE of its still in

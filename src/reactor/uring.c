@@ -2,7 +2,8 @@
  * uring.c - the io_uring backend of the reactor (readiness mode).
  *
  * Owns: the reactor's ring, the lock that guards its submission queue, and
- * a small second ring that only sends wakes (struct ur).
+ * a small second ring that only sends wakes (struct ur); with lanes, one
+ * such set per thread that drives the reactor.
  *
  * Every registered fd gets one multishot poll request (POLLIN | POLLOUT |
  * POLLRDHUP) whose user_data is the record's token, so a CQE is an epoll
@@ -24,7 +25,7 @@
  * itself.  Several threads submit, so the ring is neither
  * SINGLE_ISSUER nor DEFER_TASKRUN (whose task work runs only when the one
  * issuer waits on the ring: a worker parked on a futex would hold its
- * polls' completions back).  It is COOP_TASKRUN | TASKRUN_FLAG: task work
+ * polls' completions back); lanes below are.  It is COOP_TASKRUN | TASKRUN_FLAG: task work
  * for a running thread waits for its next kernel entry instead of an
  * inter-processor interrupt (each IPI costs a VM exit: 23 us of server CPU
  * per echoed message without it, 10-12 us with it, as epoll), a sleeping
@@ -52,6 +53,27 @@
  * waiter, with no task-work round trip through another thread.  Any other
  * thread writes an eventfd, on which a driver keeps a multishot poll
  * (armed by the first turn, re-armed by a later one if it ends).
+ *
+ * Lanes (pn__reactor_new_lanes, the multi-thread runtime's ring per
+ * worker): lanes[0] is the reactor's struct ur and holds the others; each
+ * has its own ring, SQ lock, waker ring, eventfd and buffer ring, and one
+ * thread drives it (pn__reactor_adopt_lane; the thread mark tl_driver is
+ * its lane id, and ids of one reactor follow each other).  Lane rings are
+ * SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG when the kernel has them:
+ * set up disabled here, enabled by their thread, which becomes the only
+ * one that enters the kernel for them.  Any other thread only writes SQEs
+ * (under sq_lock) and wakes the owner: a thread that drives another lane
+ * with an IORING_OP_MSG_RING queued on its own ring (it goes with that
+ * thread's next batch, or at once for an unpark; a failure's CQE, tagged
+ * TAG_MSG with the lane, turns into an eventfd write), any other thread
+ * through the lane's eventfd.  Requests go to the lane of the thread that
+ * makes them (pn__ur_lane; a socket's to the lane it was bound to on its
+ * first I/O, uio.c), a readiness poll to the lane that armed it, and only
+ * that lane cancels it.  Each lane coalesces its own wakes (lane 0 with
+ * r->wake_pending).  Its thread drains it when it lets go (drain_lane):
+ * everything cancelled and reaped, and no SQE taken after; a close from a
+ * thread outside waits for each lane's owner in turn (ur_settle), and skips
+ * a SINGLE_ISSUER lane nobody drives, which has nothing in the kernel.
  *
  * Setup needs: IORING_FEAT_NODROP and IORING_FEAT_EXT_ARG, and the poll,
  * poll-remove and msg-ring opcodes (Linux 5.19 or later in practice).  Any
