@@ -577,3 +577,269 @@ Test(uring_rings, worker_wakes_do_not_write_the_eventfd)
         cr_assert_eq(writes, 0, "a worker wrote the eventfd %d times", writes);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
+
+/* ---- wakes a worker owes another go out before it waits ------------------ */
+
+/* On worker Y: a write on a socket of X's ring (while X is parked), then
+ * keep this poll busy while the runtime is freed.  The wake X is owed
+ * goes with Y's next flush: before Y waits for X to leave. */
+typedef struct late_writer {
+    pn_future base;
+    pn_async_fd *a;
+    atomic_bool *started, *sent;
+    ssize_t n;
+} late_writer;
+
+static pn_poll late_writer_poll(pn_future *f, pn_cx *cx)
+{
+    late_writer *w = (late_writer *)f;
+    atomic_store(w->started, true);
+    pn_instant end = pn_now() + PN_MS(50);     /* X finishes its poll and parks */
+    while (pn_now() < end)
+        ;
+    pn_poll p = pn_async_fd_poll_write(w->a, cx, "x", 1, &w->n);
+    atomic_store(w->sent, true);
+    end = pn_now() + PN_MS(200);               /* the runtime is freed meanwhile */
+    while (pn_now() < end)
+        ;
+    if (p == PN_PENDING)
+        pn__uio_forget(w->a, PN_WRITABLE, cx->waker);
+    return PN_READY;
+}
+
+static const pn_future_vtable late_writer_vt = { late_writer_poll, NULL, "late_writer" };
+
+/* On X: the socket's first I/O (a read: it belongs to X's ring from here),
+ * then `then` on the other worker. */
+typedef struct binder {
+    pn_future base;
+    pn_async_fd *a;
+    atomic_bool *started;
+    pn_future *then;
+    size_t then_size;
+    pn_join_handle *h;
+    bool spawned;
+} binder;
+
+static pn_poll binder_poll(pn_future *f, pn_cx *cx)
+{
+    binder *b = (binder *)f;
+    char c;
+    ssize_t n;
+    cr_assert_eq(pn_async_fd_poll_read(b->a, cx, &c, 1, &n), PN_PENDING);
+    b->spawned = spawn_on_other_worker(cx, b->then, b->then_size, b->started, &b->h);
+    return PN_READY;
+}
+
+static const pn_future_vtable binder_vt = { binder_poll, NULL, "binder" };
+
+/* Run a binder for `then` and return the handle of `then`'s task. */
+static pn_join_handle *bind_then(pn_runtime *rt, pn_async_fd *a, pn_future *then, size_t size,
+                                 atomic_bool *started)
+{
+    binder b = { .base = { &binder_vt }, .a = a, .started = started, .then = then,
+                 .then_size = size };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert(((binder *)j.output)->spawned, "the other worker never ran it");
+    pn_join_handle *then_h = ((binder *)j.output)->h;
+    pn_join_handle_free(h);
+    return then_h;
+}
+
+static atomic_bool freed;
+
+static void *free_runtime(void *arg)
+{
+    cr_assert_eq(pn_runtime_free(arg), 0);
+    atomic_store(&freed, true);
+    return NULL;
+}
+
+Test(uring_rings, freeing_while_a_worker_owes_a_wake_does_not_hang)
+{
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    atomic_bool started = false, sent = false;
+    late_writer w = { .base = { &late_writer_vt }, .a = &a, .started = &started, .sent = &sent };
+    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&w), sizeof w, &started);
+    while (!atomic_load(&sent))
+        sched_yield();
+    pn_join_handle_free(h);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, free_runtime, rt), 0);
+    pn_instant end = pn_now() + PN_MS(5000);
+    while (!atomic_load(&freed) && pn_now() < end)
+        usleep(1000);
+    cr_assert(atomic_load(&freed), "pn_runtime_free hung");
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    char c;
+    cr_assert_eq(read(sv[1], &c, 1), 1, "the write reached the peer");
+    cr_assert_eq(c, 'x');
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    close(sv[1]);
+}
+
+/* ---- a close from another worker lets go of the file at once ------------- */
+
+/* On Y: close a socket of X's ring (its receive waits there), then, still
+ * inside this poll (nothing of Y's is flushed meanwhile), watch the peer. */
+typedef struct far_closer {
+    pn_future base;
+    pn_async_fd *a;
+    int peer;
+    atomic_bool *started;
+    bool peer_saw_it;
+} far_closer;
+
+static pn_poll far_closer_poll(pn_future *f, pn_cx *cx)
+{
+    (void)cx;
+    far_closer *c = (far_closer *)f;
+    atomic_store(c->started, true);
+    pn_instant end = pn_now() + PN_MS(50);     /* X finishes its poll and parks */
+    while (pn_now() < end)
+        ;
+    cr_assert_eq(pn_async_fd_close(c->a), 0);
+    struct pollfd p = { .fd = c->peer, .events = POLLRDHUP };
+    c->peer_saw_it = poll(&p, 1, 5000) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+    return PN_READY;
+}
+
+static const pn_future_vtable far_closer_vt = { far_closer_poll, NULL, "far_closer" };
+
+Test(uring_rings, a_close_from_another_worker_lets_go_of_the_file)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    atomic_bool started = false;
+    far_closer c = { .base = { &far_closer_vt }, .a = &a, .peer = sv[1], .started = &started };
+    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&c), sizeof c, &started);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert(((far_closer *)j.output)->peer_saw_it,
+              "the peer did not see the close while the closing worker stayed busy");
+    pn_join_handle_free(h);
+    close(sv[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), before);
+}
+
+/* ---- more requests than another worker's ring holds ---------------------- */
+
+#define NFULL 1100      /* > the 1024 entries of a lane's SQ */
+
+static pn_async_fd full_a[NFULL];
+
+/* On Y: one byte to each socket of X's ring, all queued in its first
+ * poll; polled again until every write is done. */
+typedef struct flooder {
+    pn_future base;
+    atomic_bool *started;
+    bool polled;
+    int failed, left;
+    bool done[NFULL];
+} flooder;
+
+static pn_poll flooder_poll(pn_future *f, pn_cx *cx)
+{
+    flooder *fl = (flooder *)f;
+    if (!fl->polled) {
+        fl->polled = true;
+        fl->left = NFULL;
+        atomic_store(fl->started, true);
+        pn_instant end = pn_now() + PN_MS(50);     /* X finishes its poll and parks */
+        while (pn_now() < end)
+            ;
+    }
+    for (int i = 0; i < NFULL; i++) {
+        if (fl->done[i])
+            continue;
+        ssize_t n = 0;
+        cx->budget = 1000;
+        if (pn_async_fd_poll_write(&full_a[i], cx, "x", 1, &n) == PN_PENDING)
+            continue;
+        fl->done[i] = true;
+        fl->left--;
+        fl->failed += n != 1;
+    }
+    return fl->left ? PN_PENDING : PN_READY;
+}
+
+static const pn_future_vtable flooder_vt = { flooder_poll, NULL, "flooder" };
+
+/* On X: the first I/O of every socket, then the flooder on Y. */
+typedef struct binder_all {
+    pn_future base;
+    atomic_bool *started;
+    flooder *then;
+    pn_join_handle *h;
+    bool spawned;
+} binder_all;
+
+static pn_poll binder_all_poll(pn_future *f, pn_cx *cx)
+{
+    binder_all *b = (binder_all *)f;
+    for (int i = 0; i < NFULL; i++) {
+        char c;
+        ssize_t n;
+        cx->budget = 1000;
+        cr_assert_eq(pn_async_fd_poll_read(&full_a[i], cx, &c, 1, &n), PN_PENDING);
+    }
+    b->spawned = spawn_on_other_worker(cx, PN_FUTURE(b->then), sizeof *b->then, b->started,
+                                       &b->h);
+    return PN_READY;
+}
+
+static const pn_future_vtable binder_all_vt = { binder_all_poll, NULL, "binder_all" };
+
+Test(uring_rings, a_full_ring_of_another_worker_loses_no_write)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    static int peer[NFULL];
+    for (int i = 0; i < NFULL; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        cr_assert_eq(pn_async_fd_init(&full_a[i], sv[0]), 0);
+        peer[i] = sv[1];
+    }
+    atomic_bool started = false;
+    flooder fl = { .base = { &flooder_vt }, .started = &started };
+    binder_all b = { .base = { &binder_all_vt }, .started = &started, .then = &fl };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert(((binder_all *)j.output)->spawned);
+    pn_join_handle *fh = ((binder_all *)j.output)->h;
+    pn_join_handle_free(h);
+    pn_join_future fj = pn_join_handle_await(fh);
+    AWAIT(rt, fj);
+    cr_assert_eq(((flooder *)fj.output)->failed, 0, "writes failed instead of waiting");
+    pn_join_handle_free(fh);
+    for (int i = 0; i < NFULL; i++) {
+        struct pollfd p = { .fd = peer[i], .events = POLLIN };
+        cr_assert_eq(poll(&p, 1, 5000), 1, "socket %d: the byte never came", i);
+        char c;
+        cr_assert_eq(read(peer[i], &c, 1), 1);
+        cr_assert_eq(c, 'x');
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    for (int i = 0; i < NFULL; i++) {
+        cr_assert_eq(pn_async_fd_close(&full_a[i]), 0);
+        close(peer[i]);
+    }
+    cr_assert_eq(count_fds(), before);
+}

@@ -152,7 +152,15 @@ int pn_async_fd_close(pn_async_fd *afd)
 {
     if (!afd)
         return -EINVAL;
+    pn__reactor *r = afd->reactor;
     int fd = pn__async_fd_shut(afd);
+    /* The cancels this thread queued on its own ring go now, not with its
+     * next batch: until they do, the kernel's requests keep the file open
+     * (a listener accepting, a peer waiting for the end of the stream)
+     * however long the task that closes goes on running.  (The close
+     * future needs no such submit: its close request follows them in the
+     * same batch.) */
+    pn__reactor_flush(r);
     return fd < 0 ? 0 : pn__async_fd_close_fd(fd);
 }
 

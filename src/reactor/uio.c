@@ -305,11 +305,11 @@ static void maybe_arm(struct pn__uio *io)
         return;
     io->rx_armed = true;
     io->rx_nobufs = false;
-    /* A lane whose thread has left (the runtime is stopping) takes no
-     * more requests: nothing to report, the reads that follow (if any)
-     * find the socket as it is. */
-    if (!queue_recv(io) && !atomic_load(&io->u->gone))
-        io->rx_err = -ENOMEM;
+    /* No SQE (the ring's thread made no room in time, or has left it):
+     * the next read uses recv(2), as when the buffers ran out; nothing of
+     * ours is in flight, so order is kept. */
+    if (!queue_recv(io))
+        io->rx_nobufs = true;
 }
 
 static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
@@ -738,22 +738,19 @@ static void retire(struct pn__uio *io, struct pn__uop *op)
 }
 
 /* Queue `op` (a send or connect, filled in) as the afd's request in
- * flight and keep the waker (io locked; unlocks).  Without an SQE: a send
- * is -ENOMEM, ready; a connect is not handled (false). */
-static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, ssize_t *res,
-                     pn_poll *out)
+ * flight and keep the waker (io locked; unlocks).  Without an SQE, not
+ * handled (false): op is freed and io.c's readiness path makes the
+ * send(2) or connect(2). */
+static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, pn_poll *out)
 {
     struct ur *u = io->u;
     struct io_uring_sqe *sqe = claim_sqe(io);
     if (!sqe) {
+        /* No SQE: connect(2) or send(2) does it (nothing else of this
+         * socket's is being sent, so order is kept). */
         io_unlock(io);
-        bool fallback = op->kind != UOP_SEND;
         pn__free(op);
-        if (fallback)
-            return false;              /* connect(2) does it */
-        *res = -ENOMEM;
-        *out = PN_READY;
-        return true;
+        return false;
     }
     if (op->kind == UOP_CONNECT) {
         io_uring_prep_connect(sqe, io->fd, (struct sockaddr *)op->data, (socklen_t)op->len);
@@ -825,7 +822,7 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         memcpy(op->data + n, iov[i].iov_base, k);
         n += (int)k;
     }
-    return queue_tx(io, op, cx, res, out);
+    return queue_tx(io, op, cx, out);
 }
 
 bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, socklen_t len,
@@ -865,10 +862,7 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
         return true;
     }
     memcpy(op->data, sa, len);
-    ssize_t r = 0;
-    bool handled = queue_tx(io, op, cx, &r, out);
-    *res = (int)r;
-    return handled;
+    return queue_tx(io, op, cx, out);
 }
 
 /* Queue accept requests until ACCEPT_AHEAD are in flight or waiting

@@ -238,6 +238,7 @@ static int ur_open(pn__reactor *r)
     if (!u)
         return -ENOMEM;
     u->home = u;
+    u->r = r;
     u->nlanes = n;
     u->lanes = pn__calloc(n, sizeof *u->lanes);
     if (!u->lanes || u->wakefd < 0) {
@@ -259,6 +260,7 @@ static int ur_open(pn__reactor *r)
             return err;
         }
         l->home = u;
+        l->r = r;
         l->lane = i;
         l->id = first + i;
     }
@@ -303,6 +305,28 @@ static int submit(struct ur *u)
     return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
 }
 
+/* A CLOCK_MONOTONIC deadline `ms` from now, and whether it has passed. */
+static struct timespec deadline_in(long ms)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000 * 1000;
+    if (end.tv_nsec >= 1000000000) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000;
+    }
+    return end;
+}
+
+static bool past(const struct timespec *end)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > end->tv_sec ||
+           (now.tv_sec == end->tv_sec && now.tv_nsec >= end->tv_nsec);
+}
+
 /* The ring (lane id) this thread drives, set by its first turn or by
  * pn__reactor_adopt_lane: its polls' completions run as
  * task work on it, which its own turns run.  Other threads must not
@@ -311,14 +335,29 @@ static int submit(struct ur *u)
  * file became ready. */
 static _Thread_local uint64_t tl_driver;
 
+static void wake_lane(pn__reactor *r, struct ur *t);
+
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
 {
     if (atomic_load_explicit(&u->gone, memory_order_relaxed))
         return NULL;                   /* its thread has left it */
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    /* Only its owner may submit to a SINGLE_ISSUER ring. */
-    if (!sqe && u->issuer_only && tl_driver != u->id)
-        return NULL;
+    if (!sqe && u->issuer_only && tl_driver != u->id) {
+        /* Full, and only its thread may submit to a SINGLE_ISSUER ring:
+         * wake it and wait (sq_lock let go meanwhile, 100 ms at most)
+         * until its submit makes room. */
+        struct timespec end = deadline_in(100);
+        while (!sqe && !past(&end)) {
+            pthread_mutex_unlock(&u->sq_lock);
+            wake_lane(u->r, u);
+            sched_yield();
+            pthread_mutex_lock(&u->sq_lock);
+            if (atomic_load_explicit(&u->gone, memory_order_relaxed))
+                return NULL;
+            sqe = io_uring_get_sqe(&u->ring);
+        }
+        return sqe;
+    }
     for (int tries = 0; !sqe && tries < 8; tries++) {
         /* Full: send what is queued and take a fresh entry. */
         if (submit(u) < 0)
@@ -373,12 +412,27 @@ static void woken(pn__reactor *r, struct ur *u)
 static int wake_eventfd(struct ur *u);
 static int wake_self(struct ur *u);
 
-/* Signal the thread that drives lane t.  From a thread that drives another
- * lane of the reactor, an IORING_OP_MSG_RING on that lane's ring: no
- * syscall of its own when `now` is false (it goes with this thread's next
- * batch), and none on the woken side's path but its wait.  From t's own
- * thread, through the waker ring; from any other thread, the eventfd. */
-static int signal_lane(struct ur *t, bool now)
+/* Queue an IORING_OP_MSG_RING to lane t on me, this thread's own lane
+ * (sq_lock of me held).  Success posts nothing here; a failure's CQE
+ * names the lane, whose eventfd then carries the wake (reap).  False
+ * without an SQE. */
+static bool queue_msg(struct ur *me, struct ur *t)
+{
+    struct io_uring_sqe *sqe = atomic_load_explicit(&me->gone, memory_order_relaxed)
+                               ? NULL : io_uring_get_sqe(&me->ring);
+    if (!sqe)
+        return false;
+    io_uring_prep_msg_ring(sqe, t->ring.ring_fd, 0, PN__WAKE_TOKEN, 0);
+    io_uring_sqe_set_data64(sqe, TAG_MSG | (uint64_t)t->lane << 8);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return true;
+}
+
+/* Signal the thread that drives lane t, now.  From a thread that drives
+ * another lane of the reactor, an IORING_OP_MSG_RING submitted on its own
+ * ring (with whatever it had queued); from t's own thread, through the
+ * waker ring; from any other thread, the eventfd. */
+static int signal_lane(struct ur *t)
 {
     struct ur *me = lane_mine(t->home);
     if (!me)
@@ -386,36 +440,100 @@ static int signal_lane(struct ur *t, bool now)
     if (me == t)
         return wake_self(t);
     pthread_mutex_lock(&me->sq_lock);
-    struct io_uring_sqe *sqe = atomic_load_explicit(&me->gone, memory_order_relaxed)
-                               ? NULL : io_uring_get_sqe(&me->ring);
-    int err = -EBUSY;
-    if (sqe) {
-        io_uring_prep_msg_ring(sqe, t->ring.ring_fd, 0, PN__WAKE_TOKEN, 0);
-        /* Success posts nothing here; a failure's CQE names the lane,
-         * whose eventfd then carries the wake (reap). */
-        io_uring_sqe_set_data64(sqe, TAG_MSG | (uint64_t)t->lane << 8);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        err = 0;
-        if (now)
-            (void)submit(me);
-        else
-            tl_dirty = me->id;
-    }
+    bool queued = queue_msg(me, t);
+    if (queued)
+        (void)submit(me);
     pthread_mutex_unlock(&me->sq_lock);
-    return err ? wake_eventfd(t) : 0;
+    return queued ? 0 : wake_eventfd(t);
 }
 
-/* Wake lane t's thread, coalesced (as pn__reactor_wake, whose flag is
- * lane 0's). */
-static void wake_lane(pn__reactor *r, struct ur *t, bool now)
+static atomic_bool *wake_flag(pn__reactor *r, struct ur *t)
 {
-    atomic_bool *pending = t->lane ? &t->wake_pending : &r->wake_pending;
+    return t->lane ? &t->wake_pending : &r->wake_pending;
+}
+
+/* Wake lane t's thread now, coalesced (as pn__reactor_wake, whose flag is
+ * lane 0's).  The flag is set only for a wake that is sent at once, so
+ * no wake is ever held back behind one that has not left yet. */
+static void wake_lane(pn__reactor *r, struct ur *t)
+{
+    atomic_bool *pending = wake_flag(r, t);
     if (atomic_exchange(pending, true))
         return;
     atomic_fetch_add_explicit(&r->wake_signals, 1, memory_order_relaxed);
     /* A failed signal sent nothing: let the next wake try again. */
-    if (signal_lane(t, now) < 0)
+    if (signal_lane(t) < 0)
         atomic_store(pending, false);
+}
+
+/* Wakes this thread owes to other lanes of the reactor whose lane it
+ * drives, for SQEs it queued on them: they go as MSG_RINGs with its next
+ * batch (queue_owed, from every flush point), so a worker that queues many
+ * requests on another worker's ring wakes it once per batch with no
+ * syscall of its own.  Nothing is marked pending meanwhile (another
+ * thread's wake of the same lane still goes). */
+#define OWED_MAX 8
+static _Thread_local struct ur *tl_owed[OWED_MAX];
+static _Thread_local unsigned tl_nowed;
+
+/* Lanes this thread queued SQEs on without driving them, since its last
+ * close (ur_settle waits for those): a bit per lane below 64, `all` for
+ * the others, of the reactor whose home has id `home`. */
+static _Thread_local struct {
+    uint64_t home, mask;
+    bool all;
+} tl_foreign;
+
+static void note_foreign(struct ur *u)
+{
+    if (tl_foreign.home != u->home->id) {
+        tl_foreign.home = u->home->id;
+        tl_foreign.mask = 0;
+        tl_foreign.all = false;
+    }
+    if (u->lane < 64)
+        tl_foreign.mask |= 1ull << u->lane;
+    else
+        tl_foreign.all = true;
+}
+
+/* Queue the owed wakes on me (this thread's lane) for its next submit,
+ * which the caller makes right after. */
+static void queue_owed(pn__reactor *r, struct ur *me)
+{
+    for (unsigned i = 0; i < tl_nowed; i++) {
+        struct ur *t = tl_owed[i];
+        atomic_bool *pending = wake_flag(r, t);
+        if (atomic_exchange(pending, true))
+            continue;                  /* a wake is on its way already */
+        atomic_fetch_add_explicit(&r->wake_signals, 1, memory_order_relaxed);
+        pthread_mutex_lock(&me->sq_lock);
+        bool queued = queue_msg(me, t);
+        pthread_mutex_unlock(&me->sq_lock);
+        if (!queued && wake_eventfd(t) < 0)
+            atomic_store(pending, false);
+    }
+    tl_nowed = 0;
+}
+
+/* Another thread queued SQEs on u (sq_lock held; released here): make
+ * sure its thread will submit them. */
+static void wake_owner(pn__reactor *r, struct ur *u, bool batch)
+{
+    pthread_mutex_unlock(&u->sq_lock);
+    note_foreign(u);
+    struct ur *me = batch ? lane_mine(u->home) : NULL;
+    if (me && me != u) {
+        for (unsigned i = 0; i < tl_nowed; i++)
+            if (tl_owed[i] == u)
+                return;
+        if (tl_nowed < OWED_MAX) {
+            tl_owed[tl_nowed++] = u;
+            tl_dirty = me->id;         /* the next flush sends it */
+            return;
+        }
+    }
+    wake_lane(r, u);
 }
 
 void pn__ur_queued(pn__reactor *r, struct ur *u)
@@ -425,8 +543,17 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
+    wake_owner(r, u, true);
+}
+
+/* Submit this thread's lane with the wakes it owes (sq_lock not held). */
+static void submit_mine(pn__reactor *r, struct ur *u)
+{
+    if (tl_nowed)
+        queue_owed(r, u);
+    pthread_mutex_lock(&u->sq_lock);
+    (void)submit(u);
     pthread_mutex_unlock(&u->sq_lock);
-    wake_lane(r, u, false);
 }
 
 static void ur_flush(pn__reactor *r)
@@ -435,9 +562,7 @@ static void ur_flush(pn__reactor *r)
     if (!u || tl_dirty != u->id)
         return;
     tl_dirty = 0;
-    pthread_mutex_lock(&u->sq_lock);
-    (void)submit(u);
-    pthread_mutex_unlock(&u->sq_lock);
+    submit_mine(r, u);
 }
 
 /* This thread drives u from now on (counted once per thread). */
@@ -492,31 +617,48 @@ static int reap(pn__reactor *r, struct ur *u, bool closing);
  * drains. */
 static void drain_lane(pn__reactor *r, struct ur *u)
 {
+    if (tl_nowed)
+        queue_owed(r, u);              /* they go with the last submit */
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (sqe) {
-        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-    }
-    atomic_store(&u->gone, true);
-    (void)submit(u);
-    atomic_fetch_sub(&u->drivers, 1);
+    atomic_store(&u->gone, true);      /* no SQE for anyone from here */
     pthread_mutex_unlock(&u->sq_lock);
-    for (int i = 0; i < 100 && in_flight(u); i++) {
+    bool cancelled = false;
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&u->sq_lock);
+        if (!cancelled) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+            if (sqe) {
+                io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+                io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+                cancelled = true;
+            }
+        }
+        if (io_uring_sq_ready(&u->ring))
+            (void)submit(u);
+        bool queued = !cancelled || io_uring_sq_ready(&u->ring) > 0;
+        pthread_mutex_unlock(&u->sq_lock);
+        if (!queued && !in_flight(u))
+            break;
         if (!io_uring_cq_ready(&u->ring))
             (void)wait_cqe(u, 10 * 1000 * 1000);
         reap(r, u, true);
     }
+    pthread_mutex_lock(&u->sq_lock);
+    atomic_fetch_sub(&u->drivers, 1);
+    pthread_mutex_unlock(&u->sq_lock);
 }
 
 static void ur_disown(pn__reactor *r)
 {
     struct ur *u = lane_mine(r->be_data);
     if (u) {
-        tl_driver = 0;
         if (u->issuer_only) {
-            drain_lane(r, u);
+            drain_lane(r, u);          /* still its issuer while it drains */
+            tl_driver = 0;
         } else {
+            tl_driver = 0;
+            if (tl_nowed)
+                queue_owed(r, u);      /* submitted just below */
             /* Whatever another thread queued for this one to submit goes
              * now, and the count drops under the same lock, so a close
              * that looks at the count under it either is submitted here
@@ -527,6 +669,7 @@ static void ur_disown(pn__reactor *r)
             atomic_fetch_sub(&u->drivers, 1);
             pthread_mutex_unlock(&u->sq_lock);
         }
+        tl_nowed = 0;
         if (tl_dirty == u->id)
             tl_dirty = 0;       /* the caller flushed */
     }
@@ -549,13 +692,7 @@ static void ur_disown(pn__reactor *r)
  * running worker, later for a thread blocked elsewhere. */
 static void settle_lane(struct ur *u)
 {
-    struct timespec end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_nsec += 100 * 1000 * 1000;
-    if (end.tv_nsec >= 1000000000) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000;
-    }
+    struct timespec end = deadline_in(100);
     pthread_mutex_lock(&u->sq_lock);
     uint64_t last = pn__ur_note_queued(u);   /* the last SQE queued */
     bool queued = io_uring_sq_ready(&u->ring) > 0;
@@ -568,10 +705,7 @@ static void settle_lane(struct ur *u)
             queued = false;
         }
         pthread_mutex_unlock(&u->sq_lock);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!queued || now.tv_sec > end.tv_sec ||
-            (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+        if (!queued || past(&end))
             return;
         sched_yield();
         pthread_mutex_lock(&u->sq_lock);
@@ -579,12 +713,25 @@ static void settle_lane(struct ur *u)
     }
 }
 
+/* Wait for the lanes this thread queued on without driving them (its own
+ * turn or flush submits its own lane's); the wakes it owes their threads
+ * go first. */
 static void ur_settle(pn__reactor *r)
 {
     struct ur *home = r->be_data;
     struct ur *me = lane_mine(home);
+    if (me && tl_nowed) {
+        tl_dirty = 0;
+        submit_mine(r, me);
+    }
+    if (tl_foreign.home != home->id)
+        return;                        /* queued nothing there */
+    uint64_t mask = tl_foreign.mask;
+    bool all = tl_foreign.all;
+    tl_foreign.mask = 0;
+    tl_foreign.all = false;
     for (unsigned i = 0; i < home->nlanes; i++)
-        if (home->lanes[i] != me)        /* its own turn or flush submits */
+        if (home->lanes[i] != me && (all || (i < 64 && (mask >> i & 1))))
             settle_lane(home->lanes[i]);
 }
 
@@ -598,8 +745,7 @@ static int flush(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return err;
     }
-    pthread_mutex_unlock(&u->sq_lock);
-    wake_lane(r, u, true);
+    wake_owner(r, u, false);           /* releases sq_lock */
     return 0;
 }
 
@@ -873,6 +1019,8 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
         }
         pthread_mutex_unlock(&u->sq_lock);
     }
+    if (tl_nowed)
+        queue_owed(r, u);              /* submitted just below */
     /* The SQ is only looked at under its lock (other threads queue). */
     pthread_mutex_lock(&u->sq_lock);
     int err = io_uring_sq_ready(&u->ring) ? submit(u) : 0;
@@ -951,14 +1099,14 @@ static int wake_self(struct ur *u)
 
 static int ur_wake(pn__reactor *r)
 {
-    return signal_lane(r->be_data, true);
+    return signal_lane(r->be_data);
 }
 
 static void ur_wake_lane(pn__reactor *r, unsigned lane)
 {
     struct ur *home = r->be_data;
     if (lane < home->nlanes)
-        wake_lane(r, home->lanes[lane], true);
+        wake_lane(r, home->lanes[lane]);
 }
 
 const struct pn__backend pn__uring_backend = {

@@ -38,6 +38,7 @@
 struct ur {
     struct io_uring ring;
     struct ur *home;              /* lane 0, which holds the others */
+    pn__reactor *r;               /* the reactor they serve */
     struct ur **lanes;            /* home: nlanes rings, lanes[0] == home */
     unsigned nlanes;              /* home: 1 without lanes */
     unsigned lane;                /* this one's index */
@@ -73,8 +74,11 @@ struct ur {
     atomic_uint nobufs;           /* receives that found the ring empty */
 };
 
-/* An SQE, submitting what is queued when the SQ is full.  sq_lock held;
- * NULL only if the kernel refuses to take entries. */
+/* An SQE, submitting what is queued when the SQ is full.  sq_lock held
+ * (on a full SINGLE_ISSUER lane of another thread's, let go while that
+ * thread is woken to make room).  NULL if the kernel refuses to take
+ * entries, if that thread makes no room within 100 ms, or if the lane is
+ * gone (its thread drained it). */
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u);
 
 /* The ring requests made on the calling thread go to: the lane it drives,
