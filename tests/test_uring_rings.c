@@ -738,35 +738,57 @@ Test(uring_rings, a_close_from_another_worker_lets_go_of_the_file)
 
 /* ---- more requests than another worker's ring holds ---------------------- */
 
+/* Worker X binds every socket to its ring, then stays busy in one poll (so
+ * it submits nothing) while worker Y, in one poll: writes a byte to each
+ * of NFULL sockets (more than X's SQ holds: the rest go by send(2)), reads
+ * a socket of X's whose receive cannot be queued (recv(2) and the
+ * readiness path then), and closes a socket whose receive is in X's ring
+ * (its cancel waits for X's next turn).  Nothing may be lost, hang or stay
+ * open. */
 #define NFULL 1100      /* > the 1024 entries of a lane's SQ */
 
-static pn_async_fd full_a[NFULL];
+static pn_async_fd full_a[NFULL], full_r, full_c;
 
-/* On Y: one byte to each socket of X's ring, all queued in its first
- * poll; polled again until every write is done. */
+/* On Y, pinned: a read of full_r that nothing but its own wake polls
+ * again.  Its first poll (X still busy, its ring full) must wait. */
+typedef struct lone_reader {
+    pn_future base;
+    int pc;
+    atomic_bool *flooded;
+    ssize_t n;
+    char got[8];
+} lone_reader;
+
+static pn_poll lone_reader_poll(pn_future *f, pn_cx *cx)
+{
+    lone_reader *r = (lone_reader *)f;
+    PN_ASYNC_BEGIN(r->pc);
+    cx->budget = 1000;
+    cr_assert_eq(pn_async_fd_poll_read(&full_r, cx, r->got, sizeof r->got, &r->n), PN_PENDING);
+    atomic_store(r->flooded, true);          /* X may go on */
+    PN_AWAIT_POLL(r->pc, pn_async_fd_poll_read(&full_r, cx, r->got, sizeof r->got, &r->n));
+    PN_ASYNC_END(r->pc);
+}
+
+static const pn_future_vtable lone_reader_vt = { lone_reader_poll, NULL, "lone_reader" };
+
 typedef struct flooder {
     pn_future base;
-    atomic_bool *started;
-    bool polled;
-    int failed, left;
+    int pc;
+    atomic_bool *started, *flooded;
+    int left, failed, at_once;
+    lone_reader reader;
+    pn_join_handle *rh;
     bool done[NFULL];
 } flooder;
 
-static pn_poll flooder_poll(pn_future *f, pn_cx *cx)
+/* Poll every write not done yet; ready when all are. */
+static pn_poll poll_writes(flooder *fl, pn_cx *cx)
 {
-    flooder *fl = (flooder *)f;
-    if (!fl->polled) {
-        fl->polled = true;
-        fl->left = NFULL;
-        atomic_store(fl->started, true);
-        pn_instant end = pn_now() + PN_MS(50);     /* X finishes its poll and parks */
-        while (pn_now() < end)
-            ;
-    }
     for (int i = 0; i < NFULL; i++) {
+        ssize_t n = 0;
         if (fl->done[i])
             continue;
-        ssize_t n = 0;
         cx->budget = 1000;
         if (pn_async_fd_poll_write(&full_a[i], cx, "x", 1, &n) == PN_PENDING)
             continue;
@@ -777,61 +799,119 @@ static pn_poll flooder_poll(pn_future *f, pn_cx *cx)
     return fl->left ? PN_PENDING : PN_READY;
 }
 
+static pn_poll flooder_poll(pn_future *f, pn_cx *cx)
+{
+    flooder *fl = (flooder *)f;
+    PN_ASYNC_BEGIN(fl->pc);
+    atomic_store(fl->started, true);
+    fl->left = NFULL;
+    /* Every write is tried in this first poll (those with no room in X's
+     * ring are sent at once, by send(2)); the others are polled again
+     * below until done. */
+    (void)poll_writes(fl, cx);
+    fl->at_once = NFULL - fl->left;
+    cr_assert_eq(pn_async_fd_close(&full_c), 0);
+    /* Nothing to read yet: the read must wait, and be woken. */
+    fl->reader = (lone_reader){ .base = { &lone_reader_vt }, .flooded = fl->flooded };
+    cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&fl->reader), sizeof fl->reader, &fl->rh), 0);
+    PN_AWAIT_POLL(fl->pc, poll_writes(fl, cx));
+    PN_ASYNC_END(fl->pc);
+}
+
 static const pn_future_vtable flooder_vt = { flooder_poll, NULL, "flooder" };
 
-/* On X: the first I/O of every socket, then the flooder on Y. */
 typedef struct binder_all {
     pn_future base;
-    atomic_bool *started;
+    int pc;
+    atomic_bool *started, *flooded;
     flooder *then;
     pn_join_handle *h;
-    bool spawned;
+    ssize_t wn;
+    bool spawned, x_waited;
 } binder_all;
 
 static pn_poll binder_all_poll(pn_future *f, pn_cx *cx)
 {
     binder_all *b = (binder_all *)f;
+    char c;
+    ssize_t n;
+    PN_ASYNC_BEGIN(b->pc);
+    /* full_r is bound by a write, done (its receive is not armed). */
+    PN_AWAIT_POLL(b->pc, pn_async_fd_poll_write(&full_r, cx, "r", 1, &b->wn));
+    cr_assert_eq(b->wn, 1);
     for (int i = 0; i < NFULL; i++) {
-        char c;
-        ssize_t n;
         cx->budget = 1000;
         cr_assert_eq(pn_async_fd_poll_read(&full_a[i], cx, &c, 1, &n), PN_PENDING);
     }
+    cx->budget = 1000;
+    cr_assert_eq(pn_async_fd_poll_read(&full_c, cx, &c, 1, &n), PN_PENDING);
+    pn__reactor_flush(cx->reactor);           /* our receives are in the kernel */
     b->spawned = spawn_on_other_worker(cx, PN_FUTURE(b->then), sizeof *b->then, b->started,
                                        &b->h);
-    return PN_READY;
+    /* Stay busy (no turn, no submit) until Y has done its part. */
+    pn_instant end = pn_now() + PN_MS(10000);
+    while (!atomic_load(b->flooded) && pn_now() < end)
+        ;
+    b->x_waited = atomic_load(b->flooded);
+    PN_ASYNC_END(b->pc);
 }
 
 static const pn_future_vtable binder_all_vt = { binder_all_poll, NULL, "binder_all" };
 
-Test(uring_rings, a_full_ring_of_another_worker_loses_no_write)
+static int make_pair(pn_async_fd *a)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(pn_async_fd_init(a, sv[0]), 0);
+    return sv[1];
+}
+
+Test(uring_rings, a_full_ring_of_another_worker_loses_nothing)
 {
     int before = count_fds();
     pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
     static int peer[NFULL];
-    for (int i = 0; i < NFULL; i++) {
-        int sv[2];
-        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        cr_assert_eq(pn_async_fd_init(&full_a[i], sv[0]), 0);
-        peer[i] = sv[1];
-    }
-    atomic_bool started = false;
-    flooder fl = { .base = { &flooder_vt }, .started = &started };
-    binder_all b = { .base = { &binder_all_vt }, .started = &started, .then = &fl };
+    for (int i = 0; i < NFULL; i++)
+        peer[i] = make_pair(&full_a[i]);
+    int peer_r = make_pair(&full_r), peer_c = make_pair(&full_c);
+    char r0;
+    atomic_bool started = false, flooded = false;
+    flooder fl = { .base = { &flooder_vt }, .started = &started, .flooded = &flooded };
+    binder_all b = { .base = { &binder_all_vt }, .started = &started, .flooded = &flooded,
+                     .then = &fl };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
     pn_join_future j = pn_join_handle_await(h);
     AWAIT(rt, j);
     cr_assert(((binder_all *)j.output)->spawned);
+    cr_assert(((binder_all *)j.output)->x_waited, "worker Y never got through its part");
     pn_join_handle *fh = ((binder_all *)j.output)->h;
     pn_join_handle_free(h);
+
+    /* X turns again: the cancel it was left lets go of the closed socket. */
+    struct pollfd p = { .fd = peer_c, .events = POLLRDHUP };
+    cr_assert_eq(poll(&p, 1, 5000), 1, "the closed socket stayed open");
+    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
+    cr_assert_eq(read(peer_r, &r0, 1), 1);     /* the binder's byte */
+    /* The read waiting on Y is woken. */
+    cr_assert_eq(write(peer_r, "hello", 5), 5);
     pn_join_future fj = pn_join_handle_await(fh);
     AWAIT(rt, fj);
-    cr_assert_eq(((flooder *)fj.output)->failed, 0, "writes failed instead of waiting");
+    flooder *done = fj.output;
+    pn_join_future rj = pn_join_handle_await(done->rh);
+    AWAIT(rt, rj);
+    lone_reader *rd = rj.output;
+    cr_assert_eq(rd->n, 5, "the read: %zd", rd->n);
+    cr_assert_eq(memcmp(rd->got, "hello", 5), 0);
+    pn_join_handle_free(done->rh);
+    cr_assert_eq(done->failed, 0, "writes failed instead of being sent");
+    pn_runtime_metrics m = metrics(rt);
+    if (m.uring_rings == 2 && m.uring_single_issuer)
+        cr_assert_gt(done->at_once, 0, "X's ring never filled up (what this tests)");
     pn_join_handle_free(fh);
     for (int i = 0; i < NFULL; i++) {
-        struct pollfd p = { .fd = peer[i], .events = POLLIN };
-        cr_assert_eq(poll(&p, 1, 5000), 1, "socket %d: the byte never came", i);
+        struct pollfd q = { .fd = peer[i], .events = POLLIN };
+        cr_assert_eq(poll(&q, 1, 5000), 1, "socket %d: the byte never came", i);
         char c;
         cr_assert_eq(read(peer[i], &c, 1), 1);
         cr_assert_eq(c, 'x');
@@ -841,5 +921,8 @@ Test(uring_rings, a_full_ring_of_another_worker_loses_no_write)
         cr_assert_eq(pn_async_fd_close(&full_a[i]), 0);
         close(peer[i]);
     }
+    cr_assert_eq(pn_async_fd_close(&full_r), 0);
+    close(peer_r);
+    close(peer_c);
     cr_assert_eq(count_fds(), before);
 }

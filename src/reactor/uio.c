@@ -316,15 +316,11 @@ static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
 
 /* Queue an ASYNC_CANCEL of the request `op` (sq_lock held).  Its success
  * posts no CQE; the request's own last CQE still comes and frees what it
- * holds.  Without an SQE the request runs to its end. */
+ * holds.  Without an SQE it waits for the lane's thread's next turn
+ * (pn__ur_queue_cancel). */
 static void queue_cancel(struct ur *u, struct pn__uop *op)
 {
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (!sqe)
-        return;
-    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
-    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    pn__ur_queue_cancel(u, (uint64_t)(uintptr_t)op | TAG_OP);
 }
 
 /* Too much waits unread: ask the kernel to stop the multishot receive (io
@@ -648,6 +644,13 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
         return true;
     }
     maybe_arm(io);
+    if (!io->rx_armed) {
+        /* No SQE for the receive (maybe_arm set rx_nobufs): recv(2) now,
+         * nothing of ours being in flight. */
+        io->rx_nobufs = false;
+        io_unlock(io);
+        return false;
+    }
     store(&io->reader, cx->waker);
     io_unlock(io);
     *out = PN_PENDING;
@@ -686,6 +689,10 @@ bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
         return false;
     }
     maybe_arm(io);
+    if (!io->rx_armed) {               /* no SQE: the readiness path waits */
+        io_unlock(io);
+        return false;
+    }
     store(&io->reader, cx->waker);
     io_unlock(io);
     *out = PN_PENDING;

@@ -335,29 +335,16 @@ static bool past(const struct timespec *end)
  * file became ready. */
 static _Thread_local uint64_t tl_driver;
 
-static void wake_lane(pn__reactor *r, struct ur *t);
-
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u)
 {
     if (atomic_load_explicit(&u->gone, memory_order_relaxed))
         return NULL;                   /* its thread has left it */
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    if (!sqe && u->issuer_only && tl_driver != u->id) {
-        /* Full, and only its thread may submit to a SINGLE_ISSUER ring:
-         * wake it and wait (sq_lock let go meanwhile, 100 ms at most)
-         * until its submit makes room. */
-        struct timespec end = deadline_in(100);
-        while (!sqe && !past(&end)) {
-            pthread_mutex_unlock(&u->sq_lock);
-            wake_lane(u->r, u);
-            sched_yield();
-            pthread_mutex_lock(&u->sq_lock);
-            if (atomic_load_explicit(&u->gone, memory_order_relaxed))
-                return NULL;
-            sqe = io_uring_get_sqe(&u->ring);
-        }
-        return sqe;
-    }
+    /* Full, and only its thread may submit to a SINGLE_ISSUER ring: it
+     * will at its next turn; the caller takes its fallback meanwhile
+     * (pn__ur_queue_cancel keeps a cancel for that turn). */
+    if (!sqe && u->issuer_only && tl_driver != u->id)
+        return NULL;
     for (int tries = 0; !sqe && tries < 8; tries++) {
         /* Full: send what is queued and take a fresh entry. */
         if (submit(u) < 0)
@@ -466,16 +453,6 @@ static void wake_lane(pn__reactor *r, struct ur *t)
         atomic_store(pending, false);
 }
 
-/* Wakes this thread owes to other lanes of the reactor whose lane it
- * drives, for SQEs it queued on them: they go as MSG_RINGs with its next
- * batch (queue_owed, from every flush point), so a worker that queues many
- * requests on another worker's ring wakes it once per batch with no
- * syscall of its own.  Nothing is marked pending meanwhile (another
- * thread's wake of the same lane still goes). */
-#define OWED_MAX 8
-static _Thread_local struct ur *tl_owed[OWED_MAX];
-static _Thread_local unsigned tl_nowed;
-
 /* Lanes this thread queued SQEs on without driving them, since its last
  * close (ur_settle waits for those): a bit per lane below 64, `all` for
  * the others, of the reactor whose home has id `home`. */
@@ -497,43 +474,20 @@ static void note_foreign(struct ur *u)
         tl_foreign.all = true;
 }
 
-/* Queue the owed wakes on me (this thread's lane) for its next submit,
- * which the caller makes right after. */
-static void queue_owed(pn__reactor *r, struct ur *me)
+/* A thread that does not drive u queued SQEs on it (sq_lock held; released
+ * here): make sure u's thread submits them.  A SINGLE_ISSUER lane's thread
+ * submits what is queued at each turn (a busy worker every event_interval
+ * polls), so it is woken only if it waits in its ring right now (`waiting`
+ * is set under sq_lock before the submit that precedes the wait: either
+ * that submit took these SQEs, or this sees it waiting).  A shared ring's
+ * driver may be asleep anywhere: always woken. */
+static void wake_owner(pn__reactor *r, struct ur *u)
 {
-    for (unsigned i = 0; i < tl_nowed; i++) {
-        struct ur *t = tl_owed[i];
-        atomic_bool *pending = wake_flag(r, t);
-        if (atomic_exchange(pending, true))
-            continue;                  /* a wake is on its way already */
-        atomic_fetch_add_explicit(&r->wake_signals, 1, memory_order_relaxed);
-        pthread_mutex_lock(&me->sq_lock);
-        bool queued = queue_msg(me, t);
-        pthread_mutex_unlock(&me->sq_lock);
-        if (!queued && wake_eventfd(t) < 0)
-            atomic_store(pending, false);
-    }
-    tl_nowed = 0;
-}
-
-/* Another thread queued SQEs on u (sq_lock held; released here): make
- * sure its thread will submit them. */
-static void wake_owner(pn__reactor *r, struct ur *u, bool batch)
-{
+    bool wake = !u->issuer_only || atomic_load_explicit(&u->waiting, memory_order_relaxed);
     pthread_mutex_unlock(&u->sq_lock);
     note_foreign(u);
-    struct ur *me = batch ? lane_mine(u->home) : NULL;
-    if (me && me != u) {
-        for (unsigned i = 0; i < tl_nowed; i++)
-            if (tl_owed[i] == u)
-                return;
-        if (tl_nowed < OWED_MAX) {
-            tl_owed[tl_nowed++] = u;
-            tl_dirty = me->id;         /* the next flush sends it */
-            return;
-        }
-    }
-    wake_lane(r, u);
+    if (wake)
+        wake_lane(r, u);
 }
 
 void pn__ur_queued(pn__reactor *r, struct ur *u)
@@ -543,17 +497,49 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return;
     }
-    wake_owner(r, u, true);
+    wake_owner(r, u);
 }
 
-/* Submit this thread's lane with the wakes it owes (sq_lock not held). */
-static void submit_mine(pn__reactor *r, struct ur *u)
+void pn__ur_queue_cancel(struct ur *u, uint64_t user_data)
 {
-    if (tl_nowed)
-        queue_owed(r, u);
-    pthread_mutex_lock(&u->sq_lock);
-    (void)submit(u);
-    pthread_mutex_unlock(&u->sq_lock);
+    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe) {
+        /* Full, and another thread's: its next turn queues it (a cancel
+         * must not be lost: the request would hold its file for ever).
+         * A drained lane has nothing left to cancel. */
+        if (atomic_load_explicit(&u->gone, memory_order_relaxed))
+            return;
+        if (u->nlater == u->later_cap) {
+            unsigned cap = u->later_cap ? 2 * u->later_cap : 16;
+            uint64_t *l = pn__malloc(cap * sizeof *l);
+            if (!l)
+                return;                /* no memory: the request runs to its end */
+            if (u->nlater)
+                memcpy(l, u->later, u->nlater * sizeof *l);
+            pn__free(u->later);
+            u->later = l;
+            u->later_cap = cap;
+        }
+        u->later[u->nlater++] = user_data;
+        return;
+    }
+    io_uring_prep_cancel64(sqe, user_data, 0);
+    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* Queue the cancels other threads left in u's list (u's thread, sq_lock
+ * held). */
+static void queue_later(struct ur *u)
+{
+    while (u->nlater) {
+        struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+        if (!sqe)
+            return;
+        io_uring_prep_cancel64(sqe, u->later[--u->nlater], 0);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
 }
 
 static void ur_flush(pn__reactor *r)
@@ -562,7 +548,9 @@ static void ur_flush(pn__reactor *r)
     if (!u || tl_dirty != u->id)
         return;
     tl_dirty = 0;
-    submit_mine(r, u);
+    pthread_mutex_lock(&u->sq_lock);
+    (void)submit(u);
+    pthread_mutex_unlock(&u->sq_lock);
 }
 
 /* This thread drives u from now on (counted once per thread). */
@@ -617,10 +605,9 @@ static int reap(pn__reactor *r, struct ur *u, bool closing);
  * drains. */
 static void drain_lane(pn__reactor *r, struct ur *u)
 {
-    if (tl_nowed)
-        queue_owed(r, u);              /* they go with the last submit */
     pthread_mutex_lock(&u->sq_lock);
     atomic_store(&u->gone, true);      /* no SQE for anyone from here */
+    u->nlater = 0;                     /* the cancel of everything covers them */
     pthread_mutex_unlock(&u->sq_lock);
     bool cancelled = false;
     for (int i = 0; i < 100; i++) {
@@ -657,8 +644,6 @@ static void ur_disown(pn__reactor *r)
             tl_driver = 0;
         } else {
             tl_driver = 0;
-            if (tl_nowed)
-                queue_owed(r, u);      /* submitted just below */
             /* Whatever another thread queued for this one to submit goes
              * now, and the count drops under the same lock, so a close
              * that looks at the count under it either is submitted here
@@ -669,7 +654,6 @@ static void ur_disown(pn__reactor *r)
             atomic_fetch_sub(&u->drivers, 1);
             pthread_mutex_unlock(&u->sq_lock);
         }
-        tl_nowed = 0;
         if (tl_dirty == u->id)
             tl_dirty = 0;       /* the caller flushed */
     }
@@ -720,10 +704,6 @@ static void ur_settle(pn__reactor *r)
 {
     struct ur *home = r->be_data;
     struct ur *me = lane_mine(home);
-    if (me && tl_nowed) {
-        tl_dirty = 0;
-        submit_mine(r, me);
-    }
     if (tl_foreign.home != home->id)
         return;                        /* queued nothing there */
     uint64_t mask = tl_foreign.mask;
@@ -745,7 +725,7 @@ static int flush(pn__reactor *r, struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         return err;
     }
-    wake_owner(r, u, false);           /* releases sq_lock */
+    wake_owner(r, u);                  /* releases sq_lock */
     return 0;
 }
 
@@ -809,20 +789,13 @@ static void ur_del(pn__reactor *r, pn__registration *reg, uint64_t token)
     struct ur *home = r->be_data;
     /* Its poll is on the ring that armed it: only that ring cancels it. */
     struct ur *u = home->lanes[atomic_load_explicit(&reg->lane, memory_order_relaxed)];
+    /* ASYNC_CANCEL, not POLL_REMOVE: a multishot poll whose event is
+     * being delivered at that moment refuses POLL_REMOVE (-EALREADY) and
+     * would stay armed, holding the file, for ever; a cancel marks it and
+     * it ends after that delivery. */
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
-    if (sqe) {
-        /* ASYNC_CANCEL, not POLL_REMOVE: a multishot poll whose event is
-         * being delivered at that moment refuses POLL_REMOVE (-EALREADY)
-         * and would stay armed, holding the file, for ever; a cancel marks
-         * it and it ends after that delivery. */
-        io_uring_prep_cancel64(sqe, token, 0);
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        (void)flush(r, u);
-    } else {
-        pthread_mutex_unlock(&u->sq_lock);
-    }
+    pn__ur_queue_cancel(u, token);
+    (void)flush(r, u);
 }
 
 /* Re-arm the poll of `token` if its record is still that registration's.
@@ -975,15 +948,19 @@ static void ur_close(pn__reactor *r)
         return;
     for (unsigned i = 0; i < home->nlanes; i++) {
         struct ur *u = home->lanes[i];
+        uint64_t mark = tl_driver;
         if (u->issuer_only && !u->enabled) {
             /* Its thread never came (a runtime that failed to start):
              * this one becomes the issuer, to send what others queued
              * and cancel it. */
             enable_ring(u);
+            tl_driver = u->id;
         }
         /* A drained lane (its thread left) has nothing in flight. */
         if (!atomic_load(&u->gone))
             cancel_all(r, u);
+        tl_driver = mark;
+        pn__free(u->later);
         bool quiet = !in_flight(u);
         io_uring_queue_exit(&u->waker);
         io_uring_queue_exit(&u->ring);
@@ -1019,17 +996,24 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
         }
         pthread_mutex_unlock(&u->sq_lock);
     }
-    if (tl_nowed)
-        queue_owed(r, u);              /* submitted just below */
-    /* The SQ is only looked at under its lock (other threads queue). */
+    /* The SQ is only looked at under its lock (other threads queue).  A
+     * turn that may wait says so under it first: a thread that queues on
+     * this lane after the submit below sees it and wakes us. */
     pthread_mutex_lock(&u->sq_lock);
+    if (timeout_ns != 0)
+        atomic_store_explicit(&u->waiting, true, memory_order_relaxed);
+    if (u->nlater)
+        queue_later(u);
     int err = io_uring_sq_ready(&u->ring) ? submit(u) : 0;
     pthread_mutex_unlock(&u->sq_lock);
-    if (err)
+    if (err) {
+        atomic_store_explicit(&u->waiting, false, memory_order_relaxed);
         return err;
+    }
     if (!io_uring_cq_ready(&u->ring)) {
         if (timeout_ns != 0) {
             err = wait_cqe(u, timeout_ns);
+            atomic_store_explicit(&u->waiting, false, memory_order_relaxed);
             if (err)
                 return err;
         } else if (IO_URING_READ_ONCE(*u->ring.sq.kflags) &
@@ -1039,6 +1023,7 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
             (void)io_uring_get_events(&u->ring);
         }
     }
+    atomic_store_explicit(&u->waiting, false, memory_order_relaxed);
     int dispatched = reap(r, u, false);
     /* What the completions queued (re-arms, receives) goes now. */
     pthread_mutex_lock(&u->sq_lock);

@@ -51,6 +51,12 @@ struct ur {
     atomic_bool gone;             /* its thread drained it and left: no more
                                      SQEs (set under sq_lock) */
     atomic_bool wake_pending;     /* lanes > 0: r->wake_pending's role */
+    atomic_bool waiting;          /* its thread is (about to be) blocked in
+                                     a turn: set under sq_lock */
+    /* Cancels other threads could not queue (SQ full): its thread's
+     * next turn queues them (sq_lock). */
+    uint64_t *later;
+    unsigned nlater, later_cap;
     /* Requests queued (under sq_lock) and whose last CQE was reaped (by
      * the driver of the moment): teardown waits until they are equal. */
     uint64_t issued, ended;
@@ -74,16 +80,22 @@ struct ur {
     atomic_uint nobufs;           /* receives that found the ring empty */
 };
 
-/* An SQE, submitting what is queued when the SQ is full.  sq_lock held
- * (on a full SINGLE_ISSUER lane of another thread's, let go while that
- * thread is woken to make room).  NULL if the kernel refuses to take
- * entries, if that thread makes no room within 100 ms, or if the lane is
- * gone (its thread drained it). */
+/* An SQE, submitting what is queued when the SQ is full.  sq_lock held.
+ * NULL if the kernel refuses to take entries, if the SQ is full and only
+ * another thread may submit to it (a SINGLE_ISSUER lane: its next turn
+ * will), or if the lane is gone (its thread drained it). */
 struct io_uring_sqe *pn__ur_get_sqe(struct ur *u);
 
 /* The ring requests made on the calling thread go to: the lane it drives,
  * else lane 0 (whose thread then submits them). */
 struct ur *pn__ur_lane(pn__reactor *r);
+
+/* Queue an ASYNC_CANCEL of the request with `user_data` (its success
+ * posts no CQE; the request's own last CQE still comes).  sq_lock held.
+ * Never lost: with no SQE it waits in u's list for u's thread's next turn
+ * (dropped only if the lane is gone, which cancelled everything, or with
+ * no memory). */
+void pn__ur_queue_cancel(struct ur *u, uint64_t user_data);
 
 /* After queueing SQEs (sq_lock held; releases it): a thread that drives
  * the ring leaves them for its next flush point (pn__reactor_flush, or its
