@@ -62,11 +62,13 @@
  * SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG when the kernel has them:
  * set up disabled here, enabled by their thread, which becomes the only
  * one that enters the kernel for them.  Any other thread only writes SQEs
- * (under sq_lock) and wakes the owner: a thread that drives another lane
- * with an IORING_OP_MSG_RING queued on its own ring (it goes with that
- * thread's next batch, or at once for an unpark; a failure's CQE, tagged
- * TAG_MSG with the lane, turns into an eventfd write), any other thread
- * through the lane's eventfd.  Requests go to the lane of the thread that
+ * (under sq_lock), and wakes the owner if it waits in its ring (a busy
+ * owner submits them at its next turn): a thread that drives another lane
+ * with an IORING_OP_MSG_RING submitted on its own ring (a failure's CQE,
+ * tagged TAG_MSG with the lane, turns into an eventfd write), any other
+ * thread through the lane's eventfd.  On a full SQ of another thread's
+ * lane it gets no SQE (the callers fall back to syscalls) and a cancel
+ * waits in the lane's `later` list for the owner's next turn.  Requests go to the lane of the thread that
  * makes them (pn__ur_lane; a socket's to the lane it was bound to on its
  * first I/O, uio.c), a readiness poll to the lane that armed it, and only
  * that lane cancels it.  Each lane coalesces its own wakes (lane 0 with
