@@ -9,6 +9,8 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
@@ -196,6 +198,19 @@ static inline int count_fds(void)
         n += e->d_name[0] != '.';
     closedir(d);
     return n;
+}
+
+/* Wait until the peer's other end is gone (POLLRDHUP), whatever it still
+ * has unread; fails (instead of hanging) if that never comes. */
+static inline void wait_peer_closed(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    int n;
+    do
+        n = poll(&p, 1, 10000);
+    while (n < 0 && errno == EINTR);
+    cr_assert_eq(n, 1, "the peer never saw the socket closed");
+    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
 }
 
 /* pn_block_on a future struct (not a pointer); fails the test if block_on

@@ -389,18 +389,6 @@ static const pn_future_vtable closer_vt = { closer_poll, NULL, "closer" };
         pn_join_handle_free(h_);                                                 \
     } while (0)
 
-/* Wait until the peer's other end is gone (POLLRDHUP), whatever it still
- * has unread; fails (instead of hanging) if that never comes. */
-static void wait_peer_closed(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-    int n;
-    do
-        n = poll(&p, 1, 10000);
-    while (n < 0 && errno == EINTR);
-    cr_assert_eq(n, 1, "the peer never saw the socket closed");
-    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
-}
 
 BOTH(uring_io, close_cancels_a_waiting_send)
 {

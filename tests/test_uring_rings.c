@@ -299,70 +299,85 @@ static bool spawn_on_other_worker(pn_cx *cx, pn_future *f, size_t size, atomic_b
     return true;
 }
 
-/* Does the first I/O on a, a read with nothing to read (so the socket
- * belongs to this worker's ring, and its receive waits there), then has
- * the other worker run a pinger on it, all in one poll. */
-typedef struct first_user {
+static int make_pair(pn_async_fd *a)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(pn_async_fd_init(a, sv[0]), 0);
+    return sv[1];
+}
+
+/* On X: the socket's first I/O (a read: it belongs to X's ring from here),
+ * then `then` on the other worker. */
+typedef struct binder {
     pn_future base;
     pn_async_fd *a;
-    int worker;
-    atomic_bool started;
-    bool spawned;
-    pinger ping;
+    atomic_bool *started;
+    pn_future *then;
+    size_t then_size;
     pn_join_handle *h;
-} first_user;
+    int worker;                 /* X */
+    bool spawned;
+} binder;
 
-static pn_poll first_user_poll(pn_future *f, pn_cx *cx)
+static pn_poll binder_poll(pn_future *f, pn_cx *cx)
 {
-    first_user *u = (first_user *)f;
-    u->worker = worker_index();
+    binder *b = (binder *)f;
     char c;
     ssize_t n;
-    cr_assert_eq(pn_async_fd_poll_read(u->a, cx, &c, 1, &n), PN_PENDING);
-    u->ping = (pinger){ .base = { &pinger_vt }, .a = u->a, .started = &u->started };
-    u->spawned = spawn_on_other_worker(cx, PN_FUTURE(&u->ping), sizeof u->ping, &u->started,
-                                       &u->h);
+    b->worker = worker_index();
+    cr_assert_eq(pn_async_fd_poll_read(b->a, cx, &c, 1, &n), PN_PENDING);
+    b->spawned = spawn_on_other_worker(cx, b->then, b->then_size, b->started, &b->h);
     return PN_READY;
 }
 
-static const pn_future_vtable first_user_vt = { first_user_poll, NULL, "first_user" };
+static const pn_future_vtable binder_vt = { binder_poll, NULL, "binder" };
+
+/* Run a binder for `then` and return the handle of `then`'s task (and
+ * X's index in *x, if x). */
+static pn_join_handle *bind_then(pn_runtime *rt, pn_async_fd *a, pn_future *then, size_t size,
+                                 atomic_bool *started, int *x)
+{
+    binder b = { .base = { &binder_vt }, .a = a, .started = started, .then = then,
+                 .then_size = size };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert(((binder *)j.output)->spawned, "the other worker never ran it");
+    pn_join_handle *then_h = ((binder *)j.output)->h;
+    if (x)
+        *x = ((binder *)j.output)->worker;
+    pn_join_handle_free(h);
+    return then_h;
+}
 
 Test(uring_rings, a_task_on_the_other_worker_uses_a_socket_of_this_ones_ring)
 {
     int before = count_fds();
     pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     pn_async_fd a;
-    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    int peer = make_pair(&a);
     pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, echo_peer, &sv[1]), 0);
-
-    first_user u = { .base = { &first_user_vt }, .a = &a };
-    pn_join_handle *h;
-    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&u), sizeof u, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
-    AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
-    first_user *done = j.output;
-    cr_assert(done->spawned, "the other worker never ran the pinger");
-    cr_assert_geq(done->worker, 0);
-    pn_join_handle *ph = done->h;
-    int first_worker = done->worker;
-    pn_join_handle_free(h);                    /* done is gone from here */
-
+    cr_assert_eq(pthread_create(&th, NULL, echo_peer, &peer), 0);
+    atomic_bool started = false;
+    pinger p = { .base = { &pinger_vt }, .a = &a, .started = &started };
+    int x;
+    pn_join_handle *ph = bind_then(rt, &a, PN_FUTURE(&p), sizeof p, &started, &x);
+    cr_assert_geq(x, 0);
     pn_join_future pj = pn_join_handle_await(ph);
     AWAIT(rt, pj);
     cr_assert_eq(pj.status, 0);
-    pinger *p = pj.output;
-    cr_assert_neq(p->worker, first_worker, "the pinger started on the other worker");
-    cr_assert_not(p->bad, "a round trip lost, reordered or failed");
-    cr_assert_eq(p->round, ROUNDS);
+    pinger *done = pj.output;
+    cr_assert_neq(done->worker, x, "the pinger started on the other worker");
+    cr_assert_not(done->bad, "a round trip lost, reordered or failed");
+    cr_assert_eq(done->round, ROUNDS);
     pn_join_handle_free(ph);
 
     cr_assert_eq(pn_async_fd_close(&a), 0);
     cr_assert_eq(pthread_join(th, NULL), 0);
-    close(sv[1]);
+    close(peer);
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), before);
 }
@@ -387,16 +402,6 @@ static pn_poll touch_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable touch_vt = { touch_poll, NULL, "touch" };
 
-static void wait_peer_closed(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-    int n;
-    do
-        n = poll(&p, 1, 10000);
-    while (n < 0 && errno == EINTR);
-    cr_assert_eq(n, 1, "the peer never saw the socket closed");
-    cr_assert(p.revents & (POLLRDHUP | POLLHUP));
-}
 
 Test(uring_rings, a_user_thread_uses_and_closes_a_socket_of_a_worker_ring)
 {
@@ -609,47 +614,6 @@ static pn_poll late_writer_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable late_writer_vt = { late_writer_poll, NULL, "late_writer" };
 
-/* On X: the socket's first I/O (a read: it belongs to X's ring from here),
- * then `then` on the other worker. */
-typedef struct binder {
-    pn_future base;
-    pn_async_fd *a;
-    atomic_bool *started;
-    pn_future *then;
-    size_t then_size;
-    pn_join_handle *h;
-    bool spawned;
-} binder;
-
-static pn_poll binder_poll(pn_future *f, pn_cx *cx)
-{
-    binder *b = (binder *)f;
-    char c;
-    ssize_t n;
-    cr_assert_eq(pn_async_fd_poll_read(b->a, cx, &c, 1, &n), PN_PENDING);
-    b->spawned = spawn_on_other_worker(cx, b->then, b->then_size, b->started, &b->h);
-    return PN_READY;
-}
-
-static const pn_future_vtable binder_vt = { binder_poll, NULL, "binder" };
-
-/* Run a binder for `then` and return the handle of `then`'s task. */
-static pn_join_handle *bind_then(pn_runtime *rt, pn_async_fd *a, pn_future *then, size_t size,
-                                 atomic_bool *started)
-{
-    binder b = { .base = { &binder_vt }, .a = a, .started = started, .then = then,
-                 .then_size = size };
-    pn_join_handle *h;
-    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
-    AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
-    cr_assert(((binder *)j.output)->spawned, "the other worker never ran it");
-    pn_join_handle *then_h = ((binder *)j.output)->h;
-    pn_join_handle_free(h);
-    return then_h;
-}
-
 static atomic_bool freed;
 
 static void *free_runtime(void *arg)
@@ -662,13 +626,11 @@ static void *free_runtime(void *arg)
 Test(uring_rings, freeing_while_a_worker_owes_a_wake_does_not_hang)
 {
     pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     pn_async_fd a;
-    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    int peer = make_pair(&a);
     atomic_bool started = false, sent = false;
     late_writer w = { .base = { &late_writer_vt }, .a = &a, .started = &started, .sent = &sent };
-    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&w), sizeof w, &started);
+    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&w), sizeof w, &started, NULL);
     while (!atomic_load(&sent))
         sched_yield();
     pn_join_handle_free(h);
@@ -680,10 +642,10 @@ Test(uring_rings, freeing_while_a_worker_owes_a_wake_does_not_hang)
     cr_assert(atomic_load(&freed), "pn_runtime_free hung");
     cr_assert_eq(pthread_join(th, NULL), 0);
     char c;
-    cr_assert_eq(read(sv[1], &c, 1), 1, "the write reached the peer");
+    cr_assert_eq(read(peer, &c, 1), 1, "the write reached the peer");
     cr_assert_eq(c, 'x');
     cr_assert_eq(pn_async_fd_close(&a), 0);
-    close(sv[1]);
+    close(peer);
 }
 
 /* ---- a close from another worker lets go of the file at once ------------- */
@@ -718,20 +680,18 @@ Test(uring_rings, a_close_from_another_worker_lets_go_of_the_file)
 {
     int before = count_fds();
     pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     pn_async_fd a;
-    cr_assert_eq(pn_async_fd_init(&a, sv[0]), 0);
+    int peer = make_pair(&a);
     atomic_bool started = false;
-    far_closer c = { .base = { &far_closer_vt }, .a = &a, .peer = sv[1], .started = &started };
-    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&c), sizeof c, &started);
+    far_closer c = { .base = { &far_closer_vt }, .a = &a, .peer = peer, .started = &started };
+    pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&c), sizeof c, &started, NULL);
     pn_join_future j = pn_join_handle_await(h);
     AWAIT(rt, j);
     cr_assert_eq(j.status, 0);
     cr_assert(((far_closer *)j.output)->peer_saw_it,
               "the peer did not see the close while the closing worker stayed busy");
     pn_join_handle_free(h);
-    close(sv[1]);
+    close(peer);
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), before);
 }
@@ -857,14 +817,6 @@ static pn_poll binder_all_poll(pn_future *f, pn_cx *cx)
 }
 
 static const pn_future_vtable binder_all_vt = { binder_all_poll, NULL, "binder_all" };
-
-static int make_pair(pn_async_fd *a)
-{
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(pn_async_fd_init(a, sv[0]), 0);
-    return sv[1];
-}
 
 Test(uring_rings, a_full_ring_of_another_worker_loses_nothing)
 {
