@@ -464,13 +464,11 @@ echo_peers() {
 # (io_uring)); the two swap places every run.
 echo_sharded() {
     [ $HAVE_SHARDS = yes ] || return 0
-    if [ $(($1 % 2)) = 1 ]; then
-        echo_one pollen_sh2 "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO_W --shards 2
-        [ $HAVE_URING_SH = yes ] && echo_one pollen_sh2u "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2
-    else
-        [ $HAVE_URING_SH = yes ] && echo_one pollen_sh2u "$1" "$2" "$3" env POLLEN_BACKEND=uring $POLLEN_ECHO_W --shards 2
-        echo_one pollen_sh2 "$1" "$2" "$3" env POLLEN_BACKEND=epoll $POLLEN_ECHO_W --shards 2
-    fi
+    if [ $(($1 % 2)) = 1 ]; then set -- "$@" epoll uring; else set -- "$@" uring epoll; fi
+    for be in $4 $5; do
+        case $be in epoll) p=pollen_sh2 ;; *) p=pollen_sh2u; [ $HAVE_URING_SH = yes ] || continue ;; esac
+        echo_one $p "$1" "$2" "$3" env POLLEN_BACKEND=$be $POLLEN_ECHO_W --shards 2
+    done
     return 0
 }
 
