@@ -92,7 +92,7 @@ enum { UOP_RECV = 1, UOP_SEND = 2, UOP_CONNECT = 3, UOP_ACCEPT = 4, UOP_CLOSE = 
 struct pn__uop {
     uint8_t kind;
     bool done;             /* send, connect: the CQE came (res is valid) */
-    bool neutered;         /* its SQE became a NOP (see neuter) */
+    bool neutered;         /* its SQE became a NOP (see stop_op) */
     bool cancelled;        /* an accept: its cancel is queued */
     int32_t res;
     struct pn__uio *io;
@@ -100,8 +100,8 @@ struct pn__uop {
     size_t cap;            /* send, connect: bytes of data allocated */
     char *data;            /* send: the copy; connect: the address;
                               accept: struct accept_addr */
-    struct io_uring_sqe *sqe;  /* an accept: where it was queued, and */
-    uint64_t seq;              /* when (see pn__ur_unsubmitted) */
+    struct io_uring_sqe *sqe;  /* where it was last queued, and */
+    uint64_t seq;              /* when (see pn__ur_unsubmitted, stop_op) */
 };
 
 /* A listener's accept requests: in flight (any order) and finished (in
@@ -134,8 +134,6 @@ struct pn__uio {
                               clears it) */
     char *spill;           /* unread bytes saved when the reactor went */
     size_t spill_len, spill_off;
-    struct io_uring_sqe *rx_sqe, *tx_sqe;  /* where the last receive and */
-    uint64_t rx_seq, tx_seq;               /* send were queued, and when */
     struct pn__uop *tx;    /* the send of the write being polled */
     struct pn__uop *spare; /* a finished send kept for reuse (writes of
                               similar size then allocate nothing) */
@@ -291,8 +289,8 @@ static bool queue_recv(struct pn__uio *io)
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&io->rx | TAG_OP);
-    io->rx_sqe = sqe;
-    io->rx_seq = pn__ur_note_queued(u);
+    io->rx.sqe = sqe;
+    io->rx.seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
     return true;
 }
@@ -312,15 +310,25 @@ static void maybe_arm(struct pn__uio *io)
         io->rx_nobufs = true;
 }
 
-static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe);
-
-/* Queue an ASYNC_CANCEL of the request `op` (sq_lock held).  Its success
- * posts no CQE; the request's own last CQE still comes and frees what it
- * holds.  Without an SQE it waits for the lane's thread's next turn
- * (pn__ur_queue_cancel). */
-static void queue_cancel(struct ur *u, struct pn__uop *op)
+/* Stop the request `op` (sq_lock held).  Still in the SQ: its SQE becomes
+ * a NOP with the same user_data; the NOP completes with 0, which must not
+ * read as a result (end of stream, fd 0, connected), so the op is marked
+ * and its CQE taken as -ECANCELED.  In the kernel: an ASYNC_CANCEL is
+ * queued, whose success posts no CQE (without an SQE it waits for the
+ * lane's thread's next turn, pn__ur_queue_cancel).  Either way the
+ * request's own last CQE still comes and frees what it holds.  Returns
+ * true when it queued a cancel (the caller makes it go: pn__ur_queued). */
+static bool stop_op(struct ur *u, struct pn__uop *op)
 {
+    if (pn__ur_unsubmitted(u, op->seq)) {
+        uint64_t ud = op->sqe->user_data;
+        io_uring_prep_nop(op->sqe);
+        io_uring_sqe_set_data64(op->sqe, ud);
+        op->neutered = true;
+        return false;
+    }
     pn__ur_queue_cancel(u, (uint64_t)(uintptr_t)op | TAG_OP);
+    return true;
 }
 
 /* Too much waits unread: ask the kernel to stop the multishot receive (io
@@ -332,13 +340,10 @@ static void pause_recv(struct pn__uio *io)
         return;
     io->rx_stopping = true;
     pthread_mutex_lock(&u->sq_lock);
-    if (pn__ur_unsubmitted(u, io->rx_seq)) {
-        neuter(&io->rx, io->rx_sqe);
+    if (stop_op(u, &io->rx))
+        pn__ur_queued(io->r, u);       /* releases sq_lock */
+    else
         pthread_mutex_unlock(&u->sq_lock);
-        return;
-    }
-    queue_cancel(u, &io->rx);
-    pn__ur_queued(io->r, u);
 }
 
 /* Append a chunk (io locked); false without memory for a bigger queue. */
@@ -766,8 +771,8 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, pn_poll 
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
     io->tx = op;
-    io->tx_sqe = sqe;
-    io->tx_seq = pn__ur_note_queued(u);
+    op->sqe = sqe;
+    op->seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
     store(&io->writer, cx->waker);
     io_unlock(io);
@@ -923,10 +928,7 @@ static void cancel_accepts(struct pn__uio *io)
         if (op->cancelled)
             continue;
         op->cancelled = true;
-        if (pn__ur_unsubmitted(u, op->seq))
-            neuter(op, op->sqe);
-        else
-            queue_cancel(u, op);
+        (void)stop_op(u, op);
     }
     pn__ur_queued(io->r, u);   /* releases sq_lock */
 }
@@ -1030,13 +1032,10 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     if (!cancel || !u)
         return;
     pthread_mutex_lock(&u->sq_lock);
-    if (pn__ur_unsubmitted(u, io->tx_seq)) {
-        neuter(op, io->tx_sqe);
+    if (stop_op(u, op))
+        pn__ur_queued(io->r, u);       /* releases sq_lock */
+    else
         pthread_mutex_unlock(&u->sq_lock);
-        return;
-    }
-    queue_cancel(u, op);
-    pn__ur_queued(io->r, u);   /* releases sq_lock */
 }
 
 void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
@@ -1060,18 +1059,6 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     io_unlock(io);
     pn_waker_drop(&rd);
     pn_waker_drop(&wr);
-}
-
-/* Turn op's queued, unsubmitted SQE into a NOP with the same user_data.
- * The NOP completes with 0, which must not read as a result (end of
- * stream, fd 0, connected): the op is marked, and its CQE is taken as
- * -ECANCELED. */
-static void neuter(struct pn__uop *op, struct io_uring_sqe *sqe)
-{
-    uint64_t ud = sqe->user_data;
-    io_uring_prep_nop(sqe);
-    io_uring_sqe_set_data64(sqe, ud);
-    op->neutered = true;
 }
 
 /* Close every connection a finished accept request holds (io locked). */
@@ -1116,18 +1103,10 @@ void pn__uio_close(pn_async_fd *afd)
          * (unless the SQ is full, which pn__ur_get_sqe submits): this may
          * be a thread that must not submit. */
         pthread_mutex_lock(&u->sq_lock);
-        if (io->rx_armed) {
-            if (pn__ur_unsubmitted(u, io->rx_seq))
-                neuter(&io->rx, io->rx_sqe);
-            else
-                queue_cancel(u, &io->rx);
-        }
-        if (io->tx && !io->tx->done) {
-            if (pn__ur_unsubmitted(u, io->tx_seq))
-                neuter(io->tx, io->tx_sqe);
-            else
-                queue_cancel(u, io->tx);
-        }
+        if (io->rx_armed)
+            (void)stop_op(u, &io->rx);
+        if (io->tx && !io->tx->done)
+            (void)stop_op(u, io->tx);
         pn__ur_queued(io->r, u);   /* releases sq_lock */
         cancel_accepts(io);
     }
