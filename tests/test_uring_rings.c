@@ -882,3 +882,110 @@ Test(uring_rings, a_full_ring_of_another_worker_loses_nothing)
     close(peer_c);
     cr_assert_eq(count_fds(), before);
 }
+
+/* ---- a readiness wait that finds the ring full ---------------------------- */
+
+/* Both workers busy (lane 0 not turning); this thread, which drives no
+ * ring, fills lane 0's SQ with writes, then waits to read a pipe: the
+ * pipe's poll finds no room in the SQ, and must still be armed (by lane
+ * 0's thread, once it turns), or the read would never be woken. */
+#define NPOLLFULL 1100
+
+static pn_async_fd pf_a[NPOLLFULL], pf_pipe;
+static atomic_int pf_spinning;
+static atomic_bool pf_release, pf_waiting;
+
+static pn_poll spinner_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f, (void)cx;
+    atomic_fetch_add(&pf_spinning, 1);
+    pn_instant end = pn_now() + PN_MS(10000);
+    while (!atomic_load(&pf_release) && pn_now() < end)
+        ;
+    return PN_READY;
+}
+
+static const pn_future_vtable spinner_vt = { spinner_poll, NULL, "spinner" };
+
+typedef struct pipe_reader {
+    pn_future base;
+    int pc, again, queued;
+    ssize_t n;
+    char c;
+} pipe_reader;
+
+static pn_poll pipe_reader_poll(pn_future *f, pn_cx *cx)
+{
+    pipe_reader *m = (pipe_reader *)f;
+    PN_ASYNC_BEGIN(m->pc);
+    for (int i = 0; i < NPOLLFULL; i++) {
+        ssize_t n = 0;
+        cx->budget = 1000;
+        m->queued += pn_async_fd_poll_write(&pf_a[i], cx, "x", 1, &n) == PN_PENDING;
+    }
+    cx->budget = 1000;
+    cr_assert_eq(pn_async_fd_poll_read(&pf_pipe, cx, &m->c, 1, &m->n), PN_PENDING);
+    atomic_store(&pf_waiting, true);
+    atomic_store(&pf_release, true);
+    /* Polled again only when the read's waker fires. */
+    PN_AWAIT_POLL(m->pc, m->again++ ? pn_async_fd_poll_read(&pf_pipe, cx, &m->c, 1, &m->n)
+                                    : PN_PENDING);
+    PN_ASYNC_END(m->pc);
+}
+
+static const pn_future_vtable pipe_reader_vt = { pipe_reader_poll, NULL, "pipe_reader" };
+
+static void *write_when_waiting(void *arg)
+{
+    int fd = *(int *)arg;
+    pn_instant end = pn_now() + PN_MS(10000);
+    while (!atomic_load(&pf_waiting) && pn_now() < end)
+        sched_yield();
+    cr_assert_eq(write(fd, "z", 1), 1);
+    return NULL;
+}
+
+Test(uring_rings, a_readiness_wait_on_a_full_ring_is_armed_later)
+{
+    int before = count_fds();
+    pn_runtime *rt = mt_new(PN_URING_RINGS_AUTO);
+    static int peer[NPOLLFULL];
+    for (int i = 0; i < NPOLLFULL; i++)
+        peer[i] = make_pair(&pf_a[i]);
+    int pfd[2];
+    cr_assert_eq(pipe2(pfd, O_NONBLOCK | O_CLOEXEC), 0);
+    cr_assert_eq(pn_async_fd_init(&pf_pipe, pfd[0]), 0);
+    pn_future s1 = { &spinner_vt }, s2 = { &spinner_vt };
+    pn_join_handle *h1, *h2;
+    cr_assert_eq(pn_spawn(rt, &s1, sizeof s1, &h1), 0);
+    cr_assert_eq(pn_spawn(rt, &s2, sizeof s2, &h2), 0);
+    pn_instant end = pn_now() + PN_MS(5000);
+    while (atomic_load(&pf_spinning) < 2 && pn_now() < end)
+        sched_yield();
+    cr_assert_eq(atomic_load(&pf_spinning), 2, "both workers kept busy");
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, write_when_waiting, &pfd[1]), 0);
+    pipe_reader m = { .base = { &pipe_reader_vt } };
+    AWAIT(rt, m);                              /* this thread drives no ring */
+    cr_assert_eq(m.n, 1);
+    cr_assert_eq(m.c, 'z');
+    pn_runtime_metrics mt = metrics(rt);
+    if (mt.uring_rings == 2 && mt.uring_single_issuer)
+        cr_assert_lt(m.queued, NPOLLFULL, "lane 0's ring never filled up (what this tests)");
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    for (pn_join_handle **h = (pn_join_handle *[]){ h1, h2, NULL }; *h; h++) {
+        pn_join_future j = pn_join_handle_await(*h);
+        AWAIT(rt, j);
+        pn_join_handle_free(*h);
+    }
+    for (int i = 0; i < NPOLLFULL; i++) {
+        struct pollfd q = { .fd = peer[i], .events = POLLIN };
+        cr_assert_eq(poll(&q, 1, 5000), 1, "socket %d: the byte never came", i);
+        cr_assert_eq(pn_async_fd_close(&pf_a[i]), 0);
+        close(peer[i]);
+    }
+    cr_assert_eq(pn_async_fd_close(&pf_pipe), 0);
+    close(pfd[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), before);
+}

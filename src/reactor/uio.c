@@ -135,6 +135,9 @@ struct pn__uio {
     char *spill;           /* unread bytes saved when the reactor went */
     size_t spill_len, spill_off;
     struct pn__uop *tx;    /* the send of the write being polled */
+    unsigned tx_orphans;   /* sends or connects dropped and not ended: a
+                              new write waits for them (its bytes must not
+                              overtake theirs) */
     struct pn__uop *spare; /* a finished send kept for reuse (writes of
                               similar size then allocate nothing) */
     struct accq *acc;      /* a listener's accept requests, or NULL */
@@ -473,10 +476,11 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         op->res = res;
         op->done = true;
         bool orphan = io->tx != op;
-        if (!orphan) {
-            w = io->writer;
-            io->writer = PN_WAKER_NONE;
-        }
+        if (orphan)
+            io->tx_orphans--;
+        /* Its writer, or a write waiting for the orphans to end. */
+        w = io->writer;
+        io->writer = PN_WAKER_NONE;
         io_unlock(io);
         if (orphan)
             pn__free(op);         /* a send's or connect's copy */
@@ -807,6 +811,14 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         *out = PN_READY;
         return true;
     }
+    if (io->tx_orphans) {
+        /* A dropped write's send is still in the kernel (its cancel may
+         * wait for the ring's thread): these bytes go after it ends. */
+        store(&io->writer, cx->waker);
+        io_unlock(io);
+        *out = PN_PENDING;
+        return true;
+    }
     size_t len = 0;
     for (int i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
@@ -1028,6 +1040,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
         pn__free(op);
         return;
     }
+    io->tx_orphans++;                  /* its CQE frees it */
     struct ur *u = io->u;
     if (!cancel || !u)
         return;

@@ -502,27 +502,36 @@ void pn__ur_queued(pn__reactor *r, struct ur *u)
     wake_owner(r, u);
 }
 
+/* Keep a request another thread could not queue on u (full SQ) for u's
+ * thread's next turn (sq_lock held).  False if the lane is gone (nothing
+ * left to do there) or without memory. */
+static bool later_add(struct ur *u, uint64_t ud, bool arm)
+{
+    if (atomic_load_explicit(&u->gone, memory_order_relaxed))
+        return false;
+    if (u->nlater == u->later_cap) {
+        unsigned cap = u->later_cap ? 2 * u->later_cap : 16;
+        struct later *l = pn__malloc(cap * sizeof *l);
+        if (!l)
+            return false;
+        if (u->nlater)
+            memcpy(l, u->later, u->nlater * sizeof *l);
+        pn__free(u->later);
+        u->later = l;
+        u->later_cap = cap;
+    }
+    u->later[u->nlater++] = (struct later){ ud, arm };
+    return true;
+}
+
 void pn__ur_queue_cancel(struct ur *u, uint64_t user_data)
 {
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (!sqe) {
         /* Full, and another thread's: its next turn queues it (a cancel
          * must not be lost: the request would hold its file for ever).
-         * A drained lane has nothing left to cancel. */
-        if (atomic_load_explicit(&u->gone, memory_order_relaxed))
-            return;
-        if (u->nlater == u->later_cap) {
-            unsigned cap = u->later_cap ? 2 * u->later_cap : 16;
-            uint64_t *l = pn__malloc(cap * sizeof *l);
-            if (!l)
-                return;                /* no memory: the request runs to its end */
-            if (u->nlater)
-                memcpy(l, u->later, u->nlater * sizeof *l);
-            pn__free(u->later);
-            u->later = l;
-            u->later_cap = cap;
-        }
-        u->later[u->nlater++] = user_data;
+         * Without memory the request runs to its end. */
+        (void)later_add(u, user_data, false);
         return;
     }
     io_uring_prep_cancel64(sqe, user_data, 0);
@@ -530,18 +539,46 @@ void pn__ur_queue_cancel(struct ur *u, uint64_t user_data)
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* Queue the cancels other threads left in u's list (u's thread, sq_lock
- * held). */
+static void prep_poll(struct ur *u, struct io_uring_sqe *sqe, int fd, uint64_t token);
+
+/* Queue, in order, what other threads left in u's list (u's thread,
+ * sq_lock held): cancels, and polls of records still registered. */
 static void queue_later(struct ur *u)
 {
-    while (u->nlater) {
+    unsigned i = 0;
+    for (; i < u->nlater; i++) {
+        struct later *l = &u->later[i];
+        pn__registration *reg = NULL;
+        if (l->arm && !(reg = pn__reactor_lookup(u->r, l->ud)))
+            continue;                  /* deregistered meanwhile */
         struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
         if (!sqe)
-            return;
-        io_uring_prep_cancel64(sqe, u->later[--u->nlater], 0);
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+            break;                     /* the rest waits for the next turn */
+        if (l->arm) {
+            atomic_store_explicit(&reg->lane, u->lane, memory_order_relaxed);
+            prep_poll(u, sqe, reg->fd, l->ud);
+        } else {
+            io_uring_prep_cancel64(sqe, l->ud, 0);
+            io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        }
     }
+    memmove(u->later, u->later + i, (u->nlater - i) * sizeof *u->later);
+    u->nlater -= i;
+}
+
+/* The request with user_data `ud` has ended (its last CQE, u's thread):
+ * a cancel of it still waiting in the list must not reach a new request
+ * that reuses its address. */
+static void later_forget(struct ur *u, uint64_t ud)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    unsigned k = 0;
+    for (unsigned i = 0; i < u->nlater; i++)
+        if (u->later[i].arm || u->later[i].ud != ud)
+            u->later[k++] = u->later[i];
+    u->nlater = k;
+    pthread_mutex_unlock(&u->sq_lock);
 }
 
 static void ur_flush(pn__reactor *r)
@@ -676,12 +713,12 @@ static void ur_disown(pn__reactor *r)
  * cancel end by task work on the threads that submitted them, so the file
  * is let go when those threads next enter the kernel: at once for a
  * running worker, later for a thread blocked elsewhere. */
-static void settle_lane(struct ur *u)
+static void settle_lane(struct ur *u, struct ur *me)
 {
     struct timespec end = deadline_in(100);
     pthread_mutex_lock(&u->sq_lock);
     uint64_t last = pn__ur_note_queued(u);   /* the last SQE queued */
-    bool queued = io_uring_sq_ready(&u->ring) > 0;
+    bool queued = io_uring_sq_ready(&u->ring) > 0 || u->nlater;
     for (;;) {
         if (queued && atomic_load(&u->drivers) == 0) {
             /* A SINGLE_ISSUER lane with no thread has nothing in the
@@ -693,15 +730,26 @@ static void settle_lane(struct ur *u)
         pthread_mutex_unlock(&u->sq_lock);
         if (!queued || past(&end))
             return;
+        if (me) {
+            /* Meanwhile send what others queued on our own lane: its
+             * thread may be waiting for us the same way. */
+            pthread_mutex_lock(&me->sq_lock);
+            if (me->nlater)
+                queue_later(me);
+            if (io_uring_sq_ready(&me->ring))
+                (void)submit(me);
+            pthread_mutex_unlock(&me->sq_lock);
+        }
         sched_yield();
         pthread_mutex_lock(&u->sq_lock);
-        queued = pn__ur_unsubmitted(u, last);
+        /* Queued until the kernel has taken the SQE (and a cancel kept
+         * in the list has been queued: its turn submits it at once). */
+        queued = pn__ur_unsubmitted(u, last) || u->nlater;
     }
 }
 
 /* Wait for the lanes this thread queued on without driving them (its own
- * turn or flush submits its own lane's); the wakes it owes their threads
- * go first. */
+ * turn or flush submits its own lane's). */
 static void ur_settle(pn__reactor *r)
 {
     struct ur *home = r->be_data;
@@ -714,7 +762,7 @@ static void ur_settle(pn__reactor *r)
     tl_foreign.all = false;
     for (unsigned i = 0; i < home->nlanes; i++)
         if (home->lanes[i] != me && (all || (i < 64 && (mask >> i & 1))))
-            settle_lane(home->lanes[i]);
+            settle_lane(home->lanes[i], me);
 }
 
 /* Send what is queued: now if this thread drives the ring, else by waking
@@ -735,6 +783,11 @@ static int arm(pn__reactor *r, struct ur *u, pn__registration *reg, uint64_t tok
 {
     pthread_mutex_lock(&u->sq_lock);
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    if (!sqe && tl_driver != u->id && later_add(u, token, true)) {
+        /* Another thread's full lane: its next turn arms it. */
+        atomic_store_explicit(&reg->lane, u->lane, memory_order_relaxed);
+        return flush(r, u);
+    }
     if (!sqe) {
         pthread_mutex_unlock(&u->sq_lock);
         return -EBUSY;
@@ -890,6 +943,11 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
                 (void)wake_eventfd(u->home->lanes[lane]);
         } else if (ud & TAG_OP) {
             dispatched += pn__uio_complete(u, cqe);
+            /* A cancel of it queued later by another thread was queued
+             * under the uio's lock, which the completion took after it:
+             * this sees it (only ud is used; the op may be freed). */
+            if (!more && u->nlater)
+                later_forget(u, ud);
             u->ended += !more;
         } else if (!(ud & TAG_IGNORE)) {
             if (res >= 0)

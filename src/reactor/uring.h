@@ -53,10 +53,12 @@ struct ur {
     atomic_bool wake_pending;     /* lanes > 0: r->wake_pending's role */
     atomic_bool waiting;          /* its thread is (about to be) blocked in
                                      a turn: set under sq_lock */
-    /* Cancels other threads could not queue (SQ full): its thread's
-     * next turn queues them (sq_lock). */
-    uint64_t *later;
-    unsigned nlater, later_cap;
+    /* Requests other threads could not queue (SQ full): cancels (of a
+     * user_data) and readiness polls (of a token); its thread's next turn
+     * queues them, in order (sq_lock). */
+    struct later { uint64_t ud; bool arm; } *later;
+    _Atomic unsigned nlater;      /* (read without the lock by reap) */
+    unsigned later_cap;
     /* Requests queued (under sq_lock) and whose last CQE was reaped (by
      * the driver of the moment): teardown waits until they are equal. */
     uint64_t issued, ended;
