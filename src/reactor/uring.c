@@ -67,8 +67,9 @@
  * with an IORING_OP_MSG_RING submitted on its own ring (a failure's CQE,
  * tagged TAG_MSG with the lane, turns into an eventfd write), any other
  * thread through the lane's eventfd.  On a full SQ of another thread's
- * lane it gets no SQE (the callers fall back to syscalls) and a cancel
- * waits in the lane's `later` list for the owner's next turn.  Requests go to the lane of the thread that
+ * lane it gets no SQE (the callers fall back to syscalls), and a cancel
+ * or a readiness poll waits in the lane's `later` list for the owner's
+ * next turn.  Requests go to the lane of the thread that
  * makes them (pn__ur_lane; a socket's to the lane it was bound to on its
  * first I/O, uio.c), a readiness poll to the lane that armed it, and only
  * that lane cancels it.  Each lane coalesces its own wakes (lane 0 with
