@@ -426,6 +426,59 @@ BOTH(uring_io, close_cancels_a_waiting_send)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
+/* ---- a write dropped after its send completed ----------------------------- */
+
+/* Writes "AAAA"; when woken (its send done, the waker taken), drops that
+ * write instead of polling it, as a select that picked another branch
+ * would, and writes "BBBB": those bytes must be sent, not the first
+ * write's result handed back for them. */
+typedef struct drop_after_done {
+    pn_future base;
+    int pc;
+    pn_async_fd *a;
+    ssize_t n1, n2;
+} drop_after_done;
+
+static pn_poll drop_after_done_poll(pn_future *f, pn_cx *cx)
+{
+    drop_after_done *d = (drop_after_done *)f;
+    PN_ASYNC_BEGIN(d->pc);
+    if (pn_async_fd_poll_write(d->a, cx, "AAAA", 4, &d->n1) == PN_PENDING) {
+        d->pc = 1;
+        return PN_PENDING;
+    case 1:
+        pn__async_fd_forget(d->a, PN_WRITABLE, cx->waker);
+    }
+    PN_AWAIT_POLL(d->pc, pn_async_fd_poll_write(d->a, cx, "BBBB", 4, &d->n2));
+    PN_ASYNC_END(d->pc);
+}
+
+static const pn_future_vtable drop_after_done_vt = { drop_after_done_poll, NULL, "drop_after_done" };
+
+BOTH(uring_io, a_write_dropped_after_its_send_completed_does_not_answer_the_next)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    drop_after_done d = { .base = { &drop_after_done_vt }, .a = &a };
+    AWAIT_SPAWNED(rt, d);
+    cr_assert_eq(d.n2, 4);
+    char got[9] = { 0 };
+    size_t n = 0;
+    while (n < 8) {
+        struct pollfd p = { .fd = peer, .events = POLLIN };
+        cr_assert_eq(poll(&p, 1, 5000), 1, "only %zu bytes came: '%s'", n, got);
+        ssize_t k = read(peer, got + n, 8 - n);
+        cr_assert_gt(k, 0);
+        n += (size_t)k;
+    }
+    cr_assert_str_eq(got, "AAAABBBB");
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    close(peer);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
 /* ---- connect through the ring ------------------------------------------- */
 
 static atomic_int connect_calls;

@@ -125,19 +125,29 @@ static void detach(pn_async_fd *afd)
     afd->reactor = NULL;
 }
 
-int pn__async_fd_shut(pn_async_fd *afd)
+/* wait: the caller closes the fd at once (pn_async_fd_close) and
+ * promises the file is gone, so wait until the requests the close
+ * cancelled have ended (a ring per worker ends them when their thread
+ * next waits, not when the cancel is submitted). */
+static int shut(pn_async_fd *afd, bool wait)
 {
     if (afd->closed)
         return -1;
     pn__reactor *r = afd->reactor;
     /* closed first: a waiter woken by the deregistration sees it. */
     afd->closed = true;
-    pn__uio_close(afd);
+    struct pn__uio *io = pn__uio_close_hold(afd);
     detach(afd);
     pn__reactor_settle(r);  /* the kernel lets go of the file first */
+    pn__uio_let_go(io, wait);
     int fd = afd->fd;
     afd->fd = -1;
     return fd;
+}
+
+int pn__async_fd_shut(pn_async_fd *afd)
+{
+    return shut(afd, false);
 }
 
 int pn__async_fd_close_fd(int fd)
@@ -153,7 +163,7 @@ int pn_async_fd_close(pn_async_fd *afd)
     if (!afd)
         return -EINVAL;
     pn__reactor *r = afd->reactor;
-    int fd = pn__async_fd_shut(afd);
+    int fd = shut(afd, true);
     /* The cancels this thread queued on its own ring go now, not with its
      * next batch: until they do, the kernel's requests keep the file open
      * (a listener accepting, a peer waiting for the end of the stream)

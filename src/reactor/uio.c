@@ -25,7 +25,10 @@
  * made while the send is in flight waits for it: a pending write must be
  * polled again with the same bytes, or dropped (pn__uio_forget; the
  * futures' drop functions do it), which orphans the send: it completes
- * unseen and its copy is freed then.  Nothing the kernel may still read or
+ * unseen and its copy is freed then, and the next write waits until it
+ * has.  A send knows the waker of the poll that queued it, so a future
+ * dropped after its send completed (its waker already taken) still
+ * drops that result rather than leave it to the next write.  Nothing the kernel may still read or
  * write is ever memory a caller owns.
  *
  * Accept (a listener's uio): a window of ACCEPT_AHEAD (8) single-shot
@@ -102,6 +105,9 @@ struct pn__uop {
                               accept: struct accept_addr */
     struct io_uring_sqe *sqe;  /* where it was last queued, and */
     uint64_t seq;              /* when (see pn__ur_unsubmitted, stop_op) */
+    pn_waker owner;            /* send, connect: the waker of the poll that
+                                  queued it (identity only: no reference
+                                  held, never woken) */
 };
 
 /* A listener's accept requests: in flight (any order) and finished (in
@@ -478,9 +484,12 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         bool orphan = io->tx != op;
         if (orphan)
             io->tx_orphans--;
-        /* Its writer, or a write waiting for the orphans to end. */
-        w = io->writer;
-        io->writer = PN_WAKER_NONE;
+        /* Its writer, or a write waiting for the orphans to end (not the
+         * writer of another request in flight). */
+        if (!orphan || !io->tx) {
+            w = io->writer;
+            io->writer = PN_WAKER_NONE;
+        }
         io_unlock(io);
         if (orphan)
             pn__free(op);         /* a send's or connect's copy */
@@ -775,6 +784,7 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, pn_poll 
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
     io->tx = op;
+    op->owner = *cx->waker;            /* identity only (pn__uio_forget) */
     op->sqe = sqe;
     op->seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
@@ -1025,10 +1035,9 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
 }
 
 /* Forget the current send (io locked): freed now if done, else orphaned
- * (its CQE frees it) and cancelled, so that a later write cannot overtake
- * it: an unsubmitted SQE becomes a NOP, a submitted one gets an
- * ASYNC_CANCEL queued ahead of anything written after.  Bytes the kernel
- * had already sent stay sent. */
+ * (its CQE frees it; a later write waits for that, tx_orphans, so it
+ * cannot overtake it) and stopped (stop_op).  Bytes the kernel had
+ * already sent stay sent. */
 
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
@@ -1064,9 +1073,14 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
         /* A listener's accept request stays: the next accept waits on
          * it (and takes what it queued meanwhile). */
     }
-    if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->writer, mine)) {
-        wr = io->writer;
-        io->writer = PN_WAKER_NONE;
+    /* The write in flight is the dropped future's if that future queued
+     * it, whether or not its waker is still stored (its CQE may have taken
+     * it already): a result nobody takes must not become the next write's. */
+    if ((interest & PN_WRITABLE) && io->tx && pn_waker_will_wake(&io->tx->owner, mine)) {
+        if (pn_waker_will_wake(&io->writer, mine)) {
+            wr = io->writer;
+            io->writer = PN_WAKER_NONE;
+        }
         drop_tx(io, true);
     }
     io_unlock(io);
@@ -1096,11 +1110,11 @@ static void drop_chunks(struct pn__uio *io)
     io->rx_off = 0;
 }
 
-void pn__uio_close(pn_async_fd *afd)
+struct pn__uio *pn__uio_close_hold(pn_async_fd *afd)
 {
     struct pn__uio *io = afd->uio;
     if (!io)
-        return;
+        return NULL;
     afd->uio = NULL;
     pn_waker rd, wr;
     io_lock(io);
@@ -1133,7 +1147,21 @@ void pn__uio_close(pn_async_fd *afd)
     /* The waiters see the afd closed when they run. */
     pn_waker_wake(&rd);
     pn_waker_wake(&wr);
+    return io;                         /* with the afd's reference */
+}
+
+void pn__uio_let_go(struct pn__uio *io, bool wait)
+{
+    if (!io)
+        return;
+    if (wait && io->u)
+        pn__ur_wait_ended(io->u, &io->refs);
     io_unref(io);
+}
+
+void pn__uio_close(pn_async_fd *afd)
+{
+    pn__uio_let_go(pn__uio_close_hold(afd), false);
 }
 
 int pn__uio_release(pn_async_fd *afd)

@@ -61,6 +61,13 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
 void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
 /* The afd is closed: cancel the receive, drop buffered data, let go. */
 void pn__uio_close(pn_async_fd *afd);
+/* The same in two steps: close it, keeping a reference (NULL: no uio)...
+ * then let go; with `wait`, a thread that does not drive the uio's ring
+ * first waits (100 ms at most, and only while a thread drives it) until
+ * every request the close cancelled has ended, so the kernel holds the
+ * file no more (pn_async_fd_close's promise). */
+struct pn__uio *pn__uio_close_hold(pn_async_fd *afd);
+void pn__uio_let_go(struct pn__uio *io, bool wait);
 /* The afd is handed back (pn_async_fd_release): -EBUSY if received bytes
  * or an accepted connection wait, -EINPROGRESS while a request is still in
  * the kernel (the receive and an accept request are stopped meanwhile),
@@ -104,6 +111,8 @@ static inline bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *
 static inline void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 { (void)afd, (void)interest, (void)mine; }
 static inline void pn__uio_close(pn_async_fd *afd) { (void)afd; }
+static inline struct pn__uio *pn__uio_close_hold(pn_async_fd *afd) { (void)afd; return NULL; }
+static inline void pn__uio_let_go(struct pn__uio *io, bool wait) { (void)io, (void)wait; }
 static inline int  pn__uio_release(pn_async_fd *afd) { (void)afd; return 0; }
 static inline void pn__uio_detach(pn_async_fd *afd) { (void)afd; }
 static inline bool pn__uio_close_start(struct pn__reactor *r, int fd, pn_cx *cx,

@@ -749,6 +749,15 @@ static void settle_lane(struct ur *u, struct ur *me)
     }
 }
 
+void pn__ur_wait_ended(struct ur *u, atomic_int *refs)
+{
+    if (tl_driver == u->id || atomic_load(&u->drivers) == 0)
+        return;         /* its own turn ends them; or nobody would reap */
+    struct timespec end = deadline_in(100);
+    while (atomic_load(refs) > 1 && !past(&end))
+        sched_yield();
+}
+
 /* Wait for the lanes this thread queued on without driving them (its own
  * turn or flush submits its own lane's). */
 static void ur_settle(pn__reactor *r)
@@ -783,6 +792,11 @@ static int flush(pn__reactor *r, struct ur *u)
 static int arm(pn__reactor *r, struct ur *u, pn__registration *reg, uint64_t token)
 {
     pthread_mutex_lock(&u->sq_lock);
+    if (!pn__reactor_lookup(r, token)) {
+        /* Deregistered meanwhile (by another thread): nothing to watch. */
+        pthread_mutex_unlock(&u->sq_lock);
+        return 0;
+    }
     struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
     if (!sqe && tl_driver != u->id && later_add(u, token, true)) {
         /* Another thread's full lane: its next turn arms it. */

@@ -111,6 +111,11 @@ uint64_t pn__ur_note_queued(struct ur *u);
  * by the kernel: it may still be rewritten (sq_lock held). */
 bool pn__ur_unsubmitted(struct ur *u, uint64_t pos);
 
+/* From a thread that does not drive u, while a thread does: wait (100 ms
+ * at most) until *refs is 1, the requests that held references having
+ * ended (uio.c, after a close cancelled them). */
+void pn__ur_wait_ended(struct ur *u, atomic_int *refs);
+
 /* Handle a TAG_OP CQE (uio.c).  Returns 1 if it woke someone. */
 int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe);
 
