@@ -64,8 +64,9 @@ typedef enum pn_backend {
  * another thread, parks by waiting in it, and its completions are posted
  * when it waits, never interrupting it.  A socket's requests stay on the
  * ring of the worker that first did I/O on it; a task that moved to
- * another worker queues them there and wakes that worker with an
- * IORING_OP_MSG_RING that leaves with its own next batch.  SHARED is one
+ * another worker queues them there, which that worker submits at its
+ * next turn, and wakes it (an IORING_OP_MSG_RING from its own ring) only
+ * if it is asleep.  SHARED is one
  * ring all workers submit to under a lock, which the worker that holds
  * the driver waits in.  AUTO: PER_WORKER with PN_DRIVER_WORKERS, SHARED
  * with the reactor thread.  Ignored on epoll and by the current-thread

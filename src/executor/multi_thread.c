@@ -638,9 +638,8 @@ static void *worker_main(void *arg)
     }
     stop_searching(w);
     if (rt->ring_park) {
-        /* What our tasks queued, on our ring and others' (with the wakes
-         * their threads are owed), goes before we wait for the others:
-         * one of them may be parked until it comes. */
+        /* What our tasks queued on our ring goes before we wait for the
+         * others: one of them may be waiting for it. */
         pn__reactor_flush(rt->base.reactor);
         /* Our ring is drained when we let go of it (nobody else may
          * submit to it), which cancels its requests: wait until no

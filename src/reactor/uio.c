@@ -312,7 +312,7 @@ static void maybe_arm(struct pn__uio *io)
         return;
     io->rx_armed = true;
     io->rx_nobufs = false;
-    /* No SQE (the ring's thread made no room in time, or has left it):
+    /* No SQE (a full SQ of another thread's lane, or the lane is gone):
      * the next read uses recv(2), as when the buffers ran out; nothing of
      * ours is in flight, so order is kept. */
     if (!queue_recv(io))
@@ -1038,7 +1038,6 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
  * (its CQE frees it; a later write waits for that, tx_orphans, so it
  * cannot overtake it) and stopped (stop_op).  Bytes the kernel had
  * already sent stay sent. */
-
 static void drop_tx(struct pn__uio *io, bool cancel)
 {
     struct pn__uop *op = io->tx;
@@ -1070,8 +1069,8 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
         rd = io->reader;
         io->reader = PN_WAKER_NONE;
-        /* A listener's accept request stays: the next accept waits on
-         * it (and takes what it queued meanwhile). */
+        /* A listener's accept window stays: the next accept waits on
+         * it (and takes what it brought meanwhile). */
     }
     /* The write in flight is the dropped future's if that future queued
      * it, whether or not its waker is still stored (its CQE may have taken

@@ -236,7 +236,7 @@ static void *setup_rings(void *arg)
 
 static int ur_open(pn__reactor *r)
 {
-    unsigned n = r->lanes_wanted ? r->lanes_wanted : 1;
+    unsigned n = r->lanes_wanted;     /* >= 1 (pn__reactor_new_lanes) */
     struct ur *u = lane_new();
     if (!u)
         return -ENOMEM;
@@ -1088,9 +1088,10 @@ static int ur_turn(pn__reactor *r, int64_t timeout_ns)
     if (!io_uring_cq_ready(&u->ring)) {
         if (timeout_ns != 0) {
             err = wait_cqe(u, timeout_ns);
-            atomic_store_explicit(&u->waiting, false, memory_order_relaxed);
-            if (err)
+            if (err) {
+                atomic_store_explicit(&u->waiting, false, memory_order_relaxed);
                 return err;
+            }
         } else if (IO_URING_READ_ONCE(*u->ring.sq.kflags) &
                    (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) {
             /* Completions wait in task work (COOP_TASKRUN) or in the

@@ -101,7 +101,9 @@ void pn__ur_queue_cancel(struct ur *u, uint64_t user_data);
 
 /* After queueing SQEs (sq_lock held; releases it): a thread that drives
  * the ring leaves them for its next flush point (pn__reactor_flush, or its
- * turn), any other thread wakes the reactor, whose turn submits them. */
+ * turn); any other thread makes sure the ring's thread submits them (a
+ * SINGLE_ISSUER lane's thread is woken only if it waits in its ring: a
+ * busy one submits at its next turn). */
 void pn__ur_queued(pn__reactor *r, struct ur *u);
 
 /* The SQ position of the SQE just taken with pn__ur_get_sqe (sq_lock
