@@ -340,6 +340,16 @@ static bool stop_op(struct ur *u, struct pn__uop *op)
     return true;
 }
 
+/* After stopping requests (sq_lock held; released here): make a queued
+ * cancel go (pn__ur_queued); SQEs only turned into NOPs need nothing. */
+static void stopped(struct pn__uio *io, struct ur *u, bool queued)
+{
+    if (queued)
+        pn__ur_queued(io->r, u);
+    else
+        pthread_mutex_unlock(&u->sq_lock);
+}
+
 /* Too much waits unread: ask the kernel to stop the multishot receive (io
  * locked).  CQEs already on their way still land in the queue. */
 static void pause_recv(struct pn__uio *io)
@@ -349,10 +359,7 @@ static void pause_recv(struct pn__uio *io)
         return;
     io->rx_stopping = true;
     pthread_mutex_lock(&u->sq_lock);
-    if (stop_op(u, &io->rx))
-        pn__ur_queued(io->r, u);       /* releases sq_lock */
-    else
-        pthread_mutex_unlock(&u->sq_lock);
+    stopped(io, u, stop_op(u, &io->rx));
 }
 
 /* Append a chunk (io locked); false without memory for a bigger queue. */
@@ -938,21 +945,29 @@ static unsigned fill_window(struct pn__uio *io)
 /* Cancel every accept request in flight (io locked): an unsubmitted one
  * becomes a NOP, a submitted one gets an ASYNC_CANCEL.  Their CQEs still
  * come and free them. */
-static void cancel_accepts(struct pn__uio *io)
+/* Stop the accept requests in flight (io locked, sq_lock held).  True
+ * if a cancel was queued. */
+static bool stop_accepts(struct pn__uio *io, struct ur *u)
 {
     struct accq *q = io->acc;
-    struct ur *u = io->u;
-    if (!q || !u || !q->fly_n)
-        return;
-    pthread_mutex_lock(&u->sq_lock);
-    for (unsigned i = 0; i < q->fly_n; i++) {
+    bool queued = false;
+    for (unsigned i = 0; q && i < q->fly_n; i++) {
         struct pn__uop *op = q->fly[i];
         if (op->cancelled)
             continue;
         op->cancelled = true;
-        (void)stop_op(u, op);
+        queued |= stop_op(u, op);
     }
-    pn__ur_queued(io->r, u);   /* releases sq_lock */
+    return queued;
+}
+
+static void cancel_accepts(struct pn__uio *io)
+{
+    struct ur *u = io->u;
+    if (!io->acc || !u || !io->acc->fly_n)
+        return;
+    pthread_mutex_lock(&u->sq_lock);
+    stopped(io, u, stop_accepts(io, u));
 }
 
 bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t *salen,
@@ -1053,10 +1068,7 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     if (!cancel || !u)
         return;
     pthread_mutex_lock(&u->sq_lock);
-    if (stop_op(u, op))
-        pn__ur_queued(io->r, u);       /* releases sq_lock */
-    else
-        pthread_mutex_unlock(&u->sq_lock);
+    stopped(io, u, stop_op(u, op));
 }
 
 void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
@@ -1129,12 +1141,12 @@ struct pn__uio *pn__uio_close_hold(pn_async_fd *afd)
          * (unless the SQ is full, which pn__ur_get_sqe submits): this may
          * be a thread that must not submit. */
         pthread_mutex_lock(&u->sq_lock);
+        bool queued = stop_accepts(io, u);
         if (io->rx_armed)
-            (void)stop_op(u, &io->rx);
+            queued |= stop_op(u, &io->rx);
         if (io->tx && !io->tx->done)
-            (void)stop_op(u, io->tx);
-        pn__ur_queued(io->r, u);   /* releases sq_lock */
-        cancel_accepts(io);
+            queued |= stop_op(u, io->tx);
+        stopped(io, u, queued);
     }
     drop_chunks(io);
     drop_accepts(io);
