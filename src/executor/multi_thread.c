@@ -176,6 +176,15 @@ static void futex_wake(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* n workers have left their loop (or never started): the last one out
+ * wakes those waiting for it (worker_main, ring per worker). */
+static void leave_running(mt_runtime *rt, uint32_t n)
+{
+    if (atomic_fetch_sub(&rt->running, n) == n)
+        syscall(SYS_futex, (uint32_t *)&rt->running, FUTEX_WAKE_PRIVATE, INT32_MAX,
+                NULL, NULL, 0);
+}
+
 /* ---- owned tasks ------------------------------------------------------------ */
 
 static owned_shard *shard_of(mt_runtime *rt, pn__task *t)
@@ -644,14 +653,10 @@ static void *worker_main(void *arg)
         /* Our ring is drained when we let go of it (nobody else may
          * submit to it), which cancels its requests: wait until no
          * worker runs a task that could still be using one of them. */
-        if (atomic_fetch_sub(&rt->running, 1) == 1) {
-            syscall(SYS_futex, (uint32_t *)&rt->running, FUTEX_WAKE_PRIVATE, INT32_MAX,
-                    NULL, NULL, 0);
-        } else {
-            uint32_t v;
-            while ((v = atomic_load(&rt->running)) != 0)
-                futex_wait(&rt->running, v);
-        }
+        leave_running(rt, 1);
+        uint32_t v;
+        while ((v = atomic_load(&rt->running)) != 0)
+            futex_wait(&rt->running, v);
     }
     /* No longer a thread that submits: closes made after the workers are
      * gone (futures dropped by the shutdown) submit their own cancels. */
@@ -996,10 +1001,8 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         rt->workers[i].started = err == 0;
         started += err == 0;
     }
-    if (started < rt->nworkers &&
-        atomic_fetch_sub(&rt->running, rt->nworkers - started) == rt->nworkers - started)
-        syscall(SYS_futex, (uint32_t *)&rt->running, FUTEX_WAKE_PRIVATE, INT32_MAX,
-                NULL, NULL, 0);
+    if (started < rt->nworkers)
+        leave_running(rt, rt->nworkers - started);   /* they never will */
     if (err == 0 && cfg->driver == PN_DRIVER_REACTOR_THREAD) {
         err = -pthread_create(&rt->driver, NULL, driver_main, rt);
         rt->driver_started = err == 0;
