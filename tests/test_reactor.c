@@ -281,11 +281,11 @@ Test(reactor, clear_with_stale_tick_keeps_newer_event)
     cr_assert_eq(write(p[1], "1", 1), 1);
     turn(r);
     pn__registration *reg = a.reg;
-    uint32_t seen = atomic_load(&reg->readiness);
+    uint64_t seen = atomic_load(&reg->readiness);
     cr_assert(seen & PN__READY_READ);
 
     /* A newer event comes in after `seen` was observed (the reactor's OR). */
-    uint32_t newer = pn__reg_set_ready(reg, PN__READY_READ);
+    uint64_t newer = pn__reg_set_ready(reg, PN__READY_READ);
     cr_assert_neq(PN__TICK(newer), PN__TICK(seen));
     pn__reg_clear_ready(reg, PN__READY_READ, seen);
     cr_assert(atomic_load(&reg->readiness) & PN__READY_READ, "stale clear erased a newer event");
@@ -414,7 +414,7 @@ Test(reactor, stale_event_for_reused_fd_number_never_reaches_new_owner)
     /* An event for the old registration is still "in flight". */
     stale_token = (uint64_t)old_index | (uint64_t)old_gen << 32;
     stale_pending = 1;
-    uint32_t before = atomic_load(&b.reg->readiness);
+    uint64_t before = atomic_load(&b.reg->readiness);
     cr_assert_eq(before & PN__READY_READ, 0);
     pn__sys.epoll_wait = stale_epoll_wait;
     cr_assert_eq(pn__reactor_poll(r, 0), 0, "stale event dropped, not dispatched");

@@ -83,7 +83,7 @@ static int do_register(pn_async_fd *afd, pn__reactor *r)
     if (err)
         return err;
     afd->reactor = r;
-    afd->gen = atomic_load(&reg->gen);
+    afd->gen = pn__reg_gen(reg);
     __atomic_store_n(&afd->reg, reg, __ATOMIC_RELEASE);   /* publish last */
     return 0;
 }
@@ -119,7 +119,7 @@ int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt)
 /* Deregister if we still own the record (wakes its waiters). */
 static void detach(pn_async_fd *afd)
 {
-    if (afd->reg && afd->reactor && atomic_load(&afd->reg->gen) == afd->gen)
+    if (afd->reg && afd->reactor && pn__reg_gen(afd->reg) == afd->gen)
         pn__reactor_deregister(afd->reactor, afd->reg);
     afd->reg = NULL;
     afd->reactor = NULL;
@@ -226,15 +226,13 @@ static int prepare(pn_async_fd *afd, pn_cx *cx)
     return 0;
 }
 
-/* Load the readiness word; -ECANCELED if the record is no longer ours.  The
- * generation is checked after the load: a record is released (generation
- * bumped) before it can be reused (readiness reset), so a matching
- * generation proves the word was ours. */
-static int load_ready(pn_async_fd *afd, uint32_t *word)
+/* Load the readiness word; -ECANCELED if the record is no longer ours (the
+ * generation is in the same word, so a match proves the bits are ours). */
+static int load_ready(pn_async_fd *afd, uint64_t *word)
 {
     pn__registration *reg = afd->reg;
-    uint32_t w = atomic_load(&reg->readiness);
-    if (atomic_load(&reg->gen) != afd->gen || (w & PN__READY_SHUTDOWN))
+    uint64_t w = atomic_load(&reg->readiness);
+    if (PN__GEN(w) != afd->gen || (w & PN__READY_SHUTDOWN))
         return -ECANCELED;
     *word = w;
     return 0;
@@ -282,7 +280,7 @@ static void store_waker(pn__registration *reg, unsigned interest, const pn_waker
  * Without the re-load, an event landing between our first check and the
  * waker store would be seen by nobody, and (edge-triggered) never again.
  */
-static int wait_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, uint32_t *word)
+static int wait_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, uint64_t *word)
 {
     uint32_t mask = side_mask(interest);
     int err = load_ready(afd, word);
@@ -299,7 +297,7 @@ static int wait_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, uint32_t *
     return (*word & mask) ? 1 : 0;
 }
 
-static void remember_tick(pn_async_fd *afd, unsigned interest, uint32_t word)
+static void remember_tick(pn_async_fd *afd, unsigned interest, uint64_t word)
 {
     if (interest & PN_READABLE)
         afd->rd_tick = (uint16_t)PN__TICK(word);
@@ -325,7 +323,7 @@ pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, i
     if (interest == PN_READABLE && afd->is_socket && afd->is_stream &&
         pn__uio_readable(afd, cx, res, &p))
         return p;
-    uint32_t word;
+    uint64_t word;
     int r = wait_ready(afd, cx, interest, &word);
     if (r < 0) {
         *res = r;
@@ -347,14 +345,15 @@ pn_poll pn_async_fd_poll_ready(pn_async_fd *afd, pn_cx *cx, unsigned interest, i
 
 void pn_async_fd_clear_ready(pn_async_fd *afd, unsigned interest)
 {
-    if (!afd || afd->closed || !afd->reg || atomic_load(&afd->reg->gen) != afd->gen)
+    if (!afd || afd->closed || !afd->reg)
         return;
+    uint64_t gen = (uint64_t)afd->gen << PN__GEN_SHIFT;
     if (interest & PN_READABLE)
         pn__reg_clear_ready(afd->reg, clear_mask(PN_READABLE),
-                            (uint32_t)afd->rd_tick << PN__TICK_SHIFT);
+                            gen | (uint64_t)afd->rd_tick << PN__TICK_SHIFT);
     if (interest & PN_WRITABLE)
         pn__reg_clear_ready(afd->reg, clear_mask(PN_WRITABLE),
-                            (uint32_t)afd->wr_tick << PN__TICK_SHIFT);
+                            gen | (uint64_t)afd->wr_tick << PN__TICK_SHIFT);
 }
 
 pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
@@ -373,7 +372,7 @@ pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
         return PN_READY;
     }
     for (;;) {
-        uint32_t word;
+        uint64_t word;
         int r = wait_ready(afd, cx, interest, &word);
         if (r < 0) {
             *res = r;
@@ -399,7 +398,7 @@ pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned interest,
          * came in since we loaded it (then try again). */
         pn__registration *reg = afd->reg;
         pn__reg_clear_ready(reg, clear_mask(interest), word);
-        uint32_t now;
+        uint64_t now;
         if (load_ready(afd, &now) == 0 && PN__TICK(now) == PN__TICK(word) &&
             (now & side_mask(interest))) {
             /* Only CLOSED bits are left and the syscall still says EAGAIN
@@ -580,7 +579,7 @@ void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mi
     if (!afd || afd->closed || !afd->reg || pn_waker_is_none(mine))
         return;
     pn__registration *reg = afd->reg;
-    if (atomic_load(&reg->gen) != afd->gen)
+    if (pn__reg_gen(reg) != afd->gen)
         return;
     /* Only take back our own waker: another task may have taken the slot
      * since (and must still be woken). */

@@ -33,13 +33,14 @@
  *
  * Slab alloc/release are serialised by a small spin lock (register and
  * deregister may come from several workers); lookups from the dispatcher
- * take no lock (see slab.h).  A record that is freed and reused while the
- * dispatcher handles an event for its old generation can get one spurious
- * readiness bit: harmless, the next syscall says EAGAIN and the bit is
- * cleared.
+ * take no lock (see slab.h).  The generation lives in the readiness word,
+ * so a dispatcher holding an event for a record that another thread frees
+ * and registers again meanwhile is refused by the CAS that would set the
+ * bits: a stale hang-up never becomes a new connection's CLOSED bits.
  */
 #include <stdlib.h>
 #include <string.h>
+#include "core/chaos.h"
 #include "core/sys.h"
 #include "reactor/backend.h"
 #include "reactor/uio.h"
@@ -173,13 +174,13 @@ int pn__reactor_register(pn__reactor *r, int fd, pn_async_fd *owner,
         /* Optimistic: the first operation tries its syscall at once instead
          * of waiting a reactor turn for the initial edge; an EAGAIN clears
          * this (tick 0) unless that edge has come in since. */
-        atomic_store(&reg->readiness, PN__READY_READ | PN__READY_WRITE);
+        atomic_fetch_or(&reg->readiness, PN__READY_READ | PN__READY_WRITE);
     }
     slab_unlock(r);
     if (err)
         return err;
     atomic_store(&reg->unwatched, false);
-    err = r->be->add(r, reg, pn__token(reg->index, atomic_load(&reg->gen)));
+    err = r->be->add(r, reg, pn__token(reg->index, pn__reg_gen(reg)));
     if (err) {
         slab_lock(r);
         pn__slab_release(&r->slab, reg);
@@ -195,7 +196,7 @@ void pn__reactor_deregister(pn__reactor *r, pn__registration *reg)
     if (!r || !reg || reg->fd < 0)
         return;
     pn__reg_set_ready(reg, PN__READY_SHUTDOWN);
-    r->be->del(r, reg, pn__token(reg->index, atomic_load(&reg->gen)));
+    r->be->del(r, reg, pn__token(reg->index, pn__reg_gen(reg)));
     pn__reg_lock(reg);
     pn_waker rd = reg->reader, wr = reg->writer;
     reg->reader = reg->writer = PN_WAKER_NONE;
@@ -214,7 +215,7 @@ static pn__registration *token_record(pn__reactor *r, uint64_t token)
 {
     uint32_t index = (uint32_t)token, gen = (uint32_t)(token >> 32);
     pn__registration *reg = pn__slab_get(&r->slab, index);
-    if (!reg || (atomic_load(&reg->gen) & PN__TOKEN_GEN_MASK) != gen)
+    if (!reg || (pn__reg_gen(reg) & PN__TOKEN_GEN_MASK) != gen)
         return NULL;
     return reg;
 }
@@ -229,14 +230,17 @@ pn__registration *pn__reactor_lookup(pn__reactor *r, uint64_t token)
 
 int pn__reactor_dispatch(pn__reactor *r, uint64_t token, uint32_t bits)
 {
+    uint32_t gen = (uint32_t)(token >> 32);
     pn__registration *reg = token_record(r, token);
     if (!reg || bits == 0)
         return 0;
-    uint32_t gen = atomic_load(&reg->gen);
-    uint32_t now = pn__reg_set_ready(reg, bits);
+    PN_POINT("reactor.dispatch", reg);
+    uint64_t now = pn__reg_set_ready_gen(reg, gen, PN__TOKEN_GEN_MASK, bits);
+    if (!now)
+        return 0;                       /* freed (and maybe taken) meanwhile */
     pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
     pn__reg_lock(reg);
-    if (atomic_load(&reg->gen) == gen) {
+    if (PN__GEN(now) == pn__reg_gen(reg)) {
         if (now & PN__READ_SIDE) {
             rd = reg->reader;
             reg->reader = PN_WAKER_NONE;
@@ -303,7 +307,7 @@ void pn__reactor_adopt_lane(pn__reactor *r, unsigned lane)
 void pn__reactor_watch(pn__reactor *r, pn__registration *reg)
 {
     if (r && r->be->watch && atomic_exchange(&reg->unwatched, false))
-        r->be->watch(r, reg, pn__token(reg->index, atomic_load(&reg->gen)));
+        r->be->watch(r, reg, pn__token(reg->index, pn__reg_gen(reg)));
 }
 
 void pn__reactor_flush(pn__reactor *r)

@@ -25,7 +25,8 @@
 #include "pollen/io.h"
 #include "pollen/runtime.h"
 
-/* Readiness bits (the low 16 bits of the readiness word; the tick is above). */
+/* Readiness bits (the low 16 bits of the readiness word; the tick is above
+ * them, the record's generation in the high 32 bits). */
 #define PN__READY_READ       0x01u
 #define PN__READY_WRITE      0x02u
 #define PN__READY_READ_CLOSED  0x04u  /* EPOLLRDHUP or EPOLLHUP */
@@ -34,8 +35,10 @@
 #define PN__READY_SHUTDOWN   0x20u  /* deregistered or reactor gone */
 
 typedef struct pn__registration {
-    _Atomic uint32_t readiness;   /* bits | tick << 16 */
-    _Atomic uint32_t gen;         /* bumped when the record is freed */
+    _Atomic uint64_t readiness;   /* bits | tick << 16 | gen << 32; the
+                                     generation is bumped when the record
+                                     is freed, so an update for an old
+                                     generation fails in its CAS */
     int fd;
     uint32_t index;               /* position in the slab */
     atomic_flag lock;             /* guards the two wakers */

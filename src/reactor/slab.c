@@ -21,7 +21,6 @@ void pn__slab_init(pn__slab *s)
 static void init_record(pn__registration *rec, uint32_t index)
 {
     atomic_init(&rec->readiness, 0);
-    atomic_init(&rec->gen, 0);
     atomic_init(&rec->unwatched, false);
     rec->fd = -1;
     rec->index = index;
@@ -80,7 +79,9 @@ int pn__slab_alloc(pn__slab *s, pn__registration **out)
     pn__registration *rec = s->free_list;
     s->free_list = rec->next_free;
     rec->next_free = NULL;
-    atomic_store(&rec->readiness, 0);
+    /* Clear bits and tick, keep the generation: a dispatcher still holding
+     * an event of an older one is refused by its CAS (slab.h). */
+    atomic_fetch_and(&rec->readiness, ~(uint64_t)0xffffffffu);
     s->live++;
     *out = rec;
     return 0;
@@ -88,7 +89,7 @@ int pn__slab_alloc(pn__slab *s, pn__registration **out)
 
 void pn__slab_release(pn__slab *s, pn__registration *reg)
 {
-    atomic_fetch_add(&reg->gen, 1);
+    atomic_fetch_add(&reg->readiness, (uint64_t)1 << PN__GEN_SHIFT);
     reg->fd = -1;
     reg->owner = NULL;
     reg->next_free = s->free_list;

@@ -60,7 +60,9 @@ void pn__slab_destroy(pn__slab *s);
 
 #define PN__READY_MASK   0xffffu
 #define PN__TICK_SHIFT   16
-#define PN__TICK(word)   ((word) >> PN__TICK_SHIFT)
+#define PN__TICK(word)   ((uint32_t)((word) >> PN__TICK_SHIFT) & 0xffffu)
+#define PN__GEN_SHIFT    32
+#define PN__GEN(word)    ((uint32_t)((word) >> PN__GEN_SHIFT))
 
 /* What makes a direction "ready": the syscall will not say EAGAIN, it
  * will return data, EOF, or the error. */
@@ -78,27 +80,46 @@ static inline void pn__reg_unlock(pn__registration *reg)
     atomic_flag_clear_explicit(&reg->lock, memory_order_release);
 }
 
-/* OR `bits` into the readiness and bump the tick, in one CAS loop.
- * Returns the new word. */
-static inline uint32_t pn__reg_set_ready(pn__registration *reg, uint32_t bits)
+/* The record's generation (bumped by each release). */
+static inline uint32_t pn__reg_gen(pn__registration *reg)
 {
-    uint32_t cur = atomic_load(&reg->readiness), next;
+    return PN__GEN(atomic_load(&reg->readiness));
+}
+
+/* OR `bits` into the readiness and bump the tick, in one CAS loop, if the
+ * generation's low bits (PN__TOKEN_GEN_MASK) are still `gen`: an event for
+ * a record that was freed, and maybe taken again, is refused in the same
+ * atomic step that would set it.  Returns the new word, or 0 if refused. */
+static inline uint64_t pn__reg_set_ready_gen(pn__registration *reg, uint32_t gen,
+                                             uint32_t gen_mask, uint32_t bits)
+{
+    uint64_t cur = atomic_load(&reg->readiness), next;
     do {
-        uint32_t tick = (PN__TICK(cur) + 1u) & 0xffffu;
-        next = (tick << PN__TICK_SHIFT) | (cur & PN__READY_MASK) | (bits & PN__READY_MASK);
+        if ((PN__GEN(cur) & gen_mask) != (gen & gen_mask))
+            return 0;
+        uint64_t tick = (PN__TICK(cur) + 1u) & 0xffffu;
+        next = (cur & ~(uint64_t)0xffffffffu) | tick << PN__TICK_SHIFT |
+               (cur & PN__READY_MASK) | (bits & PN__READY_MASK);
     } while (!atomic_compare_exchange_weak(&reg->readiness, &cur, next));
     return next;
 }
 
-/* Clear `bits` only if the tick still equals the tick of `observed`: an
- * event that arrived after `observed` was read must not be erased. */
-static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uint32_t observed)
+/* The same for the record's owner, whatever its generation. */
+static inline uint64_t pn__reg_set_ready(pn__registration *reg, uint32_t bits)
 {
-    uint32_t cur = atomic_load(&reg->readiness);
+    return pn__reg_set_ready_gen(reg, 0, 0, bits);
+}
+
+/* Clear `bits` only if the generation and tick still equal those of
+ * `observed`: an event that arrived after `observed` was read must not be
+ * erased, nor may a clear reach a later registration of the record. */
+static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uint64_t observed)
+{
+    uint64_t cur = atomic_load(&reg->readiness);
     for (;;) {
-        if (PN__TICK(cur) != PN__TICK(observed))
+        if ((cur >> PN__TICK_SHIFT) != (observed >> PN__TICK_SHIFT))
             return;
-        uint32_t next = cur & ~(bits & PN__READY_MASK);
+        uint64_t next = cur & ~(uint64_t)(bits & PN__READY_MASK);
         if (next == cur)
             return;
         if (atomic_compare_exchange_weak(&reg->readiness, &cur, next))
