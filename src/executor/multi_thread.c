@@ -68,6 +68,7 @@
 #include "inject.h"
 #include "task_list.h"
 #include "local_queue.h"
+#include "core/chaos.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
 #include "timer/timers.h"
@@ -192,17 +193,30 @@ static owned_shard *shard_of(mt_runtime *rt, pn__task *t)
     return &rt->owned[t->id % OWNED_SHARDS];
 }
 
-static bool owned_add(mt_runtime *rt, pn__task *t)
+/* Put t on its owned shard, and, for a spawn from outside the workers,
+ * on the injection queue in the same hold of the shard lock.  Shutdown
+ * closes the owned lists and then takes every shard lock before it closes
+ * the injection queue, so a task that reached the owned list is always
+ * queued too: pn_spawn either hands the future over whole or fails before
+ * anyone else could see it (-ESHUTDOWN, the future still the caller's). */
+static bool owned_add(mt_runtime *rt, pn__task *t, bool inject)
 {
     owned_shard *s = shard_of(rt, t);
+    bool ok = false;
     pthread_mutex_lock(&s->lock);
-    if (atomic_load(&rt->owned_closed)) {
-        pthread_mutex_unlock(&s->lock);
-        return false;
-    }
+    if (atomic_load(&rt->owned_closed))
+        goto out;
     pn__owned_link(&s->head, t);
+    if (inject && !pn__inject_push(&rt->inject, t)) {
+        pn__owned_unlink(&s->head, t);      /* not reached: see above */
+        goto out;
+    }
+    ok = true;
+out:
     pthread_mutex_unlock(&s->lock);
-    return true;
+    if (ok)
+        PN_POINT("spawn.owned", t);
+    return ok;
 }
 
 static void owned_remove(mt_runtime *rt, pn__task *t)
@@ -211,6 +225,17 @@ static void owned_remove(mt_runtime *rt, pn__task *t)
     pthread_mutex_lock(&s->lock);
     pn__owned_unlink(&s->head, t);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Shutdown's walk: take one task off a shard, under its lock. */
+static pn__task *owned_pop(owned_shard *s)
+{
+    pthread_mutex_lock(&s->lock);
+    pn__task *t = s->head;
+    if (t)
+        pn__owned_unlink(&s->head, t);
+    pthread_mutex_unlock(&s->lock);
+    return t;
 }
 
 /* ---- idle workers ------------------------------------------------------------ */
@@ -451,36 +476,34 @@ static const pn__sched_ops mt_sched_ops = { mt_schedule, mt_release };
 static bool mt_spawn(pn_runtime *base, pn__task *t)
 {
     mt_runtime *rt = mt(base);
-    if (!owned_add(rt, t))
-        return false;
     worker *w = tls_worker;
-    if (is_pinned(rt, t)) {              /* pn_spawn_local: from its own worker */
+    bool pinned = is_pinned(rt, t), local = w && w->rt == rt;
+    if (!owned_add(rt, t, !pinned && !local))
+        return false;
+    if (pinned) {                        /* pn_spawn_local: from its own worker */
         pn__fifo_push(&pn_container_of(t->sched, worker, pinned_sched)->pinned_local, t);
         pn__count(&w->spawns, 1);
         return true;
     }
-    if (w && w->rt == rt) {
-        pn__count(&w->spawns, 1);
-        if (w->in_poll) {
-            /* Spawned by the running task: like a wake from it, the new
-             * task goes to the LIFO slot (it is hot in cache), and only a
-             * displaced occupant goes to the queue and wakes a sleeper. */
-            pn__task *prev = w->lifo;
-            w->lifo = t;
-            if (!prev)
-                return true;
-            t = prev;
-        }
-        if (pn__lq_push(&w->q, t, &rt->inject))
-            pn__count(&w->overflows, 1);
-        notify_parked(rt);
-    } else if (!pn__inject_push(&rt->inject, t)) {
-        owned_remove(rt, t);
-        return false;
-    } else {
+    if (!local) {                        /* queued by owned_add */
         atomic_fetch_add_explicit(&rt->remote_spawns, 1, memory_order_relaxed);
         notify_parked(rt);
+        return true;
     }
+    pn__count(&w->spawns, 1);
+    if (w->in_poll) {
+        /* Spawned by the running task: like a wake from it, the new task
+         * goes to the LIFO slot (it is hot in cache), and only a displaced
+         * occupant goes to the queue and wakes a sleeper. */
+        pn__task *prev = w->lifo;
+        w->lifo = t;
+        if (!prev)
+            return true;
+        t = prev;
+    }
+    if (pn__lq_push(&w->q, t, &rt->inject))
+        pn__count(&w->overflows, 1);
+    notify_parked(rt);
     return true;
 }
 
@@ -834,6 +857,7 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
             pthread_mutex_unlock(&rt->owned[i].lock);
         }
     }
+    PN_POINT("shutdown.fenced", rt);
     pn__task *inj = pn__inject_close(&rt->inject);
     if (inj) {                          /* keep them until the threads are gone */
         pn__task *last = inj;
@@ -876,8 +900,7 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
     for (unsigned i = 0; i < OWNED_SHARDS; i++) {
         owned_shard *s = &rt->owned[i];
         pn__task *t;
-        while ((t = s->head)) {
-            owned_remove(rt, t);
+        while ((t = owned_pop(s))) {
             pn__task_shutdown(t);
             pn__task_unref(t);
         }

@@ -1,0 +1,213 @@
+/*
+ * test_races.c - races an outside review found, each forced on every run
+ * through a named schedule point (src/core/chaos.h): the hook runs the
+ * other thread's half of the race exactly inside the window.
+ *
+ *   spawn.owned        a foreign pn_spawn has put its task on the owned
+ *                      list: shutdown runs to its end right there
+ *   reactor.dispatch   the dispatcher holds an event for a record: the fd
+ *                      is closed and a new fd takes the same record
+ *
+ * Each test fails on the code before its mend (the mend and the window are
+ * named in the test's comment).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "helpers.h"
+#include "core/chaos.h"
+#include "reactor/reactor.h"
+#include "reactor/slab.h"
+#include "reactor/backend.h"
+
+static void races_fini(void) { pn__point_set_hook(NULL); }
+/* The reactor test drives the readiness protocol by hand: on io_uring,
+ * stream sockets stay in readiness mode. */
+static void races_init(void) { setenv("POLLEN_URING_MODE", "readiness", 1); }
+
+TestSuite(races, .timeout = PN_TEST_TIMEOUT, .init = races_init, .fini = races_fini);
+
+/* ---- a foreign spawn racing shutdown ---------------------------------------- */
+
+static pn_runtime *shut_rt;
+static _Thread_local bool is_spawner;
+static _Atomic int shut_err = 1, hook_hits;
+
+static void *shutdown_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&shut_err, pn_runtime_shutdown(shut_rt));
+    return NULL;
+}
+
+static void shutdown_at_spawn(const char *name, void *arg)
+{
+    (void)arg;
+    if (!is_spawner || strcmp(name, "spawn.owned"))
+        return;
+    is_spawner = false;
+    atomic_fetch_add(&hook_hits, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, shutdown_thread, NULL) == 0)
+        pthread_join(th, NULL);
+}
+
+typedef struct counted {
+    pn_future base;
+    _Atomic int *drops;
+} counted;
+
+static pn_poll counted_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    (void)cx;
+    return PN_PENDING;
+}
+
+static void counted_drop(pn_future *f) { atomic_fetch_add(((counted *)f)->drops, 1); }
+
+static const pn_future_vtable counted_vt = { counted_poll, counted_drop, "counted" };
+
+/* Before the mend, mt_spawn put the task on the owned list, unlocked, then
+ * pushed it on the injection queue: a shutdown in between dropped the task
+ * in its walk of the owned list, the push failed, and pn_spawn returned
+ * -ESHUTDOWN, so the caller dropped its future a second time (and the task
+ * cell was freed twice).  Now the owned link and the push are one step
+ * under the shard lock: either the spawn fails before shutdown can see the
+ * task, or the task is handed over whole and dropped once by shutdown. */
+Test(races, foreign_spawn_racing_shutdown_drops_the_future_once)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        pn_runtime_config cfg;
+        pn_runtime_config_init(&cfg);
+        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+        cfg.workers = workers;
+        cr_assert_eq(pn_runtime_new(&cfg, &shut_rt), 0);
+        _Atomic int drops = 0;
+        atomic_store(&hook_hits, 0);
+        atomic_store(&shut_err, 1);
+        pn__point_set_hook(shutdown_at_spawn);
+        is_spawner = true;
+        counted f = { { &counted_vt }, &drops };
+        int err = pn_spawn(shut_rt, &f.base, sizeof f, NULL);
+        is_spawner = false;
+        pn__point_set_hook(NULL);
+        cr_assert_eq(atomic_load(&hook_hits), 1, "the window was reached");
+        cr_assert_eq(atomic_load(&shut_err), 0, "shutdown ran inside the spawn");
+        if (err == -ESHUTDOWN) {
+            cr_assert_eq(atomic_load(&drops), 0, "-ESHUTDOWN: the future is still ours");
+            counted_drop(&f.base);
+        } else {
+            cr_assert_eq(err, 0, "pn_spawn: %s", pn_strerror(err));
+        }
+        pn_runtime_free(shut_rt);
+        cr_assert_eq(atomic_load(&drops), 1, "the future was dropped once (%d)",
+                     atomic_load(&drops));
+    }
+}
+
+/* ---- a stale event for a freed and reused record ------------------------------ */
+
+static struct {
+    pn__registration *reg;      /* the record whose event is in flight */
+    pn_async_fd *old, *fresh;
+    int old_peer, fresh_fds[2];
+    pn_cx *fresh_cx;
+    _Atomic int hits;
+} reuse;
+
+static void reuse_at_dispatch(const char *name, void *arg)
+{
+    if (strcmp(name, "reactor.dispatch") || arg != reuse.reg || atomic_load(&reuse.hits))
+        return;
+    atomic_fetch_add(&reuse.hits, 1);
+    /* Another worker closes the fd and accepts a new connection, whose
+     * registration takes the record just freed (the free list is LIFO). */
+    pn_async_fd_close(reuse.old);
+    close(reuse.old_peer);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, reuse.fresh_fds) < 0)
+        return;
+    pn_async_fd_init(reuse.fresh, reuse.fresh_fds[0]);
+    char c;
+    ssize_t res;
+    (void)pn_async_fd_poll_read(reuse.fresh, reuse.fresh_cx, &c, 1, &res);
+}
+
+typedef struct wake_count {
+    _Atomic int wakes, clones, drops;
+} wake_count;
+
+static pn_waker wk_clone(const void *d);
+static void wk_wake(const void *d)
+{
+    atomic_fetch_add(&((wake_count *)d)->wakes, 1);
+    atomic_fetch_add(&((wake_count *)d)->drops, 1);
+}
+static void wk_wake_by_ref(const void *d) { atomic_fetch_add(&((wake_count *)d)->wakes, 1); }
+static void wk_drop(const void *d) { atomic_fetch_add(&((wake_count *)d)->drops, 1); }
+static const pn_waker_vtable wk_vt = { wk_clone, wk_wake, wk_wake_by_ref, wk_drop };
+static pn_waker wk_clone(const void *d)
+{
+    atomic_fetch_add(&((wake_count *)d)->clones, 1);
+    return (pn_waker){ d, &wk_vt };
+}
+
+/* Before the mend, dispatch checked the record's generation, then set the
+ * readiness bits with no check: a close and a new registration of the
+ * record in between turned the old connection's hang-up into sticky CLOSED
+ * bits on the new one, whose reads then spun (EAGAIN, wake, poll) for
+ * ever.  Now the generation is in the readiness word and the update is
+ * refused by its CAS. */
+Test(races, stale_hangup_never_reaches_the_next_registration_of_its_record)
+{
+    pn__reactor *r = NULL;
+    cr_assert_eq(pn__reactor_new(64, pn_test_backend(), &r), 0);
+    wake_count old_wc = { 0 }, fresh_wc = { 0 };
+    pn_waker old_w = { &old_wc, &wk_vt }, fresh_w = { &fresh_wc, &wk_vt };
+    pn_cx old_cx = { .waker = &old_w, .reactor = r, .budget = 128 };
+    pn_cx fresh_cx = { .waker = &fresh_w, .reactor = r, .budget = 128 };
+    int p[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
+    pn_async_fd old, fresh;
+    cr_assert_eq(pn_async_fd_init(&old, p[0]), 0);
+    char c;
+    ssize_t res;
+    cr_assert_eq(pn_async_fd_poll_read(&old, &old_cx, &c, 1, &res), PN_PENDING);
+    cr_assert_not_null(old.reg);
+    uint64_t token = pn__token(old.reg->index, old.gen);
+
+    reuse.reg = old.reg;
+    reuse.old = &old;
+    reuse.fresh = &fresh;
+    reuse.old_peer = p[1];
+    reuse.fresh_cx = &fresh_cx;
+    atomic_store(&reuse.hits, 0);
+    pn__point_set_hook(reuse_at_dispatch);
+    /* The hang-up of the old connection, as the backend reports it. */
+    pn__reactor_dispatch(r, token, PN__READY_READ_CLOSED | PN__READY_WRITE_CLOSED |
+                                   PN__READY_READ);
+    pn__point_set_hook(NULL);
+    cr_assert_eq(atomic_load(&reuse.hits), 1, "the window was reached");
+    cr_assert_eq(fresh.reg, reuse.reg, "the new fd took the freed record");
+
+    uint64_t word = atomic_load(&fresh.reg->readiness);
+    cr_assert_eq(word & (PN__READY_READ_CLOSED | PN__READY_WRITE_CLOSED), 0,
+                 "the old hang-up landed on the new connection (readiness %#llx)",
+                 (unsigned long long)word);
+    cr_assert_eq(atomic_load(&fresh_wc.wakes), 0, "the new reader was woken");
+    /* The new connection's read still waits, without waking itself. */
+    cr_assert_eq(pn_async_fd_poll_read(&fresh, &fresh_cx, &c, 1, &res), PN_PENDING);
+    cr_assert_eq(atomic_load(&fresh_wc.wakes), 0, "the read woke itself (a spin)");
+    /* And it completes when its peer really writes. */
+    cr_assert_eq(write(reuse.fresh_fds[1], "x", 1), 1);
+    for (int i = 0; i < 100 && atomic_load(&fresh_wc.wakes) == 0; i++)
+        pn__reactor_poll(r, 100 * 1000 * 1000);
+    cr_assert_eq(pn_async_fd_poll_read(&fresh, &fresh_cx, &c, 1, &res), PN_READY);
+    cr_assert_eq(res, 1);
+    pn_async_fd_close(&fresh);
+    close(reuse.fresh_fds[1]);
+    pn__reactor_free(r);
+    cr_assert_eq(old_wc.clones - old_wc.drops, 0, "the old reader's waker was given back");
+    cr_assert_eq(fresh_wc.clones - fresh_wc.drops, 0, "the new reader's waker was given back");
+}
