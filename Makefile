@@ -6,6 +6,8 @@
 #   test           tests/*.c -> one Criterion binary build/tests/pollen_tests
 #   test-asan      the same suite under ASan+UBSan+LSan in build/asan/
 #   test-tsan      the same suite under TSan in build/tsan/
+#   test-chaos     the concurrent suites under seeded schedule perturbation
+#                  (build/chaos*/; see "Chaos" below)
 #   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
 #   bench-build    the same without running anything
 #   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
@@ -213,6 +215,62 @@ $(TSAN_TEST_BIN): $(TSAN_TEST_OBJS) $(TSAN_SHIM) $(B)/tsan/libpollen.a $(TEST_LI
 	@echo "  LINK      $@"
 	$(Q)$(CC) -g -pthread $(TSAN_FLAGS) $(LDFLAGS) -o $@ $(TSAN_TEST_OBJS) \
 	    $(TSAN_SHIM) $(B)/tsan/libpollen.a $(TEST_LIBS)
+
+# ---------------------------------------------------------------------------
+# Chaos: the suites that run threads against each other, built so that
+# every atomic, lock, futex/eventfd syscall and named schedule point may
+# yield, spin or sleep (src/core/chaos.h, -DPN_CHAOS and the header forced
+# into every library source), and run under many seeds (mk/chaos.sh).
+#   make test-chaos                     CHAOS_SEEDS seeds (CI's bounded set)
+#   make test-chaos SEEDS=200           seeds 1..200
+#   make test-chaos SEED=17             replay one seed
+#   CHAOS_SAN=asan|tsan                 the same under a sanitizer
+#   CHAOS_SUITES='@(races|race_stress)/*'   another Criterion filter
+# A failing run prints its seed and the command that replays it.
+# ---------------------------------------------------------------------------
+CHAOS_SAN ?= none
+CHAOS_TREE := $(B)/chaos$(if $(filter asan tsan,$(CHAOS_SAN)),-$(CHAOS_SAN))
+CHAOS_SAN_FLAGS := $(if $(filter asan,$(CHAOS_SAN)),$(ASAN_FLAGS),$(if $(filter tsan,$(CHAOS_SAN)),$(TSAN_FLAGS)))
+
+# $(1) tree, $(2) sanitizer flags, $(3) extra objects for the test binary
+define chaos_tree
+$(B)/$(1)/obj/src/%.o: src/%.c $(TOOLCHAIN)
+	@mkdir -p $$(@D)
+	@echo "  CC [$(1)] $$<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(2) -DPN_CHAOS=1 -include src/core/chaos.h -c $$< -o $$@
+
+$(B)/$(1)/obj/tests/%.o: tests/%.c $(TOOLCHAIN)
+	@mkdir -p $$(@D)
+	@echo "  CC [$(1)] $$<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(2) -DPN_CHAOS=1 -c $$< -o $$@
+
+$(B)/$(1)/obj/mk/%.o: mk/%.c $(TOOLCHAIN)
+	@mkdir -p $$(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $(2) -c $$< -o $$@
+
+$(B)/$(1)/libpollen.a: $(call objs,$(B)/$(1),$(LIB_SRCS))
+	@mkdir -p $$(@D)
+	$(Q)rm -f $$@ && $(AR) rcs $$@ $$^
+
+$(B)/$(1)/tests/pollen_tests: $(call objs,$(B)/$(1),$(TEST_SRCS)) $(3) $(B)/$(1)/libpollen.a $(TEST_LIST)
+	@mkdir -p $$(@D)
+	@echo "  LINK      $$@"
+	$(Q)$(CC) -g -pthread $(2) $(LDFLAGS) -o $$@ $(call objs,$(B)/$(1),$(TEST_SRCS)) \
+	    $(3) $(B)/$(1)/libpollen.a $(TEST_LIBS)
+endef
+$(eval $(call chaos_tree,chaos,,))
+$(eval $(call chaos_tree,chaos-asan,$(ASAN_FLAGS),))
+$(eval $(call chaos_tree,chaos-tsan,$(TSAN_FLAGS),$(B)/chaos-tsan/obj/mk/tsan_criterion.o))
+
+.PHONY: test-chaos
+test-chaos: deps-test
+	$(Q)$(MAKE) --no-print-directory $(CHAOS_TREE)/tests/pollen_tests $(PROBE)
+	$(Q)CHAOS_SAN=$(CHAOS_SAN) SEEDS=$(SEEDS) SEED=$(SEED) CHAOS_SUITES='$(CHAOS_SUITES)' \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$${ASAN_OPTIONS:+:$$ASAN_OPTIONS} \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS} \
+	    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1$${TSAN_OPTIONS:+:$$TSAN_OPTIONS} \
+	    $(if $(filter tsan,$(CHAOS_SAN)),$(NO_ASLR)) \
+	    sh mk/chaos.sh $(CHAOS_TREE)/tests $(PROBE) $(CHAOS_TREE)/tests/pollen_tests
 
 deps-test:
 	$(Q)sh mk/deps.sh test
