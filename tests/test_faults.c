@@ -6,7 +6,9 @@
  * surfaces, EMFILE from accept4 is returned and not spun on, ENOMEM and
  * epoll_ctl failures during registration leave a clean state that a retry
  * can use, EINTR from epoll_wait is survived, failed reactor creation
- * leaks nothing, a failed wake write does not lose later wakes.
+ * leaks nothing, a failed wake write does not lose later wakes, and a
+ * multi-thread runtime whose epoll_wait keeps failing backs off instead of
+ * spinning and recovers.
  * pn__sys_reset() runs in the suite's .fini.
  */
 #include <arpa/inet.h>
@@ -425,4 +427,72 @@ Test(faults, failed_wake_write_does_not_lose_later_wakes)
     cr_assert_eq(calls, 2);
     cr_assert_eq(pn__reactor_poll(r, -1), 0, "woken");
     pn__reactor_free(r);
+}
+
+/* ---- a reactor that keeps failing, on the multi-thread runtime ------------- */
+
+static _Atomic int ew_fail_left;
+static _Atomic uint64_t ew_last_ns, ew_min_gap_ns;
+static int (*ew_real)(int, struct epoll_event *, int, const struct timespec *);
+
+static int failing_epoll_wait(int epfd, struct epoll_event *evs, int maxevents,
+                              const struct timespec *timeout)
+{
+    int left = atomic_load(&ew_fail_left);
+    while (left > 0 && !atomic_compare_exchange_weak(&ew_fail_left, &left, left - 1))
+        ;
+    if (left <= 0)
+        return ew_real(epfd, evs, maxevents, timeout);
+    uint64_t now = pn_now(), last = atomic_exchange(&ew_last_ns, now);
+    if (last && now - last < atomic_load(&ew_min_gap_ns))
+        atomic_store(&ew_min_gap_ns, now - last);
+    errno = EINVAL;
+    return -1;
+}
+
+/* Before: a failed epoll_wait in the multi-thread runtime's driver was
+ * ignored, and a worker parked in it turned again at once (a spin for as
+ * long as the failure lasted).  Now each failure is counted and followed
+ * by a back-off sleep (1 ms at least) before the driver's next turn, and
+ * the runtime works again once epoll does. */
+static void reactor_failures_run(pn_driver_mode driver)
+{
+    setenv("POLLEN_BACKEND", "epoll", 1);     /* the fault is epoll's */
+    ew_real = pn__sys.epoll_wait;
+    pn__sys.epoll_wait = failing_epoll_wait;
+    atomic_store(&ew_fail_left, 12);
+    atomic_store(&ew_last_ns, 0);
+    atomic_store(&ew_min_gap_ns, UINT64_MAX);
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 2;
+    cfg.driver = driver;
+    pn_runtime *rt = NULL;
+    cr_assert_eq(pn_runtime_new(&cfg, &rt), 0);
+    pn_sleep nap = pn_sleep_for(1000 * 1000);
+    AWAIT(rt, nap);                           /* the timer still fires */
+    while (atomic_load(&ew_fail_left) > 0) {  /* workers drive only when idle */
+        pn_sleep more = pn_sleep_for(1000 * 1000);
+        AWAIT(rt, more);
+    }
+    pn_runtime_metrics m;
+    cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
+    cr_assert_geq(atomic_load(&ew_min_gap_ns), 1000 * 1000,
+                  "a failed turn was tried again after %llu ns (no back-off)",
+                  (unsigned long long)atomic_load(&ew_min_gap_ns));
+    cr_assert_eq(m.reactor_errors, 12, "failed turns counted: %llu",
+                 (unsigned long long)m.reactor_errors);
+    pn_runtime_free(rt);
+    pn__sys_reset();
+}
+
+Test(faults, failing_epoll_backs_off_and_recovers_reactor_thread)
+{
+    reactor_failures_run(PN_DRIVER_REACTOR_THREAD);
+}
+
+Test(faults, failing_epoll_backs_off_and_recovers_workers_drive)
+{
+    reactor_failures_run(PN_DRIVER_WORKERS);
 }

@@ -43,6 +43,12 @@ typedef struct pn_runtime_metrics {
     unsigned uring_rings;       /* io_uring rings: 1, or one per worker
                                    (pn_uring_rings); 0 on epoll */
     bool uring_single_issuer;   /* they are SINGLE_ISSUER | DEFER_TASKRUN */
+    uint64_t reactor_errors;    /* multi-thread: reactor turns that failed
+                                   (epoll_wait or io_uring_enter, not EINTR);
+                                   each is followed by a back-off sleep of
+                                   1-100 ms, so a broken reactor never spins.
+                                   The current-thread runtime returns such
+                                   an error from pn_block_on instead (0). */
 } pn_runtime_metrics;
 
 /* Fill *out.  Returns 0, or -EINVAL on NULL.  Thread-safe. */

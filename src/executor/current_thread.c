@@ -18,8 +18,11 @@
  * Parking protocol (no lost wakeup): the loop stores parked = 1, then checks
  * the inject queue and the block_on flag once more before epoll_wait; a
  * remote waker pushes first, then reads parked and writes the eventfd if it
- * is set.  Both sides use sequentially consistent operations, so either the
- * loop sees the work or the waker sees the parked flag.
+ * is set.  This is the store-buffer pattern: each side stores, then loads
+ * what the other stored.  The queue's length is a release increment and an
+ * acquire load, which C11 lets both loads miss (ARMv8's LDAPR does), so
+ * each side puts a seq_cst fence between its store and its load: then
+ * either the loop sees the work or the waker sees the parked flag.
  *
  * Shutdown (pn_runtime_shutdown, also run by pn_runtime_free):
  *   1. close the inject queue (later remote spawns get -ESHUTDOWN, later
@@ -78,6 +81,7 @@ static void owned_remove(ct_runtime *rt, pn__task *t)
 
 static void unpark(ct_runtime *rt)
 {
+    atomic_thread_fence(memory_order_seq_cst);  /* the work, then parked */
     if (atomic_load(&rt->parked))
         pn__reactor_wake(rt->base.reactor);
 }
@@ -339,6 +343,7 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
             timeout = pn__timers_timeout(&base->timers, pn_now());
             if (timeout != 0) {
                 atomic_store(&rt->parked, 1);
+                atomic_thread_fence(memory_order_seq_cst);  /* parked, then work */
                 if (has_work(rt))
                     timeout = 0;
                 else

@@ -124,6 +124,8 @@ struct mt_runtime {
     _Atomic unsigned num_idle;
     bool threads_gone;             /* idle_lock: workers joined, reactor may be freed */
     _Atomic uint64_t unparks, remote_spawns;
+    _Atomic uint64_t reactor_errors;   /* failed turns (not EINTR) */
+    _Atomic uint32_t turn_backoff_us;  /* sleep after a failed turn */
 
     _Atomic bool stopping;
     pn__task *closed_inject;       /* injection queue taken at shutdown */
@@ -292,6 +294,28 @@ static bool work_available(mt_runtime *rt, worker *self)
  * (or not at all), dispatch readiness, fire due timers.  The deadline we
  * sleep until is published so that arming an earlier timer kicks us; a
  * timer armed between the two looks is seen by the second one. */
+/* Turn the reactor (the driver's, or this worker's own ring).  A failed
+ * epoll_wait or io_uring_enter (not EINTR) has no caller to return to: it
+ * is counted (metrics: reactor_errors) and the worker sleeps before its
+ * next turn, 1 ms doubling to 100 ms while failures go on, so a reactor
+ * that keeps failing never makes a worker spin.  The first turn that works
+ * resets the back-off. */
+static void reactor_turn(mt_runtime *rt, int64_t timeout)
+{
+    int n = pn__reactor_poll(rt->base.reactor, timeout);
+    if (n >= 0 || n == -EINTR) {
+        if (atomic_load_explicit(&rt->turn_backoff_us, memory_order_relaxed))
+            atomic_store_explicit(&rt->turn_backoff_us, 0, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&rt->reactor_errors, 1, memory_order_relaxed);
+    uint32_t us = atomic_load_explicit(&rt->turn_backoff_us, memory_order_relaxed);
+    us = us ? (us >= 50000 ? 100000 : us * 2) : 1000;
+    atomic_store_explicit(&rt->turn_backoff_us, us, memory_order_relaxed);
+    struct timespec ts = { 0, (long)us * 1000 };
+    nanosleep(&ts, NULL);
+}
+
 static void driver_turn(mt_runtime *rt, bool block)
 {
     pn__timers *tm = &rt->base.timers;
@@ -304,7 +328,7 @@ static void driver_turn(mt_runtime *rt, bool block)
         if (again >= 0 && (timeout < 0 || again < timeout))
             timeout = again;
     }
-    pn__reactor_poll(rt->base.reactor, timeout);
+    reactor_turn(rt, timeout);
     if (block)
         pn__timers_set_sleeping(tm, 0);
     pn__timers_fire(tm, pn_now());
@@ -368,7 +392,7 @@ static void park(worker *w)
         if (driver)
             driver_turn(rt, block);
         else
-            pn__reactor_poll(rt->base.reactor, block ? -1 : 0);
+            reactor_turn(rt, block ? -1 : 0);
         atomic_store(&w->in_driver, false);
         if (driver)
             atomic_flag_clear(&rt->driver_busy);
@@ -663,7 +687,7 @@ static void *worker_main(void *arg)
                 driver_turn(rt, false);
                 atomic_flag_clear(&rt->driver_busy);
             } else if (rt->ring_park) {
-                pn__reactor_poll(rt->base.reactor, 0);   /* our own ring */
+                reactor_turn(rt, 0);                     /* our own ring */
             }
             pn__reactor_flush(rt->base.reactor);
         }
@@ -956,6 +980,7 @@ static void mt_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
         spawned += pn__counter_get(&rt->workers[i].spawns);
     out->tasks_spawned = spawned;
     out->unparks = atomic_load_explicit(&rt->unparks, memory_order_relaxed);
+    out->reactor_errors = atomic_load_explicit(&rt->reactor_errors, memory_order_relaxed);
     out->injection_queue_depth = pn__inject_len(&rt->inject);
 }
 
