@@ -376,6 +376,7 @@ static void park(worker *w)
     atomic_fetch_add(&rt->num_idle, 1);
     pthread_mutex_unlock(&rt->idle_lock);
     store_load_barrier();
+    PN_POINT("mt.park", w);             /* a sleeper, before its last look */
 
     if (work_available(rt, w) || atomic_load(&rt->stopping)) {
         if (leave_sleepers(w))
@@ -560,6 +561,7 @@ static pn__task *steal(worker *w)
         worker *v = &rt->workers[(start + i) % rt->nworkers];
         if (v == w)
             continue;
+        PN_POINT("mt.steal", v);
         pn__task *t = pn__lq_steal_into(&v->q, &w->q);
         if (t) {
             pn__count(&w->steals, 1);

@@ -196,6 +196,7 @@ void pn__reactor_deregister(pn__reactor *r, pn__registration *reg)
     if (!r || !reg || reg->fd < 0)
         return;
     pn__reg_set_ready(reg, PN__READY_SHUTDOWN);
+    PN_POINT("reactor.deregister", reg);    /* events may still be dispatched */
     r->be->del(r, reg, pn__token(reg->index, pn__reg_gen(reg)));
     pn__reg_lock(reg);
     pn_waker rd = reg->reader, wr = reg->writer;

@@ -17,6 +17,7 @@
  *  - Firing unlinks the entry before waking, and never touches the entry
  *    after the wake (the wake may free the task that embeds it).
  */
+#include "core/chaos.h"
 #include "timers.h"
 #include "core/sys.h"
 
@@ -161,6 +162,7 @@ void pn__timers_reset(pn_timer_entry *e, pn_instant deadline)
 {
     if (load_state(e) == PN__TIMER_ARMED) {
         pn__timers *t = e->timers;
+        PN_POINT("timers.cancel", e);       /* the driver may fire it now */
         lock(t);
         if (load_state(e) == PN__TIMER_ARMED) {
             pn__wheel_remove(&t->wheel, e);
@@ -252,6 +254,7 @@ size_t pn__timers_fire(pn__timers *t, pn_instant now)
     size_t nd = t->ndue;
     t->ndue = 0;
     unlock(t);
+    PN_POINT("timers.fire", t);             /* fired, not yet woken */
     for (size_t i = 0; i < nd; i++)
         pn_waker_wake(&t->due[i]);
     return n;
