@@ -11,7 +11,10 @@
  * to do it eagerly and see the error there).  One task may wait for reading
  * and one for writing at the same time (e.g. the two halves of a socket).
  * If two tasks wait in the same direction the later one takes the slot and
- * the earlier one is woken to poll again.
+ * the earlier one is woken to poll again.  Two writes to one stream from
+ * two tasks each go whole, one after the other (in io_uring completion mode
+ * a send in flight is the task's that queued it: the other task's write
+ * waits for it); a task keeps at most one write pending per fd.
  *
  * Ownership: the pn_async_fd owns its fd from pn_async_fd_init on, and
  * pn_async_fd_close closes it.  The struct lives in the caller's memory and

@@ -26,10 +26,17 @@
  * polled again with the same bytes, or dropped (pn__uio_forget; the
  * futures' drop functions do it), which orphans the send: it completes
  * unseen and its copy is freed then, and the next write waits until it
- * has.  A send knows the waker of the poll that queued it, so a future
- * dropped after its send completed (its waker already taken) still
- * drops that result rather than leave it to the next write.  Nothing the kernel may still read or
- * write is ever memory a caller owns.
+ * has.  A send knows the waker of the poll that queued it (its owner), so
+ * a future dropped after its send completed (its waker already taken)
+ * still drops that result rather than leave it to the next write, and
+ * the result goes to the owner only: another writer's poll (two tasks
+ * writing one stream) waits apart, in tx_wait, until the owner has taken
+ * its result or been dropped, then queues its own send.  (The identity
+ * is the waker, the only one pn_async_fd_poll_write has: two writes
+ * pending at once in one task, a join of two writes on one stream, share
+ * it, and would share one result; io.h's one writer per task at a time
+ * covers them.)  Nothing the kernel may still read or write is ever
+ * memory a caller owns.
  *
  * Accept (a listener's uio): a window of ACCEPT_AHEAD (8) single-shot
  * IORING_OP_ACCEPT requests, each with its own address buffer.  accept4
@@ -65,8 +72,17 @@
  * the SQ (its SQ position not yet consumed by the kernel) becomes a NOP,
  * so a reused fd number can never receive another socket's request.
  *
- * Locks: the uio's spin lock guards its fields; sq_lock (a mutex) may be
- * taken inside it, never the reverse; wakers run after both are released.
+ * Locks: the uio's lock guards its fields; sq_lock (a mutex) may be
+ * taken inside it, never the reverse; wakers run after both are released
+ * (a waker a poll displaces is handed back by store() and woken after the
+ * unlock).  The uio's lock is a mutex, not a spin lock: under it a request
+ * is queued, and queueing may make syscalls (an io_uring_enter when the SQ
+ * is full, the eventfd write or MSG_RING that wakes the lane's thread) and
+ * take sq_lock and br_lock, which sleep when contended.  With a spin lock,
+ * a holder preempted or asleep there (2 vCPUs: routine) left the other
+ * worker spinning for the rest of its time slice on a lock that could not
+ * come free; a mutex puts it to sleep instead.  Uncontended, both cost one
+ * atomic read-modify-write to take and one to release.
  */
 #ifdef PN_WITH_URING
 
@@ -74,6 +90,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include "core/chaos.h"
 #include "core/sys.h"
 #include "reactor/slab.h"
 #include "reactor/uio.h"
@@ -123,7 +140,7 @@ struct accq {
 
 struct pn__uio {
     atomic_int refs;
-    atomic_flag lock;      /* kept apart from the plain fields below */
+    pthread_mutex_t lock;  /* guards the plain fields below */
     pn__reactor *r;
     struct ur *u;          /* NULL once detached (the reactor is gone) */
     int fd;
@@ -148,17 +165,18 @@ struct pn__uio {
                               similar size then allocate nothing) */
     struct accq *acc;      /* a listener's accept requests, or NULL */
     pn_waker reader, writer;
+    pn_waker tx_wait;      /* a write waiting while another future's send
+                              is io->tx (see pn__uio_write) */
 };
 
 static void io_lock(struct pn__uio *io)
 {
-    while (atomic_flag_test_and_set_explicit(&io->lock, memory_order_acquire))
-        ;
+    pthread_mutex_lock(&io->lock);
 }
 
 static void io_unlock(struct pn__uio *io)
 {
-    atomic_flag_clear_explicit(&io->lock, memory_order_release);
+    pthread_mutex_unlock(&io->lock);
 }
 
 /* Close and free a finished accept nobody will take. */
@@ -175,6 +193,7 @@ static void io_unref(struct pn__uio *io)
         return;
     pn_waker_drop(&io->reader);
     pn_waker_drop(&io->writer);
+    pn_waker_drop(&io->tx_wait);
     if (io->acc) {       /* close took what waited, and accepted() closes
                             what finishes after it: only idle ones left */
         while (io->acc->idle_n)
@@ -184,6 +203,7 @@ static void io_unref(struct pn__uio *io)
     pn__free(io->spill);
     pn__free(io->rxq);
     pn__free(io->spare);
+    pthread_mutex_destroy(&io->lock);
     pn__free(io);
 }
 
@@ -500,6 +520,8 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         io_unlock(io);
         if (orphan)
             pn__free(op);         /* a send's or connect's copy */
+        else
+            PN_POINT("uio.send.done", io);   /* its result waits for a poll */
     }
     bool woke = !pn_waker_is_none(&w);
     pn_waker_wake(&w);
@@ -530,16 +552,17 @@ static struct pn__uio *get_io(pn_async_fd *afd)
     if (!io)
         return NULL;                   /* readiness path, still correct */
     atomic_init(&io->refs, 1);
-    atomic_flag_clear(&io->lock);
+    pthread_mutex_init(&io->lock, NULL);
     io->r = r;
     io->u = u;
     io->fd = afd->fd;
     io->rx.kind = UOP_RECV;
     io->rx.io = io;
-    io->reader = io->writer = PN_WAKER_NONE;
+    io->reader = io->writer = io->tx_wait = PN_WAKER_NONE;
     struct pn__uio *none = NULL;
     if (!__atomic_compare_exchange_n(&afd->uio, &none, io, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE)) {
+        pthread_mutex_destroy(&io->lock);
         pn__free(io);
         return none;
     }
@@ -558,17 +581,18 @@ static bool spent(struct pn__uio *io, pn_cx *cx, pn_poll *out)
     return true;
 }
 
-/* Keep w in slot.  A different waker already there belongs to another
- * task waiting the same way: it is woken (its poll then finds its place
- * taken and waits again, as on the readiness path) rather than dropped,
- * which would leave that task asleep for ever. */
-static void store(pn_waker *slot, const pn_waker *w)
+/* Keep w in slot (under the lock that guards it).  A different waker
+ * already there belongs to another task waiting the same way: it must be
+ * woken (its poll then finds its place taken and waits again, as on the
+ * readiness path) rather than dropped, which would leave that task asleep
+ * for ever.  It is handed back in *old, and the caller wakes it after
+ * unlocking: a wake may make syscalls (an unpark, an eventfd write). */
+static void store(pn_waker *slot, const pn_waker *w, pn_waker *old)
 {
     if (pn_waker_will_wake(slot, w))
         return;
-    pn_waker old = *slot;
+    *old = *slot;                      /* *old was PN_WAKER_NONE */
     *slot = pn_waker_clone(w);
-    pn_waker_wake(&old);
 }
 
 /* Copy up to len buffered bytes (spill first, then chunks).  io locked.
@@ -676,8 +700,10 @@ bool pn__uio_read(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len, bool peek,
         io_unlock(io);
         return false;
     }
-    store(&io->reader, cx->waker);
+    pn_waker old = PN_WAKER_NONE;
+    store(&io->reader, cx->waker, &old);
     io_unlock(io);
+    pn_waker_wake(&old);
     *out = PN_PENDING;
     return true;
 }
@@ -718,8 +744,10 @@ bool pn__uio_readable(pn_async_fd *afd, pn_cx *cx, int *res, pn_poll *out)
         io_unlock(io);
         return false;
     }
-    store(&io->reader, cx->waker);
+    pn_waker old = PN_WAKER_NONE;
+    store(&io->reader, cx->waker, &old);
     io_unlock(io);
+    pn_waker_wake(&old);
     *out = PN_PENDING;
     return true;
 }
@@ -795,10 +823,22 @@ static bool queue_tx(struct pn__uio *io, struct pn__uop *op, pn_cx *cx, pn_poll 
     op->sqe = sqe;
     op->seq = pn__ur_note_queued(u);
     pn__ur_queued(io->r, u);
-    store(&io->writer, cx->waker);
+    pn_waker old = PN_WAKER_NONE;
+    store(&io->writer, cx->waker, &old);
     io_unlock(io);
+    pn_waker_wake(&old);
     *out = PN_PENDING;
     return true;
+}
+
+/* io->tx was taken off (its result consumed, or its future dropped): a
+ * write that waited for it may go (io locked; the caller wakes the waker
+ * handed back after unlocking). */
+static pn_waker tx_freed(struct pn__uio *io)
+{
+    pn_waker w = io->tx_wait;
+    io->tx_wait = PN_WAKER_NONE;
+    return w;
 }
 
 bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iovcnt,
@@ -813,17 +853,34 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         return false;
     }
     struct pn__uop *op = io->tx;
+    pn_waker old = PN_WAKER_NONE;
+    if (op && !pn_waker_will_wake(&op->owner, cx->waker)) {
+        /* Another future's send (two writers on one stream: they take
+         * turns, as on the readiness path).  Its result is its owner's
+         * alone; this write waits until the owner has taken it (or been
+         * dropped), then queues its own.  It waits apart from the owner
+         * (tx_wait), so the two do not displace each other's wakers: the
+         * owner is woken by its CQE, this one by tx_freed. */
+        store(&io->tx_wait, cx->waker, &old);
+        io_unlock(io);
+        pn_waker_wake(&old);
+        *out = PN_PENDING;
+        return true;
+    }
     if (op) {
         if (!op->done) {
-            store(&io->writer, cx->waker);
+            store(&io->writer, cx->waker, &old);
             io_unlock(io);
+            pn_waker_wake(&old);
             *out = PN_PENDING;
             return true;
         }
         io->tx = NULL;
         *res = op->res;
         retire(io, op);
+        pn_waker next = tx_freed(io);
         io_unlock(io);
+        pn_waker_wake(&next);
         (void)pn_cx_budget_spend(cx);
         *out = PN_READY;
         return true;
@@ -831,8 +888,9 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
     if (io->tx_orphans) {
         /* A dropped write's send is still in the kernel (its cancel may
          * wait for the ring's thread): these bytes go after it ends. */
-        store(&io->writer, cx->waker);
+        store(&io->writer, cx->waker, &old);
         io_unlock(io);
+        pn_waker_wake(&old);
         *out = PN_PENDING;
         return true;
     }
@@ -875,19 +933,23 @@ bool pn__uio_connect(pn_async_fd *afd, pn_cx *cx, const struct sockaddr *sa, soc
     io_lock(io);
     struct pn__uop *op = io->tx;
     if (!sa) {                          /* poll the connect started */
+        pn_waker old = PN_WAKER_NONE;
         if (op && op->kind == UOP_CONNECT && op->done) {
             io->tx = NULL;
             *res = op->res;
             retire(io, op);
+            old = tx_freed(io);
         } else if (op && op->kind == UOP_CONNECT && io->u) {
-            store(&io->writer, cx->waker);
+            store(&io->writer, cx->waker, &old);
             io_unlock(io);
+            pn_waker_wake(&old);
             *out = PN_PENDING;
             return true;
         } else {
             *res = -ECANCELED;          /* none started, or its reactor went */
         }
         io_unlock(io);
+        pn_waker_wake(&old);
         *out = PN_READY;
         return true;
     }
@@ -1005,8 +1067,10 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         return false;
     }
     if (q && q->fly_n) {
-        store(&io->reader, cx->waker);
+        pn_waker old = PN_WAKER_NONE;
+        store(&io->reader, cx->waker, &old);
         io_unlock(io);
+        pn_waker_wake(&old);
         *out = PN_PENDING;
         return true;
     }
@@ -1043,8 +1107,10 @@ bool pn__uio_accept(pn_async_fd *afd, pn_cx *cx, struct sockaddr *sa, socklen_t 
         io_unlock(io);
         return false;                   /* no SQE: readiness waits for it */
     }
-    store(&io->reader, cx->waker);
+    pn_waker old = PN_WAKER_NONE;
+    store(&io->reader, cx->waker, &old);
     io_unlock(io);
+    pn_waker_wake(&old);
     *out = PN_PENDING;
     return true;
 }
@@ -1076,7 +1142,7 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
     struct pn__uio *io = __atomic_load_n(&afd->uio, __ATOMIC_ACQUIRE);
     if (!io)
         return;
-    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
+    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE, next = PN_WAKER_NONE;
     io_lock(io);
     if ((interest & PN_READABLE) && pn_waker_will_wake(&io->reader, mine)) {
         rd = io->reader;
@@ -1093,10 +1159,15 @@ void pn__uio_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
             io->writer = PN_WAKER_NONE;
         }
         drop_tx(io, true);
+        next = tx_freed(io);           /* a write waiting for this one */
+    } else if ((interest & PN_WRITABLE) && pn_waker_will_wake(&io->tx_wait, mine)) {
+        wr = io->tx_wait;              /* it waited for another's send */
+        io->tx_wait = PN_WAKER_NONE;
     }
     io_unlock(io);
     pn_waker_drop(&rd);
     pn_waker_drop(&wr);
+    pn_waker_wake(&next);
 }
 
 /* Close every connection a finished accept request holds (io locked). */
@@ -1153,11 +1224,13 @@ struct pn__uio *pn__uio_close_hold(pn_async_fd *afd)
     drop_tx(io, false);   /* the close above already neutered or cancelled it */
     rd = io->reader;
     wr = io->writer;
+    pn_waker tw = tx_freed(io);
     io->reader = io->writer = PN_WAKER_NONE;
     io_unlock(io);
     /* The waiters see the afd closed when they run. */
     pn_waker_wake(&rd);
     pn_waker_wake(&wr);
+    pn_waker_wake(&tw);
     return io;                         /* with the afd's reference */
 }
 
@@ -1316,8 +1389,10 @@ pn_poll pn__uio_close_poll(struct pn__uclose **cp, pn_cx *cx, int *res)
     struct pn__uclose *c = *cp;
     close_lock(c);
     if (!c->op.done) {
-        store(&c->waker, cx->waker);
+        pn_waker old = PN_WAKER_NONE;
+        store(&c->waker, cx->waker, &old);
         close_unlock(c);
+        pn_waker_wake(&old);
         return PN_PENDING;
     }
     *res = c->op.res;

@@ -305,7 +305,8 @@ static int submit(struct ur *u)
     do
         n = io_uring_submit(&u->ring);
     while (n == -EINTR);
-    return n >= 0 || n == -EAGAIN || n == -EBUSY ? 0 : n;
+    /* -EBADR: CQEs were dropped (see wait_cqe); the SQEs went. */
+    return n >= 0 || n == -EAGAIN || n == -EBUSY || n == -EBADR ? 0 : n;
 }
 
 /* A CLOCK_MONOTONIC deadline `ms` from now, and whether it has passed. */
@@ -901,8 +902,20 @@ static int wait_cqe(struct ur *u, int64_t timeout_ns)
     int n = io_uring_enter2(u->ring.ring_fd, 0, 1,
                             IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                             (sigset_t *)&arg, sizeof arg);
-    /* liburing returns -errno (errno is not set). */
-    if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
+    /* liburing returns -errno (errno is not set).  -EBADR: the CQ
+     * overflowed and the kernel could not keep the overflow (no memory),
+     * so it dropped CQEs; it says so once per drop.  Not a reason to stop
+     * pn_block_on: what is in the CQ is still reaped.  What the lost CQEs
+     * carried is gone for good, and nothing says whose they were: a
+     * readiness poll's event (its waiter sleeps until the next edge), a
+     * receive's data (the buffer, and the bytes in it, are not seen: the
+     * stream has a hole), a request's last CQE (its uio reference and its
+     * copy stay until the runtime is freed, whose teardown waits its full
+     * second for it; its future waits until its fd is closed).  The kernel
+     * drops CQEs only when an atomic allocation fails, when the process is
+     * out of memory anyway; the CQ is sized four turns deep so it does not
+     * overflow in the first place. */
+    if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY && n != -EBADR)
         return n;
     return 0;
 }
