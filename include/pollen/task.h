@@ -27,13 +27,19 @@ extern "C" {
 
 typedef struct pn_join_handle pn_join_handle;
 
+/* The largest future pn_spawn accepts: PTRDIFF_MAX (the largest object C
+ * can index) less room for the task header, which is far smaller. */
+#define PN_SPAWN_MAX_SIZE ((size_t)PTRDIFF_MAX - 4096)
+
 /*
  * Spawn a copy of the `size`-byte future at `f` on `rt`.  If `out` is NULL
  * the task is detached; otherwise *out receives its join handle, which the
- * caller must eventually pass to pn_join_handle_free.  Returns 0, -ENOMEM
- * (nothing was spawned, the future was not dropped: it is still the
- * caller's), -ESHUTDOWN (likewise), -EINVAL (NULL rt or f, size smaller than
- * a pn_future).
+ * caller must eventually pass to pn_join_handle_free (*out is NULL on any
+ * error).  Returns 0, -ENOMEM (the allocation failed: nothing was spawned,
+ * the future was not dropped, it is still the caller's), -ESHUTDOWN (after
+ * pn_runtime_shutdown; likewise), -EINVAL (NULL rt or f, a future whose
+ * vtable or poll is NULL, size smaller than a pn_future or larger than
+ * PN_SPAWN_MAX_SIZE; likewise).
  *
  * Memory: the copy touches every byte of the future, so a large buffer
  * kept inside it is resident from the spawn on, used or not.  A task that
