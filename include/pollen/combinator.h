@@ -19,7 +19,10 @@ extern "C" {
  * pn_join_all: ready when every child is ready.  `futs` is an array of `n`
  * pointers owned by the caller; the combinator sets futs[i] to NULL when
  * child i completes, so after PN_READY every entry is NULL.  Dropping it
- * drops the children that have not completed.
+ * drops the children that have not completed.  A NULL entry is a child
+ * that has already completed; with no child left (n == 0, futs NULL, or
+ * every entry NULL) the join is ready at its first poll, as an empty
+ * join_all is in Rust.  .left is recounted at each poll.
  */
 typedef struct pn_join_all {
     pn_future base;
@@ -30,7 +33,8 @@ typedef struct pn_join_all {
 
 PN_EXTERN pn_join_all pn_join_all_of(pn_future **futs, size_t n);
 
-/* pn_join2: ready when both a and b are ready. */
+/* pn_join2: ready when both a and b are ready.  A NULL child counts as
+ * completed: pn_join_both(NULL, NULL) is ready at its first poll. */
 typedef struct pn_join2 {
     pn_future base;
     pn_future *a, *b;  /* private: NULL once that child completed */
@@ -44,7 +48,19 @@ PN_EXTERN pn_join2 pn_join_both(pn_future *a, pn_future *b);
  * Dropping the select drops all its children.  Each poll starts with the
  * child after the one it started with last time, so an always-ready child
  * cannot starve the others; within a poll the first ready child wins.
+ *
+ * No children: a NULL entry is no child (it is skipped).  A select with no
+ * child at its poll (n == 0, futs NULL, or every entry NULL) cannot have a
+ * winner, and would otherwise wait for ever with nothing to wake it: it is
+ * ready at once with .index == PN_SELECT_NONE, the `else` branch of
+ * tokio::select! when every branch is disabled.  A select built from a
+ * computed list must check for it before using .index.
+ *
+ * Polling a select again after PN_READY gives PN_READY and leaves .index
+ * as it was.
  */
+#define PN_SELECT_NONE SIZE_MAX
+
 typedef struct pn_select {
     pn_future base;
     pn_future **futs;  /* private */
@@ -55,7 +71,9 @@ typedef struct pn_select {
 
 PN_EXTERN pn_select pn_select_of(pn_future **futs, size_t n);
 
-/* pn_select2: .index is 0 if a won, 1 if b won; the loser is dropped. */
+/* pn_select2: .index is 0 if a won, 1 if b won; the loser is dropped.  A
+ * NULL child is no child, as in pn_select: pn_select_either(NULL, NULL) is
+ * ready at once with .index == PN_SELECT_NONE. */
 typedef struct pn_select2 {
     pn_future base;
     pn_future *futs[2];  /* private */

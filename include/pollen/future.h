@@ -17,9 +17,13 @@
  * Dropping.  pn_future_drop() cancels a future that has not returned
  * PN_READY: it releases what the future holds (timer entry, fd interest,
  * child futures).  A future that returned PN_READY already holds nothing but
- * its output and is never dropped.  drop may be called on a future that was
- * never polled.  Whoever owns the future calls drop, never concurrently with
- * poll.  Polling a future again after PN_READY is a bug unless its header
+ * its output and need not be dropped; dropping it anyway is a no-op for
+ * every pollen future, which keeps its output (a hand-written drop should
+ * behave the same).  drop may be called on a future that was never polled,
+ * and on NULL or a zero-initialised future (no-ops).  Dropping a future
+ * twice while it is pending, or after its memory was freed, is undefined:
+ * C cannot tell, so the owner must forget a future once it dropped it.
+ * Whoever owns the future calls drop, never concurrently with poll.  Polling a future again after PN_READY is a bug unless its header
  * says otherwise (streams such as pn_interval re-arm themselves).
  *
  * Composition.  A future embeds its children in its own struct and polls
@@ -174,15 +178,19 @@ struct pn_future {
     const pn_future_vtable *vt;
 };
 
+/* Poll once.  `f` must be an initialised future (a vtable with a poll
+ * function): polling NULL or a zeroed future is undefined here, where
+ * pn_block_on and pn_spawn refuse one with -EINVAL. */
 static inline pn_poll pn_future_poll(pn_future *f, pn_cx *cx)
 {
     return f->vt->poll(f, cx);
 }
 
-/* Cancel a future that has not returned PN_READY (see "Dropping" above). */
+/* Cancel a future that has not returned PN_READY (see "Dropping" above).
+ * NULL and a zero-initialised future (no vtable) are no-ops. */
 static inline void pn_future_drop(pn_future *f)
 {
-    if (f->vt->drop)
+    if (f && f->vt && f->vt->drop)
         f->vt->drop(f);
 }
 

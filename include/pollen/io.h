@@ -66,24 +66,26 @@ typedef struct pn_async_fd {
 
 /*
  * Wrap `fd`; sets O_NONBLOCK on it.  Registers nothing.  Returns 0, or
- * -EBADF when fd is not an open descriptor.  On error the fd is untouched
- * and still the caller's.
+ * -EBADF when fd is not an open descriptor, -EINVAL when afd is NULL.  On
+ * error the fd is untouched and still the caller's.
  */
 PN_EXTERN int pn_async_fd_init(pn_async_fd *afd, int fd);
 
 /* Register now with `rt`'s reactor (an op would do it on first poll).
  * Returns 0, -EEXIST if already registered, -ENOMEM, -EPERM (fd type that
- * epoll refuses, e.g. a regular file), or another epoll_ctl error. */
+ * epoll refuses, e.g. a regular file), -EINVAL (NULL afd or rt), or
+ * another epoll_ctl error. */
 PN_EXTERN int pn_async_fd_register(pn_async_fd *afd, struct pn_runtime *rt);
 
 /* Deregister, wake any waiter (which completes with -ECANCELED) and close
- * the fd.  Safe on an unregistered or already closed pn_async_fd.  Must be
- * called on a thread of the runtime it is registered with, or after that
- * runtime was freed.  Returns 0 or close()'s -errno. */
+ * the fd.  Safe on an unregistered or already closed pn_async_fd (returns
+ * 0).  Must be called on a thread of the runtime it is registered with, or
+ * after that runtime was freed.  Returns 0, close()'s -errno, or -EINVAL
+ * for NULL. */
 PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
 
 /* Deregister and give the fd back (it stays open, still nonblocking).
- * Returns the fd, -EBADF if it was closed, or, in io_uring completion mode
+ * Returns the fd, -EBADF if it was closed (or released) or afd is NULL, or, in io_uring completion mode
  * (nothing is given back then):
  *  - -EBUSY when received bytes wait unread in pollen's buffers (read
  *    them first), or, on a listener, connections pollen's accept request

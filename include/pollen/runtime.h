@@ -14,6 +14,12 @@
  *     my_future f = my_future_new(...);
  *     err = pn_block_on(rt, PN_FUTURE(&f));     // polls f and every task
  *     pn_runtime_free(rt);                      // drops unfinished tasks
+ *
+ * Misuse.  Every call below checks its pointers for NULL (-EINVAL, or a
+ * no-op for pn_runtime_free) and refuses what comes after
+ * pn_runtime_shutdown with -ESHUTDOWN.  A runtime pointer used after
+ * pn_runtime_free returned 0 (a second free included) is undefined: the
+ * memory is gone and C cannot tell.  Forget the pointer when you free it.
  */
 #ifndef POLLEN_RUNTIME_H
 #define POLLEN_RUNTIME_H
@@ -148,10 +154,13 @@ PN_EXTERN int pn_runtime_shutdown_timeout(pn_runtime *rt, uint64_t timeout_ns);
 
 /* Shut down (if not done) and free everything: tasks, registrations, timers,
  * threads, the epoll and wake fds.  fds still registered through a
- * pn_async_fd are deregistered and left open for their owner.  Returns 0
- * (NULL is a no-op), or -EBUSY / -EDEADLK as pn_runtime_shutdown, or
- * -ETIMEDOUT after a pn_runtime_shutdown_timeout that timed out while a
- * worker is still stuck; in each case nothing was freed. */
+ * pn_async_fd are deregistered and left open for their owner.  Join
+ * handles stay valid (see pollen/task.h).  Returns 0 (NULL is a no-op), or
+ * -EBUSY / -EDEADLK as pn_runtime_shutdown (-EDEADLK: called from one of
+ * the runtime's tasks), or -ETIMEDOUT after a pn_runtime_shutdown_timeout
+ * that timed out while a worker is still stuck; in each of those cases
+ * nothing was freed and the runtime works as before.  After 0 the pointer
+ * is dead: freeing it again is undefined. */
 PN_EXTERN int pn_runtime_free(pn_runtime *rt);
 
 /* The backend the runtime's reactor uses: PN_BACKEND_EPOLL or

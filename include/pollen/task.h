@@ -14,6 +14,15 @@
  * Threads: pn_spawn, pn_join_handle_abort, pn_join_handle_is_finished and
  * pn_join_handle_free may be called from any thread.  A task is polled and
  * dropped by its runtime's thread only.
+ *
+ * Lifetime of a handle: it stays valid until pn_join_handle_free, even
+ * after its runtime was shut down or freed (the task is then finished, as
+ * cancelled unless it had completed, and its output can still be awaited
+ * from another runtime).  A handle is a plain pointer: using it after
+ * pn_join_handle_free, freeing it twice, or freeing a pointer that is not a
+ * handle is undefined and cannot be detected (the second free may release
+ * another owner's reference to the task).  Set your copy to NULL when you
+ * free it; the calls below accept NULL.
  */
 #ifndef POLLEN_TASK_H
 #define POLLEN_TASK_H
@@ -27,13 +36,19 @@ extern "C" {
 
 typedef struct pn_join_handle pn_join_handle;
 
+/* The largest future pn_spawn accepts: PTRDIFF_MAX (the largest object C
+ * can index) less room for the task header, which is far smaller. */
+#define PN_SPAWN_MAX_SIZE ((size_t)PTRDIFF_MAX - 4096)
+
 /*
  * Spawn a copy of the `size`-byte future at `f` on `rt`.  If `out` is NULL
  * the task is detached; otherwise *out receives its join handle, which the
- * caller must eventually pass to pn_join_handle_free.  Returns 0, -ENOMEM
- * (nothing was spawned, the future was not dropped: it is still the
- * caller's), -ESHUTDOWN (likewise), -EINVAL (NULL rt or f, size smaller than
- * a pn_future).
+ * caller must eventually pass to pn_join_handle_free (*out is NULL on any
+ * error).  Returns 0, -ENOMEM (the allocation failed: nothing was spawned,
+ * the future was not dropped, it is still the caller's), -ESHUTDOWN (after
+ * pn_runtime_shutdown; likewise), -EINVAL (NULL rt or f, a future whose
+ * vtable or poll is NULL, size smaller than a pn_future or larger than
+ * PN_SPAWN_MAX_SIZE; likewise).
  *
  * Memory: the copy touches every byte of the future, so a large buffer
  * kept inside it is resident from the spawn on, used or not.  A task that
@@ -71,14 +86,15 @@ PN_EXTERN int pn_spawn_local(pn_cx *cx, const pn_future *f, size_t size,
  * point (an idle task is queued for that; a running one is dropped when its
  * current poll returns PN_PENDING) and its join completes with -ECANCELED.
  * A task whose current poll completes keeps its output (join gives 0).  No
- * effect on a finished task.  Thread-safe. */
+ * effect on a finished task, or on a NULL handle.  Thread-safe. */
 PN_EXTERN void pn_join_handle_abort(pn_join_handle *h);
 
-/* True once the task completed or was cancelled. */
+/* True once the task completed or was cancelled; false for NULL. */
 PN_EXTERN bool pn_join_handle_is_finished(pn_join_handle *h);
 
 /* Release the handle.  An unfinished task keeps running, detached; a
- * finished one is freed with its output. */
+ * finished one is freed with its output.  NULL is a no-op; a second free
+ * of the same handle is undefined (see "Lifetime of a handle"). */
 PN_EXTERN void pn_join_handle_free(pn_join_handle *h);
 
 /*
@@ -89,7 +105,9 @@ PN_EXTERN void pn_join_handle_free(pn_join_handle *h);
  *            its output fields); valid until pn_join_handle_free.  NULL on
  *            -ECANCELED.
  * Dropping a pn_join_future does not affect the task.  Only one
- * pn_join_future per handle may be pending at a time.
+ * pn_join_future per handle may be pending at a time: a second one takes
+ * the waker slot and the first is never woken (it hangs).  A NULL handle
+ * gives .status -EINVAL at the first poll.
  */
 typedef struct pn_join_future {
     pn_future base;

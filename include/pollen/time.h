@@ -78,7 +78,8 @@ static inline pn_instant pn_sleep_deadline(const pn_sleep *s) { return s->entry.
  * deadline came first, in which case the inner future has been dropped.
  * `inner` is borrowed: it must outlive the timeout future and not move
  * (keep both in the same struct).  Dropping the timeout drops the inner
- * future if it has not completed.
+ * future if it has not completed.  `inner` NULL: ready at the first poll
+ * with .status -EINVAL (there is nothing to run).
  */
 typedef struct pn_timeout {
     pn_future base;

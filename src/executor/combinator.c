@@ -9,18 +9,29 @@
  */
 #include "pollen/combinator.h"
 
+/* A select's rotation start once it completed: a later poll (a bug, but a
+ * harmless one) gives PN_READY again and keeps .index. */
+#define SELECT_DONE SIZE_MAX
+
 /* ---- join ------------------------------------------------------------------ */
 
+/* .left is recounted on every poll rather than decremented: the array is
+ * the caller's, and a child stored in it after the constructor counted
+ * must not make the count wrap (a join that never completes). */
 static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
 {
     pn_join_all *j = (pn_join_all *)f;
+    size_t left = 0;
     for (size_t i = 0; i < j->n; i++) {
-        if (j->futs[i] && pn_future_poll(j->futs[i], cx) == PN_READY) {
+        if (!j->futs[i])
+            continue;
+        if (pn_future_poll(j->futs[i], cx) == PN_READY)
             j->futs[i] = NULL;
-            j->left--;
-        }
+        else
+            left++;
     }
-    return j->left == 0 ? PN_READY : PN_PENDING;
+    j->left = left;
+    return left == 0 ? PN_READY : PN_PENDING;
 }
 
 static void join_all_drop(pn_future *f)
@@ -39,6 +50,8 @@ static const pn_future_vtable join_all_vt = { join_all_poll, join_all_drop, "pn_
 
 pn_join_all pn_join_all_of(pn_future **futs, size_t n)
 {
+    if (!futs)
+        n = 0;                      /* no array: no children */
     size_t left = 0;
     for (size_t i = 0; i < n; i++)
         left += futs[i] != NULL;
@@ -74,30 +87,6 @@ pn_join2 pn_join_both(pn_future *a, pn_future *b)
 
 /* ---- select ----------------------------------------------------------------- */
 
-/* Poll futs[] from a rotating start; on a winner drop every other live child
- * and forget all of them.  Returns the winner's index through *index. */
-static pn_poll select_poll_array(pn_future **futs, size_t n, size_t *start,
-                                 size_t *index, pn_cx *cx)
-{
-    size_t s = n ? *start % n : 0;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (s + k) % n;
-        if (!futs[i] || pn_future_poll(futs[i], cx) == PN_PENDING)
-            continue;
-        futs[i] = NULL;
-        for (size_t o = 0; o < n; o++) {
-            if (futs[o]) {
-                pn_future_drop(futs[o]);
-                futs[o] = NULL;
-            }
-        }
-        *index = i;
-        return PN_READY;
-    }
-    *start = s + 1;
-    return PN_PENDING;
-}
-
 static void select_drop_array(pn_future **futs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -106,6 +95,39 @@ static void select_drop_array(pn_future **futs, size_t n)
             futs[i] = NULL;
         }
     }
+}
+
+/* Poll futs[] from a rotating start; on a winner drop every other live child
+ * and forget all of them.  Returns the winner's index through *index, or
+ * PN_SELECT_NONE when there is no child at all: nothing could ever wake a
+ * PN_PENDING, so the select completes instead of hanging. */
+static pn_poll select_poll_array(pn_future **futs, size_t n, size_t *start,
+                                 size_t *index, pn_cx *cx)
+{
+    if (*start == SELECT_DONE)
+        return PN_READY;
+    size_t s = n ? *start % n : 0;
+    bool live = false;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (s + k) % n;
+        if (!futs[i])
+            continue;
+        live = true;
+        if (pn_future_poll(futs[i], cx) == PN_PENDING)
+            continue;
+        futs[i] = NULL;
+        select_drop_array(futs, n);
+        *index = i;
+        *start = SELECT_DONE;
+        return PN_READY;
+    }
+    if (!live) {
+        *index = PN_SELECT_NONE;
+        *start = SELECT_DONE;
+        return PN_READY;
+    }
+    *start = s + 1;
+    return PN_PENDING;
 }
 
 static pn_poll select_poll(pn_future *f, pn_cx *cx)
@@ -124,6 +146,8 @@ static const pn_future_vtable select_vt = { select_poll, select_drop, "pn_select
 
 pn_select pn_select_of(pn_future **futs, size_t n)
 {
+    if (!futs)
+        n = 0;                      /* no array: no children */
     return (pn_select){ .base = { &select_vt }, .futs = futs, .n = n, .start = 0, .index = 0 };
 }
 

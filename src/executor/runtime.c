@@ -132,11 +132,19 @@ static int spawn_with(pn_runtime *rt, pn__sched *sched, const pn_future *f, size
     return 0;
 }
 
+/* A spawnable future: a poll function and a size that a task can hold (a
+ * larger size would wrap the task's allocation size around). */
+static bool spawn_future_ok(const pn_future *f, size_t size)
+{
+    return f && f->vt && f->vt->poll && size >= sizeof(pn_future) &&
+           size <= PN_SPAWN_MAX_SIZE;
+}
+
 int pn_spawn(pn_runtime *rt, const pn_future *f, size_t size, pn_join_handle **out)
 {
     if (out)
         *out = NULL;
-    if (!rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
+    if (!rt || !spawn_future_ok(f, size))
         return -EINVAL;
     return spawn_with(rt, &rt->sched, f, size, out);
 }
@@ -145,7 +153,7 @@ int pn_spawn_local(pn_cx *cx, const pn_future *f, size_t size, pn_join_handle **
 {
     if (out)
         *out = NULL;
-    if (!cx || !cx->rt || !f || !f->vt || !f->vt->poll || size < sizeof(pn_future))
+    if (!cx || !cx->rt || !spawn_future_ok(f, size))
         return -EINVAL;
     pn__sched *sched = cx->rt->ops->local_sched(cx->rt);
     if (!sched)

@@ -15,9 +15,14 @@ static _Atomic uint64_t next_task_id = 1;
 
 /* ---- Allocation and references ------------------------------------------ */
 
+/* PN_SPAWN_MAX_SIZE leaves this much room for the header. */
+_Static_assert(sizeof(pn__task) <= 4096, "the task header outgrew PN_SPAWN_MAX_SIZE's room");
+
 pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
                        unsigned refs, bool join)
 {
+    if (size > PN_SPAWN_MAX_SIZE)
+        return NULL;                /* sizeof(*t) + size would wrap */
     pn__task *t = pn__malloc(sizeof(*t) + size);
     if (!t)
         return NULL;

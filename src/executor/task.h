@@ -95,7 +95,8 @@ struct pn__task {
 static inline pn_future *pn__task_future(pn__task *t) { return (pn_future *)(void *)t->future; }
 
 /* Allocate a task holding a copy of f with `refs` references, NOTIFIED,
- * plus JOIN_INTEREST when `join`.  NULL on -ENOMEM. */
+ * plus JOIN_INTEREST when `join`.  NULL on -ENOMEM, or for a size over
+ * PN_SPAWN_MAX_SIZE (which callers refuse first with -EINVAL). */
 pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
                        unsigned refs, bool join);
 /* Free a task that was never published (spawn failure). */

@@ -54,13 +54,15 @@ static const pn_future_vtable timeout_vt = {
     .name = "pn_timeout",
 };
 
+/* With no inner future the timeout starts out completed (inner NULL) with
+ * -EINVAL, so its first poll is ready instead of reporting a success. */
 pn_timeout pn_timeout_at(pn_future *inner, pn_instant deadline)
 {
     pn_timeout t = {
         .base = { &timeout_vt },
         .inner = inner,
         .timer = pn_sleep_until(deadline),
-        .status = 0,
+        .status = inner ? 0 : -EINVAL,
     };
     return t;
 }
