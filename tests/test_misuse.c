@@ -579,3 +579,41 @@ Test(misuse, async_fd_calls_on_null_or_closed_are_errors)
     cr_assert_eq(pn_unix_stream_close(&b), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
+
+/* One poll of a writev whose lengths add up past SSIZE_MAX. */
+typedef struct bogus_writev {
+    pn_future base;
+    pn_async_fd *afd;
+    ssize_t res;
+} bogus_writev;
+
+static pn_poll bogus_writev_poll(pn_future *f, pn_cx *cx)
+{
+    bogus_writev *b = (bogus_writev *)f;
+    char c = 'x';
+    struct iovec iov[2] = { { &c, 1 }, { &c, SIZE_MAX } };
+    pn_poll p = pn_async_fd_poll_writev(b->afd, cx, iov, 2, &b->res);
+    if (p == PN_PENDING)
+        b->res = 1;                     /* a bogus send was queued */
+    return PN_READY;
+}
+
+static const pn_future_vtable bogus_writev_vt = { bogus_writev_poll, NULL, "bogus_writev" };
+
+/* Before: in io_uring completion mode the sum wrapped, and a send of
+ * 256 KiB read past the one-byte buffer; writev(2) says EINVAL. */
+BOTH(misuse, writev_whose_lengths_overflow_is_einval)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_unix_stream a, b;
+    cr_assert_eq(pn_unix_stream_pair(&a, &b), 0);
+    bogus_writev w = { { &bogus_writev_vt }, &a.afd, 0 };
+    AWAIT(rt, w);
+    cr_assert_eq(w.res, -EINVAL, "res %zd", w.res);
+    pn_write w2 = pn_write_some(&a.afd, "ok", 2);
+    AWAIT(rt, w2);
+    cr_assert_eq(w2.res, 2, "the socket still writes");
+    cr_assert_eq(pn_unix_stream_close(&a), 0);
+    cr_assert_eq(pn_unix_stream_close(&b), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}

@@ -86,6 +86,7 @@
  */
 #ifdef PN_WITH_URING
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -895,8 +896,15 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         return true;
     }
     size_t len = 0;
-    for (int i = 0; i < iovcnt; i++)
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - len) {
+            io_unlock(io);              /* as writev(2): the sum overflows */
+            *res = -EINVAL;
+            *out = PN_READY;
+            return true;
+        }
         len += iov[i].iov_len;
+    }
     if (len > TX_MAX)
         len = TX_MAX;
     if (len == 0) {
