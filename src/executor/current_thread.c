@@ -81,7 +81,7 @@ static void owned_remove(ct_runtime *rt, pn__task *t)
 
 static void unpark(ct_runtime *rt)
 {
-    atomic_thread_fence(memory_order_seq_cst);  /* the work, then parked */
+    pn__store_load_barrier();               /* the work, then parked */
     if (atomic_load(&rt->parked))
         pn__reactor_wake(rt->base.reactor);
 }
@@ -343,7 +343,7 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
             timeout = pn__timers_timeout(&base->timers, pn_now());
             if (timeout != 0) {
                 atomic_store(&rt->parked, 1);
-                atomic_thread_fence(memory_order_seq_cst);  /* parked, then work */
+                pn__store_load_barrier();   /* parked, then work */
                 if (has_work(rt))
                     timeout = 0;
                 else

@@ -148,23 +148,6 @@ static _Thread_local worker *tls_worker;
 static _Thread_local pn__task_fifo *tls_collect;
 static _Thread_local size_t tls_collected;
 
-/* The store-load barrier of the parking protocol.  ThreadSanitizer does not
- * model fences, so under it both sides do a seq_cst read-modify-write on one
- * shared word instead (same guarantee, slower, TSan understands it). */
-#if defined(__SANITIZE_THREAD__)
-#define PN__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PN__TSAN 1
-#endif
-#endif
-#ifdef PN__TSAN
-static _Atomic unsigned fence_word;
-#define store_load_barrier() ((void)atomic_fetch_add(&fence_word, 0))
-#else
-#define store_load_barrier() atomic_thread_fence(memory_order_seq_cst)
-#endif
-
 static inline mt_runtime *mt(pn_runtime *rt) { return (mt_runtime *)rt; }
 
 /* ---- futex ---------------------------------------------------------------- */
@@ -259,7 +242,7 @@ static void unpark_worker(worker *w)
 /* Wake one sleeping worker if nobody is searching. */
 static void notify_parked(mt_runtime *rt)
 {
-    store_load_barrier();
+    pn__store_load_barrier();
     if (atomic_load(&rt->num_searching) != 0 || atomic_load(&rt->num_idle) == 0)
         return;
     pthread_mutex_lock(&rt->idle_lock);
@@ -375,7 +358,7 @@ static void park(worker *w)
     rt->sleepers[rt->nsleepers++] = w->index;
     atomic_fetch_add(&rt->num_idle, 1);
     pthread_mutex_unlock(&rt->idle_lock);
-    store_load_barrier();
+    pn__store_load_barrier();
     PN_POINT("mt.park", w);             /* a sleeper, before its last look */
 
     if (work_available(rt, w) || atomic_load(&rt->stopping)) {
@@ -432,7 +415,7 @@ static void push_remote(mt_runtime *rt, pn__task *t)
 static void wake_worker(worker *w)
 {
     mt_runtime *rt = w->rt;
-    store_load_barrier();
+    pn__store_load_barrier();
     if (atomic_load(&rt->num_idle) == 0)
         return;
     pthread_mutex_lock(&rt->idle_lock);
