@@ -187,6 +187,21 @@ static inline pn_runtime *flavour_new(pn_runtime_flavor fl)
     return rt;
 }
 
+/* A multi-thread runtime of `workers` workers whose reactor is driven as
+ * `driver` says; fails the test on error. */
+static inline pn_runtime *mt_driver_new(unsigned workers, pn_driver_mode driver)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = workers;
+    cfg.driver = driver;
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
+    return rt;
+}
+
 /* The number of open file descriptors of this process (plus the one
  * opendir holds while counting). */
 static inline int count_fds(void)

@@ -463,13 +463,7 @@ static void reactor_failures_run(pn_driver_mode driver)
     atomic_store(&ew_fail_left, 12);
     atomic_store(&ew_last_ns, 0);
     atomic_store(&ew_min_gap_ns, UINT64_MAX);
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-    cfg.workers = 2;
-    cfg.driver = driver;
-    pn_runtime *rt = NULL;
-    cr_assert_eq(pn_runtime_new(&cfg, &rt), 0);
+    pn_runtime *rt = mt_driver_new(2, driver);
     pn_sleep nap = pn_sleep_for(1000 * 1000);
     AWAIT(rt, nap);                           /* the timer still fires */
     while (atomic_load(&ew_fail_left) > 0) {  /* workers drive only when idle */

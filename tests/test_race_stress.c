@@ -30,19 +30,6 @@ static _Atomic int errors, error_line;
 #define CHECK(cond) do { if (!(cond)) { atomic_store(&error_line, __LINE__); \
                                        atomic_fetch_add(&errors, 1); } } while (0)
 
-static pn_runtime *mt_new(unsigned workers, pn_driver_mode driver)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-    cfg.workers = workers;
-    cfg.driver = driver;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
-
 /* ---- foreign spawners racing shutdown ----------------------------------------- */
 
 #define SPAWNERS 3
@@ -93,7 +80,7 @@ static void *sp_spawner(void *arg)
 static void spawners_run(unsigned workers)
 {
     for (int round = 0; round < ROUNDS; round++) {
-        sp_rt = mt_new(workers, PN_DRIVER_WORKERS);
+        sp_rt = mt_driver_new(workers, PN_DRIVER_WORKERS);
         for (int i = 0; i < SPAWNERS * PER_SPAWNER; i++)
             atomic_store(&fate[i], 0);
         pthread_t th[SPAWNERS];
@@ -212,7 +199,7 @@ static const pn_future_vtable churn_vt = { churn_poll, NULL, "churn" };
 
 static void churn_run(pn_driver_mode driver)
 {
-    pn_runtime *rt = mt_new(2, driver);
+    pn_runtime *rt = mt_driver_new(2, driver);
     atomic_store(&churn_done, 0);
     pn_join_handle *h[CHURNERS];
     for (int i = 0; i < CHURNERS; i++) {

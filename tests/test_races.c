@@ -134,25 +134,6 @@ static void reuse_at_dispatch(const char *name, void *arg)
     (void)pn_async_fd_poll_read(reuse.fresh, reuse.fresh_cx, &c, 1, &res);
 }
 
-typedef struct wake_count {
-    _Atomic int wakes, clones, drops;
-} wake_count;
-
-static pn_waker wk_clone(const void *d);
-static void wk_wake(const void *d)
-{
-    atomic_fetch_add(&((wake_count *)d)->wakes, 1);
-    atomic_fetch_add(&((wake_count *)d)->drops, 1);
-}
-static void wk_wake_by_ref(const void *d) { atomic_fetch_add(&((wake_count *)d)->wakes, 1); }
-static void wk_drop(const void *d) { atomic_fetch_add(&((wake_count *)d)->drops, 1); }
-static const pn_waker_vtable wk_vt = { wk_clone, wk_wake, wk_wake_by_ref, wk_drop };
-static pn_waker wk_clone(const void *d)
-{
-    atomic_fetch_add(&((wake_count *)d)->clones, 1);
-    return (pn_waker){ d, &wk_vt };
-}
-
 /* Before the mend, dispatch checked the record's generation, then set the
  * readiness bits with no check: a close and a new registration of the
  * record in between turned the old connection's hang-up into sticky CLOSED
@@ -163,8 +144,8 @@ Test(races, stale_hangup_never_reaches_the_next_registration_of_its_record)
 {
     pn__reactor *r = NULL;
     cr_assert_eq(pn__reactor_new(64, pn_test_backend(), &r), 0);
-    wake_count old_wc = { 0 }, fresh_wc = { 0 };
-    pn_waker old_w = { &old_wc, &wk_vt }, fresh_w = { &fresh_wc, &wk_vt };
+    waker_probe old_wc = { 0 }, fresh_wc = { 0 };
+    pn_waker old_w = { &old_wc, &waker_probe_vt }, fresh_w = { &fresh_wc, &waker_probe_vt };
     pn_cx old_cx = { .waker = &old_w, .reactor = r, .budget = 128 };
     pn_cx fresh_cx = { .waker = &fresh_w, .reactor = r, .budget = 128 };
     int p[2];
@@ -208,6 +189,6 @@ Test(races, stale_hangup_never_reaches_the_next_registration_of_its_record)
     pn_async_fd_close(&fresh);
     close(reuse.fresh_fds[1]);
     pn__reactor_free(r);
-    cr_assert_eq(old_wc.clones - old_wc.drops, 0, "the old reader's waker was given back");
-    cr_assert_eq(fresh_wc.clones - fresh_wc.drops, 0, "the new reader's waker was given back");
+    cr_assert_eq(waker_probe_held(&old_wc), 0, "the old reader's waker was given back");
+    cr_assert_eq(waker_probe_held(&fresh_wc), 0, "the new reader's waker was given back");
 }
