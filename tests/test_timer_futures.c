@@ -18,6 +18,17 @@ static size_t armed_of(pn_runtime *rt)
     return ((pn__timers *)pn__runtime_timers(rt))->armed;
 }
 
+/* Let spawned sleepers run until n timers are armed: a nap at a time, as
+ * long as it takes (the suite's watchdog bounds it), never one nap and a
+ * hope that they all ran within it. */
+static void wait_armed(pn_runtime *rt, size_t n)
+{
+    while (armed_of(rt) < n) {
+        pn_sleep nap = pn_sleep_for(PN_MS(1));
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&nap)), 0);
+    }
+}
+
 static void busy_wait(uint64_t ns)
 {
     pn_instant end = pn_now() + ns;
@@ -181,9 +192,7 @@ Test(timer_futures, aborting_sleeping_task_unlinks)
         sleeper s = { .base = { &sleeper_vt }, .deadline = pn_now() + PN_SEC(3600) };
         cr_assert_eq(PN_SPAWN(rt, s, &h[i]), 0);
     }
-    /* let them all arm */
-    pn_sleep nap = pn_sleep_for(PN_MS(2));
-    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&nap)), 0);
+    wait_armed(rt, 10);
     cr_assert_eq(armed_of(rt), 10);
     for (int i = 0; i < 10; i++)
         pn_join_handle_abort(h[i]);
@@ -204,8 +213,7 @@ Test(timer_futures, runtime_free_with_armed_sleeps)
         sleeper s = { .base = { &sleeper_vt }, .deadline = pn_now() + PN_SEC(3600) };
         cr_assert_eq(PN_SPAWN(rt, s, NULL), 0);
     }
-    pn_sleep nap = pn_sleep_for(PN_MS(1));
-    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&nap)), 0);
+    wait_armed(rt, 10);
     cr_assert_eq(armed_of(rt), 10);
     pn_runtime_free(rt); /* drops the tasks: nothing leaks (ASan run) */
 }
