@@ -16,7 +16,14 @@
 #include <stdatomic.h>
 #include <pollen.h>
 
-#define PN_TEST_TIMEOUT 20
+/* Watchdogs, in seconds.  The chaos build (make test-chaos) slows every
+ * atomic and lock on purpose, so its watchdogs are four times longer. */
+#ifdef PN_CHAOS
+#define PN_TIMEOUT(s) ((s) * 4)
+#else
+#define PN_TIMEOUT(s) (s)
+#endif
+#define PN_TEST_TIMEOUT PN_TIMEOUT(20)
 
 /* A future that never completes and counts how often it is dropped. */
 typedef struct forever_future {

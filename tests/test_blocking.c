@@ -20,7 +20,7 @@
 #include "executor/blocking.h"
 #include "core/sys.h"
 
-TestSuite(blocking, .timeout = 30);
+TestSuite(blocking, .timeout = PN_TIMEOUT(30));
 
 /* ---- fixtures ------------------------------------------------------------- */
 

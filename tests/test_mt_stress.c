@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include "helpers.h"
 
-TestSuite(mt_stress, .timeout = 30);
+TestSuite(mt_stress, .timeout = PN_TIMEOUT(30));
 
 static _Atomic int errors, error_line;
 #define CHECK(cond) do { if (!(cond)) { atomic_store(&error_line, __LINE__); \

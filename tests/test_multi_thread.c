@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include "helpers.h"
 
-TestSuite(multi_thread, .timeout = 60);
+TestSuite(multi_thread, .timeout = PN_TIMEOUT(60));
 
 /* Every test runs twice: with a reactor thread and with workers driving
  * the reactor (MT_TEST defines both). */

@@ -24,7 +24,7 @@
 #include "reactor/reactor.h"
 #include "reactor/slab.h"
 
-TestSuite(race_stress, .timeout = 60);
+TestSuite(race_stress, .timeout = PN_TIMEOUT(60));
 
 static _Atomic int errors, error_line;
 #define CHECK(cond) do { if (!(cond)) { atomic_store(&error_line, __LINE__); \
