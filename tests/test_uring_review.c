@@ -222,3 +222,113 @@ BOTH(uring_review, two_writers_neither_duplicate_nor_lose)
     close(p[1]);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
+
+/* ---- defect 4: nothing of a returned pn_block_on interrupts its thread ---- */
+
+/* A helper that waits until `tid` sleeps in recvfrom(2), then writes a
+ * byte to `fd` (the peer of a socket whose receive the runtime may still
+ * have armed). */
+typedef struct poker {
+    pid_t tid;
+    int fd;
+    atomic_bool wrote_while_blocked;
+} poker;
+
+/* Whether thread tid is asleep inside recvfrom (its /proc syscall line
+ * names the call it is blocked in). */
+static bool blocked_in_recv(pid_t tid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool in = fgets(line, sizeof line, f) && atol(line) == SYS_recvfrom &&
+              strncmp(line, "running", 7) != 0;
+    fclose(f);
+    if (!in)
+        return false;
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    char state = 0;
+    if (fgets(line, sizeof line, f)) {
+        char *rp = strrchr(line, ')');
+        state = rp && rp[1] ? rp[2] : 0;
+    }
+    fclose(f);
+    return state == 'S';
+}
+
+static void *poke_when_blocked(void *arg)
+{
+    poker *p = arg;
+    for (int i = 0; i < 20000 && !blocked_in_recv(p->tid); i++)
+        sched_yield();                 /* bounded: ~seconds at most */
+    bool blocked = blocked_in_recv(p->tid);
+    if (write(p->fd, "y", 1) == 1 && blocked)
+        atomic_store(&p->wrote_while_blocked, true);
+    return NULL;
+}
+
+/* One flavour per test (each test is a process of its own): freeing a
+ * current-thread runtime whose ring this thread submitted to still sends
+ * this thread task work later, when the kernel tears the ring down (see
+ * ur_close), which a multi-thread pass right after it in the same process
+ * would see. */
+static void block_on_then_recv(pn_runtime_flavor fl)
+{
+    int before = count_fds();
+    pn_runtime *rt = flavour_new(fl);
+    int p[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
+    pn_async_fd a;
+    cr_assert_eq(pn_async_fd_init(&a, p[0]), 0);
+    /* A read that gets data: in completion mode its multishot receive
+     * stays armed after it, and the turn armed the eventfd's poll. */
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    char c = 0;
+    pn_read r = pn_read_some(&a, &c, 1);
+    AWAIT(rt, r);
+    cr_assert_eq(r.res, 1);
+    cr_assert_eq(c, 'x');
+    /* A plain blocking recv with a timeout on an unrelated socket, on the
+     * thread that ran pn_block_on, while the peer of the first socket
+     * writes (a completion for the still-armed receive, if any). */
+    int sp[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    struct timeval tv = { 0, 300 * 1000 };
+    cr_assert_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    poker pk = { .tid = (pid_t)syscall(SYS_gettid), .fd = p[1] };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, poke_when_blocked, &pk), 0);
+    char b;
+    ssize_t n = recv(sp[0], &b, 1, 0);
+    int err = errno;
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert(atomic_load(&pk.wrote_while_blocked), "the byte was not written during the recv");
+    cr_assert_eq(n, -1);
+    cr_assert(err == EAGAIN || err == EWOULDBLOCK, "recv: %s (want EAGAIN)", strerror(err));
+    close(sp[0]);
+    close(sp[1]);
+    /* The runtime still reads what came meanwhile. */
+    r = pn_read_some(&a, &c, 1);
+    AWAIT(rt, r);
+    cr_assert_eq(r.res, 1);
+    cr_assert_eq(c, 'y');
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    close(p[1]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), before, "fds left");
+}
+
+Test(uring_review, block_on_leaves_nothing_that_interrupts_its_thread)
+{
+    block_on_then_recv(PN_RUNTIME_CURRENT_THREAD);
+}
+
+Test(uring_review, block_on_leaves_nothing_that_interrupts_its_thread_mt)
+{
+    block_on_then_recv(PN_RUNTIME_MULTI_THREAD);
+}

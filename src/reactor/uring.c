@@ -94,6 +94,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "core/sys.h"
+#include "reactor/slab.h"
 #include "reactor/uring.h"
 
 #define SQ_ENTRIES 1024u
@@ -676,6 +677,68 @@ static void drain_lane(pn__reactor *r, struct ur *u)
     pthread_mutex_unlock(&u->sq_lock);
 }
 
+/*
+ * The last thread that drives a shared ring lets go of it: pn_block_on of
+ * the current-thread runtime returns (or the last worker of a shared ring
+ * leaves).  Every request this thread submitted runs its completion as
+ * task work on this thread (COOP_TASKRUN: TWA_SIGNAL_NO_IPI), and the
+ * kernel has no way to hand a request to another task.  Left armed, a
+ * multishot receive, a readiness poll, the eventfd's poll, a send or
+ * accept waiting for its socket would, on its next event, set
+ * TIF_NOTIFY_SIGNAL on a thread that now runs the caller's code: a
+ * blocking recv(2) with SO_RCVTIMEO there fails with EINTR.  A runtime
+ * must not interrupt its caller's syscalls once it has returned (the
+ * promise ur_add keeps for threads that never drive the ring).  So
+ * everything in the ring is cancelled and reaped before the thread goes,
+ * and nothing is re-armed from the completions (u->parking):
+ *  - a readiness poll: its record is marked unwatched and its waiters are
+ *    woken (unwatch); their next wait arms a fresh poll;
+ *  - a socket's multishot receive: its reader is woken, and the next read
+ *    arms it again (uio.c); received chunks stay queued, in order;
+ *  - a send: it comes back to its owner, whose next poll queues the same
+ *    bytes again (uio.c; a send cut short reports what it sent);
+ *  - a connect: reported as still in progress, so pn_tcp_connect waits
+ *    for writability as after connect(2) (the handshake goes on);
+ *  - accepts: dropped (a connection one of them took is still delivered);
+ *    the next accept refills the window;
+ *  - the eventfd's poll: the next turn arms it (a wake written meanwhile
+ *    makes it fire at once).
+ * The next pn_block_on's turns submit all of this again, as its own.  The
+ * cost is a cancel and a reap per pn_block_on that returns with requests
+ * in flight, nothing for a server's one long pn_block_on.  A request the
+ * kernel would not give up within a second (never seen) is left; the
+ * worker thread case needs none of this (its requests die with it), but
+ * drains the same way, at shutdown only.
+ */
+static void park_ring(pn__reactor *r, struct ur *u)
+{
+    u->parking = true;
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&u->sq_lock);
+        bool any = u->issued != u->ended || u->evfd_armed;
+        if (io_uring_sq_ready(&u->ring) || any) {
+            /* What is queued goes (a cancel of a freed request must not
+             * wait for another request to reuse its address), then a
+             * cancel of everything, this batch included. */
+            struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+            if (sqe) {
+                io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+                io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+                sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+            }
+            (void)submit(u);
+            any = u->issued != u->ended || u->evfd_armed;
+        }
+        pthread_mutex_unlock(&u->sq_lock);
+        if (!any)
+            break;
+        if (!io_uring_cq_ready(&u->ring))
+            (void)wait_cqe(u, 10 * 1000 * 1000);
+        reap(r, u, false);
+    }
+    u->parking = false;
+}
+
 static void ur_disown(pn__reactor *r)
 {
     struct ur *u = lane_mine(r->be_data);
@@ -683,6 +746,14 @@ static void ur_disown(pn__reactor *r)
         if (u->issuer_only) {
             drain_lane(r, u);          /* still its issuer while it drains */
             tl_driver = 0;
+        } else if (atomic_load(&u->drivers) == 1) {
+            /* The last driver (a current-thread pn_block_on returning):
+             * nothing of this thread's may stay armed. */
+            park_ring(r, u);
+            tl_driver = 0;
+            pthread_mutex_lock(&u->sq_lock);
+            atomic_fetch_sub(&u->drivers, 1);
+            pthread_mutex_unlock(&u->sq_lock);
         } else {
             tl_driver = 0;
             /* Whatever another thread queued for this one to submit goes
@@ -888,6 +959,31 @@ static bool rearm(pn__reactor *r, struct ur *u, uint64_t token)
     return queued;
 }
 
+/* The poll of `token` ended while its ring parks (park_ring): it is not
+ * re-armed from here.  Its record is marked unwatched, so the next
+ * readiness wait on it arms a fresh poll (pn__reactor_watch, from a thread
+ * that drives the ring then), and the tasks waiting on it are woken, with
+ * no readiness claimed, so that they make that wait.  A fresh multishot
+ * poll reports the file's state when it is armed: nothing that happened
+ * meanwhile is missed. */
+static void unwatch(pn__reactor *r, struct ur *u, uint64_t token)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    pn__registration *reg = pn__reactor_lookup(r, token);
+    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
+    if (reg) {
+        atomic_store(&reg->unwatched, true);
+        pn__reg_lock(reg);
+        rd = reg->reader;
+        wr = reg->writer;
+        reg->reader = reg->writer = PN_WAKER_NONE;
+        pn__reg_unlock(reg);
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    pn_waker_wake(&rd);
+    pn_waker_wake(&wr);
+}
+
 static int wait_cqe(struct ur *u, int64_t timeout_ns)
 {
     struct __kernel_timespec ts;
@@ -987,8 +1083,12 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
                                                    PN__READY_READ | PN__READY_WRITE);
             if (!more) {
                 u->ended++;
-                if (!closing && (res >= 0 || res == -ECANCELED))
-                    rearm(r, u, ud);
+                if (!closing && (res >= 0 || res == -ECANCELED)) {
+                    if (u->parking)
+                        unwatch(r, u, ud);
+                    else
+                        rearm(r, u, ud);
+                }
             }
         }
         if (seen == avail)
