@@ -1,20 +1,23 @@
 /*
- * test_uring_review.c - regressions for the io_uring defects of the fifth
- * review, on whichever backend `make test` picks (each must pass on epoll
- * too: the behaviour checked is the API's, not the backend's).
+ * test_uring_owners.c - who owns what the io_uring reactor has in flight,
+ * on whichever backend `make test` picks (each must pass on epoll too: the
+ * behaviour checked is the API's, not the backend's).
  *
  *  - two_writers_neither_duplicate_nor_lose: two tasks write to one
- *    stream; in completion mode the send in flight is one future's, and its
- *    result must go to that future only (uio.c, pn__uio_write).  The order
- *    of the polls that used to lose the bytes is forced with the schedule
- *    point "uio.send.done" (core/chaos.h), so the test fails on every run
- *    without the fix.
- *  - block_on_leaves_nothing_that_interrupts_its_thread: once pn_block_on
- *    has returned, no request of the io_uring reactor may still direct its
- *    completion's task work at the caller's thread (a blocking recv with a
- *    timeout would fail with EINTR).
- *  - dropped_cqes_are_not_fatal: -EBADR from io_uring_enter (the kernel
- *    dropped CQEs) does not stop pn_block_on.
+ *    stream; in completion mode the send in flight belongs to the future
+ *    that queued it, and its result goes to that future only (uio.c,
+ *    pn__uio_write).  The order of the polls that used to lose the bytes
+ *    is forced with the schedule point "uio.send.done" (core/chaos.h), so
+ *    the test fails on every run without the fix.
+ *  - block_on_leaves_nothing_that_interrupts_its_thread (and _mt): the
+ *    caller's thread owns nothing in the kernel once pn_block_on has
+ *    returned.  io_uring runs a request's completion as task work on the
+ *    thread that submitted it, and that work interrupts the thread's
+ *    syscalls: a blocking recv with a timeout, made there after
+ *    pn_block_on returned while the runtime's socket gets data, must time
+ *    out (EAGAIN), not fail with EINTR.  The current-thread runtime takes
+ *    down what its thread submitted when pn_block_on returns (park_ring,
+ *    uring.c); without that the test fails on every run on io_uring.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,14 +34,14 @@
 #include "reactor/reactor.h"
 #include "reactor/uio.h"
 
-TestSuite(uring_review, .timeout = PN_TEST_TIMEOUT);
+TestSuite(uring_owners, .timeout = PN_TEST_TIMEOUT);
 
 static bool completion_mode(pn_runtime *rt)
 {
     return pn__uio_applies(pn__runtime_reactor(rt));
 }
 
-/* ---- defect 3: two writers on one stream --------------------------------- */
+/* ---- a send's result goes to the future that queued it -------------------- */
 
 #define WLEN 64
 
@@ -182,7 +185,7 @@ static pn_poll two_writes_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable two_writes_vt = { two_writes_poll, NULL, "two_writes" };
 
-BOTH(uring_review, two_writers_neither_duplicate_nor_lose)
+BOTH(uring_owners, two_writers_neither_duplicate_nor_lose)
 {
     pn_runtime *rt = flavour_new(fl);
     int p[2];
@@ -223,7 +226,7 @@ BOTH(uring_review, two_writers_neither_duplicate_nor_lose)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
-/* ---- defect 4: nothing of a returned pn_block_on interrupts its thread ---- */
+/* ---- nothing of a returned pn_block_on interrupts its thread -------------- */
 
 /* A helper that waits until `tid` sleeps in recvfrom(2), then writes a
  * byte to `fd` (the peer of a socket whose receive the runtime may still
@@ -323,12 +326,12 @@ static void block_on_then_recv(pn_runtime_flavor fl)
     cr_assert_eq(count_fds(), before, "fds left");
 }
 
-Test(uring_review, block_on_leaves_nothing_that_interrupts_its_thread)
+Test(uring_owners, block_on_leaves_nothing_that_interrupts_its_thread)
 {
     block_on_then_recv(PN_RUNTIME_CURRENT_THREAD);
 }
 
-Test(uring_review, block_on_leaves_nothing_that_interrupts_its_thread_mt)
+Test(uring_owners, block_on_leaves_nothing_that_interrupts_its_thread_mt)
 {
     block_on_then_recv(PN_RUNTIME_MULTI_THREAD);
 }
