@@ -1111,11 +1111,15 @@ static bool in_flight(struct ur *u)
  * its last CQE: only then has the kernel let go of the files and buffers,
  * so an fd the owner closes after the runtime is gone really closes, and
  * no receive can land in freed memory.  (Closing the ring alone tears
- * requests down in the background.) */
+ * requests down in the background.)  With nothing in flight and nothing
+ * queued (a parked ring, see park_ring) it submits nothing: a submission
+ * would make the kernel record this thread as one of the ring's tasks,
+ * and the ring's teardown signals each of those (see ur_close). */
 static void cancel_all(pn__reactor *r, struct ur *u)
 {
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    bool idle = u->issued == u->ended && !u->evfd_armed && !io_uring_sq_ready(&u->ring);
+    struct io_uring_sqe *sqe = idle ? NULL : pn__ur_get_sqe(u);
     if (sqe) {
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
         io_uring_sqe_set_data64(sqe, TAG_IGNORE);
@@ -1129,6 +1133,21 @@ static void cancel_all(pn__reactor *r, struct ur *u)
     }
 }
 
+/*
+ * Closing a ring: its last fput queues the kernel's io_ring_exit_work,
+ * which, once the ring's requests are gone, sends TWA_SIGNAL task work to
+ * every task the kernel recorded as a user of the ring (any thread that
+ * ever submitted to it, io_uring_enter with SQEs; in flight or not), one
+ * at a time, later and asynchronously.  A thread asleep in a syscall that
+ * does not restart then fails it with EINTR (a recv with SO_RCVTIMEO).
+ * Rings are created on a thread that exits at once (ur_open), the workers
+ * of the multi-thread runtime have exited by now, and cancel_all submits
+ * nothing to a ring with nothing in flight (a parked one), so the thread
+ * that frees the runtime is not recorded by that.  What is left: the
+ * thread that ran a current-thread runtime's pn_block_on submitted while
+ * it drove the ring, so it is signalled once, soon after the free (a
+ * known limitation, docs/ARCHITECTURE.md).
+ */
 static void ur_close(pn__reactor *r)
 {
     struct ur *home = r->be_data;
