@@ -900,7 +900,21 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
     }
     /* A stream socket does its reads and writes as io_uring requests
      * (uio.c): a standing poll would only post a CQE per packet that
-     * nobody needs.  Arm it when a readiness wait asks (ur_watch). */
+     * nobody needs.  Arm it when a readiness wait asks (ur_watch).
+     *
+     * Once armed it stays, even when nothing waits on it any more: after
+     * an -ENOBUFS a read falls back to recv(2) and, on EAGAIN, to a
+     * readiness wait that arms it; the next read arms the receive again,
+     * and the poll is not taken down.  That costs one extra CQE per
+     * packet (readiness bits set; a wake only if a readiness waiter is
+     * stored) and loses nothing: a poll only reports, never takes bytes,
+     * so the receive's data and order are untouched.  It ends with the
+     * registration (ur_del cancels it, as `unwatched` is false) or when
+     * a current-thread pn_block_on returns (park_ring, then unwatch()
+     * marks it unwatched again).  Taking it down when the receive is
+     * re-armed is not simple: the same poll carries write interest (a
+     * task in pn_writable, a connect reported in progress by park_ring),
+     * and cancelling it under a writer's wait would lose its wake. */
     if (u->completion && reg->owner && reg->owner->is_socket && reg->owner->is_stream) {
         atomic_store(&reg->unwatched, true);
         return 0;
