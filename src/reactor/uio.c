@@ -7,7 +7,10 @@
  * buffers from.
  *
  * Receive: one multishot IORING_OP_RECV with IOSQE_BUFFER_SELECT per
- * socket, armed by the first read and kept armed: each CQE names the buffer
+ * socket, armed by the first read and kept armed (on the current-thread
+ * runtime until pn_block_on returns: park_ring in uring.c takes it down,
+ * the chunks it brought stay queued, and the next read arms it again):
+ * each CQE names the buffer
  * the kernel filled, and the chunk waits in the uio's queue until reads
  * copy it out; a buffer goes back to the ring as soon as it is read to its
  * end.  When RX_HIGH chunks wait unread the receive is cancelled (CQEs
@@ -48,7 +51,10 @@
  * they completed, until accepts take them.  So the kernel never holds more
  * than ACCEPT_AHEAD connections accepted behind the server's back, however
  * long the runtime does not turn: a server that stops accepting, backs off
- * on EMFILE or is flooded keeps its descriptors.  (A multishot accept
+ * on EMFILE or is flooded keeps its descriptors.  When a current-thread
+ * pn_block_on returns, park_ring (uring.c) cancels the requests still
+ * waiting (their connections stay in the backlog, for the next accept's
+ * accept4) and the finished ones stay queued for the next accepts.  (A multishot accept
  * cannot be bounded that way: the kernel accepts the whole backlog before
  * the runtime sees the first CQE; and its one address buffer would cost a
  * getpeername per connection.)  A dropped accept future only takes its
