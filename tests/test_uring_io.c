@@ -488,6 +488,128 @@ BOTH(uring_io, a_write_dropped_after_its_send_completed_does_not_answer_the_next
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
+/* ---- a send and a receive across pn_block_on returns -------------------- */
+
+#define ACROSS (1u << 20)
+
+/* The peer's side: one thread writes ACROSS bytes of the pattern, another
+ * reads what the runtime sends, slowly (16 KiB a millisecond), so that
+ * the runtime's send waits in the kernel when a pn_block_on returns. */
+static void *feed_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    char *buf = malloc(ACROSS);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < ACROSS; i++)
+        buf[i] = (char)('A' + i % 23);
+    for (size_t off = 0; off < ACROSS;) {
+        ssize_t n = write(fd, buf + off, ACROSS - off);
+        cr_assert_gt(n, 0, "write: %s", strerror(errno));
+        off += (size_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *slow_drain(void *arg)
+{
+    int fd = *(int *)arg;
+    char chunk[16384];
+    size_t len = 0;
+    while (len < ACROSS) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        cr_assert_gt(n, 0, "read: %s", n < 0 ? strerror(errno) : "eof");
+        for (ssize_t i = 0; i < n; i++, len++)
+            cr_assert_eq(chunk[i], (char)('a' + len % 26), "byte %zu sent", len);
+        struct timespec ts = { 0, 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Reads ACROSS bytes and checks them against the feed's pattern. */
+typedef struct read_all {
+    pn_future base;
+    int pc;
+    pn_async_fd *a;
+    size_t len;
+    pn_read r;
+    char buf[4096];
+} read_all;
+
+static pn_poll read_all_poll(pn_future *f, pn_cx *cx)
+{
+    read_all *t = (read_all *)f;
+    PN_ASYNC_BEGIN(t->pc);
+    while (t->len < ACROSS) {
+        t->r = pn_read_some(t->a, t->buf, sizeof t->buf);
+        PN_AWAIT(t->pc, &t->r, cx);
+        cr_assert_gt(t->r.res, 0, "read: %s", t->r.res < 0 ? pn_strerror((int)t->r.res) : "eof");
+        for (ssize_t i = 0; i < t->r.res; i++, t->len++)
+            cr_assert_eq(t->buf[i], (char)('A' + t->len % 23), "byte %zu received", t->len);
+    }
+    PN_ASYNC_END(t->pc);
+}
+
+static void read_all_drop(pn_future *f)
+{
+    read_all *t = (read_all *)f;
+    if (t->pc > 0)
+        pn_future_drop(PN_FUTURE(&t->r));
+}
+
+static const pn_future_vtable read_all_vt = { read_all_poll, read_all_drop, "read_all" };
+
+/* Two tasks, one writing a stream and one reading it, while the caller's
+ * pn_block_on calls come and go (a 2 ms sleep each).  On the current-
+ * thread runtime on io_uring every return takes the send and the receive
+ * down (park_ring: a send that had sent nothing goes back to its future,
+ * a partial one reports its count, the receive's chunks stay queued) and
+ * the next call arms them again: every byte arrives once, in order, both
+ * ways. */
+BOTH(uring_io, streams_survive_block_on_returns)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    char *big = malloc(ACROSS);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < ACROSS; i++)
+        big[i] = (char)('a' + i % 26);
+    pn_write_all w = pn_write_all_of(&a, big, ACROSS);
+    read_all rd = { .base = { &read_all_vt }, .a = &a };
+    pn_join_handle *hw, *hr;
+    cr_assert_eq(PN_SPAWN(rt, w, &hw), 0);
+    cr_assert_eq(PN_SPAWN(rt, rd, &hr), 0);
+    pthread_t feeder, drainer;
+    cr_assert_eq(pthread_create(&feeder, NULL, feed_peer, &peer), 0);
+    cr_assert_eq(pthread_create(&drainer, NULL, slow_drain, &peer), 0);
+    int returns = 0;
+    while (!pn_join_handle_is_finished(hw) || !pn_join_handle_is_finished(hr)) {
+        cr_assert_lt(returns, 5000, "the streams stalled");
+        sleep_in(rt, PN_MS(2));
+        returns++;
+    }
+    pn_join_future jw = pn_join_handle_await(hw);
+    AWAIT(rt, jw);
+    cr_assert_eq(jw.status, 0);
+    cr_assert_eq(((pn_write_all *)jw.output)->res, (ssize_t)ACROSS);
+    pn_join_future jr = pn_join_handle_await(hr);
+    AWAIT(rt, jr);
+    cr_assert_eq(jr.status, 0);
+    cr_assert_eq(((read_all *)jr.output)->len, ACROSS);
+    pn_join_handle_free(hw);
+    pn_join_handle_free(hr);
+    cr_assert_eq(pthread_join(feeder, NULL), 0);
+    cr_assert_eq(pthread_join(drainer, NULL), 0);
+    cr_assert_gt(returns, 1, "the streams crossed pn_block_on returns");
+    free(big);
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    close(peer);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
 /* ---- connect through the ring ------------------------------------------- */
 
 static atomic_int connect_calls;
