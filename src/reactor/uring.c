@@ -32,6 +32,13 @@
  * thread is still woken to run it, and a non-blocking turn that sees
  * IORING_SQ_TASKRUN enters the kernel once to collect it.
  *
+ * Parking: when the last thread that drives a shared ring lets go of it
+ * (a current-thread pn_block_on returning), it cancels and reaps every
+ * request in the ring, with no re-arm (park_ring), so nothing of the
+ * runtime's is left to interrupt the caller's thread; the next
+ * pn_block_on arms what is needed again.  Only the ring's own teardown
+ * still signals that thread once (see ur_close).
+ *
  * Turn: submit what is queued (re-arms), then wait with one
  * io_uring_enter(GETEVENTS | EXT_ARG) carrying the timeout, unless CQEs
  * are already there or the turn must not block; a non-blocking turn with
