@@ -1572,7 +1572,7 @@ BOTH(uring_io, close_from_outside_releases_at_once)
         cr_assert_geq(c, 0);
         int r = connect(c, &at.sa, at.len);
         cr_assert(r < 0 && errno == ECONNREFUSED,
-                  "round %d: connect after close: %s", round, r == 0 ? "accepted" : strerror(errno));
+                  "%s round %d: connect after close: %s", fl == PN_RUNTIME_MULTI_THREAD ? "mt" : "ct", round, r == 0 ? "accepted" : strerror(errno));
         close(c);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
