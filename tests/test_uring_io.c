@@ -34,6 +34,11 @@ static bool completion_mode(pn_runtime *rt)
     return pn__uio_applies(pn__runtime_reactor(rt));
 }
 
+static bool on_uring(pn_runtime *rt)
+{
+    return pn__reactor_backend(pn__runtime_reactor(rt)) == PN_BACKEND_URING;
+}
+
 static void pair(pn_async_fd *a, int *peer)
 {
     int p[2];
@@ -483,6 +488,128 @@ BOTH(uring_io, a_write_dropped_after_its_send_completed_does_not_answer_the_next
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
+/* ---- a send and a receive across pn_block_on returns -------------------- */
+
+#define ACROSS (1u << 20)
+
+/* The peer's side: one thread writes ACROSS bytes of the pattern, another
+ * reads what the runtime sends, slowly (16 KiB a millisecond), so that
+ * the runtime's send waits in the kernel when a pn_block_on returns. */
+static void *feed_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    char *buf = malloc(ACROSS);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < ACROSS; i++)
+        buf[i] = (char)('A' + i % 23);
+    for (size_t off = 0; off < ACROSS;) {
+        ssize_t n = write(fd, buf + off, ACROSS - off);
+        cr_assert_gt(n, 0, "write: %s", strerror(errno));
+        off += (size_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *slow_drain(void *arg)
+{
+    int fd = *(int *)arg;
+    char chunk[16384];
+    size_t len = 0;
+    while (len < ACROSS) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        cr_assert_gt(n, 0, "read: %s", n < 0 ? strerror(errno) : "eof");
+        for (ssize_t i = 0; i < n; i++, len++)
+            cr_assert_eq(chunk[i], (char)('a' + len % 26), "byte %zu sent", len);
+        struct timespec ts = { 0, 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Reads ACROSS bytes and checks them against the feed's pattern. */
+typedef struct read_all {
+    pn_future base;
+    int pc;
+    pn_async_fd *a;
+    size_t len;
+    pn_read r;
+    char buf[4096];
+} read_all;
+
+static pn_poll read_all_poll(pn_future *f, pn_cx *cx)
+{
+    read_all *t = (read_all *)f;
+    PN_ASYNC_BEGIN(t->pc);
+    while (t->len < ACROSS) {
+        t->r = pn_read_some(t->a, t->buf, sizeof t->buf);
+        PN_AWAIT(t->pc, &t->r, cx);
+        cr_assert_gt(t->r.res, 0, "read: %s", t->r.res < 0 ? pn_strerror((int)t->r.res) : "eof");
+        for (ssize_t i = 0; i < t->r.res; i++, t->len++)
+            cr_assert_eq(t->buf[i], (char)('A' + t->len % 23), "byte %zu received", t->len);
+    }
+    PN_ASYNC_END(t->pc);
+}
+
+static void read_all_drop(pn_future *f)
+{
+    read_all *t = (read_all *)f;
+    if (t->pc > 0)
+        pn_future_drop(PN_FUTURE(&t->r));
+}
+
+static const pn_future_vtable read_all_vt = { read_all_poll, read_all_drop, "read_all" };
+
+/* Two tasks, one writing a stream and one reading it, while the caller's
+ * pn_block_on calls come and go (a 2 ms sleep each).  On the current-
+ * thread runtime on io_uring every return takes the send and the receive
+ * down (park_ring: a send that had sent nothing goes back to its future,
+ * a partial one reports its count, the receive's chunks stay queued) and
+ * the next call arms them again: every byte arrives once, in order, both
+ * ways. */
+BOTH(uring_io, streams_survive_block_on_returns)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_async_fd a;
+    int peer;
+    pair(&a, &peer);
+    char *big = malloc(ACROSS);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < ACROSS; i++)
+        big[i] = (char)('a' + i % 26);
+    pn_write_all w = pn_write_all_of(&a, big, ACROSS);
+    read_all rd = { .base = { &read_all_vt }, .a = &a };
+    pn_join_handle *hw, *hr;
+    cr_assert_eq(PN_SPAWN(rt, w, &hw), 0);
+    cr_assert_eq(PN_SPAWN(rt, rd, &hr), 0);
+    pthread_t feeder, drainer;
+    cr_assert_eq(pthread_create(&feeder, NULL, feed_peer, &peer), 0);
+    cr_assert_eq(pthread_create(&drainer, NULL, slow_drain, &peer), 0);
+    int returns = 0;
+    while (!pn_join_handle_is_finished(hw) || !pn_join_handle_is_finished(hr)) {
+        cr_assert_lt(returns, 5000, "the streams stalled");
+        sleep_in(rt, PN_MS(2));
+        returns++;
+    }
+    pn_join_future jw = pn_join_handle_await(hw);
+    AWAIT(rt, jw);
+    cr_assert_eq(jw.status, 0);
+    cr_assert_eq(((pn_write_all *)jw.output)->res, (ssize_t)ACROSS);
+    pn_join_future jr = pn_join_handle_await(hr);
+    AWAIT(rt, jr);
+    cr_assert_eq(jr.status, 0);
+    cr_assert_eq(((read_all *)jr.output)->len, ACROSS);
+    pn_join_handle_free(hw);
+    pn_join_handle_free(hr);
+    cr_assert_eq(pthread_join(feeder, NULL), 0);
+    cr_assert_eq(pthread_join(drainer, NULL), 0);
+    cr_assert_gt(returns, 1, "the streams crossed pn_block_on returns");
+    free(big);
+    cr_assert_eq(pn_async_fd_close(&a), 0);
+    close(peer);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
 /* ---- connect through the ring ------------------------------------------- */
 
 static atomic_int connect_calls;
@@ -532,40 +659,225 @@ BOTH(uring_io, connect_without_a_connect_syscall)
     pn__sys_reset();
 }
 
+/* ---- one pn_block_on with the requests armed ------------------------------
+ *
+ * A current-thread runtime on io_uring leaves nothing in the kernel between
+ * two pn_block_on: when one returns, every request its thread submitted is
+ * cancelled and reaped (park_ring, uring.c), because the kernel would run
+ * their completions as task work on that thread, which interrupts whatever
+ * syscall the caller makes there (EINTR).  The accept window and the
+ * multishot receive live only while a pn_block_on runs, and the next one
+ * arms them again; what they had brought (a connection a finished accept
+ * holds, bytes in receive buffers) stays the runtime's.  So a test of what
+ * the requests do with what comes (connections the window takes, bytes the
+ * receive takes, a release or a close while they wait) makes it come inside
+ * one pn_block_on.  A `script` is that pn_block_on's future; it
+ *   1. awaits `first`, if any (a read, which arms the receive);
+ *   2. leaves an accept waiting on `arm`, if any (polled 10 ms with nobody
+ *      connecting, then dropped: the window it filled stays armed);
+ *   3. runs the runtime until `before(arg)` holds (5 s at most), then 5 ms
+ *      more, if `before` is given;
+ *   4. calls `then(arg)`, if given: the clients connect, the peer writes
+ *      (plain syscalls on this thread, no turn of the runtime in between);
+ *   5. runs the runtime until `until(arg)` holds (5 s at most), then 20 ms
+ *      more so that too much would show, if `until` is given;
+ *   6. awaits `last`, if any.
+ * The multi-thread runtime (whose workers keep their requests armed) and
+ * epoll run the same scripts and keep the same promises.
+ */
+typedef struct script {
+    pn_future base;
+    int pc, i;
+    pn_future *first, *last;
+    pn_tcp_listener *arm;
+    bool (*before)(void *arg);
+    void (*then)(void *arg);
+    bool (*until)(void *arg);
+    void *arg;
+    pn_tcp_accept acc;
+    pn_timeout t;
+    pn_sleep nap;
+} script;
+
+static pn_poll script_poll(pn_future *f, pn_cx *cx)
+{
+    script *s = (script *)f;
+    PN_ASYNC_BEGIN(s->pc);
+    if (s->first) {
+        PN_AWAIT(s->pc, s->first, cx);
+    }
+    if (s->arm) {
+        s->acc = pn_tcp_accept_on(s->arm);
+        s->t = pn_timeout_for(PN_FUTURE(&s->acc), PN_MS(10));
+        PN_AWAIT(s->pc, &s->t, cx);
+        cr_assert_eq(s->t.status, -ETIMEDOUT, "nobody connected yet");
+    }
+    if (s->before) {
+        for (s->i = 0; s->i < 5000 && !s->before(s->arg); s->i++) {
+            s->nap = pn_sleep_for(PN_MS(1));
+            PN_AWAIT(s->pc, &s->nap, cx);
+        }
+        s->nap = pn_sleep_for(PN_MS(5));
+        PN_AWAIT(s->pc, &s->nap, cx);
+    }
+    if (s->then)
+        s->then(s->arg);
+    if (s->until) {
+        for (s->i = 0; s->i < 5000 && !s->until(s->arg); s->i++) {
+            s->nap = pn_sleep_for(PN_MS(1));
+            PN_AWAIT(s->pc, &s->nap, cx);
+        }
+        s->nap = pn_sleep_for(PN_MS(20));
+        PN_AWAIT(s->pc, &s->nap, cx);
+    }
+    if (s->last) {
+        PN_AWAIT(s->pc, s->last, cx);
+    }
+    PN_ASYNC_END(s->pc);
+}
+
+static const pn_future_vtable script_vt = { script_poll, NULL, "script" };
+
+#define SCRIPT(...) ((script){ .base = { &script_vt }, __VA_ARGS__ })
+
+static int client_to(const pn_sockaddr *at);
+
+/* Clients of a listener at `at` (a script's arg): `n` connect in then(),
+ * each writing one byte ('a' + its index) if `say`; until() holds once
+ * `want` of them were accepted behind the server's back (the process's fds
+ * less `base`, counted before the clients came, and the clients). */
+typedef struct clients {
+    const pn_sockaddr *at;
+    int n;
+    bool say;
+    int base, want;
+    int c[3 * PN__ACCEPT_AHEAD + 1];
+} clients;
+
+static void clients_connect(void *arg)
+{
+    clients *k = arg;
+    for (int i = 0; i < k->n; i++) {
+        k->c[i] = client_to(k->at);
+        char b = (char)('a' + i);
+        if (k->say)
+            cr_assert_eq(write(k->c[i], &b, 1), 1);
+    }
+}
+
+/* Connections accepted that no accept has taken. */
+static int clients_ahead(const clients *k)
+{
+    return count_fds() - k->base - k->n;
+}
+
+static bool clients_taken(void *arg)
+{
+    clients *k = arg;
+    return clients_ahead(k) >= k->want;
+}
+
+/* pn_async_fd_release until it hands the fd back, as a future (so that it
+ * can run inside a script, its requests in the kernel).  -EBUSY: pollen
+ * holds bytes (a stream: read them into got[]) or connections (a listener
+ * `l`: accept and close them, counted in `accepted`); -EINPROGRESS: a
+ * request is still in the kernel, turn the runtime and try again.  `first`
+ * is the first try's result, `fd` the fd handed back. */
+typedef struct releaser {
+    pn_future base;
+    int pc, tries, first, fd, accepted, waited;
+    pn_async_fd *a;
+    pn_tcp_listener *l;
+    char *got;
+    size_t n, cap;
+    pn_read r;
+    pn_tcp_accept acc;
+    pn_sleep nap;
+} releaser;
+
+static pn_poll releaser_poll(pn_future *f, pn_cx *cx)
+{
+    releaser *z = (releaser *)f;
+    PN_ASYNC_BEGIN(z->pc);
+    for (z->tries = 0;; z->tries++) {
+        cr_assert_lt(z->tries, 1000, "the release never completed");
+        z->fd = pn_async_fd_release(z->a);
+        if (z->tries == 0)
+            z->first = z->fd;
+        if (z->fd >= 0)
+            break;
+        if (z->fd == -EBUSY && z->l) {      /* pollen accepted: take it */
+            z->acc = pn_tcp_accept_on(z->l);
+            PN_AWAIT(z->pc, &z->acc, cx);
+            cr_assert_eq(z->acc.res, 0, "accept: %s", pn_strerror(z->acc.res));
+            cr_assert_eq(pn_tcp_stream_close(&z->acc.stream), 0);
+            z->accepted++;
+        } else if (z->fd == -EBUSY) {       /* pollen holds bytes: read them */
+            z->r = pn_read_some(z->a, z->got + z->n, z->cap - z->n);
+            PN_AWAIT(z->pc, &z->r, cx);
+            cr_assert_gt(z->r.res, 0);
+            z->n += (size_t)z->r.res;
+        } else {
+            cr_assert_eq(z->fd, -EINPROGRESS, "release: %s", pn_strerror(z->fd));
+            z->waited++;
+            z->nap = pn_sleep_for(PN_MS(1));
+            PN_AWAIT(z->pc, &z->nap, cx);
+        }
+    }
+    PN_ASYNC_END(z->pc);
+}
+
+static const pn_future_vtable releaser_vt = { releaser_poll, NULL, "releaser" };
+
+/* The peer writes (a script's then()). */
+typedef struct peer_says {
+    int fd;
+    const char *what;
+} peer_says;
+
+static void peer_write(void *arg)
+{
+    peer_says *p = arg;
+    size_t n = strlen(p->what);
+    cr_assert_eq(write(p->fd, p->what, n), (ssize_t)n);
+}
+
 /* ---- release: no byte lost or read twice -------------------------------- */
 
-BOTH(uring_io, release_loses_nothing)
+/* Bytes come while the fd is released.  during: inside the pn_block_on
+ * whose read armed the receive (in completion mode a request in the
+ * kernel, which the release must wait for); else after it returned (on
+ * the current-thread runtime nothing of pollen's is in the kernel then,
+ * and the release is immediate). */
+static void release_stream(pn_runtime_flavor fl, bool during)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_async_fd a;
     int peer;
     pair(&a, &peer);
-    /* A read: in completion mode it leaves a receive armed. */
-    cr_assert_eq(write(peer, "first", 5), 5);
     char got[16];
-    read_n(rt, &a, got, 5);
-    cr_assert_eq(memcmp(got, "first", 5), 0);
-    /* Bytes that come while the fd is being released. */
-    cr_assert_eq(write(peer, "second", 6), 6);
-    size_t n = 0;
-    int fd = -1;
-    for (int tries = 0; fd < 0; tries++) {
-        cr_assert_lt(tries, 1000, "the release never completed");
-        fd = pn_async_fd_release(&a);
-        if (tries == 0 && completion_mode(rt))
-            cr_assert_lt(fd, 0, "a receive was armed: the release must wait for it");
-        if (fd == -EBUSY) {            /* pollen holds bytes: read them */
-            pn_read r = pn_read_some(&a, got + n, sizeof got - n);
-            AWAIT(rt, r);
-            cr_assert_gt(r.res, 0);
-            n += (size_t)r.res;
-        } else if (fd < 0) {
-            cr_assert_eq(fd, -EINPROGRESS, "release: %s", pn_strerror(fd));
-            cr_assert(completion_mode(rt), "only completion mode has requests in flight");
-            sleep_in(rt, PN_MS(1));
-        }
+    cr_assert_eq(write(peer, "first", 5), 5);
+    pn_read first = pn_read_some(&a, got, sizeof got);
+    peer_says second = { peer, "second" };
+    releaser z = { .base = { &releaser_vt }, .a = &a, .got = got, .cap = sizeof got };
+    if (during) {
+        script s = SCRIPT(.first = PN_FUTURE(&first), .then = peer_write, .last = PN_FUTURE(&z),
+                          .arg = &second);
+        AWAIT(rt, s);
+    } else {
+        AWAIT(rt, first);
+        peer_write(&second);
+        AWAIT(rt, z);
     }
+    cr_assert_eq(first.res, 5, "read: %zd", first.res);
+    if (completion_mode(rt) && (during || fl == PN_RUNTIME_MULTI_THREAD))
+        cr_assert_lt(z.first, 0, "a receive was armed: the release must wait for it");
+    if (on_uring(rt) && !during && fl == PN_RUNTIME_CURRENT_THREAD)
+        cr_assert_geq(z.first, 0, "between two pn_block_on nothing of pollen's is in the kernel");
+    cr_assert(completion_mode(rt) || !z.waited, "only completion mode has requests in flight");
     /* The rest is still in the kernel: read it from the fd. */
+    int fd = z.fd;
+    size_t n = z.n;
     while (n < 6) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         cr_assert_eq(poll(&p, 1, 10000), 1, "bytes lost in the release");
@@ -587,6 +899,12 @@ BOTH(uring_io, release_loses_nothing)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
+BOTH(uring_io, release_loses_nothing)
+{
+    release_stream(fl, true);
+    release_stream(fl, false);
+}
+
 /* ---- close as a future ---------------------------------------------------- */
 
 static atomic_int close_calls;
@@ -599,15 +917,32 @@ static int counting_close(int fd)
 
 static void wait_closed_by_server(int c);
 
-static bool on_uring(pn_runtime *rt)
+/* A script's arg: the peer writes `say`; until() holds once the bytes sit
+ * in pollen's receive buffers (at once outside completion mode). */
+typedef struct unread_case {
+    peer_says say;
+    pn_runtime *rt;
+} unread_case;
+
+static void unread_write(void *arg)
 {
-    return pn__reactor_backend(pn__runtime_reactor(rt)) == PN_BACKEND_URING;
+    peer_write(&((unread_case *)arg)->say);
 }
 
-/* pn_close_of on a socket with a receive armed and bytes unread: on
+static bool unread_buffered(void *arg)
+{
+    pn_runtime *rt = ((unread_case *)arg)->rt;
+    return !completion_mode(rt) || pn__uio_buffers_out(pn__runtime_reactor(rt)) > 0;
+}
+
+/* pn_close_of on a socket with bytes unread in pollen's buffers: on
  * io_uring the close is a request of the ring (no close(2)), and the
- * buffers holding the unread bytes go back. */
-BOTH(uring_io, close_future_closes)
+ * buffers holding the unread bytes go back.  inside: the close runs in the
+ * pn_block_on whose read armed the receive (in the kernel still); else in
+ * the next one (on the current-thread runtime the receive was taken down
+ * when the first returned, and the bytes it brought stayed in the
+ * buffers). */
+static void close_with_bytes_unread(pn_runtime_flavor fl, bool inside)
 {
     int fds = count_fds();
     pn__sys.close = counting_close;      /* before any worker runs */
@@ -617,17 +952,19 @@ BOTH(uring_io, close_future_closes)
     pair(&a, &peer);
     char got[8];
     cr_assert_eq(write(peer, "x", 1), 1);
-    read_n(rt, &a, got, 1);
-    cr_assert_eq(write(peer, "unread", 6), 6);
-    sleep_in(rt, PN_MS(2));
-    if (completion_mode(rt)) {            /* the bytes sit in pollen's buffers */
-        for (int i = 0; i < 5000 && pn__uio_buffers_out(pn__runtime_reactor(rt)) == 0; i++)
-            sleep_in(rt, PN_MS(1));
-        cr_assert_gt(pn__uio_buffers_out(pn__runtime_reactor(rt)), 0);
-    }
+    pn_read first = pn_read_some(&a, got, 1);
+    unread_case u = { { peer, "unread" }, rt };
     int calls = atomic_load(&close_calls);
     pn_close c = pn_close_of(&a);
-    AWAIT(rt, c);
+    script s = SCRIPT(.first = PN_FUTURE(&first), .then = unread_write, .until = unread_buffered,
+                      .last = inside ? PN_FUTURE(&c) : NULL, .arg = &u);
+    AWAIT(rt, s);
+    cr_assert_eq(first.res, 1);
+    cr_assert_eq(got[0], 'x');
+    if (completion_mode(rt) && !inside)  /* the bytes sit in pollen's buffers */
+        cr_assert_gt(pn__uio_buffers_out(pn__runtime_reactor(rt)), 0, "the buffers stay ours");
+    if (!inside)
+        AWAIT(rt, c);
     cr_assert_eq(c.res, 0, "close: %s", pn_strerror(c.res));
     cr_assert_eq(a.fd, -1);
     cr_assert_eq(atomic_load(&close_calls) - calls, on_uring(rt) ? 0 : 1);
@@ -645,6 +982,12 @@ BOTH(uring_io, close_future_closes)
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();
     cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+BOTH(uring_io, close_future_closes)
+{
+    close_with_bytes_unread(fl, true);
+    close_with_bytes_unread(fl, false);
 }
 
 /* A task that polls a close once and drops it. */
@@ -777,18 +1120,16 @@ static pn_tcp_stream accept_one(pn_runtime *rt, pn_tcp_listener *l, pn_sockaddr 
     return acc.stream;
 }
 
-/* Connections accepted that no accept has taken: the process's fds less
- * `base` (counted before the clients came) and the `clients`.  Runs the
- * runtime until there are at least `want` (5 s at most), then 20 ms more
- * so that too many would show, and returns the count. */
-static int accepted_ahead(pn_runtime *rt, int base, int clients, int want)
+static bool accept4_tried(void *arg)
 {
-    for (int i = 0; i < 5000 && count_fds() - base - clients < want; i++)
-        sleep_in(rt, PN_MS(1));
-    sleep_in(rt, PN_MS(20));
-    return count_fds() - base - clients;
+    (void)arg;
+    return atomic_load(&accept4_calls) > 0;
 }
 
+/* An accept task whose first try (accept4) finds the backlog empty; a
+ * client comes while it waits (inside the pn_block_on that awaits it, so
+ * that on io_uring its accept window is in the kernel): the window brings
+ * the connection, with the peer's address. */
 BOTH(uring_io, accept_waits_in_the_ring)
 {
     atomic_store(&accept4_calls, 0);
@@ -800,33 +1141,31 @@ BOTH(uring_io, accept_waits_in_the_ring)
     acceptor a = { .base = { &acceptor_vt }, .l = &l };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a), sizeof a, &h), 0);
-    for (int i = 0; i < 5000 && atomic_load(&accept4_calls) == 0; i++)
-        sleep_in(rt, PN_MS(1));            /* the task's first poll */
-    sleep_in(rt, PN_MS(5));
-    cr_assert_eq(atomic_load(&accept4_calls), 1, "one try found the backlog empty");
-    int c = client_to(&at);
-    cr_assert_eq(write(c, "hi", 2), 2);
     pn_join_future j = pn_join_handle_await(h);
-    AWAIT(rt, j);
+    clients k = { .at = &at, .n = 1, .say = true };
+    script s = SCRIPT(.before = accept4_tried, .then = clients_connect, .last = PN_FUTURE(&j),
+                      .arg = &k);
+    AWAIT(rt, s);
     cr_assert_eq(j.status, 0);
     acceptor *done = j.output;
     cr_assert_eq(done->acc.res, 0, "accept: %s", pn_strerror(done->acc.res));
-    pn_tcp_stream s = done->acc.stream;      /* not registered yet: movable */
+    pn_tcp_stream st = done->acc.stream;     /* not registered yet: movable */
     pn_sockaddr peer = done->acc.peer;
     pn_join_handle_free(h);
-    /* On io_uring the accept request brought it (no second accept4), with
-     * the peer's address; on epoll a second accept4 did. */
+    /* One try found the backlog empty; on io_uring the accept request
+     * brought the connection (no second accept4), with the peer's address;
+     * on epoll a second accept4 did. */
     cr_assert_eq(atomic_load(&accept4_calls), completion_mode(rt) ? 1 : 2);
     pn_sockaddr mine;
     mine.len = sizeof(mine.storage);
-    cr_assert_eq(getsockname(c, &mine.sa, &mine.len), 0);
+    cr_assert_eq(getsockname(k.c[0], &mine.sa, &mine.len), 0);
     cr_assert_eq(peer.len, mine.len);
     cr_assert_eq(pn_sockaddr_port(&peer), pn_sockaddr_port(&mine));
-    char got[2];
-    read_n(rt, &s.afd, got, 2);
-    cr_assert_eq(memcmp(got, "hi", 2), 0);
-    cr_assert_eq(pn_tcp_stream_close(&s), 0);
-    close(c);
+    char got;
+    read_n(rt, &st.afd, &got, 1);
+    cr_assert_eq(got, 'a');
+    cr_assert_eq(pn_tcp_stream_close(&st), 0);
+    close(k.c[0]);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();
@@ -849,37 +1188,78 @@ BOTH(uring_io, dropped_accept_loses_no_connection)
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    /* An accept that waits, dropped; then a client comes.  On io_uring the
-     * dropped future's accept request is still in the kernel and takes
-     * it: the next accept must return it, not lose it. */
+    /* An accept that waits, dropped; then a client comes, in the same
+     * pn_block_on.  On io_uring the dropped future's accept window is still
+     * in the kernel and takes it: the next accept must return it (taken
+     * from what the window holds), not lose it. */
+    int want = completion_mode(rt) ? 1 : 0;
+    clients k = { .at = &at, .n = 1, .say = true, .base = count_fds(), .want = want };
+    script s = SCRIPT(.arm = &l, .then = clients_connect, .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), want, "the window took it: %d", clients_ahead(&k));
+    pn_tcp_stream s2 = accept_one(rt, &l, NULL);
+    char got;
+    read_n(rt, &s2.afd, &got, 1);
+    cr_assert_eq(got, 'a');
+    cr_assert_eq(pn_tcp_stream_close(&s2), 0);
+    close(k.c[0]);
+    /* The client comes after that pn_block_on returned: on the current-
+     * thread runtime the window was taken down then (nothing of pollen's
+     * stays in the kernel between two pn_block_on), so the connection
+     * waits in the backlog for the next accept. */
     drop_a_waiting_accept(rt, &l);
     int c = client_to(&at);
     cr_assert_eq(write(c, "x", 1), 1);
-    pn_tcp_stream s2 = accept_one(rt, &l, NULL);
-    char got;
+    s2 = accept_one(rt, &l, NULL);
     read_n(rt, &s2.afd, &got, 1);
     cr_assert_eq(got, 'x');
     cr_assert_eq(pn_tcp_stream_close(&s2), 0);
     close(c);
-    /* The same, but the listener is closed instead: a connection the
-     * dropped request took is closed with it. */
-    drop_a_waiting_accept(rt, &l);
-    int base = count_fds();
-    c = client_to(&at);
-    int ahead = accepted_ahead(rt, base, 1, completion_mode(rt) ? 1 : 0);
-    cr_assert_eq(ahead, completion_mode(rt) ? 1 : 0, "the window took it: %d", ahead);
+    /* As the first, but the listener is closed instead: a connection the
+     * dropped future's window took is closed with it. */
+    k.base = count_fds();
+    s = SCRIPT(.arm = &l, .then = clients_connect, .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), want, "the window took it: %d", clients_ahead(&k));
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
-    wait_closed_by_server(c);
-    close(c);
+    wait_closed_by_server(k.c[0]);
+    close(k.c[0]);
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
 }
 
-/* The current-thread runtime does nothing between two pn_block_on: a
- * connection that comes then completes the waiting accept request in the
- * kernel, and the task that made it is aborted before its CQE is seen.
- * The next accept returns that connection (on io_uring without an accept4
- * of its own). */
+/* A client comes while an accept task waits, and the kernel's accept
+ * request takes the connection, but pn_block_on returns before the
+ * runtime has seen the request's CQE (the script's then() waits for the
+ * accepted fd without turning the runtime), so it is reaped while the ring
+ * is taken down (park_ring); then the task is aborted.  The connection is
+ * not lost: the next accept returns it (on io_uring from what the request
+ * brought, without an accept4 of its own); or closing the listener closes
+ * it. */
+typedef struct kept_case {
+    clients k;
+    int calls0;                /* accept4 calls before the task's first */
+    bool completion;
+} kept_case;
+
+static bool kept_task_tried(void *arg)
+{
+    return atomic_load(&accept4_calls) > ((kept_case *)arg)->calls0;
+}
+
+static void kept_connect(void *arg)
+{
+    kept_case *kc = arg;
+    kc->k.base = count_fds();
+    clients_connect(&kc->k);
+    for (int i = 0; kc->completion && i < 5000 && !clients_taken(&kc->k); i++) {
+        struct timespec ts = { 0, 1000 * 1000 };
+        nanosleep(&ts, NULL);        /* a syscall: the request's task work runs */
+    }
+    if (kc->completion)
+        cr_assert(clients_taken(&kc->k), "the accept request never took the connection");
+}
+
 Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
 {
     atomic_store(&accept4_calls, 0);
@@ -893,9 +1273,11 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
         acceptor a = { .base = { &acceptor_vt }, .l = &l };
         pn_join_handle *h;
         cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a), sizeof a, &h), 0);
-        sleep_in(rt, PN_MS(5));
-        int c = client_to(&at);
-        cr_assert_eq(write(c, "k", 1), 1);
+        kept_case kc = { .k = { .at = &at, .n = 1, .say = true, .want = 1 },
+                         .calls0 = atomic_load(&accept4_calls), .completion = completion_mode(rt) };
+        script s = SCRIPT(.before = kept_task_tried, .then = kept_connect, .arg = &kc);
+        AWAIT(rt, s);
+        int c = kc.k.c[0];
         int calls = atomic_load(&accept4_calls);
         pn_join_handle_abort(h);
         pn_join_future j = pn_join_handle_await(h);
@@ -909,13 +1291,13 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
             close(c);
             break;
         }
-        pn_tcp_stream s = accept_one(rt, &l, NULL);
+        pn_tcp_stream st = accept_one(rt, &l, NULL);
         if (completion_mode(rt))
             cr_assert_eq(atomic_load(&accept4_calls), calls, "it came from the kept request");
         char got;
-        read_n(rt, &s.afd, &got, 1);
-        cr_assert_eq(got, 'k');
-        cr_assert_eq(pn_tcp_stream_close(&s), 0);
+        read_n(rt, &st.afd, &got, 1);
+        cr_assert_eq(got, 'a');
+        cr_assert_eq(pn_tcp_stream_close(&st), 0);
         close(c);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -963,48 +1345,53 @@ Test(uring_io, two_acceptors_both_get_one)
     two_acceptors_both_get_one(PN_RUNTIME_CURRENT_THREAD);
 }
 
-/* Releasing a listener whose accept request waits: the request is
- * cancelled, and a connection that comes meanwhile is either accepted
- * through pollen (-EBUSY) or left in the backlog of the released fd. */
-BOTH(uring_io, release_listener_loses_no_connection)
+/* Releasing a listener while a client comes: a connection is either
+ * accepted through pollen (-EBUSY) or left in the backlog of the released
+ * fd, never lost.  during: inside the pn_block_on whose dropped accept
+ * left the window waiting (on io_uring its requests are in the kernel:
+ * the release cancels them and must wait for them); else after it
+ * returned (on the current-thread runtime the window was taken down then,
+ * and the release is immediate). */
+static void release_listener(pn_runtime_flavor fl, bool during)
 {
-    int fds = count_fds();
     pn_runtime *rt = flavour_new(fl);
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    drop_a_waiting_accept(rt, &l);
-    int c = client_to(&at);
-    int got = 0, fd = -1;
-    for (int tries = 0; fd < 0; tries++) {
-        cr_assert_lt(tries, 1000, "the release never completed");
-        fd = pn_async_fd_release(&l.afd);
-        if (tries == 0 && completion_mode(rt))
-            cr_assert_lt(fd, 0, "the window was in the kernel: the release must wait for it");
-        if (fd == -EBUSY) {            /* pollen accepted it: take it */
-            pn_tcp_accept a2 = pn_tcp_accept_on(&l);
-            AWAIT(rt, a2);
-            cr_assert_eq(a2.res, 0);
-            cr_assert_eq(pn_tcp_stream_close(&a2.stream), 0);
-            got++;
-        } else if (fd < 0) {
-            cr_assert_eq(fd, -EINPROGRESS, "release: %s", pn_strerror(fd));
-            sleep_in(rt, PN_MS(1));
-        }
+    clients k = { .at = &at, .n = 1 };
+    releaser z = { .base = { &releaser_vt }, .a = &l.afd, .l = &l };
+    if (during) {
+        script s = SCRIPT(.arm = &l, .then = clients_connect, .last = PN_FUTURE(&z), .arg = &k);
+        AWAIT(rt, s);
+    } else {
+        drop_a_waiting_accept(rt, &l);
+        clients_connect(&k);
+        AWAIT(rt, z);
     }
+    if (completion_mode(rt) && (during || fl == PN_RUNTIME_MULTI_THREAD))
+        cr_assert_lt(z.first, 0, "the window was in the kernel: the release must wait for it");
+    if (on_uring(rt) && !during && fl == PN_RUNTIME_CURRENT_THREAD)
+        cr_assert_geq(z.first, 0, "between two pn_block_on nothing of pollen's is in the kernel");
+    cr_assert(completion_mode(rt) || !z.waited, "only completion mode has requests in flight");
+    int got = z.accepted, fd = z.fd;
     if (!got) {                         /* still in the backlog */
         struct pollfd p = { .fd = fd, .events = POLLIN };
         cr_assert_eq(poll(&p, 1, 10000), 1, "the connection was lost");
-        int s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-        cr_assert_geq(s, 0);
-        close(s);
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        cr_assert_geq(c, 0);
+        close(c);
         got++;
     }
     cr_assert_eq(got, 1);
     close(fd);
-    close(c);
+    close(k.c[0]);
     cr_assert_eq(pn_runtime_free(rt), 0);
-    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
+BOTH(uring_io, release_listener_loses_no_connection)
+{
+    release_listener(fl, true);
+    release_listener(fl, false);
 }
 
 /* The local port of a client socket. */
@@ -1028,9 +1415,11 @@ static int client_of(const int *c, int n, const pn_sockaddr *peer, bool *seen)
     return i;
 }
 
-/* Connections that come while the accept window waits are all brought by
- * its requests (no accept4 each), each with its own peer address and its
- * own bytes. */
+/* Connections that come while the accept window waits (inside the
+ * pn_block_on that left it waiting) are all brought by its requests (no
+ * accept4 each), each with its own peer address and its own bytes; the
+ * accepts after that pn_block_on returned take them from what the window
+ * holds. */
 BOTH(uring_io, accept_window_brings_many_connections)
 {
     enum { N = 5 };
@@ -1040,40 +1429,66 @@ BOTH(uring_io, accept_window_brings_many_connections)
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    drop_a_waiting_accept(rt, &l);            /* one accept4: empty backlog */
-    int c[N];
-    for (int i = 0; i < N; i++) {
-        c[i] = client_to(&at);
-        char b = (char)('a' + i);
-        cr_assert_eq(write(c[i], &b, 1), 1);
-    }
+    clients k = { .at = &at, .n = N, .say = true, .base = count_fds(),
+                  .want = completion_mode(rt) ? N : 0 };
+    /* One accept4 (an empty backlog) fills the window; the clients come. */
+    script s = SCRIPT(.arm = &l, .then = clients_connect, .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), k.want, "the window took %d", clients_ahead(&k));
     bool seen[N] = { false };
-    for (int k = 0; k < N; k++) {
+    for (int n = 0; n < N; n++) {
         pn_sockaddr peer;
-        pn_tcp_stream s = accept_one(rt, &l, &peer);
-        int i = client_of(c, N, &peer, seen);
+        pn_tcp_stream st = accept_one(rt, &l, &peer);
+        int i = client_of(k.c, N, &peer, seen);
         char got;
-        read_n(rt, &s.afd, &got, 1);
+        read_n(rt, &st.afd, &got, 1);
         cr_assert_eq(got, 'a' + i, "the address belongs to another connection");
-        cr_assert_eq(pn_tcp_stream_close(&s), 0);
+        cr_assert_eq(pn_tcp_stream_close(&st), 0);
     }
     if (completion_mode(rt))
         cr_assert_eq(atomic_load(&accept4_calls), 1, "the window brought them all");
     else
         cr_assert_geq(atomic_load(&accept4_calls), 1 + N);
     for (int i = 0; i < N; i++)
-        close(c[i]);
+        close(k.c[i]);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();
 }
 
-/* A flood of connections while the runtime does not turn (the clients
- * connect between two pn_block_on): the kernel accepts exactly
- * PN__ACCEPT_AHEAD of them behind the server's back, one per request of the
- * window, and leaves the rest in its backlog.  Accepting refills the window
- * (to the bound again, no accept4), nothing is lost, and closing the
- * listener closes what the window holds. */
+/* Accept `n` connections on `l` and close them, as a future (a script's
+ * first step). */
+typedef struct accept_some {
+    pn_future base;
+    int pc, i, n;
+    pn_tcp_listener *l;
+    pn_tcp_accept acc;
+} accept_some;
+
+static pn_poll accept_some_poll(pn_future *f, pn_cx *cx)
+{
+    accept_some *a = (accept_some *)f;
+    PN_ASYNC_BEGIN(a->pc);
+    for (a->i = 0; a->i < a->n; a->i++) {
+        a->acc = pn_tcp_accept_on(a->l);
+        PN_AWAIT(a->pc, &a->acc, cx);
+        cr_assert_eq(a->acc.res, 0, "accept: %s", pn_strerror(a->acc.res));
+        cr_assert_eq(pn_tcp_stream_close(&a->acc.stream), 0);
+    }
+    PN_ASYNC_END(a->pc);
+}
+
+static const pn_future_vtable accept_some_vt = { accept_some_poll, NULL, "accept_some" };
+
+/* A flood of connections while the runtime runs but nobody accepts (the
+ * clients connect inside the pn_block_on whose dropped accept left the
+ * window waiting): the kernel accepts exactly PN__ACCEPT_AHEAD of them
+ * behind the server's back, one per request of the window, and leaves the
+ * rest in its backlog.  That pn_block_on returning takes down what is
+ * still in flight, and keeps what the window accepted.  Accepting (in the
+ * next pn_block_on) refills the window, to the bound again, with no
+ * accept4; nothing is lost, and closing the listener closes what the
+ * window holds. */
 BOTH(uring_io, accept_ahead_is_bounded)
 {
     enum { N = 3 * PN__ACCEPT_AHEAD };
@@ -1084,35 +1499,31 @@ BOTH(uring_io, accept_ahead_is_bounded)
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    drop_a_waiting_accept(rt, &l);
-    int base = count_fds();               /* the runtime's and the listener */
-    int c[N];
-    for (int i = 0; i < N; i++)
-        c[i] = client_to(&at);
     int expect = completion_mode(rt) ? (int)PN__ACCEPT_AHEAD : 0;
-    int ahead = accepted_ahead(rt, base, N, expect);
-    cr_assert_eq(ahead, expect, "%d accepted ahead", ahead);
-    for (int k = 0; k < N / 2; k++) {
-        pn_tcp_stream s = accept_one(rt, &l, NULL);
-        cr_assert_eq(pn_tcp_stream_close(&s), 0);
-    }
-    ahead = accepted_ahead(rt, base, N, expect);
-    cr_assert_eq(ahead, expect, "%d accepted ahead after the refill", ahead);
+    clients k = { .at = &at, .n = N, .base = count_fds(), .want = expect };
+    script s = SCRIPT(.arm = &l, .then = clients_connect, .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), expect, "%d accepted ahead", clients_ahead(&k));
+    accept_some half = { .base = { &accept_some_vt }, .n = N / 2, .l = &l };
+    s = SCRIPT(.first = PN_FUTURE(&half), .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), expect, "%d accepted ahead after the refill",
+                 clients_ahead(&k));
     if (completion_mode(rt))
         cr_assert_eq(atomic_load(&accept4_calls), 1, "the window did every accept");
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     for (int i = 0; i < N; i++) {
-        wait_closed_by_server(c[i]);
-        close(c[i]);
+        wait_closed_by_server(k.c[i]);
+        close(k.c[i]);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();
     cr_assert_eq(count_fds(), fds, "an accepted fd was left open");
 }
 
-/* The runtime is freed while the window holds connections: a later
- * runtime's accepts take them (none lost), then the readiness path takes
- * over. */
+/* The runtime is freed while the window holds connections (taken while a
+ * pn_block_on ran): a later runtime's accepts take them (none lost), then
+ * the readiness path takes over. */
 BOTH(uring_io, accepted_connections_outlive_the_runtime)
 {
     enum { N = 3 };
@@ -1121,27 +1532,23 @@ BOTH(uring_io, accepted_connections_outlive_the_runtime)
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    drop_a_waiting_accept(rt, &l);
-    int base = count_fds();
-    int c[N + 1];
-    for (int i = 0; i < N; i++)
-        c[i] = client_to(&at);
-    int want = completion_mode(rt) ? N : 0;
-    int ahead = accepted_ahead(rt, base, N, want);
-    cr_assert_eq(ahead, want, "the window took %d", ahead);
+    clients k = { .at = &at, .n = N, .base = count_fds(), .want = completion_mode(rt) ? N : 0 };
+    script s = SCRIPT(.arm = &l, .then = clients_connect, .until = clients_taken, .arg = &k);
+    AWAIT(rt, s);
+    cr_assert_eq(clients_ahead(&k), k.want, "the window took %d", clients_ahead(&k));
     cr_assert_eq(pn_runtime_free(rt), 0);
     rt = flavour_new(fl);
-    c[N] = client_to(&at);
+    k.c[N] = client_to(&at);
     bool seen[N + 1] = { false };
-    for (int k = 0; k <= N; k++) {
+    for (int n = 0; n <= N; n++) {
         pn_sockaddr peer;
-        pn_tcp_stream s = accept_one(rt, &l, &peer);
-        (void)client_of(c, N + 1, &peer, seen);
-        cr_assert_eq(pn_tcp_stream_close(&s), 0);
+        pn_tcp_stream st = accept_one(rt, &l, &peer);
+        (void)client_of(k.c, N + 1, &peer, seen);
+        cr_assert_eq(pn_tcp_stream_close(&st), 0);
     }
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     for (int i = 0; i <= N; i++)
-        close(c[i]);
+        close(k.c[i]);
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(count_fds(), fds, "an fd was left open");
 }
@@ -1165,7 +1572,7 @@ BOTH(uring_io, close_from_outside_releases_at_once)
         cr_assert_geq(c, 0);
         int r = connect(c, &at.sa, at.len);
         cr_assert(r < 0 && errno == ECONNREFUSED,
-                  "round %d: connect after close: %s", round, r == 0 ? "accepted" : strerror(errno));
+                  "%s round %d: connect after close: %s", fl == PN_RUNTIME_MULTI_THREAD ? "mt" : "ct", round, r == 0 ? "accepted" : strerror(errno));
         close(c);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -1248,13 +1655,32 @@ static pn_poll first_accept_poll(pn_future *f, pn_cx *cx)
 static const pn_future_vtable first_accept_vt = { first_accept_poll, NULL, "first_accept" };
 
 /* The process runs out of descriptors while the window waits and a client
- * comes: on io_uring a request ends with EMFILE (no accept4), the accept
- * returns it, the connection stays in the backlog (the fresh request the
- * accept queues looks there when it is issued), and it is served once
- * descriptors are back. */
+ * comes (inside the pn_block_on whose dropped accept left the window
+ * waiting): on io_uring a request ends with EMFILE (no accept4), the accept
+ * returns it, and the connection stays in the kernel's backlog; it is
+ * served once descriptors are back (by the next pn_block_on's accept). */
+enum { HOGS = 4096 };
+
+typedef struct emfile_case {
+    const pn_sockaddr *at;
+    int c, calls, nhogs;
+    int hogs[HOGS];
+} emfile_case;
+
+static void hog_then_connect(void *arg)
+{
+    emfile_case *e = arg;
+    e->calls = atomic_load(&accept4_calls);
+    int fd;
+    while (e->nhogs < HOGS && (fd = dup(0)) >= 0)
+        e->hogs[e->nhogs++] = fd;
+    cr_assert_eq(errno, EMFILE);
+    cr_assert_eq(connect(e->c, &e->at->sa, e->at->len), 0, "connect: %s", strerror(errno));
+    cr_assert_eq(write(e->c, "m", 1), 1);
+}
+
 BOTH(uring_io, emfile_while_an_accept_waits)
 {
-    enum { HOGS = 4096 };
     struct rlimit old, low;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
     low = old;
@@ -1266,32 +1692,26 @@ BOTH(uring_io, emfile_while_an_accept_waits)
     pn_tcp_listener l;
     pn_sockaddr at;
     listen_local(&l, &at);
-    drop_a_waiting_accept(rt, &l);
-    int calls = atomic_load(&accept4_calls);
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(c, 0);
-    static int hogs[HOGS];
-    int nhogs = 0, fd;
-    while (nhogs < HOGS && (fd = dup(0)) >= 0)
-        hogs[nhogs++] = fd;
-    cr_assert_eq(errno, EMFILE);
-    cr_assert_eq(connect(c, &at.sa, at.len), 0, "connect: %s", strerror(errno));
-    cr_assert_eq(write(c, "m", 1), 1);
+    static emfile_case e;
+    e = (emfile_case){ .at = &at };
+    e.c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(e.c, 0);
     first_accept fa = { .base = { &first_accept_vt }, .l = &l };
     pn_timeout t = pn_timeout_for(PN_FUTURE(&fa), PN_SEC(5));
-    AWAIT(rt, t);
+    script s = SCRIPT(.arm = &l, .then = hog_then_connect, .last = PN_FUTURE(&t), .arg = &e);
+    AWAIT(rt, s);
     cr_assert_eq(t.status, 0);
     cr_assert_eq(fa.res, -EMFILE, "accept: %s", pn_strerror(fa.res));
     if (completion_mode(rt))
-        cr_assert_eq(atomic_load(&accept4_calls), calls, "the request brought the EMFILE");
-    while (nhogs > 0)
-        close(hogs[--nhogs]);
-    pn_tcp_stream s = accept_one(rt, &l, NULL);
+        cr_assert_eq(atomic_load(&accept4_calls), e.calls, "the request brought the EMFILE");
+    while (e.nhogs > 0)
+        close(e.hogs[--e.nhogs]);
+    pn_tcp_stream st = accept_one(rt, &l, NULL);
     char got;
-    read_n(rt, &s.afd, &got, 1);
+    read_n(rt, &st.afd, &got, 1);
     cr_assert_eq(got, 'm');
-    cr_assert_eq(pn_tcp_stream_close(&s), 0);
-    close(c);
+    cr_assert_eq(pn_tcp_stream_close(&st), 0);
+    close(e.c);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn__sys_reset();

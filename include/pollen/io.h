@@ -96,7 +96,9 @@ PN_EXTERN int pn_async_fd_close(pn_async_fd *afd);
  *    send runs to its end); call again after the
  *    runtime has run (a sleep, a yield), and read first if that returns
  *    -EBUSY (bytes came meanwhile).  A read in between cancels the
- *    release.
+ *    release.  Between two pn_block_on of a current-thread runtime
+ *    nothing of pollen's is in the kernel (see pn_block_on), so there
+ *    the release does not return -EINPROGRESS.
  * So no byte is lost or sent twice across a release. */
 PN_EXTERN int pn_async_fd_release(pn_async_fd *afd);
 

@@ -128,6 +128,23 @@ PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
  * (no room for its waker); -EINVAL on NULL arguments.  A failed epoll_wait
  * in the current-thread loop returns its -errno (then `f` may be pending:
  * drop it).
+ *
+ * Between two calls (current-thread runtime on io_uring): when pn_block_on
+ * returns, nothing its thread submitted is left in the kernel.  io_uring
+ * runs a request's completion as task work on the thread that submitted
+ * it, and that work interrupts the thread's syscalls (a blocking recv with
+ * SO_RCVTIMEO would fail with EINTR); a runtime must not interrupt its
+ * caller once it has returned.  So the requests in flight (socket
+ * receives, readiness polls, sends, connects, the accept window) are
+ * cancelled and reaped before it returns, and the next pn_block_on arms
+ * them again.  Nothing is lost: bytes already received stay readable, a
+ * send that had not gone is sent by its future's next poll, connections
+ * already accepted wait for the next accept and the others in the
+ * listener's backlog, and the runtime keeps all its other state.  The
+ * cost (a cancel and a re-arm per call) falls only on programs that call
+ * pn_block_on repeatedly.  One exception: pn_runtime_free makes the kernel
+ * signal this thread once more, soon after, as it tears the ring down
+ * (docs/ARCHITECTURE.md, "The kernel interrupts a ring's users").
  */
 PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
 

@@ -7,7 +7,10 @@
  * buffers from.
  *
  * Receive: one multishot IORING_OP_RECV with IOSQE_BUFFER_SELECT per
- * socket, armed by the first read and kept armed: each CQE names the buffer
+ * socket, armed by the first read and kept armed (on the current-thread
+ * runtime until pn_block_on returns: park_ring in uring.c takes it down,
+ * the chunks it brought stay queued, and the next read arms it again):
+ * each CQE names the buffer
  * the kernel filled, and the chunk waits in the uio's queue until reads
  * copy it out; a buffer goes back to the ring as soon as it is read to its
  * end.  When RX_HIGH chunks wait unread the receive is cancelled (CQEs
@@ -48,7 +51,10 @@
  * they completed, until accepts take them.  So the kernel never holds more
  * than ACCEPT_AHEAD connections accepted behind the server's back, however
  * long the runtime does not turn: a server that stops accepting, backs off
- * on EMFILE or is flooded keeps its descriptors.  (A multishot accept
+ * on EMFILE or is flooded keeps its descriptors.  When a current-thread
+ * pn_block_on returns, park_ring (uring.c) cancels the requests still
+ * waiting (their connections stay in the backlog, for the next accept's
+ * accept4) and the finished ones stay queued for the next accepts.  (A multishot accept
  * cannot be bounded that way: the kernel accepts the whole backlog before
  * the runtime sees the first CQE; and its one address buffer would cost a
  * getpeername per connection.)  A dropped accept future only takes its
@@ -115,6 +121,9 @@ struct pn__uop {
     bool done;             /* send, connect: the CQE came (res is valid) */
     bool neutered;         /* its SQE became a NOP (see stop_op) */
     bool cancelled;        /* an accept: its cancel is queued */
+    bool parked;           /* a send cancelled by park_ring (uring.c)
+                              before it sent anything: its owner's next
+                              poll queues it again */
     int32_t res;
     struct pn__uio *io;
     size_t len;
@@ -494,7 +503,9 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         if (!more) {
             io->rx_armed = false;
             io->rx_stopping = false;
-            if (res > 0 || res == -ECANCELED)
+            /* Not while the ring parks (its thread is leaving: the next
+             * read arms it, from the thread that drives the ring then). */
+            if ((res > 0 || res == -ECANCELED) && !u->parking)
                 maybe_arm(io);
         }
         w = io->reader;
@@ -507,9 +518,20 @@ int pn__uio_complete(struct ur *u, struct io_uring_cqe *cqe)
         return woke;
     } else {
         io_lock(io);
-        op->res = res;
-        op->done = true;
         bool orphan = io->tx != op;
+        if (u->parking && res == -ECANCELED && !op->neutered && !orphan && !io->closed) {
+            /* Cancelled because the ring's thread leaves (park_ring), not
+             * by its owner: a send had sent nothing (a partial one reports
+             * its count), so its owner's next poll sends it again; a
+             * connect's handshake goes on, and the connect waits for it
+             * as after connect(2)'s EINPROGRESS. */
+            if (op->kind == UOP_SEND)
+                op->parked = true;
+            else
+                res = -EINPROGRESS;
+        }
+        op->res = res;
+        op->done = !op->parked;
         if (orphan)
             io->tx_orphans--;
         /* Its writer, or a write waiting for the orphans to end (not the
@@ -780,7 +802,7 @@ static struct pn__uop *new_op(struct pn__uio *io, uint8_t kind, size_t len)
     if (!op)
         return NULL;
     op->kind = kind;
-    op->done = op->neutered = op->cancelled = false;
+    op->done = op->neutered = op->cancelled = op->parked = false;
     op->res = 0;
     op->io = io;
     op->len = len;
@@ -866,6 +888,15 @@ bool pn__uio_write(pn_async_fd *afd, pn_cx *cx, const struct iovec *iov, int iov
         io_unlock(io);
         pn_waker_wake(&old);
         *out = PN_PENDING;
+        return true;
+    }
+    if (op && op->parked) {
+        /* Its send was cancelled before it sent anything (park_ring):
+         * the same bytes, queued again by their owner. */
+        io->tx = NULL;
+        op->parked = false;
+        if (!queue_tx(io, op, cx, out))
+            return false;                /* (op freed) send(2) sends them */
         return true;
     }
     if (op) {
@@ -1133,8 +1164,8 @@ static void drop_tx(struct pn__uio *io, bool cancel)
     io->tx = NULL;
     if (!op)
         return;
-    if (op->done) {
-        pn__free(op);
+    if (op->done || op->parked) {
+        pn__free(op);                  /* nothing of it in the kernel */
         return;
     }
     io->tx_orphans++;                  /* its CQE frees it */
@@ -1223,7 +1254,7 @@ struct pn__uio *pn__uio_close_hold(pn_async_fd *afd)
         bool queued = stop_accepts(io, u);
         if (io->rx_armed)
             queued |= stop_op(u, &io->rx);
-        if (io->tx && !io->tx->done)
+        if (io->tx && !io->tx->done && !io->tx->parked)
             queued |= stop_op(u, io->tx);
         stopped(io, u, queued);
     }

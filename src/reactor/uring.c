@@ -32,6 +32,13 @@
  * thread is still woken to run it, and a non-blocking turn that sees
  * IORING_SQ_TASKRUN enters the kernel once to collect it.
  *
+ * Parking: when the last thread that drives a shared ring lets go of it
+ * (a current-thread pn_block_on returning), it cancels and reaps every
+ * request in the ring, with no re-arm (park_ring), so nothing of the
+ * runtime's is left to interrupt the caller's thread; the next
+ * pn_block_on arms what is needed again.  Only the ring's own teardown
+ * still signals that thread once (see ur_close).
+ *
  * Turn: submit what is queued (re-arms), then wait with one
  * io_uring_enter(GETEVENTS | EXT_ARG) carrying the timeout, unless CQEs
  * are already there or the turn must not block; a non-blocking turn with
@@ -94,6 +101,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "core/sys.h"
+#include "reactor/slab.h"
 #include "reactor/uring.h"
 
 #define SQ_ENTRIES 1024u
@@ -676,6 +684,68 @@ static void drain_lane(pn__reactor *r, struct ur *u)
     pthread_mutex_unlock(&u->sq_lock);
 }
 
+/*
+ * The last thread that drives a shared ring lets go of it: pn_block_on of
+ * the current-thread runtime returns (or the last worker of a shared ring
+ * leaves).  Every request this thread submitted runs its completion as
+ * task work on this thread (COOP_TASKRUN: TWA_SIGNAL_NO_IPI), and the
+ * kernel has no way to hand a request to another task.  Left armed, a
+ * multishot receive, a readiness poll, the eventfd's poll, a send or
+ * accept waiting for its socket would, on its next event, set
+ * TIF_NOTIFY_SIGNAL on a thread that now runs the caller's code: a
+ * blocking recv(2) with SO_RCVTIMEO there fails with EINTR.  A runtime
+ * must not interrupt its caller's syscalls once it has returned (the
+ * promise ur_add keeps for threads that never drive the ring).  So
+ * everything in the ring is cancelled and reaped before the thread goes,
+ * and nothing is re-armed from the completions (u->parking):
+ *  - a readiness poll: its record is marked unwatched and its waiters are
+ *    woken (unwatch); their next wait arms a fresh poll;
+ *  - a socket's multishot receive: its reader is woken, and the next read
+ *    arms it again (uio.c); received chunks stay queued, in order;
+ *  - a send: it comes back to its owner, whose next poll queues the same
+ *    bytes again (uio.c; a send cut short reports what it sent);
+ *  - a connect: reported as still in progress, so pn_tcp_connect waits
+ *    for writability as after connect(2) (the handshake goes on);
+ *  - accepts: dropped (a connection one of them took is still delivered);
+ *    the next accept refills the window;
+ *  - the eventfd's poll: the next turn arms it (a wake written meanwhile
+ *    makes it fire at once).
+ * The next pn_block_on's turns submit all of this again, as its own.  The
+ * cost is a cancel and a reap per pn_block_on that returns with requests
+ * in flight, nothing for a server's one long pn_block_on.  A request the
+ * kernel would not give up within a second (never seen) is left; the
+ * worker thread case needs none of this (its requests die with it), but
+ * drains the same way, at shutdown only.
+ */
+static void park_ring(pn__reactor *r, struct ur *u)
+{
+    u->parking = true;
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&u->sq_lock);
+        bool any = u->issued != u->ended || u->evfd_armed;
+        if (io_uring_sq_ready(&u->ring) || any) {
+            /* What is queued goes (a cancel of a freed request must not
+             * wait for another request to reuse its address), then a
+             * cancel of everything, this batch included. */
+            struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+            if (sqe) {
+                io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+                io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+                sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+            }
+            (void)submit(u);
+            any = u->issued != u->ended || u->evfd_armed;
+        }
+        pthread_mutex_unlock(&u->sq_lock);
+        if (!any)
+            break;
+        if (!io_uring_cq_ready(&u->ring))
+            (void)wait_cqe(u, 10 * 1000 * 1000);
+        reap(r, u, false);
+    }
+    u->parking = false;
+}
+
 static void ur_disown(pn__reactor *r)
 {
     struct ur *u = lane_mine(r->be_data);
@@ -683,6 +753,14 @@ static void ur_disown(pn__reactor *r)
         if (u->issuer_only) {
             drain_lane(r, u);          /* still its issuer while it drains */
             tl_driver = 0;
+        } else if (atomic_load(&u->drivers) == 1) {
+            /* The last driver (a current-thread pn_block_on returning):
+             * nothing of this thread's may stay armed. */
+            park_ring(r, u);
+            tl_driver = 0;
+            pthread_mutex_lock(&u->sq_lock);
+            atomic_fetch_sub(&u->drivers, 1);
+            pthread_mutex_unlock(&u->sq_lock);
         } else {
             tl_driver = 0;
             /* Whatever another thread queued for this one to submit goes
@@ -829,7 +907,21 @@ static int ur_add(pn__reactor *r, pn__registration *reg, uint64_t token)
     }
     /* A stream socket does its reads and writes as io_uring requests
      * (uio.c): a standing poll would only post a CQE per packet that
-     * nobody needs.  Arm it when a readiness wait asks (ur_watch). */
+     * nobody needs.  Arm it when a readiness wait asks (ur_watch).
+     *
+     * Once armed it stays, even when nothing waits on it any more: after
+     * an -ENOBUFS a read falls back to recv(2) and, on EAGAIN, to a
+     * readiness wait that arms it; the next read arms the receive again,
+     * and the poll is not taken down.  That costs one extra CQE per
+     * packet (readiness bits set; a wake only if a readiness waiter is
+     * stored) and loses nothing: a poll only reports, never takes bytes,
+     * so the receive's data and order are untouched.  It ends with the
+     * registration (ur_del cancels it, as `unwatched` is false) or when
+     * a current-thread pn_block_on returns (park_ring, then unwatch()
+     * marks it unwatched again).  Taking it down when the receive is
+     * re-armed is not simple: the same poll carries write interest (a
+     * task in pn_writable, a connect reported in progress by park_ring),
+     * and cancelling it under a writer's wait would lose its wake. */
     if (u->completion && reg->owner && reg->owner->is_socket && reg->owner->is_stream) {
         atomic_store(&reg->unwatched, true);
         return 0;
@@ -886,6 +978,31 @@ static bool rearm(pn__reactor *r, struct ur *u, uint64_t token)
     }
     pthread_mutex_unlock(&u->sq_lock);
     return queued;
+}
+
+/* The poll of `token` ended while its ring parks (park_ring): it is not
+ * re-armed from here.  Its record is marked unwatched, so the next
+ * readiness wait on it arms a fresh poll (pn__reactor_watch, from a thread
+ * that drives the ring then), and the tasks waiting on it are woken, with
+ * no readiness claimed, so that they make that wait.  A fresh multishot
+ * poll reports the file's state when it is armed: nothing that happened
+ * meanwhile is missed. */
+static void unwatch(pn__reactor *r, struct ur *u, uint64_t token)
+{
+    pthread_mutex_lock(&u->sq_lock);
+    pn__registration *reg = pn__reactor_lookup(r, token);
+    pn_waker rd = PN_WAKER_NONE, wr = PN_WAKER_NONE;
+    if (reg) {
+        atomic_store(&reg->unwatched, true);
+        pn__reg_lock(reg);
+        rd = reg->reader;
+        wr = reg->writer;
+        reg->reader = reg->writer = PN_WAKER_NONE;
+        pn__reg_unlock(reg);
+    }
+    pthread_mutex_unlock(&u->sq_lock);
+    pn_waker_wake(&rd);
+    pn_waker_wake(&wr);
 }
 
 static int wait_cqe(struct ur *u, int64_t timeout_ns)
@@ -987,8 +1104,12 @@ static int reap(pn__reactor *r, struct ur *u, bool closing)
                                                    PN__READY_READ | PN__READY_WRITE);
             if (!more) {
                 u->ended++;
-                if (!closing && (res >= 0 || res == -ECANCELED))
-                    rearm(r, u, ud);
+                if (!closing && (res >= 0 || res == -ECANCELED)) {
+                    if (u->parking)
+                        unwatch(r, u, ud);
+                    else
+                        rearm(r, u, ud);
+                }
             }
         }
         if (seen == avail)
@@ -1011,11 +1132,15 @@ static bool in_flight(struct ur *u)
  * its last CQE: only then has the kernel let go of the files and buffers,
  * so an fd the owner closes after the runtime is gone really closes, and
  * no receive can land in freed memory.  (Closing the ring alone tears
- * requests down in the background.) */
+ * requests down in the background.)  With nothing in flight and nothing
+ * queued (a parked ring, see park_ring) it submits nothing: a submission
+ * would make the kernel record this thread as one of the ring's tasks,
+ * and the ring's teardown signals each of those (see ur_close). */
 static void cancel_all(pn__reactor *r, struct ur *u)
 {
     pthread_mutex_lock(&u->sq_lock);
-    struct io_uring_sqe *sqe = pn__ur_get_sqe(u);
+    bool idle = u->issued == u->ended && !u->evfd_armed && !io_uring_sq_ready(&u->ring);
+    struct io_uring_sqe *sqe = idle ? NULL : pn__ur_get_sqe(u);
     if (sqe) {
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
         io_uring_sqe_set_data64(sqe, TAG_IGNORE);
@@ -1029,6 +1154,21 @@ static void cancel_all(pn__reactor *r, struct ur *u)
     }
 }
 
+/*
+ * Closing a ring: its last fput queues the kernel's io_ring_exit_work,
+ * which, once the ring's requests are gone, sends TWA_SIGNAL task work to
+ * every task the kernel recorded as a user of the ring (any thread that
+ * ever submitted to it, io_uring_enter with SQEs; in flight or not), one
+ * at a time, later and asynchronously.  A thread asleep in a syscall that
+ * does not restart then fails it with EINTR (a recv with SO_RCVTIMEO).
+ * Rings are created on a thread that exits at once (ur_open), the workers
+ * of the multi-thread runtime have exited by now, and cancel_all submits
+ * nothing to a ring with nothing in flight (a parked one), so the thread
+ * that frees the runtime is not recorded by that.  What is left: the
+ * thread that ran a current-thread runtime's pn_block_on submitted while
+ * it drove the ring, so it is signalled once, soon after the free (a
+ * known limitation, docs/ARCHITECTURE.md).
+ */
 static void ur_close(pn__reactor *r)
 {
     struct ur *home = r->be_data;

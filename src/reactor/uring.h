@@ -66,6 +66,9 @@ struct ur {
     atomic_int drivers;           /* threads marked as driving it */
     int wakefd;                   /* eventfd: wakes from other threads */
     bool evfd_armed;              /* its poll is live (driver only) */
+    bool parking;                 /* its last driver is taking down what it
+                                     submitted (park_ring): completions do
+                                     not re-arm (driver only) */
     pthread_mutex_t sq_lock;
     struct io_uring waker;
     pthread_mutex_t waker_lock;
