@@ -1579,6 +1579,65 @@ BOTH(uring_io, close_from_outside_releases_at_once)
     cr_assert_eq(count_fds(), fds, "an fd was left open");
 }
 
+/* A task that arms the listener's requests in its worker's ring (one poll
+ * of an accept, dropped), then keeps that worker busy in the same poll
+ * until told to stop: the ring's owner cannot turn it meanwhile. */
+typedef struct arm_then_spin {
+    pn_future base;
+    pn_tcp_listener *l;
+    atomic_int *armed, *release;
+} arm_then_spin;
+
+static pn_poll arm_then_spin_poll(pn_future *f, pn_cx *cx)
+{
+    arm_then_spin *a = (arm_then_spin *)f;
+    pn_tcp_accept acc = pn_tcp_accept_on(a->l);
+    if (pn_future_poll(PN_FUTURE(&acc), cx) == PN_PENDING)
+        pn_future_drop(PN_FUTURE(&acc));
+    else if (acc.res == 0)
+        pn_tcp_stream_close(&acc.stream);
+    atomic_store(a->armed, 1);
+    pn_instant end = pn_now() + PN_SEC(10);
+    while (!atomic_load(a->release) && pn_now() < end)
+        ;
+    return PN_READY;
+}
+
+static const pn_future_vtable arm_then_spin_vt = { arm_then_spin_poll, NULL, "arm_then_spin" };
+
+/* The same while the worker whose ring holds the listener's requests is
+ * kept busy, so they cannot be cancelled before the close returns: the
+ * close must still stop the listening (before: the requests held the
+ * file, and the socket kept taking connections into its backlog). */
+Test(uring_io, close_from_outside_stops_listening_while_the_ring_owner_is_busy)
+{
+    int fds = count_fds();
+    pn_runtime *rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    pn_tcp_listener l;
+    pn_sockaddr at;
+    listen_local(&l, &at);
+    atomic_int armed = 0, release = 0;
+    arm_then_spin a = { { &arm_then_spin_vt }, &l, &armed, &release };
+    pn_join_handle *h;
+    cr_assert_eq(pn_spawn(rt, &a.base, sizeof a, &h), 0);
+    while (!atomic_load(&armed))
+        sched_yield();
+    cr_assert_eq(pn_tcp_listener_close(&l), 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(c, 0);
+    int r = connect(c, &at.sa, at.len);
+    int err = errno;
+    close(c);
+    atomic_store(&release, 1);
+    pn_join_future j = pn_join_handle_await(h);
+    AWAIT(rt, j);
+    pn_join_handle_free(h);
+    cr_assert(r < 0 && err == ECONNREFUSED, "connect after close: %s",
+              r == 0 ? "accepted" : strerror(err));
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    cr_assert_eq(count_fds(), fds, "an fd was left open");
+}
+
 /* A thread of the caller's registers a pipe with an idle current-thread
  * runtime, then blocks in a recv with a timeout while the pipe becomes
  * readable again and again: nothing pollen submitted from that thread may

@@ -99,6 +99,7 @@ static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
     .recvmsg = recvmsg,              \
     .accept4 = sys_accept4,          \
     .connect = sys_connect,          \
+    .shutdown = shutdown,            \
     .close = close,                  \
     .epoll_create1 = epoll_create1,  \
     .epoll_ctl = epoll_ctl,          \

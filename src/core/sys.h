@@ -35,6 +35,7 @@ struct pn__sys {
     ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
     int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
+    int (*shutdown)(int fd, int how);
     int (*close)(int fd);
     int (*epoll_create1)(int flags);
     int (*epoll_ctl)(int epfd, int op, int fd, struct epoll_event *ev);

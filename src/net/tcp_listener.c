@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "net/accept.h"
+#include "reactor/slab.h"
 #include "net/socket.h"
 
 int pn_tcp_listen(pn_tcp_listener *l, const pn_sockaddr *addr, const pn_tcp_listen_opts *opts)
@@ -59,7 +60,7 @@ int pn_tcp_listener_close(pn_tcp_listener *l)
 {
     if (!l)
         return -EINVAL;
-    return pn_async_fd_close(&l->afd);
+    return pn__async_fd_close_listener(&l->afd);
 }
 
 /* ---- accept ------------------------------------------------------------ */

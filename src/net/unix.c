@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "net/accept.h"
+#include "reactor/slab.h"
 #include "net/dgram.h"
 #include "net/socket.h"
 
@@ -193,7 +194,7 @@ int pn_unix_listener_close(pn_unix_listener *l)
     if (l->unlink_on_close && !l->afd.closed)
         unlink_bound(&l->addr);
     l->unlink_on_close = false;
-    return pn_async_fd_close(&l->afd);
+    return pn__async_fd_close_listener(&l->afd);
 }
 
 pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out, int *res)

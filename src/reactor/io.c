@@ -158,12 +158,19 @@ int pn__async_fd_close_fd(int fd)
     return 0;
 }
 
-int pn_async_fd_close(pn_async_fd *afd)
+static int close_afd(pn_async_fd *afd, bool listener)
 {
     if (!afd)
         return -EINVAL;
     pn__reactor *r = afd->reactor;
     int fd = shut(afd, true);
+    /* A listener stops listening now, its waiters already woken with
+     * -ECANCELED: a request of pollen's still in the kernel (a readiness
+     * poll, an accept) holds the file, so close(2) alone could leave it
+     * taking connections into its backlog until that request ends, which
+     * on io_uring may wait for a busy worker's turn. */
+    if (listener && fd >= 0)
+        (void)pn__sys.shutdown(fd, SHUT_RD);
     /* The cancels this thread queued on its own ring go now, not with its
      * next batch: until they do, the kernel's requests keep the file open
      * (a listener accepting, a peer waiting for the end of the stream)
@@ -173,6 +180,10 @@ int pn_async_fd_close(pn_async_fd *afd)
     pn__reactor_flush(r);
     return fd < 0 ? 0 : pn__async_fd_close_fd(fd);
 }
+
+int pn_async_fd_close(pn_async_fd *afd) { return close_afd(afd, false); }
+
+int pn__async_fd_close_listener(pn_async_fd *afd) { return close_afd(afd, true); }
 
 int pn_async_fd_release(pn_async_fd *afd)
 {

@@ -133,6 +133,10 @@ static inline void pn__reg_clear_ready(pn__registration *reg, uint32_t bits, uin
  * closed already).  pn__async_fd_close_fd closes one as pn_async_fd_close does. */
 int pn__async_fd_shut(pn_async_fd *afd);
 int pn__async_fd_close_fd(int fd);
+/* pn_async_fd_close of a listening socket, which also stops listening
+ * before close(2) (shutdown SHUT_RD): requests of pollen's still in the
+ * kernel cannot keep it accepting. */
+int pn__async_fd_close_listener(pn_async_fd *afd);
 /* Defined in io.c: drop the waker the fd's registration holds for
  * `interest` (PN_READABLE/PN_WRITABLE); used by the futures' drop. */
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine);
