@@ -142,9 +142,13 @@ PN_EXTERN int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out);
  * already accepted wait for the next accept and the others in the
  * listener's backlog, and the runtime keeps all its other state.  The
  * cost (a cancel and a re-arm per call) falls only on programs that call
- * pn_block_on repeatedly.  One exception: pn_runtime_free makes the kernel
- * signal this thread once more, soon after, as it tears the ring down
- * (docs/ARCHITECTURE.md, "The kernel interrupts a ring's users").
+ * pn_block_on repeatedly.  Freeing the runtime makes the kernel signal
+ * each thread that drove its ring once more, as it tears the ring down;
+ * pn_runtime_free on that thread waits for the signal (at most 100 ms) so
+ * that it never reaches your code.  A thread that ran pn_block_on and does
+ * not free the runtime gets that signal soon after the free: a blocking
+ * call it makes then may fail with EINTR (docs/ARCHITECTURE.md, "The
+ * kernel interrupts a ring's users").
  */
 PN_EXTERN int pn_block_on(pn_runtime *rt, pn_future *f);
 

@@ -36,8 +36,8 @@
  * (a current-thread pn_block_on returning), it cancels and reaps every
  * request in the ring, with no re-arm (park_ring), so nothing of the
  * runtime's is left to interrupt the caller's thread; the next
- * pn_block_on arms what is needed again.  Only the ring's own teardown
- * still signals that thread once (see ur_close).
+ * pn_block_on arms what is needed again.  The ring's own teardown still
+ * signals that thread once; a free on that thread waits for it (ur_close).
  *
  * Turn: submit what is queued (re-arms), then wait with one
  * io_uring_enter(GETEVENTS | EXT_ARG) carrying the timeout, unless CQEs
@@ -101,6 +101,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "core/sys.h"
+#include "pollen/time.h"
 #include "reactor/slab.h"
 #include "reactor/uring.h"
 
@@ -304,12 +305,44 @@ static void prep_poll(struct ur *u, struct io_uring_sqe *sqe, int fd, uint64_t t
     io_uring_sqe_set_data64(sqe, token);
 }
 
+/* The rings this thread has submitted to (their ids): the kernel records
+ * a thread as a ring's user at its first submit, and signals it when the
+ * ring is torn down (ur_close).  A full list records no more: its thread
+ * is then not waited for. */
+#define TL_SUBMITTED 8
+static _Thread_local uint64_t tl_submitted[TL_SUBMITTED];
+
+static void note_submitter(struct ur *u)
+{
+    unsigned slot = TL_SUBMITTED;
+    for (unsigned i = 0; i < TL_SUBMITTED; i++) {
+        if (tl_submitted[i] == u->id)
+            return;
+        if (!tl_submitted[i] && slot == TL_SUBMITTED)
+            slot = i;
+    }
+    if (slot < TL_SUBMITTED)
+        tl_submitted[slot] = u->id;
+}
+
+/* Whether this thread submitted to u (and forget it). */
+static bool take_submitter(struct ur *u)
+{
+    for (unsigned i = 0; i < TL_SUBMITTED; i++)
+        if (tl_submitted[i] == u->id) {
+            tl_submitted[i] = 0;
+            return true;
+        }
+    return false;
+}
+
 /* Submit what is queued.  EAGAIN/EBUSY (no memory for a request, CQ
  * overflow backlog) leave the SQEs queued for the reactor's next turn.
  * sq_lock held.  0 or -errno. */
 static int submit(struct ur *u)
 {
     int n;
+    note_submitter(u);
     do
         n = io_uring_submit(&u->ring);
     while (n == -EINTR);
@@ -1166,14 +1199,39 @@ static void cancel_all(pn__reactor *r, struct ur *u)
  * nothing to a ring with nothing in flight (a parked one), so the thread
  * that frees the runtime is not recorded by that.  What is left: the
  * thread that ran a current-thread runtime's pn_block_on submitted while
- * it drove the ring, so it is signalled once, soon after the free (a
- * known limitation, docs/ARCHITECTURE.md).
+ * it drove the ring.  When that thread is the one that frees the runtime,
+ * it waits here for those signals (await_teardown), so none reaches the
+ * caller's code after pn_runtime_free returned.  Another thread that
+ * drove the ring is signalled once, soon after the free (a known
+ * limitation, docs/ARCHITECTURE.md).
  */
+
+/* Wait, at most 100 ms, until n rings' teardown signals have reached this
+ * thread: each interrupts an epoll_wait that nothing else wakes (EINTR),
+ * and its task work runs on the way back, here rather than in a blocking
+ * call of the caller's after pn_runtime_free. */
+static void await_teardown(unsigned n)
+{
+    int ep = pn__sys.epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return;
+    pn_instant end = pn_now() + PN_MS(100);
+    for (pn_instant now; n && (now = pn_now()) < end;) {
+        struct timespec ts = { (time_t)((end - now) / PN_SEC(1)),
+                               (long)((end - now) % PN_SEC(1)) };
+        struct epoll_event ev;
+        if (pn__sys.epoll_wait(ep, &ev, 1, &ts) < 0 && errno == EINTR)
+            n--;
+    }
+    pn__sys.close(ep);
+}
+
 static void ur_close(pn__reactor *r)
 {
     struct ur *home = r->be_data;
     if (!home)
         return;
+    unsigned signals = 0;
     for (unsigned i = 0; i < home->nlanes; i++) {
         struct ur *u = home->lanes[i];
         uint64_t mark = tl_driver;
@@ -1192,6 +1250,7 @@ static void ur_close(pn__reactor *r)
         bool quiet = !in_flight(u);
         io_uring_queue_exit(&u->waker);
         io_uring_queue_exit(&u->ring);
+        signals += take_submitter(u);
         /* A request the kernel would not give up within cancel_all's
          * second may still be torn down in the background and write into
          * a receive buffer: then the buffers are left allocated rather
@@ -1202,6 +1261,7 @@ static void ur_close(pn__reactor *r)
     }
     ur_free(home);
     r->be_data = NULL;
+    await_teardown(signals);
 }
 
 static int ur_turn(pn__reactor *r, int64_t timeout_ns)
