@@ -17,6 +17,7 @@
 #include "pollen/combinator.h"
 #include "pollen/metrics.h"
 #include "pollen/blocking.h"
+#include "pollen/sync.h"
 #include "pollen/net.h"
 #include "pollen/udp.h"
 #include "pollen/unix.h"

@@ -111,6 +111,11 @@ static inline bool pn_waker_will_wake(const pn_waker *a, const pn_waker *b)
  * Store a clone of `w` into the slot `*slot` unless the slot already holds a
  * waker for the same task (the will_wake test): the leaf-future idiom for
  * "remember who to wake".  The previous waker, if different, is dropped.
+ * Not thread-safe: it reads and writes the slot with plain stores, so the
+ * slot must be touched by one thread only, or under a lock that the waking
+ * side takes too.  A slot that another thread wakes without that lock (a
+ * flag set by a thread, a wake from another task) is a pn_waker_slot
+ * (pollen/sync.h).
  */
 static inline void pn_waker_set(pn_waker *slot, const pn_waker *w)
 {

@@ -1,0 +1,93 @@
+/*
+ * pollen/sync.h - tasks and threads that signal each other.
+ *
+ * pn_waker_slot: where a leaf future keeps the waker of the task that
+ * waits, when the wake comes from another task or another thread.  It is
+ * the way to write your own cross-task leaf future (a flag, a counter, a
+ * queue of your own), and the building block of pollen's channels and
+ * locks.  One waiter registers; any number of threads wake, at any time,
+ * without a lock and without losing a wake.
+ *
+ *     typedef struct done_flag {          // set by a thread, awaited by a task
+ *         atomic_bool done;
+ *         pn_waker_slot waiter;
+ *     } done_flag;
+ *
+ *     // the setter, on any thread:
+ *     atomic_store(&flag->done, true);
+ *     pn_waker_slot_wake(&flag->waiter);
+ *
+ *     // the future's poll:
+ *     if (atomic_load(&flag->done))
+ *         return PN_READY;
+ *     pn_waker_slot_register(&flag->waiter, cx->waker);
+ *     if (atomic_load(&flag->done))      // check again: see "The rule"
+ *         return PN_READY;
+ *     return PN_PENDING;
+ *
+ *     // its drop (and once the flag is no longer used):
+ *     pn_waker_slot_clear(&flag->waiter);
+ *
+ * The rule: register, then check the condition again before returning
+ * PN_PENDING.  A wake finds the waker registered before it, or the waiter's
+ * check after registering finds what the waker published before waking.
+ * A wake with no waker registered does nothing: the slot keeps no "woken"
+ * permit (pn_waker_slot is Tokio's AtomicWaker).
+ *
+ * Threads: wake, take and clear may be called from any thread,
+ * concurrently with each other and with one register.  Register belongs
+ * to the one waiter: two threads registering into one slot at the same
+ * time is not supported (one of the two registrations then wakes its own
+ * waker at once instead of being kept, and its task polls again).
+ * Compare pn_waker_set (future.h), which is for a slot guarded by a lock
+ * or touched by one thread only.
+ *
+ * Ownership: the slot holds a clone of the registered waker, released by
+ * a wake, by take (then it is the caller's), by a later register of a
+ * different waker, or by clear.  A slot must be cleared before its memory
+ * goes.  Zero-initialised memory is an empty slot; so is
+ * PN_WAKER_SLOT_INIT.
+ */
+#ifndef POLLEN_SYNC_H
+#define POLLEN_SYNC_H
+
+#include <stdatomic.h>
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pn_waker_slot {
+    _Atomic unsigned state;    /* private: idle, registering, waking bits */
+    pn_waker waker;            /* private: guarded by the state */
+} pn_waker_slot;
+
+#define PN_WAKER_SLOT_INIT { 0, { NULL, NULL } }
+
+/* Keep a clone of w as the waiter's waker (nothing is cloned when the slot
+ * already holds a waker of the same task).  If a wake runs meanwhile, w is
+ * woken at once instead, so the waiter polls again.  NULL slot or waker:
+ * no effect. */
+PN_EXTERN void pn_waker_slot_register(pn_waker_slot *slot, const pn_waker *w);
+
+/* Wake the registered waker, if any, and empty the slot.  Any thread.  A
+ * wake that runs while the waiter registers makes that registration wake
+ * its own waker.  NULL: no effect. */
+PN_EXTERN void pn_waker_slot_wake(pn_waker_slot *slot);
+
+/* Take the registered waker out of the slot without waking it (wake or
+ * drop it yourself, for example after releasing a lock of yours).  Any
+ * thread.  PN_WAKER_NONE when the slot is empty, or while another thread
+ * wakes or registers (that one then owns the wake). */
+PN_EXTERN pn_waker pn_waker_slot_take(pn_waker_slot *slot);
+
+/* Drop the registered waker, if any, without waking it: the waiter's drop
+ * calls this.  Any thread (a register running at the same time wakes its
+ * own waker).  NULL: no effect. */
+PN_EXTERN void pn_waker_slot_clear(pn_waker_slot *slot);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
