@@ -26,17 +26,8 @@ static _Atomic int errors, error_line;
 #define CHECK(cond) do { if (!(cond)) { atomic_store(&error_line, __LINE__); \
                                        atomic_fetch_add(&errors, 1); } } while (0)
 
-static pn_runtime *mt_new(unsigned workers)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-    cfg.workers = workers;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
+/* pn_runtime_config_init's driver: the workers drive the reactor. */
+static pn_runtime *mt_new(unsigned workers) { return mt_driver_new(workers, PN_DRIVER_WORKERS); }
 
 /* ---- a countdown latch: the last count_down wakes the waiter ------------------- */
 

@@ -20,18 +20,7 @@ static pn_driver_mode cur_driver;
     Test(multi_thread, name##_workers_drive) { cur_driver = PN_DRIVER_WORKERS; name##_body(); } \
     static void name##_body(void)
 
-static pn_runtime *mt_new(unsigned workers)
-{
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-    cfg.workers = workers;
-    cfg.driver = cur_driver;
-    pn_runtime *rt = NULL;
-    int err = pn_runtime_new(&cfg, &rt);
-    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
-    return rt;
-}
+static pn_runtime *mt_new(unsigned workers) { return mt_driver_new(workers, cur_driver); }
 
 /* ---- every task runs exactly once ----------------------------------------- */
 
