@@ -14,8 +14,10 @@
  *   a slow  thread ordinal (seed-chosen) sleeps 4x as long: the long
  *           thread that a priority-based scheduler (PCT) would starve
  * This file uses none of the calls chaos.h wraps: the PRNG is not itself a
- * schedule point (the thread counter is a legacy __sync builtin).
+ * schedule point (the thread counter is a legacy __sync builtin, the
+ * policy is read once through pthread_once).
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
@@ -38,8 +40,8 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
 static struct {
-    int ready;                  /* 0 unread, 1 read */
     uint64_t seed;
     unsigned rate_mask;         /* perturb when (draw & mask) == 0 */
     unsigned w_yield, w_spin;   /* of 100; the rest sleeps */
@@ -52,7 +54,6 @@ static _Thread_local uint64_t tls_rng;
 static _Thread_local unsigned tls_ordinal;
 static _Thread_local int tls_inited;
 
-/* Racy first read is harmless: every thread computes the same values. */
 static void read_policy(void)
 {
     const char *s = getenv("POLLEN_CHAOS_SEED");
@@ -64,22 +65,18 @@ static void read_policy(void)
     policy.w_spin = (unsigned)(splitmix(&x) % (100 - policy.w_yield));
     policy.max_us = 1 + (unsigned)(splitmix(&x) % 200);
     policy.slow = (unsigned)(splitmix(&x) % 4);
-    __sync_synchronize();
-    policy.ready = 1;
 }
 
 uint64_t pn__chaos_seed(void)
 {
-    if (!policy.ready)
-        read_policy();
+    pthread_once(&policy_once, read_policy);
     return policy.seed;
 }
 
 void pn__chaos_point(void)
 {
     if (!tls_inited) {
-        if (!policy.ready)
-            read_policy();
+        pthread_once(&policy_once, read_policy);
         tls_ordinal = __sync_fetch_and_add(&thread_count, 1);
         tls_rng = policy.seed * 0x100000001b3ull + tls_ordinal;
         tls_inited = 1;
