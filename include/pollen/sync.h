@@ -65,6 +65,23 @@ typedef struct pn_waker_slot {
 
 #define PN_WAKER_SLOT_INIT { 0, { NULL, NULL } }
 
+/*
+ * pn_sync_waiter: the place of one waiting future in a primitive's queue.
+ * Every pending acquire, lock, send, recv or notified future of this
+ * header embeds one, so waiting allocates nothing: the queue is a list
+ * through the futures themselves (which is why a future must not move
+ * once polled, future.h "Pinning").  All fields are private; the
+ * primitive guards them with its lock.
+ */
+typedef struct pn_sync_waiter {
+    struct pn_sync_waiter *prev, *next;  /* private: the queue */
+    pn_waker waker;                      /* private: who to wake */
+    size_t need;                         /* private: e.g. permits still wanted */
+    uint64_t tag;                        /* private: e.g. a generation */
+    unsigned state;                      /* private: the primitive's own */
+    bool queued;                         /* private: on the queue now */
+} pn_sync_waiter;
+
 /* Keep a clone of w as the waiter's waker (nothing is cloned when the slot
  * already holds a waker of the same task).  If a wake runs meanwhile, w is
  * woken at once instead, so the waiter polls again.  NULL slot or waker:
