@@ -16,7 +16,7 @@
 set -u
 dir=$1 probe=$2
 shift 2
-rc=0
+rc=0 failed=
 for be in ${BACKENDS:-epoll uring uring-readiness uring-shared}; do
     mode= rings=
     case $be in
@@ -36,6 +36,12 @@ for be in ${BACKENDS:-epoll uring uring-readiness uring-shared}; do
     # POLLEN_URING_RINGS in the caller's environment cannot turn the uring
     # pass into a copy of another.
     POLLEN_BACKEND=$backend POLLEN_URING_MODE=$mode POLLEN_URING_RINGS=$rings \
-        sh mk/run-tests.sh "$dir/test-$be.log" "$@" || rc=1
+        sh mk/run-tests.sh "$dir/test-$be.log" "$@" || { rc=1; failed="$failed $be"; }
+done
+# A CI log is often read from its tail: name what failed once more there.
+for be in $failed; do
+    echo "=== backend $be FAILED; its failures (full log: $dir/test-$be.log):"
+    grep -E '\[FAIL\]|Assertion Failed|Timed out|crashed|signal|Warning!|ERROR: |WARNING: ThreadSanitizer|runtime error:' \
+        "$dir/test-$be.log" | head -40 | sed 's/^/    /'
 done
 exit $rc
