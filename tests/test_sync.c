@@ -194,9 +194,12 @@ static pn_waker_slot loop_slot;
 static atomic_bool loop_stop;
 static _Atomic long loop_wakes_done;
 
+static _Atomic int loop_started;
+
 static void *wake_loop(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&loop_started, 1);
     while (!atomic_load(&loop_stop)) {
         pn_waker_slot_wake(&loop_slot);
         atomic_fetch_add(&loop_wakes_done, 1);
@@ -209,14 +212,21 @@ Test(sync, registers_racing_wakes_give_every_clone_back)
     memset(&loop_slot, 0, sizeof loop_slot);
     atomic_store(&loop_stop, false);
     atomic_store(&loop_wakes_done, 0);
+    atomic_store(&loop_started, 0);
     waker_probe a = { 0 }, b = { 0 };
     pn_waker wa = probe_waker(&a), wb = probe_waker(&b);
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         cr_assert_eq(pthread_create(&th[i], NULL, wake_loop, NULL), 0);
+    while (atomic_load(&loop_started) < 2)   /* both wakers run before we register */
+        sched_yield();
     for (int i = 0; i < 20000; i++)
         pn_waker_slot_register(&loop_slot, i % 3 ? &wa : &wb);
-    while (atomic_load(&loop_wakes_done) < 1000)
+    /* Wakes that start after the last register: the first of them finds
+     * that register's waker (however the two loops overlapped, which a
+     * loaded 2-core machine may not let them do at all). */
+    long after = atomic_load(&loop_wakes_done);
+    while (atomic_load(&loop_wakes_done) < after + 1000)
         sched_yield();
     atomic_store(&loop_stop, true);
     for (int i = 0; i < 2; i++)
