@@ -18,7 +18,7 @@
  *     t->changed = pn_watch_changed(t->rx);
  *     PN_AWAIT(t->pc, &t->changed, cx);
  *     if (t->changed.status == -EPIPE) ...  // the sender is gone
- *     pn_watch_borrow(t->rx, &t->cfg);       // a copy, never torn
+ *     pn_watch_borrow_and_update(t->rx, &t->cfg);  // a copy, never torn
  *
  *     pn_watch_rx_free(rx);
  *     pn_watch_tx_free(tx);
@@ -136,7 +136,11 @@ PN_EXTERN void pn_watch_mark_changed(pn_watch_rx *rx);
 /*
  * Wait until a version newer than the last seen exists, and mark it seen.
  * Outputs once PN_READY:
- *   .status  0: a newer version was there (read it with pn_watch_borrow);
+ *   .status  0: a newer version was there.  Read it with
+ *            pn_watch_borrow_and_update: a send may land between the
+ *            completion and the read, and borrow_and_update marks what you
+ *            read as seen, so the next changed() does not fire for a value
+ *            you already have;
  *            -EPIPE: the sender is gone and rx has seen the last version;
  *            -EINVAL: rx NULL.
  * Cancel-safe (see above).  Spends one unit of the task's budget per poll.
