@@ -58,10 +58,10 @@
  * overwritten meanwhile).  A send wakes every waiting receiver, so a
  * dropped waiter has no wake to pass on.
  *
- * Memory: one allocation of sizeof(channel) + capacity * elem_size bytes
- * (136 + capacity * elem_size on x86-64 glibc), plus 16 bytes per receiver
- * (each its own allocation); nothing per operation.  A waiting recv is the
- * future itself (96 bytes, no allocation).
+ * Memory: an idle channel is one allocation of 104 + capacity * elem_size
+ * bytes (x86-64 glibc, before malloc's own overhead), plus 16 bytes per
+ * receiver (each its own allocation); nothing per operation.  A waiting
+ * recv is the future itself (96 bytes, no allocation).
  */
 #ifndef POLLEN_BROADCAST_H
 #define POLLEN_BROADCAST_H

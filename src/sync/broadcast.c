@@ -157,7 +157,8 @@ void pn_broadcast_tx_free(pn_broadcast_tx *tx)
         chan_free(ch);
 }
 
-static int rx_new(bchan *ch, uint64_t next, pn_broadcast_rx **out)
+/* A receiver at position `next`, or at the tail when `at_tail`. */
+static int rx_new(bchan *ch, uint64_t next, bool at_tail, pn_broadcast_rx **out)
 {
     pn_broadcast_rx *r = malloc(sizeof *r);
     if (!r)
@@ -165,7 +166,7 @@ static int rx_new(bchan *ch, uint64_t next, pn_broadcast_rx **out)
     r->ch = ch;
     pn__lock_acquire(&ch->lock);
     ch->rx_count++;
-    r->next = next == UINT64_MAX ? atomic_load_explicit(&ch->tail, memory_order_relaxed) : next;
+    r->next = at_tail ? atomic_load_explicit(&ch->tail, memory_order_relaxed) : next;
     pn__lock_release(&ch->lock);
     *out = r;
     return 0;
@@ -177,7 +178,7 @@ int pn_broadcast_subscribe(pn_broadcast_tx *tx, pn_broadcast_rx **out)
         *out = NULL;
     if (!tx || !out)
         return -EINVAL;
-    return rx_new(CH(tx), UINT64_MAX, out);
+    return rx_new(CH(tx), 0, true, out);
 }
 
 int pn_broadcast_rx_clone(pn_broadcast_rx *rx, pn_broadcast_rx **out)
@@ -186,7 +187,7 @@ int pn_broadcast_rx_clone(pn_broadcast_rx *rx, pn_broadcast_rx **out)
         *out = NULL;
     if (!rx || !out)
         return -EINVAL;
-    return rx_new(rx->ch, rx->next, out);
+    return rx_new(rx->ch, rx->next, false, out);
 }
 
 void pn_broadcast_rx_free(pn_broadcast_rx *rx)

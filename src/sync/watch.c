@@ -165,7 +165,7 @@ void pn_watch_tx_free(pn_watch_tx *tx)
         chan_free(ch);
 }
 
-/* seen == UINT64_MAX: the current version. */
+/* A receiver that has seen `seen`, or the current version when `current`. */
 static int rx_new(wchan *ch, uint64_t seen, bool current, pn_watch_rx **out)
 {
     pn_watch_rx *r = malloc(sizeof *r);
