@@ -11,8 +11,9 @@
  * no waker; a send forced between changed()'s lock-free check and its
  * registration (the point "watch.changed.check"); no torn value while a
  * thread rewrites a 64-byte value in a loop and tasks and threads read it;
- * and a sender thread against waiting tasks, each task seeing the versions
- * go up and the final value.
+ * a sender thread against waiting tasks, each task seeing the versions go
+ * up and the final value; send_if_modified bumps and wakes only on a
+ * change; the sender's tx_closed() completes when the last receiver goes.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -692,4 +693,107 @@ Test(watch, blocking_changed_on_plain_threads)
     cr_assert_eq((intptr_t)rb, 5000);
     pn_watch_rx_free(rx);
     pn_watch_rx_free(rx2);
+}
+
+/* ---- send_if_modified and the sender's closed() ------------------------------ */
+
+static bool bump_if_even(void *value, void *arg)
+{
+    int *v = value;
+    (*(int *)arg)++;
+    if (*v % 2)
+        return false;
+    (*v)++;
+    return true;
+}
+
+Test(watch, send_if_modified_bumps_the_version_only_when_it_changed)
+{
+    pn_watch_tx *tx;
+    pn_watch_rx *rx;
+    int v = 2, calls = 0;
+    cr_assert_eq(pn_watch_new(sizeof(int), &v, &tx, &rx), 0);
+    waker_probe p = { 0 };
+    pn_waker w = probe_waker(&p);
+    pn_cx cx = probe_cx(&w);
+    pn_watch_changed_future f = pn_watch_changed(rx);
+    cr_assert_eq(pn_future_poll(&f.base, &cx), PN_PENDING);
+    cr_assert_eq(pn_watch_send_if_modified(tx, bump_if_even, &calls), 1);
+    cr_assert_eq(atomic_load(&p.wakes), 1);
+    cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
+    cr_assert_eq(pn_watch_borrow(rx, &v), 0);
+    cr_assert_eq(v, 3);
+    f = pn_watch_changed(rx);
+    cr_assert_eq(pn_future_poll(&f.base, &cx), PN_PENDING);
+    cr_assert_eq(pn_watch_send_if_modified(tx, bump_if_even, &calls), 0, "3 is odd: unchanged");
+    cr_assert_eq(atomic_load(&p.wakes), 1, "no change, no wake");
+    cr_assert_eq(pn_watch_has_changed(rx), 0);
+    cr_assert_eq(calls, 2);
+    pn_future_drop(&f.base);
+    cr_assert_eq(waker_probe_held(&p), 0);
+    cr_assert_eq(pn_watch_send_if_modified(NULL, bump_if_even, &calls), -EINVAL);
+    cr_assert_eq(pn_watch_send_if_modified(tx, NULL, &calls), -EINVAL);
+    pn_watch_rx_free(rx);
+    v = 4;
+    cr_assert_eq(pn_watch_send_if_modified(tx, bump_if_even, &calls), 0, "3 is still odd");
+    pn_watch_tx_free(tx);
+}
+
+typedef struct free_rx_later {
+    pn_future base;
+    pn_watch_rx *rx;
+    int left;
+} free_rx_later;
+
+static pn_poll free_rx_later_poll(pn_future *f, pn_cx *cx)
+{
+    free_rx_later *t = (free_rx_later *)f;
+    if (t->left-- > 0) {
+        pn_waker_wake_by_ref(cx->waker);
+        return PN_PENDING;
+    }
+    pn_watch_rx_free(t->rx);
+    return PN_READY;
+}
+
+static const pn_future_vtable free_rx_later_vt = { free_rx_later_poll, NULL, "free_rx_later" };
+
+BOTH(watch, tx_closed_completes_when_the_last_receiver_goes)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_watch_tx *tx;
+    pn_watch_rx *rx, *rx2;
+    int v = 0;
+    cr_assert_eq(pn_watch_new(sizeof(int), &v, &tx, &rx), 0);
+    cr_assert_eq(pn_watch_rx_clone(rx, &rx2), 0);
+    waker_probe p = { 0 };
+    pn_waker w = probe_waker(&p);
+    pn_cx cx = probe_cx(&w);
+    pn_watch_closed_future c = pn_watch_tx_closed(tx);
+    cr_assert_eq(pn_future_poll(&c.base, &cx), PN_PENDING);
+    pn_watch_closed_future d = pn_watch_tx_closed(tx);
+    cr_assert_eq(pn_future_poll(&d.base, &cx), PN_PENDING);
+    pn_future_drop(&d.base);          /* a dropped one is not woken */
+    pn_watch_rx_free(rx2);
+    cr_assert_eq(atomic_load(&p.wakes), 0, "one receiver is left");
+    pn_watch_rx_free(rx);
+    cr_assert_eq(atomic_load(&p.wakes), 1);
+    cr_assert_eq(pn_future_poll(&c.base, &cx), PN_READY);
+    cr_assert_eq(c.status, 0);
+    cr_assert_eq(waker_probe_held(&p), 0);
+    c = pn_watch_tx_closed(tx);
+    cr_assert_eq(pn_future_poll(&c.base, &cx), PN_READY, "no receiver: at once");
+    /* on a runtime: a task frees the receiver later */
+    cr_assert_eq(pn_watch_subscribe(tx, &rx), 0);
+    free_rx_later t = { { &free_rx_later_vt }, rx, 3 };
+    cr_assert_eq(PN_SPAWN(rt, t, NULL), 0);
+    c = pn_watch_tx_closed(tx);
+    AWAIT(rt, c);
+    cr_assert_eq(c.status, 0);
+    cr_assert_eq(pn_watch_receiver_count(tx), 0);
+    c = pn_watch_tx_closed(NULL);
+    AWAIT(rt, c);
+    cr_assert_eq(c.status, -EINVAL);
+    pn_watch_tx_free(tx);
+    cr_assert_eq(pn_runtime_free(rt), 0);
 }

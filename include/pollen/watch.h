@@ -57,7 +57,7 @@
  * has_changed) still sees the change the dropped one was woken for.  A
  * send wakes every waiter, so there is no wake to pass on.
  *
- * Memory: an idle channel is one allocation of 88 + elem_size bytes
+ * Memory: an idle channel is one allocation of 104 + elem_size bytes
  * (x86-64 glibc, before malloc's own overhead), plus 16 bytes per
  * receiver; nothing per operation.  A waiting changed() is the future
  * itself (80 bytes, no allocation).
@@ -92,6 +92,16 @@ PN_EXTERN int pn_watch_send(pn_watch_tx *tx, const void *value);
  * overlap value).  Returns 0, or -EINVAL (tx or value NULL). */
 PN_EXTERN int pn_watch_send_replace(pn_watch_tx *tx, const void *value, void *old);
 
+/* Change the value in place: modify(value, arg) runs under the channel's
+ * lock with the stored value (elem_size bytes) and returns whether it
+ * changed it.  When it did, the version is bumped and waiting changed()
+ * futures wake, receivers or not (Tokio's send_if_modified).  modify must
+ * be short and must not call any pn_watch_* function of this channel (the
+ * lock is not recursive).  Returns 1 (changed), 0 (not), -EINVAL (tx or
+ * modify NULL). */
+PN_EXTERN int pn_watch_send_if_modified(pn_watch_tx *tx, bool (*modify)(void *value, void *arg),
+                                        void *arg);
+
 /* Copy the current value into *out (the sender's view).  0 or -EINVAL. */
 PN_EXTERN int pn_watch_tx_borrow(pn_watch_tx *tx, void *out);
 
@@ -102,7 +112,8 @@ PN_EXTERN size_t pn_watch_receiver_count(pn_watch_tx *tx);
  * (*out NULL). */
 PN_EXTERN int pn_watch_subscribe(pn_watch_tx *tx, pn_watch_rx **out);
 
-/* Close the channel and release the sender (see Closing).  NULL: no-op. */
+/* Close the channel and release the sender (see Closing).  Pending
+ * pn_watch_tx_closed futures must have been dropped first.  NULL: no-op. */
 PN_EXTERN void pn_watch_tx_free(pn_watch_tx *tx);
 
 /* A new receiver that has seen what rx has seen.  0, -EINVAL, -ENOMEM
@@ -155,6 +166,25 @@ typedef struct pn_watch_changed_future {
 } pn_watch_changed_future;
 
 PN_EXTERN pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
+
+/*
+ * The sender's side: wait until no receiver exists (every receiver freed;
+ * at once if there is none now), e.g. to stop producing values nobody
+ * reads.  A receiver subscribed afterwards does not undo a READY future.
+ * Outputs once PN_READY: .status 0, or -EINVAL (tx NULL).  Any number of
+ * these may wait, from any tasks; all must be dropped or READY before
+ * pn_watch_tx_free.  Cancel-safe: a drop only unlinks it (a receiver
+ * freed meanwhile wakes every one of these, so no wake needs passing on).
+ * Spends one unit of the task's budget per poll.
+ */
+typedef struct pn_watch_closed_future {
+    pn_future base;
+    pn_watch_tx *tx;        /* private */
+    pn_sync_waiter waiter;  /* private */
+    int status;             /* output */
+} pn_watch_closed_future;
+
+PN_EXTERN pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx);
 
 /* changed() for a plain thread: 0, -EPIPE, -EINVAL as the future, or
  * -EDEADLK from a thread that is polling a task (nothing marked), -ENOMEM. */

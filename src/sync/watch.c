@@ -32,7 +32,8 @@ typedef struct wchan {
     bool tx_alive;              /* under lock */
     size_t esz;
     size_t rx_count;            /* under lock */
-    pn__waitq waiters;          /* under lock */
+    pn__waitq waiters;          /* changed() futures, under lock */
+    pn__waitq tx_waiters;       /* pn_watch_tx_closed futures, under lock */
     unsigned char val[];        /* esz bytes, under lock */
 } wchan;
 
@@ -66,6 +67,7 @@ int pn_watch_new(size_t elem_size, const void *initial, pn_watch_tx **tx, pn_wat
     ch->esz = elem_size;
     ch->rx_count = r ? 1 : 0;
     ch->waiters = (pn__waitq){ NULL, NULL };
+    ch->tx_waiters = (pn__waitq){ NULL, NULL };
     memcpy(ch->val, initial, elem_size);
     if (r) {
         r->ch = ch;
@@ -78,10 +80,10 @@ int pn_watch_new(size_t elem_size, const void *initial, pn_watch_tx **tx, pn_wat
 
 /* As broadcast.c: every waiter's waker into wl, lock held on entry and
  * exit, dropped while a full list is woken (the caller keeps ch alive). */
-static void drain_waiters(wchan *ch, pn__wakelist *wl)
+static void drain_waiters(wchan *ch, pn__waitq *q, pn__wakelist *wl)
 {
     pn_sync_waiter *w;
-    while ((w = pn__waitq_pop(&ch->waiters))) {
+    while ((w = pn__waitq_pop(q))) {
         if (pn__wakelist_full(wl)) {
             pn__lock_release(&ch->lock);
             pn__wakelist_wake(wl);
@@ -107,7 +109,7 @@ static int store(pn_watch_tx *tx, const void *value, void *old, bool need_rx)
     memcpy(ch->val, value, ch->esz);
     uint64_t v = atomic_load_explicit(&ch->version, memory_order_relaxed);
     atomic_store_explicit(&ch->version, v + 1, memory_order_release);
-    drain_waiters(ch, &wl);
+    drain_waiters(ch, &ch->waiters, &wl);
     pn__lock_release(&ch->lock);
     pn__wakelist_wake(&wl);
     return 0;
@@ -118,6 +120,25 @@ int pn_watch_send(pn_watch_tx *tx, const void *value) { return store(tx, value, 
 int pn_watch_send_replace(pn_watch_tx *tx, const void *value, void *old)
 {
     return store(tx, value, old, false);
+}
+
+int pn_watch_send_if_modified(pn_watch_tx *tx, bool (*modify)(void *value, void *arg),
+                              void *arg)
+{
+    if (!tx || !modify)
+        return -EINVAL;
+    wchan *ch = CH(tx);
+    pn__wakelist wl = { 0 };
+    pn__lock_acquire(&ch->lock);
+    bool changed = modify(ch->val, arg);
+    if (changed) {
+        uint64_t v = atomic_load_explicit(&ch->version, memory_order_relaxed);
+        atomic_store_explicit(&ch->version, v + 1, memory_order_release);
+        drain_waiters(ch, &ch->waiters, &wl);
+    }
+    pn__lock_release(&ch->lock);
+    pn__wakelist_wake(&wl);
+    return changed;
 }
 
 int pn_watch_tx_borrow(pn_watch_tx *tx, void *out)
@@ -156,7 +177,7 @@ void pn_watch_tx_free(pn_watch_tx *tx)
     pn__wakelist wl = { 0 };
     pn__lock_acquire(&ch->lock);
     atomic_store_explicit(&ch->closed, true, memory_order_release);
-    drain_waiters(ch, &wl);
+    drain_waiters(ch, &ch->waiters, &wl);
     ch->tx_alive = false;       /* only now: ch lived through the drain */
     bool last = ch->rx_count == 0;
     pn__lock_release(&ch->lock);
@@ -203,10 +224,14 @@ void pn_watch_rx_free(pn_watch_rx *rx)
     if (!rx)
         return;
     wchan *ch = rx->ch;
+    pn__wakelist wl = { 0 };
     pn__lock_acquire(&ch->lock);
     ch->rx_count--;
+    if (ch->rx_count == 0)      /* tx_closed futures exist only while tx does */
+        drain_waiters(ch, &ch->tx_waiters, &wl);
     bool last = ch->rx_count == 0 && !ch->tx_alive;
     pn__lock_release(&ch->lock);
+    pn__wakelist_wake(&wl);
     free(rx);
     if (last)
         chan_free(ch);
@@ -338,4 +363,56 @@ int pn_watch_blocking_changed(pn_watch_rx *rx)
     pn_watch_changed_future f = pn_watch_changed(rx);
     int e = pn__sync_block(&f.base);
     return e < 0 ? e : f.status;
+}
+
+/* ---- the sender's closed() future ------------------------------------------- */
+
+static pn_poll closed_poll(pn_future *f, pn_cx *cx)
+{
+    pn_watch_closed_future *c = (pn_watch_closed_future *)f;
+    if (!c->tx) {
+        c->status = -EINVAL;
+        c->waiter.state = W_DONE;
+        return PN_READY;
+    }
+    if (pn__sync_budget(cx) == PN_PENDING)
+        return PN_PENDING;
+    wchan *ch = CH(c->tx);
+    pn__lock_acquire(&ch->lock);
+    if (ch->rx_count == 0) {
+        pn__waitq_remove(&ch->tx_waiters, &c->waiter);
+        pn_waker w = c->waiter.waker;
+        c->waiter.waker = PN_WAKER_NONE;
+        pn__lock_release(&ch->lock);
+        pn_waker_drop(&w);
+        c->status = 0;
+        c->waiter.state = W_DONE;
+        return PN_READY;
+    }
+    pn_waker_set(&c->waiter.waker, cx->waker);
+    if (!c->waiter.queued)
+        pn__waitq_push(&ch->tx_waiters, &c->waiter);
+    pn__lock_release(&ch->lock);
+    return PN_PENDING;
+}
+
+static void closed_drop(pn_future *f)
+{
+    pn_watch_closed_future *c = (pn_watch_closed_future *)f;
+    if (!c->tx || (c->waiter.state & W_DONE))
+        return;
+    wchan *ch = CH(c->tx);
+    pn__lock_acquire(&ch->lock);
+    pn__waitq_remove(&ch->tx_waiters, &c->waiter);
+    pn_waker w = c->waiter.waker;
+    c->waiter.waker = PN_WAKER_NONE;
+    pn__lock_release(&ch->lock);
+    pn_waker_drop(&w);
+}
+
+static const pn_future_vtable closed_vt = { closed_poll, closed_drop, "watch_tx_closed" };
+
+pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx)
+{
+    return (pn_watch_closed_future){ .base = { &closed_vt }, .tx = tx };
 }
