@@ -10,7 +10,8 @@
  * "broadcast.recv.check"); many receiver tasks each see every value; and a
  * sender on a plain thread against receiver tasks on the 2-worker runtime
  * that drop pending receives at random, every value accounted for by its
- * position (received in order exactly once, or counted in a lag).
+ * position (received in order exactly once, or counted in a lag); and two
+ * sender threads at once, every receiver task seeing the same single order.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -644,4 +645,114 @@ Test(broadcast, recv_spends_the_budget)
     cr_assert_eq(v, 1);
     pn_broadcast_rx_free(rx);
     pn_broadcast_tx_free(tx);
+}
+
+/* ---- two sender threads: one order for everybody ---------------------------- */
+
+#define ORDER_PER 2000
+#define ORDER_RX 3
+
+typedef struct order_task {
+    pn_future base;
+    pn_broadcast_rx *rx;
+    pn_broadcast_recv_future recv;
+    bool active;
+    int val, n, final;
+    int *seen;                        /* ORDER_PER * 2 values, in order */
+} order_task;
+
+static pn_poll order_task_poll(pn_future *f, pn_cx *cx)
+{
+    order_task *t = (order_task *)f;
+    for (;;) {
+        if (!t->active) {
+            t->recv = pn_broadcast_recv(t->rx, &t->val);
+            t->active = true;
+        }
+        if (pn_future_poll(&t->recv.base, cx) == PN_PENDING)
+            return PN_PENDING;
+        t->active = false;
+        if (t->recv.status) {
+            t->final = t->recv.status;
+            return PN_READY;
+        }
+        if (t->n < 2 * ORDER_PER)
+            t->seen[t->n] = t->val;
+        t->n++;
+    }
+}
+
+static void order_task_drop(pn_future *f)
+{
+    order_task *t = (order_task *)f;
+    if (t->active)
+        pn_future_drop(&t->recv.base);
+}
+
+static const pn_future_vtable order_task_vt = { order_task_poll, order_task_drop, "order" };
+
+typedef struct tagged_arg {
+    pn_broadcast_tx *tx;
+    int tag;
+} tagged_arg;
+
+static void *tagged_sender(void *arg)
+{
+    tagged_arg *a = arg;
+    for (int i = 0; i < ORDER_PER; i++) {
+        int v = a->tag << 24 | i;
+        if (pn_broadcast_send(a->tx, &v) <= 0)
+            abort();
+    }
+    pn_broadcast_tx_free(a->tx);
+    return NULL;
+}
+
+/* Two threads send at once into a ring that holds everything: every
+ * receiver task sees all 2N values, each thread's in its own order, and
+ * all receivers see the same interleaving (the ring is one order). */
+Test(broadcast, two_sender_threads_every_receiver_sees_one_order)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    pn_broadcast_tx *tx;
+    pn_broadcast_rx *first;
+    cr_assert_eq(pn_broadcast_new(2 * ORDER_PER, sizeof(int), &tx, &first), 0);
+    pn_join_handle *h[ORDER_RX];
+    pn_broadcast_rx *rx[ORDER_RX];
+    int *seen[ORDER_RX];
+    for (int i = 0; i < ORDER_RX; i++) {
+        cr_assert_eq(pn_broadcast_rx_clone(first, &rx[i]), 0);
+        seen[i] = calloc(2 * ORDER_PER, sizeof(int));
+        order_task t = { .base = { &order_task_vt }, .rx = rx[i], .seen = seen[i] };
+        cr_assert_eq(PN_SPAWN(rt, t, &h[i]), 0);
+    }
+    pn_broadcast_rx_free(first);
+    tagged_arg a = { pn_broadcast_tx_clone(tx), 1 }, b = { tx, 2 };
+    pthread_t ta, tb;
+    cr_assert_eq(pthread_create(&ta, NULL, tagged_sender, &a), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, tagged_sender, &b), 0);
+    for (int i = 0; i < ORDER_RX; i++) {
+        pn_join_future j = pn_join_handle_await(h[i]);
+        AWAIT(rt, j);
+        order_task *t = j.output;
+        cr_assert_eq(t->final, -EPIPE);
+        cr_assert_eq(t->n, 2 * ORDER_PER);
+        int next[3] = { 0, 0, 0 };
+        for (int k = 0; k < 2 * ORDER_PER; k++) {
+            int tag = seen[i][k] >> 24, seq = seen[i][k] & 0xffffff;
+            cr_assert(tag == 1 || tag == 2);
+            cr_assert_eq(seq, next[tag], "receiver %d: thread %d's values out of order", i, tag);
+            next[tag]++;
+        }
+        if (i > 0)
+            cr_assert_arr_eq(seen[i], seen[0], 2 * ORDER_PER * sizeof(int),
+                             "receivers saw different interleavings");
+        pn_join_handle_free(h[i]);
+        pn_broadcast_rx_free(rx[i]);
+    }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    for (int i = 0; i < ORDER_RX; i++)
+        free(seen[i]);
+    cr_assert_eq(pn_runtime_free(rt), 0);
 }

@@ -115,8 +115,9 @@ PN_EXTERN void pn_broadcast_rx_free(pn_broadcast_rx *rx);
 /* The number of receivers now (0 for NULL).  Any thread. */
 PN_EXTERN size_t pn_broadcast_receiver_count(pn_broadcast_tx *tx);
 
-/* How many values rx would receive before waiting, lagged ones counted
- * as the `capacity` it can still read (0 for NULL). */
+/* How many values rx can receive now without waiting, at most capacity
+ * (a lagged receiver counts the values still kept; 0 for NULL).  Takes no
+ * lock; by the owner of rx. */
 PN_EXTERN size_t pn_broadcast_len(pn_broadcast_rx *rx);
 
 /*
