@@ -40,14 +40,14 @@
  * then -EPIPE.  The last value stays readable with borrow.  When no
  * receiver exists, pn_watch_send fails with -EPIPE and stores nothing (as
  * Tokio's send); pn_watch_send_replace stores anyway, so a receiver made
- * later with pn_watch_subscribe sees it.
+ * later with pn_watch_subscribe reads it with borrow (as already seen).
  *
  * Ownership.  One sender handle, freed once with pn_watch_tx_free.  Each
  * receiver is its own object (its seen version), freed with
  * pn_watch_rx_free.  The channel is freed with its last handle.
  *
- * Threads.  The sender's calls: any thread or task, one at a time or
- * concurrently (they take the lock).  A receiver is used by one thread or
+ * Threads.  The sender's calls: any thread or task, concurrently with each
+ * other (they take the lock), pn_watch_tx_free last.  A receiver is used by one thread or
  * task at a time (its seen version is not shared); different receivers are
  * independent.  changed() is for tasks on either runtime,
  * pn_watch_blocking_changed for plain threads.
