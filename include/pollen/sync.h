@@ -107,4 +107,10 @@ PN_EXTERN void pn_waker_slot_clear(pn_waker_slot *slot);
 #ifdef __cplusplus
 }
 #endif
+
+/* The toolkit built on the two blocks above (docs/GUIDE.md, "Tasks that
+ * talk to each other"). */
+#include "broadcast.h"
+#include "watch.h"
+
 #endif
