@@ -11,7 +11,10 @@
  * group is freed; tasks cancelled by the runtime's shutdown come out
  * -ECANCELED.  On the multi-thread runtime: a plain thread spawns while
  * join_next waits; a task that finishes before its join waker is stored
- * (forced at the point "task_group.spawn") still comes out; 1,000 tasks
+ * (forced at the point "task_group.spawn") still comes out; a task that is
+ * joined and released while its spawner still registers (forced at
+ * "join.registered", inside the join future the spawner polls) is not
+ * touched after its release; 1,000 tasks
  * spawned from several threads come out once each (checksum).
  */
 #include <pthread.h>
@@ -535,6 +538,54 @@ Test(task_group, a_task_finishing_before_its_waker_is_stored_still_comes_out)
     AWAIT(rt, d);
     cr_assert_eq(d.ok, 5);
     cr_assert_eq(d.sum, 15);
+    pn_task_group_free(g);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* The spawner (a plain thread) stops right after storing its waker; the
+ * task is let finish, joined and released by the test thread; then the
+ * spawner goes on (ASan / TSan: it must not touch the freed task). */
+static gate reg_gate;
+static atomic_bool reg_armed, reg_released;
+
+static void release_while_registering(const char *name, void *arg)
+{
+    (void)arg;
+    if (strcmp(name, "join.registered") || !atomic_exchange(&reg_armed, false))
+        return;
+    gate_open(&reg_gate);
+    while (!atomic_load(&reg_released))
+        sched_yield();
+}
+
+static void *spawn_gated(void *p)
+{
+    gated t = gated_new(&reg_gate, 11, NULL);
+    cr_assert_eq(PN_TASK_GROUP_SPAWN((pn_task_group *)p, t), 0);
+    return NULL;
+}
+
+Test(task_group, a_task_joined_while_its_spawner_registers_is_not_touched_after)
+{
+    pn_runtime *rt = mt_driver_new(2, PN_DRIVER_WORKERS);
+    pn_task_group *g = group_new(rt);
+    memset(&reg_gate, 0, sizeof reg_gate);
+    atomic_store(&reg_released, false);
+    atomic_store(&reg_armed, true);
+    pn__point_set_hook(release_while_registering);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, spawn_gated, g), 0);
+    pn_task_group_join j = pn_task_group_join_next(g);
+    while (pn_task_group_len(g) == 0)
+        sched_yield();                        /* the spawn is under way */
+    AWAIT(rt, j);
+    cr_assert_eq(j.status, 0);
+    cr_assert_eq(((gated *)j.output)->out, 11);
+    pn_task_group_join_release(&j);
+    atomic_store(&reg_released, true);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    pn__point_set_hook(NULL);
+    cr_assert_eq(pn_task_group_len(g), 0);
     pn_task_group_free(g);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }

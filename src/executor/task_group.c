@@ -22,14 +22,18 @@
  * future (a poll with the node's waker in the context), which stores the
  * waker then looks at the task's state again: a task that finished before
  * the waker was stored is seen there, and the spawner moves the node
- * itself.  Moving is idempotent (only an `idle` node moves).
+ * itself.  Moving is idempotent (only an `idle` node moves).  The node is
+ * on the idle list before the waker is stored (so a wake always finds it
+ * there), which means another thread's join_next may take and free it
+ * while the spawner still registers: the spawner holds a reference on the
+ * node and one on the task (executor/task.h) for that window.
  *
  * Lock order: the group's lock, then the scheduler's queue locks
  * (abort_all aborts under the group's lock; an abort only queues the
  * task, it never completes it synchronously, so no wake comes back here).
  */
 #include <stdlib.h>
-#include "pollen/task.h"
+#include "task.h"
 #include "sync/wait.h"
 #include "core/sys.h"
 #include "core/chaos.h"
@@ -214,10 +218,16 @@ int pn_task_group_spawn(pn_task_group *g, const pn_future *f, size_t size)
         pn__free(n);
         return err;
     }
-    atomic_init(&n->refs, 1);                 /* its place in the group */
+    /* Its place in the group, plus ours until the end of this call: once
+     * the node is on the list, a join_next on another thread may take it
+     * and free its handle while we still look at the task; our task
+     * reference keeps the task's memory until then. */
+    atomic_init(&n->refs, 2);
     atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
     n->g = g;
     n->h = h;
+    pn__task *t = (pn__task *)(void *)h;
+    pn__task_ref(t);
     pn__lock_acquire(&g->lock);
     list_push(&g->idle, n);
     n->where = NODE_IDLE;
@@ -232,6 +242,8 @@ int pn_task_group_spawn(pn_task_group *g, const pn_future *f, size_t size)
     void *output;
     if (join_once(h, &w, g->rt, &status, &output) == PN_READY)
         node_ready(n);
+    pn__task_unref(t);
+    node_unref(n);
     return 0;
 }
 
