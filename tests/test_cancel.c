@@ -304,7 +304,8 @@ BOTH(cancel, a_plain_thread_cancels_while_tasks_wait)
 }
 
 /* Tasks still waiting when the runtime shuts down are dropped: each gives
- * its reference back (ASan). */
+ * its reference back (ASan).  The tasks own their references (the _owned
+ * future): the test frees its own before some tasks were ever polled. */
 BOTH(cancel, waiters_dropped_by_shutdown_release_the_token)
 {
     pn_runtime *rt = flavour_new(fl);
@@ -312,7 +313,8 @@ BOTH(cancel, waiters_dropped_by_shutdown_release_the_token)
     pn_cancel_token *k = pn_cancel_token_child(t);
     atomic_int woken = 0;
     for (int i = 0; i < 8; i++) {
-        waiter_task w = waiter_task_new(i % 2 ? t : k, &woken);
+        waiter_task w = waiter_task_new(NULL, &woken);
+        w.c = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(i % 2 ? t : k));
         cr_assert_eq(PN_SPAWN(rt, w, NULL), 0);
     }
     pn_yield_now y = pn_yield();
@@ -346,6 +348,36 @@ static void cancel_at_free(const char *name, void *arg)
         atomic_fetch_add(&race_hits, 1))
         return;
     pn_cancel_token_cancel(race_root);
+}
+
+Test(cancel, an_owned_future_releases_its_reference_when_ready_or_dropped)
+{
+    pn_cancel_token *t = pn_cancel_token_new();
+    waker_probe p = { 0 };
+    pn_waker w = probe_waker(&p);
+    pn_cx cx = probe_cx(&w);
+    pn_cancel_wait never = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_future_drop(&never.base);              /* never polled: releases */
+    pn_cancel_wait a = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_cancel_wait b = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    cr_assert_eq(pn_future_poll(&a.base, &cx), PN_PENDING);
+    pn_cancel_token_free(t);                  /* a and b keep it */
+    cr_assert_eq(pn_future_poll(&b.base, &cx), PN_PENDING);
+    pn_future_drop(&b.base);
+    cr_assert_eq(pn_future_poll(&a.base, &cx), PN_PENDING);
+    pn_future_drop(&a.base);                  /* the last reference: ASan */
+    cr_assert_eq(waker_probe_held(&p), 0);
+    pn_cancel_wait n = pn_cancel_token_cancelled_owned(NULL);
+    cr_assert_eq(pn_future_poll(&n.base, &cx), PN_READY);
+    cr_assert_eq(n.status, -EINVAL);
+    /* READY releases */
+    t = pn_cancel_token_new();
+    a = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_cancel_token_cancel(t);
+    pn_cancel_token_free(t);
+    cr_assert_eq(pn_future_poll(&a.base, &cx), PN_READY);
+    cr_assert_eq(a.status, 0);
+    pn_future_drop(&a.base);
 }
 
 Test(cancel, a_free_racing_a_cancel_is_safe_both_ways)

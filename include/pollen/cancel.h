@@ -72,8 +72,10 @@ PN_EXTERN bool pn_cancel_token_is_cancelled(const pn_cancel_token *t);
 
 /*
  * READY (.status 0) once the token is cancelled (at once when it already
- * is); .status -EINVAL for a NULL token.  From its first poll until READY
- * or dropped it holds a reference to the token.  Waits intrusively (no
+ * is); .status -EINVAL for a NULL token.  It borrows t: keep your
+ * reference until the future was first polled (or use the _owned variant
+ * below).  From its first poll until READY or dropped it holds a
+ * reference of its own, so yours may go then.  Waits intrusively (no
  * allocation).  Cancel safety: dropping it pending just unqueues it (a
  * cancellation is a state, not a permit: nothing is lost, any other
  * waiter is woken anyway); dropping it READY or never polled is a no-op.
@@ -87,6 +89,18 @@ typedef struct pn_cancel_wait {
 } pn_cancel_wait;
 
 PN_EXTERN pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t);
+
+/*
+ * The same future owning one reference to t from its creation (Tokio's
+ * cancelled_owned): pass it a reference of its own, typically
+ * pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t)), for a task
+ * that may outlive your reference or may not have been polled yet when
+ * you free yours.  The reference is released when the future is READY or
+ * dropped, so an owned future must be dropped if it never completes (a
+ * spawned task's future is dropped by abort and shutdown; dropping one
+ * that was never polled releases it too).
+ */
+PN_EXTERN pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t);
 
 /* Block this plain thread until t is cancelled.  Returns 0, -EINVAL
  * (NULL), -EDEADLK (called from a thread that is polling a task). */

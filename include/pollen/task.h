@@ -143,8 +143,9 @@ PN_EXTERN pn_join_future pn_join_handle_await(pn_join_handle *h);
  * either runtime.  Only one join_next or shutdown future may be pending at
  * a time (they share one waiter: a second one takes it over, and the first
  * is not woken again until polled again).  pn_task_group_free must not run
- * concurrently with any other call on the group; results already taken
- * stay valid after it (release them as usual).
+ * concurrently with any other call on the group, and every join_next or
+ * shutdown future of the group must be READY or dropped before it; results
+ * already taken stay valid after it (release them as usual).
  *
  * Ownership: the group is a heap object owned by the caller of
  * pn_task_group_new, freed by pn_task_group_free.  A READY join_next

@@ -316,6 +316,11 @@ pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t)
     return (pn_cancel_wait){ .base = { &cancel_wait_vt }, .token = t };
 }
 
+pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t)
+{
+    return (pn_cancel_wait){ .base = { &cancel_wait_vt }, .token = t, .holds = t != NULL };
+}
+
 int pn_cancel_token_blocking_wait(pn_cancel_token *t)
 {
     if (!t)
