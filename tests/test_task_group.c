@@ -7,7 +7,8 @@
  * every task come out -ECANCELED (each dropped once); shutdown aborts and
  * waits until every task has finished; free with running and finished
  * tasks leaks nothing (ASan); a dropped pending join_next loses no result;
- * try_join_next says -EAGAIN / -ENOENT; results stay valid after the
+ * a dropped pending join_next or shutdown gives its waker back (the
+ * shutdown's aborts stand); try_join_next says -EAGAIN / -ENOENT; results stay valid after the
  * group is freed; tasks cancelled by the runtime's shutdown come out
  * -ECANCELED.  On the multi-thread runtime: a plain thread spawns while
  * join_next waits; a task that finishes before its join waker is stored
@@ -382,6 +383,39 @@ BOTH(task_group, a_dropped_pending_join_next_loses_no_result)
     pn_future_drop(&d.j.base);                /* a READY join: releases */
     cr_assert_null(d.j.output);
     cr_assert_eq(pn_task_group_len(g), 0);
+    pn_task_group_free(g);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* Pending join_next and shutdown polled by hand with a probe waker, then
+ * dropped: each gives its waker back; the aborts of the dropped shutdown
+ * stand (the tasks still come out cancelled). */
+BOTH(task_group, dropped_pending_join_next_and_shutdown_give_their_waker_back)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_task_group *g = group_new(rt);
+    atomic_int drops = 0;
+    for (int i = 0; i < 3; i++) {
+        pending_f p = pending_new(&drops);
+        cr_assert_eq(PN_TASK_GROUP_SPAWN(g, p), 0);
+    }
+    waker_probe pr = { 0 };
+    pn_waker w = { &pr, &waker_probe_vt };
+    pn_cx cx = { .waker = &w, .budget = 100 };
+    pn_task_group_join j = pn_task_group_join_next(g);
+    cr_assert_eq(pn_future_poll(&j.base, &cx), PN_PENDING);
+    cr_assert_eq(waker_probe_held(&pr), 1);
+    pn_future_drop(&j.base);
+    cr_assert_eq(waker_probe_held(&pr), 0);
+    pn_task_group_shutdown_future s = pn_task_group_shutdown(g);
+    if (pn_future_poll(&s.base, &cx) == PN_PENDING)
+        pn_future_drop(&s.base);
+    cr_assert_eq(waker_probe_held(&pr), 0);
+    drain d = drain_new(g);
+    AWAIT(rt, d);
+    cr_assert_leq(d.cancelled, 3, "those the shutdown's poll took are gone, no more");
+    cr_assert_eq(d.ok, 0);
+    cr_assert_eq(atomic_load(&drops), 3, "the aborts of the dropped shutdown stand");
     pn_task_group_free(g);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
