@@ -348,8 +348,15 @@ static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
         pn__lock_release(&g->lock);
         return PN_PENDING;
     }
+    /* READY: give back a waker an earlier poll left in the slot. */
+    pn_waker stale = PN_WAKER_NONE;
+    if (j->waiting) {
+        stale = g->waiter;
+        g->waiter = PN_WAKER_NONE;
+        j->waiting = false;
+    }
     pn__lock_release(&g->lock);
-    j->waiting = false;
+    pn_waker_drop(&stale);
     if (n) {
         fill_result(j, n);
     } else {
