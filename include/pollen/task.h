@@ -118,6 +118,122 @@ typedef struct pn_join_future {
 
 PN_EXTERN pn_join_future pn_join_handle_await(pn_join_handle *h);
 
+/* ==== Task groups ==========================================================
+ *
+ * A task group (Tokio's JoinSet) owns the tasks spawned into it and hands
+ * them back in the order they finish:
+ *
+ *     pn_task_group *g;
+ *     if (pn_task_group_new(rt, &g) < 0) ...;
+ *     for (int i = 0; i < n; i++)
+ *         PN_TASK_GROUP_SPAWN(g, my_fut[i]);          // errors as pn_spawn
+ *     // in a task (state in its struct): loop until .status == -ENOENT
+ *     t->join = pn_task_group_join_next(g);
+ *     PN_AWAIT(t->pc, &t->join, cx);
+ *     if (t->join.status == 0) use((my_fut_t *)t->join.output);
+ *     pn_task_group_join_release(&t->join);           // frees that task
+ *     ...
+ *     pn_task_group_free(g);                          // aborts the rest
+ *
+ * Completion order costs no polling of every task: each task's join waker
+ * is a small node of the group; when the task finishes the node moves to
+ * the group's ready list and the group's waiter is woken.
+ *
+ * Threads: spawn, len and abort_all may be called from any thread, on
+ * either runtime.  Only one join_next or shutdown future may be pending at
+ * a time (they share one waiter: a second one takes it over, and the first
+ * is not woken again until polled again).  pn_task_group_free must not run
+ * concurrently with any other call on the group, and every join_next or
+ * shutdown future of the group must be READY or dropped before it; results
+ * already taken stay valid after it (release them as usual).
+ *
+ * Ownership: the group is a heap object owned by the caller of
+ * pn_task_group_new, freed by pn_task_group_free.  A READY join_next
+ * future owns the finished task it returned until
+ * pn_task_group_join_release (or pn_future_drop) on it.
+ */
+
+typedef struct pn_task_group pn_task_group;
+
+/* A new empty group spawning onto `rt` (which must outlive the spawns).
+ * Returns 0, -EINVAL (NULL rt or out), -ENOMEM; *out is NULL on error. */
+PN_EXTERN int pn_task_group_new(pn_runtime *rt, pn_task_group **out);
+
+/* Spawn a copy of the `size`-byte future at `f` into the group (like
+ * pn_spawn: the caller's copy is dead after a success).  Returns 0,
+ * -EINVAL (NULL g, or as pn_spawn), -ENOMEM, -ESHUTDOWN (as pn_spawn:
+ * the future was not dropped and is still the caller's).  Any thread. */
+PN_EXTERN int pn_task_group_spawn(pn_task_group *g, const pn_future *f, size_t size);
+
+#define PN_TASK_GROUP_SPAWN(g, fut) \
+    pn_task_group_spawn((g), (const pn_future *)&(fut), sizeof(fut))
+
+/* Tasks in the group: running ones plus finished ones not yet returned by
+ * join_next.  0 for NULL.  Any thread. */
+PN_EXTERN size_t pn_task_group_len(pn_task_group *g);
+
+/* pn_join_handle_abort every task of the group (each finishes as
+ * -ECANCELED unless its current poll completes it; the results still come
+ * out of join_next).  Tasks spawned afterwards are not affected.  NULL:
+ * no effect.  Any thread. */
+PN_EXTERN void pn_task_group_abort_all(pn_task_group *g);
+
+/* Abort every task and release the group.  Running tasks are dropped by
+ * their runtime later (detached); finished ones are freed now.  NULL is a
+ * no-op. */
+PN_EXTERN void pn_task_group_free(pn_task_group *g);
+
+/*
+ * The next task to finish.  Outputs once PN_READY:
+ *   .status  0 the task's future completed: .output is it (cast it to
+ *            your future's type and read its outputs);
+ *            -ECANCELED it was aborted (or dropped by its runtime's
+ *            shutdown): .output is NULL;
+ *            -ENOENT the group has no task left: .output is NULL;
+ *            -EINVAL NULL group.
+ * The future owns the returned task until pn_task_group_join_release (or
+ * pn_future_drop) on the READY future; .output is valid until then.
+ * Cancel safety: dropping a pending join_next loses nothing (a task that
+ * finished meanwhile stays in the group for the next join_next).
+ */
+typedef struct pn_task_group_join {
+    pn_future base;
+    pn_task_group *group;  /* private */
+    void *entry;           /* private: the task this READY future owns */
+    bool waiting;          /* private: registered as the group's waiter */
+    void *output;          /* output */
+    int status;            /* output */
+} pn_task_group_join;
+
+PN_EXTERN pn_task_group_join pn_task_group_join_next(pn_task_group *g);
+
+/* Without waiting: fills *out as a READY join_next future would and
+ * returns its status, or returns -EAGAIN (tasks are running, none has
+ * finished; *out is then empty).  Release *out as usual.  -EINVAL for
+ * NULL arguments. */
+PN_EXTERN int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join *out);
+
+/* Free the task a READY join_next future owns (its .output becomes NULL).
+ * A second release, a pending or never-polled future, NULL: no effect. */
+PN_EXTERN void pn_task_group_join_release(pn_task_group_join *j);
+
+/*
+ * Abort every task of the group (at the first poll), then wait until every
+ * task has finished, freeing each one as it does (their outputs are
+ * discarded).  READY with .status 0 when the group is empty (tasks spawned
+ * while it waits are waited for too, not aborted); -EINVAL for a NULL
+ * group.  Cancel safety: dropping it pending loses nothing but the
+ * results it already discarded; the tasks stay aborted.
+ */
+typedef struct pn_task_group_shutdown_future {
+    pn_future base;
+    pn_task_group *group;  /* private */
+    int state;             /* private: 0 new, 1 waiting, 2 done */
+    int status;            /* output */
+} pn_task_group_shutdown_future;
+
+PN_EXTERN pn_task_group_shutdown_future pn_task_group_shutdown(pn_task_group *g);
+
 #ifdef __cplusplus
 }
 #endif

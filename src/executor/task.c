@@ -10,6 +10,7 @@
 #include <string.h>
 #include "task.h"
 #include "core/sys.h"
+#include "core/chaos.h"
 
 static _Atomic uint64_t next_task_id = 1;
 
@@ -324,6 +325,8 @@ static pn_poll join_poll(pn_future *f, pn_cx *cx)
         join_lock(t);
         pn_waker_set(&t->join_waker, cx->waker);
         join_unlock(t);
+        /* A completion here takes the waker just stored and wakes it. */
+        PN_POINT("join.registered", t);
         /* Completion takes the waker after setting COMPLETE: look again so a
          * completion between the first load and the store is not missed. */
         st = atomic_load_explicit(&t->state, memory_order_acquire);
