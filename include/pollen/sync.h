@@ -112,5 +112,7 @@ PN_EXTERN void pn_waker_slot_clear(pn_waker_slot *slot);
  * talk to each other"). */
 #include "broadcast.h"
 #include "watch.h"
+#include "cancel.h"
+#include "waitgroup.h"
 
 #endif
