@@ -139,6 +139,7 @@ PN_EXTERN size_t pn_semaphore_available(const pn_semaphore *s);
  * Idempotent; NULL: no effect. */
 PN_EXTERN void pn_semaphore_close(pn_semaphore *s);
 
+/* True once pn_semaphore_close ran (false for NULL). */
 PN_EXTERN bool pn_semaphore_is_closed(const pn_semaphore *s);
 
 /* ---- Mutex ----------------------------------------------------------------
