@@ -300,7 +300,10 @@ static pn_poll locker_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(l->pc);
     for (l->done = 0; l->done < l->iters;) {
         l->g = pn_mutex_lock(l->m);
-        if (l->drop_some && rand_r(&l->seed) % 8 == 0) {
+        if (rand_r(&l->seed) % 16 == 0) {
+            if (pn_mutex_try_lock(l->m, &l->g) != 0)
+                continue;                         /* busy (or someone waits) */
+        } else if (l->drop_some && rand_r(&l->seed) % 8 == 0) {
             if (pn_future_poll(&l->g.base, cx) == PN_PENDING) {
                 pn_future_drop(&l->g.base);       /* a random drop of a pending lock */
                 atomic_fetch_add(&l->st->drops, 1);

@@ -348,6 +348,16 @@ static pn_poll sem_worker_poll(pn_future *f, pn_cx *cx)
     for (w->i = 0; w->i < w->iters; w->i++) {
         w->k = 1 + rand_r(&w->seed) % w->cap;
         w->p = pn_semaphore_acquire(w->s, w->k);
+        if (rand_r(&w->seed) % 8 == 0) {
+            /* try_acquire: permits given back with add_permits */
+            if (pn_semaphore_try_acquire(w->s, w->k) == 0) {
+                if ((size_t)atomic_fetch_add(w->in_use, (long)w->k) + w->k > w->cap * 2)
+                    atomic_fetch_add(w->bad, 1);
+                atomic_fetch_sub(w->in_use, (long)w->k);
+                pn_semaphore_add_permits(w->s, w->k);
+            }
+            continue;
+        }
         if (rand_r(&w->seed) % 4 == 0) {
             /* One poll, and a drop if it has to wait (maybe with a part
              * of its permits assigned already, or granted meanwhile). */
@@ -372,7 +382,12 @@ static pn_poll sem_worker_poll(pn_future *f, pn_cx *cx)
         }
         atomic_fetch_sub(w->in_use, (long)w->k);
         w->holding = false;
-        pn_semaphore_release(&w->p);
+        if (rand_r(&w->seed) % 16 == 0) {
+            pn_semaphore_forget(&w->p);           /* gone for good ... */
+            pn_semaphore_add_permits(w->s, w->k); /* ... until added back */
+        } else {
+            pn_semaphore_release(&w->p);
+        }
     }
     PN_ASYNC_END(w->pc);
 }
