@@ -155,11 +155,14 @@ typedef pn_semaphore_permit pn_mutex_guard;
 
 #define PN_MUTEX_INIT { PN_SEMAPHORE_INIT(1) }
 
-/* Returns 0 or -EINVAL (NULL). */
+/* Returns 0 or -EINVAL (NULL).  Destroy once no lock future is pending
+ * and no guard holds it (NULL: no effect). */
 PN_EXTERN int pn_mutex_init(pn_mutex *m);
 PN_EXTERN void pn_mutex_destroy(pn_mutex *m);
 
-/* The lock future: READY with status 0 means it holds the lock. */
+/* The lock future: READY with status 0 means it holds the lock (status
+ * -EINVAL: NULL mutex).  Drop while pending: leaves the queue; if the lock
+ * had been handed to it meanwhile, hands it on to the next waiter. */
 PN_EXTERN pn_mutex_guard pn_mutex_lock(pn_mutex *m);
 
 /* Unlock (the guard of a READY lock), or cancel a pending lock. */
@@ -189,17 +192,23 @@ typedef pn_semaphore_permit pn_rwlock_guard;
 
 #define PN_RWLOCK_INIT { PN_SEMAPHORE_INIT(PN_RWLOCK_MAX_READS) }
 
+/* Returns 0 or -EINVAL (NULL).  Destroy as a mutex. */
 PN_EXTERN int pn_rwlock_init(pn_rwlock *rw);
 PN_EXTERN void pn_rwlock_destroy(pn_rwlock *rw);
 
-/* Shared and exclusive lock futures; READY with status 0 holds the lock. */
+/* Shared and exclusive lock futures; READY with status 0 holds the lock
+ * (-EINVAL: NULL rwlock).  Drop while pending as pn_mutex_lock; a pending
+ * write may hold part of the read permits already (the readers that left
+ * before it), and its drop gives them back, letting in the readers queued
+ * behind it. */
 PN_EXTERN pn_rwlock_guard pn_rwlock_read(pn_rwlock *rw);
 PN_EXTERN pn_rwlock_guard pn_rwlock_write(pn_rwlock *rw);
 
 /* Unlock a read or write guard, or cancel a pending one. */
 PN_EXTERN void pn_rwlock_unlock(pn_rwlock_guard *g);
 
-/* Returns 0 (*g holds), -EAGAIN, -EINVAL (NULL). */
+/* Returns 0 (*g holds), -EAGAIN (held incompatibly, or anyone waits),
+ * -EINVAL (NULL rw or g). */
 PN_EXTERN int pn_rwlock_try_read(pn_rwlock *rw, pn_rwlock_guard *g);
 PN_EXTERN int pn_rwlock_try_write(pn_rwlock *rw, pn_rwlock_guard *g);
 
