@@ -317,7 +317,13 @@ pn_poll pn__semaphore_permit_poll(pn_future *f, pn_cx *cx)
             continue;
         }
         /* Take what is free (nothing, if someone waits) and queue for
-         * the rest, setting WAITERS in the same step. */
+         * the rest, setting WAITERS in the same step.  With WAITERS set
+         * already the word cannot change while we hold the lock (it has
+         * no free permit; WAITERS and CLOSED move only under the lock). */
+        if (cur & WAITERS) {
+            p->w.need = p->n;
+            break;
+        }
         if (atomic_compare_exchange_weak_explicit(&s->state, &cur,
                                                   (cur - (avail << SHIFT)) | WAITERS,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
