@@ -95,6 +95,23 @@ Test(semaphore, acquire_release_forget_try_by_hand)
     pn_future_drop(&never.base);                       /* never polled: no-op */
     cr_assert_eq(pn_semaphore_available(&s), 3);
     cr_assert_eq(atomic_load(&pr.clones), 0, "the fast path keeps no waker");
+
+    /* release and forget of a pending acquire cancel it (nothing kept) */
+    cr_assert_eq(pn_semaphore_try_acquire(&s, 3), 0);
+    pn_semaphore_permit q1 = pn_semaphore_acquire(&s, 2), q2 = pn_semaphore_acquire(&s, 1);
+    cr_assert_eq(POLL(&q1, &pr), PN_PENDING);
+    cr_assert_eq(POLL(&q2, &pr), PN_PENDING);
+    cr_assert_eq(pn_semaphore_add_permits(&s, 1), 0);    /* q1 holds 1 of 2 */
+    pn_semaphore_forget(&q1);                            /* cancel: its 1 goes on to q2 */
+    cr_assert_eq(POLL(&q2, &pr), PN_READY);
+    pn_semaphore_release(&q2);
+    cr_assert_eq(pn_semaphore_available(&s), 1);
+    pn_semaphore_permit q3 = pn_semaphore_acquire(&s, 2);
+    cr_assert_eq(POLL(&q3, &pr), PN_PENDING);
+    pn_semaphore_release(&q3);
+    cr_assert_eq(pn_semaphore_add_permits(&s, 2), 0);
+    cr_assert_eq(pn_semaphore_available(&s), 3);
+    cr_assert_eq(waker_probe_held(&pr), 0);
 }
 
 /* Waiters queued in order are granted in that order, the head partly when
