@@ -61,16 +61,16 @@ void pn_notify_destroy(pn_notify *n)
         pthread_mutex_destroy(&n->lock);
 }
 
-/* Store the permit: the word is EMPTY or NOTIFIED.  Lock-free. */
+/* Store the permit: the word is EMPTY or NOTIFIED.  Lock-free.  A permit
+ * already stored is written again (a CAS to the same value), so the one
+ * who takes it also sees what this notifier published before calling. */
 static bool store_permit(pn_notify *n)
 {
     size_t cur = atomic_load_explicit(&n->state, memory_order_relaxed);
     for (;;) {
         if ((cur & MASK) == WAITING)
             return false;
-        if ((cur & MASK) == NOTIFIED)
-            return true;
-        if (atomic_compare_exchange_weak_explicit(&n->state, &cur, cur | NOTIFIED,
+        if (atomic_compare_exchange_weak_explicit(&n->state, &cur, (cur & ~MASK) | NOTIFIED,
                                                   memory_order_release, memory_order_relaxed))
             return true;
     }
