@@ -174,6 +174,50 @@ Test(locks, dropping_a_waiting_writer_lets_the_readers_behind_it_in)
     cr_assert_eq(waker_probe_held(&pw) + waker_probe_held(&pr), 0);
 }
 
+/* The last reader's unlock grants the waiting writer; the writer is
+ * dropped right there, before the wake (the point "semaphore.granted"):
+ * the readers queued behind it get in. */
+static pn_rwlock_guard *window_writer;
+static _Atomic int window_hits;
+
+static void drop_writer_at_granted(const char *name, void *arg)
+{
+    (void)arg;
+    if (strcmp(name, "semaphore.granted") || atomic_fetch_add(&window_hits, 1))
+        return;
+    pn_future_drop(&window_writer->base);
+}
+
+Test(locks, a_writer_dropped_between_grant_and_wake_lets_the_readers_in)
+{
+    pn_rwlock rw;
+    pn_rwlock_init(&rw);
+    waker_probe pw = { 0 }, pr = { 0 };
+    pn_rwlock_guard r, w = pn_rwlock_write(&rw), late1 = pn_rwlock_read(&rw),
+                       late2 = pn_rwlock_read(&rw);
+    cr_assert_eq(pn_rwlock_try_read(&rw, &r), 0);
+    cr_assert_eq(POLL(&w, &pw), PN_PENDING);
+    cr_assert_eq(POLL(&late1, &pr), PN_PENDING);
+    cr_assert_eq(POLL(&late2, &pr), PN_PENDING);
+    window_writer = &w;
+    atomic_store(&window_hits, 0);
+    pn__point_set_hook(drop_writer_at_granted);
+    pn_rwlock_unlock(&r);
+    pn__point_set_hook(NULL);
+    cr_assert_geq(atomic_load(&window_hits), 1, "the window was reached");
+    cr_assert_eq(atomic_load(&pw.wakes), 1, "the writer's wake still lands");
+    cr_assert_eq(atomic_load(&pr.wakes), 2, "both readers got in");
+    cr_assert_eq(POLL(&late1, &pr), PN_READY);
+    cr_assert_eq(POLL(&late2, &pr), PN_READY);
+    pn_rwlock_unlock(&late1);
+    pn_rwlock_unlock(&late2);
+    pn_rwlock_guard t;
+    cr_assert_eq(pn_rwlock_try_write(&rw, &t), 0, "every permit came back");
+    pn_rwlock_unlock(&t);
+    cr_assert_eq(waker_probe_held(&pw) + waker_probe_held(&pr), 0);
+    pn_rwlock_destroy(&rw);
+}
+
 /* ---- blocking variants ------------------------------------------------- */
 
 static pn_mutex block_m;
