@@ -5,10 +5,12 @@
  * over in FIFO order; a pending lock granted but dropped before its poll
  * passes the lock on; readers share, a writer excludes, a waiting writer
  * blocks later readers (and readers queued behind it get in together
- * after it); blocking variants from plain threads and -EDEADLK from a
- * task; and the stress of 100 tasks x 1,000 lock/unlock on 2 workers over
- * a plain counter with a holder checker and random drops of pending
- * locks (exact final count), plus readers and writers of an rwlock.
+ * after it), also when a granted writer is dropped before its wake (the
+ * point "semaphore.granted"); blocking variants from plain threads and
+ * -EDEADLK from a task; and the stress of 100 tasks x 1,000 lock/unlock
+ * on 2 workers over a plain counter with a holder checker and random
+ * drops of pending locks (exact final count), plus readers and writers
+ * of an rwlock.
  */
 #include <pthread.h>
 #include <sched.h>
