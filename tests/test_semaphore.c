@@ -12,7 +12,6 @@
  */
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include "locks_helpers.h"
 
 static void semaphore_fini(void) { pn__point_set_hook(NULL); }
@@ -449,7 +448,6 @@ static void contend(pn_runtime *rt, int tasks, int iters, bool abort_some)
     cr_assert_eq(atomic_load(&bad), 0, "a grant was wrong or the limit was exceeded");
     cr_assert_eq(atomic_load(&in_use), 0);
     cr_assert_gt(atomic_load(&acquired), 0);
-    if (getenv("LOCKS_DEBUG")) fprintf(stderr, "acquired %ld of %d\n", (long)atomic_load(&acquired), tasks * iters);
     cr_assert_eq(pn_semaphore_available(&s), 2 * CAP, "permits were lost or made up");
     pn_semaphore_destroy(&s);
 }
