@@ -110,6 +110,8 @@ PN_EXTERN void pn_waker_slot_clear(pn_waker_slot *slot);
 
 /* The toolkit built on the two blocks above (docs/GUIDE.md, "Tasks that
  * talk to each other"). */
+#include "semaphore.h"
+#include "notify.h"
 #include "broadcast.h"
 #include "watch.h"
 #include "cancel.h"
