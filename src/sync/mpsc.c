@@ -278,7 +278,8 @@ static void release_and_grant(mpsc *c, pn__wakelist *wl)
 static void give_back_and_release(mpsc *c)
 {
     c->reserved--;
-    pn__wakelist wl = { 0 };
+    pn__wakelist wl;
+    wl.n = 0;
     release_and_grant(c, &wl);
 }
 
@@ -533,7 +534,8 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
         if (pn__waitq_empty(&c->senders)) {
             pn__lock_release(&c->lock);
         } else {
-            pn__wakelist wl = { 0 };
+            pn__wakelist wl;
+            wl.n = 0;
             release_and_grant(c, &wl);
         }
         pn_waker_drop(&stale);
@@ -586,7 +588,8 @@ int pn_mpsc_try_recv(pn_mpsc_rx *rx, void *out)
     pn__lock_acquire(&c->lock);
     if (c->len) {
         pop_locked(c, out, 1);
-        pn__wakelist wl = { 0 };
+        pn__wakelist wl;
+        wl.n = 0;
         release_and_grant(c, &wl);
         return 0;
     }
@@ -610,7 +613,8 @@ static void close_and_release(mpsc *c, bool drop_rx)
     c->closed = true;
     pn_waker rxw = c->rx_waker;
     c->rx_waker = PN_WAKER_NONE;
-    pn__wakelist wl = { 0 };
+    pn__wakelist wl;
+    wl.n = 0;
     while (!pn__waitq_empty(&c->senders)) {
         if (pn__wakelist_full(&wl)) {
             pn__lock_release(&c->lock);
