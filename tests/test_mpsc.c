@@ -425,6 +425,7 @@ Test(mpsc, the_last_sender_gone_the_receiver_drains_then_gets_epipe)
     r = pn_mpsc_recv(rx, &got);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
     cr_assert_eq(r.status, -EPIPE);
+    pn_mpsc_rx_free(rx);
 
     /* A pending recv is woken by the last sender's free. */
     new_bounded(4, &tx, &rx);
