@@ -955,6 +955,16 @@ static void *stress_thread_main(void *arg)
 
 enum { TASKS = 6, THREADS = 3 };
 
+static void join_all(pn_runtime *rt, pn_join_handle **h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pn_join_future j = pn_join_handle_await(h[i]);
+        AWAIT(rt, j);
+        cr_assert_eq(j.status, 0);
+        pn_join_handle_free(h[i]);
+    }
+}
+
 /* Producers: TASKS tasks (modes 0, 1, 2 in turn) and THREADS threads
  * (modes 0, 1, 2), `per` values each, into a channel of capacity `cap`.
  * close_after >= 0: the consumer closes after that many values. */
@@ -966,11 +976,12 @@ static void run_stress(pn_runtime_flavor fl, size_t cap, long per, long close_af
     new_bounded(cap, &tx, &rx);
     stress_shared sh = { 0 };
     _Atomic long sent = 0;
+    pn_join_handle *hp[TASKS];
     for (int i = 0; i < TASKS; i++) {
         stress_producer p = { .base = { &stress_producer_vt }, .tx = pn_mpsc_tx_clone(tx),
                               .id = i, .mode = i % 3, .n = per, .rng = seed * 7 + i + 1,
                               .sent = &sent };
-        cr_assert_eq(PN_SPAWN(rt, p, NULL), 0);
+        cr_assert_eq(PN_SPAWN(rt, p, &hp[i]), 0);
     }
     stress_thread th[THREADS];
     pthread_t tid[THREADS];
@@ -988,6 +999,7 @@ static void run_stress(pn_runtime_flavor fl, size_t cap, long per, long close_af
     pn_join_handle_free(h);
     for (int i = 0; i < THREADS; i++)
         pthread_join(tid[i], NULL);
+    join_all(rt, hp, TASKS);                /* every success is counted */
     cr_assert_eq(atomic_load(&sh.bad), 0, "a value out of order, duplicated or unknown");
     cr_assert_eq(atomic_load(&sh.received), atomic_load(&sent),
                  "received %ld, sent %ld", atomic_load(&sh.received), atomic_load(&sent));
@@ -1034,11 +1046,12 @@ BOTH(mpsc_stress, rx_close_from_a_thread_races_the_senders)
         new_bounded(4, &tx, &rx);
         stress_shared sh = { 0 };
         _Atomic long sent = 0;
+        pn_join_handle *hp[4];
         for (int i = 0; i < 4; i++) {
             stress_producer p = { .base = { &stress_producer_vt }, .tx = pn_mpsc_tx_clone(tx),
                                   .id = i, .mode = i % 3, .n = 1000000, .rng = round * 11 + i + 1,
                                   .sent = &sent };
-            cr_assert_eq(PN_SPAWN(rt, p, NULL), 0);
+            cr_assert_eq(PN_SPAWN(rt, p, &hp[i]), 0);
         }
         stress_thread th[2];
         pthread_t tid[2];
@@ -1062,6 +1075,7 @@ BOTH(mpsc_stress, rx_close_from_a_thread_races_the_senders)
             pthread_join(tid[i], NULL);
             cr_assert_eq(th[i].last, -EPIPE);
         }
+        join_all(rt, hp, 4);
         cr_assert_eq(atomic_load(&sh.bad), 0);
         cr_assert_eq(atomic_load(&sh.received), atomic_load(&sent),
                      "received %ld, sent %ld", atomic_load(&sh.received), atomic_load(&sent));
@@ -1103,12 +1117,7 @@ BOTH(mpsc_stress, rx_free_races_the_senders)
             pthread_join(tid[i], NULL);
             cr_assert_eq(th[i].last, -EPIPE);
         }
-        for (int i = 0; i < 3; i++) {
-            pn_join_future j = pn_join_handle_await(hs[i]);
-            AWAIT(rt, j);
-            cr_assert_eq(j.status, 0);
-            pn_join_handle_free(hs[i]);
-        }
+        join_all(rt, hs, 3);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
