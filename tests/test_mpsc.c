@@ -481,6 +481,50 @@ Test(mpsc, rx_close_fails_waiting_senders_and_permits_and_keeps_queued_values)
     pn_mpsc_rx_free(rx);
 }
 
+Test(mpsc, closed_is_ready_once_the_receiver_closes_or_goes)
+{
+    for (int how = 0; how < 2; how++) {
+        pn_mpsc_tx *tx;
+        pn_mpsc_rx *rx;
+        new_bounded(2, &tx, &rx);
+        pn_mpsc_tx *tx2 = pn_mpsc_tx_clone(tx);
+        waker_probe p = { 0 }, q = { 0 }, d = { 0 };
+        pn_mpsc_closed_future a = pn_mpsc_closed(tx), b = pn_mpsc_closed(tx2),
+                              dropped = pn_mpsc_closed(tx);
+        cr_assert_eq(poll_probe(&a.base, &p), PN_PENDING);
+        cr_assert_eq(poll_probe(&a.base, &p), PN_PENDING);
+        cr_assert_eq(atomic_load(&p.clones), 1);
+        cr_assert_eq(poll_probe(&b.base, &q), PN_PENDING);
+        cr_assert_eq(poll_probe(&dropped.base, &d), PN_PENDING);
+        pn_future_drop(&dropped.base);
+        cr_assert_eq(waker_probe_held(&d), 0);
+        long v = 1;
+        cr_assert_eq(pn_mpsc_try_send(tx, &v), 0);
+        cr_assert_eq(atomic_load(&p.wakes) + atomic_load(&q.wakes), 0, "a send is no close");
+        if (how)
+            pn_mpsc_rx_free(rx);
+        else
+            pn_mpsc_rx_close(rx);
+        cr_assert_eq(atomic_load(&p.wakes), 1);
+        cr_assert_eq(atomic_load(&q.wakes), 1);
+        cr_assert_eq(atomic_load(&d.wakes), 0, "a dropped closed future is not woken");
+        cr_assert_eq(poll_probe(&a.base, &p), PN_READY);
+        cr_assert_eq(a.status, 0);
+        cr_assert_eq(poll_probe(&b.base, &q), PN_READY);
+        pn_mpsc_closed_future late = pn_mpsc_closed(tx);
+        cr_assert_eq(poll_probe(&late.base, &p), PN_READY, "ready at once when closed");
+        cr_assert_eq(waker_probe_held(&p) + waker_probe_held(&q), 0);
+        if (!how)
+            pn_mpsc_rx_free(rx);
+        pn_mpsc_tx_free(tx);
+        pn_mpsc_tx_free(tx2);
+    }
+    pn_mpsc_closed_future bad = pn_mpsc_closed(NULL);
+    waker_probe p = { 0 };
+    cr_assert_eq(poll_probe(&bad.base, &p), PN_READY);
+    cr_assert_eq(bad.status, -EINVAL);
+}
+
 Test(mpsc, rx_close_wakes_a_pending_recv_with_epipe)
 {
     pn_mpsc_tx *tx;

@@ -37,6 +37,7 @@
  * Cancel safety (what pn_future_drop on a pending future does):
  *   pn_oneshot_recv     nothing lost: the value stays for the next recv
  *   pn_oneshot_closed   nothing held
+ *   pn_mpsc_closed      nothing held
  *   pn_mpsc_send        the value was not sent (still the caller's); a
  *                       slot granted to it and not used goes to the next
  *                       waiting sender
@@ -168,6 +169,19 @@ PN_EXTERN void pn_mpsc_tx_free(pn_mpsc_tx *tx);
 /* True once the receiver closed or was freed.  NULL: true.  Any thread. */
 PN_EXTERN bool pn_mpsc_tx_is_closed(const pn_mpsc_tx *tx);
 
+/* Ready once the receiver closed or was freed (Tokio's Sender::closed): a
+ * producer can stop preparing values nobody will read.  .status 0, or
+ * -EINVAL for a NULL tx.  Any number may be pending, on any clones.
+ * Drop while pending: releases its waker, nothing else. */
+typedef struct pn_mpsc_closed_future {
+    pn_future base;
+    pn_mpsc_tx *tx;         /* private */
+    pn_sync_waiter waiter;  /* private */
+    int status;             /* output */
+} pn_mpsc_closed_future;
+
+PN_EXTERN pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx);
+
 /*
  * Send (bounded or unbounded channel): wait for room, copy the value in.
  * .status 0, -EPIPE (the receiver closed or was freed, before or while
@@ -261,7 +275,8 @@ PN_EXTERN int pn_mpsc_blocking_recv(pn_mpsc_rx *rx, void *out);
 
 /* Close the channel from the receiving side: sends and reserves (waiting
  * or new) get -EPIPE, permits held give -EPIPE on pn_mpsc_permit_send,
- * queued values are still received, then -EPIPE.  Idempotent.  NULL:
+ * pending pn_mpsc_closed futures are woken, queued values are still
+ * received, then -EPIPE.  Idempotent.  NULL:
  * no-op.  Any thread. */
 PN_EXTERN void pn_mpsc_rx_close(pn_mpsc_rx *rx);
 

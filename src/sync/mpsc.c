@@ -84,6 +84,7 @@ typedef struct mpsc {
     bool rx_gone;              /* the receiver was freed */
     bool unbounded;
     pn__waitq senders;         /* senders waiting for a slot */
+    pn__waitq closers;         /* pending pn_mpsc_closed futures */
     pn_waker rx_waker;         /* a pending receive */
     size_t elem_size;
     unsigned char *buf;
@@ -189,6 +190,56 @@ bool pn_mpsc_tx_is_closed(const pn_mpsc_tx *tx)
     bool closed = c->closed;
     chan_lock_release(&c->lock);
     return closed;
+}
+
+static pn_poll closed_poll(pn_future *f, pn_cx *cx)
+{
+    pn_mpsc_closed_future *cf = (pn_mpsc_closed_future *)f;
+    if (!cf->tx) {
+        cf->status = -EINVAL;
+        return PN_READY;
+    }
+    if (pn__sync_budget(cx) == PN_PENDING)
+        return PN_PENDING;
+    mpsc *c = of_tx(cf->tx);
+    pn_sync_waiter *w = &cf->waiter;
+    chan_lock_acquire(&c->lock);
+    if (c->closed) {
+        pn__waitq_remove(&c->closers, w);
+        pn_waker stale = w->waker;
+        w->waker = PN_WAKER_NONE;
+        chan_lock_release(&c->lock);
+        pn_waker_drop(&stale);
+        cf->status = 0;
+        return PN_READY;
+    }
+    pn_waker_set(&w->waker, cx->waker);
+    if (!w->queued)
+        pn__waitq_push(&c->closers, w);
+    chan_lock_release(&c->lock);
+    return PN_PENDING;
+}
+
+static void closed_drop(pn_future *f)
+{
+    pn_mpsc_closed_future *cf = (pn_mpsc_closed_future *)f;
+    if (!cf->tx)
+        return;
+    mpsc *c = of_tx(cf->tx);
+    pn_sync_waiter *w = &cf->waiter;
+    chan_lock_acquire(&c->lock);
+    pn__waitq_remove(&c->closers, w);
+    pn_waker stale = w->waker;
+    w->waker = PN_WAKER_NONE;
+    chan_lock_release(&c->lock);
+    pn_waker_drop(&stale);
+}
+
+static const pn_future_vtable closed_vt = { closed_poll, closed_drop, "pn_mpsc_closed" };
+
+pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx)
+{
+    return (pn_mpsc_closed_future){ .base = { &closed_vt }, .tx = tx };
 }
 
 size_t pn_mpsc_len(const pn_mpsc_rx *rx)
@@ -659,14 +710,17 @@ static void close_and_release(mpsc *c, bool drop_rx)
     c->rx_waker = PN_WAKER_NONE;
     pn__wakelist wl;
     wl.n = 0;
-    while (!pn__waitq_empty(&c->senders)) {
+    for (;;) {
+        pn__waitq *q = !pn__waitq_empty(&c->senders) ? &c->senders : &c->closers;
+        if (pn__waitq_empty(q))
+            break;
         if (pn__wakelist_full(&wl)) {
             chan_lock_release(&c->lock);
             pn__wakelist_wake(&wl);
             chan_lock_acquire(&c->lock);
             continue;
         }
-        pn_sync_waiter *w = pn__waitq_pop(&c->senders);
+        pn_sync_waiter *w = pn__waitq_pop(q);
         w->state = W_CLOSED;
         pn__wakelist_push(&wl, &w->waker);
     }
