@@ -281,7 +281,8 @@ PN_EXTERN int pn_mpsc_blocking_recv(pn_mpsc_rx *rx, void *out);
 PN_EXTERN void pn_mpsc_rx_close(pn_mpsc_rx *rx);
 
 /* Close and free the receiver; queued values are discarded.  Its pending
- * receive must be finished or dropped first.  NULL: no-op. */
+ * receive must be finished or dropped first, and no pn_mpsc_rx_close (or
+ * other call on rx) may still run on another thread.  NULL: no-op. */
 PN_EXTERN void pn_mpsc_rx_free(pn_mpsc_rx *rx);
 
 /* Values queued now (a snapshot).  NULL: 0.  Any thread. */

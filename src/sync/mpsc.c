@@ -275,6 +275,18 @@ size_t pn_mpsc_max_capacity(const pn_mpsc_tx *tx)
 
 static bool has_room(const mpsc *c) { return c->len + c->reserved < c->cap; }
 
+/* memcpy of n bytes, inlined for the common small element sizes (a call
+ * through the PLT otherwise, on every send and receive). */
+static inline void copy_bytes(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
 /* Append one value; the ring has a free slot.  Returns the receiver's
  * waker to wake after unlocking (none when no receive is pending). */
 static pn_waker push_locked(mpsc *c, const void *value)
@@ -282,7 +294,7 @@ static pn_waker push_locked(mpsc *c, const void *value)
     size_t i = c->head + c->len;
     if (i >= c->bufcap)
         i -= c->bufcap;
-    memcpy(c->buf + i * c->elem_size, value, c->elem_size);
+    copy_bytes(c->buf + i * c->elem_size, value, c->elem_size);
     c->len++;
     pn_waker w = c->rx_waker;
     c->rx_waker = PN_WAKER_NONE;
@@ -323,7 +335,7 @@ static size_t pop_locked(mpsc *c, unsigned char *out, size_t max)
     size_t first = c->bufcap - c->head;
     if (first > n)
         first = n;
-    memcpy(out, c->buf + c->head * es, first * es);
+    copy_bytes(out, c->buf + c->head * es, first * es);
     if (n > first)
         memcpy(out + first * es, c->buf, (n - first) * es);
     c->head += n;
