@@ -11,8 +11,9 @@
  * a dropped pending recv loses nothing; recv_many takes a batch and grants
  * more waiters than one wake list holds; the last sender's free drains
  * then -EPIPE; rx_close and rx_free against waiting senders, permits and
- * queued values; unbounded growth; blocking_* on threads and -EDEADLK in a
- * task; tasks on both runtimes, senders on plain threads.
+ * queued values; the senders' closed future (by hand, and a task woken
+ * by a thread's close); unbounded growth; blocking_* on threads and
+ * -EDEADLK in a task; tasks on both runtimes, senders on plain threads.
  *
  * Suite mpsc_stress: producers (tasks and threads; plain sends, reserves,
  * sends dropped while pending at random) into one consumer task, checking
@@ -1162,6 +1163,35 @@ BOTH(mpsc_stress, rx_free_races_the_senders)
             cr_assert_eq(th[i].last, -EPIPE);
         }
         join_all(rt, hs, 3);
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* ---- closed on a runtime -------------------------------------------------------------- */
+
+static void *close_rx_thread(void *arg)
+{
+    for (int i = 0; i < (int)(((uintptr_t)arg >> 4) % 50); i++)
+        sched_yield();
+    pn_mpsc_rx_close(arg);
+    return NULL;
+}
+
+BOTH(mpsc, a_task_awaiting_closed_is_woken_by_a_thread_close)
+{
+    pn_runtime *rt = flavour_new(fl);
+    for (int round = 0; round < 100; round++) {
+        pn_mpsc_tx *tx;
+        pn_mpsc_rx *rx;
+        new_bounded(1, &tx, &rx);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, close_rx_thread, rx), 0);
+        pn_mpsc_closed_future c = pn_mpsc_closed(tx);
+        AWAIT(rt, c);                       /* a lost wake: the watchdog */
+        cr_assert_eq(c.status, 0);
+        pthread_join(th, NULL);
+        pn_mpsc_tx_free(tx);
+        pn_mpsc_rx_free(rx);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
 }

@@ -7,7 +7,8 @@
  * gives -EPIPE; a send to a freed receiver gives -EPIPE and frees the
  * sender; try_recv's -EAGAIN / 0 / -EPIPE; blocking_recv on a thread and
  * -EDEADLK inside a task; a dropped pending recv keeps no waker and a new
- * recv gets the value; the sender's closed future and tx_is_closed;
+ * recv gets the value; the sender's closed future and tx_is_closed (by
+ * hand, and a task woken when a thread frees the receiver);
  * -EINVAL; and a thread race of send / tx_free / rx_free against a
  * receiving task (ASan, TSan: no leak, no race).
  */
@@ -384,4 +385,31 @@ Test(oneshot, send_racing_rx_free_frees_everything_once)
         cr_assert(err == 0 || err == -EPIPE);
         pthread_join(th, NULL);
     }
+}
+
+static void *rx_free_later(void *arg)
+{
+    for (int i = 0; i < (int)(((uintptr_t)arg >> 4) % 50); i++)
+        sched_yield();
+    pn_oneshot_rx_free(arg);
+    return NULL;
+}
+
+BOTH(oneshot, a_task_awaiting_closed_is_woken_when_a_thread_frees_the_receiver)
+{
+    pn_runtime *rt = flavour_new(fl);
+    for (int round = 0; round < 100; round++) {
+        pn_oneshot_tx *tx;
+        pn_oneshot_rx *rx;
+        cr_assert_eq(pn_oneshot_new(8, &tx, &rx), 0);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, rx_free_later, rx), 0);
+        pn_oneshot_closed_future c = pn_oneshot_closed(tx);
+        AWAIT(rt, c);
+        cr_assert_eq(c.status, 0);
+        pthread_join(th, NULL);
+        cr_assert(pn_oneshot_tx_is_closed(tx));
+        pn_oneshot_tx_free(tx);
+    }
+    cr_assert_eq(pn_runtime_free(rt), 0);
 }
