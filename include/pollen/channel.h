@@ -44,8 +44,8 @@
  *   pn_mpsc_reserve     likewise; a READY reserve holds a slot, and its
  *                       drop gives the slot back (to the next waiting
  *                       sender, else to the channel)
- *   pn_mpsc_recv        nothing lost: values are taken only by the poll
- *                       that returns READY
+ *   pn_mpsc_recv        nothing lost: a value a sender already handed
+ *                       to it is put back first in line
  *   pn_mpsc_recv_many   likewise
  */
 #ifndef POLLEN_CHANNEL_H
@@ -246,15 +246,21 @@ PN_EXTERN void pn_mpsc_permit_release(pn_mpsc_reserve_future *permit);
 /*
  * Receive one value into *out.  .status 0, -EPIPE (every sender is freed,
  * or the receiver closed, and nothing is queued), -EINVAL (NULL rx or out).
- * Drop while pending: nothing taken, nothing lost.
+ * While the receive is pending a sender may write the next value into
+ * *out (a hand-over that saves the receiver a lock): leave *out alone
+ * until READY or the drop.
+ * Drop while pending: nothing lost (a value already handed over is put
+ * back first in line).
  */
 typedef struct pn_mpsc_recv_future {
     pn_future base;
-    pn_mpsc_rx *rx;  /* private */
-    void *out;       /* private */
-    size_t max;      /* private */
-    size_t count;    /* output: values written to out (recv_many) */
-    int status;      /* output */
+    pn_mpsc_rx *rx;           /* private */
+    void *out;                /* private */
+    size_t max;               /* private */
+    bool waiting;             /* private: registered with the channel */
+    _Atomic bool delivered;   /* private: a send wrote into out */
+    size_t count;             /* output: values written to out (recv_many) */
+    int status;               /* output */
 } pn_mpsc_recv_future;
 
 PN_EXTERN pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out);

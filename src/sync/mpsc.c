@@ -86,6 +86,8 @@ typedef struct mpsc {
     pn__waitq senders;         /* senders waiting for a slot */
     pn__waitq closers;         /* pending pn_mpsc_closed futures */
     pn_waker rx_waker;         /* a pending receive */
+    pn_mpsc_recv_future *rx_wait; /* that receive, waiting on an empty ring:
+                                   * the next value is handed to it */
     size_t elem_size;
     unsigned char *buf;
 } mpsc;
@@ -137,7 +139,16 @@ static int chan_new(size_t cap, size_t bufcap, size_t elem_size, bool unbounded,
 
 int pn_mpsc_new(size_t capacity, size_t elem_size, pn_mpsc_tx **tx, pn_mpsc_rx **rx)
 {
-    return chan_new(capacity, capacity, elem_size, false, tx, rx);
+    if (capacity == SIZE_MAX) {
+        if (tx)
+            *tx = NULL;
+        if (rx)
+            *rx = NULL;
+        return -EINVAL;
+    }
+    /* One slot more than the capacity: room for a handed-over value that
+     * a dropped receive puts back (recv_drop). */
+    return chan_new(capacity, capacity + 1, elem_size, false, tx, rx);
 }
 
 int pn_mpsc_unbounded_new(size_t elem_size, pn_mpsc_tx **tx, pn_mpsc_rx **rx)
@@ -287,26 +298,42 @@ static inline void copy_bytes(void *dst, const void *src, size_t n)
     }
 }
 
-/* Append one value; the ring has a free slot.  Returns the receiver's
- * waker to wake after unlocking (none when no receive is pending). */
+/* Append one value (the ring has a free slot), or hand it straight to the
+ * receive that waits on an empty ring when no sender waits for a slot
+ * (handing over uses no slot): the value goes into its `out` and
+ * its `delivered` flag is set (release), so its next poll completes
+ * without the lock.  Nothing of the receive is touched after the flag.
+ * Returns the receiver's waker to wake after unlocking (none when no
+ * receive is pending). */
 static pn_waker push_locked(mpsc *c, const void *value)
 {
-    size_t i = c->head + c->len;
-    if (i >= c->bufcap)
-        i -= c->bufcap;
-    copy_bytes(c->buf + i * c->elem_size, value, c->elem_size);
-    c->len++;
+    pn_mpsc_recv_future *r = c->rx_wait;
+    c->rx_wait = NULL;
+    if (r && pn__waitq_empty(&c->senders)) {
+        copy_bytes(r->out, value, c->elem_size);
+        atomic_store_explicit(&r->delivered, true, memory_order_release);
+    } else {
+        /* Into the ring.  Also when senders wait: a hand-over would free
+         * the sender's slot with nobody granting it (the receiver grants
+         * when it pops).  The woken receive then polls under the lock. */
+        size_t i = c->head + c->len;
+        if (i >= c->bufcap)
+            i -= c->bufcap;
+        copy_bytes(c->buf + i * c->elem_size, value, c->elem_size);
+        c->len++;
+    }
     pn_waker w = c->rx_waker;
     c->rx_waker = PN_WAKER_NONE;
     return w;
 }
 
-/* Unbounded: double the ring when it is full.  Returns the old buffer to
- * free after unlocking (NULL if none), or sets *err to -ENOMEM. */
+/* Unbounded: double the ring before a push that would leave it without a
+ * spare slot (the spare is for recv_drop's put-back).  Returns the old
+ * buffer to free after unlocking (NULL if none), or sets *err to -ENOMEM. */
 static unsigned char *grow_locked(mpsc *c, int *err)
 {
     *err = 0;
-    if (c->len < c->bufcap)
+    if (c->len + 2 <= c->bufcap)
         return NULL;
     if (c->bufcap > SIZE_MAX / 2 / c->elem_size) {
         *err = -ENOMEM;
@@ -318,7 +345,9 @@ static unsigned char *grow_locked(mpsc *c, int *err)
         *err = -ENOMEM;
         return NULL;
     }
-    size_t first = c->bufcap - c->head;      /* ring is full: len == bufcap */
+    size_t first = c->bufcap - c->head;
+    if (first > c->len)
+        first = c->len;
     memcpy(nb, c->buf + c->head * es, first * es);
     memcpy(nb + first * es, c->buf, (c->len - first) * es);
     unsigned char *old = c->buf;
@@ -631,8 +660,24 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
     }
     if (pn__sync_budget(cx) == PN_PENDING)
         return PN_PENDING;
+    if (r->waiting && atomic_load_explicit(&r->delivered, memory_order_acquire)) {
+        r->waiting = false;             /* a send handed its value over */
+        r->count = 1;
+        r->status = 0;
+        return PN_READY;
+    }
     mpsc *c = of_rx(r->rx);
     chan_lock_acquire(&c->lock);
+    if (r->waiting) {
+        r->waiting = false;
+        if (atomic_load_explicit(&r->delivered, memory_order_relaxed)) {
+            chan_lock_release(&c->lock);
+            r->count = 1;
+            r->status = 0;
+            return PN_READY;
+        }
+        c->rx_wait = NULL;              /* it was us; registered again below */
+    }
     if (c->len) {
         r->count = pop_locked(c, r->out, r->max);
         r->status = 0;
@@ -658,19 +703,33 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
         return PN_READY;
     }
     pn_waker_set(&c->rx_waker, cx->waker);
+    c->rx_wait = r;
+    r->waiting = true;
     chan_lock_release(&c->lock);
     return PN_PENDING;
 }
 
+/* A pending receive goes.  If a send already handed it a value, that
+ * value is put back first in line (the ring keeps a spare slot for it), so
+ * a dropped receive loses nothing. */
 static void recv_drop(pn_future *f)
 {
     pn_mpsc_recv_future *r = (pn_mpsc_recv_future *)f;
-    if (!r->rx)
+    if (!r->rx || !r->waiting)
         return;
     mpsc *c = of_rx(r->rx);
+    pn_waker w = PN_WAKER_NONE;
     chan_lock_acquire(&c->lock);
-    pn_waker w = c->rx_waker;
-    c->rx_waker = PN_WAKER_NONE;
+    r->waiting = false;
+    if (atomic_load_explicit(&r->delivered, memory_order_relaxed)) {
+        c->head = c->head ? c->head - 1 : c->bufcap - 1;
+        copy_bytes(c->buf + c->head * c->elem_size, r->out, c->elem_size);
+        c->len++;
+    } else {
+        c->rx_wait = NULL;
+        w = c->rx_waker;
+        c->rx_waker = PN_WAKER_NONE;
+    }
     chan_lock_release(&c->lock);
     pn_waker_drop(&w);
 }
@@ -764,6 +823,7 @@ void pn_mpsc_rx_free(pn_mpsc_rx *rx)
      * then on the last sender's free may free the block. */
     chan_lock_acquire(&c->lock);
     c->rx_gone = true;
+    c->rx_wait = NULL;
     c->len = 0;                         /* queued values are discarded */
     c->head = 0;
     bool last = c->txs == 0;
