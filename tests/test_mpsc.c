@@ -8,7 +8,9 @@
  * send that was granted a slot passes it on, also when the drop comes
  * between the grant and the wake (point "mpsc.granted"); reserve holds a
  * slot, permit_send uses it, dropping a READY reserve gives it back;
- * a dropped pending recv loses nothing; recv_many takes a batch and grants
+ * a dropped pending recv loses nothing, also after a send handed it its
+ * value (put back first in line, bounded and unbounded); a send while
+ * senders wait is queued, not handed over; recv_many takes a batch and grants
  * more waiters than one wake list holds; the last sender's free drains
  * then -EPIPE; rx_close and rx_free against waiting senders, permits and
  * queued values; the senders' closed future (by hand, and a task woken
@@ -351,6 +353,90 @@ Test(mpsc, a_dropped_pending_recv_loses_nothing_and_a_new_recv_gets_the_value)
     cr_assert_eq(waker_probe_held(&q), 0);
     pn_mpsc_tx_free(tx);
     pn_mpsc_rx_free(rx);                    /* discards the 8 */
+}
+
+/* A send hands its value straight to a receive waiting on an empty ring
+ * (into its out).  If that receive is dropped before it sees it, the value
+ * goes back first in line, ahead of what was sent after it, even when the
+ * ring is full meanwhile (bounded) or must grow (unbounded). */
+Test(mpsc, a_dropped_recv_that_was_handed_a_value_puts_it_back_first)
+{
+    for (int unbounded = 0; unbounded < 2; unbounded++) {
+        pn_mpsc_tx *tx;
+        pn_mpsc_rx *rx;
+        if (unbounded)
+            cr_assert_eq(pn_mpsc_unbounded_new(sizeof(long), &tx, &rx), 0);
+        else
+            new_bounded(1, &tx, &rx);
+        int more = unbounded ? 40 : 1;      /* past the unbounded ring's growth */
+        waker_probe p = { 0 };
+        long out = -1, got;
+        pn_mpsc_recv_future r = pn_mpsc_recv(rx, &out);
+        cr_assert_eq(poll_probe(&r.base, &p), PN_PENDING);
+        long v = 100;
+        cr_assert_eq(pn_mpsc_try_send(tx, &v), 0);
+        cr_assert_eq(atomic_load(&p.wakes), 1);
+        for (long i = 0; i < more; i++) {
+            v = 101 + i;
+            cr_assert_eq(pn_mpsc_try_send(tx, &v), 0);
+        }
+        if (!unbounded)
+            cr_assert_eq(pn_mpsc_try_send(tx, &v), -EAGAIN, "full");
+        pn_future_drop(&r.base);            /* handed 100, never polled */
+        cr_assert_eq(waker_probe_held(&p), 0);
+        cr_assert_eq(pn_mpsc_len(rx), (size_t)more + 1);
+        for (long i = 0; i <= more; i++) {
+            cr_assert_eq(pn_mpsc_try_recv(rx, &got), 0);
+            cr_assert_eq(got, 100 + i, "in order, the put-back value first");
+        }
+        cr_assert_eq(pn_mpsc_try_recv(rx, &got), -EAGAIN);
+
+        /* And when it is polled: READY with the value, count 1. */
+        pn_mpsc_recv_future r2 = pn_mpsc_recv_many(rx, &out, 1);
+        cr_assert_eq(poll_probe(&r2.base, &p), PN_PENDING);
+        v = 7;
+        cr_assert_eq(pn_mpsc_try_send(tx, &v), 0);
+        cr_assert_eq(pn_mpsc_len(rx), 0, "handed over, not queued");
+        cr_assert_eq(poll_probe(&r2.base, &p), PN_READY);
+        cr_assert_eq(r2.status, 0);
+        cr_assert_eq(r2.count, 1);
+        cr_assert_eq(out, 7);
+        pn_future_drop(&r2.base);           /* READY: no-op */
+        cr_assert_eq(pn_mpsc_try_recv(rx, &got), -EAGAIN);
+        cr_assert_eq(waker_probe_held(&p), 0);
+        pn_mpsc_tx_free(tx);
+        pn_mpsc_rx_free(rx);
+    }
+}
+
+/* A value sent while other senders wait for a slot goes through the ring,
+ * not to the waiting receive: a hand-over would free the sender's slot and
+ * nobody would grant it to the waiters. */
+Test(mpsc, a_value_sent_while_senders_wait_is_queued_so_they_are_granted)
+{
+    pn_mpsc_tx *tx;
+    pn_mpsc_rx *rx;
+    new_bounded(1, &tx, &rx);
+    waker_probe pr = { 0 }, ps = { 0 }, pv = { 0 };
+    long v1 = 1, v2 = 2, out = -1;
+    pn_mpsc_reserve_future held = pn_mpsc_reserve(tx);
+    cr_assert_eq(poll_probe(&held.base, &pr), PN_READY);
+    pn_mpsc_send_future s = pn_mpsc_send(tx, &v2);
+    cr_assert_eq(poll_probe(&s.base, &ps), PN_PENDING);
+    pn_mpsc_recv_future r = pn_mpsc_recv(rx, &out);
+    cr_assert_eq(poll_probe(&r.base, &pv), PN_PENDING);
+    cr_assert_eq(pn_mpsc_permit_send(&held, &v1), 0);
+    cr_assert_eq(atomic_load(&pv.wakes), 1);
+    cr_assert_eq(pn_mpsc_len(rx), 1, "queued, not handed over");
+    cr_assert_eq(poll_probe(&r.base, &pv), PN_READY);
+    cr_assert_eq(out, 1);
+    cr_assert_eq(atomic_load(&ps.wakes), 1, "the waiting sender got the slot");
+    cr_assert_eq(poll_probe(&s.base, &ps), PN_READY);
+    cr_assert_eq(pn_mpsc_try_recv(rx, &out), 0);
+    cr_assert_eq(out, 2);
+    cr_assert_eq(waker_probe_held(&pr) + waker_probe_held(&ps) + waker_probe_held(&pv), 0);
+    pn_mpsc_tx_free(tx);
+    pn_mpsc_rx_free(rx);
 }
 
 Test(mpsc, recv_many_takes_a_batch_and_grants_every_freed_slot)

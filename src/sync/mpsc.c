@@ -8,13 +8,19 @@
  *   - the queued values are ring slots head .. head+len-1 (mod bufcap);
  *   - len + reserved <= cap, where `reserved` counts the slots granted to
  *     waiting senders that have not polled yet and the slots held by READY
- *     reserve futures (permits);
+ *     reserve futures (permits) (a put-back value, below, may pass cap
+ *     by one until it is received);
  *   - a sender waits only when there was no room, and the receiver grants
  *     each slot it frees to the head of the queue at once: so, outside the
  *     lock, a non-empty queue means no free slot, and a newcomer (or a
  *     try_send) cannot overtake a queued sender;
  *   - `closed` only goes from false to true; a closed channel queues no
- *     sender and takes no value.
+ *     sender and takes no value;
+ *   - rx_wait is set only while the ring is empty and the receive waits:
+ *     the next value, if no sender waits, is handed to it (copied into
+ *     its out, no slot used) instead of queued; the ring keeps one spare
+ *     slot (bounded: capacity + 1 slots) so a dropped receive can put a
+ *     handed value back at the head.
  * The block is freed by the last handle to go (txs == 0 and rx_gone).
  * Wakes: the receiver's waker (one pending receive) and the granted
  * senders' wakers are taken out under the lock and woken after it; a send
