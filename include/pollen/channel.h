@@ -130,8 +130,7 @@ PN_EXTERN void pn_oneshot_rx_free(pn_oneshot_rx *rx);
  * Bounded (pn_mpsc_new): at most `capacity` values are queued or reserved;
  * a send waits for room, and waiting senders are served first come, first
  * served (a newcomer never overtakes a queued sender).  The ring is
- * allocated at creation (capacity * elem_size bytes): no allocation
- * afterwards.
+ * allocated at creation: no allocation afterwards.
  * Unbounded (pn_mpsc_unbounded_new): pn_mpsc_unbounded_send never waits;
  * the ring doubles when full (-ENOMEM if it cannot), so a channel that has
  * grown to its working size allocates nothing more.
@@ -151,8 +150,9 @@ PN_EXTERN void pn_oneshot_rx_free(pn_oneshot_rx *rx);
 typedef struct pn_mpsc_tx pn_mpsc_tx;
 typedef struct pn_mpsc_rx pn_mpsc_rx;
 
-/* A bounded channel.  0, -EINVAL (NULL outputs, capacity or elem_size 0,
- * capacity * elem_size overflows), -ENOMEM.  On error *tx, *rx are NULL. */
+/* A bounded channel (its ring takes (capacity + 1) * elem_size bytes).
+ * 0, -EINVAL (NULL outputs, capacity or elem_size 0, the ring's size
+ * overflows), -ENOMEM.  On error *tx, *rx are NULL. */
 PN_EXTERN int pn_mpsc_new(size_t capacity, size_t elem_size, pn_mpsc_tx **tx, pn_mpsc_rx **rx);
 
 /* An unbounded channel.  0, -EINVAL (NULL outputs, elem_size 0), -ENOMEM. */
