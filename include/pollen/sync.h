@@ -110,6 +110,7 @@ PN_EXTERN void pn_waker_slot_clear(pn_waker_slot *slot);
 
 /* The toolkit built on the two blocks above (docs/GUIDE.md, "Tasks that
  * talk to each other"). */
+#include "channel.h"
 #include "semaphore.h"
 #include "notify.h"
 #include "broadcast.h"
