@@ -304,7 +304,7 @@ static void driver_turn(mt_runtime *rt, bool block)
     pn__timers *tm = &rt->base.timers;
     int64_t timeout = 0;
     if (block) {
-        pn_instant now = pn_now();
+        pn_instant now = pn__mono_now();
         timeout = pn__timers_timeout(tm, now);
         pn__timers_set_sleeping(tm, timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout);
         int64_t again = pn__timers_timeout(tm, now);
@@ -314,7 +314,7 @@ static void driver_turn(mt_runtime *rt, bool block)
     reactor_turn(rt, timeout);
     if (block)
         pn__timers_set_sleeping(tm, 0);
-    pn__timers_fire(tm, pn_now());
+    pn__timers_fire(tm, pn__mono_now());
 }
 
 /* Take ourselves off the sleepers stack.  False if a waker popped us first
@@ -826,7 +826,7 @@ static int stop_threads(mt_runtime *rt, uint64_t deadline)
     struct timespec abs;
     if (deadline != UINT64_MAX) {
         /* pthread_timedjoin_np takes CLOCK_REALTIME: convert the remaining time. */
-        pn_instant now = pn_now();
+        pn_instant now = pn__mono_now();
         uint64_t left = deadline > now ? deadline - now : 0;
         clock_gettime(CLOCK_REALTIME, &abs);
         uint64_t ns = (uint64_t)abs.tv_nsec + left % 1000000000u;
@@ -1012,7 +1012,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         return err;
     }
     rt->ring_park = pn__reactor_lanes(rt->base.reactor) > 1;
-    pn__timers_init_shared(&rt->base.timers, pn_now(), kick_driver, rt);
+    pn__timers_init_shared(&rt->base.timers, pn__mono_now(), kick_driver, rt);
     pn__inject_init(&rt->inject);
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_init(&rt->owned[i].lock, NULL);
