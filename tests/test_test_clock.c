@@ -1,0 +1,656 @@
+/*
+ * test_test_clock.c - the paused clock (cfg.start_paused, pn_time_pause /
+ * advance / resume, auto-advance) of the current-thread runtime.
+ *
+ * Owns no library code.  Under a paused clock every check of time is
+ * exact: virtual time moves only by pn_time_advance or auto-advance, so a
+ * timer completes with pn_now() equal to its deadline.  The real-time
+ * checks (no CPU burnt while parked) are one-sided.
+ */
+#include "helpers.h"
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "timer/timers.h"
+#include "executor/rt.h"
+#include "core/chaos.h"
+
+static void clock_fini(void) { pn__point_set_hook(NULL); }
+
+TestSuite(test_clock, .timeout = PN_TEST_TIMEOUT, .fini = clock_fini);
+
+static pn_runtime *paused_new(void)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.backend = pn_test_backend();
+    cfg.start_paused = true;
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new: %s", pn_strerror(err));
+    cr_assert(pn_time_is_paused(rt));
+    return rt;
+}
+
+static size_t armed_of(pn_runtime *rt)
+{
+    return ((pn__timers *)pn__runtime_timers(rt))->armed;
+}
+
+/* Run the loop a few turns without letting it go idle (a self-waking
+ * future keeps it busy, so auto-advance does not kick in). */
+static void run_a_little(pn_runtime *rt)
+{
+    steps_future st = steps_new(8, NULL);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&st)), 0);
+}
+
+/* ---- auto-advance ------------------------------------------------------ */
+
+Test(test_clock, hour_sleep_completes_at_once)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    cr_assert_eq(pn_runtime_now(rt), t0);
+    pn_sleep s = pn_sleep_for(PN_SEC(3600));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(pn_now() - t0, PN_SEC(3600), "moved by %llu ns",
+                 (unsigned long long)(pn_now() - t0));
+    cr_assert_eq(pn_runtime_now(rt), t0 + PN_SEC(3600));
+    cr_assert_eq(armed_of(rt), 0);
+    /* and again, from the new instant, with a deadline off the tick grid */
+    pn_sleep s2 = pn_sleep_for(PN_SEC(10) + 12345);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s2)), 0);
+    cr_assert_eq(pn_now() - t0, PN_SEC(3610) + 12345);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+    /* the runtime is gone: the thread reads real time again */
+    pn_instant a = pn_now(), b = pn_now();
+    cr_assert_leq(a, b);
+}
+
+/* A task: sleep `ns`, then record pn_now() and set *done. */
+typedef struct sleeper {
+    pn_future base;
+    int pc;
+    uint64_t ns;
+    pn_sleep s;
+    int id;
+    pn_instant *woke_at;
+    int *log;
+    int *nlog;
+} sleeper;
+
+static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
+{
+    sleeper *t = (sleeper *)f;
+    PN_ASYNC_BEGIN(t->pc);
+    t->s = pn_sleep_for(t->ns);
+    PN_AWAIT(t->pc, &t->s, cx);
+    *t->woke_at = pn_now();
+    if (t->log)
+        t->log[(*t->nlog)++] = t->id;
+    PN_ASYNC_END(t->pc);
+}
+
+static void sleeper_drop(pn_future *f)
+{
+    sleeper *t = (sleeper *)f;
+    if (PN_ASYNC_AT(t->pc) > 0)
+        pn_future_drop(PN_FUTURE(&t->s));
+}
+
+static const pn_future_vtable sleeper_vt = { sleeper_poll, sleeper_drop, "sleeper" };
+
+static pn_join_handle *spawn_sleeper(pn_runtime *rt, uint64_t ns, pn_instant *woke_at)
+{
+    sleeper t = { .base = { &sleeper_vt }, .ns = ns, .woke_at = woke_at };
+    pn_join_handle *h = NULL;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof(t), &h), 0);
+    return h;
+}
+
+static void join(pn_runtime *rt, pn_join_handle *h)
+{
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    cr_assert_eq(j.status, 0);
+    pn_join_handle_free(h);
+}
+
+Test(test_clock, advance_fires_what_is_due_only)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    pn_instant w3 = 0, w7 = 0;
+    pn_join_handle *h3 = spawn_sleeper(rt, PN_SEC(3), &w3);
+    pn_join_handle *h7 = spawn_sleeper(rt, PN_SEC(7), &w7);
+    run_a_little(rt);                       /* both sleeps armed */
+    cr_assert_eq(armed_of(rt), 2);
+    cr_assert_eq(pn_now(), t0, "time moved while the loop was busy");
+
+    cr_assert_eq(pn_time_advance(rt, PN_SEC(5)), 0);
+    cr_assert_eq(pn_now(), t0 + PN_SEC(5));
+    run_a_little(rt);
+    cr_assert(pn_join_handle_is_finished(h3));
+    cr_assert_not(pn_join_handle_is_finished(h7));
+    cr_assert_eq(w3, t0 + PN_SEC(5), "the 3 s sleeper ran at the advanced time");
+    cr_assert_eq(w7, 0);
+    cr_assert_eq(armed_of(rt), 1);
+
+    /* the 7 s one: auto-advance to its exact deadline */
+    join(rt, h7);
+    cr_assert_eq(w7, t0 + PN_SEC(7));
+    cr_assert_eq(pn_now(), t0 + PN_SEC(7));
+    join(rt, h3);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* A deadline exactly at the advanced instant fires; 1 ns later does not. */
+Test(test_clock, advance_boundary_is_inclusive)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    pn_instant a = 0, b = 0;
+    pn_join_handle *ha = spawn_sleeper(rt, PN_MS(2), &a);
+    pn_join_handle *hb = spawn_sleeper(rt, PN_MS(2) + 1, &b);
+    run_a_little(rt);
+    cr_assert_eq(pn_time_advance(rt, PN_MS(2)), 0);
+    run_a_little(rt);
+    cr_assert_eq(a, t0 + PN_MS(2));
+    cr_assert_eq(b, 0, "a sleep fired 1 ns early");
+    cr_assert_eq(pn_time_advance(rt, 1), 0);
+    run_a_little(rt);
+    cr_assert_eq(b, t0 + PN_MS(2) + 1);
+    join(rt, ha);
+    join(rt, hb);
+    cr_assert_eq(armed_of(rt), 0);
+    pn_runtime_free(rt);
+}
+
+/* ---- interval ------------------------------------------------------------ */
+
+typedef struct tick_counter {
+    pn_future base;
+    int pc;
+    pn_interval iv;
+    int *ticks;
+    pn_instant *last;
+} tick_counter;
+
+static pn_poll tick_counter_poll(pn_future *f, pn_cx *cx)
+{
+    tick_counter *t = (tick_counter *)f;
+    PN_ASYNC_BEGIN(t->pc);
+    for (;;) {
+        PN_AWAIT(t->pc, &t->iv, cx);
+        (*t->ticks)++;
+        *t->last = t->iv.tick;
+    }
+    PN_ASYNC_END(t->pc);
+}
+
+static void tick_counter_drop(pn_future *f)
+{
+    pn_future_drop(PN_FUTURE(&((tick_counter *)f)->iv));
+}
+
+static const pn_future_vtable tick_counter_vt = { tick_counter_poll, tick_counter_drop,
+                                                  "tick_counter" };
+
+Test(test_clock, interval_ticks_count_exactly)
+{
+    const pn_missed_tick pol[] = { PN_MISSED_BURST, PN_MISSED_DELAY, PN_MISSED_SKIP };
+    for (int p = 0; p < 3; p++) {
+        pn_runtime *rt = paused_new();
+        pn_instant t0 = pn_now();
+        int ticks = 0;
+        pn_instant last = 0;
+        tick_counter tc = { .base = { &tick_counter_vt }, .iv = pn_interval_every(PN_SEC(1)),
+                            .ticks = &ticks, .last = &last };
+        tc.iv.missed = pol[p];
+        pn_join_handle *h = NULL;
+        cr_assert_eq(pn_spawn(rt, PN_FUTURE(&tc), sizeof(tc), &h), 0);
+        run_a_little(rt);
+        cr_assert_eq(ticks, 1, "the first tick is immediate");
+        cr_assert_eq(last, t0);
+
+        /* In steps of exactly one period: one tick per step, on the grid. */
+        for (int k = 1; k <= 5; k++) {
+            cr_assert_eq(pn_time_advance(rt, PN_SEC(1)), 0);
+            run_a_little(rt);
+            cr_assert_eq(ticks, 1 + k, "policy %d step %d: %d ticks", p, k, ticks);
+            cr_assert_eq(last, t0 + PN_SEC(k));
+        }
+        /* Half periods: a tick every second step. */
+        for (int k = 1; k <= 4; k++) {
+            cr_assert_eq(pn_time_advance(rt, PN_MS(500)), 0);
+            run_a_little(rt);
+            cr_assert_eq(ticks, 6 + k / 2);
+        }
+        cr_assert_eq(last, t0 + PN_SEC(7));
+
+        /* One jump of 10 periods: the policy decides what was missed. */
+        cr_assert_eq(pn_time_advance(rt, PN_SEC(10)), 0);
+        run_a_little(rt);
+        pn_instant now = pn_now();
+        cr_assert_eq(now, t0 + PN_SEC(17));
+        switch (pol[p]) {
+        case PN_MISSED_BURST:   /* 8..17, back to back */
+            cr_assert_eq(ticks, 18);
+            cr_assert_eq(last, t0 + PN_SEC(17));
+            break;
+        case PN_MISSED_DELAY:   /* the late tick 8, then one a period after now */
+        case PN_MISSED_SKIP:    /* the late tick 8, then the next on the grid after now */
+            cr_assert_eq(ticks, 9);
+            cr_assert_eq(last, t0 + PN_SEC(8));
+            break;
+        }
+        /* The next tick, for all three: t0 + 18 s (DELAY: now + 1 s; SKIP:
+         * the next grid point after now; BURST: caught up, 17 + 1). */
+        cr_assert_eq(pn_time_advance(rt, PN_SEC(1) - 1), 0);
+        run_a_little(rt);
+        int before = ticks;
+        cr_assert_eq(pn_time_advance(rt, 1), 0);
+        run_a_little(rt);
+        cr_assert_eq(ticks, before + 1);
+        cr_assert_eq(last, t0 + PN_SEC(18));
+        pn_join_handle_abort(h);
+        pn_join_handle_free(h);
+        pn_runtime_free(rt);
+    }
+}
+
+/* ---- timeout -------------------------------------------------------------- */
+
+Test(test_clock, timeout_of_never_ready_future)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    int drops = 0;
+    forever_future ff = forever_new(&drops);
+    pn_timeout to = pn_timeout_for(PN_FUTURE(&ff), PN_SEC(10));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&to)), 0);
+    cr_assert_eq(to.status, -ETIMEDOUT);
+    cr_assert_eq(pn_now() - t0, PN_SEC(10));
+    cr_assert_eq(drops, 1);
+    cr_assert_eq(armed_of(rt), 0);
+    pn_runtime_free(rt);
+}
+
+/* ---- ordering ------------------------------------------------------------- */
+
+#define NORDER 64
+
+Test(test_clock, many_timers_fire_in_deadline_order)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    uint64_t dl[NORDER];
+    pn_instant woke[NORDER];
+    int log[NORDER], nlog = 0;
+    pn_join_handle *h[NORDER];
+    /* Distinct deadlines in a scrambled order, some 1 ns apart (the same
+     * wheel tick), some hours apart (higher wheel levels). */
+    for (int i = 0; i < NORDER; i++) {
+        unsigned k = (unsigned)(i * 37) % NORDER;       /* a permutation */
+        dl[i] = k % 4 == 0 ? PN_SEC(3600) * (k + 1) : PN_MS(7) * (k / 2 + 1) + k % 2;
+        woke[i] = 0;
+    }
+    for (int i = 0; i < NORDER; i++) {
+        sleeper t = { .base = { &sleeper_vt }, .ns = dl[i], .woke_at = &woke[i], .id = i,
+                      .log = log, .nlog = &nlog };
+        cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof(t), &h[i]), 0);
+    }
+    for (int i = 0; i < NORDER; i++)
+        join(rt, h[i]);
+    cr_assert_eq(nlog, NORDER);
+    for (int i = 0; i < NORDER; i++)
+        cr_assert_eq(woke[i], t0 + dl[i], "timer %d woke %lld ns off", i,
+                     (long long)(woke[i] - (t0 + dl[i])));
+    for (int i = 1; i < NORDER; i++)
+        cr_assert_lt(dl[log[i - 1]], dl[log[i]], "timer %d ran before %d", log[i - 1], log[i]);
+    cr_assert_eq(armed_of(rt), 0);
+    pn_runtime_free(rt);
+}
+
+/* ---- I/O while paused -------------------------------------------------------- */
+
+/* A task: read one byte from afd (with an optional time limit), then
+ * record the time. */
+typedef struct byte_reader {
+    pn_future base;
+    int pc;
+    pn_async_fd *afd;
+    char byte;
+    pn_read rd;
+    pn_timeout to;
+    uint64_t limit;            /* 0: no time limit */
+    int status;
+    pn_instant done_at;
+} byte_reader;
+
+static pn_poll byte_reader_poll(pn_future *f, pn_cx *cx)
+{
+    byte_reader *r = (byte_reader *)f;
+    PN_ASYNC_BEGIN(r->pc);
+    r->rd = pn_read_some(r->afd, &r->byte, 1);
+    if (r->limit) {
+        r->to = pn_timeout_for(PN_FUTURE(&r->rd), r->limit);
+        PN_AWAIT(r->pc, &r->to, cx);
+        r->status = r->to.status ? r->to.status : (int)r->rd.res;
+    } else {
+        PN_AWAIT(r->pc, &r->rd, cx);
+        r->status = (int)r->rd.res;
+    }
+    r->done_at = pn_now();
+    PN_ASYNC_END(r->pc);
+}
+
+static const pn_future_vtable byte_reader_vt = { byte_reader_poll, NULL, "byte_reader" };
+
+static void socket_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* Bytes already in the socket win over a long timeout: the reactor is
+ * turned (zero timeout) before the clock jumps. */
+Test(test_clock, io_ready_before_auto_advance)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    int sv[2];
+    socket_pair(sv);
+    pn_async_fd afd;
+    cr_assert_eq(pn_async_fd_init(&afd, sv[0]), 0);
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(write(sv[1], "x", 1), 1);
+        byte_reader r = { .base = { &byte_reader_vt }, .afd = &afd, .limit = PN_SEC(3600) };
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&r)), 0);
+        cr_assert_eq(r.status, 1, "round %d: %d", round, r.status);
+        cr_assert_eq(r.byte, 'x');
+        cr_assert_eq(r.done_at, t0, "time jumped before the ready I/O was seen");
+    }
+    pn_async_fd_close(&afd);
+    close(sv[1]);
+    cr_assert_eq(armed_of(rt), 0);
+    pn_runtime_free(rt);
+}
+
+/* A writer task sleeps 2 s (virtual), then writes; the reader has 10 s. */
+typedef struct late_writer {
+    pn_future base;
+    int pc;
+    int fd;
+    pn_sleep s;
+} late_writer;
+
+static pn_poll late_writer_poll(pn_future *f, pn_cx *cx)
+{
+    late_writer *w = (late_writer *)f;
+    PN_ASYNC_BEGIN(w->pc);
+    w->s = pn_sleep_for(PN_SEC(2));
+    PN_AWAIT(w->pc, &w->s, cx);
+    cr_assert_eq(write(w->fd, "y", 1), 1);
+    PN_ASYNC_END(w->pc);
+}
+
+static const pn_future_vtable late_writer_vt = { late_writer_poll, NULL, "late_writer" };
+
+Test(test_clock, io_from_a_task_woken_by_virtual_time)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    int sv[2];
+    socket_pair(sv);
+    pn_async_fd afd;
+    cr_assert_eq(pn_async_fd_init(&afd, sv[0]), 0);
+    late_writer w = { .base = { &late_writer_vt }, .fd = sv[1] };
+    pn_join_handle *h = NULL;
+    cr_assert_eq(pn_spawn(rt, PN_FUTURE(&w), sizeof(w), &h), 0);
+    byte_reader r = { .base = { &byte_reader_vt }, .afd = &afd, .limit = PN_SEC(10) };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&r)), 0);
+    cr_assert_eq(r.status, 1, "status %d", r.status);
+    cr_assert_eq(r.byte, 'y');
+    cr_assert_eq(r.done_at, t0 + PN_SEC(2));
+    join(rt, h);
+    pn_async_fd_close(&afd);
+    close(sv[1]);
+    pn_runtime_free(rt);
+}
+
+/* ---- idle: parked, no CPU --------------------------------------------------------- */
+
+typedef struct delayed_write {
+    int fd;
+    unsigned delay_ms;
+    pn_runtime *rt;
+    int advance_err;            /* pn_time_advance from this thread */
+} delayed_write;
+
+static void *delayed_write_main(void *arg)
+{
+    delayed_write *d = arg;
+    struct timespec ts = { 0, (long)d->delay_ms * 1000000L };
+    nanosleep(&ts, NULL);
+    if (d->rt)
+        d->advance_err = pn_time_advance(d->rt, PN_SEC(1));
+    cr_assert_eq(write(d->fd, "z", 1), 1);
+    return NULL;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Nothing to do and no timer: the paused loop sleeps in the reactor until
+ * another thread's write (and does not spin on a zero timeout).  That
+ * thread also sees -EBUSY from pn_time_advance: the loop is running. */
+Test(test_clock, idle_paused_runtime_parks)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    int sv[2];
+    socket_pair(sv);
+    pn_async_fd afd;
+    cr_assert_eq(pn_async_fd_init(&afd, sv[0]), 0);
+    delayed_write d = { .fd = sv[1], .delay_ms = 200, .rt = rt };
+    pthread_t th;
+    uint64_t cpu0 = thread_cpu_ns(), real0 = real_ns();
+    cr_assert_eq(pthread_create(&th, NULL, delayed_write_main, &d), 0);
+    byte_reader r = { .base = { &byte_reader_vt }, .afd = &afd };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&r)), 0);
+    uint64_t cpu = thread_cpu_ns() - cpu0, real = real_ns() - real0;
+    pthread_join(th, NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert_eq(d.advance_err, -EBUSY);
+    cr_assert_eq(r.done_at, t0, "no timer, no advance: the clock stood still");
+    cr_assert_lt(cpu, real / 2, "the parked loop used %llu of %llu ns",
+                 (unsigned long long)cpu, (unsigned long long)real);
+    pn_async_fd_close(&afd);
+    close(sv[1]);
+    pn_runtime_free(rt);
+}
+
+/* ---- blocking calls hold auto-advance back --------------------------------------- */
+
+static void *slow_call(void *arg)
+{
+    (void)arg;
+    struct timespec ts = { 0, 30 * 1000000L };     /* 30 ms of real time */
+    nanosleep(&ts, NULL);
+    return (void *)(uintptr_t)42;
+}
+
+Test(test_clock, blocking_call_inhibits_auto_advance)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    pn_blocking b = pn_spawn_blocking(slow_call, NULL);
+    pn_timeout to = pn_timeout_for(PN_FUTURE(&b), PN_MS(1));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&to)), 0);
+    cr_assert_eq(to.status, 0, "the clock jumped while a blocking call ran");
+    cr_assert_eq(b.status, 0);
+    cr_assert_eq((uintptr_t)b.result, 42);
+    cr_assert_eq(pn_now(), t0);
+    /* Once it is over, auto-advance works again. */
+    pn_sleep s = pn_sleep_for(PN_SEC(5));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(pn_now(), t0 + PN_SEC(5));
+    cr_assert_eq(atomic_load(&rt->blocking_inflight), 0);
+    pn_runtime_free(rt);
+}
+
+/* A sleep armed while a blocking call runs whose future was dropped: the
+ * end of the call must wake the parked loop so that it auto-advances. */
+Test(test_clock, dropped_blocking_call_releases_auto_advance)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    waker_probe probe = { 0 };
+    pn_blocking b = pn_spawn_blocking(slow_call, NULL);
+    probed_drop pd = probed_drop_of(PN_FUTURE(&b), &probe);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&pd)), 0);
+    cr_assert_eq(pd.first, PN_PENDING);
+    pn_sleep s = pn_sleep_for(PN_SEC(1));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(pn_now(), t0 + PN_SEC(1));
+    cr_assert_eq(waker_probe_held(&probe), 0);
+    pn_runtime_free(rt);
+}
+
+/* ---- advance from inside ------------------------------------------------------------ */
+
+typedef struct self_advancer {
+    pn_future base;
+    int step;
+    pn_sleep s;
+    int err;
+    pn_instant done_at;
+} self_advancer;
+
+static pn_poll self_advancer_poll(pn_future *f, pn_cx *cx)
+{
+    self_advancer *a = (self_advancer *)f;
+    if (a->step == 0) {
+        a->s = pn_sleep_for(PN_SEC(3));
+        cr_assert_eq(pn_future_poll(PN_FUTURE(&a->s), cx), PN_PENDING);
+        a->err = pn_time_advance(cx->rt, PN_SEC(3));   /* fires our sleep: wakes us */
+        a->step = 1;
+        return PN_PENDING;
+    }
+    if (pn_future_poll(PN_FUTURE(&a->s), cx) == PN_PENDING)
+        return PN_PENDING;
+    a->done_at = pn_now();
+    return PN_READY;
+}
+
+static const pn_future_vtable self_advancer_vt = { self_advancer_poll, NULL, "self_advancer" };
+
+Test(test_clock, advance_from_inside_the_runtime)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    self_advancer a = { .base = { &self_advancer_vt } };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&a)), 0);
+    cr_assert_eq(a.err, 0);
+    cr_assert_eq(a.done_at, t0 + PN_SEC(3));
+    pn_runtime_free(rt);
+}
+
+/* ---- pause / resume and errors ---------------------------------------------------------- */
+
+Test(test_clock, pause_and_resume_a_running_clock)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    cr_assert_not(pn_time_is_paused(rt));
+    cr_assert_eq(pn_time_advance(rt, 1), -EINVAL);
+    cr_assert_eq(pn_time_resume(rt), -EINVAL);
+    cr_assert_eq(pn_time_pause(rt), 0);
+    cr_assert(pn_time_is_paused(rt));
+    cr_assert_eq(pn_time_pause(rt), -EALREADY);
+    pn_instant t = pn_now();
+    cr_assert_eq(pn_runtime_now(rt), t);
+    cr_assert_eq(pn_time_advance(rt, PN_SEC(5)), 0);
+    cr_assert_eq(pn_now(), t + PN_SEC(5));
+    pn_sleep s = pn_sleep_for(PN_SEC(60));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(pn_now(), t + PN_SEC(65));
+    cr_assert_eq(pn_time_resume(rt), 0);
+    cr_assert_not(pn_time_is_paused(rt));
+    /* running again, from where it stood: never back */
+    pn_instant r1 = pn_now();
+    cr_assert_geq(r1, t + PN_SEC(65));
+    pn_sleep s2 = pn_sleep_for(PN_MS(1));           /* real time again */
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s2)), 0);
+    cr_assert_geq(pn_now(), pn_sleep_deadline(&s2));
+    cr_assert_eq(pn_time_advance(rt, 1), -EINVAL);
+    pn_runtime_free(rt);
+}
+
+Test(test_clock, errors)
+{
+    cr_assert_eq(pn_time_pause(NULL), -EINVAL);
+    cr_assert_eq(pn_time_resume(NULL), -EINVAL);
+    cr_assert_eq(pn_time_advance(NULL, 1), -EINVAL);
+    cr_assert_not(pn_time_is_paused(NULL));
+
+    /* The multi-thread runtime has no virtual clock. */
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 2;
+    cfg.start_paused = true;
+    pn_runtime *mt = (pn_runtime *)1;
+    cr_assert_eq(pn_runtime_new(&cfg, &mt), -ENOTSUP);
+    cr_assert_null(mt);
+    mt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    cr_assert_eq(pn_time_pause(mt), -ENOTSUP);
+    cr_assert_eq(pn_time_advance(mt, 1), -ENOTSUP);
+    cr_assert_eq(pn_time_resume(mt), -ENOTSUP);
+    cr_assert_not(pn_time_is_paused(mt));
+    pn_runtime_free(mt);
+
+    /* After shutdown. */
+    pn_runtime *rt = paused_new();
+    cr_assert_eq(pn_runtime_shutdown(rt), 0);
+    cr_assert_eq(pn_time_advance(rt, 1), -ESHUTDOWN);
+    cr_assert_eq(pn_time_resume(rt), -ESHUTDOWN);
+    pn_runtime_free(rt);
+}
+
+/* A pending sleep whose tick was reached by an advance that stopped short
+ * of its deadline (the same wheel tick) is held, not woken early, and is
+ * still dropped cleanly. */
+Test(test_clock, held_entry_dropped_cleanly)
+{
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    pn_instant w = 0;
+    pn_join_handle *h = spawn_sleeper(rt, PN_TIMER_TICK_NS * 3 + PN_TIMER_TICK_NS / 2, &w);
+    run_a_little(rt);
+    /* step through the tick in 1 ns short of the deadline */
+    cr_assert_eq(pn_time_advance(rt, PN_TIMER_TICK_NS * 3 + PN_TIMER_TICK_NS / 2 - 1), 0);
+    run_a_little(rt);
+    cr_assert_eq(w, 0);
+    cr_assert_eq(armed_of(rt), 1);
+    pn_join_handle_abort(h);
+    pn_join_future j = pn_join_handle_await(h);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+    cr_assert_eq(j.status, -ECANCELED);
+    pn_join_handle_free(h);
+    cr_assert_eq(armed_of(rt), 0);
+    cr_assert_eq(pn_now(), t0 + PN_TIMER_TICK_NS * 3 + PN_TIMER_TICK_NS / 2 - 1);
+    pn_runtime_free(rt);
+}
