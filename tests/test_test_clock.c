@@ -512,9 +512,67 @@ Test(test_clock, blocking_call_inhibits_auto_advance)
     pn_runtime_free(rt);
 }
 
-/* A sleep armed while a blocking call runs whose future was dropped: the
- * end of the call must wake the parked loop so that it auto-advances. */
+/* A blocking call that says when it started and when it ended. */
+static atomic_int call_started, call_ended;
+
+static void *marked_slow_call(void *arg)
+{
+    (void)arg;
+    atomic_store(&call_started, 1);
+    struct timespec ts = { 0, 30 * 1000000L };
+    nanosleep(&ts, NULL);
+    atomic_store(&call_ended, 1);
+    return NULL;
+}
+
+/* Poll a blocking call once, keep the loop busy until a pool thread runs
+ * it, then drop its future (the call runs on, detached). */
+typedef struct drop_when_started {
+    pn_future base;
+    pn_blocking b;
+    bool polled;
+} drop_when_started;
+
+static pn_poll drop_when_started_poll(pn_future *f, pn_cx *cx)
+{
+    drop_when_started *d = (drop_when_started *)f;
+    if (!d->polled) {
+        d->polled = true;
+        cr_assert_eq(pn_future_poll(PN_FUTURE(&d->b), cx), PN_PENDING);
+    }
+    if (!atomic_load(&call_started)) {
+        pn_waker_wake_by_ref(cx->waker);
+        return PN_PENDING;
+    }
+    pn_future_drop(PN_FUTURE(&d->b));
+    return PN_READY;
+}
+
+static const pn_future_vtable drop_when_started_vt = { drop_when_started_poll, NULL,
+                                                       "drop_when_started" };
+
+/* The call's future is gone, nobody will be woken when it ends: the end
+ * itself must wake the parked loop so that it auto-advances, and not
+ * before (the sleep completes after the call ended). */
 Test(test_clock, dropped_blocking_call_releases_auto_advance)
+{
+    atomic_store(&call_started, 0);
+    atomic_store(&call_ended, 0);
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    drop_when_started d = { .base = { &drop_when_started_vt },
+                            .b = pn_spawn_blocking(marked_slow_call, NULL) };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&d)), 0);
+    pn_sleep s = pn_sleep_for(PN_SEC(1));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(atomic_load(&call_ended), 1, "the clock jumped during the call");
+    cr_assert_eq(pn_now(), t0 + PN_SEC(1));
+    pn_runtime_free(rt);
+}
+
+/* A call dropped before a pool thread took it never runs: it no longer
+ * holds the clock. */
+Test(test_clock, queued_blocking_call_dropped)
 {
     pn_runtime *rt = paused_new();
     pn_instant t0 = pn_now();
