@@ -272,12 +272,17 @@ size_t pn__timers_fire(pn__timers *t, pn_instant now)
 {
     lock(t);
     pn_instant to = now;
-    if (t->clock && pn__clock_paused(t->clock)) {
-        /* The wheel fires whole ticks: go to the end of now's tick and
-         * hold back what is due after now (fire_one). */
+    if (t->clock) {
+        /* Never fire an entry due after the clock's now (fire_one holds
+         * it): a paused clock's tick can be reached early (below), and so
+         * can a resumed clock's last paused tick. */
         t->hold_after = now;
-        uint64_t up = (now + (PN_TIMER_TICK_NS - 1)) & ~(PN_TIMER_TICK_NS - 1);
-        to = up < now ? now : up;
+        if (pn__clock_paused(t->clock)) {
+            /* The wheel fires whole ticks: go to the end of now's tick,
+             * so what is due at exactly now fires now. */
+            uint64_t up = (now + (PN_TIMER_TICK_NS - 1)) & ~(PN_TIMER_TICK_NS - 1);
+            to = up < now ? now : up;
+        }
     }
     size_t n = pn__wheel_advance(&t->wheel, to, fire_one, t);
     t->hold_after = UINT64_MAX;

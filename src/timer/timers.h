@@ -20,6 +20,8 @@
  * is still after the virtual now are held back (filed again, not fired), so
  * a timer fires at exactly its deadline in virtual time, never early;
  * pn__timers_next_deadline gives the exact instant auto-advance jumps to.
+ * With a clock, entries due after now are held back even while it runs
+ * (after a resume the wheel may be up to a tick ahead of the clock).
  */
 #ifndef PN_TIMERS_H
 #define PN_TIMERS_H
