@@ -570,6 +570,36 @@ Test(test_clock, dropped_blocking_call_releases_auto_advance)
     pn_runtime_free(rt);
 }
 
+/* The loop parks while the call runs; the call's end is slowed down right
+ * between its count going to 0 and its wake of the loop: the loop still
+ * wakes and auto-advances (no lost wake-up), and only after the end. */
+static void slow_blocking_done(const char *name, void *arg)
+{
+    (void)arg;
+    if (!strcmp(name, "clock.blocking_done")) {
+        struct timespec ts = { 0, 20 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+Test(test_clock, blocking_done_wakes_a_parked_loop)
+{
+    atomic_store(&call_started, 0);
+    atomic_store(&call_ended, 0);
+    pn_runtime *rt = paused_new();
+    pn_instant t0 = pn_now();
+    pn__point_set_hook(slow_blocking_done);
+    drop_when_started d = { .base = { &drop_when_started_vt },
+                            .b = pn_spawn_blocking(marked_slow_call, NULL) };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&d)), 0);
+    pn_sleep s = pn_sleep_for(PN_SEC(2));
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_eq(atomic_load(&call_ended), 1);
+    cr_assert_eq(pn_now(), t0 + PN_SEC(2));
+    pn__point_set_hook(NULL);
+    pn_runtime_free(rt);
+}
+
 /* A call dropped before a pool thread took it never runs: it no longer
  * holds the clock. */
 Test(test_clock, queued_blocking_call_dropped)

@@ -8,6 +8,7 @@
 #include "rt.h"
 #include "reactor/reactor.h"
 #include "blocking.h"
+#include "core/chaos.h"
 
 _Thread_local pn_runtime *pn__tls_rt;
 _Thread_local bool pn__tls_polling;
@@ -265,9 +266,13 @@ pn_instant pn_runtime_now(pn_runtime *rt)
 
 void pn__runtime_blocking_done(pn_runtime *rt)
 {
-    if (atomic_fetch_sub(&rt->blocking_inflight, 1) == 1 && rt->timers.clock &&
-        pn__clock_paused(rt->timers.clock))
-        pn__reactor_wake(rt->reactor);  /* it may auto-advance now */
+    if (atomic_fetch_sub(&rt->blocking_inflight, 1) != 1)
+        return;
+    /* The loop may have seen the call in flight and parked: wake it so
+     * that it may auto-advance now (a spare wake costs one turn). */
+    PN_POINT("clock.blocking_done", rt);
+    if (rt->timers.clock && pn__clock_paused(rt->timers.clock))
+        pn__reactor_wake(rt->reactor);
 }
 
 int pn_runtime_worker_metrics_get(pn_runtime *rt, unsigned index, pn_worker_metrics *out)
