@@ -742,3 +742,78 @@ Test(test_clock, held_entry_dropped_cleanly)
     cr_assert_eq(pn_now(), t0 + PN_TIMER_TICK_NS * 3 + PN_TIMER_TICK_NS / 2 - 1);
     pn_runtime_free(rt);
 }
+
+/* ---- the wheel's exact minimum (what auto-advance jumps to) ---------------------- */
+
+#include "timer/wheel.h"
+
+static uint64_t xr_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t xr(void)
+{
+    uint64_t x = xr_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return xr_state = x;
+}
+
+static void drop_fired(pn_timer_entry *e, void *arg)
+{
+    (void)arg;
+    e->state = 2;                       /* fired: out of the model */
+}
+
+/* Random entries over every level, random advances and removals: after each
+ * step pn__wheel_min_deadline equals the brute-force minimum. */
+Test(test_clock, wheel_min_deadline_is_exact)
+{
+#define NW 400
+    static pn_timer_entry es[NW];
+    pn__wheel w;
+    pn_instant now = PN_SEC(1000) + 12345;
+    pn__wheel_init(&w, now);
+    memset(es, 0, sizeof(es));
+    const uint64_t spans[] = { PN_US(50), PN_MS(3), PN_MS(200), PN_SEC(10), PN_SEC(600),
+                               PN_SEC(36000), PN_SEC(86400) * 40, PN_SEC(86400) * 4000 };
+    for (int i = 0; i < NW; i++) {
+        es[i].deadline = now + xr() % spans[xr() % 8];
+        es[i].state = 1;
+        pn__wheel_insert(&w, &es[i]);
+    }
+    for (int step = 0; step < 300; step++) {
+        pn_instant m = UINT64_MAX;
+        for (int i = 0; i < NW; i++)
+            if (es[i].state == 1 && es[i].deadline < m)
+                m = es[i].deadline;
+        cr_assert_eq(pn__wheel_min_deadline(&w), m, "step %d", step);
+        switch (xr() % 3) {
+        case 0: {                       /* jump to the minimum, as auto-advance does */
+            if (m == UINT64_MAX)
+                break;
+            now = m;
+            pn__wheel_advance(&w, (now + PN_TIMER_TICK_NS - 1) & ~(PN_TIMER_TICK_NS - 1),
+                              drop_fired, NULL);
+            break;
+        }
+        case 1: {                       /* remove one */
+            int i = (int)(xr() % NW);
+            if (es[i].state == 1) {
+                pn__wheel_remove(&w, &es[i]);
+                es[i].state = 0;
+            }
+            break;
+        }
+        default: {                      /* re-insert one later */
+            int i = (int)(xr() % NW);
+            if (es[i].state == 1)
+                pn__wheel_remove(&w, &es[i]);
+            es[i].deadline = now + 1 + xr() % spans[xr() % 8];
+            es[i].state = 1;
+            pn__wheel_insert(&w, &es[i]);
+            break;
+        }
+        }
+    }
+#undef NW
+}
