@@ -817,3 +817,129 @@ Test(test_clock, wheel_min_deadline_is_exact)
     }
 #undef NW
 }
+
+/* ---- stress: many tasks, plain-thread spawns, aborts ---------------------------- */
+
+/* A task: `n` sleeps of pseudo-random lengths, each checked to end at
+ * exactly its deadline; counts what it did into shared totals. */
+typedef struct chain {
+    pn_future base;
+    int pc;
+    int n, i;
+    uint64_t seed;
+    pn_sleep s;
+    pn_instant start;
+    uint64_t dur;
+    atomic_int *sleeps_done, *exact_misses, *chains_done;
+} chain;
+
+static uint64_t chain_next(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static pn_poll chain_poll(pn_future *f, pn_cx *cx)
+{
+    chain *c = (chain *)f;
+    PN_ASYNC_BEGIN(c->pc);
+    for (c->i = 0; c->i < c->n; c->i++) {
+        /* 1 ns .. ~1 h, biased to short */
+        c->dur = 1 + chain_next(&c->seed) % (PN_SEC(1) << (chain_next(&c->seed) % 12));
+        c->start = pn_now();
+        c->s = pn_sleep_for(c->dur);
+        PN_AWAIT(c->pc, &c->s, cx);
+        if (pn_now() != c->start + c->dur)
+            atomic_fetch_add(c->exact_misses, 1);
+        atomic_fetch_add(c->sleeps_done, 1);
+    }
+    atomic_fetch_add(c->chains_done, 1);
+    PN_ASYNC_END(c->pc);
+}
+
+static void chain_drop(pn_future *f)
+{
+    chain *c = (chain *)f;
+    if (c->pc > 0)
+        pn_future_drop(PN_FUTURE(&c->s));
+}
+
+static const pn_future_vtable chain_vt = { chain_poll, chain_drop, "chain" };
+
+typedef struct spawner {
+    pn_runtime *rt;
+    int count, base_seed;
+    pn_join_handle **handles;
+    atomic_int *sleeps_done, *exact_misses, *chains_done;
+} spawner;
+
+static void *spawner_main(void *arg)
+{
+    spawner *sp = arg;
+    for (int i = 0; i < sp->count; i++) {
+        chain c = { .base = { &chain_vt }, .n = 1 + i % 5,
+                    .seed = 0x1234567ull * (uint64_t)(sp->base_seed + i + 1),
+                    .sleeps_done = sp->sleeps_done, .exact_misses = sp->exact_misses,
+                    .chains_done = sp->chains_done };
+        cr_assert_eq(pn_spawn(sp->rt, PN_FUTURE(&c), sizeof(c), &sp->handles[i]), 0);
+        if (i % 16 == 0)
+            sched_yield();
+    }
+    return NULL;
+}
+
+#define NSPAWNERS 3
+#define PER_SPAWNER 100
+
+Test(test_clock, stress_plain_thread_spawns_and_aborts)
+{
+    pn_runtime *rt = paused_new();
+    atomic_int sleeps_done = 0, exact_misses = 0, chains_done = 0;
+    static pn_join_handle *handles[NSPAWNERS][PER_SPAWNER];
+    spawner sp[NSPAWNERS];
+    pthread_t th[NSPAWNERS];
+    int expected_sleeps = 0;
+    for (int t = 0; t < NSPAWNERS; t++) {
+        sp[t] = (spawner){ .rt = rt, .count = PER_SPAWNER, .base_seed = t * PER_SPAWNER,
+                           .handles = handles[t], .sleeps_done = &sleeps_done,
+                           .exact_misses = &exact_misses, .chains_done = &chains_done };
+        for (int i = 0; i < PER_SPAWNER; i++)
+            expected_sleeps += 1 + i % 5;
+        cr_assert_eq(pthread_create(&th[t], NULL, spawner_main, &sp[t]), 0);
+    }
+    /* The loop runs (and auto-advances) while the threads spawn. */
+    for (int k = 0; k < 50; k++) {
+        pn_sleep s = pn_sleep_for(PN_MS(k % 7 + 1));
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    }
+    for (int t = 0; t < NSPAWNERS; t++)
+        pthread_join(th[t], NULL);
+    /* Abort every 7th chain (pending or done: both fine), join the rest. */
+    int aborted = 0;
+    for (int t = 0; t < NSPAWNERS; t++)
+        for (int i = 0; i < PER_SPAWNER; i++) {
+            pn_join_handle *h = handles[t][i];
+            if ((t * PER_SPAWNER + i) % 7 == 0) {
+                bool finished = pn_join_handle_is_finished(h);
+                pn_join_handle_abort(h);
+                pn_join_future j = pn_join_handle_await(h);
+                cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+                if (j.status == -ECANCELED) {
+                    cr_assert_not(finished);
+                    aborted++;
+                    expected_sleeps -= 1 + i % 5; /* at most; checked below */
+                }
+                pn_join_handle_free(h);
+            } else {
+                join(rt, h);
+            }
+        }
+    cr_assert_eq(atomic_load(&exact_misses), 0, "%d sleeps ended off their deadline",
+                 atomic_load(&exact_misses));
+    cr_assert_eq(atomic_load(&chains_done), NSPAWNERS * PER_SPAWNER - aborted);
+    cr_assert_geq(atomic_load(&sleeps_done), expected_sleeps);
+    cr_assert_eq(armed_of(rt), 0, "an aborted chain left its sleep armed");
+    pn_runtime_free(rt);
+}
