@@ -20,6 +20,30 @@ static void clock_fini(void) { pn__point_set_hook(NULL); }
 
 TestSuite(test_clock, .timeout = PN_TEST_TIMEOUT, .fini = clock_fini);
 
+/* The runtimes the clock is tested on: current-thread, multi-thread with
+ * the workers driving the reactor, multi-thread with a reactor thread. */
+#define NFLAVOURS 3
+static const char *const flavour_names[NFLAVOURS] = { "current-thread", "mt-workers",
+                                                      "mt-reactor-thread" };
+
+static pn_runtime *paused_flavour(int fl)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.backend = pn_test_backend();
+    cfg.start_paused = true;
+    if (fl > 0) {
+        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+        cfg.workers = 2;
+        cfg.driver = fl == 1 ? PN_DRIVER_WORKERS : PN_DRIVER_REACTOR_THREAD;
+    }
+    pn_runtime *rt = NULL;
+    int err = pn_runtime_new(&cfg, &rt);
+    cr_assert_eq(err, 0, "pn_runtime_new(%s): %s", flavour_names[fl], pn_strerror(err));
+    cr_assert(pn_time_is_paused(rt));
+    return rt;
+}
+
 static pn_runtime *paused_new(void)
 {
     pn_runtime_config cfg;
@@ -35,7 +59,30 @@ static pn_runtime *paused_new(void)
 
 static size_t armed_of(pn_runtime *rt)
 {
-    return ((pn__timers *)pn__runtime_timers(rt))->armed;
+    pn__timers *t = pn__runtime_timers(rt);
+    if (!t->shared)
+        return t->armed;
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->armed;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+/* Keep the runtime busy (no auto-advance: this thread's block_on future
+ * wakes itself) until cond(arg) holds; the watchdog bounds it. */
+static void run_until(pn_runtime *rt, bool (*cond)(pn_runtime *rt, void *arg), void *arg)
+{
+    do {
+        steps_future st = steps_new(8, NULL);
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&st)), 0);
+    } while (!cond(rt, arg));
+}
+
+static bool armed_is(pn_runtime *rt, void *n) { return armed_of(rt) == (size_t)(uintptr_t)n; }
+static bool finished(pn_runtime *rt, void *h)
+{
+    (void)rt;
+    return pn_join_handle_is_finished(h);
 }
 
 /* Run the loop a few turns without letting it go idle (a self-waking
@@ -50,7 +97,8 @@ static void run_a_little(pn_runtime *rt)
 
 Test(test_clock, hour_sleep_completes_at_once)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     cr_assert_eq(pn_runtime_now(rt), t0);
     pn_sleep s = pn_sleep_for(PN_SEC(3600));
@@ -67,6 +115,7 @@ Test(test_clock, hour_sleep_completes_at_once)
     /* the runtime is gone: the thread reads real time again */
     pn_instant a = pn_now(), b = pn_now();
     cr_assert_leq(a, b);
+  }
 }
 
 /* A task: sleep `ns`, then record pn_now() and set *done. */
@@ -78,7 +127,7 @@ typedef struct sleeper {
     int id;
     pn_instant *woke_at;
     int *log;
-    int *nlog;
+    atomic_int *nlog;
 } sleeper;
 
 static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
@@ -89,7 +138,7 @@ static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
     PN_AWAIT(t->pc, &t->s, cx);
     *t->woke_at = pn_now();
     if (t->log)
-        t->log[(*t->nlog)++] = t->id;
+        t->log[atomic_fetch_add(t->nlog, 1)] = t->id;
     PN_ASYNC_END(t->pc);
 }
 
@@ -120,22 +169,21 @@ static void join(pn_runtime *rt, pn_join_handle *h)
 
 Test(test_clock, advance_fires_what_is_due_only)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     pn_instant w3 = 0, w7 = 0;
     pn_join_handle *h3 = spawn_sleeper(rt, PN_SEC(3), &w3);
     pn_join_handle *h7 = spawn_sleeper(rt, PN_SEC(7), &w7);
-    run_a_little(rt);                       /* both sleeps armed */
-    cr_assert_eq(armed_of(rt), 2);
-    cr_assert_eq(pn_now(), t0, "time moved while the loop was busy");
+    run_until(rt, armed_is, (void *)(uintptr_t)2);  /* both sleeps armed */
+    cr_assert_eq(pn_now(), t0, "%s: time moved while the runtime was busy",
+                 flavour_names[fl]);
 
     cr_assert_eq(pn_time_advance(rt, PN_SEC(5)), 0);
     cr_assert_eq(pn_now(), t0 + PN_SEC(5));
-    run_a_little(rt);
-    cr_assert(pn_join_handle_is_finished(h3));
+    run_until(rt, finished, h3);
     cr_assert_not(pn_join_handle_is_finished(h7));
     cr_assert_eq(w3, t0 + PN_SEC(5), "the 3 s sleeper ran at the advanced time");
-    cr_assert_eq(w7, 0);
     cr_assert_eq(armed_of(rt), 1);
 
     /* the 7 s one: auto-advance to its exact deadline */
@@ -144,6 +192,7 @@ Test(test_clock, advance_fires_what_is_due_only)
     cr_assert_eq(pn_now(), t0 + PN_SEC(7));
     join(rt, h3);
     cr_assert_eq(pn_runtime_free(rt), 0);
+  }
 }
 
 /* A deadline exactly at the advanced instant fires; 1 ns later does not. */
@@ -265,7 +314,8 @@ Test(test_clock, interval_ticks_count_exactly)
 
 Test(test_clock, timeout_of_never_ready_future)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     int drops = 0;
     forever_future ff = forever_new(&drops);
@@ -276,6 +326,7 @@ Test(test_clock, timeout_of_never_ready_future)
     cr_assert_eq(drops, 1);
     cr_assert_eq(armed_of(rt), 0);
     pn_runtime_free(rt);
+  }
 }
 
 /* ---- ordering ------------------------------------------------------------- */
@@ -284,11 +335,13 @@ Test(test_clock, timeout_of_never_ready_future)
 
 Test(test_clock, many_timers_fire_in_deadline_order)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     uint64_t dl[NORDER];
     pn_instant woke[NORDER];
-    int log[NORDER], nlog = 0;
+    int log[NORDER];
+    atomic_int nlog = 0;
     pn_join_handle *h[NORDER];
     /* Distinct deadlines in a scrambled order, some 1 ns apart (the same
      * wheel tick), some hours apart (higher wheel levels). */
@@ -304,14 +357,16 @@ Test(test_clock, many_timers_fire_in_deadline_order)
     }
     for (int i = 0; i < NORDER; i++)
         join(rt, h[i]);
-    cr_assert_eq(nlog, NORDER);
+    cr_assert_eq(atomic_load(&nlog), NORDER);
     for (int i = 0; i < NORDER; i++)
         cr_assert_eq(woke[i], t0 + dl[i], "timer %d woke %lld ns off", i,
                      (long long)(woke[i] - (t0 + dl[i])));
     for (int i = 1; i < NORDER; i++)
-        cr_assert_lt(dl[log[i - 1]], dl[log[i]], "timer %d ran before %d", log[i - 1], log[i]);
+        cr_assert_lt(dl[log[i - 1]], dl[log[i]], "%s: timer %d ran before %d",
+                     flavour_names[fl], log[i - 1], log[i]);
     cr_assert_eq(armed_of(rt), 0);
     pn_runtime_free(rt);
+  }
 }
 
 /* ---- I/O while paused -------------------------------------------------------- */
@@ -358,7 +413,8 @@ static void socket_pair(int sv[2])
  * turned (zero timeout) before the clock jumps. */
 Test(test_clock, io_ready_before_auto_advance)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     int sv[2];
     socket_pair(sv);
@@ -376,6 +432,7 @@ Test(test_clock, io_ready_before_auto_advance)
     close(sv[1]);
     cr_assert_eq(armed_of(rt), 0);
     pn_runtime_free(rt);
+  }
 }
 
 /* A writer task sleeps 2 s (virtual), then writes; the reader has 10 s. */
@@ -400,7 +457,8 @@ static const pn_future_vtable late_writer_vt = { late_writer_poll, NULL, "late_w
 
 Test(test_clock, io_from_a_task_woken_by_virtual_time)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     int sv[2];
     socket_pair(sv);
@@ -413,11 +471,13 @@ Test(test_clock, io_from_a_task_woken_by_virtual_time)
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&r)), 0);
     cr_assert_eq(r.status, 1, "status %d", r.status);
     cr_assert_eq(r.byte, 'y');
-    cr_assert_eq(r.done_at, t0 + PN_SEC(2));
+    cr_assert_eq(r.done_at, t0 + PN_SEC(2), "%s: done %lld ns after t0", flavour_names[fl],
+                 (long long)(r.done_at - t0));
     join(rt, h);
     pn_async_fd_close(&afd);
     close(sv[1]);
     pn_runtime_free(rt);
+  }
 }
 
 /* ---- idle: parked, no CPU --------------------------------------------------------- */
@@ -495,7 +555,8 @@ static void *slow_call(void *arg)
 
 Test(test_clock, blocking_call_inhibits_auto_advance)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     pn_blocking b = pn_spawn_blocking(slow_call, NULL);
     pn_timeout to = pn_timeout_for(PN_FUTURE(&b), PN_MS(1));
@@ -510,6 +571,7 @@ Test(test_clock, blocking_call_inhibits_auto_advance)
     cr_assert_eq(pn_now(), t0 + PN_SEC(5));
     cr_assert_eq(atomic_load(&rt->blocking_inflight), 0);
     pn_runtime_free(rt);
+  }
 }
 
 /* A blocking call that says when it started and when it ended. */
@@ -556,9 +618,10 @@ static const pn_future_vtable drop_when_started_vt = { drop_when_started_poll, N
  * before (the sleep completes after the call ended). */
 Test(test_clock, dropped_blocking_call_releases_auto_advance)
 {
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
     atomic_store(&call_started, 0);
     atomic_store(&call_ended, 0);
-    pn_runtime *rt = paused_new();
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     drop_when_started d = { .base = { &drop_when_started_vt },
                             .b = pn_spawn_blocking(marked_slow_call, NULL) };
@@ -568,6 +631,7 @@ Test(test_clock, dropped_blocking_call_releases_auto_advance)
     cr_assert_eq(atomic_load(&call_ended), 1, "the clock jumped during the call");
     cr_assert_eq(pn_now(), t0 + PN_SEC(1));
     pn_runtime_free(rt);
+  }
 }
 
 /* The loop parks while the call runs; the call's end is slowed down right
@@ -584,9 +648,10 @@ static void slow_blocking_done(const char *name, void *arg)
 
 Test(test_clock, blocking_done_wakes_a_parked_loop)
 {
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
     atomic_store(&call_started, 0);
     atomic_store(&call_ended, 0);
-    pn_runtime *rt = paused_new();
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     pn__point_set_hook(slow_blocking_done);
     drop_when_started d = { .base = { &drop_when_started_vt },
@@ -598,13 +663,15 @@ Test(test_clock, blocking_done_wakes_a_parked_loop)
     cr_assert_eq(pn_now(), t0 + PN_SEC(2));
     pn__point_set_hook(NULL);
     pn_runtime_free(rt);
+  }
 }
 
 /* A call dropped before a pool thread took it never runs: it no longer
  * holds the clock. */
 Test(test_clock, queued_blocking_call_dropped)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     waker_probe probe = { 0 };
     pn_blocking b = pn_spawn_blocking(slow_call, NULL);
@@ -616,6 +683,7 @@ Test(test_clock, queued_blocking_call_dropped)
     cr_assert_eq(pn_now(), t0 + PN_SEC(1));
     cr_assert_eq(waker_probe_held(&probe), 0);
     pn_runtime_free(rt);
+  }
 }
 
 /* ---- advance from inside ------------------------------------------------------------ */
@@ -648,13 +716,15 @@ static const pn_future_vtable self_advancer_vt = { self_advancer_poll, NULL, "se
 
 Test(test_clock, advance_from_inside_the_runtime)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     pn_instant t0 = pn_now();
     self_advancer a = { .base = { &self_advancer_vt } };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&a)), 0);
     cr_assert_eq(a.err, 0);
     cr_assert_eq(a.done_at, t0 + PN_SEC(3));
     pn_runtime_free(rt);
+  }
 }
 
 /* ---- pause / resume and errors ---------------------------------------------------------- */
@@ -694,28 +764,28 @@ Test(test_clock, errors)
     cr_assert_eq(pn_time_advance(NULL, 1), -EINVAL);
     cr_assert_not(pn_time_is_paused(NULL));
 
-    /* The multi-thread runtime has no virtual clock. */
-    pn_runtime_config cfg;
-    pn_runtime_config_init(&cfg);
-    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
-    cfg.workers = 2;
-    cfg.start_paused = true;
-    pn_runtime *mt = (pn_runtime *)1;
-    cr_assert_eq(pn_runtime_new(&cfg, &mt), -ENOTSUP);
-    cr_assert_null(mt);
-    mt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    /* A multi-thread runtime has a virtual clock only if made paused. */
+    pn_runtime *mt = flavour_new(PN_RUNTIME_MULTI_THREAD);
     cr_assert_eq(pn_time_pause(mt), -ENOTSUP);
     cr_assert_eq(pn_time_advance(mt, 1), -ENOTSUP);
     cr_assert_eq(pn_time_resume(mt), -ENOTSUP);
     cr_assert_not(pn_time_is_paused(mt));
     pn_runtime_free(mt);
+    mt = paused_flavour(1);
+    cr_assert_eq(pn_time_pause(mt), -EALREADY);
+    cr_assert_eq(pn_time_resume(mt), 0);
+    cr_assert_eq(pn_time_advance(mt, 1), -EINVAL);
+    cr_assert_eq(pn_time_resume(mt), -EINVAL);
+    pn_runtime_free(mt);
 
     /* After shutdown. */
-    pn_runtime *rt = paused_new();
-    cr_assert_eq(pn_runtime_shutdown(rt), 0);
-    cr_assert_eq(pn_time_advance(rt, 1), -ESHUTDOWN);
-    cr_assert_eq(pn_time_resume(rt), -ESHUTDOWN);
-    pn_runtime_free(rt);
+    for (int fl = 0; fl < NFLAVOURS; fl++) {
+        pn_runtime *rt = paused_flavour(fl);
+        cr_assert_eq(pn_runtime_shutdown(rt), 0);
+        cr_assert_eq(pn_time_advance(rt, 1), -ESHUTDOWN);
+        cr_assert_eq(pn_time_resume(rt), -ESHUTDOWN);
+        pn_runtime_free(rt);
+    }
 }
 
 /* A pending sleep whose tick was reached by an advance that stopped short
@@ -895,7 +965,8 @@ static void *spawner_main(void *arg)
 
 Test(test_clock, stress_plain_thread_spawns_and_aborts)
 {
-    pn_runtime *rt = paused_new();
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    pn_runtime *rt = paused_flavour(fl);
     atomic_int sleeps_done = 0, exact_misses = 0, chains_done = 0;
     static pn_join_handle *handles[NSPAWNERS][PER_SPAWNER];
     spawner sp[NSPAWNERS];
@@ -942,4 +1013,84 @@ Test(test_clock, stress_plain_thread_spawns_and_aborts)
     cr_assert_geq(atomic_load(&sleeps_done), expected_sleeps);
     cr_assert_eq(armed_of(rt), 0, "an aborted chain left its sleep armed");
     pn_runtime_free(rt);
+  }
+}
+
+/* Multi-thread: resume, sleep in real time, pause again, advance from a
+ * plain thread while this one waits in pn_block_on (allowed there). */
+typedef struct advancer {
+    pn_runtime *rt;
+    int err;
+} advancer;
+
+static void *advancer_main(void *arg)
+{
+    advancer *a = arg;
+    struct timespec ts = { 0, 20 * 1000000L };
+    nanosleep(&ts, NULL);
+    a->err = pn_time_advance(a->rt, PN_SEC(3600));
+    return NULL;
+}
+
+Test(test_clock, multi_thread_pause_resume_and_remote_advance)
+{
+    pn_runtime *rt = paused_flavour(1);
+    pn_instant t0 = pn_now();
+    cr_assert_eq(pn_time_resume(rt), 0);
+    pn_sleep s = pn_sleep_for(PN_MS(2));               /* real time */
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    cr_assert_geq(pn_now(), pn_sleep_deadline(&s));
+    cr_assert_eq(pn_time_pause(rt), 0);
+    pn_instant t1 = pn_now();
+    cr_assert_geq(t1, t0 + PN_MS(2));
+    /* A blocking call keeps the clock still while the other thread
+     * advances it by an hour: the sleep ends by that advance, exactly. */
+    cr_assert_eq(pn_time_advance(rt, 0), 0);
+    advancer a = { .rt = rt, .err = 1 };
+    pthread_t th;
+    pn_blocking b = pn_spawn_blocking(slow_call, NULL);   /* 30 ms */
+    pn_sleep s2 = pn_sleep_for(PN_SEC(1800));
+    pn_join2 both = pn_join_both(PN_FUTURE(&b), PN_FUTURE(&s2));
+    cr_assert_eq(pthread_create(&th, NULL, advancer_main, &a), 0);
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&both)), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(a.err, 0);
+    cr_assert_geq(pn_now(), t1 + PN_SEC(1800));
+    pn_runtime_free(rt);
+}
+
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Multi-thread: an idle paused runtime with a thread in pn_block_on and no
+ * timer: every thread sleeps (the whole process uses little CPU). */
+Test(test_clock, multi_thread_idle_paused_runtime_parks)
+{
+    for (int fl = 1; fl < NFLAVOURS; fl++) {
+        pn_runtime *rt = paused_flavour(fl);
+        pn_instant t0 = pn_now();
+        int sv[2];
+        socket_pair(sv);
+        pn_async_fd afd;
+        cr_assert_eq(pn_async_fd_init(&afd, sv[0]), 0);
+        delayed_write d = { .fd = sv[1], .delay_ms = 200 };
+        pthread_t th;
+        uint64_t cpu0 = process_cpu_ns(), real0 = real_ns();
+        cr_assert_eq(pthread_create(&th, NULL, delayed_write_main, &d), 0);
+        byte_reader r = { .base = { &byte_reader_vt }, .afd = &afd };
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&r)), 0);
+        uint64_t cpu = process_cpu_ns() - cpu0, real = real_ns() - real0;
+        pthread_join(th, NULL);
+        cr_assert_eq(r.status, 1);
+        cr_assert_eq(r.done_at, t0);
+        cr_assert_lt(cpu, real / 2, "%s: the idle runtime used %llu of %llu ns",
+                     flavour_names[fl], (unsigned long long)cpu, (unsigned long long)real);
+        pn_async_fd_close(&afd);
+        close(sv[1]);
+        pn_runtime_free(rt);
+    }
 }

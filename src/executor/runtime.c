@@ -64,8 +64,6 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
     case PN_RUNTIME_CURRENT_THREAD:
         return pn__current_thread_new(&c, out);
     case PN_RUNTIME_MULTI_THREAD:
-        if (c.start_paused)
-            return -ENOTSUP;            /* no virtual clock there (yet) */
         if (c.workers == 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
             c.workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;

@@ -86,8 +86,13 @@ void pn__clock_resume(pn__clock *c)
 
 void pn__clock_advance_to(pn__clock *c, pn_instant t)
 {
-    if (t > atomic_load_explicit(&c->frozen, memory_order_relaxed))
-        atomic_store_explicit(&c->frozen, t, memory_order_relaxed);
+    /* A CAS: on the multi-thread runtime an advance and an auto-advance
+     * may race, and the clock must keep the later of the two. */
+    uint64_t cur = atomic_load_explicit(&c->frozen, memory_order_relaxed);
+    while (t > cur && !atomic_compare_exchange_weak_explicit(&c->frozen, &cur, t,
+                                                             memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
 }
 
 /* ---- the calling thread's binding ------------------------------------------ */

@@ -4,7 +4,8 @@
  *
  * A pn__clock reads CLOCK_MONOTONIC plus an offset while it runs, and a
  * stored instant while it is paused.  Each current-thread runtime owns one
- * (pn__timers.clock); the multi-thread runtime has none (always real time).
+ * (pn__timers.clock); a multi-thread runtime has one only when made with
+ * cfg.start_paused (otherwise it always reads the monotonic clock).
  *
  * Threads bind to a clock (pn__clock_bind) so that pn_now() outside any
  * runtime reads it: the thread that makes a paused runtime, calls
@@ -13,9 +14,10 @@
  * binds another clock, at its next pn_now() after the runtime was freed
  * (the clock is then "dead"), or when the thread exits.
  *
- * Thread-safety: reads (pn__clock_now, pn__clock_paused) from any thread;
- * pause, resume and advance from one thread at a time (the runtime makes
- * sure: its loop's thread, or a thread that holds the loop out).
+ * Thread-safety: reads (pn__clock_now, pn__clock_paused) and advance_to
+ * (a CAS: the later instant wins) from any thread; pause and resume from
+ * one thread at a time (the test's; the current-thread runtime also keeps
+ * its loop out meanwhile).
  */
 #ifndef PN_TIMER_CLOCK_H
 #define PN_TIMER_CLOCK_H

@@ -50,6 +50,7 @@ void pn__timers_init_shared(pn__timers *t, pn_instant now,
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&t->lock, &attr);
     pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&t->fire_lock, NULL);
 }
 
 static void lock(pn__timers *t)
@@ -119,8 +120,10 @@ void pn__timers_shutdown(pn__timers *t)
     pn__free(t->due);
     t->due = NULL;
     t->ndue = t->capdue = 0;
-    if (t->shared)
+    if (t->shared) {
         pthread_mutex_destroy(&t->lock);
+        pthread_mutex_destroy(&t->fire_lock);
+    }
 }
 
 /* Unlink e from t (locked) and take its waker into *w. */
@@ -270,6 +273,8 @@ pn_instant pn__timers_next_deadline(pn__timers *t)
 
 size_t pn__timers_fire(pn__timers *t, pn_instant now)
 {
+    if (t->shared)
+        pthread_mutex_lock(&t->fire_lock);
     lock(t);
     pn_instant to = now;
     if (t->clock) {
@@ -292,13 +297,15 @@ size_t pn__timers_fire(pn__timers *t, pn_instant now)
         n--;
     }
     t->held = NULL;
-    /* Wake outside the lock.  Only one thread fires (the driver), so the
-     * array is ours until the next call. */
+    /* Wake outside the lock.  One thread fires at a time (fire_lock in
+     * shared mode), so the array is ours until the next call. */
     size_t nd = t->ndue;
     t->ndue = 0;
     unlock(t);
     PN_POINT("timers.fire", t);             /* fired, not yet woken */
     for (size_t i = 0; i < nd; i++)
         pn_waker_wake(&t->due[i]);
+    if (t->shared)
+        pthread_mutex_unlock(&t->fire_lock);
     return n;
 }

@@ -47,6 +47,8 @@ typedef struct pn__timers {
     pn__clock *clock;         /* the runtime's clock, or NULL: monotonic */
     pn_instant hold_after;    /* during a paused fire: hold entries due after this */
     pn_timer_entry *held;     /* during a paused fire: entries held back */
+    pthread_mutex_t fire_lock;/* shared mode: one pn__timers_fire at a time (the
+                                 driver, and pn_time_advance from any thread) */
 } pn__timers;
 
 void pn__timers_init(pn__timers *t, pn_instant now);
@@ -86,7 +88,8 @@ pn_instant pn__timers_next_deadline(pn__timers *t);
 /* How long the reactor may sleep: -1 if no timer, else ns until the next
  * slot is due (0 if one is due now), rounded up so it never wakes early. */
 int64_t pn__timers_timeout(pn__timers *t, pn_instant now);
-/* Fire every entry due at `now`: state FIRED, waker woken.  Returns count. */
+/* Fire every entry due at `now`: state FIRED, waker woken.  Returns count.
+ * Shared mode: callable from any thread (calls are serialised). */
 size_t pn__timers_fire(pn__timers *t, pn_instant now);
 
 #endif
