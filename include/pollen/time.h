@@ -23,22 +23,27 @@
  * same CLOCK_MONOTONIC.
  *
  * Paused clock (tests; Tokio's time::pause / advance / resume).  A
- * current-thread runtime made with cfg.start_paused (pollen/runtime.h), or
- * paused with pn_time_pause, has a virtual clock: it starts at the real
- * monotonic time of the pause (of pn_runtime_new for start_paused) and
- * moves only when
+ * runtime made with cfg.start_paused (pollen/runtime.h), or a
+ * current-thread runtime paused with pn_time_pause, has a virtual clock:
+ * it starts at the real monotonic time of the pause (of pn_runtime_new for
+ * start_paused) and moves only when
  *   - pn_time_advance(rt, ns) moves it forward and fires every timer due,
- *   - the runtime has nothing to do (auto-advance): no task is queued, a
- *     zero-timeout reactor turn delivered no I/O, and no pn_spawn_blocking
- *     call of the runtime is queued or running.  Then, instead of sleeping
- *     until the next timer, the loop sets the clock to that timer's exact
- *     deadline at once and fires it.  A test of a 10 s timeout runs in
- *     microseconds, and each timer completes with pn_now() equal to its
- *     deadline: timers with different deadlines fire (and their tasks run)
- *     in deadline order.  With no timer armed the loop sleeps in the
- *     reactor as usual (no CPU): I/O, a wake from another thread or the end
- *     of a blocking call wakes it.  A wake that another thread will send
- *     "later" in real time does not hold the clock back.
+ *   - the runtime has nothing to do (auto-advance): no task is queued or
+ *     running, a zero-timeout reactor turn delivered no I/O, no
+ *     pn_spawn_blocking call of the runtime is queued or running, and, on
+ *     the multi-thread runtime, every worker is parked and at least one
+ *     thread is inside pn_block_on, none of them polling.  Then, instead
+ *     of sleeping until the next timer, the runtime sets the clock to that
+ *     timer's exact deadline at once and fires it.  A test of a 10 s
+ *     timeout runs in microseconds, and each timer completes with pn_now()
+ *     equal to its deadline: timers with different deadlines fire (and
+ *     their tasks run) in deadline order.  With no timer armed the runtime
+ *     sleeps in the reactor as usual (no CPU): I/O, a wake from another
+ *     thread or the end of a blocking call wakes it.  A wake that another
+ *     thread will send "later" in real time does not hold the clock back.
+ * Between pn_block_on calls nothing auto-advances (a current-thread
+ * runtime does not run then; a multi-thread one keeps running its tasks
+ * but its clock stands still), so a test can advance and look in between.
  * A thread is bound to the clock (its pn_now() outside a runtime reads it)
  * once it made a runtime with start_paused, called pn_block_on on a
  * runtime whose clock was ever paused, or called pn_time_pause / resume /
@@ -84,8 +89,8 @@ PN_EXTERN pn_instant pn_now(void);
 struct pn_runtime;
 
 /*
- * The clock of `rt` (its virtual time when paused; CLOCK_MONOTONIC for the
- * multi-thread runtime or NULL).  Thread-safe.
+ * The clock of `rt` (its virtual time when paused; CLOCK_MONOTONIC for NULL
+ * or a runtime without a virtual clock).  Thread-safe.
  */
 PN_EXTERN pn_instant pn_runtime_now(struct pn_runtime *rt);
 
@@ -93,12 +98,15 @@ PN_EXTERN pn_instant pn_runtime_now(struct pn_runtime *rt);
 PN_EXTERN bool pn_time_is_paused(struct pn_runtime *rt);
 
 /*
- * Pause / advance / resume the clock of a current-thread runtime.
+ * Pause / advance / resume the clock of a runtime.
  *
- * Where: from a task or the pn_block_on future of `rt` (on its thread), or
- * from any thread while no thread is in pn_block_on on `rt` (typically the
- * test's main thread between two pn_block_on calls).  Each call binds the
- * calling thread to the clock (see "Paused clock").
+ * Where.  Current-thread runtime: from a task or the pn_block_on future of
+ * `rt` (on its thread), or from any thread while no thread is in
+ * pn_block_on on `rt` (typically the test's main thread between two
+ * pn_block_on calls).  Multi-thread runtime: from any thread, but it must
+ * have been made with cfg.start_paused (its workers then share one
+ * reactor and one wheel; pausing one made without it gives -ENOTSUP).
+ * Each call binds the calling thread to the clock (see "Paused clock").
  *
  * pn_time_pause: freeze the clock at its current reading; auto-advance
  * starts.  pn_time_resume: let it run again at the real rate from the
@@ -106,19 +114,21 @@ PN_EXTERN bool pn_time_is_paused(struct pn_runtime *rt);
  *
  * pn_time_advance: move the paused clock forward by `ns` (saturating) and
  * fire every timer whose deadline it reached.  The tasks those timers
- * wake run afterwards: at the loop's next turn, i.e. once the calling
- * task returns PN_PENDING, or in the next pn_block_on when called from
- * outside.  All timers an advance reaches fire in one batch, their tasks
- * in no set order, and each sees pn_now() = the new time; to see them in
+ * wake run afterwards: current-thread, at the loop's next turn, i.e. once
+ * the calling task returns PN_PENDING, or in the next pn_block_on when
+ * called from outside; multi-thread, on the workers as soon as they take
+ * them.  All timers an advance reaches fire in one batch, their tasks in
+ * no set order, and each sees pn_now() = the new time; to see them in
  * deadline order, let auto-advance do it or advance in smaller steps.
  * Tokio's advance is async and yields; here the call returns and the
  * caller yields when it likes (e.g. pn_yield_now).
  *
  * Returns 0, or -EINVAL (rt NULL; advance or resume while the clock is
  * not paused), -EALREADY (pause while paused), -ENOTSUP (a multi-thread
- * runtime: it has no virtual clock), -ESHUTDOWN (after
- * pn_runtime_shutdown), -EBUSY (called from outside the runtime while a
- * thread is inside pn_block_on on it: nothing was done).
+ * runtime made without cfg.start_paused: it has no virtual clock),
+ * -ESHUTDOWN (after pn_runtime_shutdown), -EBUSY (current-thread runtime:
+ * called from outside it while a thread is inside pn_block_on on it;
+ * nothing was done).
  */
 PN_EXTERN int pn_time_pause(struct pn_runtime *rt);
 PN_EXTERN int pn_time_advance(struct pn_runtime *rt, uint64_t ns);

@@ -51,6 +51,20 @@
  * Timers are one shared wheel under an adaptive mutex (timers.h, shared
  * mode); docs/ARCHITECTURE.md has the measured cost.
  *
+ * Paused clock (cfg.start_paused; pollen/time.h).  The workers share one
+ * reactor (no ring per worker), so one zero-timeout turn sees all I/O.
+ * The driver auto-advances only when the runtime is idle as a whole
+ * (paused_all_idle): every worker on the sleepers stack, a thread in
+ * pn_block_on and none of them polling or woken (busy_blockers, kept
+ * exact by the parker: a block_on thread counts itself out under the
+ * parker's lock before it waits, and the wake that ends the wait counts
+ * it back in), no blocking call in flight, nothing queued.  It checks
+ * that, then turns the reactor without blocking (the I/O the tasks did
+ * before they parked is there by then), checks again and jumps.  Whoever
+ * makes the runtime idle kicks the driver (kick_paused): the last worker
+ * to park, the last block_on thread to wait, the end of the last blocking
+ * call; otherwise the driver waits in the reactor with no timeout.
+ *
  * Shutdown: close the injection queue and the owned lists, stop and join the
  * workers (each finishes the poll it is in) and the driver, then, on the
  * calling thread, drain every queue and drop every live task.
