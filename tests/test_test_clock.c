@@ -1094,3 +1094,71 @@ Test(test_clock, multi_thread_idle_paused_runtime_parks)
         pn_runtime_free(rt);
     }
 }
+
+/* ---- stress: I/O between tasks, each pair woken by virtual time ------------------ */
+
+/* A reader task (byte_reader as a task) and a late writer per socket pair,
+ * the writer sleeping k s, the reader allowing k + 1 s: every read must
+ * win, at exactly k s.  An auto-advance that jumped before the reactor had
+ * delivered a write would time a reader out. */
+typedef struct timed_writer {
+    pn_future base;
+    int pc;
+    int fd;
+    uint64_t after;
+    pn_sleep s;
+} timed_writer;
+
+static pn_poll timed_writer_poll(pn_future *f, pn_cx *cx)
+{
+    timed_writer *w = (timed_writer *)f;
+    PN_ASYNC_BEGIN(w->pc);
+    w->s = pn_sleep_for(w->after);
+    PN_AWAIT(w->pc, &w->s, cx);
+    cr_assert_eq(write(w->fd, "p", 1), 1);
+    PN_ASYNC_END(w->pc);
+}
+
+static const pn_future_vtable timed_writer_vt = { timed_writer_poll, NULL, "timed_writer" };
+
+#define NPAIRS 16
+
+Test(test_clock, stress_io_pairs_on_virtual_time)
+{
+  for (int fl = 0; fl < NFLAVOURS; fl++) {
+    for (int rep = 0; rep < 4; rep++) {
+        pn_runtime *rt = paused_flavour(fl);
+        pn_instant t0 = pn_now();
+        int sv[NPAIRS][2];
+        static pn_async_fd afd[NPAIRS];
+        pn_join_handle *hr[NPAIRS], *hw[NPAIRS];
+        for (int i = 0; i < NPAIRS; i++) {
+            socket_pair(sv[i]);
+            cr_assert_eq(pn_async_fd_init(&afd[i], sv[i][0]), 0);
+            uint64_t k = PN_SEC(1 + (i * 7) % NPAIRS);
+            byte_reader r = { .base = { &byte_reader_vt }, .afd = &afd[i], .limit = k + PN_SEC(1) };
+            timed_writer w = { .base = { &timed_writer_vt }, .fd = sv[i][1], .after = k };
+            cr_assert_eq(pn_spawn(rt, PN_FUTURE(&r), sizeof(r), &hr[i]), 0);
+            cr_assert_eq(pn_spawn(rt, PN_FUTURE(&w), sizeof(w), &hw[i]), 0);
+        }
+        for (int i = 0; i < NPAIRS; i++) {
+            uint64_t k = PN_SEC(1 + (i * 7) % NPAIRS);
+            pn_join_future j = pn_join_handle_await(hr[i]);
+            cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+            cr_assert_eq(j.status, 0);
+            byte_reader *r = j.output;
+            cr_assert_eq(r->status, 1, "%s rep %d pair %d: status %d", flavour_names[fl], rep, i,
+                         r->status);
+            cr_assert_eq(r->done_at, t0 + k, "%s pair %d: read at %lld", flavour_names[fl], i,
+                         (long long)(r->done_at - t0));
+            pn_join_handle_free(hr[i]);
+            join(rt, hw[i]);
+        }
+        cr_assert_eq(pn_runtime_free(rt), 0);
+        for (int i = 0; i < NPAIRS; i++) {
+            pn_async_fd_close(&afd[i]);
+            close(sv[i][1]);
+        }
+    }
+  }
+}
