@@ -380,6 +380,8 @@ static void driver_turn_paused(mt_runtime *rt, pn__clock *c, bool block)
                 return;
             }
         } else {
+            if (n < 0 && n != -EINTR)
+                reactor_turn(rt, 0);    /* failing: count it, back off */
             pn__timers_fire(tm, pn__clock_now(c));
             return;                     /* something woke: look again */
         }
