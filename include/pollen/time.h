@@ -103,9 +103,11 @@ PN_EXTERN bool pn_time_is_paused(struct pn_runtime *rt);
  * Where.  Current-thread runtime: from a task or the pn_block_on future of
  * `rt` (on its thread), or from any thread while no thread is in
  * pn_block_on on `rt` (typically the test's main thread between two
- * pn_block_on calls).  Multi-thread runtime: from any thread, but it must
- * have been made with cfg.start_paused (its workers then share one
- * reactor and one wheel; pausing one made without it gives -ENOTSUP).
+ * pn_block_on calls; for the few microseconds such a call takes, a
+ * pn_block_on on another thread gets -EDEADLK as if a thread were in it).
+ * Multi-thread runtime: from any thread, but it must have been made with
+ * cfg.start_paused (its workers then share one reactor and one wheel;
+ * pausing one made without it gives -ENOTSUP).
  * Each call binds the calling thread to the clock (see "Paused clock").
  *
  * pn_time_pause: freeze the clock at its current reading; auto-advance
@@ -121,7 +123,7 @@ PN_EXTERN bool pn_time_is_paused(struct pn_runtime *rt);
  * no set order, and each sees pn_now() = the new time; to see them in
  * deadline order, let auto-advance do it or advance in smaller steps.
  * Tokio's advance is async and yields; here the call returns and the
- * caller yields when it likes (e.g. pn_yield_now).
+ * caller yields when it likes (e.g. awaiting pn_yield()).
  *
  * Returns 0, or -EINVAL (rt NULL; advance or resume while the clock is
  * not paused), -EALREADY (pause while paused), -ENOTSUP (a multi-thread
