@@ -52,7 +52,9 @@
  * mode); docs/ARCHITECTURE.md has the measured cost.
  *
  * Paused clock (cfg.start_paused; pollen/time.h).  The workers share one
- * reactor (no ring per worker), so one zero-timeout turn sees all I/O.
+ * epoll reactor (runtime.c refuses io_uring there: a completion is posted
+ * as task work of the submitting thread, possibly after the idle check),
+ * so one zero-timeout turn sees all I/O.
  * The driver auto-advances only when the runtime is idle as a whole
  * (paused_all_idle): every worker on the sleepers stack, a thread in
  * pn_block_on and none of them polling or woken (busy_blockers, kept
@@ -1194,8 +1196,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     /* A ring per worker needs the workers to park in the reactor, which
      * the dedicated driver thread's layout does not do. */
     bool per_worker = cfg->driver == PN_DRIVER_WORKERS &&
-                      cfg->uring_rings != PN_URING_RINGS_SHARED &&
-                      !cfg->start_paused;   /* auto-advance polls one reactor */
+                      cfg->uring_rings != PN_URING_RINGS_SHARED;
     int err = pn__reactor_new_lanes(cfg->max_events, cfg->backend,
                                     per_worker ? cfg->workers : 1, &rt->base.reactor);
     if (err < 0) {

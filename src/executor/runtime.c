@@ -64,6 +64,14 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
     case PN_RUNTIME_CURRENT_THREAD:
         return pn__current_thread_new(&c, out);
     case PN_RUNTIME_MULTI_THREAD:
+        if (c.start_paused) {
+            /* io_uring posts a completion as task work of the thread that
+             * submitted the request, maybe after the driver found every
+             * thread idle: the clock could jump before it is seen. */
+            if (c.backend == PN_BACKEND_URING)
+                return -ENOTSUP;
+            c.backend = PN_BACKEND_EPOLL;
+        }
         if (c.workers == 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
             c.workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
