@@ -1,10 +1,13 @@
 /*
  * test_timer_futures.c - sleep, timeout and interval through the runtime.
  *
- * Owns no library code.  Timing checks are one-sided ("never early",
- * "eventually"): the machines are noisy, so no test asserts an upper bound
- * on lateness (bench/bench_sleep_lateness.c measures it).  Every test also
- * checks that the driver's armed count returns to 0 (nothing left linked).
+ * Owns no library code.  Timing checks on the real clock are one-sided
+ * ("never early", "eventually"): the machines are noisy, so no test
+ * asserts an upper bound on lateness (bench/bench_sleep_lateness.c
+ * measures it).  The tests marked "paused clock" run on a runtime whose
+ * clock is virtual (cfg.start_paused): there every instant is exact.
+ * Every test also checks that the driver's armed count returns to 0
+ * (nothing left linked).
  */
 #include "helpers.h"
 #include <time.h>
@@ -27,6 +30,18 @@ static void wait_armed(pn_runtime *rt, size_t n)
         pn_sleep nap = pn_sleep_for(PN_MS(1));
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&nap)), 0);
     }
+}
+
+/* A current-thread runtime whose clock starts paused (auto-advance). */
+static pn_runtime *paused_rt_new(void)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.backend = pn_test_backend();
+    cfg.start_paused = true;
+    pn_runtime *rt = NULL;
+    cr_assert_eq(pn_runtime_new(&cfg, &rt), 0);
+    return rt;
 }
 
 static void busy_wait(uint64_t ns)
@@ -295,15 +310,16 @@ static pn_poll with_timeout_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable with_timeout_vt = { with_timeout_poll, NULL, "with_timeout" };
 
+/* Paused clock: the timeout fires at exactly its deadline. */
 Test(timer_futures, timeout_fires_on_never_ready_inner)
 {
-    pn_runtime *rt = rt_new();
+    pn_runtime *rt = paused_rt_new();
     int drops = 0;
     with_timeout w = { .base = { &with_timeout_vt }, .inner = forever_new(&drops),
                        .deadline = pn_now() + PN_MS(5) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&w)), 0);
     cr_assert_eq(w.to.status, -ETIMEDOUT);
-    cr_assert_geq(pn_now(), w.deadline);
+    cr_assert_eq(pn_now(), w.deadline);
     cr_assert_eq(drops, 1, "inner dropped %d times", drops);
     cr_assert_geq(w.inner.polls, 1);
     cr_assert_eq(armed_of(rt), 0);
@@ -400,7 +416,12 @@ static pn_poll ticker_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(t->pc);
     for (t->k = 0; t->k < TICKS; t->k++) {
         if (t->k == t->stall_at) {
-            busy_wait(t->stall_ns); /* the task is busy: ticks are missed */
+            /* the task is busy: ticks are missed (on a paused clock the
+             * busy time is an advance, exactly stall_ns) */
+            if (pn_time_is_paused(cx->rt))
+                cr_assert_eq(pn_time_advance(cx->rt, t->stall_ns), 0);
+            else
+                busy_wait(t->stall_ns);
             t->stall_end = pn_now();
         }
         PN_AWAIT(t->pc, &t->iv, cx);
@@ -447,6 +468,24 @@ Test(timer_futures, interval_ticks_on_schedule)
     pn_runtime_free(rt);
 }
 
+/* Paused clock: no wake-up is late, so every policy stays on the grid and
+ * every tick is delivered at exactly its instant. */
+Test(timer_futures, interval_ticks_on_schedule_paused)
+{
+    pn_runtime *rt = paused_rt_new();
+    const pn_missed_tick pol[] = { PN_MISSED_BURST, PN_MISSED_DELAY, PN_MISSED_SKIP };
+    for (int p = 0; p < 3; p++) {
+        uint64_t period = PN_MS(2);
+        pn_instant start = pn_now() + PN_MS(1);
+        ticker t = run_ticker(rt, pol[p], start, period, -1, 0);
+        for (int k = 0; k < TICKS; k++) {
+            cr_assert_eq(t.ticks[k], start + (uint64_t)k * period, "policy %d tick %d", p, k);
+            cr_assert_eq(t.delivered[k], t.ticks[k]);
+        }
+    }
+    pn_runtime_free(rt);
+}
+
 Test(timer_futures, interval_every_first_tick_immediate)
 {
     pn_runtime *rt = rt_new();
@@ -474,44 +513,52 @@ Test(timer_futures, interval_every_first_tick_immediate)
 #define P PN_MS(4)
 #define STALL (P * 7 / 2)
 
+/* Paused clock: the stall is an advance of exactly STALL inside the task. */
 Test(timer_futures, interval_missed_burst)
 {
-    pn_runtime *rt = rt_new();
+    pn_runtime *rt = paused_rt_new();
     pn_instant start = pn_now() + PN_MS(1);
     ticker t = run_ticker(rt, PN_MISSED_BURST, start, P, 2, STALL);
+    cr_assert_eq(t.stall_end, start + P + STALL);
     /* every scheduled instant is delivered, back to back after the stall */
-    for (int k = 0; k < TICKS; k++)
+    for (int k = 0; k < TICKS; k++) {
         cr_assert_eq(t.ticks[k], start + (uint64_t)k * P, "tick %d", k);
+        pn_instant expect = k >= 2 && t.ticks[k] < t.stall_end ? t.stall_end : t.ticks[k];
+        cr_assert_eq(t.delivered[k], expect, "tick %d", k);
+    }
     pn_runtime_free(rt);
 }
 
+/* Paused clock: DELAY restarts the grid a period after the late tick. */
 Test(timer_futures, interval_missed_delay)
 {
-    pn_runtime *rt = rt_new();
+    pn_runtime *rt = paused_rt_new();
     pn_instant start = pn_now() + PN_MS(1);
     ticker t = run_ticker(rt, PN_MISSED_DELAY, start, P, 2, STALL);
     cr_assert_eq(t.ticks[0], start);
-    /* (a noisy machine may already have delayed ticks 1 and 2; the stall
-     * still makes tick 2 at least 2.5 periods late) */
-    cr_assert_leq(t.ticks[2], t.delivered[1] + P);
-    /* the next one is a period after the late delivery, not on the grid */
-    cr_assert_geq(t.ticks[3], t.stall_end + P);
-    cr_assert_leq(t.ticks[3], t.delivered[2] + P);
-    for (int k = 1; k < TICKS; k++)
-        cr_assert_geq(t.ticks[k], t.ticks[k - 1] + P);
+    cr_assert_eq(t.ticks[1], start + P);
+    cr_assert_eq(t.ticks[2], start + 2 * P);          /* scheduled on the grid... */
+    cr_assert_eq(t.delivered[2], t.stall_end);        /* ...delivered late */
+    for (int k = 3; k < TICKS; k++) {
+        cr_assert_eq(t.ticks[k], t.stall_end + (uint64_t)(k - 2) * P, "tick %d", k);
+        cr_assert_eq(t.delivered[k], t.ticks[k]);
+    }
     pn_runtime_free(rt);
 }
 
+/* Paused clock: SKIP drops the ticks the stall covered, stays on the grid. */
 Test(timer_futures, interval_missed_skip)
 {
-    pn_runtime *rt = rt_new();
+    pn_runtime *rt = paused_rt_new();
     pn_instant start = pn_now() + PN_MS(1);
     ticker t = run_ticker(rt, PN_MISSED_SKIP, start, P, 2, STALL);
-    /* stays on the grid, skipping the missed ticks */
-    for (int k = 0; k < TICKS; k++)
-        cr_assert_eq((t.ticks[k] - start) % P, 0, "tick %d off the grid", k);
-    cr_assert_gt(t.ticks[3], t.stall_end, "a missed tick was delivered");
-    cr_assert_leq(t.ticks[3] - P, t.delivered[2]);
-    cr_assert_geq(t.ticks[3], start + 5 * P);
+    /* the stall ends at start + 4.5 P: tick 2 (start + 2 P) is delivered
+     * late, 3 and 4 are skipped, then 5, 6, ... */
+    cr_assert_eq(t.ticks[2], start + 2 * P);
+    cr_assert_eq(t.delivered[2], t.stall_end);
+    for (int k = 3; k < TICKS; k++) {
+        cr_assert_eq(t.ticks[k], start + (uint64_t)(k + 2) * P, "tick %d", k);
+        cr_assert_eq(t.delivered[k], t.ticks[k]);
+    }
     pn_runtime_free(rt);
 }

@@ -98,6 +98,14 @@ typedef struct pn_runtime_config {
                                  (the kernel's default is 50 us).  Default: 1000 */
     pn_backend backend;       /* reactor backend (PN_BACKEND_AUTO) */
     pn_uring_rings uring_rings; /* multi-thread on io_uring (PN_URING_RINGS_AUTO) */
+    bool start_paused;        /* start with the clock paused, for tests
+                                 (false).  See "Paused clock" in
+                                 pollen/time.h.  Multi-thread: the only way
+                                 to get a virtual clock there; the runtime
+                                 then runs on epoll (AUTO picks it; URING,
+                                 asked or from POLLEN_BACKEND, gives
+                                 -ENOTSUP: a completion could come after
+                                 an auto-advance had already jumped) */
 } pn_runtime_config;
 
 /* Fill `cfg` with the defaults shown above. */
@@ -105,7 +113,8 @@ PN_EXTERN void pn_runtime_config_init(pn_runtime_config *cfg);
 
 /*
  * Create a runtime (cfg NULL = defaults).  Returns 0 and *out, or -ENOMEM,
- * -EINVAL (a config value out of range, or a bad POLLEN_BACKEND), -EMFILE/
+ * -EINVAL (a config value out of range, or a bad POLLEN_BACKEND),
+ * -ENOTSUP (start_paused on the multi-thread flavour with io_uring), -EMFILE/
  * -ENFILE (no fd for epoll, io_uring or the wake eventfd), -EAGAIN (a
  * thread could not be started), or, when a backend was asked for
  * explicitly, its setup error (-ENOSYS: io_uring not built in or not in the

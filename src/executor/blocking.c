@@ -46,6 +46,7 @@
 #include <string.h>
 #include <time.h>
 #include "blocking.h"
+#include "rt.h"
 #include "core/sys.h"
 
 #define DEFAULT_MAX_THREADS 64u
@@ -168,6 +169,15 @@ static pn_waker job_finish(job *j, void *result, int status)
     return w;
 }
 
+/* Wake the future of a call that is over, then count the call out of its
+ * runtime's in-flight calls (a paused clock waits for them: rt.h).  In
+ * this order, so that the loop sees the woken task before it may jump. */
+static void wake_done(pool *p, pn_waker *w)
+{
+    pn_waker_wake(w);
+    pn__runtime_blocking_done(p->rt);
+}
+
 /* ---- pool threads -------------------------------------------------------- */
 
 /* Move the caller's record to the exited slot and join the previous
@@ -207,13 +217,13 @@ static void *pool_main(void *arg)
             pn_waker w = job_finish(j, j->fn(j->arg), 0);
             pthread_mutex_lock(&p->mu);
             if (!p->shutdown && p->num_threads > p->max_threads) {
-                pn_waker_wake(&w);
+                wake_done(p, &w);
                 retire(p, self);
                 return NULL;
             }
             if (p->queue.next != &p->queue || p->shutdown) {
                 pthread_mutex_unlock(&p->mu);
-                pn_waker_wake(&w);
+                wake_done(p, &w);
                 pthread_mutex_lock(&p->mu);
                 continue;
             }
@@ -225,7 +235,7 @@ static void *pool_main(void *arg)
              * lock is cheap here: nobody else is queueing work. */
             p->num_idle++;
             since = mono_ns();
-            pn_waker_wake(&w);
+            wake_done(p, &w);
         } else {
             if (p->shutdown)
                 break;
@@ -363,7 +373,7 @@ void pn__blocking_pool_free(struct pn__blocking_pool *p)
     for (qlink *l = taken.next, *next; l != &taken; l = next) {
         next = l->next;
         pn_waker w = job_finish((job *)l, NULL, -ESHUTDOWN);
-        pn_waker_wake(&w);
+        wake_done(p, &w);
     }
     /* Running calls finish first: this waits for them. */
     while (live) {
@@ -460,6 +470,7 @@ static int submit(pn_blocking *b, pn_cx *cx)
         return -ESHUTDOWN;
     }
     q_push(p, j);
+    atomic_fetch_add(&p->rt->blocking_inflight, 1);
     bool signal = false;
     if (p->num_idle > 0) {
         p->num_idle--;
@@ -471,6 +482,7 @@ static int submit(pn_blocking *b, pn_cx *cx)
             /* Nobody would ever run it. */
             q_unlink(p, j);
             pthread_mutex_unlock(&p->mu);
+            pn__runtime_blocking_done(p->rt);
             job_free(j);
             return e == -ENOMEM ? -ENOMEM : -EAGAIN;
         }
@@ -530,6 +542,7 @@ static void blocking_drop(pn_future *f)
             /* Not started: it never runs.  Nobody else holds it now. */
             q_unlink(p, j);
             pthread_mutex_unlock(&p->mu);
+            pn__runtime_blocking_done(p->rt);
             if (j->discard)
                 j->discard(j->arg, NULL, -ECANCELED);
             job_free(j);

@@ -15,6 +15,14 @@
  *      until the next timer (no timer: forever; an idle runtime uses no CPU);
  *   4. fire due timers.
  *
+ * Paused clock (cfg.start_paused, pn_time_pause): step 3 first turns the
+ * reactor without blocking; if that woke nothing, no task is queued and no
+ * pn_spawn_blocking call is in flight, the clock jumps to the earliest
+ * timer's deadline at once instead of waiting for it (auto-advance), and
+ * step 4 fires it.  With no timer armed (or a blocking call in flight) the
+ * loop parks in the reactor as usual: only I/O or a wake from another
+ * thread (or the blocking call's end) gets it going again.
+ *
  * Parking protocol (no lost wakeup): the loop stores parked = 1, then checks
  * the inject queue and the block_on flag once more before epoll_wait; a
  * remote waker pushes first, then reads parked and writes the eventfd if it
@@ -44,6 +52,7 @@
 #include "core/sys.h"
 #include "reactor/reactor.h"
 #include "timer/timers.h"
+#include "core/chaos.h"
 
 #define GLOBAL_INTERVAL 31
 
@@ -302,6 +311,9 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
     atomic_init(&parker->refs, 1);
     parker->rt = rt;
 
+    /* A test that controls the clock reads it outside too (clock.h). */
+    if (pn__clock_controlled(base->timers.clock))
+        pn__clock_bind(base->timers.clock);
     pn_runtime *prev = pn__tls_rt;
     pn__tls_rt = base;
     pn_cx cx = { .waker = NULL, .rt = base, .reactor = base->reactor,
@@ -339,16 +351,38 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
         pn__tls_polling = false;
 
         int64_t timeout = 0;
-        if (!has_work(rt)) {
-            timeout = pn__timers_timeout(&base->timers, pn_now());
-            if (timeout != 0) {
-                atomic_store(&rt->parked, 1);
-                pn__store_load_barrier();   /* parked, then work */
-                if (has_work(rt))
-                    timeout = 0;
-                else
-                    pn__count(&rt->parks, 1);
+        pn__clock *clock = base->timers.clock;
+        if (!has_work(rt) && pn__clock_paused(clock)) {
+            /* I/O first (a zero-timeout turn), then jump to the next timer. */
+            int n = pn__reactor_poll(base->reactor, 0);
+            if (n < 0 && n != -EINTR) {
+                err = n;
+                break;
             }
+            if (!has_work(rt) && !atomic_load(&base->blocking_inflight)) {
+                pn_instant d = pn__timers_next_deadline(&base->timers);
+                if (d != UINT64_MAX) {
+                    PN_POINT("clock.auto_advance", rt);
+                    pn__clock_advance_to(clock, d);
+                    pn__timers_fire(&base->timers, pn__clock_now(clock));
+                    continue;
+                }
+            }
+            timeout = has_work(rt) ? 0 : -1;
+            if (timeout == 0) {
+                pn__timers_fire(&base->timers, pn__clock_now(clock));
+                continue;
+            }
+        } else if (!has_work(rt)) {
+            timeout = pn__timers_timeout(&base->timers, pn__timers_now(&base->timers));
+        }
+        if (timeout != 0) {
+            atomic_store(&rt->parked, 1);
+            pn__store_load_barrier();       /* parked, then work */
+            if (has_work(rt))
+                timeout = 0;
+            else
+                pn__count(&rt->parks, 1);
         }
         int n = pn__reactor_poll(base->reactor, timeout);
         atomic_store(&rt->parked, 0);
@@ -356,7 +390,7 @@ static int ct_block_on(pn_runtime *base, pn_future *f)
             err = n;                        /* epoll itself failed: give up */
             break;
         }
-        pn__timers_fire(&base->timers, pn_now());
+        pn__timers_fire(&base->timers, pn__timers_now(&base->timers));
     }
     pn__reactor_flush(base->reactor);      /* I/O queued by the last polls */
     /* Another thread may run the next pn_block_on: from now on this one
@@ -404,7 +438,56 @@ static void ct_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
     out->injection_queue_depth = pn__inject_len(&rt->inject);
 }
 
+/* ---- The clock --------------------------------------------------------------
+ * pause / resume / advance touch the wheel, which only the loop's thread
+ * may: from anywhere else they hold the loop out (in_block_on) meanwhile. */
+
+static int ct_time_ctl(pn_runtime *base, int op, uint64_t ns)
+{
+    ct_runtime *rt = ct(base);
+    pn__clock *c = base->timers.clock;
+    bool inside = pn__tls_rt == base;
+    int expected = 0;
+    if (!inside && !atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
+        return -EBUSY;
+    int err = 0;
+    switch (op) {
+    case PN__TIME_PAUSE:
+        if (pn__clock_paused(c))
+            err = -EALREADY;
+        else
+            pn__clock_pause(c);
+        break;
+    case PN__TIME_RESUME:
+        if (!pn__clock_paused(c))
+            err = -EINVAL;
+        else
+            pn__clock_resume(c);
+        break;
+    case PN__TIME_ADVANCE: {
+        if (!pn__clock_paused(c)) {
+            err = -EINVAL;
+            break;
+        }
+        pn_instant now = pn__clock_now(c);
+        pn__clock_advance_to(c, now + ns < now ? UINT64_MAX : now + ns);
+        /* Wakes from here reach the loop's queue (inside) or the
+         * injection queue (outside): the tasks run at its next turn. */
+        pn__timers_fire(&base->timers, pn__clock_now(c));
+        break;
+    }
+    default:
+        err = -EINVAL;
+    }
+    if (err == 0)
+        pn__clock_bind(c);
+    if (!inside)
+        atomic_store(&rt->in_block_on, 0);
+    return err;
+}
+
 static const pn__rt_ops ct_rt_ops = {
+    .time_ctl = ct_time_ctl,
     .block_on = ct_block_on,
     .spawn = ct_spawn,
     .shutdown = ct_shutdown,
@@ -430,7 +513,16 @@ int pn__current_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         pn__free(rt);
         return err;
     }
-    pn__timers_init(&rt->base.timers, pn_now());
+    pn__clock *clock = pn__clock_new(cfg->start_paused);
+    if (!clock) {
+        pn__reactor_free(rt->base.reactor);
+        pn__free(rt);
+        return -ENOMEM;
+    }
+    pn__timers_init(&rt->base.timers, pn__clock_now(clock));
+    rt->base.timers.clock = clock;
+    if (cfg->start_paused)
+        pn__clock_bind(clock);          /* its maker reads it (clock.h) */
     pn__inject_init(&rt->inject);
     *out = &rt->base;
     return 0;

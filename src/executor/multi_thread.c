@@ -51,6 +51,22 @@
  * Timers are one shared wheel under an adaptive mutex (timers.h, shared
  * mode); docs/ARCHITECTURE.md has the measured cost.
  *
+ * Paused clock (cfg.start_paused; pollen/time.h).  The workers share one
+ * epoll reactor (runtime.c refuses io_uring there: a completion is posted
+ * as task work of the submitting thread, possibly after the idle check),
+ * so one zero-timeout turn sees all I/O.
+ * The driver auto-advances only when the runtime is idle as a whole
+ * (paused_all_idle): every worker on the sleepers stack, a thread in
+ * pn_block_on and none of them polling or woken (busy_blockers, kept
+ * exact by the parker: a block_on thread counts itself out under the
+ * parker's lock before it waits, and the wake that ends the wait counts
+ * it back in), no blocking call in flight, nothing queued.  It checks
+ * that, then turns the reactor without blocking (the I/O the tasks did
+ * before they parked is there by then), checks again and jumps.  Whoever
+ * makes the runtime idle kicks the driver (kick_paused): the last worker
+ * to park, the last block_on thread to wait, the end of the last blocking
+ * call; otherwise the driver waits in the reactor with no timeout.
+ *
  * Shutdown: close the injection queue and the owned lists, stop and join the
  * workers (each finishes the poll it is in) and the driver, then, on the
  * calling thread, drain every queue and drop every live task.
@@ -139,6 +155,12 @@ struct mt_runtime {
     _Atomic unsigned driver_lane;  /* the worker that holds the driver */
     _Atomic uint32_t running;      /* workers still in their loop */
 
+    /* Paused clock (cfg.start_paused): pn_block_on threads that are polling
+     * or were woken and will poll (not waiting).  Auto-advance needs 0. */
+    _Atomic unsigned busy_blockers;
+    _Atomic unsigned blockers_in;  /* threads inside pn_block_on: with none,
+                                      the clock stands still (as between the
+                                      current-thread runtime's block_ons) */
 };
 
 static _Thread_local worker *tls_worker;
@@ -299,12 +321,88 @@ static void reactor_turn(mt_runtime *rt, int64_t timeout)
     nanosleep(&ts, NULL);
 }
 
+/* Paused clock: a task is queued somewhere (the injection queue, a
+ * worker's queue or pinned queue, or the driver thread's batch). */
+static bool paused_work_queued(mt_runtime *rt)
+{
+    if (tls_collect && tls_collected)
+        return true;
+    if (pn__inject_len(&rt->inject))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (pn__lq_len(&rt->workers[i].q) || pn__inject_len(&rt->workers[i].pinned_remote))
+            return true;
+    return false;
+}
+
+/* Paused clock: nothing runs anywhere, and a test waits for something.
+ * Every worker is on the sleepers stack (the caller, holding the driver,
+ * included), some thread is in pn_block_on and none of them polls or is
+ * about to, no blocking call is in flight, nothing is queued.
+ * Whoever ends the last of these kicks the driver (kick_paused), so the
+ * check is made again when it may have become true. */
+static bool paused_all_idle(mt_runtime *rt)
+{
+    pn__store_load_barrier();
+    return atomic_load(&rt->num_idle) == rt->nworkers &&
+           atomic_load(&rt->blockers_in) != 0 && atomic_load(&rt->busy_blockers) == 0 &&
+           atomic_load(&rt->base.blocking_inflight) == 0 && !paused_work_queued(rt);
+}
+
+/* Paused clock: the runtime may have gone idle; let the driver look. */
+static void kick_paused(mt_runtime *rt)
+{
+    pn__clock *c = rt->base.timers.clock;
+    if (c && pn__clock_paused(c))
+        pn__reactor_wake(rt->base.reactor);
+}
+
+/* The driver's turn under a paused clock.  When the whole runtime is idle:
+ * a turn without blocking first (whatever I/O the tasks did before they
+ * parked is in the reactor by then, since they did it before counting
+ * themselves idle), and if that woke nothing and all is still idle, jump
+ * the clock to the next deadline and fire it (auto-advance).  Otherwise
+ * wait in the reactor with no timeout (virtual deadlines mean nothing to
+ * epoll) until I/O, a wake or a kick_paused; or do not wait at all when
+ * not asked to block or a task is queued. */
+static void driver_turn_paused(mt_runtime *rt, pn__clock *c, bool block)
+{
+    pn__timers *tm = &rt->base.timers;
+    int64_t timeout = -1;
+    if (!block || paused_work_queued(rt)) {
+        timeout = 0;
+    } else if (paused_all_idle(rt)) {
+        int n = pn__reactor_poll(rt->base.reactor, 0);
+        if (n == 0 && paused_all_idle(rt)) {
+            pn_instant d = pn__timers_next_deadline(tm);
+            if (d != UINT64_MAX) {
+                PN_POINT("clock.auto_advance", rt);
+                pn__clock_advance_to(c, d);
+                pn__timers_fire(tm, pn__clock_now(c));
+                return;
+            }
+        } else {
+            if (n < 0 && n != -EINTR)
+                reactor_turn(rt, 0);    /* failing: count it, back off */
+            pn__timers_fire(tm, pn__clock_now(c));
+            return;                     /* something woke: look again */
+        }
+    }
+    reactor_turn(rt, timeout);
+    pn__timers_fire(tm, pn__clock_now(c));
+}
+
 static void driver_turn(mt_runtime *rt, bool block)
 {
     pn__timers *tm = &rt->base.timers;
+    pn__clock *c = tm->clock;
+    if (c && pn__clock_paused(c)) {
+        driver_turn_paused(rt, c, block);
+        return;
+    }
     int64_t timeout = 0;
     if (block) {
-        pn_instant now = pn_now();
+        pn_instant now = pn__timers_now(tm);
         timeout = pn__timers_timeout(tm, now);
         pn__timers_set_sleeping(tm, timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout);
         int64_t again = pn__timers_timeout(tm, now);
@@ -314,7 +412,7 @@ static void driver_turn(mt_runtime *rt, bool block)
     reactor_turn(rt, timeout);
     if (block)
         pn__timers_set_sleeping(tm, 0);
-    pn__timers_fire(tm, pn_now());
+    pn__timers_fire(tm, pn__timers_now(tm));
 }
 
 /* Take ourselves off the sleepers stack.  False if a waker popped us first
@@ -360,6 +458,8 @@ static void park(worker *w)
     pthread_mutex_unlock(&rt->idle_lock);
     pn__store_load_barrier();
     PN_POINT("mt.park", w);             /* a sleeper, before its last look */
+    if (atomic_load(&rt->num_idle) == rt->nworkers)
+        kick_paused(rt);                /* the last one: the clock may jump */
 
     if (work_available(rt, w) || atomic_load(&rt->stopping)) {
         if (leave_sleepers(w))
@@ -745,7 +845,24 @@ static void *driver_main(void *arg)
 typedef struct parker {
     _Atomic uint32_t woken;        /* futex word */
     _Atomic size_t refs;
+    /* Paused-clock accounting (rt->busy_blockers), when `rt` has a clock:
+     * `waiting` (under `lock`) says the block_on thread counted itself out
+     * and waits; the wake that ends the wait counts it back in. */
+    mt_runtime *rt;                /* NULL: no accounting (immutable) */
+    atomic_flag lock;
+    bool waiting;
 } parker;
+
+static void parker_lock(parker *p)
+{
+    while (atomic_flag_test_and_set_explicit(&p->lock, memory_order_acquire))
+        ;
+}
+
+static void parker_unlock(parker *p)
+{
+    atomic_flag_clear_explicit(&p->lock, memory_order_release);
+}
 
 static void parker_unref(parker *p)
 {
@@ -756,7 +873,17 @@ static void parker_unref(parker *p)
 static void parker_wake_by_ref(const void *data)
 {
     parker *p = (parker *)data;
-    atomic_store(&p->woken, 1);
+    if (p->rt) {
+        parker_lock(p);
+        atomic_store(&p->woken, 1);
+        if (p->waiting) {               /* rt is live while it waits */
+            p->waiting = false;
+            atomic_fetch_add(&p->rt->busy_blockers, 1);
+        }
+        parker_unlock(p);
+    } else {
+        atomic_store(&p->woken, 1);
+    }
     futex_wake(&p->woken);
 }
 
@@ -789,6 +916,15 @@ static int mt_block_on(pn_runtime *base, pn_future *f)
         return -ENOMEM;
     atomic_init(&p->woken, 1);
     atomic_init(&p->refs, 1);
+    atomic_flag_clear(&p->lock);
+    p->waiting = false;
+    p->rt = base->timers.clock ? mt(base) : NULL;
+    if (p->rt) {
+        atomic_fetch_add(&p->rt->busy_blockers, 1);
+        atomic_fetch_add(&p->rt->blockers_in, 1);
+        if (pn__clock_controlled(base->timers.clock))
+            pn__clock_bind(base->timers.clock);
+    }
     pn_waker mw = { p, &parker_vt };
     pn_cx cx = { .waker = &mw, .rt = base, .reactor = base->reactor,
                  .timers = &base->timers, .budget = 0 };
@@ -803,11 +939,68 @@ static int mt_block_on(pn_runtime *base, pn_future *f)
                 break;
             continue;
         }
+        if (p->rt) {
+            /* Count ourselves out before waiting (paused clock): unless a
+             * wake came in meanwhile, which counted nothing. */
+            bool out = false;
+            parker_lock(p);
+            if (!atomic_load(&p->woken) && !p->waiting)
+                out = p->waiting = true;
+            parker_unlock(p);
+            if (out && atomic_fetch_sub(&p->rt->busy_blockers, 1) == 1)
+                kick_paused(p->rt);
+        }
         futex_wait(&p->woken, 0);
+    }
+    /* Not waiting (a wake counted us back in before the poll): out now. */
+    if (p->rt) {
+        atomic_fetch_sub(&p->rt->blockers_in, 1);
+        if (atomic_fetch_sub(&p->rt->busy_blockers, 1) == 1)
+            kick_paused(p->rt);
     }
     pn__tls_rt = NULL;
     parker_unref(p);
     return 0;
+}
+
+/* ---- the clock ------------------------------------------------------------------- */
+
+/* pn_time_pause / resume / advance.  The wheel is shared (its own locks,
+ * fires serialised), so any thread may call these. */
+static int mt_time_ctl(pn_runtime *base, int op, uint64_t ns)
+{
+    mt_runtime *rt = mt(base);
+    pn__clock *c = base->timers.clock;
+    if (!c)
+        return -ENOTSUP;                /* made without start_paused */
+    int err = 0;
+    switch (op) {
+    case PN__TIME_PAUSE:
+        if (pn__clock_paused(c))
+            return -EALREADY;
+        pn__clock_pause(c);
+        break;
+    case PN__TIME_RESUME:
+        if (!pn__clock_paused(c))
+            return -EINVAL;
+        pn__clock_resume(c);
+        pn__reactor_wake(base->reactor); /* the driver waits with no timeout */
+        break;
+    case PN__TIME_ADVANCE: {
+        if (!pn__clock_paused(c))
+            return -EINVAL;
+        pn_instant now = pn__clock_now(c);
+        pn__clock_advance_to(c, now + ns < now ? UINT64_MAX : now + ns);
+        pn__timers_fire(&base->timers, pn__clock_now(c));
+        break;
+    }
+    default:
+        err = -EINVAL;
+    }
+    (void)rt;
+    if (err == 0)
+        pn__clock_bind(c);
+    return err;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -826,7 +1019,7 @@ static int stop_threads(mt_runtime *rt, uint64_t deadline)
     struct timespec abs;
     if (deadline != UINT64_MAX) {
         /* pthread_timedjoin_np takes CLOCK_REALTIME: convert the remaining time. */
-        pn_instant now = pn_now();
+        pn_instant now = pn__mono_now();
         uint64_t left = deadline > now ? deadline - now : 0;
         clock_gettime(CLOCK_REALTIME, &abs);
         uint64_t ns = (uint64_t)abs.tv_nsec + left % 1000000000u;
@@ -970,6 +1163,7 @@ static void mt_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
 }
 
 static const pn__rt_ops mt_rt_ops = {
+    .time_ctl = mt_time_ctl,
     .block_on = mt_block_on,
     .spawn = mt_spawn,
     .shutdown = mt_shutdown,
@@ -1012,7 +1206,19 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         return err;
     }
     rt->ring_park = pn__reactor_lanes(rt->base.reactor) > 1;
-    pn__timers_init_shared(&rt->base.timers, pn_now(), kick_driver, rt);
+    pn__clock *clock = NULL;
+    if (cfg->start_paused && !(clock = pn__clock_new(true))) {
+        pn__reactor_free(rt->base.reactor);
+        pn__free(rt->workers);
+        pn__free(rt->sleepers);
+        pn__free(rt);
+        return -ENOMEM;
+    }
+    pn__timers_init_shared(&rt->base.timers, clock ? pn__clock_now(clock) : pn__mono_now(),
+                           kick_driver, rt);
+    rt->base.timers.clock = clock;      /* before any worker reads it */
+    if (clock)
+        pn__clock_bind(clock);          /* its maker reads it (clock.h) */
     pn__inject_init(&rt->inject);
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_init(&rt->owned[i].lock, NULL);
@@ -1043,6 +1249,8 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     if (err < 0) {
         stop_threads(rt, UINT64_MAX);
         pn__timers_shutdown(&rt->base.timers);
+        if (rt->base.timers.clock)
+            pn__clock_kill(rt->base.timers.clock);
         pn__reactor_free(rt->base.reactor);
         mt_destroy(&rt->base);
         return err;

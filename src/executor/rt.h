@@ -34,7 +34,12 @@ typedef struct pn__rt_ops {
     unsigned (*nworkers)(pn_runtime *rt);
     void (*worker_metrics)(pn_runtime *rt, unsigned index, pn_worker_metrics *out);
     void (*shared_metrics)(pn_runtime *rt, pn_runtime_metrics *out); /* spawned, unparks, injection depth */
+    /* pn_time_pause / resume / advance (PN__TIME_*), arguments checked;
+     * NULL: the flavour has no virtual clock (-ENOTSUP). */
+    int (*time_ctl)(pn_runtime *rt, int op, uint64_t ns);
 } pn__rt_ops;
+
+enum { PN__TIME_PAUSE, PN__TIME_RESUME, PN__TIME_ADVANCE };
 
 /* A counter kept by one thread and read by any: relaxed load and store, no
  * read-modify-write. */
@@ -61,7 +66,14 @@ struct pn_runtime {
     pthread_mutex_t shutdown_lock;        /* one shutdown at a time */
     bool shutdown_done;                   /* every task dropped (shutdown_lock) */
     bool shutdown_timed_out;              /* the last attempt hit its deadline */
+    _Atomic unsigned blocking_inflight;   /* pn_spawn_blocking calls queued or
+                                             running: a paused clock does not
+                                             auto-advance meanwhile */
 };
+
+/* blocking.c: a blocking call of rt ended (after its waker was woken).
+ * The last one lets a paused runtime auto-advance again: wake its loop. */
+void pn__runtime_blocking_done(pn_runtime *rt);
 
 /* The runtime whose loop or worker runs on this thread, if any. */
 extern _Thread_local pn_runtime *pn__tls_rt;

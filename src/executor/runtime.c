@@ -8,6 +8,7 @@
 #include "rt.h"
 #include "reactor/reactor.h"
 #include "blocking.h"
+#include "core/chaos.h"
 
 _Thread_local pn_runtime *pn__tls_rt;
 _Thread_local bool pn__tls_polling;
@@ -63,6 +64,14 @@ int pn_runtime_new(const pn_runtime_config *cfg, pn_runtime **out)
     case PN_RUNTIME_CURRENT_THREAD:
         return pn__current_thread_new(&c, out);
     case PN_RUNTIME_MULTI_THREAD:
+        if (c.start_paused) {
+            /* io_uring posts a completion as task work of the thread that
+             * submitted the request, maybe after the driver found every
+             * thread idle: the clock could jump before it is seen. */
+            if (c.backend == PN_BACKEND_URING)
+                return -ENOTSUP;
+            c.backend = PN_BACKEND_EPOLL;
+        }
         if (c.workers == 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
             c.workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
@@ -177,7 +186,7 @@ int pn_runtime_shutdown_timeout(pn_runtime *rt, uint64_t timeout_ns)
 
     uint64_t deadline = UINT64_MAX;
     if (timeout_ns != UINT64_MAX) {
-        pn_instant now = pn_now();
+        pn_instant now = pn__mono_now();  /* real time, whatever the clock */
         deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
     }
     int err = 0;
@@ -210,6 +219,10 @@ int pn_runtime_free(pn_runtime *rt)
         return err;
     pn__blocking_shutdown(rt);          /* queued calls: -ESHUTDOWN; running ones finish */
     pn__timers_shutdown(&rt->timers);
+    if (rt->timers.clock) {
+        pn__clock_kill(rt->timers.clock);
+        rt->timers.clock = NULL;
+    }
     pn__reactor_free(rt->reactor);
     pthread_mutex_destroy(&rt->life_lock);
     pthread_mutex_destroy(&rt->shutdown_lock);
@@ -227,6 +240,45 @@ void pn__runtime_init_common(pn_runtime *rt, const pn_runtime_config *cfg)
     rt->shutdown_timed_out = false;
     rt->blockers = 0;
     atomic_init(&rt->shut_down, false);
+    atomic_init(&rt->blocking_inflight, 0);
+}
+
+/* ---- the clock (pollen/time.h) ---------------------------------------------- */
+
+static int time_ctl(pn_runtime *rt, int op, uint64_t ns)
+{
+    if (!rt)
+        return -EINVAL;
+    if (!rt->ops->time_ctl)
+        return -ENOTSUP;
+    if (atomic_load(&rt->shut_down))
+        return -ESHUTDOWN;
+    return rt->ops->time_ctl(rt, op, ns);
+}
+
+int pn_time_pause(pn_runtime *rt) { return time_ctl(rt, PN__TIME_PAUSE, 0); }
+int pn_time_resume(pn_runtime *rt) { return time_ctl(rt, PN__TIME_RESUME, 0); }
+int pn_time_advance(pn_runtime *rt, uint64_t ns) { return time_ctl(rt, PN__TIME_ADVANCE, ns); }
+
+bool pn_time_is_paused(pn_runtime *rt)
+{
+    return rt && rt->timers.clock && pn__clock_paused(rt->timers.clock);
+}
+
+pn_instant pn_runtime_now(pn_runtime *rt)
+{
+    return rt && rt->timers.clock ? pn__clock_now(rt->timers.clock) : pn__mono_now();
+}
+
+void pn__runtime_blocking_done(pn_runtime *rt)
+{
+    if (atomic_fetch_sub(&rt->blocking_inflight, 1) != 1)
+        return;
+    /* The loop may have seen the call in flight and parked: wake it so
+     * that it may auto-advance now (a spare wake costs one turn). */
+    PN_POINT("clock.blocking_done", rt);
+    if (rt->timers.clock && pn__clock_paused(rt->timers.clock))
+        pn__reactor_wake(rt->reactor);
 }
 
 int pn_runtime_worker_metrics_get(pn_runtime *rt, unsigned index, pn_worker_metrics *out)

@@ -102,6 +102,7 @@
 #include <time.h>
 #include "core/sys.h"
 #include "pollen/time.h"
+#include "timer/clock.h"
 #include "reactor/slab.h"
 #include "reactor/uring.h"
 
@@ -1215,8 +1216,8 @@ static void await_teardown(unsigned n)
     int ep = pn__sys.epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         return;
-    pn_instant end = pn_now() + PN_MS(100);
-    for (pn_instant now; n && (now = pn_now()) < end;) {
+    pn_instant end = pn__mono_now() + PN_MS(100);
+    for (pn_instant now; n && (now = pn__mono_now()) < end;) {
         struct timespec ts = { (time_t)((end - now) / PN_SEC(1)),
                                (long)((end - now) % PN_SEC(1)) };
         struct epoll_event ev;

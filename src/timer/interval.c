@@ -6,7 +6,7 @@
  *
  * Invariants:
  *  - Each PN_READY delivers one tick: .tick = the instant it was scheduled
- *    for, which is <= pn_now() at delivery (never early).
+ *    for, which is <= the runtime's clock at delivery (never early).
  *  - After a tick scheduled at T is delivered at `now`, the next one is at
  *    T + period unless that is already due (now >= T + period: ticks were
  *    missed), in which case the policy decides:
@@ -50,7 +50,7 @@ static pn_poll interval_poll(pn_future *f, pn_cx *cx)
         return PN_PENDING;
     pn_instant sched = pn_sleep_deadline(&iv->timer);
     iv->tick = sched;
-    pn_sleep_reset(&iv->timer, next_tick(iv, sched, pn_now()));
+    pn_sleep_reset(&iv->timer, next_tick(iv, sched, pn__cx_now(cx)));
     return PN_READY;
 }
 

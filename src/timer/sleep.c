@@ -6,8 +6,9 @@
  * when the sleep completes, is reset to an idle state, or is dropped.
  *
  * Invariants:
- *  - A sleep returns PN_READY only once pn_now() >= deadline (or its entry
- *    FIRED, which the wheel does only when the deadline's tick has passed),
+ *  - A sleep returns PN_READY only once the polling runtime's clock reads
+ *    >= deadline (or its entry FIRED, which the driver does only when its
+ *    clock has reached the deadline: timers.h),
  *    so it never completes early.
  *  - When it returns PN_PENDING its entry is armed with the task's waker
  *    (the PENDING contract), or it spent the last unit of budget and woke
@@ -17,11 +18,17 @@
 #include "pollen/time.h"
 #include "timer/timers.h"
 
+/* The time of the runtime that polls (its clock may be paused). */
+pn_instant pn__cx_now(const pn_cx *cx)
+{
+    return cx && cx->timers ? pn__timers_now(cx->timers) : pn_now();
+}
+
 static pn_poll sleep_poll(pn_future *f, pn_cx *cx)
 {
     pn_sleep *s = (pn_sleep *)f;
     pn_timer_entry *e = &s->entry;
-    if (pn__timers_fired(e) || e->deadline <= pn_now()) {
+    if (pn__timers_fired(e) || e->deadline <= pn__cx_now(cx)) {
         if (pn_cx_budget_spend(cx) == PN_PENDING)
             return PN_PENDING;
         pn__timers_cancel(e);

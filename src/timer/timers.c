@@ -31,6 +31,9 @@ void pn__timers_init(pn__timers *t, pn_instant now)
     t->sleeping_until = 0;
     t->due = NULL;
     t->ndue = t->capdue = 0;
+    t->clock = NULL;
+    t->hold_after = UINT64_MAX;
+    t->held = NULL;
 }
 
 void pn__timers_init_shared(pn__timers *t, pn_instant now,
@@ -47,6 +50,7 @@ void pn__timers_init_shared(pn__timers *t, pn_instant now,
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&t->lock, &attr);
     pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&t->fire_lock, NULL);
 }
 
 static void lock(pn__timers *t)
@@ -116,8 +120,10 @@ void pn__timers_shutdown(pn__timers *t)
     pn__free(t->due);
     t->due = NULL;
     t->ndue = t->capdue = 0;
-    if (t->shared)
+    if (t->shared) {
         pthread_mutex_destroy(&t->lock);
+        pthread_mutex_destroy(&t->fire_lock);
+    }
 }
 
 /* Unlink e from t (locked) and take its waker into *w. */
@@ -221,6 +227,13 @@ int64_t pn__timers_timeout(pn__timers *t, pn_instant now)
 static void fire_one(pn_timer_entry *e, void *arg)
 {
     pn__timers *t = arg;
+    if (e->deadline > t->hold_after) {
+        /* Paused clock: due in this tick, not yet at the virtual now.  It
+         * stays ARMED with its waker; filed again after the advance. */
+        e->next = t->held;
+        t->held = e;
+        return;
+    }
     t->armed--;
     /* e->timers stays: a canceller that saw ARMED may be reading it. */
     pn_waker w = e->waker;
@@ -245,17 +258,54 @@ static void fire_one(pn_timer_entry *e, void *arg)
     store_state(e, PN__TIMER_FIRED);
 }
 
-size_t pn__timers_fire(pn__timers *t, pn_instant now)
+pn_instant pn__timers_now(const pn__timers *t)
+{
+    return t->clock ? pn__clock_now(t->clock) : pn__mono_now();
+}
+
+pn_instant pn__timers_next_deadline(pn__timers *t)
 {
     lock(t);
-    size_t n = pn__wheel_advance(&t->wheel, now, fire_one, t);
-    /* Wake outside the lock.  Only one thread fires (the driver), so the
-     * array is ours until the next call. */
+    pn_instant d = pn__wheel_min_deadline(&t->wheel);
+    unlock(t);
+    return d;
+}
+
+size_t pn__timers_fire(pn__timers *t, pn_instant now)
+{
+    if (t->shared)
+        pthread_mutex_lock(&t->fire_lock);
+    lock(t);
+    pn_instant to = now;
+    if (t->clock) {
+        /* Never fire an entry due after the clock's now (fire_one holds
+         * it): a paused clock's tick can be reached early (below), and so
+         * can a resumed clock's last paused tick. */
+        t->hold_after = now;
+        if (pn__clock_paused(t->clock)) {
+            /* The wheel fires whole ticks: go to the end of now's tick,
+             * so what is due at exactly now fires now. */
+            uint64_t up = (now + (PN_TIMER_TICK_NS - 1)) & ~(PN_TIMER_TICK_NS - 1);
+            to = up < now ? now : up;
+        }
+    }
+    size_t n = pn__wheel_advance(&t->wheel, to, fire_one, t);
+    t->hold_after = UINT64_MAX;
+    for (pn_timer_entry *e = t->held, *nx; e; e = nx) {
+        nx = e->next;
+        pn__wheel_insert(&t->wheel, e);     /* due by tick: fires when now reaches it */
+        n--;
+    }
+    t->held = NULL;
+    /* Wake outside the lock.  One thread fires at a time (fire_lock in
+     * shared mode), so the array is ours until the next call. */
     size_t nd = t->ndue;
     t->ndue = 0;
     unlock(t);
     PN_POINT("timers.fire", t);             /* fired, not yet woken */
     for (size_t i = 0; i < nd; i++)
         pn_waker_wake(&t->due[i]);
+    if (t->shared)
+        pthread_mutex_unlock(&t->fire_lock);
     return n;
 }

@@ -12,12 +12,23 @@
  * with atomics so a poll can see FIRED without the lock, and arming a
  * deadline earlier than the one the driver sleeps until calls kick() so the
  * driver recomputes its timeout.
+ *
+ * The clock.  A driver reads its runtime's clock (clock.h) when it has one
+ * (the current-thread runtime) and the monotonic clock otherwise.  While
+ * that clock is paused the wheel is advanced to the tick boundary at or
+ * after the virtual now, and the entries of that last tick whose deadline
+ * is still after the virtual now are held back (filed again, not fired), so
+ * a timer fires at exactly its deadline in virtual time, never early;
+ * pn__timers_next_deadline gives the exact instant auto-advance jumps to.
+ * With a clock, entries due after now are held back even while it runs
+ * (after a resume the wheel may be up to a tick ahead of the clock).
  */
 #ifndef PN_TIMERS_H
 #define PN_TIMERS_H
 
 #include "pollen/time.h"
 #include "wheel.h"
+#include "clock.h"
 
 enum { PN__TIMER_IDLE = 0, PN__TIMER_ARMED = 1, PN__TIMER_FIRED = 2 };
 
@@ -33,6 +44,11 @@ typedef struct pn__timers {
     void *kick_arg;
     pn_waker *due;            /* wakers of fired entries, woken after unlock */
     size_t ndue, capdue;
+    pn__clock *clock;         /* the runtime's clock, or NULL: monotonic */
+    pn_instant hold_after;    /* during a paused fire: hold entries due after this */
+    pn_timer_entry *held;     /* during a paused fire: entries held back */
+    pthread_mutex_t fire_lock;/* shared mode: one pn__timers_fire at a time (the
+                                 driver, and pn_time_advance from any thread) */
 } pn__timers;
 
 void pn__timers_init(pn__timers *t, pn_instant now);
@@ -60,10 +76,20 @@ void pn__timers_reset(pn_timer_entry *e, pn_instant deadline);
 /* Unlink e if armed and drop its waker.  Idempotent. */
 void pn__timers_cancel(pn_timer_entry *e);
 
+/* The time of the runtime polling with cx (cx->timers' clock), or pn_now()
+ * without timers (sleep.c). */
+pn_instant pn__cx_now(const pn_cx *cx);
+/* The driver's current time: its clock's reading, or the monotonic clock. */
+pn_instant pn__timers_now(const pn__timers *t);
+/* The exact earliest deadline of an armed entry, UINT64_MAX if none (the
+ * instant a paused clock auto-advances to).  Walks a slot per level. */
+pn_instant pn__timers_next_deadline(pn__timers *t);
+
 /* How long the reactor may sleep: -1 if no timer, else ns until the next
  * slot is due (0 if one is due now), rounded up so it never wakes early. */
 int64_t pn__timers_timeout(pn__timers *t, pn_instant now);
-/* Fire every entry due at `now`: state FIRED, waker woken.  Returns count. */
+/* Fire every entry due at `now`: state FIRED, waker woken.  Returns count.
+ * Shared mode: callable from any thread (calls are serialised). */
 size_t pn__timers_fire(pn__timers *t, pn_instant now);
 
 #endif

@@ -209,6 +209,31 @@ pn_instant pn__wheel_next(const pn__wheel *w)
     return st << PN_TIMER_TICK_SHIFT;
 }
 
+static pn_instant list_min(const pn_timer_entry *e, pn_instant m)
+{
+    for (; e; e = e->next)
+        if (e->deadline < m)
+            m = e->deadline;
+    return m;
+}
+
+pn_instant pn__wheel_min_deadline(const pn__wheel *w)
+{
+    pn_instant m = UINT64_MAX;
+    for (unsigned l = 0; l < TOP; l++) {
+        uint64_t occ = w->levels[l].occupied;
+        if (!occ)
+            continue;
+        unsigned s;
+        uint64_t st;
+        level_first(w, l, occ, &s, &st);
+        m = list_min(w->levels[l].slots[s], m);
+    }
+    for (uint64_t occ = w->levels[TOP].occupied; occ; occ &= occ - 1)
+        m = list_min(w->levels[TOP].slots[__builtin_ctzll(occ)], m);
+    return m;
+}
+
 size_t pn__wheel_advance(pn__wheel *w, pn_instant now,
                          void (*fire)(pn_timer_entry *e, void *arg), void *arg)
 {

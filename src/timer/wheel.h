@@ -44,6 +44,10 @@ void pn__wheel_remove(pn__wheel *w, pn_timer_entry *e);
  * or UINT64_MAX if the wheel is empty.  Never later than the earliest due
  * tick of any entry; may be earlier (a higher-level slot to cascade). */
 pn_instant pn__wheel_next(const pn__wheel *w);
+/* The exact earliest deadline of a filed entry, UINT64_MAX if none.  Scans
+ * the first occupied slot of levels 0-5 (within those levels a slot's
+ * entries are due before any later slot's) and every slot of level 6. */
+pn_instant pn__wheel_min_deadline(const pn__wheel *w);
 /* Advance to `now`: unlink and pass to fire() every entry due at `now`, in
  * no particular order.  fire() may insert or remove other entries.
  * Returns the number fired. */
