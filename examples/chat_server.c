@@ -21,7 +21,9 @@
  * is dropped (disconnected, "* ADDR left (too slow)" to the others).  So a
  * slow reader never stalls the room, and nobody keeps a queue per client.
  * (A client that stops reading altogether just waits in its write, costing
- * the room nothing, until it reads again and is dropped.)
+ * the room nothing, until it reads again and is dropped.)  A client's own
+ * lines come back to its receiver too (skipped): it reads no more from its
+ * socket while half the history is unread, so it never outruns itself.
  *
  * There is no lock: the channel is thread-safe, so the same program runs on
  * the multi-thread runtime (--workers N) as on the current-thread one.
@@ -135,8 +137,9 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
         } else if (c->eof && pn_broadcast_len(c->rx) == 0) {
             break;                               /* said goodbye, heard all */
         }
-        /* our socket -> the room: one line at a time */
-        if (!c->eof && said < CHAT_BURST) {
+        /* our socket -> the room, a line at a time, while we keep up with
+         * the room (our own lines count: we do not outrun ourselves) */
+        if (!c->eof && said < CHAT_BURST && pn_broadcast_len(c->rx) < CHAT_HISTORY / 2) {
             if (chat_say_line(c)) {
                 said++;
                 busy = true;
@@ -198,7 +201,8 @@ static pn_poll chat_server_poll(pn_future *f, pn_cx *cx)
         if ((s->status = s->acc.res) < 0)
             break;                        /* the listener was closed */
         s->c = (chat_client){ .base = { &chat_client_vt }, .id = ++s->clients,
-                              .s = s->acc.stream, .room = pn_broadcast_tx_clone(s->room) };
+                              .s = s->acc.stream, .room = pn_broadcast_tx_clone(s->room),
+                              .writing = true };  /* an empty message: done */
         if (pn_sockaddr_format(&s->acc.peer, s->c.name, sizeof(s->c.name)) < 0)
             strcpy(s->c.name, "?");
         pn_tcp_set_nodelay(&s->c.s, true);   /* a message a write, sent now */
@@ -208,7 +212,6 @@ static pn_poll chat_server_poll(pn_future *f, pn_cx *cx)
         }
         /* in the room from here on: it hears all that is said after this */
         chat_say(&s->c, "* %s joined", "", 0);
-        s->c.recv = pn_broadcast_recv(s->c.rx, &s->c.out);  /* not polled yet */
         if (pn_spawn_cx(cx, PN_FUTURE(&s->c), sizeof(s->c), NULL) < 0)
             chat_client_drop(PN_FUTURE(&s->c));     /* left without a word */
     }
