@@ -1,317 +1,240 @@
 /*
- * chat_server.c - a line-based chat room on pollen's current-thread runtime.
+ * chat_server.c - a line-based chat room: tasks talking through a
+ * broadcast channel.
  *
- * Usage: chat_server PORT   (listens on 127.0.0.1:PORT; try two `nc`s)
+ * Usage: chat_server PORT [--workers N]   (127.0.0.1:PORT; try two `nc`s)
  *
- * Every line a client sends ("...\n", at most 1 KiB: a longer one is cut
- * into 1 KiB lines) is broadcast to every other connected client as
- * "[ADDR] line\n", where ADDR is the sender's address; arrivals and
- * departures are announced as "* ADDR joined\n" and "* ADDR left\n".  Each
- * client is one task that both reads its socket and writes its outgoing
- * queue, a 64 KiB ring the task allocates when it first runs (pn_spawn
- * copies the future: a ring inside it would be copied, and made resident,
- * for every client).  A broadcast never waits: it copies
- * the line into each receiver's ring and wakes that receiver's task, which
- * writes when its socket lets it.  So a slow client (one that does not
- * read) cannot stall the room: when a line does not fit in its ring, that
- * client is dropped (disconnected, "* ADDR left (too slow)" to the others)
- * rather than making anyone wait or letting its queue grow without bound.
- * Everything runs on one thread, so the room's client list needs no lock.
+ * Every line a client sends (at most 1 KiB: a longer one is cut into 1 KiB
+ * lines) goes to every other client as "[ADDR] line\n", ADDR being the
+ * sender's address; arrivals and departures are announced as
+ * "* ADDR joined\n" and "* ADDR left\n".
+ *
+ * The room is one pn_broadcast channel of chat_msg (who spoke, and the text
+ * to print).  Each client is one task doing two things at once:
+ *   - it reads its socket and pn_broadcast_send()s each complete line;
+ *   - it receives from its own receiver and writes what the others said to
+ *     its socket, one message at a time (the write ends before the next
+ *     receive).
+ * A send never waits: the channel keeps the last CHAT_HISTORY messages and
+ * overwrites the oldest.  A client that reads slower than the room talks
+ * falls more than that behind; its next receive reports -EOVERFLOW and it
+ * is dropped (disconnected, "* ADDR left (too slow)" to the others).  So a
+ * slow reader never stalls the room, and nobody keeps a queue per client.
+ * (A client that stops reading altogether just waits in its write, costing
+ * the room nothing, until it reads again and is dropped.)  A client's own
+ * lines come back to its receiver too (skipped): it reads no more from its
+ * socket while half the history is unread, so it never outruns itself.
+ *
+ * There is no lock: the channel is thread-safe, so the same program runs on
+ * the multi-thread runtime (--workers N) as on the current-thread one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pollen.h>
 
-#define CHAT_QUEUE 65536        /* outgoing ring per client (a power of two) */
 #define CHAT_LINE 1024          /* longest line relayed as one */
-#define CHAT_TURN 8192          /* bytes read from one client per poll */
+#define CHAT_HISTORY 256        /* messages the room keeps for slow readers */
+#define CHAT_BURST 16           /* lines one client says per turn */
 
-typedef struct chat_client chat_client;
+typedef struct chat_msg {
+    unsigned long from;         /* the speaker's id (its task skips it) */
+    size_t len;
+    char text[PN_SOCKADDR_STRLEN + CHAT_LINE + 8];  /* "[ADDR] line\n" */
+} chat_msg;
 
-typedef struct chat_room {
-    chat_client *head;          /* every registered client */
-    unsigned long clients, dropped;
-} chat_room;
-
-struct chat_client {
+typedef struct chat_client {
     pn_future base;
-    chat_room *room;
-    chat_client *prev, *next;   /* in room->head's list while registered */
-    bool registered;
-    bool too_slow;              /* its ring overflowed: disconnect it */
-    bool eof;                   /* the client closed its side */
-    pn_waker waker;             /* our task, for broadcasters to wake */
-    pn_tcp_stream s;
+    unsigned long id;
     char name[PN_SOCKADDR_STRLEN];
-    size_t name_len;
-    uint64_t qhead, qtail;      /* ring positions (bytes ever queued/sent) */
-    char *queue;                /* the ring, CHAT_QUEUE bytes from the first poll */
-    size_t inlen;               /* bytes of a partial line in inbuf */
+    pn_tcp_stream s;
+    pn_broadcast_tx *room;          /* our handle to send to the room */
+    pn_broadcast_rx *rx;            /* what the room says, for us */
+    pn_broadcast_recv_future recv;  /* into `out`, while not writing */
+    bool writing, eof;
+    chat_msg out;                   /* being written: text[sent..len) */
+    size_t sent;
+    size_t inlen;                   /* bytes of a partial line in inbuf */
     char inbuf[CHAT_LINE];
-};
+} chat_client;
 
-/* ---- the room ------------------------------------------------------------ */
-
-/* Queue bytes for c; false (and c marked too slow, its task woken) if they
- * do not fit. */
-static bool chat_enqueue(chat_client *c, const char *const *parts, const size_t *lens, int n)
+/* Tell the room "HEAD" text "\n", where HEAD is head_fmt with our name. */
+static void chat_say(chat_client *c, const char *head_fmt, const char *text, size_t len)
 {
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += lens[i];
-    if (c->too_slow)
+    chat_msg m = { .from = c->id };
+    size_t n = (size_t)snprintf(m.text, sizeof(m.text), head_fmt, c->name);
+    memcpy(m.text + n, text, len);
+    m.text[n + len] = '\n';
+    m.len = n + len + 1;
+    pn_broadcast_send(c->room, &m);  /* never waits; cannot fail: rx listens */
+}
+
+/* Say the first line of inbuf, if it has one (a full buffer counts as a
+ * line, and so do the last words at end of stream). */
+static bool chat_say_line(chat_client *c)
+{
+    char *nl = memchr(c->inbuf, '\n', c->inlen);
+    if (!nl && c->inlen < sizeof(c->inbuf) && !(c->eof && c->inlen > 0))
         return false;
-    if (CHAT_QUEUE - (size_t)(c->qtail - c->qhead) < total) {
-        c->too_slow = true;
-        pn_waker_wake_by_ref(&c->waker);
-        return false;
-    }
-    for (int i = 0; i < n; i++) {
-        for (size_t k = 0; k < lens[i];) {
-            size_t at = (size_t)(c->qtail & (CHAT_QUEUE - 1));
-            size_t run = CHAT_QUEUE - at < lens[i] - k ? CHAT_QUEUE - at : lens[i] - k;
-            memcpy(c->queue + at, parts[i] + k, run);
-            c->qtail += run;
-            k += run;
-        }
-    }
-    pn_waker_wake_by_ref(&c->waker);
+    size_t len = nl ? (size_t)(nl - c->inbuf) + 1 : c->inlen;
+    size_t text = nl ? len - 1 : len;
+    if (text > 0 && c->inbuf[text - 1] == '\r')
+        text--;                                  /* telnet-style CRLF */
+    chat_say(c, "[%s] ", c->inbuf, text);
+    memmove(c->inbuf, c->inbuf + len, c->inlen - len);
+    c->inlen -= len;
     return true;
 }
 
-/* Send parts to everyone but `from`; the clients that overflow are marked
- * and announced by their own tasks as they leave. */
-static void chat_broadcast(chat_room *room, chat_client *from, const char *const *parts,
-                           const size_t *lens, int n)
+/* Leave quietly (also the drop, when the runtime shuts down first). */
+static void chat_client_drop(pn_future *f)
 {
-    for (chat_client *c = room->head; c; c = c->next)
-        if (c != from)
-            chat_enqueue(c, parts, lens, n);
-}
-
-static void chat_announce(chat_room *room, chat_client *who, const char *what)
-{
-    const char *parts[] = { "* ", who->name, what };
-    size_t lens[] = { 2, who->name_len, strlen(what) };
-    chat_broadcast(room, who, parts, lens, 3);
-}
-
-static void chat_leave(chat_client *c)
-{
-    if (!c->registered)
-        return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->room->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->registered = false;
-    c->room->clients--;
-    pn_waker_drop(&c->waker);
-}
-
-/* ---- one client ------------------------------------------------------------ */
-
-/* Relay the complete lines of inbuf (a full buffer counts as one line, and
- * so does what is left at end of stream when `eof`). */
-static void chat_relay_lines(chat_client *c, bool eof)
-{
-    size_t start = 0;
-    for (;;) {
-        char *nl = memchr(c->inbuf + start, '\n', c->inlen - start);
-        size_t len;
-        if (nl)
-            len = (size_t)(nl - (c->inbuf + start)) + 1;
-        else if ((start == 0 && c->inlen == sizeof(c->inbuf)) || (eof && start < c->inlen))
-            len = c->inlen - start;          /* too long (cut here), or the last words */
-        else
-            break;
-        size_t text = len - (nl ? 1 : 0);
-        if (text && c->inbuf[start + text - 1] == '\r')
-            text--;                          /* telnet-style CRLF */
-        const char *parts[] = { "[", c->name, "] ", c->inbuf + start, "\n" };
-        size_t lens[] = { 1, c->name_len, 2, text, 1 };
-        chat_broadcast(c->room, c, parts, lens, 5);
-        start += len;
-    }
-    memmove(c->inbuf, c->inbuf + start, c->inlen - start);
-    c->inlen -= start;
-}
-
-/* Write what the ring holds: PN_READY when it is empty or on error (*err). */
-static pn_poll chat_flush(chat_client *c, pn_cx *cx, int *err)
-{
-    while (c->qhead != c->qtail) {
-        size_t at = (size_t)(c->qhead & (CHAT_QUEUE - 1));
-        size_t used = (size_t)(c->qtail - c->qhead);
-        struct iovec iov[2];
-        int n = 1;
-        iov[0] = (struct iovec){ c->queue + at, used };
-        if (at + used > CHAT_QUEUE) {
-            iov[0].iov_len = CHAT_QUEUE - at;
-            iov[1] = (struct iovec){ c->queue, used - iov[0].iov_len };
-            n = 2;
-        }
-        ssize_t res;
-        if (pn_tcp_poll_writev(&c->s, cx, iov, n, &res) == PN_PENDING)
-            return PN_PENDING;
-        if (res < 0) {
-            *err = (int)res;
-            return PN_READY;
-        }
-        c->qhead += (uint64_t)res;
-    }
-    return PN_READY;
+    chat_client *c = (chat_client *)f;
+    pn_future_drop(PN_FUTURE(&c->recv));         /* before freeing its rx */
+    pn_broadcast_rx_free(c->rx);
+    pn_broadcast_tx_free(c->room);
+    c->rx = NULL;
+    c->room = NULL;
+    pn_tcp_stream_close(&c->s);
 }
 
 /*
- * Not written with PN_ASYNC_*: the task waits for two things at once (bytes
- * from its socket, room in its socket for its queue) plus a wake from a
- * broadcaster, so each poll simply does whatever can be done.
+ * Not written with PN_ASYNC_*: the task waits for two things at once (a
+ * line from its socket, a message from the room), so each poll does
+ * whatever can be done on either side and returns PN_PENDING when neither
+ * can go on: each side left its waker with what it waits for.
  */
 static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
 {
     chat_client *c = (chat_client *)f;
-    int err = 0;
-    if (!c->registered) {                       /* first poll: join the room */
-        c->queue = malloc(CHAT_QUEUE);
-        if (!c->queue) {
-            pn_tcp_stream_close(&c->s);
-            return PN_READY;
-        }
-        pn_sockaddr peer;
-        if (pn_tcp_peer_addr(&c->s, &peer) < 0 ||
-            pn_sockaddr_format(&peer, c->name, sizeof(c->name)) < 0)
-            strcpy(c->name, "?");
-        c->name_len = strlen(c->name);
-        c->waker = pn_waker_clone(cx->waker);
-        c->next = c->room->head;
-        c->prev = NULL;
-        if (c->next)
-            c->next->prev = c;
-        c->room->head = c;
-        c->registered = true;
-        c->room->clients++;
-        chat_announce(c->room, c, " joined\n");
-    }
-    for (size_t taken = 0;;) {
-        if (c->too_slow)
-            break;
-        /* send what is queued (until the socket is full) */
-        if (chat_flush(c, cx, &err) == PN_READY && err)
-            break;
-        if (c->eof) {
-            if (c->qhead == c->qtail)
-                break;                          /* said goodbye, queue sent */
-            return PN_PENDING;                  /* writable or a wake brings us back */
-        }
-        if (taken >= CHAT_TURN) {
-            /* let the receivers' tasks drain their queues before we relay
-             * more: a fast sender alone must not overflow everyone */
-            pn_waker_wake_by_ref(cx->waker);
-            return PN_PENDING;
-        }
+    const char *bye = "* %s left";
+    for (int said = 0;;) {
+        bool busy = false;
         ssize_t n;
-        if (pn_tcp_poll_read(&c->s, cx, c->inbuf + c->inlen, sizeof(c->inbuf) - c->inlen,
-                             &n) == PN_PENDING)
-            return PN_PENDING;
-        if (n < 0)
-            break;
-        if (n == 0) {
-            c->eof = true;
-            chat_relay_lines(c, true);
-            continue;
+        /* the room -> our socket: write a message, then receive the next */
+        if (c->writing && c->sent == c->out.len) {
+            c->writing = false;
+            c->recv = pn_broadcast_recv(c->rx, &c->out);
         }
-        c->inlen += (size_t)n;
-        taken += (size_t)n;
-        chat_relay_lines(c, false);
+        if (c->writing) {
+            if (pn_tcp_poll_write(&c->s, cx, c->out.text + c->sent, c->out.len - c->sent,
+                                  &n) == PN_READY) {
+                if (n < 0)
+                    break;
+                c->sent += (size_t)n;
+                busy = true;
+            }
+        } else if (pn_future_poll(PN_FUTURE(&c->recv), cx) == PN_READY) {
+            if (c->recv.status == -EOVERFLOW) {  /* missed .lagged messages */
+                bye = "* %s left (too slow)";
+                break;
+            }
+            if (c->recv.status < 0)
+                break;                           /* -EPIPE: the room closed */
+            c->writing = true;
+            c->sent = c->out.from == c->id ? c->out.len : 0;  /* ours: skip it */
+            busy = true;
+        } else if (c->eof && pn_broadcast_len(c->rx) == 0) {
+            break;                               /* said goodbye, heard all */
+        }
+        /* our socket -> the room, a line at a time, while we keep up with
+         * the room (our own lines count: we do not outrun ourselves) */
+        if (!c->eof && said < CHAT_BURST && pn_broadcast_len(c->rx) < CHAT_HISTORY / 2) {
+            if (chat_say_line(c)) {
+                said++;
+                busy = true;
+            } else if (pn_tcp_poll_read(&c->s, cx, c->inbuf + c->inlen,
+                                        sizeof(c->inbuf) - c->inlen, &n) == PN_READY) {
+                if (n < 0)
+                    break;
+                c->eof = n == 0;
+                c->inlen += (size_t)n;
+                if (c->eof)
+                    chat_say_line(c);            /* the last words, if any */
+                busy = true;
+            }
+        }
+        if (!busy) {
+            if (said == CHAT_BURST)              /* let the others' tasks */
+                pn_waker_wake_by_ref(cx->waker); /* catch up, then go on */
+            return PN_PENDING;
+        }
     }
-    /* leaving */
-    if (c->too_slow)
-        c->room->dropped++;
-    chat_leave(c);
-    chat_announce(c->room, c, c->too_slow ? " left (too slow)\n" : " left\n");
-    pn_tcp_stream_close(&c->s);
-    free(c->queue);
-    c->queue = NULL;
+    chat_say(c, bye, "", 0);
+    chat_client_drop(f);
     return PN_READY;
-}
-
-/* Dropped before completion (runtime shutdown): leave quietly. */
-static void chat_client_drop(pn_future *f)
-{
-    chat_client *c = (chat_client *)f;
-    chat_leave(c);
-    pn_tcp_stream_close(&c->s);
-    free(c->queue);
 }
 
 static const pn_future_vtable chat_client_vt = { chat_client_poll, chat_client_drop,
                                                  "chat_client" };
 
-/* ---- the acceptor ------------------------------------------------------- */
+/* ---- the acceptor -------------------------------------------------------- */
 
 typedef struct chat_server {
     pn_future base;
     int pc;
-    chat_room *room;
+    int status;                 /* output: why it stopped (a negative errno) */
+    unsigned long clients;      /* ids given so far */
+    pn_broadcast_tx *room;
     pn_tcp_listener l;
     pn_tcp_accept acc;
+    chat_client c;              /* the next client, copied by pn_spawn */
 } chat_server;
+
+static void chat_server_drop(pn_future *f)
+{
+    chat_server *s = (chat_server *)f;
+    pn_future_drop(PN_FUTURE(&s->acc));
+    pn_tcp_listener_close(&s->l);
+    pn_broadcast_tx_free(s->room);       /* each client holds its own handle */
+    s->room = NULL;
+}
 
 static pn_poll chat_server_poll(pn_future *f, pn_cx *cx)
 {
     chat_server *s = (chat_server *)f;
     PN_ASYNC_BEGIN(s->pc);
+    s->status = pn_broadcast_new(CHAT_HISTORY, sizeof(chat_msg), &s->room, NULL);
     s->acc = pn_tcp_accept_on(&s->l);
-    for (;;) {
+    while (s->status == 0) {
         PN_AWAIT(s->pc, &s->acc, cx);     /* backs off by itself on EMFILE */
-        if (s->acc.res < 0)
+        if ((s->status = s->acc.res) < 0)
             break;                        /* the listener was closed */
-        {
-            chat_client *c = malloc(sizeof(*c));  /* staging copy: spawn copies it */
-            if (!c) {
-                pn_tcp_stream_close(&s->acc.stream);
-                continue;
-            }
-            memset(c, 0, offsetof(chat_client, inbuf));
-            c->base.vt = &chat_client_vt;
-            c->room = s->room;
-            c->s = s->acc.stream;
-            if (pn_spawn_cx(cx, PN_FUTURE(c), sizeof(*c), NULL) < 0)
-                pn_tcp_stream_close(&c->s);
-            free(c);
+        s->c = (chat_client){ .base = { &chat_client_vt }, .id = ++s->clients,
+                              .s = s->acc.stream, .room = pn_broadcast_tx_clone(s->room),
+                              .writing = true };  /* an empty message: done */
+        if (pn_sockaddr_format(&s->acc.peer, s->c.name, sizeof(s->c.name)) < 0)
+            strcpy(s->c.name, "?");
+        pn_tcp_set_nodelay(&s->c.s, true);   /* a message a write, sent now */
+        if (pn_broadcast_subscribe(s->room, &s->c.rx) < 0) {
+            chat_client_drop(PN_FUTURE(&s->c));
+            continue;
         }
+        /* in the room from here on: it hears all that is said after this */
+        chat_say(&s->c, "* %s joined", "", 0);
+        if (pn_spawn_cx(cx, PN_FUTURE(&s->c), sizeof(s->c), NULL) < 0)
+            chat_client_drop(PN_FUTURE(&s->c));     /* left without a word */
     }
+    chat_server_drop(f);                  /* clients keep the room open */
     PN_ASYNC_END(s->pc);
-}
-
-static void chat_server_drop(pn_future *f)
-{
-    chat_server *s = (chat_server *)f;
-    if (s->pc != 0)
-        pn_future_drop(PN_FUTURE(&s->acc));
-    pn_tcp_listener_close(&s->l);
 }
 
 static const pn_future_vtable chat_server_vt = { chat_server_poll, chat_server_drop,
                                                  "chat_server" };
 
-/* A chat server on an open listener (it owns it from now on) and a room
- * that outlives it and its clients.  Run it on a current-thread runtime. */
-static chat_server chat_server_new(pn_tcp_listener l, chat_room *room)
+/* A chat server on an open listener (it owns it from now on). */
+static chat_server chat_server_new(pn_tcp_listener l)
 {
-    return (chat_server){ .base = { &chat_server_vt }, .l = l, .room = room };
+    return (chat_server){ .base = { &chat_server_vt }, .l = l };
 }
 
 #ifndef CHAT_SERVER_NO_MAIN
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 0;
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    int workers = argc == 4 && strcmp(argv[2], "--workers") == 0 ? atoi(argv[3]) : 0;
+    if (port <= 0 || port > 65535 || (argc != 2 && workers <= 0)) {
+        fprintf(stderr, "usage: %s PORT [--workers N]\n", argv[0]);
         return 2;
     }
     pn_sockaddr addr = pn_sockaddr_loopback4((uint16_t)port);
@@ -321,21 +244,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(err));
         return 1;
     }
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    if (workers > 0) {
+        cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+        cfg.workers = (unsigned)workers;
+    }
     pn_runtime *rt;
-    err = pn_runtime_new(NULL, &rt);              /* current-thread */
+    err = pn_runtime_new(&cfg, &rt);
     if (err < 0) {
         fprintf(stderr, "pn_runtime_new: %s\n", pn_strerror(err));
         pn_tcp_listener_close(&l);
         return 1;
     }
-    static chat_room room;
-    static chat_server srv;
-    srv = chat_server_new(l, &room);
-    printf("chat server listening on 127.0.0.1:%d\n", port);
+    static chat_server srv;                      /* must not move while polled */
+    srv = chat_server_new(l);
+    printf("chat server listening on 127.0.0.1:%d (%s)\n", port,
+           workers > 0 ? "multi-thread" : "current-thread");
     fflush(stdout);
-    err = pn_block_on(rt, PN_FUTURE(&srv));       /* serves until killed */
-    fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err));
-    pn_tcp_listener_close(&srv.l);
+    err = pn_block_on(rt, PN_FUTURE(&srv));      /* serves until killed */
+    fprintf(stderr, "chat server: %s\n", pn_strerror(err < 0 ? err : srv.status));
+    pn_future_drop(PN_FUTURE(&srv));
     pn_runtime_free(rt);
     return 1;
 }
