@@ -5,7 +5,7 @@
 #   make bench            full run: 5 runs of every figure (~17 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime timers echo churn http idle"
+# the number of runs), ONLY="sleep runtime sync timers echo churn http idle"
 # (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
 # BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
@@ -93,7 +93,7 @@ set -u
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime timers echo churn http idle"}
+ONLY=${ONLY:-"sleep runtime sync timers echo churn http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=100        # sequential sleeps per run (x5 ms = 0.5 s)
@@ -101,6 +101,8 @@ if [ "$QUICK" = 1 ]; then
     RT_N=100000            # spawn_many, spawn_many_remote, chained_spawn tasks
     TIMERS_N=100000        # concurrent sleeps (deadlines still 1-1000 ms)
     TC_N=400000            # timer_cancel: 1000 tasks x 400 awaits, each way
+    SYNC_MPSC_N=1000000    # mpsc_throughput messages
+    SYNC_SEM_N=2000000     # semaphore_pair pairs
     ECHO_SECS=${ECHO_SECS:-0.8}
     ECHO_WARM=${ECHO_WARM:-0.1}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
@@ -117,6 +119,8 @@ else
     RT_N=1000000
     TIMERS_N=1000000
     TC_N=1000000
+    SYNC_MPSC_N=4000000
+    SYNC_SEM_N=10000000
     ECHO_SECS=${ECHO_SECS:-2}
     ECHO_WARM=${ECHO_WARM:-0.5}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64 1000:4096"}
@@ -135,6 +139,7 @@ rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 
 RT_L=$(rt_label $RT_N)
 TIMERS_L=$(rt_label $TIMERS_N)
 TC_K=$((TC_N / 1000))
+SYNC_MPSC_L=$(rt_label $SYNC_MPSC_N)
 
 RES=$BENCH_BIN/results
 RAW=$RES/raw.txt
@@ -163,6 +168,7 @@ fi
 # ---- peers ------------------------------------------------------------------
 POLLEN_SLEEP=$BENCH_BIN/bench_sleep_lateness
 POLLEN_RT=$BENCH_BIN/bench_runtime
+POLLEN_SYNC=$BENCH_BIN/bench_sync
 POLLEN_TIMERS=$BENCH_BIN/bench_timers
 UV_TIMERS=$BENCH_BIN/peers/uv_timers
 POLLEN_ECHO=build/examples/echo_server
@@ -308,6 +314,25 @@ suite_runtime() {  # run
             record tokio_ct "$r" "$TOKIO_DIR/rt" $f $nopt
             record tokio_mt1 "$r" "$TOKIO_DIR/rt" $f $nopt --workers 1
             record tokio_mt2 "$r" "$TOKIO_DIR/rt" $f $nopt --workers 2
+        fi
+    done
+}
+
+SYNC_FIGS="mpsc_throughput mutex_contention semaphore_pair channel_memory waiter_memory"
+suite_sync() {  # run: the coordination toolkit (bench_sync.c, tokio sync.rs)
+    r=$1
+    for f in $SYNC_FIGS; do
+        say "  [run $r/$RUNS $(elapsed)] sync: $f"
+        nopt=""
+        [ $f = mpsc_throughput ] && nopt="--n $SYNC_MPSC_N"
+        [ $f = semaphore_pair ] && nopt="--n $SYNC_SEM_N"
+        record pollen "$r" $POLLEN_SYNC $f $nopt
+        record pollen_mt1 "$r" $POLLEN_SYNC $f $nopt --workers 1 --driver workers
+        record pollen_mt2w "$r" $POLLEN_SYNC $f $nopt --workers 2 --driver workers
+        if [ $HAVE_TOKIO = yes ]; then
+            record tokio_ct "$r" "$TOKIO_DIR/sync" $f $nopt
+            record tokio_mt1 "$r" "$TOKIO_DIR/sync" $f $nopt --workers 1
+            record tokio_mt2 "$r" "$TOKIO_DIR/sync" $f $nopt --workers 2
         fi
     done
 }
@@ -712,6 +737,7 @@ while [ $r -le "$RUNS" ]; do
         case $s in
             sleep) suite_sleep $r ;;
             runtime) suite_runtime $r ;;
+            sync) suite_sync $r ;;
             timers) suite_timers $r ;;
             echo) suite_echo $r ;;
             churn) suite_churn $r ;;
@@ -739,6 +765,11 @@ yield_many|yield_many: 1000 tasks x 1000 yields (M yields/s)|yield_many|yields_p
 ping_pong|ping_pong: 1000 pairs x 1000 round trips (M round trips/s) [a]|ping_pong|round_trips_per_s|higher|%.2fM
 chained_spawn|chained_spawn: $RT_L tasks, each spawns the next (M tasks/s)|chained_spawn|tasks_per_s|higher|%.2fM
 task_mem|memory per pending task, 100k tasks: RSS bytes/task (incl. future)|task_memory|rss_bytes_per_task|lower|%.0f
+mpsc_tput|mpsc bounded(1024), 4 producers, 1 consumer: $SYNC_MPSC_L messages (M msgs/s)|mpsc_throughput|msgs_per_s|higher|%.2fM
+mutex|async mutex, 100 tasks x 1000 lock/unlock (M locks/s)|mutex_contention|locks_per_s|higher|%.2fM
+sem_pair|semaphore acquire(1) + release, uncontended, one task: ns per pair|semaphore_pair|ns_per_pair|lower|%.1f
+chan_mem|memory per idle bounded(16) channel of 8-byte values, 100k channels: RSS bytes|channel_memory|bytes_per_channel|lower|%.0f
+waiter_mem|memory per task waiting on a semaphore, 100k tasks: RSS bytes (incl. task)|waiter_memory|bytes_per_waiter|lower|%.0f
 timers_total|$TIMERS_L concurrent sleeps 1-1000 ms: wall time, first spawn to last wake (ms) [b]|timers_many|total_ms|lower|%.0f
 timers_cpu|$TIMERS_L concurrent sleeps 1-1000 ms: CPU time, all threads (ms) [b]|timers_many|cpu_ms|lower|%.0f
 timers_rss|$TIMERS_L concurrent sleeps 1-1000 ms: peak RSS (MB) [b]|timers_many|peak_rss_mb|lower|%.0f
