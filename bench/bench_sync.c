@@ -150,7 +150,7 @@ static pn_poll mpsc_throughput_poll(pn_future *f, pn_cx *cx)
             s->got++;
             s->sum += s->v;
         }
-        if (s->got != per * 4 || s->sum != (per * 4) * (per * 4 - 1) / 2)
+        if (s->got != s->n || s->sum != s->n * (s->n - 1) / 2)
             die("mpsc_throughput: lost or duplicated values", -EIO);
         pn_mpsc_rx_free(s->rx);
         s->elapsed = now_ns() - s->t0;
