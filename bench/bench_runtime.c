@@ -19,13 +19,9 @@
  *                  yields_per_s = T*Y / elapsed.
  *   ping_pong      P pairs of tasks; each pair bounces a message R times
  *                  (A sends, B receives and replies, A receives).
- *                  round_trips_per_s = P*R / elapsed.  pollen has no
- *                  channels yet: each direction is a one-slot mailbox (a
- *                  value, a full flag and a waker slot; see `mailbox`
- *                  below), plain on the current-thread runtime, under a
- *                  per-mailbox mutex on the multi-thread runtime.  The
- *                  Tokio peer uses tokio::sync::mpsc channels of capacity
- *                  1, which do more (atomics, a semaphore).
+ *                  round_trips_per_s = P*R / elapsed.  Each direction is
+ *                  a pn_mpsc channel of capacity 1, as the Tokio peer's
+ *                  tokio::sync::mpsc::channel(1).
  *   chained_spawn  each task spawns the next (detached) and completes, N
  *                  deep; the last one wakes the driver.  tasks_per_s.
  *   task_memory    N detached tasks that stay pending forever; bytes per
@@ -209,67 +205,20 @@ static const pn_future_vtable yield_many_vt = { yield_many_poll, NULL, "yield_ma
 /* ---- ping_pong ------------------------------------------------------------------ */
 
 /*
- * A one-slot mailbox: the smallest channel that lets two tasks of one
- * current-thread runtime hand each other a value.  send() fills the slot and
- * wakes the receiver if it waits; the receive future takes the value if the
- * slot is full, otherwise it leaves its waker in the slot (pn_waker_set,
- * which clones only when the waiting task changes) and returns pending.
- * Plain fields on the current-thread runtime; on the multi-thread runtime
- * (where A and B may run on different workers) every access holds the
- * mailbox's mutex and the wake happens after unlocking.  The protocol of
- * ping_pong never sends into a full slot.
+ * Each direction is a pn_mpsc channel of capacity 1 (pollen/channel.h), as
+ * in the Tokio peer: A sends and waits for B's reply, B receives and
+ * replies.
  */
-typedef struct mailbox {
-    bool full;
-    uint64_t val;
-    pn_waker rx;
-    pthread_mutex_t mu;     /* taken only when `locked` (multi-thread) */
-} mailbox;
-
-static bool mailbox_locked;  /* multi-thread runtime: the pair may run on two workers */
-
-static void mailbox_send(mailbox *m, uint64_t v)
-{
-    if (!mailbox_locked) {
-        m->val = v;
-        m->full = true;
-        pn_waker_wake(&m->rx);
-        return;
-    }
-    pthread_mutex_lock(&m->mu);
-    m->val = v;
-    m->full = true;
-    pn_waker w = m->rx;
-    m->rx = PN_WAKER_NONE;
-    pthread_mutex_unlock(&m->mu);
-    pn_waker_wake(&w);          /* outside the lock */
-}
-
-static pn_poll mailbox_poll_recv(mailbox *m, pn_cx *cx, uint64_t *out)
-{
-    if (mailbox_locked)
-        pthread_mutex_lock(&m->mu);
-    pn_poll r;
-    if (m->full) {
-        m->full = false;
-        *out = m->val;
-        r = PN_READY;
-    } else {
-        pn_waker_set(&m->rx, cx->waker);
-        r = PN_PENDING;
-    }
-    if (mailbox_locked)
-        pthread_mutex_unlock(&m->mu);
-    return r;
-}
-
 typedef struct player {
     pn_future base;
     int pc;
     bool serves;            /* A: send first; B: receive first */
     size_t i, rounds;
     uint64_t v;
-    mailbox *in, *out;
+    pn_mpsc_tx *out;
+    pn_mpsc_rx *in;
+    pn_mpsc_send_future send;
+    pn_mpsc_recv_future recv;
 } player;
 
 static pn_poll player_poll(pn_future *f, pn_cx *cx)
@@ -278,12 +227,19 @@ static pn_poll player_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(p->pc);
     for (p->i = 0; p->i < p->rounds; p->i++) {
         if (p->serves) {
-            mailbox_send(p->out, p->i);
-            PN_AWAIT_POLL(p->pc, mailbox_poll_recv(p->in, cx, &p->v));
+            p->v = p->i;
+            p->send = pn_mpsc_send(p->out, &p->v);
+            PN_AWAIT(p->pc, &p->send, cx);
+            p->recv = pn_mpsc_recv(p->in, &p->v);
+            PN_AWAIT(p->pc, &p->recv, cx);
         } else {
-            PN_AWAIT_POLL(p->pc, mailbox_poll_recv(p->in, cx, &p->v));
-            mailbox_send(p->out, p->v);
+            p->recv = pn_mpsc_recv(p->in, &p->v);
+            PN_AWAIT(p->pc, &p->recv, cx);
+            p->send = pn_mpsc_send(p->out, &p->v);
+            PN_AWAIT(p->pc, &p->send, cx);
         }
+        if (p->send.status || p->recv.status)
+            die("ping_pong channel", p->send.status ? p->send.status : p->recv.status);
     }
     PN_ASYNC_END(p->pc);
 }
@@ -295,7 +251,8 @@ typedef struct ping_pong {
     int pc;
     int iter;
     size_t pairs, rounds;
-    mailbox *boxes;         /* 2 per pair */
+    pn_mpsc_tx **tx;        /* 2 channels per pair */
+    pn_mpsc_rx **rx;
     pn_join_handle **h;     /* 2 per pair */
     uint64_t t0, elapsed;
     join_each join;
@@ -307,23 +264,27 @@ static pn_poll ping_pong_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(s->pc);
     for (s->iter = 0; s->iter < 2; s->iter++) {
         for (size_t i = 0; i < 2 * s->pairs; i++) {
-            s->boxes[i].full = false;
-            s->boxes[i].val = 0;
-            pn_waker_drop(&s->boxes[i].rx);
+            int err = pn_mpsc_new(1, sizeof(uint64_t), &s->tx[i], &s->rx[i]);
+            if (err)
+                die("pn_mpsc_new", err);
         }
         s->t0 = now_ns();
         for (size_t i = 0; i < s->pairs; i++) {
-            mailbox *ab = &s->boxes[2 * i], *ba = &s->boxes[2 * i + 1];
+            size_t ab = 2 * i, ba = 2 * i + 1;
             player a = { .base = { &player_vt }, .serves = true, .rounds = s->rounds,
-                         .in = ba, .out = ab };
+                         .in = s->rx[ba], .out = s->tx[ab] };
             player b = { .base = { &player_vt }, .serves = false, .rounds = s->rounds,
-                         .in = ab, .out = ba };
+                         .in = s->rx[ab], .out = s->tx[ba] };
             SPAWN(cx, a, &s->h[2 * i]);
             SPAWN(cx, b, &s->h[2 * i + 1]);
         }
         s->join = join_each_of(s->h, 2 * s->pairs);
         PN_AWAIT(s->pc, &s->join, cx);
         s->elapsed = now_ns() - s->t0;
+        for (size_t i = 0; i < 2 * s->pairs; i++) {
+            pn_mpsc_tx_free(s->tx[i]);
+            pn_mpsc_rx_free(s->rx[i]);
+        }
     }
     PN_ASYNC_END(s->pc);
 }
@@ -496,7 +457,6 @@ int main(int argc, char **argv)
     const char *fig = args.fig;
     long n = args.n;
     pn_runtime *rt = make_runtime(&args);
-    mailbox_locked = args.workers > 0;
 
     if (!strcmp(fig, "spawn_many")) {
         if (n <= 0)
@@ -550,19 +510,20 @@ int main(int argc, char **argv)
         size_t pairs = 1000, rounds = n > 0 ? (size_t)n : 1000;
         ping_pong s = { .base = { &ping_pong_vt }, .pairs = pairs, .rounds = rounds };
         s.h = malloc(2 * pairs * sizeof *s.h);
-        s.boxes = calloc(2 * pairs, sizeof *s.boxes);
-        if (!s.h || !s.boxes)
+        s.tx = malloc(2 * pairs * sizeof *s.tx);
+        s.rx = malloc(2 * pairs * sizeof *s.rx);
+        if (!s.h || !s.tx || !s.rx)
             die("malloc", -ENOMEM);
-        for (size_t i = 0; i < 2 * pairs; i++)
-            pthread_mutex_init(&s.boxes[i].mu, NULL);
         pn_join_handle **h = s.h;
-        mailbox *boxes = s.boxes;
+        pn_mpsc_tx **tx = s.tx;
+        pn_mpsc_rx **rx = s.rx;
         run_in_task(rt, PN_FUTURE(&s), sizeof s, &s);
         printf("ping_pong pairs=%zu rounds=%zu ns=%llu round_trips_per_s=%.0f\n", pairs,
                rounds, (unsigned long long)s.elapsed,
                (double)(pairs * rounds) * 1e9 / (double)s.elapsed);
         free(h);
-        free(boxes);
+        free(tx);
+        free(rx);
     } else if (!strcmp(fig, "chained_spawn")) {
         if (n <= 0)
             n = 1000000;

@@ -9,8 +9,8 @@
 //!                  runtime (`rt.spawn`), then one `block_on` awaits them
 //!   yield_many     1,000 tasks x Y `tokio::task::yield_now().await`
 //!   ping_pong      1,000 pairs x R round trips; each direction is a
-//!                  tokio::sync::mpsc channel of capacity 1 (pollen's program
-//!                  uses a hand-written one-slot mailbox: it has no channels)
+//!                  tokio::sync::mpsc channel of capacity 1 (pollen's program:
+//!                  a pn_mpsc channel of capacity 1)
 //!   chained_spawn  each task spawns the next, N deep; the last one signals a
 //!                  tokio::sync::oneshot
 //!   task_memory    N detached tasks pending forever (std::future::pending)
