@@ -19,7 +19,10 @@
  * child futures).  A future that returned PN_READY already holds nothing but
  * its output and need not be dropped; dropping it anyway is a no-op for
  * every pollen future, which keeps its output (a hand-written drop should
- * behave the same).  drop may be called on a future that was never polled,
+ * behave the same).  The exception is a guard: a READY future of
+ * pollen/sync.h that acquired something (a lock, permits, a channel slot,
+ * a finished task of a group) holds it until released, and dropping it
+ * releases it, as Rust drops a guard.  drop may be called on a future that was never polled,
  * and on NULL or a zero-initialised future (no-ops).  Dropping a future
  * twice while it is pending, or after its memory was freed, is undefined:
  * C cannot tell, so the owner must forget a future once it dropped it.
