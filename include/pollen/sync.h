@@ -1,5 +1,20 @@
 /*
- * pollen/sync.h - tasks and threads that signal each other.
+ * pollen/sync.h - tasks and threads that signal each other: the
+ * coordination toolkit (docs/GUIDE.md, "Tasks that talk to each other").
+ *
+ *   channel.h     pn_oneshot (one value, once), pn_mpsc (a queue: many
+ *                 producers, one consumer, bounded with back-pressure or
+ *                 unbounded)
+ *   broadcast.h   pn_broadcast: every receiver sees every value
+ *   watch.h       pn_watch: the latest value, and change notification
+ *   semaphore.h   pn_semaphore, pn_mutex, pn_rwlock: fair, async
+ *   notify.h      pn_notify: wake one waiter or all, without data
+ *   waitgroup.h   pn_wait_group: wait until a count reaches zero
+ *   cancel.h      pn_cancel_token: a tree of cancellation flags
+ *   task.h        pn_task_group: tasks joined in the order they finish
+ *
+ * This header itself holds the two blocks they are built from, which are
+ * public for futures of your own: pn_waker_slot and pn_sync_waiter.
  *
  * pn_waker_slot: where a leaf future keeps the waker of the task that
  * waits, when the wake comes from another task or another thread.  It is
