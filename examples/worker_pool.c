@@ -178,11 +178,12 @@ static int fail(const char *what, int err)
     return 1;
 }
 
-int main(int argc, char **argv)
+/* Run the pool on a runtime with `workers` workers (0: current-thread).
+ * 0 when every result arrived once and was right. */
+static int worker_pool_run(long workers)
 {
     pn_runtime_config cfg;
     pn_runtime_config_init(&cfg);
-    long workers = argc == 3 && !strcmp(argv[1], "--workers") ? atol(argv[2]) : 2;
     if (workers > 0) {
         cfg.flavor = PN_RUNTIME_MULTI_THREAD;
         cfg.workers = (unsigned)workers;
@@ -192,38 +193,51 @@ int main(int argc, char **argv)
     if (err < 0)
         return fail("pn_runtime_new", err);
 
-    static pool p;
-    static run_pool s;
+    pool *p = calloc(1, sizeof *p);
+    run_pool *s = calloc(1, sizeof *s);           /* futures live in memory that stays */
     pn_mpsc_tx *jobs_tx;
-    pn_mutex_init(&p.jobs_lock);
-    p.stop = pn_cancel_token_new();
-    if (!p.stop || (err = pn_mpsc_new(QUEUE, sizeof(job), &jobs_tx, &p.jobs)) < 0 ||
-        (err = pn_mpsc_new(QUEUE, sizeof(result), &p.results, &s.results)) < 0 ||
-        (err = pn_task_group_new(rt, &s.workers)) < 0)
+    if (!p || !s)
+        return fail("calloc", -ENOMEM);
+    pn_mutex_init(&p->jobs_lock);
+    p->stop = pn_cancel_token_new();
+    if (!p->stop || (err = pn_mpsc_new(QUEUE, sizeof(job), &jobs_tx, &p->jobs)) < 0 ||
+        (err = pn_mpsc_new(QUEUE, sizeof(result), &p->results, &s->results)) < 0 ||
+        (err = pn_task_group_new(rt, &s->workers)) < 0)
         return fail("setting up", err ? err : -ENOMEM);
 
     for (int i = 0; i < WORKERS && !err; i++) {
-        worker w = { .base = { &worker_vt }, .p = &p };
-        err = PN_TASK_GROUP_SPAWN(s.workers, w);
+        worker w = { .base = { &worker_vt }, .p = p };
+        err = PN_TASK_GROUP_SPAWN(s->workers, w);
     }
     feeder fd = { .base = { &feeder_vt }, .jobs = jobs_tx };
     if (err < 0 || (err = PN_SPAWN(rt, fd, NULL)) < 0)
         return fail("spawn", err);
 
-    s.base.vt = &run_pool_vt;
-    s.p = &p;
-    err = pn_block_on(rt, PN_FUTURE(&s));
-    if (err < 0 || s.err < 0)
-        return fail("run", err < 0 ? err : s.err);
+    s->base.vt = &run_pool_vt;
+    s->p = p;
+    err = pn_block_on(rt, PN_FUTURE(s));
+    if (err < 0 || s->err < 0)
+        return fail("run", err < 0 ? err : s->err);
+    printf("%u jobs by %d workers: %u results, %u wrong\n", JOBS, WORKERS, s->got, s->wrong);
+    int status = s->got == JOBS && s->wrong == 0 ? 0 : 1;
 
-    pn_task_group_free(s.workers);
+    pn_task_group_free(s->workers);
     pn_runtime_free(rt);                          /* the feeder is done: nothing left */
     pn_mpsc_tx_free(jobs_tx);
-    pn_mpsc_rx_free(p.jobs);
-    pn_mpsc_tx_free(p.results);
-    pn_mpsc_rx_free(s.results);
-    pn_cancel_token_free(p.stop);
-    pn_mutex_destroy(&p.jobs_lock);
-    printf("%u jobs by %d workers: %u results, %u wrong\n", JOBS, WORKERS, s.got, s.wrong);
-    return s.got == JOBS && s.wrong == 0 ? 0 : 1;
+    pn_mpsc_rx_free(p->jobs);
+    pn_mpsc_tx_free(p->results);
+    pn_mpsc_rx_free(s->results);
+    pn_cancel_token_free(p->stop);
+    pn_mutex_destroy(&p->jobs_lock);
+    free(s);
+    free(p);
+    return status;
 }
+
+#ifndef WORKER_POOL_NO_MAIN
+int main(int argc, char **argv)
+{
+    long workers = argc == 3 && !strcmp(argv[1], "--workers") ? atol(argv[2]) : 2;
+    return worker_pool_run(workers);
+}
+#endif

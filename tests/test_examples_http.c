@@ -7,7 +7,9 @@
  * byte for byte, half-closes in both orders, an unreachable target) and
  * examples/chat_server.c (a line from one client reaches the other; a
  * client that stops reading falls behind while the others keep receiving,
- * and is dropped when it reads again).
+ * and is dropped when it reads again), and examples/worker_pool.c (every
+ * job processed once and right, workers stopped by a cancellation token,
+ * on both runtimes).
  *
  * The servers run in a runtime driven by a background thread (both
  * flavours); the test thread is the client, with blocking sockets, so the
@@ -36,6 +38,8 @@
 #include "../examples/tcp_proxy.c"
 #define CHAT_SERVER_NO_MAIN
 #include "../examples/chat_server.c"
+#define WORKER_POOL_NO_MAIN
+#include "../examples/worker_pool.c"
 
 extern char **environ;
 
@@ -929,4 +933,16 @@ BOTH(examples, http10_close_with_unread_body_ends_cleanly)
     free(req);
     close(fd);
     bg_stop(&b);
+}
+
+/* ---- worker_pool ------------------------------------------------------------ */
+
+/* The example checks its own results (every job once, each right) and
+ * returns 0 only then; its workers stop through the cancellation token and
+ * the group is joined, so a lost wake-up in any of them hangs into the
+ * watchdog.  Current-thread, then 1 and 2 workers. */
+Test(examples, worker_pool_processes_every_job_once_and_stops_by_token)
+{
+    for (long workers = 0; workers <= 2; workers++)
+        cr_assert_eq(worker_pool_run(workers), 0, "worker_pool with %ld workers", workers);
 }
