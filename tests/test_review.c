@@ -17,8 +17,11 @@
  *   (documented); capacity() computed cap - len - reserved and wrapped
  *   to SIZE_MAX ("free slots now").
  */
+#include <pthread.h>
+#include <sched.h>
 #include "helpers.h"
 #include "pollen/channel.h"
+#include "pollen/waitgroup.h"
 #include "core/chaos.h"
 
 static void review_fini(void) { pn__point_set_hook(NULL); }
@@ -150,4 +153,37 @@ Test(review, mpsc_capacity_never_wraps_after_a_put_back)
     pn_mpsc_tx_free(tx);
     pn_mpsc_rx_free(rx);
     cr_assert_eq(waker_probe_held(&p), 0);
+}
+
+/* pn_wait_group_wait's drop read w.state without the lock to see whether
+ * it had anything to undo, while pn_wait_group_done writes w.state (1,
+ * "released") under the lock on another thread: a data race (TSan).  The
+ * thread below calls done, then says so through a relaxed store, which
+ * orders nothing, so the drop's read races the write. */
+static pn_wait_group rv_wg;
+static atomic_int rv_done_flag;
+
+static void *rv_done_thread(void *arg)
+{
+    (void)arg;
+    pn_wait_group_done(&rv_wg);
+    atomic_store_explicit(&rv_done_flag, 1, memory_order_relaxed);
+    return NULL;
+}
+
+Test(review, wait_group_drop_reads_no_field_done_writes)
+{
+    pn_wait_group_init(&rv_wg);
+    cr_assert_eq(pn_wait_group_add(&rv_wg, 1), 0);
+    pn_wait_group_wait_future w = pn_wait_group_wait(&rv_wg);
+    waker_probe p = { 0 };
+    cr_assert_eq(poll_probe(&w.base, &p), PN_PENDING);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, rv_done_thread, NULL), 0);
+    while (!atomic_load_explicit(&rv_done_flag, memory_order_relaxed))
+        sched_yield();
+    pn_future_drop(&w.base);
+    pthread_join(th, NULL);
+    cr_assert_eq(waker_probe_held(&p), 0);
+    pn_wait_group_destroy(&rv_wg);
 }
