@@ -93,6 +93,7 @@ typedef struct pn_oneshot_closed_future {
     pn_future base;
     pn_oneshot_tx *tx;  /* private */
     int status;         /* output */
+    bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_closed_future;
 
 PN_EXTERN pn_oneshot_closed_future pn_oneshot_closed(pn_oneshot_tx *tx);
@@ -106,6 +107,7 @@ typedef struct pn_oneshot_recv_future {
     pn_oneshot_rx *rx;  /* private */
     void *out;          /* private */
     int status;         /* output */
+    bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_recv_future;
 
 PN_EXTERN pn_oneshot_recv_future pn_oneshot_recv(pn_oneshot_rx *rx, void *out);

@@ -209,6 +209,10 @@ bool pn_mpsc_tx_is_closed(const pn_mpsc_tx *tx)
     return closed;
 }
 
+/* A closed future's waiter.tag, the owner's own: its waiter is in the
+ * channel (queued, or popped by the close with its waker taken). */
+#define CF_REGISTERED 1u
+
 static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 {
     pn_mpsc_closed_future *cf = (pn_mpsc_closed_future *)f;
@@ -227,12 +231,14 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
         w->waker = PN_WAKER_NONE;
         chan_lock_release(&c->lock);
         pn_waker_drop(&stale);
+        w->tag = 0;                     /* nothing of ours in the channel */
         cf->status = 0;
         return PN_READY;
     }
     pn_waker_set(&w->waker, cx->waker);
     if (!w->queued)
         pn__waitq_push(&c->closers, w);
+    w->tag = CF_REGISTERED;
     chan_lock_release(&c->lock);
     return PN_PENDING;
 }
@@ -240,10 +246,12 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 static void closed_drop(pn_future *f)
 {
     pn_mpsc_closed_future *cf = (pn_mpsc_closed_future *)f;
-    if (!cf->tx)
-        return;
-    mpsc *c = of_tx(cf->tx);
     pn_sync_waiter *w = &cf->waiter;
+    /* READY or never polled: a no-op (the sender may be gone already). */
+    if (!cf->tx || w->tag != CF_REGISTERED)
+        return;
+    w->tag = 0;
+    mpsc *c = of_tx(cf->tx);
     chan_lock_acquire(&c->lock);
     pn__waitq_remove(&c->closers, w);
     pn_waker stale = w->waker;
@@ -278,7 +286,9 @@ size_t pn_mpsc_capacity(const pn_mpsc_tx *tx)
     if (c->unbounded)
         return SIZE_MAX;
     chan_lock_acquire(&c->lock);
-    size_t n = c->cap - c->len - c->reserved;
+    /* A put-back value (recv_drop) may leave len + reserved at cap + 1. */
+    size_t used = c->len + c->reserved;
+    size_t n = used < c->cap ? c->cap - used : 0;
     chan_lock_release(&c->lock);
     return n;
 }

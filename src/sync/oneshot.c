@@ -126,11 +126,15 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
     oneshot *o = of_tx(c->tx);
     pn__lock_acquire(&o->lock);
     if (o->state & RX_GONE) {
+        /* rx_free took our waker out (if any): nothing of ours is left
+         * in the channel, so a drop from now on does not touch it. */
         pn__lock_release(&o->lock);
+        c->waiting = false;
         c->status = 0;
         return PN_READY;
     }
     pn_waker_set(&o->tx_waker, cx->waker);
+    c->waiting = true;
     pn__lock_release(&o->lock);
     return PN_PENDING;
 }
@@ -138,8 +142,10 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 static void closed_drop(pn_future *f)
 {
     pn_oneshot_closed_future *c = (pn_oneshot_closed_future *)f;
-    if (!c->tx)
+    /* READY or never polled: a no-op (the sender may be gone already). */
+    if (!c->tx || !c->waiting)
         return;
+    c->waiting = false;
     oneshot *o = of_tx(c->tx);
     pn__lock_acquire(&o->lock);
     pn_waker w = o->tx_waker;
@@ -202,6 +208,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
     }
     pn__lock_release(&o->lock);
     pn_waker_drop(&old);
+    r->waiting = err == -EAGAIN;
     if (err == -EAGAIN)
         return PN_PENDING;
     r->status = err;
@@ -211,8 +218,10 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
 static void recv_drop(pn_future *f)
 {
     pn_oneshot_recv_future *r = (pn_oneshot_recv_future *)f;
-    if (!r->rx)
+    /* READY or never polled: a no-op (the receiver may be gone already). */
+    if (!r->rx || !r->waiting)
         return;
+    r->waiting = false;
     oneshot *o = of_rx(r->rx);
     pn__lock_acquire(&o->lock);
     pn_waker w = o->rx_waker;

@@ -126,6 +126,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
         c->w.state = 2;
         pn__lock_release(&wg->lock);
         pn_waker_drop(&k);
+        c->w.need = 0;
         c->status = 0;
         return PN_READY;
     }
@@ -134,6 +135,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
         c->w.tag = wg->gen;
         q_push(wg, &c->w);
     }
+    c->w.need = 1;                            /* the owner's: drop has work */
     pn__lock_release(&wg->lock);
     return PN_PENDING;
 }
@@ -141,8 +143,11 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
 static void wait_drop(pn_future *f)
 {
     pn_wait_group_wait_future *c = (pn_wait_group_wait_future *)f;
-    if (!c->wg || c->w.state == 2)
+    /* w.need is the owner's own (1 while pending); w.state is written by
+     * pn_wait_group_done under the lock, so it is not read here. */
+    if (!c->wg || !c->w.need)
         return;
+    c->w.need = 0;
     pn__lock_acquire(&c->wg->lock);
     q_remove(c->wg, &c->w);
     pn_waker k = c->w.waker;
