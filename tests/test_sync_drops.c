@@ -1,5 +1,5 @@
 /*
- * test_review.c - defects an outside review of the coordination toolkit
+ * test_sync_drops.c - defects a review of the coordination toolkit
  * found, one test each, failing on the code before its mend.
  *
  *   READY drops after the handle went: future.h says dropping a READY
@@ -24,9 +24,9 @@
 #include "pollen/waitgroup.h"
 #include "core/chaos.h"
 
-static void review_fini(void) { pn__point_set_hook(NULL); }
+static void sync_drops_fini(void) { pn__point_set_hook(NULL); }
 
-TestSuite(review, .timeout = PN_TEST_TIMEOUT, .fini = review_fini);
+TestSuite(sync_drops, .timeout = PN_TEST_TIMEOUT, .fini = sync_drops_fini);
 
 static pn_poll poll_probe(pn_future *f, waker_probe *p)
 {
@@ -37,7 +37,7 @@ static pn_poll poll_probe(pn_future *f, waker_probe *p)
 
 /* The header's example: recv, await, rx_free; then the task's drop drops
  * its (READY) child. */
-Test(review, oneshot_ready_recv_drop_after_rx_free_is_a_noop)
+Test(sync_drops, oneshot_ready_recv_drop_after_rx_free_is_a_noop)
 {
     pn_oneshot_tx *tx;
     pn_oneshot_rx *rx;
@@ -56,7 +56,7 @@ Test(review, oneshot_ready_recv_drop_after_rx_free_is_a_noop)
 }
 
 /* Same with a recv that waited first (its waker was registered). */
-Test(review, oneshot_woken_recv_drop_after_rx_free_is_a_noop)
+Test(sync_drops, oneshot_woken_recv_drop_after_rx_free_is_a_noop)
 {
     pn_oneshot_tx *tx;
     pn_oneshot_rx *rx;
@@ -75,7 +75,7 @@ Test(review, oneshot_woken_recv_drop_after_rx_free_is_a_noop)
 }
 
 /* A producer awaits closed(), then frees its sender, then drops. */
-Test(review, oneshot_ready_closed_drop_after_tx_free_is_a_noop)
+Test(sync_drops, oneshot_ready_closed_drop_after_tx_free_is_a_noop)
 {
     pn_oneshot_tx *tx;
     pn_oneshot_rx *rx;
@@ -92,7 +92,7 @@ Test(review, oneshot_ready_closed_drop_after_tx_free_is_a_noop)
     cr_assert_eq(waker_probe_held(&p), 0);
 }
 
-Test(review, mpsc_ready_closed_drop_after_tx_free_is_a_noop)
+Test(sync_drops, mpsc_ready_closed_drop_after_tx_free_is_a_noop)
 {
     pn_mpsc_tx *tx;
     pn_mpsc_rx *rx;
@@ -111,7 +111,7 @@ Test(review, mpsc_ready_closed_drop_after_tx_free_is_a_noop)
 
 /* A pending closed future dropped still gives its waker back (the mend
  * must keep that). */
-Test(review, mpsc_pending_closed_drop_releases_its_waker)
+Test(sync_drops, mpsc_pending_closed_drop_releases_its_waker)
 {
     pn_mpsc_tx *tx;
     pn_mpsc_rx *rx;
@@ -128,7 +128,7 @@ Test(review, mpsc_pending_closed_drop_releases_its_waker)
     pn_mpsc_rx_free(rx);
 }
 
-Test(review, mpsc_capacity_never_wraps_after_a_put_back)
+Test(sync_drops, mpsc_capacity_never_wraps_after_a_put_back)
 {
     pn_mpsc_tx *tx;
     pn_mpsc_rx *rx;
@@ -171,7 +171,7 @@ static void *rv_done_thread(void *arg)
     return NULL;
 }
 
-Test(review, wait_group_drop_reads_no_field_done_writes)
+Test(sync_drops, wait_group_drop_reads_no_field_done_writes)
 {
     pn_wait_group_init(&rv_wg);
     cr_assert_eq(pn_wait_group_add(&rv_wg, 1), 0);

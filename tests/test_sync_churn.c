@@ -1,6 +1,6 @@
 /*
- * test_review_stress.c - churn an outside review ran against the toolkit
- * (suite review_stress); it found nothing, and is kept as a regression
+ * test_sync_churn.c - churn of the toolkit from several threads
+ * (suite sync_churn); it found nothing, and is kept as a regression
  * net for ASan and TSan: a task group freed while its tasks finish on
  * workers, cancel trees grown, freed (adoption) and cancelled from three
  * threads, semaphore acquires of 1..3 permits made, dropped pending or
@@ -13,9 +13,9 @@
 #include "pollen/cancel.h"
 #include "core/chaos.h"
 
-TestSuite(review_stress, .timeout = PN_TIMEOUT(60));
+TestSuite(sync_churn, .timeout = PN_TIMEOUT(60));
 
-Test(review_stress, task_group_free_while_tasks_finish)
+Test(sync_churn, task_group_free_while_tasks_finish)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
     unsigned seed = 1;
@@ -71,7 +71,7 @@ static void *ct_churn(void *arg)
     return NULL;
 }
 
-Test(review_stress, cancel_tree_churn)
+Test(sync_churn, cancel_tree_churn)
 {
     for (int round = 0; round < 5; round++) {
         ct_root = pn_cancel_token_new();
@@ -135,7 +135,7 @@ static void *rs_thread(void *arg)
     return NULL;
 }
 
-Test(review_stress, semaphore_churn_conserves_permits)
+Test(sync_churn, semaphore_churn_conserves_permits)
 {
     pn_semaphore_init(&rs_sem, 5);
     pthread_t th[3];
@@ -194,7 +194,7 @@ static void *rn_waiter(void *arg)
     return NULL;
 }
 
-Test(review_stress, notify_churn)
+Test(sync_churn, notify_churn)
 {
     pn_notify_init(&rn);
     pthread_t th[3];
