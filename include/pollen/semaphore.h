@@ -127,7 +127,11 @@ PN_EXTERN int pn_semaphore_try_acquire(pn_semaphore *s, size_t n);
 /* Add `n` permits (serving the queue first, in order).  Returns 0, or
  * -EINVAL (NULL, or the semaphore would hold more than the max: nothing
  * added).  n == 0 is a no-op.  Allowed on a closed semaphore (the permits
- * are counted; nobody can take them). */
+ * are counted; nobody can take them).  The max counts free permits only:
+ * permits added while guards hold others, up to the max, leave no room
+ * for those guards, and a release that would go past the max drops the
+ * excess (Tokio panics there).  Keep the total below
+ * PN_SEMAPHORE_MAX_PERMITS. */
 PN_EXTERN int pn_semaphore_add_permits(pn_semaphore *s, size_t n);
 
 /* The permits free right now (0 while anyone waits).  A snapshot. NULL: 0. */
