@@ -57,11 +57,11 @@ extern "C" {
 typedef struct pn_notify {
     _Atomic size_t state;              /* private: generation << 2 | EMPTY/WAITING/NOTIFIED */
     pthread_mutex_t lock;              /* private */
-    pn_sync_waiter *head, *tail;       /* private: waiting, FIFO */
-    pn_sync_waiter *all_head, *all_tail; /* private: woken by notify_waiters, waker not yet taken */
+    pn_sync_queue waiting;             /* private: FIFO */
+    pn_sync_queue woken;               /* private: woken by notify_waiters, waker not yet taken */
 } pn_notify;
 
-#define PN_NOTIFY_INIT { 0, PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, NULL }
+#define PN_NOTIFY_INIT { 0, PTHREAD_MUTEX_INITIALIZER, { NULL, NULL }, { NULL, NULL } }
 
 /* Returns 0, -EINVAL (NULL). */
 PN_EXTERN int pn_notify_init(pn_notify *n);

@@ -69,12 +69,12 @@ extern "C" {
 typedef struct pn_semaphore {
     _Atomic size_t state;          /* private: permits << 2 | WAITERS | CLOSED */
     pthread_mutex_t lock;          /* private: guards the queue */
-    pn_sync_waiter *head, *tail;   /* private: the waiters, FIFO */
+    pn_sync_queue waiters;         /* private: FIFO */
 } pn_semaphore;
 
 /* A semaphore of `n` permits (n <= PN_SEMAPHORE_MAX_PERMITS), usable
  * without init (static or automatic storage). */
-#define PN_SEMAPHORE_INIT(n) { ((size_t)(n)) << 2, PTHREAD_MUTEX_INITIALIZER, NULL, NULL }
+#define PN_SEMAPHORE_INIT(n) { ((size_t)(n)) << 2, PTHREAD_MUTEX_INITIALIZER, { NULL, NULL } }
 
 /* Initialise with `permits` permits.  Returns 0, -EINVAL (NULL, or
  * permits > PN_SEMAPHORE_MAX_PERMITS). */

@@ -97,6 +97,12 @@ typedef struct pn_sync_waiter {
     bool queued;                         /* private: on the queue now */
 } pn_sync_waiter;
 
+/* A FIFO of waiters, for primitives that users embed (pn_semaphore,
+ * pn_notify, pn_wait_group).  Private; { NULL, NULL } is empty. */
+typedef struct pn_sync_queue {
+    pn_sync_waiter *head, *tail;         /* private */
+} pn_sync_queue;
+
 /* Keep a clone of w as the waiter's waker (nothing is cloned when the slot
  * already holds a waker of the same task).  If a wake runs meanwhile, w is
  * woken at once instead, so the waiter polls again.  NULL slot or waker:

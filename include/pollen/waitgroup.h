@@ -33,10 +33,10 @@ typedef struct pn_wait_group {
     pthread_mutex_t lock;           /* private */
     size_t count;                   /* private: guarded by lock */
     uint64_t gen;                   /* private: times the count reached 0 */
-    pn_sync_waiter *head, *tail;    /* private: the waiters, FIFO */
+    pn_sync_queue waiters;          /* private: FIFO */
 } pn_wait_group;
 
-#define PN_WAIT_GROUP_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL }
+#define PN_WAIT_GROUP_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0, { NULL, NULL } }
 
 /* Initialise a group with a count of 0.  NULL: no effect. */
 PN_EXTERN void pn_wait_group_init(pn_wait_group *wg);

@@ -8,8 +8,8 @@
  * means the waiting queue is not empty.  The generation moves only under
  * the lock (notify_waiters).
  *
- * Queues.  `head` holds the waiters made in the current generation.
- * notify_waiters moves them all to `all_head` in the same critical section
+ * Queues.  `waiting` holds the waiters made in the current generation.
+ * notify_waiters moves them all to `woken` in the same critical section
  * that moves the generation, then takes their wakers out in batches of
  * PN__WAKELIST_CAP, dropping the lock between batches.  A waiter knows
  * which queue it is on: the main one if its generation is the current
@@ -29,29 +29,13 @@
 enum { ST_IDLE, ST_QUEUED, ST_DONE };
 enum { W_NONE, W_ONE };
 
-static void q_push(pn_sync_waiter **h, pn_sync_waiter **t, pn_sync_waiter *w)
-{
-    pn__waitq q = { *h, *t };
-    pn__waitq_push(&q, w);
-    *h = q.head;
-    *t = q.tail;
-}
-
-static void q_remove(pn_sync_waiter **h, pn_sync_waiter **t, pn_sync_waiter *w)
-{
-    pn__waitq q = { *h, *t };
-    pn__waitq_remove(&q, w);
-    *h = q.head;
-    *t = q.tail;
-}
-
 int pn_notify_init(pn_notify *n)
 {
     if (!n)
         return -EINVAL;
     atomic_init(&n->state, 0);
     pthread_mutex_init(&n->lock, NULL);
-    n->head = n->tail = n->all_head = n->all_tail = NULL;
+    n->waiting = n->woken = (pn_sync_queue){ NULL, NULL };
     return 0;
 }
 
@@ -83,11 +67,11 @@ static void one_locked(pn_notify *n, pn__wakelist *wl)
     if (store_permit(n))
         return;
     /* WAITING: the queue is not empty, and the word cannot change under us. */
-    pn_sync_waiter *w = n->head;
-    q_remove(&n->head, &n->tail, w);
+    pn_sync_waiter *w = n->waiting.head;
+    pn__waitq_remove(&n->waiting, w);
     w->state = W_ONE;
     pn__wakelist_push(wl, &w->waker);
-    if (!n->head) {
+    if (!n->waiting.head) {
         size_t cur = atomic_load_explicit(&n->state, memory_order_relaxed);
         atomic_store_explicit(&n->state, cur & ~MASK, memory_order_release);
     }
@@ -119,15 +103,15 @@ void pn_notify_waiters(pn_notify *n)
         return;
     }
     atomic_store_explicit(&n->state, ((GEN(cur) + 1) << 2) | EMPTY, memory_order_release);
-    if (n->head) {                        /* splice them behind earlier ones */
-        if (n->all_tail) {
-            n->all_tail->next = n->head;
-            n->head->prev = n->all_tail;
+    if (n->waiting.head) {                        /* splice them behind earlier ones */
+        if (n->woken.tail) {
+            n->woken.tail->next = n->waiting.head;
+            n->waiting.head->prev = n->woken.tail;
         } else {
-            n->all_head = n->head;
+            n->woken.head = n->waiting.head;
         }
-        n->all_tail = n->tail;
-        n->head = n->tail = NULL;
+        n->woken.tail = n->waiting.tail;
+        n->waiting.head = n->waiting.tail = NULL;
     }
     for (;;) {
         if (pn__wakelist_full(&wl)) {
@@ -135,10 +119,10 @@ void pn_notify_waiters(pn_notify *n)
             pn__wakelist_wake(&wl);
             pthread_mutex_lock(&n->lock);
         }
-        pn_sync_waiter *w = n->all_head;
+        pn_sync_waiter *w = n->woken.head;
         if (!w)
             break;
-        q_remove(&n->all_head, &n->all_tail, w);
+        pn__waitq_remove(&n->woken, w);
         pn__wakelist_push(&wl, &w->waker);
     }
     pthread_mutex_unlock(&n->lock);
@@ -186,7 +170,7 @@ static pn_poll notified_poll(pn_future *fut, pn_cx *cx)
             /* Chosen by notify_one (off the queue), or woken by
              * notify_waiters (maybe still on the second queue). */
             if (f->w.queued)
-                q_remove(&n->all_head, &n->all_tail, &f->w);
+                pn__waitq_remove(&n->woken, &f->w);
             pn_waker_drop(&f->w.waker);
             pthread_mutex_unlock(&n->lock);
             return done(f);
@@ -232,7 +216,7 @@ static pn_poll notified_poll(pn_future *fut, pn_cx *cx)
     }
     f->w.state = W_NONE;
     pn_waker_set(&f->w.waker, cx->waker);
-    q_push(&n->head, &n->tail, &f->w);
+    pn__waitq_push(&n->waiting, &f->w);
     f->st = ST_QUEUED;
     pthread_mutex_unlock(&n->lock);
     return PN_PENDING;
@@ -251,11 +235,11 @@ static void notified_drop(pn_future *fut)
         one_locked(n, &wl);               /* pass the notify_one on */
     } else if (f->w.queued) {
         if (GEN(cur) == f->gen) {
-            q_remove(&n->head, &n->tail, &f->w);
-            if (!n->head)
+            pn__waitq_remove(&n->waiting, &f->w);
+            if (!n->waiting.head)
                 atomic_store_explicit(&n->state, cur & ~MASK, memory_order_release);
         } else {
-            q_remove(&n->all_head, &n->all_tail, &f->w);
+            pn__waitq_remove(&n->woken, &f->w);
         }
     }
     pn_waker_drop(&f->w.waker);

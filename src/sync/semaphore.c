@@ -28,24 +28,6 @@
 enum { ST_IDLE, ST_QUEUED, ST_HELD, ST_DONE };
 enum { G_NONE, G_GRANTED, G_CLOSED };
 
-/* ---- the queue: pn__waitq over the semaphore's head and tail -------------- */
-
-static void q_push(pn_semaphore *s, pn_sync_waiter *w)
-{
-    pn__waitq q = { s->head, s->tail };
-    pn__waitq_push(&q, w);
-    s->head = q.head;
-    s->tail = q.tail;
-}
-
-static void q_remove(pn_semaphore *s, pn_sync_waiter *w)
-{
-    pn__waitq q = { s->head, s->tail };
-    pn__waitq_remove(&q, w);
-    s->head = q.head;
-    s->tail = q.tail;
-}
-
 static pn_semaphore_permit *permit_of(pn_sync_waiter *w)
 {
     return pn_container_of(w, pn_semaphore_permit, w);
@@ -94,7 +76,7 @@ static void settle_locked(pn_semaphore *s, size_t k, pn__wakelist *wl)
     for (;;) {
         if (atomic_load_explicit(&s->state, memory_order_relaxed) & CLOSED)
             break;
-        pn_sync_waiter *w = s->head;
+        pn_sync_waiter *w = s->waiters.head;
         if (!w)
             break;
         if (k < w->need) {
@@ -110,14 +92,14 @@ static void settle_locked(pn_semaphore *s, size_t k, pn__wakelist *wl)
         }
         k -= w->need;
         w->need = 0;
-        q_remove(s, w);
+        pn__waitq_remove(&s->waiters, w);
         pn__wakelist_push(wl, &w->waker);
         atomic_store_explicit(&permit_of(w)->granted, G_GRANTED, memory_order_release);
     }
     size_t cur = atomic_load_explicit(&s->state, memory_order_relaxed), next;
     do {
         next = cur + (k << SHIFT);
-        if (!s->head)
+        if (!s->waiters.head)
             next &= ~WAITERS;
     } while (next != cur &&
              !atomic_compare_exchange_weak_explicit(&s->state, &cur, next, memory_order_acq_rel,
@@ -146,7 +128,7 @@ int pn_semaphore_init(pn_semaphore *s, size_t permits)
         return -EINVAL;
     atomic_init(&s->state, permits << SHIFT);
     pthread_mutex_init(&s->lock, NULL);
-    s->head = s->tail = NULL;
+    s->waiters = (pn_sync_queue){ NULL, NULL };
     return 0;
 }
 
@@ -183,7 +165,7 @@ int pn_semaphore_add_permits(pn_semaphore *s, size_t n)
         return r;
     pn__wakelist wl = { 0 };
     pthread_mutex_lock(&s->lock);
-    if (!s->head) {
+    if (!s->waiters.head) {
         /* The queue emptied meanwhile: WAITERS is clear, the word may
          * hold permits again. */
         r = fast_give(s, n);
@@ -223,12 +205,12 @@ void pn_semaphore_close(pn_semaphore *s)
             pn__wakelist_wake(&wl);
             pthread_mutex_lock(&s->lock);
         }
-        pn_sync_waiter *w = s->head;
+        pn_sync_waiter *w = s->waiters.head;
         if (!w)
             break;
         pn_semaphore_permit *p = permit_of(w);
         back += p->n - w->need;       /* what it was partly assigned */
-        q_remove(s, w);
+        pn__waitq_remove(&s->waiters, w);
         pn__wakelist_push(&wl, &w->waker);
         atomic_store_explicit(&p->granted, G_CLOSED, memory_order_release);
     }
@@ -333,7 +315,7 @@ pn_poll pn__semaphore_permit_poll(pn_future *f, pn_cx *cx)
     }
     atomic_store_explicit(&p->granted, G_NONE, memory_order_relaxed);
     pn_waker_set(&p->w.waker, cx->waker);
-    q_push(s, &p->w);
+    pn__waitq_push(&s->waiters, &p->w);
     p->st = ST_QUEUED;
     pthread_mutex_unlock(&s->lock);
     return PN_PENDING;
@@ -351,7 +333,7 @@ static void cancel(pn_semaphore_permit *p)
     if (g == G_GRANTED) {
         back = p->n;
     } else if (g == G_NONE) {
-        q_remove(s, &p->w);
+        pn__waitq_remove(&s->waiters, &p->w);
         back = p->n - p->w.need;
     }
     pn_waker_drop(&p->w.waker);

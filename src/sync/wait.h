@@ -46,9 +46,7 @@ static inline void pn__lock_release(pn__lock *l) { pthread_mutex_unlock(l); }
 
 /* ---- the FIFO of waiters --------------------------------------------------- */
 
-typedef struct pn__waitq {
-    pn_sync_waiter *head, *tail;
-} pn__waitq;
+typedef pn_sync_queue pn__waitq;     /* public as a field of pn_semaphore & co. */
 
 static inline bool pn__waitq_empty(const pn__waitq *q) { return q->head == NULL; }
 

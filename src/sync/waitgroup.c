@@ -16,23 +16,6 @@
 #include "sync/wait.h"
 #include "core/chaos.h"
 
-/* The group's FIFO, as a pn__waitq over its head and tail fields. */
-static void q_push(pn_wait_group *wg, pn_sync_waiter *w)
-{
-    pn__waitq q = { wg->head, wg->tail };
-    pn__waitq_push(&q, w);
-    wg->head = q.head;
-    wg->tail = q.tail;
-}
-
-static void q_remove(pn_wait_group *wg, pn_sync_waiter *w)
-{
-    pn__waitq q = { wg->head, wg->tail };
-    pn__waitq_remove(&q, w);
-    wg->head = q.head;
-    wg->tail = q.tail;
-}
-
 void pn_wait_group_init(pn_wait_group *wg)
 {
     if (!wg)
@@ -40,7 +23,7 @@ void pn_wait_group_init(pn_wait_group *wg)
     pn__lock_init(&wg->lock);
     wg->count = 0;
     wg->gen = 0;
-    wg->head = wg->tail = NULL;
+    wg->waiters = (pn_sync_queue){ NULL, NULL };
 }
 
 void pn_wait_group_destroy(pn_wait_group *wg)
@@ -80,13 +63,13 @@ int pn_wait_group_done(pn_wait_group *wg)
     pn__wakelist wl;
     wl.n = 0;
     for (;;) {
-        while (!pn__wakelist_full(&wl) && wg->head && wg->head->tag == old) {
-            pn_sync_waiter *w = wg->head;
-            q_remove(wg, w);
+        while (!pn__wakelist_full(&wl) && wg->waiters.head && wg->waiters.head->tag == old) {
+            pn_sync_waiter *w = wg->waiters.head;
+            pn__waitq_remove(&wg->waiters, w);
             w->state = 1;                     /* released */
             pn__wakelist_push(&wl, &w->waker);
         }
-        bool more = wg->head && wg->head->tag == old;
+        bool more = wg->waiters.head && wg->waiters.head->tag == old;
         pn__lock_release(&wg->lock);
         PN_POINT("wait_group.wake", wg);
         pn__wakelist_wake(&wl);
@@ -120,7 +103,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
     /* Released: the count is zero, or our generation ended (we were taken
      * out, state 1, or are still queued with an old tag). */
     if (wg->count == 0 || c->w.state == 1 || (c->w.queued && c->w.tag != wg->gen)) {
-        q_remove(wg, &c->w);
+        pn__waitq_remove(&wg->waiters, &c->w);
         pn_waker k = c->w.waker;
         c->w.waker = PN_WAKER_NONE;
         c->w.state = 2;
@@ -133,7 +116,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
     pn_waker_set(&c->w.waker, cx->waker);
     if (!c->w.queued) {
         c->w.tag = wg->gen;
-        q_push(wg, &c->w);
+        pn__waitq_push(&wg->waiters, &c->w);
     }
     c->w.need = 1;                            /* the owner's: drop has work */
     pn__lock_release(&wg->lock);
@@ -149,7 +132,7 @@ static void wait_drop(pn_future *f)
         return;
     c->w.need = 0;
     pn__lock_acquire(&c->wg->lock);
-    q_remove(c->wg, &c->w);
+    pn__waitq_remove(&c->wg->waiters, &c->w);
     pn_waker k = c->w.waker;
     c->w.waker = PN_WAKER_NONE;
     c->w.state = 2;
