@@ -13,8 +13,9 @@
  *   cancel.h      pn_cancel_token: a tree of cancellation flags
  *   task.h        pn_task_group: tasks joined in the order they finish
  *
- * This header itself holds the two blocks they are built from, which are
- * public for futures of your own: pn_waker_slot and pn_sync_waiter.
+ * This header itself holds the blocks they are built from, public for
+ * futures of your own: pn_waker_slot, and the intrusive pn_sync_waiter
+ * node with its FIFO, pn_sync_queue.
  *
  * pn_waker_slot: where a leaf future keeps the waker of the task that
  * waits, when the wake comes from another task or another thread.  It is
