@@ -23,7 +23,7 @@ static pn__task **cells_new(unsigned n)
     for (unsigned i = 0; i < n; i++) {
         c[i] = calloc(1, sizeof(pn__task));
         cr_assert_not_null(c[i]);
-        c[i]->id = i;
+        c[i]->size = i;
     }
     return c;
 }
@@ -64,8 +64,8 @@ static void fifo_at(uint32_t start)
         for (unsigned i = 0; i < n; i++) {
             pn__task *t = pn__lq_pop(&q);
             cr_assert_not_null(t);
-            cr_assert_eq(t->id, i, "round %d: popped %lu, expected %u", round,
-                         (unsigned long)t->id, i);
+            cr_assert_eq(t->size, i, "round %d: popped %lu, expected %u", round,
+                         (unsigned long)t->size, i);
         }
         cr_assert_null(pn__lq_pop(&q));
         cr_assert_eq(pn__lq_len(&q), 0);
@@ -76,13 +76,13 @@ static void fifo_at(uint32_t start)
         pn__lq_push(&q, c[next_in++ % PN__LQ_CAP], &inj);
         pn__lq_push(&q, c[next_in++ % PN__LQ_CAP], &inj);
         pn__task *t = pn__lq_pop(&q);
-        cr_assert_eq(t->id, next_out++ % PN__LQ_CAP);
+        cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
         if (pn__lq_len(&q) > 100)
             while ((t = pn__lq_pop(&q)))
-                cr_assert_eq(t->id, next_out++ % PN__LQ_CAP);
+                cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
     }
     for (pn__task *t; (t = pn__lq_pop(&q));)
-        cr_assert_eq(t->id, next_out++ % PN__LQ_CAP);
+        cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
     cr_assert_eq(next_in, next_out);
     cr_assert_eq(pn__inject_len(&inj), 0);
     pn__inject_destroy(&inj);
@@ -124,16 +124,16 @@ static void overflow_at(uint32_t start)
         pn__task *t = pn__inject_pop(&inj);
         cr_assert_not_null(t);
         unsigned want = i < PN__LQ_CAP / 2 ? i : PN__LQ_CAP;
-        cr_assert_eq(t->id, want, "inject[%u] = %lu, expected %u", i, (unsigned long)t->id, want);
-        seen[t->id]++;
+        cr_assert_eq(t->size, want, "inject[%u] = %lu, expected %u", i, (unsigned long)t->size, want);
+        seen[t->size]++;
     }
     cr_assert_null(pn__inject_pop(&inj));
     /* Local queue: the newer half, in order. */
     for (unsigned i = PN__LQ_CAP / 2; i < PN__LQ_CAP; i++) {
         pn__task *t = pn__lq_pop(&q);
         cr_assert_not_null(t);
-        cr_assert_eq(t->id, i);
-        seen[t->id]++;
+        cr_assert_eq(t->size, i);
+        seen[t->size]++;
     }
     cr_assert_null(pn__lq_pop(&q));
     for (unsigned i = 0; i < N; i++)
@@ -167,9 +167,9 @@ Test(local_queue, repeated_overflow_keeps_every_task_once)
         seen[i] = 0;
     unsigned total = 0;
     for (pn__task *t; (t = pn__lq_pop(&q)); total++)
-        seen[t->id]++;
+        seen[t->size]++;
     for (pn__task *t; (t = pn__inject_pop(&inj)); total++)
-        seen[t->id]++;
+        seen[t->size]++;
     cr_assert_eq(total, N);
     for (unsigned i = 0; i < N; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
@@ -177,7 +177,8 @@ Test(local_queue, repeated_overflow_keeps_every_task_once)
     cells_free(c, N);
 }
 
-/* Overflow into a closed injection queue drops the queue references. */
+/* Overflow into a closed injection queue drops the queue references of
+ * tasks the owned list holds (linked: polled before). */
 static pn_poll nop_poll(pn_future *f, pn_cx *cx) { (void)f; (void)cx; return PN_READY; }
 static const pn_future_vtable nop_vt = { nop_poll, NULL, "nop" };
 
@@ -194,6 +195,7 @@ Test(local_queue, overflow_into_closed_inject_drops_queue_refs)
     for (unsigned i = 0; i < N; i++) {
         ts[i] = pn__task_new(NULL, &f, sizeof(f), 2, false);   /* ours + the queue's */
         cr_assert_not_null(ts[i]);
+        ts[i]->owned = true;            /* "ours" stands for the owned list */
     }
     for (unsigned i = 0; i < N; i++)
         pn__lq_push(&q, ts[i], &inj);
@@ -209,6 +211,39 @@ Test(local_queue, overflow_into_closed_inject_drops_queue_refs)
     for (unsigned i = 0; i < N; i++)
         pn__task_unref(ts[i]);          /* frees; LSan checks none is left */
     pn__inject_destroy(&inj);
+}
+
+/* ... and drops whole the tasks never polled (not linked): only the queues
+ * knew them, so their future is dropped and both references go. */
+static _Atomic int nop_drops;
+static void nop_drop(pn_future *f) { (void)f; atomic_fetch_add(&nop_drops, 1); }
+static const pn_future_vtable nop_drop_vt = { nop_poll, nop_drop, "nop_drop" };
+
+Test(local_queue, overflow_into_closed_inject_drops_unpolled_tasks_whole)
+{
+    enum { N = PN__LQ_CAP + 1 };
+    pn__local_queue q;
+    pn__inject inj;
+    pn__inject_init(&inj);
+    pn__lq_init(&q);
+    cr_assert_null(pn__inject_close(&inj));
+    atomic_store(&nop_drops, 0);
+    pn_future f = { &nop_drop_vt };
+    pn__task *ts[N];
+    for (unsigned i = 0; i < N; i++) {
+        ts[i] = pn__task_new(NULL, &f, sizeof(f), 2, false);   /* runtime's + queue's */
+        cr_assert_not_null(ts[i]);
+    }
+    for (unsigned i = 0; i < N; i++)
+        pn__lq_push(&q, ts[i], &inj);
+    cr_assert_eq(pn__lq_len(&q), PN__LQ_CAP / 2);
+    cr_assert_eq(atomic_load(&nop_drops), PN__LQ_CAP / 2 + 1, "the moved ones were dropped");
+    for (pn__task *t; (t = pn__lq_pop(&q));) {
+        cr_assert_eq(atomic_load(&t->state) >> PN__REF_SHIFT, 2u);
+        pn__task_drop_queued(t);        /* as shutdown's drain does */
+    }
+    cr_assert_eq(atomic_load(&nop_drops), N, "every future dropped once");
+    pn__inject_destroy(&inj);           /* LSan: every cell was freed */
 }
 
 Test(local_queue, steal_takes_half_and_returns_one)
@@ -238,21 +273,21 @@ Test(local_queue, steal_takes_half_and_returns_one)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst);
     cr_assert_not_null(t);
-    cr_assert_eq(t->id, 4);
+    cr_assert_eq(t->size, 4);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 4);
     for (unsigned i = 0; i < 4; i++)
-        cr_assert_eq(pn__lq_pop(&dst)->id, i);
+        cr_assert_eq(pn__lq_pop(&dst)->size, i);
     cr_assert_null(pn__lq_pop(&dst));
     for (unsigned i = 5; i < 10; i++)
-        cr_assert_eq(pn__lq_pop(&src)->id, i);
+        cr_assert_eq(pn__lq_pop(&src)->size, i);
     cr_assert_null(pn__lq_pop(&src));
 
     /* Eleven: six taken. */
     for (unsigned i = 0; i < 11; i++)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst);
-    cr_assert_eq(t->id, 5);
+    cr_assert_eq(t->size, 5);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 5);
     while (pn__lq_pop(&src) || pn__lq_pop(&dst))
@@ -262,7 +297,7 @@ Test(local_queue, steal_takes_half_and_returns_one)
     for (unsigned i = 0; i < PN__LQ_CAP; i++)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst);
-    cr_assert_eq(t->id, PN__LQ_CAP / 2 - 1);
+    cr_assert_eq(t->size, PN__LQ_CAP / 2 - 1);
     cr_assert_eq(pn__lq_len(&src), PN__LQ_CAP / 2);
     cr_assert_eq(pn__lq_len(&dst), PN__LQ_CAP / 2 - 1);
     cr_assert_eq(pn__inject_len(&inj), 0);
@@ -278,9 +313,9 @@ Test(local_queue, steal_takes_half_and_returns_one)
     /* Every task exactly once across both queues. */
     int seen[PN__LQ_CAP] = { 0 };
     while ((t = pn__lq_pop(&src)))
-        seen[t->id]++;
+        seen[t->size]++;
     while ((t = pn__lq_pop(&dst)))
-        seen[t->id]++;
+        seen[t->size]++;
     for (unsigned i = 0; i < PN__LQ_CAP; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
     pn__inject_destroy(&inj);
@@ -304,14 +339,14 @@ Test(local_queue, steal_chain_conserves_tasks)
     for (int k = 0; k < 50; k++) {
         pn__task *t = pn__lq_steal_into(&q[k % 3], &q[(k + 1) % 3]);
         if (t) {
-            seen[t->id]++;
+            seen[t->size]++;
             got++;
         }
         cr_assert_eq(pn__lq_len(&q[0]) + pn__lq_len(&q[1]) + pn__lq_len(&q[2]) + got, 200);
     }
     for (int i = 0; i < 3; i++)
         for (pn__task *t; (t = pn__lq_pop(&q[i]));)
-            seen[t->id]++;
+            seen[t->size]++;
     for (unsigned i = 0; i < 200; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
     pn__inject_destroy(&inj);
@@ -357,7 +392,7 @@ typedef struct race {
 
 static void consume(race *r, pn__task *t)
 {
-    uint64_t id = t->id;
+    uint64_t id = t->size;
     if (id >= TOTAL)
         atomic_fetch_add(&r->bad_ids, 1);
     else
@@ -422,7 +457,7 @@ Test(local_queue, owner_and_three_thieves_every_task_once, .timeout = 60)
             uint32_t burst = 1 + xorshift(&rng) % (xorshift(&rng) % 64 == 0 ? 400 : 24);
             for (uint32_t k = 0; k < burst && i < ROUND_CELLS; k++, i++) {
                 pn__task *t = r->cells[i];
-                t->id = base + i;
+                t->size = base + i;
                 pn__lq_push(&r->owner_q, t, &r->inj);
             }
             uint32_t pops = xorshift(&rng) % (burst / 2 + 1);

@@ -322,6 +322,56 @@ MT_TEST(shutdown_drops_tasks_on_timers_and_in_queues)
     cr_assert_eq(atomic_load(&mt_drops), 1000);
 }
 
+/* Tasks never polled are in no owned list (a task is linked at its first
+ * pending poll): shutdown finds them in the queues only.  One worker is
+ * held in a poll that spawned 1,000 of them (the last in the LIFO slot,
+ * the others in its local queue and, past 256, the injection queue) until
+ * a shutdown has timed out; then it returns, the worker stops without
+ * running another task, and the drain must drop every future, once. */
+static _Atomic int unpolled_polls, unpolled_drops, holder_spawned, holder_release;
+static pn_poll unpolled_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f; (void)cx;
+    atomic_fetch_add(&unpolled_polls, 1);
+    return PN_PENDING;
+}
+static void unpolled_drop(pn_future *f) { (void)f; atomic_fetch_add(&unpolled_drops, 1); }
+static const pn_future_vtable unpolled_vt = { unpolled_poll, unpolled_drop, "unpolled" };
+static pn_poll holder_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    for (int i = 0; i < 1000; i++) {
+        pn_future u = { &unpolled_vt };
+        cr_assert_eq(pn_spawn_cx(cx, &u, sizeof u, NULL), 0);
+    }
+    atomic_store(&holder_spawned, 1);
+    while (!atomic_load(&holder_release))
+        sched_yield();
+    return PN_READY;
+}
+static const pn_future_vtable holder_vt = { holder_poll, NULL, "holder" };
+
+MT_TEST(shutdown_drops_tasks_never_polled_once)
+{
+    pn_runtime *rt = mt_new(1);
+    atomic_store(&unpolled_polls, 0);
+    atomic_store(&unpolled_drops, 0);
+    atomic_store(&holder_spawned, 0);
+    atomic_store(&holder_release, 0);
+    pn_future h = { &holder_vt };
+    cr_assert_eq(pn_spawn(rt, &h, sizeof h, NULL), 0);
+    while (!atomic_load(&holder_spawned))
+        sched_yield();
+    cr_assert_eq(pn_runtime_shutdown_timeout(rt, PN_MS(1)), -ETIMEDOUT);
+    atomic_store(&holder_release, 1);
+    int err;
+    while ((err = pn_runtime_free(rt)) == -ETIMEDOUT)
+        sched_yield();                      /* the holder is leaving its poll */
+    cr_assert_eq(err, 0);
+    cr_assert_eq(atomic_load(&unpolled_polls), 0, "the worker stopped after the holder");
+    cr_assert_eq(atomic_load(&unpolled_drops), 1000);
+}
+
 MT_TEST(create_and_free_idle_runtime)
 {
     for (int i = 0; i < 20; i++) {

@@ -3,8 +3,8 @@
  * through a named schedule point (src/core/chaos.h): the hook runs the
  * other thread's half of the race exactly inside the window.
  *
- *   spawn.owned        a foreign pn_spawn has put its task on the owned
- *                      list: shutdown runs to its end right there
+ *   spawn.queued       a foreign pn_spawn has put its task on the
+ *                      injection queue: shutdown runs to its end there
  *   reactor.dispatch   the dispatcher holds an event for a record: the fd
  *                      is closed and a new fd takes the same record
  *
@@ -44,7 +44,7 @@ static void *shutdown_thread(void *arg)
 static void shutdown_at_spawn(const char *name, void *arg)
 {
     (void)arg;
-    if (!is_spawner || strcmp(name, "spawn.owned"))
+    if (!is_spawner || strcmp(name, "spawn.queued"))
         return;
     is_spawner = false;
     atomic_fetch_add(&hook_hits, 1);
@@ -69,13 +69,15 @@ static void counted_drop(pn_future *f) { atomic_fetch_add(((counted *)f)->drops,
 
 static const pn_future_vtable counted_vt = { counted_poll, counted_drop, "counted" };
 
-/* Before the mend, mt_spawn put the task on the owned list, unlocked, then
- * pushed it on the injection queue: a shutdown in between dropped the task
- * in its walk of the owned list, the push failed, and pn_spawn returned
+/* Once, mt_spawn put the task on the owned list, unlocked, then pushed it
+ * on the injection queue: a shutdown in between dropped the task in its
+ * walk of the owned list, the push failed, and pn_spawn returned
  * -ESHUTDOWN, so the caller dropped its future a second time (and the task
- * cell was freed twice).  Now the owned link and the push are one step
- * under the shard lock: either the spawn fails before shutdown can see the
- * task, or the task is handed over whole and dropped once by shutdown. */
+ * cell was freed twice).  Now a task is linked in the owned list only at
+ * its first pending poll; a spawn is one push, and the injection queue's
+ * close is the fence: either the push fails before shutdown can see the
+ * task, or the task is handed over whole and shutdown's drain drops it
+ * once (here, with the window right after the push). */
 Test(races, foreign_spawn_racing_shutdown_drops_the_future_once)
 {
     for (unsigned workers = 1; workers <= 2; workers++) {

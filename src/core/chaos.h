@@ -6,8 +6,8 @@
  *
  * Named points, every build.  PN_POINT("name", arg) marks a place where
  * another thread can run between two steps that must not be separated by
- * anything that breaks an invariant ("spawn.owned": a task is on the owned
- * list but not yet on a queue).  A test installs a hook with
+ * anything that breaks an invariant ("spawn.queued": a foreign spawn's
+ * task is queued, pn_spawn has not returned).  A test installs a hook with
  * pn__point_set_hook() and runs code of its own right there, so a race
  * that needs a one-in-a-million window happens on every run.  Without a
  * hook a point is one relaxed load and a branch that is never taken.

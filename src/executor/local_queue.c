@@ -51,7 +51,7 @@ static bool push_overflow(pn__local_queue *q, pn__task *t, uint32_t real,
         /* Closed (shutdown): drop the queue references. */
         for (pn__task *c = first, *nx; c; c = nx) {
             nx = c->next;
-            pn__task_unref(c);
+            pn__task_drop_queued(c);
         }
     }
     return true;
@@ -71,7 +71,7 @@ bool pn__lq_push(pn__local_queue *q, pn__task *t, pn__inject *inj)
         if (steal != real) {
             /* A thief is copying: it will free slots soon; don't wait. */
             if (!pn__inject_push(inj, t))
-                pn__task_unref(t);
+                pn__task_drop_queued(t);
             return false;
         }
         if (push_overflow(q, t, real, tail, inj))

@@ -40,7 +40,7 @@ struct pn__inject;
 
 void pn__lq_init(pn__local_queue *q);
 /* Owner only.  Overflow goes to `inj` (which may refuse when closed: then
- * the task's queue reference is dropped).  Returns true when half the queue
+ * the queue's references are dropped: pn__task_drop_queued).  Returns true when half the queue
  * overflowed to `inj`. */
 bool pn__lq_push(pn__local_queue *q, pn__task *t, struct pn__inject *inj);
 pn__task *pn__lq_pop(pn__local_queue *q);

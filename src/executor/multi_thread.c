@@ -195,39 +195,34 @@ static void leave_running(mt_runtime *rt, uint32_t n)
 
 /* ---- owned tasks ------------------------------------------------------------ */
 
+/* The shard a task links into: a hash of its address (the task keeps no
+ * index), so whoever unlinks it finds the same one. */
 static owned_shard *shard_of(mt_runtime *rt, pn__task *t)
 {
-    return &rt->owned[t->id % OWNED_SHARDS];
+    uintptr_t a = (uintptr_t)t;
+    return &rt->owned[(a >> 6 ^ a >> 12) % OWNED_SHARDS];
 }
 
-/* Put t on its owned shard, and, for a spawn from outside the workers,
- * on the injection queue in the same hold of the shard lock.  Shutdown
- * closes the owned lists and then takes every shard lock before it closes
- * the injection queue, so a task that reached the owned list is always
- * queued too: pn_spawn either hands the future over whole or fails before
- * anyone else could see it (-ESHUTDOWN, the future still the caller's). */
-static bool owned_add(mt_runtime *rt, pn__task *t, bool inject)
+/* A poll of t returned pending and t is not linked yet (sched op
+ * `pending`, on the polling worker, t still RUNNING): link it, so that
+ * shutdown finds it while it waits for a waker.  A task that completes on
+ * its first poll is never linked: until its first poll it is always in a
+ * queue, which shutdown drains (drop_queued).  The workers are joined
+ * before shutdown walks the lists, so nothing links behind its back. */
+static void mt_pending(pn__sched *s, pn__task *t)
 {
-    owned_shard *s = shard_of(rt, t);
-    bool ok = false;
-    pthread_mutex_lock(&s->lock);
-    if (atomic_load(&rt->owned_closed))
-        goto out;
-    pn__owned_link(&s->head, t);
-    if (inject && !pn__inject_push(&rt->inject, t)) {
-        pn__owned_unlink(&s->head, t);      /* not reached: see above */
-        goto out;
-    }
-    ok = true;
-out:
-    pthread_mutex_unlock(&s->lock);
-    if (ok)
-        PN_POINT("spawn.owned", t);
-    return ok;
+    owned_shard *sh = shard_of((mt_runtime *)s, t);
+    pthread_mutex_lock(&sh->lock);
+    pn__owned_link(&sh->head, t);
+    pthread_mutex_unlock(&sh->lock);
 }
 
+/* t completed on its runner: unlink it if it was linked (only the thread
+ * that runs t reads t->owned: RUNNING makes it exclusive). */
 static void owned_remove(mt_runtime *rt, pn__task *t)
 {
+    if (!t->owned)
+        return;
     owned_shard *s = shard_of(rt, t);
     pthread_mutex_lock(&s->lock);
     pn__owned_unlink(&s->head, t);
@@ -503,7 +498,7 @@ static void park(worker *w)
 static void push_remote(mt_runtime *rt, pn__task *t)
 {
     if (!pn__inject_push(&rt->inject, t)) {
-        pn__task_unref(t);               /* shut down: drop the queue ref */
+        pn__task_drop_queued(t);         /* shut down */
         return;
     }
     notify_parked(rt);
@@ -539,13 +534,13 @@ static void pinned_schedule(pn__sched *s, pn__task *t)
         return;
     }
     if (!pn__inject_push(&w->pinned_remote, t)) {
-        pn__task_unref(t);               /* shut down */
+        pn__task_drop_queued(t);         /* shut down */
         return;
     }
     wake_worker(w);
 }
 
-static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL };
+static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL, NULL };
 
 static bool is_pinned(mt_runtime *rt, pn__task *t)
 {
@@ -579,21 +574,29 @@ static void mt_schedule(pn__sched *s, pn__task *t)
 }
 
 static void mt_release(pn__sched *s);
-static const pn__sched_ops mt_sched_ops = { mt_schedule, mt_release };
+static const pn__sched_ops mt_sched_ops = { mt_schedule, mt_release, mt_pending };
 
+/* Publish a new task: in a queue, where shutdown's drain finds it until
+ * its first poll (it is linked in the owned list only if that poll returns
+ * pending: mt_pending).  A spawn from outside the workers goes to the
+ * injection queue, whose close is the fence: either the push fails (the
+ * future is still the caller's: -ESHUTDOWN) or shutdown drains the task. */
 static bool mt_spawn(pn_runtime *base, pn__task *t)
 {
     mt_runtime *rt = mt(base);
     worker *w = tls_worker;
     bool pinned = is_pinned(rt, t), local = w && w->rt == rt;
-    if (!owned_add(rt, t, !pinned && !local))
+    if (atomic_load_explicit(&rt->owned_closed, memory_order_acquire))
         return false;
     if (pinned) {                        /* pn_spawn_local: from its own worker */
         pn__fifo_push(&pn_container_of(t->sched, worker, pinned_sched)->pinned_local, t);
         pn__count(&w->spawns, 1);
         return true;
     }
-    if (!local) {                        /* queued by owned_add */
+    if (!local) {
+        if (!pn__inject_push(&rt->inject, t))
+            return false;
+        PN_POINT("spawn.queued", t);
         atomic_fetch_add_explicit(&rt->remote_spawns, 1, memory_order_relaxed);
         notify_parked(rt);
         return true;
@@ -824,7 +827,7 @@ static void *driver_main(void *arg)
             if (!pn__inject_push_batch(&rt->inject, batch.head, batch.tail, tls_collected)) {
                 for (pn__task *t = batch.head, *nx; t; t = nx) {
                     nx = t->next;
-                    pn__task_unref(t);      /* shut down */
+                    pn__task_drop_queued(t); /* shut down */
                 }
             } else {
                 notify_parked(rt);          /* the searcher wakes the next */
@@ -1053,13 +1056,7 @@ static int stop_threads(mt_runtime *rt, uint64_t deadline)
 static int mt_shutdown(pn_runtime *base, uint64_t deadline)
 {
     mt_runtime *rt = mt(base);
-    if (!atomic_exchange(&rt->owned_closed, true)) {
-        for (unsigned i = 0; i < OWNED_SHARDS; i++) {   /* fence spawns in flight */
-            pthread_mutex_lock(&rt->owned[i].lock);
-            pthread_mutex_unlock(&rt->owned[i].lock);
-        }
-    }
-    PN_POINT("shutdown.fenced", rt);
+    atomic_store(&rt->owned_closed, true);      /* no new spawn from here */
     pn__task *inj = pn__inject_close(&rt->inject);
     if (inj) {                          /* keep them until the threads are gone */
         pn__task *last = inj;
@@ -1073,30 +1070,31 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
         return err;
     /* From here the workers are gone: a pinned wake goes to pinned_remote,
      * drained (and closed) below.  One thread from here on.  Drop the queue
-     * references; the tasks stay NOTIFIED, so wakes from the drops below do
-     * not queue them again. */
+     * references (and the tasks never polled, which no owned list knows:
+     * pn__task_drop_queued); the others stay NOTIFIED, so wakes from the
+     * drops below do not queue them again. */
     for (pn__task *t = rt->closed_inject, *nx; t; t = nx) {
         nx = t->next;
-        pn__task_unref(t);
+        pn__task_drop_queued(t);
     }
     rt->closed_inject = NULL;
     for (pn__task *t; (t = pn__inject_close(&rt->inject));)
         for (pn__task *nx; t; t = nx) {
             nx = t->next;
-            pn__task_unref(t);
+            pn__task_drop_queued(t);
         }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         worker *w = &rt->workers[i];
         pn__task *t;
         if (w->lifo) {
-            pn__task_unref(w->lifo);
+            pn__task_drop_queued(w->lifo);
             w->lifo = NULL;
         }
         while ((t = pn__lq_pop(&w->q)) || (t = pn__fifo_pop(&w->pinned_local)))
-            pn__task_unref(t);
+            pn__task_drop_queued(t);
         for (pn__task *c = pn__inject_close(&w->pinned_remote), *nx; c; c = nx) {
             nx = c->next;
-            pn__task_unref(c);
+            pn__task_drop_queued(c);
         }
     }
     for (unsigned i = 0; i < OWNED_SHARDS; i++) {

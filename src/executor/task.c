@@ -12,8 +12,6 @@
 #include "core/sys.h"
 #include "core/chaos.h"
 
-static _Atomic uint64_t next_task_id = 1;
-
 /* ---- Allocation and references ------------------------------------------ */
 
 /* PN_SPAWN_MAX_SIZE leaves this much room for the header. */
@@ -39,7 +37,6 @@ pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
     t->owned = false;
     atomic_flag_clear(&t->join_lock);
     t->join_waker = PN_WAKER_NONE;
-    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
     t->size = size;
     memcpy(t->future, f, size);
     return t;
@@ -223,6 +220,9 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
         return PN__RUN_DONE;
     }
 
+    if (!t->owned && t->sched && t->sched->root->ops->pending)
+        t->sched->root->ops->pending(t->sched->root, t);
+
     /* RUNNING -> idle, or re-queue if woken (or aborted) during the poll. */
     cur = atomic_load_explicit(&t->state, memory_order_acquire);
     for (;;) {
@@ -259,6 +259,13 @@ bool pn__task_shutdown(pn__task *t)
     pn_future_drop(pn__task_future(t));
     complete(t, true);
     return true;
+}
+
+void pn__task_drop_queued(pn__task *t)
+{
+    if (!t->owned && pn__task_shutdown(t))
+        pn__task_unref(t);              /* the runtime's: nobody else has it */
+    pn__task_unref(t);                  /* the queue's */
 }
 
 /* ---- Join handle ---------------------------------------------------------- */

@@ -7,9 +7,9 @@
  *     | state (atomic u64)           |  hot: flags + refcount
  *     | next (run-queue link)        |
  *     | sched (who schedules it)     |
- *     | owned_prev / owned_next      |  every live task, for shutdown
+ *     | owned_prev / owned_next      |  live tasks, for shutdown
  *     | join_lock, join_waker        |  cold: the joiner's waker
- *     | id, size                     |
+ *     | size                         |
  *     +------------------------------+  16-byte aligned
  *     | the future's bytes (size)    |  output stays here after PN_READY
  *     +------------------------------+
@@ -22,7 +22,8 @@
  *                  RUNNING and will be queued again after the poll
  *   CANCELLED      abort or shutdown asked for the future to be dropped
  *   JOIN_INTEREST  a join handle exists
- *   REF            count of: the owned list (until COMPLETE), the run queue
+ *   REF            count of: its runtime (until COMPLETE; the owned list
+ *                  holds it once the task is linked there), the run queue
  *                  entry (while NOTIFIED and queued, or RUNNING), the join
  *                  handle, and every waker clone.  Freed at zero.
  *
@@ -64,6 +65,12 @@ typedef struct pn__sched_ops {
     void (*schedule)(pn__sched *s, pn__task *t);
     /* Free the runtime's scheduling memory (root scheduler only). */
     void (*release)(pn__sched *s);
+    /* Root only, may be NULL.  A poll of t returned pending while t is not
+     * in its runtime's owned list: link it now.  Called by pn__task_run on
+     * the polling thread before t can be woken and run elsewhere.  The
+     * multi-thread runtime links tasks here rather than at spawn, so a task
+     * that completes on its first poll never takes an owned-list lock. */
+    void (*pending)(pn__sched *root, pn__task *t);
 } pn__sched_ops;
 
 /* Every task cell holds a reference on its root scheduler (the runtime's),
@@ -84,10 +91,10 @@ struct pn__task {
     pn__task *next;                  /* run-queue link */
     pn__sched *sched;
     pn__task *owned_prev, *owned_next;
-    bool owned;                      /* linked in the owned list (runtime thread only) */
+    bool owned;                      /* linked in the owned list (by the thread
+                                        that runs the task, or shutdown's) */
     atomic_flag join_lock;           /* guards join_waker */
     pn_waker join_waker;
-    uint64_t id;
     size_t size;
     alignas(16) unsigned char future[];
 };
@@ -125,5 +132,12 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx);
  * CANCELLED, waking its joiner.  Returns false if it was already complete.
  * Used by shutdown on the runtime thread. */
 bool pn__task_shutdown(pn__task *t);
+
+/* A queue reference to t that no queue can take (its runtime shuts down):
+ * drop it.  A task not in its runtime's owned list (the multi-thread
+ * runtime links a task at its first pending poll) was never polled, so
+ * only queues know it: its future is dropped and the runtime's reference
+ * with it.  The caller holds the queue's reference and t is not running. */
+void pn__task_drop_queued(pn__task *t);
 
 #endif
