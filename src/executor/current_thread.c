@@ -122,7 +122,7 @@ static void ct_schedule(pn__sched *s, pn__task *t)
 }
 
 static void ct_release(pn__sched *s);
-static const pn__sched_ops ct_sched_ops = { ct_schedule, ct_release, NULL };
+static const pn__sched_ops ct_sched_ops = { ct_schedule, ct_release, NULL, NULL, NULL };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 

@@ -84,6 +84,7 @@
 #include "inject.h"
 #include "task_list.h"
 #include "local_queue.h"
+#include "cell_cache.h"
 #include "core/chaos.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
@@ -115,6 +116,7 @@ typedef struct worker {
     _Atomic bool in_driver;        /* parked in the reactor (the driver's
                                       epoll or ring, or its own ring) */
     bool started;
+    pn__cell_cache cells;          /* task cells allocated here */
     /* metrics, kept by this worker */
     pn__counter polls, completed, steals, parks, budget_exhausted, overflows, spawns;
 } worker;
@@ -540,7 +542,7 @@ static void pinned_schedule(pn__sched *s, pn__task *t)
     wake_worker(w);
 }
 
-static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL, NULL };
+static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL, NULL, NULL, NULL };
 
 static bool is_pinned(mt_runtime *rt, pn__task *t)
 {
@@ -573,8 +575,37 @@ static void mt_schedule(pn__sched *s, pn__task *t)
     notify_parked(rt);
 }
 
+/* Task cells (cell_cache.h): a task spawned on a worker takes its cell
+ * from that worker's cache, and gives it back there when it is freed,
+ * wherever that happens. */
+static void *mt_cell_alloc(pn__sched *root, size_t bytes, uint32_t *where)
+{
+    worker *w = tls_worker;
+    if (!w || &w->rt->base.sched != root)
+        return NULL;
+    unsigned cls = pn__cells_class(&w->cells, bytes);
+    if (cls == PN__CELL_NONE)
+        return NULL;
+    *where = (w->index + 1) << 8 | cls;
+    return pn__cells_alloc(&w->cells, cls);
+}
+
+static void mt_cell_free(pn__sched *root, void *cell, uint32_t where)
+{
+    worker *home = &((mt_runtime *)root)->workers[(where >> 8) - 1];
+    unsigned cls = where & 0xff;
+    if (tls_worker == home) {
+        pn__cells_free_local(&home->cells, cell, cls);
+    } else if (!pn__cells_free_remote(&home->cells, cell, cls)) {
+        pn__free(cell);                 /* the runtime is being freed */
+        pn__sched_unref(root);
+    }
+}
+
 static void mt_release(pn__sched *s);
-static const pn__sched_ops mt_sched_ops = { mt_schedule, mt_release, mt_pending };
+static const pn__sched_ops mt_sched_ops = {
+    mt_schedule, mt_release, mt_pending, mt_cell_alloc, mt_cell_free,
+};
 
 /* Publish a new task: in a queue, where shutdown's drain finds it until
  * its first poll (it is linked in the owned list only if that poll returns
@@ -1110,6 +1141,15 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
 
 static void mt_destroy(pn_runtime *base)
 {
+    /* The workers are gone: close their cell caches and give back the
+     * references they held for cells (a cell freed from now on gives its
+     * own back: mt_cell_free). */
+    mt_runtime *rt = mt(base);
+    size_t tokens = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i].rt)
+            tokens += pn__cells_close(&rt->workers[i].cells);
+    atomic_fetch_sub_explicit(&base->sched.refs, tokens, memory_order_acq_rel);
     pn__sched_unref(&base->sched);      /* freed with the last task cell */
 }
 
@@ -1230,6 +1270,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         w->pinned_sched.ops = &pinned_sched_ops;
         w->pinned_sched.root = &rt->base.sched;
         pn__inject_init(&w->pinned_remote);
+        pn__cells_init(&w->cells, sizeof(pn__task), &rt->base.sched.refs);
     }
     atomic_store(&rt->running, rt->nworkers);
     unsigned started = 0;

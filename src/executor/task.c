@@ -22,15 +22,22 @@ pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
 {
     if (size > PN_SPAWN_MAX_SIZE)
         return NULL;                /* sizeof(*t) + size would wrap */
-    pn__task *t = pn__malloc(sizeof(*t) + size);
+    pn__task *t = NULL;
+    uint32_t where = 0;
+    if (s && s->root->ops->cell_alloc)
+        t = s->root->ops->cell_alloc(s->root, sizeof(*t) + size, &where);
+    if (!where) {
+        t = pn__malloc(sizeof(*t) + size);
+        if (t && s)
+            atomic_fetch_add_explicit(&s->root->refs, 1, memory_order_relaxed);
+    }
     if (!t)
         return NULL;
+    t->cell = where;
     uint64_t st = PN__NOTIFIED | (uint64_t)refs * PN__REF_ONE;
     if (join)
         st |= PN__JOIN_INTEREST;
     atomic_init(&t->state, st);
-    if (s)
-        atomic_fetch_add_explicit(&s->root->refs, 1, memory_order_relaxed);
     t->next = NULL;
     t->sched = s;
     t->owned_prev = t->owned_next = NULL;
@@ -48,19 +55,21 @@ void pn__sched_unref(pn__sched *s)
         s->root->ops->release(s->root);
 }
 
-void pn__task_free_unpublished(pn__task *t)
-{
-    pn__sched *s = t->sched;
-    pn__free(t);
-    pn__sched_unref(s);
-}
-
 static void task_dealloc(pn__task *t)
 {
     /* The join waker was taken at completion or by the handle's release. */
     pn__sched *s = t->sched;
+    if (t->cell) {
+        s->root->ops->cell_free(s->root, t, t->cell);
+        return;
+    }
     pn__free(t);
     pn__sched_unref(s);
+}
+
+void pn__task_free_unpublished(pn__task *t)
+{
+    task_dealloc(t);
 }
 
 void pn__task_ref(pn__task *t)

@@ -71,6 +71,15 @@ typedef struct pn__sched_ops {
      * multi-thread runtime links tasks here rather than at spawn, so a task
      * that completes on its first poll never takes an owned-list lock. */
     void (*pending)(pn__sched *root, pn__task *t);
+    /* Root only, may be NULL (then cells are malloc'd and each takes a
+     * reference on the root).  cell_alloc: a cell of `bytes` for a task
+     * spawned on this thread, with its reference on the root taken; sets
+     * *where (0: not served here, malloc it; then it returns NULL) and
+     * returns NULL on -ENOMEM.  cell_free: give back a cell that
+     * cell_alloc served (`where` as it set it) with its root reference;
+     * called by the task's last unref, on any thread. */
+    void *(*cell_alloc)(pn__sched *root, size_t bytes, uint32_t *where);
+    void (*cell_free)(pn__sched *root, void *cell, uint32_t where);
 } pn__sched_ops;
 
 /* Every task cell holds a reference on its root scheduler (the runtime's),
@@ -94,6 +103,7 @@ struct pn__task {
     bool owned;                      /* linked in the owned list (by the thread
                                         that runs the task, or shutdown's) */
     atomic_flag join_lock;           /* guards join_waker */
+    uint32_t cell;                   /* 0: malloc'd; else the sched's cell_alloc's */
     pn_waker join_waker;
     size_t size;
     alignas(16) unsigned char future[];
