@@ -587,3 +587,223 @@ MT_TEST(shutdown_timeout_with_a_task_that_never_yields)
     cr_assert_eq(err, 0);
     cr_assert_eq(atomic_load(&stuck_drops), 1);
 }
+
+/* ---- fairness: yielders, injected tasks and LIFO pairs ------------------------------ */
+
+/* Shared by the fairness tests (one at a time: Criterion runs a suite's
+ * tests in separate processes). */
+static _Atomic int fair_stop, fair_injected_ran, fair_spawned_all;
+static _Atomic long fair_yields, fair_links, fair_messages;
+static _Atomic long fair_yields_at_last, fair_links_at_last; /* when the last injected ran */
+static _Atomic int fair_injected_target;
+
+typedef struct fair_yielder { pn_future base; int pc; long limit; } fair_yielder;
+static pn_poll fair_yielder_poll(pn_future *f, pn_cx *cx)
+{
+    fair_yielder *y = (fair_yielder *)f;
+    PN_ASYNC_BEGIN(y->pc);
+    while (!atomic_load(&fair_stop)) {
+        if (atomic_fetch_add(&fair_yields, 1) + 1 >= y->limit)
+            atomic_store(&fair_stop, 1);
+        PN_YIELD(y->pc, cx);
+    }
+    PN_ASYNC_END(y->pc);
+}
+static const pn_future_vtable fair_yielder_vt = { fair_yielder_poll, NULL, "fair_yielder" };
+
+static pn_poll fair_count_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f; (void)cx;
+    if (atomic_fetch_add(&fair_injected_ran, 1) + 1 == atomic_load(&fair_injected_target)) {
+        /* Counted here, on the worker: the test's thread may be late. */
+        atomic_store(&fair_yields_at_last, atomic_load(&fair_yields));
+        atomic_store(&fair_links_at_last, atomic_load(&fair_links));
+    }
+    return PN_READY;
+}
+static const pn_future_vtable fair_count_vt = { fair_count_poll, NULL, "fair_count" };
+
+static void fair_reset(void)
+{
+    atomic_store(&fair_stop, 0);
+    atomic_store(&fair_injected_ran, 0);
+    atomic_store(&fair_spawned_all, 0);
+    atomic_store(&fair_yields, 0);
+    atomic_store(&fair_yields_at_last, 0);
+    atomic_store(&fair_links_at_last, 0);
+    atomic_store(&fair_injected_target, 0);
+    atomic_store(&fair_links, 0);
+    atomic_store(&fair_messages, 0);
+}
+
+/* A task that yields lets the injection queue in: a yielded task waits on
+ * the worker's deferred list until the queues are empty, and an empty
+ * local queue takes a share of the injection queue.  When a yielded task
+ * went straight to the back of the local queue, the only task there, the
+ * injection queue got one task per 31 polls: 100 tasks took ~3,100
+ * yields. */
+typedef struct fair_stopper { pn_future base; } fair_stopper;
+static pn_poll fair_until_injected_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (atomic_load(&fair_injected_ran) == 100) {
+        atomic_store(&fair_stop, 1);
+        return PN_READY;
+    }
+    pn_waker_wake_by_ref(cx->waker);   /* the test's own thread: just poll again */
+    return PN_PENDING;
+}
+static const pn_future_vtable fair_until_injected_vt = { fair_until_injected_poll, NULL, "until" };
+
+MT_TEST(a_yielding_task_lets_injected_tasks_in)
+{
+    pn_runtime *rt = mt_new(1);
+    fair_reset();
+    atomic_store(&fair_injected_target, 100);
+    fair_yielder y = { .base = { &fair_yielder_vt }, .limit = 1000000000 };
+    cr_assert_eq(PN_SPAWN(rt, y, NULL), 0);
+    while (atomic_load(&fair_yields) < 10)
+        sched_yield();                      /* it yields on the worker */
+    for (int i = 0; i < 100; i++) {
+        pn_future c = { &fair_count_vt };
+        cr_assert_eq(pn_spawn(rt, &c, sizeof c, NULL), 0);
+    }
+    long at = atomic_load(&fair_yields);
+    fair_stopper s = { { &fair_until_injected_vt } };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    long spent = atomic_load(&fair_yields_at_last) - at;
+    cr_assert_lt(spent, 31, "the yielder yielded %ld times before 100 injected tasks ran", spent);
+    pn_runtime_free(rt);
+}
+
+/* Tasks spawned from outside are served in batches even while the local
+ * queue never empties: here two chains, each task spawning its successor
+ * (the LIFO slot, then the queue).  One injected task per 31 polls made
+ * 64 of them wait ~2,000 links; a batch of 8 per turn, ~250 (counted from
+ * the last spawn: while the spawns come one by one, a turn finds fewer). */
+typedef struct fair_link { pn_future base; } fair_link;
+static const pn_future_vtable fair_link_vt;
+static pn_poll fair_link_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    atomic_fetch_add(&fair_links, 1);
+    if (!atomic_load(&fair_stop)) {
+        fair_link next = { { &fair_link_vt } };
+        int err = pn_spawn_cx(cx, PN_FUTURE(&next), sizeof next, NULL);
+        cr_assert(err == 0 || err == -ESHUTDOWN, "%s", pn_strerror(err)); /* stop raced */
+    }
+    return PN_READY;
+}
+static const pn_future_vtable fair_link_vt = { fair_link_poll, NULL, "fair_link" };
+
+static pn_poll fair_until_64_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (atomic_load(&fair_injected_ran) == 64) {
+        atomic_store(&fair_stop, 1);
+        return PN_READY;
+    }
+    pn_waker_wake_by_ref(cx->waker);
+    return PN_PENDING;
+}
+static const pn_future_vtable fair_until_64_vt = { fair_until_64_poll, NULL, "until64" };
+
+MT_TEST(injected_tasks_are_served_while_chains_respawn_themselves)
+{
+    pn_runtime *rt = mt_new(1);
+    fair_reset();
+    atomic_store(&fair_injected_target, 64);
+    for (int i = 0; i < 2; i++) {
+        fair_link l = { { &fair_link_vt } };
+        cr_assert_eq(PN_SPAWN(rt, l, NULL), 0);
+    }
+    while (atomic_load(&fair_links) < 100)
+        sched_yield();
+    for (int i = 0; i < 64; i++) {
+        pn_future c = { &fair_count_vt };
+        cr_assert_eq(pn_spawn(rt, &c, sizeof c, NULL), 0);
+    }
+    long at = atomic_load(&fair_links);     /* counted from the last spawn */
+    fair_stopper s = { { &fair_until_64_vt } };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
+    long spent = atomic_load(&fair_links_at_last) - at;
+    cr_assert_lt(spent, 1000, "%ld links ran before 64 injected tasks did", spent);
+    pn_runtime_free(rt);
+}
+
+/* A task that yields among a ping-pong pair (each wakes the other from
+ * its poll: the LIFO slot, so the local queue is never empty for long)
+ * still runs at a bounded rate: a yielded task waits for an empty queue
+ * or the next maintenance turn (event_interval, 61 polls), not forever. */
+typedef struct fair_player {
+    pn_future base;
+    int pc;
+    pn_notify *mine, *theirs;
+    pn_notified n;
+} fair_player;
+static pn_poll fair_player_poll(pn_future *f, pn_cx *cx)
+{
+    fair_player *p = (fair_player *)f;
+    PN_ASYNC_BEGIN(p->pc);
+    while (!atomic_load(&fair_stop)) {
+        pn_notify_one(p->theirs);
+        p->n = pn_notify_notified(p->mine);
+        PN_AWAIT(p->pc, &p->n, cx);
+        atomic_fetch_add(&fair_messages, 1);
+    }
+    pn_notify_one(p->theirs);               /* let the other one see the stop */
+    PN_ASYNC_END(p->pc);
+}
+static const pn_future_vtable fair_player_vt = { fair_player_poll, NULL, "fair_player" };
+
+typedef struct fair_pair_start {
+    pn_future base;
+    pn_notify *a, *b;
+} fair_pair_start;
+static pn_poll fair_pair_start_poll(pn_future *f, pn_cx *cx)
+{
+    fair_pair_start *s = (fair_pair_start *)f;
+    fair_player a = { .base = { &fair_player_vt }, .mine = s->a, .theirs = s->b };
+    fair_player b = { .base = { &fair_player_vt }, .mine = s->b, .theirs = s->a };
+    fair_yielder y = { .base = { &fair_yielder_vt }, .limit = 2000 };
+    cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&a), sizeof a, NULL), 0);
+    cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&b), sizeof b, NULL), 0);
+    cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&y), sizeof y, NULL), 0);
+    return PN_READY;
+}
+static const pn_future_vtable fair_pair_start_vt = { fair_pair_start_poll, NULL, "pair_start" };
+
+static pn_poll fair_until_stop_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (atomic_load(&fair_stop))
+        return PN_READY;
+    pn_waker_wake_by_ref(cx->waker);
+    return PN_PENDING;
+}
+static const pn_future_vtable fair_until_stop_vt = { fair_until_stop_poll, NULL, "until_stop" };
+
+MT_TEST(a_yielding_task_among_a_ping_pong_pair_makes_progress)
+{
+    pn_runtime *rt = mt_new(1);
+    fair_reset();
+    static pn_notify a, b;
+    cr_assert_eq(pn_notify_init(&a), 0);
+    cr_assert_eq(pn_notify_init(&b), 0);
+    fair_pair_start s = { { &fair_pair_start_vt }, &a, &b };
+    cr_assert_eq(PN_SPAWN(rt, s, NULL), 0);
+    fair_stopper u = { { &fair_until_stop_vt } };
+    cr_assert_eq(pn_block_on(rt, PN_FUTURE(&u)), 0);   /* the yielder's 2,000th yield */
+    pn_runtime_metrics m;
+    cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
+    long msgs = atomic_load(&fair_messages), ys = atomic_load(&fair_yields);
+    cr_assert_geq(ys, 2000);
+    cr_assert_gt(msgs, 2000, "the pair played meanwhile");
+    /* The yielder gets a poll at least every maintenance turn (61 polls),
+     * plus the few polls ahead of it in the queue. */
+    cr_assert_leq(m.polls, 70 * (uint64_t)ys, "%llu polls for %ld yields",
+                  (unsigned long long)m.polls, ys);
+    pn_runtime_free(rt);
+    pn_notify_destroy(&a);
+    pn_notify_destroy(&b);
+}

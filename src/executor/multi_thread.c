@@ -13,8 +13,10 @@
  * its share in one lock.  Pinned tasks (pn_spawn_local) have per-worker
  * queues no thief looks at.
  *
- * Finding work, in order: the injection queue every GLOBAL_INTERVAL picks,
- * the LIFO slot, the local queue, the injection queue, then steal half the
+ * Finding work, in order: a few tasks of the injection queue every
+ * GLOBAL_INTERVAL picks, the LIFO slot, the local queue, a share of the
+ * injection queue, the deferred list (tasks that yielded wait there until
+ * nothing else is left, or the next maintenance turn), then steal half the
  * queue of another worker (starting at a random one).  Stealing is
  * "searching": at most half the workers search at once.
  *
@@ -91,6 +93,7 @@
 #include "timer/timers.h"
 
 #define GLOBAL_INTERVAL 31
+#define GLOBAL_BATCH 8                   /* injected tasks taken on that turn */
 #define LIFO_MAX 3
 #define PINNED_INTERVAL 7                /* pinned tasks get a turn this often */
 #define OWNED_SHARDS 16
@@ -106,6 +109,7 @@ typedef struct worker {
     pthread_t thread;
     pn__local_queue q;
     pn__task *lifo;                /* owner only */
+    pn__task_fifo deferred;        /* owner only: yielded tasks (defer_flush) */
     unsigned lifo_streak;
     bool in_poll;                  /* a wake now comes from the running task */
     bool searching;
@@ -284,7 +288,8 @@ static void notify_parked(mt_runtime *rt)
 
 static bool work_available(mt_runtime *rt, worker *self)
 {
-    if (pn__inject_len(&rt->inject) || pn__inject_len(&self->pinned_remote))
+    if (self->deferred.head || pn__inject_len(&rt->inject) ||
+        pn__inject_len(&self->pinned_remote))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (pn__lq_len(&rt->workers[i].q))
@@ -694,18 +699,21 @@ static pn__task *pop_pinned(worker *w)
     return t ? t : pn__inject_pop(&w->pinned_remote);
 }
 
-/* Our local queue is empty: take a fair share of the injection queue in
- * one lock (run the first, queue the rest locally where others may steal
- * them), instead of one lock per task. */
-static pn__task *take_injected(worker *w)
+/* Take a fair share of the injection queue, at most `max`, in one lock:
+ * run the first, queue the rest locally where others may steal them.
+ * With an empty local queue max is half its size; on the GLOBAL_INTERVAL
+ * turn, when the local queue may be full of busy tasks, a few
+ * (GLOBAL_BATCH), so that tasks spawned from outside are not served one
+ * per GLOBAL_INTERVAL polls (spawn_many_remote_busy2's shape). */
+static pn__task *take_injected(worker *w, size_t max)
 {
     mt_runtime *rt = w->rt;
     size_t len = pn__inject_len(&rt->inject);
     if (len == 0)
         return NULL;
     size_t want = len / rt->nworkers + 1;
-    if (want > PN__LQ_CAP / 2)
-        want = PN__LQ_CAP / 2;
+    if (want > max)
+        want = max;
     size_t n;
     pn__task *t = pn__inject_pop_batch(&rt->inject, want, &n);
     if (!t)
@@ -720,12 +728,32 @@ static pn__task *take_injected(worker *w)
     return t;
 }
 
+/* Yielded tasks (PN__RUN_REQUEUE: woken during their own poll, as
+ * pn_yield and a spent budget do) wait on the worker's deferred list
+ * until the queues have nothing else (or the next maintenance turn), then
+ * go to the back of the local queue, where others may steal them.  So a
+ * task that yields lets the injection queue and the other workers' spare
+ * tasks in, instead of only its neighbours in the local queue (Tokio's
+ * defer list; spawn_many_remote_busy1's shape). */
+static pn__task *defer_flush(worker *w, bool keep_one)
+{
+    mt_runtime *rt = w->rt;
+    pn__task *t = keep_one ? pn__fifo_pop(&w->deferred) : NULL;
+    if (!w->deferred.head)
+        return t;
+    for (pn__task *c; (c = pn__fifo_pop(&w->deferred));)
+        if (pn__lq_push(&w->q, c, &rt->inject))
+            pn__count(&w->overflows, 1);
+    notify_parked(rt);
+    return t;
+}
+
 static pn__task *next_task(worker *w)
 {
     mt_runtime *rt = w->rt;
     pn__task *t;
     ++w->tick;
-    if (w->tick % GLOBAL_INTERVAL == 0 && (t = pn__inject_pop(&rt->inject)))
+    if (w->tick % GLOBAL_INTERVAL == 0 && (t = take_injected(w, GLOBAL_BATCH)))
         return t;
     if (w->tick % PINNED_INTERVAL == 0 && (t = pop_pinned(w)))
         return t;
@@ -740,7 +768,8 @@ static pn__task *next_task(worker *w)
         pn__lq_push(&w->q, w->lifo, &rt->inject);
         w->lifo = NULL;
     }
-    if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) || (t = take_injected(w)))
+    if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) ||
+        (t = take_injected(w, PN__LQ_CAP / 2)) || (t = defer_flush(w, true)))
         return t;
     return steal(w);
 }
@@ -758,13 +787,12 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
     switch (r) {
     case PN__RUN_IDLE:
         break;
-    case PN__RUN_REQUEUE:               /* yielded: to the back of the queue */
+    case PN__RUN_REQUEUE:               /* yielded: after everything else */
         if (is_pinned(rt, t)) {
             pn__fifo_push(&w->pinned_local, t);
             break;
         }
-        pn__lq_push(&w->q, t, &rt->inject);
-        notify_parked(rt);
+        pn__fifo_push(&w->deferred, t);
         break;
     case PN__RUN_DONE:
         owned_remove(rt, t);
@@ -801,6 +829,7 @@ static void *worker_main(void *arg)
         /* Busy workers still look at I/O and timers now and then, and
          * send the I/O their tasks queued. */
         if (w->tick % rt->base.cfg.event_interval == 0) {
+            defer_flush(w, false);      /* however busy the queues are */
             if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
                 !atomic_flag_test_and_set(&rt->driver_busy)) {
                 driver_turn(rt, false);
@@ -1121,7 +1150,8 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
             pn__task_drop_queued(w->lifo);
             w->lifo = NULL;
         }
-        while ((t = pn__lq_pop(&w->q)) || (t = pn__fifo_pop(&w->pinned_local)))
+        while ((t = pn__lq_pop(&w->q)) || (t = pn__fifo_pop(&w->pinned_local)) ||
+               (t = pn__fifo_pop(&w->deferred)))
             pn__task_drop_queued(t);
         for (pn__task *c = pn__inject_close(&w->pinned_remote), *nx; c; c = nx) {
             nx = c->next;
