@@ -680,3 +680,53 @@ Test(executor, metrics_of_the_current_thread_runtime)
     pn_join_handle_free(h);
     pn_runtime_free(rt);
 }
+
+/* A task that wakes itself while it is polled, through its cx waker, a
+ * clone woken by value, or a clone woken by reference: the wake is noted
+ * on the polling thread and set by the poll's end (no lost wake, no
+ * leaked reference: LSan), so the task is polled again, once per wake. */
+static _Atomic int self_polls;
+typedef struct self_waker { pn_future base; int how; } self_waker;
+static pn_poll self_waker_poll(pn_future *f, pn_cx *cx)
+{
+    self_waker *s = (self_waker *)f;
+    int n = atomic_fetch_add(&self_polls, 1);
+    if (n == 3)
+        return PN_READY;
+    pn_waker c;
+    switch ((s->how + n) % 3) {
+    case 0:
+        pn_waker_wake_by_ref(cx->waker);
+        break;
+    case 1:
+        c = pn_waker_clone(cx->waker);
+        pn_waker_wake(&c);                  /* consumes the clone */
+        break;
+    default:
+        c = pn_waker_clone(cx->waker);
+        pn_waker_wake_by_ref(&c);
+        pn_waker_wake_by_ref(&c);           /* twice: still one more poll */
+        pn_waker_drop(&c);
+        break;
+    }
+    return PN_PENDING;
+}
+static const pn_future_vtable self_waker_vt = { self_waker_poll, NULL, "self_waker" };
+
+Test(executor, a_task_woken_by_itself_during_its_poll_runs_again_once_per_poll)
+{
+    for (int fl = 0; fl < 2; fl++)
+        for (int how = 0; how < 3; how++) {
+            pn_runtime *rt = flavour_new(fl ? PN_RUNTIME_MULTI_THREAD : PN_RUNTIME_CURRENT_THREAD);
+            atomic_store(&self_polls, 0);
+            self_waker s = { { &self_waker_vt }, how };
+            pn_join_handle *h;
+            cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
+            pn_join_future j = pn_join_handle_await(h);
+            cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+            cr_assert_eq(j.status, 0);
+            cr_assert_eq(atomic_load(&self_polls), 4, "polled %d times", atomic_load(&self_polls));
+            pn_join_handle_free(h);
+            pn_runtime_free(rt);
+        }
+}

@@ -748,6 +748,19 @@ static pn__task *defer_flush(worker *w, bool keep_one)
     return t;
 }
 
+/* The queues are empty: a deferred task's turn.  While every worker is
+ * busy, run them straight from the list (no queue traffic: a yield costs
+ * the task's own two state changes); when one is idle, put them where it
+ * can steal them and wake it. */
+static pn__task *defer_next(worker *w)
+{
+    if (!w->deferred.head)
+        return NULL;
+    if (atomic_load_explicit(&w->rt->num_idle, memory_order_relaxed) == 0)
+        return pn__fifo_pop(&w->deferred);
+    return defer_flush(w, true);
+}
+
 static pn__task *next_task(worker *w)
 {
     mt_runtime *rt = w->rt;
@@ -769,7 +782,7 @@ static pn__task *next_task(worker *w)
         w->lifo = NULL;
     }
     if ((t = pn__lq_pop(&w->q)) || (t = pop_pinned(w)) ||
-        (t = take_injected(w, PN__LQ_CAP / 2)) || (t = defer_flush(w, true)))
+        (t = take_injected(w, PN__LQ_CAP / 2)) || (t = defer_next(w)))
         return t;
     return steal(w);
 }
@@ -829,7 +842,10 @@ static void *worker_main(void *arg)
         /* Busy workers still look at I/O and timers now and then, and
          * send the I/O their tasks queued. */
         if (w->tick % rt->base.cfg.event_interval == 0) {
-            defer_flush(w, false);      /* however busy the queues are */
+            if (w->deferred.head &&
+                (w->lifo || pn__lq_len(&w->q) ||
+                 atomic_load_explicit(&rt->num_idle, memory_order_relaxed)))
+                defer_flush(w, false);  /* never starved behind the others */
             if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
                 !atomic_flag_test_and_set(&rt->driver_busy)) {
                 driver_turn(rt, false);

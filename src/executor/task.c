@@ -142,6 +142,12 @@ static bool transition_to_notified(pn__task *t, bool consume)
     }
 }
 
+/* The task this thread polls, and whether it woke itself meanwhile (a
+ * yield, a spent budget): noted here rather than with a compare-and-swap
+ * on its state, and set by the one the poll's end does anyway. */
+static _Thread_local pn__task *tls_running;
+static _Thread_local bool tls_self_woken;
+
 static pn_waker waker_clone(const void *data)
 {
     pn__task *t = (pn__task *)data;
@@ -152,6 +158,10 @@ static pn_waker waker_clone(const void *data)
 static void waker_wake_by_ref(const void *data)
 {
     pn__task *t = (pn__task *)data;
+    if (t == tls_running) {
+        tls_self_woken = true;
+        return;
+    }
     if (transition_to_notified(t, false))
         t->sched->ops->schedule(t->sched, t);
 }
@@ -159,6 +169,11 @@ static void waker_wake_by_ref(const void *data)
 static void waker_wake(const void *data)
 {
     pn__task *t = (pn__task *)data;
+    if (t == tls_running) {
+        tls_self_woken = true;
+        pn__task_unref(t);                      /* the runner holds another */
+        return;
+    }
     if (transition_to_notified(t, true))
         t->sched->ops->schedule(t->sched, t);   /* our ref went to the queue */
     else
@@ -220,7 +235,12 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
 
     pn_waker w = { t, &pn__task_waker_vt };
     cx->waker = &w;
+    pn__task *outer = tls_running;
+    tls_running = t;
+    tls_self_woken = false;
     pn_poll r = pn_future_poll(f, cx);
+    bool self_woken = tls_self_woken;
+    tls_running = outer;
     cx->waker = NULL;
 
     if (r == PN_READY) {
@@ -242,12 +262,14 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
             return PN__RUN_DONE;
         }
         uint64_t next = cur & ~PN__RUNNING;
+        if (self_woken)
+            next |= PN__NOTIFIED;
         if (atomic_compare_exchange_weak_explicit(&t->state, &cur, next,
                                                   memory_order_acq_rel,
                                                   memory_order_acquire))
             break;
     }
-    if (cur & PN__NOTIFIED)
+    if ((cur & PN__NOTIFIED) || self_woken)
         return PN__RUN_REQUEUE;
     pn__task_unref(t);
     return PN__RUN_IDLE;
