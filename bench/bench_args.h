@@ -1,5 +1,6 @@
 /*
- * bench_args.h - the command line shared by bench_timers and bench_runtime:
+ * bench_args.h - the command line shared by bench_runtime, bench_timers,
+ * bench_sync and bench_sched:
  *
  *     <figure> [--n N] [--workers W] [--driver workers|reactor]
  *
