@@ -802,7 +802,9 @@ int main(int argc, char **argv)
     }
     rest[nrest] = NULL;
     bench_args args;
-    if (!bench_args_parse(nrest, rest, &args))
+    bool ok = bench_args_parse(nrest, rest, &args);    /* args points into argv */
+    free(rest);
+    if (!ok)
         usage();
     if (b.min_iters < 1)
         b.min_iters = 1;
@@ -898,7 +900,6 @@ int main(int argc, char **argv)
     atomic_store(&s.flag, false);
     pn_runtime_free(s.rt);
     free(s.h);
-    free(rest);
     pn_notify_destroy(&s.notify);
     pn_semaphore_destroy(&s.done.permits);
     sem_destroy(&s.done.sem);
