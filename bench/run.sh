@@ -2,8 +2,8 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~17 minutes)
-#   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
+#   make bench            full run: 5 runs of every figure (~26 minutes)
+#   make bench QUICK=1    3 runs, shorter workloads (about 4 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
 # the number of runs), ONLY="sleep runtime sync timers sched echo churn http idle"
 # (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
