@@ -53,28 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_args.h"
-
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_runtime: %s: %s\n", what, pn_strerror(err));
-    exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Spawn `fut` (a variable) on the runtime polling cx, or die. */
-#define SPAWN(cx, fut, out)                                  \
-    do {                                                     \
-        int e_ = pn_spawn_cx((cx), PN_FUTURE(&(fut)), sizeof(fut), (out)); \
-        if (e_)                                              \
-            die("pn_spawn", e_);                             \
-    } while (0)
+#include "bench_util.h"
 
 /* ---- a trivial task ------------------------------------------------------- */
 
@@ -90,38 +69,6 @@ static pn_poll trivial_poll(pn_future *f, pn_cx *cx)
 }
 
 static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
-
-/* ---- awaiting an array of join handles ------------------------------------ */
-
-/* Awaits h[0..n) in order and frees them. */
-typedef struct join_each {
-    pn_future base;
-    int pc;
-    pn_join_handle **h;
-    size_t i, n;
-    pn_join_future jf;
-} join_each;
-
-static pn_poll join_each_poll(pn_future *f, pn_cx *cx)
-{
-    join_each *j = (join_each *)f;
-    PN_ASYNC_BEGIN(j->pc);
-    for (j->i = 0; j->i < j->n; j->i++) {
-        j->jf = pn_join_handle_await(j->h[j->i]);
-        PN_AWAIT(j->pc, &j->jf, cx);
-        if (j->jf.status != 0)
-            die("join", j->jf.status);
-        pn_join_handle_free(j->h[j->i]);
-    }
-    PN_ASYNC_END(j->pc);
-}
-
-static const pn_future_vtable join_each_vt = { join_each_poll, NULL, "join_each" };
-
-static join_each join_each_of(pn_join_handle **h, size_t n)
-{
-    return (join_each){ .base = { &join_each_vt }, .h = h, .n = n };
-}
 
 /* ---- spawn_many ------------------------------------------------------------- */
 
@@ -373,16 +320,6 @@ static pn_poll idle_task_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable idle_task_vt = { idle_task_poll, NULL, "idle_task" };
 
-static long rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (!f || fscanf(f, "%ld %ld", &size, &res) != 2)
-        die("read /proc/self/statm", -EIO);
-    fclose(f);
-    return res * sysconf(_SC_PAGESIZE);
-}
-
 typedef struct task_memory {
     pn_future base;
     int pc;
@@ -412,36 +349,6 @@ static const pn_future_vtable task_memory_vt = { task_memory_poll, NULL, "task_m
 
 /* ---- driver ---------------------------------------------------------------------------- */
 
-/* Run `fut` as a spawned task (so its spawns come from inside a task) and
- * wait for it from pn_block_on. */
-static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
-{
-    pn_join_handle *h;
-    int err = pn_spawn(rt, fut, size, &h);
-    if (err)
-        die("pn_spawn", err);
-    pn_join_future jf = pn_join_handle_await(h);
-    err = pn_block_on(rt, PN_FUTURE(&jf));
-    if (err)
-        die("pn_block_on", err);
-    if (jf.status)
-        die("driver task", jf.status);
-    memcpy(out, jf.output, size);
-    pn_join_handle_free(h);
-}
-
-/* The runtime the command line asks for (bench_args.h). */
-static pn_runtime *make_runtime(const bench_args *args)
-{
-    pn_runtime_config cfg;
-    bench_args_config(args, &cfg);
-    pn_runtime *rt;
-    int err = pn_runtime_new(&cfg, &rt);
-    if (err)
-        die("pn_runtime_new", err);
-    return rt;
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_runtime spawn_many|spawn_many_remote|yield_many|ping_pong|"
@@ -451,12 +358,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    bench_prog = argv[0];
     bench_args args;
     if (!bench_args_parse(argc, argv, &args))
         usage();
     const char *fig = args.fig;
     long n = args.n;
-    pn_runtime *rt = make_runtime(&args);
+    pn_runtime *rt = bench_runtime_new(&args);
 
     if (!strcmp(fig, "spawn_many")) {
         if (n <= 0)

@@ -8,6 +8,7 @@
  *   sleep_lateness_5ms        1,000 sequential 5 ms sleeps in one future
  *                             driven by pn_block_on
  *   sleep_lateness_1ms        the same with 1 ms sleeps
+ *   sleep_lateness_10ms       count / 3 sequential 10 ms sleeps (333)
  *   sleep_lateness_concurrent 1,000 spawned tasks, deadlines uniform in
  *                             1-50 ms, repeated ROUNDS times
  *
@@ -15,12 +16,14 @@
  * decimal).  Usage: bench_sleep_lateness [rounds] [count] [--workers W]
  * (W >= 1: multi-thread runtime, W workers, a worker drives timers; the
  * sequential sleeps then run in pn_block_on's future on the main thread
- * and are woken from a worker).  Defaults 3 and
+ * and are woken from a worker; the concurrent sleepers run on any worker).
+ * Defaults 3 and
  * 1000; count is the number of sequential sleeps, bench/run.sh lowers it
  * in QUICK mode).  Peers: bench/peers/uv_sleep_lateness.c and
  * bench/peers/tokio/src/bin/sleep_lateness.rs, same figures and format.
  */
 #include <pollen.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,14 +87,20 @@ static void run_seq(pn_runtime *rt, const char *name, uint64_t dur, size_t n)
 
 /* ---- concurrent ---------------------------------------------------------- */
 
+/* The sleepers of one round may run on any worker: they count down
+ * `left` and the last one notifies the spawner. */
+typedef struct round_state {
+    _Atomic size_t left;
+    pn_notify done;
+} round_state;
+
 typedef struct sleeper {
     pn_future base;
     int pc;
     pn_sleep nap;
     pn_instant deadline;
     uint64_t *late;
-    size_t *left;
-    pn_waker *main;
+    round_state *st;
 } sleeper;
 
 static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
@@ -101,8 +110,8 @@ static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
     s->nap = pn_sleep_until(s->deadline);
     PN_AWAIT(s->pc, &s->nap, cx);
     *s->late = pn_now() - s->deadline;
-    if (--*s->left == 0)
-        pn_waker_wake(s->main);
+    if (atomic_fetch_sub(&s->st->left, 1) == 1)
+        pn_notify_one(&s->st->done);
     PN_ASYNC_END(s->pc);
 }
 
@@ -111,11 +120,12 @@ static const pn_future_vtable sleeper_vt = { sleeper_poll, NULL, "sleeper" };
 /* Spawns the sleepers on first poll, then waits for the last one. */
 typedef struct spawner {
     pn_future base;
-    bool spawned;
-    size_t n, left;
+    int pc;
+    size_t n;
     uint64_t *late;
     uint64_t seed;
-    pn_waker main;
+    round_state *st;
+    pn_notified wait;
 } spawner;
 
 static uint64_t xr(uint64_t *s)
@@ -130,14 +140,14 @@ static uint64_t xr(uint64_t *s)
 static pn_poll spawner_poll(pn_future *f, pn_cx *cx)
 {
     spawner *sp = (spawner *)f;
-    if (!sp->spawned) {
-        sp->spawned = true;
-        sp->left = sp->n;
+    PN_ASYNC_BEGIN(sp->pc);
+    atomic_store(&sp->st->left, sp->n);
+    {
         pn_instant base = pn_now();
         for (size_t i = 0; i < sp->n; i++) {
             sleeper s = { .base = { &sleeper_vt },
                           .deadline = base + PN_MS(1) + xr(&sp->seed) % PN_MS(49),
-                          .late = &sp->late[i], .left = &sp->left, .main = &sp->main };
+                          .late = &sp->late[i], .st = sp->st };
             int err = PN_SPAWN(cx->rt, s, NULL);
             if (err) {
                 fprintf(stderr, "pn_spawn: %s\n", pn_strerror(err));
@@ -145,12 +155,10 @@ static pn_poll spawner_poll(pn_future *f, pn_cx *cx)
             }
         }
     }
-    if (sp->left == 0) {
-        pn_waker_drop(&sp->main);
-        return PN_READY;
-    }
-    pn_waker_set(&sp->main, cx->waker);
-    return PN_PENDING;
+    /* the last sleeper's pn_notify_one stores a permit if it comes first */
+    sp->wait = pn_notify_notified(&sp->st->done);
+    PN_AWAIT(sp->pc, &sp->wait, cx);
+    PN_ASYNC_END(sp->pc);
 }
 
 static const pn_future_vtable spawner_vt = { spawner_poll, NULL, "spawner" };
@@ -170,10 +178,6 @@ int main(int argc, char **argv)
         count = 1;
     pn_runtime_config cfg;
     pn_runtime_config_init(&cfg);
-    if (workers > 1) {
-        printf("unsupported workers=%ld (the concurrent part is single-threaded)\n", workers);
-        return 3;
-    }
     if (workers > 0) {
         cfg.flavor = PN_RUNTIME_MULTI_THREAD;
         cfg.workers = (unsigned)workers;
@@ -188,18 +192,19 @@ int main(int argc, char **argv)
 
     run_seq(rt, "sleep_lateness_5ms", PN_MS(5), (size_t)count);
     run_seq(rt, "sleep_lateness_1ms", PN_MS(1), (size_t)count);
+    run_seq(rt, "sleep_lateness_10ms", PN_MS(10), (size_t)(count >= 3 ? count / 3 : 1));
 
     enum { N = 1000 };
     size_t total = (size_t)rounds * N;
     uint64_t *late = calloc(total, sizeof *late);
     if (!late)
         abort();
+    round_state st;
+    pn_notify_init(&st.done);
     for (int r = 0; r < rounds; r++) {
-        /* The spawner runs as a task, so that with one worker it shares the
-         * worker thread with its sleepers (its plain counter and waker slot
-         * are not meant for several threads). */
+        /* The spawner runs as a task, as the Tokio peer's spawns do. */
         spawner sp = { .base = { &spawner_vt }, .n = N, .late = late + (size_t)r * N,
-                       .seed = 0x9e3779b97f4a7c15ull + (uint64_t)r };
+                       .seed = 0x9e3779b97f4a7c15ull + (uint64_t)r, .st = &st };
         pn_join_handle *h;
         err = PN_SPAWN(rt, sp, &h);
         if (err) {
@@ -217,5 +222,6 @@ int main(int argc, char **argv)
     report("sleep_lateness_concurrent", late, total);
     free(late);
     pn_runtime_free(rt);
+    pn_notify_destroy(&st.done);
     return 0;
 }

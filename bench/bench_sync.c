@@ -30,62 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_args.h"
-
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_sync: %s: %s\n", what, pn_strerror(err));
-    exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static long rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (!f || fscanf(f, "%ld %ld", &size, &res) != 2)
-        die("read /proc/self/statm", -EIO);
-    fclose(f);
-    return res * sysconf(_SC_PAGESIZE);
-}
-
-#define SPAWN(cx, fut, out)                                                    \
-    do {                                                                       \
-        int e_ = pn_spawn_cx((cx), PN_FUTURE(&(fut)), sizeof(fut), (out));    \
-        if (e_)                                                                \
-            die("pn_spawn", e_);                                               \
-    } while (0)
-
-/* Await h[0..n) in order and free them. */
-typedef struct join_all {
-    pn_future base;
-    int pc;
-    pn_join_handle **h;
-    size_t i, n;
-    pn_join_future jf;
-} join_all;
-
-static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
-{
-    join_all *j = (join_all *)f;
-    PN_ASYNC_BEGIN(j->pc);
-    for (j->i = 0; j->i < j->n; j->i++) {
-        j->jf = pn_join_handle_await(j->h[j->i]);
-        PN_AWAIT(j->pc, &j->jf, cx);
-        if (j->jf.status != 0)
-            die("join", j->jf.status);
-        pn_join_handle_free(j->h[j->i]);
-    }
-    PN_ASYNC_END(j->pc);
-}
-
-static const pn_future_vtable join_all_vt = { join_all_poll, NULL, "join_all" };
+#include "bench_util.h"
 
 /* ---- mpsc_throughput ------------------------------------------------------- */
 
@@ -194,7 +139,7 @@ typedef struct mutex_contention {
     size_t n, counter;
     pn_mutex m;
     pn_join_handle *h[LOCK_TASKS];
-    join_all join;
+    join_each join;
     uint64_t t0, elapsed;
 } mutex_contention;
 
@@ -210,7 +155,7 @@ static pn_poll mutex_contention_poll(pn_future *f, pn_cx *cx)
             locker l = { .base = { &locker_vt }, .m = &s->m, .counter = &s->counter, .n = s->n };
             SPAWN(cx, l, &s->h[i]);
         }
-        s->join = (join_all){ .base = { &join_all_vt }, .h = s->h, .n = LOCK_TASKS };
+        s->join = join_each_of(s->h, LOCK_TASKS);
         PN_AWAIT(s->pc, &s->join, cx);
         s->elapsed = now_ns() - s->t0;
         if (s->counter != LOCK_TASKS * s->n)
@@ -306,22 +251,6 @@ static const pn_future_vtable waiter_memory_vt = { waiter_memory_poll, NULL, "wa
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
-{
-    pn_join_handle *h;
-    int err = pn_spawn(rt, fut, size, &h);
-    if (err)
-        die("pn_spawn", err);
-    pn_join_future jf = pn_join_handle_await(h);
-    err = pn_block_on(rt, PN_FUTURE(&jf));
-    if (err)
-        die("pn_block_on", err);
-    if (jf.status)
-        die("driver task", jf.status);
-    memcpy(out, jf.output, size);
-    pn_join_handle_free(h);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_sync mpsc_throughput|mutex_contention|semaphore_pair|"
@@ -332,17 +261,14 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    bench_prog = argv[0];
     bench_args args;
     if (!bench_args_parse(argc, argv, &args))
         usage();
     const char *fig = args.fig;
     long n = args.n;
-    pn_runtime_config cfg;
-    bench_args_config(&args, &cfg);
-    pn_runtime *rt;
-    int err = pn_runtime_new(&cfg, &rt);
-    if (err)
-        die("pn_runtime_new", err);
+    pn_runtime *rt = bench_runtime_new(&args);
+    int err;
     pn_semaphore sem;             /* waiter_memory: outlives the runtime's tasks */
     pn_semaphore_init(&sem, 0);
 

@@ -47,20 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_args.h"
-
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_timers: %s: %s\n", what, pn_strerror(err));
-    exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#include "bench_util.h"
 
 static uint64_t cpu_ns(void)
 {
@@ -77,16 +64,6 @@ static long peak_rss_kb(void)
     return ru.ru_maxrss;
 }
 
-static long rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (!f || fscanf(f, "%ld %ld", &size, &res) != 2)
-        die("read /proc/self/statm", -EIO);
-    fclose(f);
-    return res * sysconf(_SC_PAGESIZE);
-}
-
 static uint64_t xorshift(uint64_t *s)
 {
     uint64_t x = *s;
@@ -95,13 +72,6 @@ static uint64_t xorshift(uint64_t *s)
     x ^= x << 17;
     return *s = x;
 }
-
-#define SPAWN(cx, fut, out)                                                 \
-    do {                                                                    \
-        int e_ = pn_spawn_cx((cx), PN_FUTURE(&(fut)), sizeof(fut), (out));  \
-        if (e_)                                                             \
-            die("pn_spawn", e_);                                            \
-    } while (0)
 
 /* ---- timers_many ------------------------------------------------------------ */
 
@@ -251,31 +221,6 @@ static void canceller_drop(pn_future *f)
 
 static const pn_future_vtable canceller_vt = { canceller_poll, canceller_drop, "canceller" };
 
-/* Awaits h[0..n) in order and frees them. */
-typedef struct join_each {
-    pn_future base;
-    int pc;
-    pn_join_handle **h;
-    size_t i, n;
-    pn_join_future jf;
-} join_each;
-
-static pn_poll join_each_poll(pn_future *f, pn_cx *cx)
-{
-    join_each *j = (join_each *)f;
-    PN_ASYNC_BEGIN(j->pc);
-    for (j->i = 0; j->i < j->n; j->i++) {
-        j->jf = pn_join_handle_await(j->h[j->i]);
-        PN_AWAIT(j->pc, &j->jf, cx);
-        if (j->jf.status != 0)
-            die("join", j->jf.status);
-        pn_join_handle_free(j->h[j->i]);
-    }
-    PN_ASYNC_END(j->pc);
-}
-
-static const pn_future_vtable join_each_vt = { join_each_poll, NULL, "join_each" };
-
 typedef struct timer_cancel {
     pn_future base;
     int pc;
@@ -297,7 +242,7 @@ static pn_poll timer_cancel_poll(pn_future *f, pn_cx *cx)
                 canceller c = { .base = { &canceller_vt }, .way = s->way, .k = s->k };
                 SPAWN(cx, c, &s->h[i]);
             }
-            s->join = (join_each){ .base = { &join_each_vt }, .h = s->h, .n = s->tasks };
+            s->join = join_each_of(s->h, s->tasks);
             PN_AWAIT(s->pc, &s->join, cx);
             s->elapsed[s->way] = now_ns() - s->t0;
         }
@@ -309,22 +254,6 @@ static const pn_future_vtable timer_cancel_vt = { timer_cancel_poll, NULL, "time
 
 /* ---- driver ----------------------------------------------------------------- */
 
-static void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void *out)
-{
-    pn_join_handle *h;
-    int err = pn_spawn(rt, fut, size, &h);
-    if (err)
-        die("pn_spawn", err);
-    pn_join_future jf = pn_join_handle_await(h);
-    err = pn_block_on(rt, PN_FUTURE(&jf));
-    if (err)
-        die("pn_block_on", err);
-    if (jf.status)
-        die("driver task", jf.status);
-    memcpy(out, jf.output, size);
-    pn_join_handle_free(h);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_timers timers_many|timer_memory|timer_cancel [--n N] [--workers W] "
@@ -334,17 +263,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    bench_prog = argv[0];
     bench_args args;
     if (!bench_args_parse(argc, argv, &args))
         usage();
     const char *fig = args.fig;
     long n = args.n;
-    pn_runtime_config cfg;
-    bench_args_config(&args, &cfg);
-    pn_runtime *rt;
-    int err = pn_runtime_new(&cfg, &rt);
-    if (err)
-        die("pn_runtime_new", err);
+    pn_runtime *rt = bench_runtime_new(&args);
 
     if (!strcmp(fig, "timers_many")) {
         if (n <= 0)

@@ -2,10 +2,10 @@
 # bench/run.sh - pollen's benchmark suite, side by side with Tokio and libuv.
 #
 # Run by `make bench` (after `make bench-build`) from the repository root:
-#   make bench            full run: 5 runs of every figure (~17 minutes)
-#   make bench QUICK=1    3 runs, shorter workloads (under 3 minutes)
+#   make bench            full run: 5 runs of every figure (~26 minutes)
+#   make bench QUICK=1    3 runs, shorter workloads (about 4 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime sync timers echo churn http idle"
+# the number of runs), ONLY="sleep runtime sync timers sched echo churn http idle"
 # (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
 # BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
@@ -88,12 +88,27 @@
 # µs/request (utime+stime of the server pid, all threads, before and after
 # wrk, divided by the requests wrk completed).  The peers take turns in an
 # order that rotates every run.
+#
+# The scheduler against Tokio's own benchmark shapes (ONLY=sched):
+# bench/bench_sched.c and its peer bench/peers/tokio/src/bin/sched.rs run
+# the figures of Tokio's benches/rt_multi_threaded.rs (spawn_many_local,
+# spawn_many_remote_idle, _busy1, _busy2, yield_many, ping_pong,
+# chained_spawn) and spawn_counter (one task spawns 1M, shared counter),
+# each the median time per iteration of many iterations in one process,
+# divided by the tasks, yields or round trips of an iteration.  Peers:
+# pollen multi-thread with 1 and 2 workers (and as many as the CPUs when
+# that is not 2), Tokio multi_thread with 1 and 2; the order rotates every
+# run.  Rows in the multi-thread table; pollen's scheduler counters per
+# unit of work (pn_runtime_metrics, over the timed iterations) in a third
+# table.  An iteration longer than its deadline ends the program with a
+# finished=0 line (Tokio 1.24 never finishes spawn_many_remote_busy2): its
+# time cell is then "-", and the row "... finished" says 0.
 set -u
 
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime sync timers echo churn http idle"}
+ONLY=${ONLY:-"sleep runtime sync timers sched echo churn http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=100        # sequential sleeps per run (x5 ms = 0.5 s)
@@ -103,6 +118,9 @@ if [ "$QUICK" = 1 ]; then
     TC_N=400000            # timer_cancel: 1000 tasks x 400 awaits, each way
     SYNC_MPSC_N=1000000    # mpsc_throughput messages
     SYNC_SEM_N=2000000     # semaphore_pair pairs
+    SCHED_OPTS="--ms 100 --warmup-ms 30 --min-iters 3"   # bench_sched, sched.rs
+    SCHED_DEADLINE="--deadline-ms 1000"                  # all but spawn_counter
+    SCHED_COUNTER_N=100000 # spawn_counter tasks
     ECHO_SECS=${ECHO_SECS:-0.8}
     ECHO_WARM=${ECHO_WARM:-0.1}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
@@ -121,6 +139,9 @@ else
     TC_N=1000000
     SYNC_MPSC_N=4000000
     SYNC_SEM_N=10000000
+    SCHED_OPTS="--ms 300 --warmup-ms 100 --min-iters 3"
+    SCHED_DEADLINE=""      # the programs' default: 2 s + 1 ms per 100 units
+    SCHED_COUNTER_N=1000000
     ECHO_SECS=${ECHO_SECS:-2}
     ECHO_WARM=${ECHO_WARM:-0.5}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64 1000:4096"}
@@ -140,6 +161,7 @@ RT_L=$(rt_label $RT_N)
 TIMERS_L=$(rt_label $TIMERS_N)
 TC_K=$((TC_N / 1000))
 SYNC_MPSC_L=$(rt_label $SYNC_MPSC_N)
+SCHED_COUNTER_L=$(rt_label $SCHED_COUNTER_N)
 
 RES=$BENCH_BIN/results
 RAW=$RES/raw.txt
@@ -170,6 +192,7 @@ POLLEN_SLEEP=$BENCH_BIN/bench_sleep_lateness
 POLLEN_RT=$BENCH_BIN/bench_runtime
 POLLEN_SYNC=$BENCH_BIN/bench_sync
 POLLEN_TIMERS=$BENCH_BIN/bench_timers
+POLLEN_SCHED=$BENCH_BIN/bench_sched
 UV_TIMERS=$BENCH_BIN/peers/uv_timers
 POLLEN_ECHO=build/examples/echo_server
 POLLEN_ECHO_W=$BENCH_BIN/bench_echo_server
@@ -278,14 +301,16 @@ record() {
 # ---- suites -------------------------------------------------------------------
 suite_sleep() {  # run
     r=$1
-    say "  [run $r/$RUNS $(elapsed)] sleep lateness: ${SLEEP_COUNT} x 5 ms, ${SLEEP_COUNT} x 1 ms, ${SLEEP_ROUNDS} x 1000 concurrent"
+    say "  [run $r/$RUNS $(elapsed)] sleep lateness: ${SLEEP_COUNT} x 5 ms, ${SLEEP_COUNT} x 1 ms, $((SLEEP_COUNT / 3)) x 10 ms, ${SLEEP_ROUNDS} x 1000 concurrent"
     record pollen "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
     [ $HAVE_URING = yes ] &&
         record pollen-uring "$r" env POLLEN_BACKEND=uring $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
     record pollen_mt1 "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
+    record pollen_mt2w "$r" $POLLEN_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 2
     if [ $HAVE_TOKIO = yes ]; then
         record tokio_ct "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT"
         record tokio_mt1 "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 1
+        record tokio_mt2 "$r" "$TOKIO_DIR/sleep_lateness" "$SLEEP_ROUNDS" "$SLEEP_COUNT" --workers 2
     fi
     [ $HAVE_UV = yes ] && record libuv "$r" $UV_SLEEP "$SLEEP_ROUNDS" "$SLEEP_COUNT"
 }
@@ -360,6 +385,39 @@ suite_timers() {  # run
             record tokio_mt2 "$r" "$TOKIO_DIR/timers" $f $nopt --workers 2
         fi
         [ $HAVE_UV = yes ] && [ -x "$UV_TIMERS" ] && record libuv "$r" $UV_TIMERS $f $nopt
+    done
+}
+
+# The scheduler against Tokio's benches/rt_multi_threaded.rs shapes
+# (bench_sched.c, sched.rs).  pollen_mtc: as many workers as the CPUs,
+# only when that is not 2.
+SCHED_FIGS="spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1 spawn_many_remote_busy2 yield_many ping_pong chained_spawn spawn_counter"
+SCHED_MTC=
+[ "$NCPU" != 2 ] && SCHED_MTC=pollen_mtc
+suite_sched() {  # run
+    r=$1
+    [ -x "$POLLEN_SCHED" ] || { say "  skip sched: $POLLEN_SCHED not built"; return; }
+    for f in $SCHED_FIGS; do
+        say "  [run $r/$RUNS $(elapsed)] sched: $f"
+        o="$SCHED_OPTS $SCHED_DEADLINE"
+        [ $f = spawn_counter ] && o="$SCHED_OPTS --n $SCHED_COUNTER_N"
+        # the order rotates every run, so no peer always goes first
+        set -- pollen_mt1 tokio_mt1 pollen_mt2w tokio_mt2 $SCHED_MTC
+        k=$(( (r - 1) % $# ))
+        while [ $k -gt 0 ]; do p=$1; shift; set -- "$@" "$p"; k=$((k - 1)); done
+        for p in "$@"; do
+            case $p in
+                pollen_mt1) record $p "$r" $POLLEN_SCHED $f $o --workers 1 --driver workers ;;
+                pollen_mt2w) record $p "$r" $POLLEN_SCHED $f $o --workers 2 --driver workers ;;
+                pollen_mtc) record $p "$r" $POLLEN_SCHED $f $o --workers cpus --driver workers ;;
+                tokio_mt1) [ $HAVE_TOKIO = yes ] && record $p "$r" "$TOKIO_DIR/sched" $f $o --workers 1 ;;
+                tokio_mt2) [ $HAVE_TOKIO = yes ] && record $p "$r" "$TOKIO_DIR/sched" $f $o --workers 2 ;;
+            esac
+        done
+        # say so when an iteration passed its deadline (the program gave up)
+        grep " $r $f .*finished=0" "$RAW" | while IFS= read -r line; do
+            say "    ${line%% *}: $f did not finish an iteration within its deadline (finished=0)"
+        done
     done
 }
 
@@ -739,6 +797,7 @@ while [ $r -le "$RUNS" ]; do
             runtime) suite_runtime $r ;;
             sync) suite_sync $r ;;
             timers) suite_timers $r ;;
+            sched) suite_sched $r ;;
             echo) suite_echo $r ;;
             churn) suite_churn $r ;;
             http) suite_http $r ;;
@@ -757,6 +816,8 @@ sleep5_p50|sleep 5 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_latenes
 sleep5_p99|sleep 5 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_5ms|p99_us|lower|%.1f
 sleep1_p50|sleep 1 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_1ms|p50_us|lower|%.1f
 sleep1_p99|sleep 1 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_1ms|p99_us|lower|%.1f
+sleep10_p50|sleep 10 ms x$((SLEEP_COUNT / 3)) sequential: lateness p50 (µs)|sleep_lateness_10ms|p50_us|lower|%.1f
+sleep10_p99|sleep 10 ms x$((SLEEP_COUNT / 3)) sequential: lateness p99 (µs)|sleep_lateness_10ms|p99_us|lower|%.1f
 sleepc_p50|1000 concurrent sleeps 1-50 ms: lateness p50 (µs)|sleep_lateness_concurrent|p50_us|lower|%.1f
 sleepc_p99|1000 concurrent sleeps 1-50 ms: lateness p99 (µs)|sleep_lateness_concurrent|p99_us|lower|%.1f
 spawn_many|spawn_many: $RT_L tasks spawned from a task, then joined (M tasks/s)|spawn_many|tasks_per_s|higher|%.2fM
@@ -809,10 +870,23 @@ http_p99|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: latency p99 (µs)|http_c$HTTP_CO
 idle_mem|memory per idle connection, $IDLE_CONNS connections to the echo server: RSS bytes/conn|idle_c$IDLE_CONNS|bytes_per_conn|lower|%.0f
 EOF2
 
-# the multi-thread table: the same figures minus the sequential sleeps,
-# 1000-connection echo and connection churn (not run on 2 workers)
+# the multi-thread table: the same figures minus the 5 ms and 1 ms
+# sequential sleeps, 1000-connection echo and connection churn (not run on
+# 2 workers), plus the scheduler shapes
 SPEC2=$RES/spec_mt.txt
-grep -v -e '^sleep' -e '^echo_c1000' -e '^churn' "$SPEC" >"$SPEC2"
+grep -v -e '^sleep5_' -e '^sleep1_' -e '^echo_c1000' -e '^churn' "$SPEC" >"$SPEC2"
+cat >>"$SPEC2" <<EOF
+sched_sml|spawn_many_local: 10k spawns from block_on, shared counter, the last signals (ns/task) [s]|spawn_many_local|ns_per_task|lower|%.1f
+sched_smri|spawn_many_remote_idle: 10k spawns from outside, then joined (ns/task) [s]|spawn_many_remote_idle|ns_per_task|lower|%.1f
+sched_busy1|spawn_many_remote_busy1: the same while 8 tasks yield + stall 10 µs (ns/task) [s]|spawn_many_remote_busy1|ns_per_task|lower|%.1f
+sched_busy1_fin|spawn_many_remote_busy1: finished (1) or gave up at the deadline (0) [s]|spawn_many_remote_busy1|finished|higher|%.0f
+sched_busy2|spawn_many_remote_busy2: 1k spawns from outside while 4 chains stall 10 µs + respawn (ns/task) [s]|spawn_many_remote_busy2|ns_per_task|lower|%.1f
+sched_busy2_fin|spawn_many_remote_busy2: finished (1) or gave up at the deadline (0) [s]|spawn_many_remote_busy2|finished|higher|%.0f
+sched_yield|yield_many: 200 tasks x 1000 yields (ns/yield) [s]|yield_many|ns_per_yield|lower|%.2f
+sched_ping|ping_pong: 1000 x (spawn, spawn a peer, round trip over two oneshots) (ns/round trip) [s]|ping_pong|ns_per_round_trip|lower|%.1f
+sched_chain|chained_spawn: 1000 tasks, each spawns the next (ns/task) [s]|chained_spawn|ns_per_task|lower|%.1f
+sched_counter|spawn_counter: ONE task spawns $SCHED_COUNTER_L, shared counter, the last notifies (ns/task) [s]|spawn_counter|ns_per_task|lower|%.1f
+EOF
 
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 KERNEL=$(uname -r)
@@ -830,7 +904,7 @@ make_table() {  # TABLE SPEC MD JSONF
         -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
         -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
         -v load="$LOAD0 -> $LOAD1" -v httpreps="$HTTP_REPS" -v uringnote="$URING_NOTE" \
-        -v skipped="$SKIPPED" -v tck="$TC_K" '
+        -v skipped="$SKIPPED" -v tck="$TC_K" -v mtc="$SCHED_MTC" '
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 }
@@ -851,11 +925,14 @@ BEGIN {
         title["pollen_mt2wu"] = "pollen mt(2) io_uring"; title["pollen_mt2wus"] = "pollen mt(2) io_uring shared"
         title["pollen_sh2"] = "pollen sharded 2 (epoll)"; title["pollen_sh2u"] = "pollen sharded 2 (io_uring)"
         title["tokio_mt1"] = "Tokio mt(1)"; title["tokio_mt2"] = "Tokio mt(2)"
+        # the sched suite: as many workers as the CPUs, when that is not 2
+        if (mtc != "") { peers[++npeers] = mtc; title[mtc] = "pollen mt(" ncpu ") workers" }
         # ratio columns: peer indexes a over b, as "times better"
-        nrat = split("3:10 4:10 3:4 7:10 5:6 5:3", rat, " ")
-        rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(2) reactor vs Tokio mt(2)"
-        rtitle[3] = "mt(2) workers vs reactor"; rtitle[4] = "sharded 2 (epoll) vs Tokio mt(2)"
-        rtitle[5] = "mt(2) io_uring: ring per worker vs shared"; rtitle[6] = "mt(2) io_uring vs epoll"
+        nrat = split("3:10 1:9 4:10 3:4 7:10 5:6 5:3", rat, " ")
+        rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(1) workers vs Tokio mt(1)"
+        rtitle[3] = "mt(2) reactor vs Tokio mt(2)"
+        rtitle[4] = "mt(2) workers vs reactor"; rtitle[5] = "sharded 2 (epoll) vs Tokio mt(2)"
+        rtitle[6] = "mt(2) io_uring: ring per worker vs shared"; rtitle[7] = "mt(2) io_uring vs epoll"
     } else {
         # pollen first: the ratio column is pollen (epoll) / best peer
         npeers = split("pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
@@ -929,6 +1006,7 @@ END {
     if (table == 2) {
         print "" > md
         printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. mt(2) io_uring (closed-loop echo rows only): mt(2) workers with POLLEN_BACKEND=uring, a ring per worker (SINGLE_ISSUER | DEFER_TASKRUN); shared: POLLEN_URING_RINGS=shared, one ring both workers submit to. sharded 2 (closed-loop echo rows only): bench_echo_server --shards 2, two threads each with its own current-thread runtime and SO_REUSEPORT listener, with POLLEN_BACKEND=epoll or =uring (io_uring: an io_uring ring per thread). Echo servers are pinned to CPU 0 (both threads of the 2-worker and 2-shard servers), the load generator to CPU 1.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
+        printf "[s] the shapes of the Tokio benchmark benches/rt_multi_threaded.rs (bench/bench_sched.c, bench/peers/tokio/src/bin/sched.rs, docs/BENCHMARKS.md, the section on the scheduler against the Tokio shapes): the median time of an iteration (many iterations in one process) divided by its tasks, yields or round trips. A program gives up when one iteration outlasts its deadline (2 s + 1 ms per 100 units%s): its time cell is then -, its \"finished\" row 0.\n", (quick ? "; with QUICK=1, 1 s but for spawn_counter" : "") > md
         exit
     }
     print "" > md
@@ -941,12 +1019,65 @@ END {
     printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s, load average %s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : ""), load > md
 }' "$RAW"
 }
+# pollen's scheduler counters per unit of work (sched suite): for each
+# figure and pollen peer, the median over the runs of every
+# <counter>_per_<unit> bench_sched printed (the columns are whatever
+# counters pn_runtime_metrics has).
+sched_counters_table() {  # MD
+    awk -v figs="$SCHED_FIGS" -v md="$1" -v ncpu="$NCPU" '
+function sortn(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+}
+BEGIN {
+    nf = split(figs, F, " "); for (f = 1; f <= nf; f++) isfig[F[f]] = 1
+    np = split("pollen_mt1 pollen_mt2w pollen_mtc", P, " ")
+    title["pollen_mt1"] = "mt(1)"; title["pollen_mt2w"] = "mt(2)"; title["pollen_mtc"] = "mt(" ncpu ")"
+}
+($1 == "pollen_mt1" || $1 == "pollen_mt2w" || $1 == "pollen_mtc") && ($3 in isfig) {
+    for (i = 4; i <= NF; i++) {
+        if (split($i, kv, "=") != 2) continue
+        if (kv[1] !~ /_per_(task|yield|round_trip)$/ || kv[1] ~ /^ns_per_/) continue
+        c = kv[1]; sub(/_per_(task|yield|round_trip)$/, "", c)
+        u = kv[1]; sub(/^.*_per_/, "", u); unit[$3] = u
+        if (!(c in seen)) { seen[c] = 1; C[++nc] = c }
+        k = $1 SUBSEP $3 SUBSEP c; cnt[k]++; val[k, cnt[k]] = kv[2] + 0
+    }
+}
+END {
+    if (nc == 0) exit
+    hdr = "| figure (per unit of work) | pollen |"; sep = "|---|---|"
+    for (j = 1; j <= nc; j++) { hdr = hdr " " C[j] " |"; sep = sep "---|" }
+    print hdr > md; print sep > md
+    for (f = 1; f <= nf; f++) for (p = 1; p <= np; p++) {
+        row = ""; any = 0
+        for (j = 1; j <= nc; j++) {
+            k = P[p] SUBSEP F[f] SUBSEP C[j]; n = cnt[k] + 0
+            if (n == 0) { row = row " - |"; continue }
+            delete a
+            for (i = 1; i <= n; i++) a[i] = val[k, i]
+            sortn(a, n)
+            m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            row = row " " sprintf("%.3g", m) " |"; any = 1
+        }
+        if (any) print "| " F[f] " (per " unit[F[f]] ") | " title[P[p]] " |" row > md
+    }
+    print "" > md
+    print "Median of the runs. Each value: the change of a pn_runtime_metrics counter over the timed iterations of bench_sched, divided by the units of work (tasks, yields, round trips) they did. A run that gave up (finished=0) has none." > md
+}' "$RAW"
+}
+
 make_table 1 "$SPEC" "$RES/t1.md" "$RES/t1.json"
 make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
+: >"$RES/t3.md"
+sched_counters_table "$RES/t3.md"
 {
     cat "$RES/t1.md"
     printf '\n### Multi-thread runtimes\n\n'
     cat "$RES/t2.md"
+    if [ -s "$RES/t3.md" ]; then
+        printf "\n### pollen's scheduler counters per unit of work (sched suite)\n\n"
+        cat "$RES/t3.md"
+    fi
 } >"$OUTDIR/latest.md"
 json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 # Keep the previous results to compare this run with (bench/compare.py).

@@ -7,6 +7,7 @@
  *                             callback records its lateness and starts the
  *                             next timer
  *   sleep_lateness_1ms        the same with 1 ms
+ *   sleep_lateness_10ms       count / 3 sequential 10 ms timers (333)
  *   sleep_lateness_concurrent 1,000 uv_timers, deadlines uniform in 1-50 ms,
  *                             repeated ROUNDS times
  *
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
 
     run_seq(loop, "sleep_lateness_5ms", 5, (size_t)count);
     run_seq(loop, "sleep_lateness_1ms", 1, (size_t)count);
+    run_seq(loop, "sleep_lateness_10ms", 10, (size_t)(count >= 3 ? count / 3 : 1));
 
     enum { N = 1000 };
     size_t total = (size_t)rounds * N;

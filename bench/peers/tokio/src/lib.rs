@@ -1,7 +1,7 @@
 //! Shared helpers of the Tokio peer programs: argument parsing, runtime
 //! construction (`--workers N`: 0 = current_thread, N >= 1 = multi_thread
-//! with N workers) and the percentile report in the same format as pollen's
-//! bench programs.
+//! with N workers, `cpus` = as many workers as CPUs) and the percentile
+//! report in the same format as pollen's bench programs.
 
 use std::time::Duration;
 
@@ -22,9 +22,21 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     default
 }
 
+/// `--workers N` (default 0); `--workers cpus`: as many as the CPUs.
+pub fn workers() -> usize {
+    let w: String = arg("--workers", String::from("0"));
+    if w == "cpus" {
+        return std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    w.parse().unwrap_or_else(|_| {
+        eprintln!("bad value for --workers");
+        std::process::exit(2);
+    })
+}
+
 /// The runtime selected by `--workers N` (default 0: current_thread).
 pub fn runtime() -> tokio::runtime::Runtime {
-    let workers: usize = arg("--workers", 0);
+    let workers = workers();
     let mut b = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {

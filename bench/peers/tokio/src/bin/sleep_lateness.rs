@@ -4,6 +4,7 @@
 //! deadline (`Sleep::deadline()`, i.e. the instant `sleep()` was called plus
 //! the duration).  Same figures and output format as the pollen program:
 //!   sleep_lateness_5ms / _1ms   1,000 sequential sleeps in one future
+//!   sleep_lateness_10ms         count / 3 sequential 10 ms sleeps (333)
 //!   sleep_lateness_concurrent   1,000 spawned tasks, deadlines uniform in
 //!                               1-50 ms, repeated ROUNDS times
 //! Usage: sleep_lateness [rounds] [count] [--workers N]  (defaults 3, 1000)
@@ -47,6 +48,7 @@ fn main() {
     rt.block_on(async {
         seq("sleep_lateness_5ms", Duration::from_millis(5), count).await;
         seq("sleep_lateness_1ms", Duration::from_millis(1), count).await;
+        seq("sleep_lateness_10ms", Duration::from_millis(10), (count / 3).max(1)).await;
         let mut all = Vec::new();
         for r in 0..rounds {
             let mut seed = 0x9e3779b97f4a7c15u64.wrapping_add(r as u64);
