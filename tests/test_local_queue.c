@@ -252,16 +252,19 @@ Test(local_queue, steal_takes_half_and_returns_one)
     pn__inject inj;
     pn__inject_init(&inj);
     pn__task **c = cells_new(PN__LQ_CAP);
+    uint32_t moved;
 
     /* Empty source: nothing. */
     pn__lq_init(&src);
     pn__lq_init(&dst);
-    cr_assert_null(pn__lq_steal_into(&src, &dst));
+    cr_assert_null(pn__lq_steal_into(&src, &dst, &moved));
+    cr_assert_eq(moved, 0);
 
     /* One task: it is returned, dst stays empty. */
     pn__lq_push(&src, c[0], &inj);
-    pn__task *t = pn__lq_steal_into(&src, &dst);
+    pn__task *t = pn__lq_steal_into(&src, &dst, &moved);
     cr_assert_eq(t, c[0]);
+    cr_assert_eq(moved, 1);
     cr_assert_eq(pn__lq_len(&src), 0);
     cr_assert_eq(pn__lq_len(&dst), 0);
 
@@ -271,9 +274,10 @@ Test(local_queue, steal_takes_half_and_returns_one)
     lq_init_at(&dst, UINT32_MAX - 1);
     for (unsigned i = 0; i < 10; i++)
         pn__lq_push(&src, c[i], &inj);
-    t = pn__lq_steal_into(&src, &dst);
+    t = pn__lq_steal_into(&src, &dst, &moved);
     cr_assert_not_null(t);
     cr_assert_eq(t->size, 4);
+    cr_assert_eq(moved, 5);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 4);
     for (unsigned i = 0; i < 4; i++)
@@ -286,8 +290,9 @@ Test(local_queue, steal_takes_half_and_returns_one)
     /* Eleven: six taken. */
     for (unsigned i = 0; i < 11; i++)
         pn__lq_push(&src, c[i], &inj);
-    t = pn__lq_steal_into(&src, &dst);
+    t = pn__lq_steal_into(&src, &dst, &moved);
     cr_assert_eq(t->size, 5);
+    cr_assert_eq(moved, 6);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 5);
     while (pn__lq_pop(&src) || pn__lq_pop(&dst))
@@ -296,7 +301,7 @@ Test(local_queue, steal_takes_half_and_returns_one)
     /* A full source gives at most half the capacity. */
     for (unsigned i = 0; i < PN__LQ_CAP; i++)
         pn__lq_push(&src, c[i], &inj);
-    t = pn__lq_steal_into(&src, &dst);
+    t = pn__lq_steal_into(&src, &dst, &moved);
     cr_assert_eq(t->size, PN__LQ_CAP / 2 - 1);
     cr_assert_eq(pn__lq_len(&src), PN__LQ_CAP / 2);
     cr_assert_eq(pn__lq_len(&dst), PN__LQ_CAP / 2 - 1);
@@ -307,7 +312,7 @@ Test(local_queue, steal_takes_half_and_returns_one)
     pn__lq_push(&dst, pn__lq_pop(&src), &inj);      /* dst now CAP/2 + 1 */
     cr_assert_eq(pn__lq_len(&dst), PN__LQ_CAP / 2 + 1);
     uint32_t before = pn__lq_len(&src);
-    cr_assert_null(pn__lq_steal_into(&src, &dst));
+    cr_assert_null(pn__lq_steal_into(&src, &dst, &moved));
     cr_assert_eq(pn__lq_len(&src), before);
 
     /* Every task exactly once across both queues. */
@@ -337,7 +342,8 @@ Test(local_queue, steal_chain_conserves_tasks)
     int seen[200] = { 0 };
     unsigned got = 0;
     for (int k = 0; k < 50; k++) {
-        pn__task *t = pn__lq_steal_into(&q[k % 3], &q[(k + 1) % 3]);
+        uint32_t moved;
+        pn__task *t = pn__lq_steal_into(&q[k % 3], &q[(k + 1) % 3], &moved);
         if (t) {
             seen[t->size]++;
             got++;
@@ -407,7 +413,8 @@ static void *thief_main(void *arg)
     pn__lq_init(mine);
     atomic_fetch_add(&r->started, 1);
     while (!atomic_load(&r->done)) {
-        pn__task *t = pn__lq_steal_into(&r->owner_q, mine);
+        uint32_t moved;
+        pn__task *t = pn__lq_steal_into(&r->owner_q, mine, &moved);
         if (t) {
             atomic_fetch_add_explicit(&r->steals, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&r->stolen, 1 + pn__lq_len(mine), memory_order_relaxed);

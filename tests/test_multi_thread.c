@@ -406,6 +406,8 @@ MT_TEST(metrics_count_spawns_polls_and_completions)
     cr_assert_eq(m.tasks_completed, MANY + 1);
     cr_assert_geq(m.polls, MANY + 1);
     cr_assert_eq(m.injection_queue_depth, 0);
+    cr_assert_geq(m.stolen_tasks, m.steals, "a steal moves one task or more");
+    cr_assert_leq(m.unparks_reactor, m.unparks);
     /* The runtime's polls are the workers' sum.  A worker counts a poll
      * after it returns, and the task may have been woken, polled and
      * completed elsewhere meanwhile, so a count can still land after all

@@ -20,6 +20,9 @@ typedef struct pn_worker_metrics {
     uint64_t polls;             /* task polls */
     uint64_t tasks_completed;   /* tasks that completed or were cancelled here */
     uint64_t steals;            /* successful steals from other workers */
+    uint64_t stolen_tasks;      /* tasks those steals moved here */
+    uint64_t inject_pops;       /* takes from the injection queue (each
+                                   one lock, one task or a batch) */
     uint64_t parks;             /* times the worker went to sleep */
     uint64_t budget_exhausted;  /* polls that spent the whole cooperative budget */
     uint64_t overflows;         /* local queue overflows to the injection queue */
@@ -33,8 +36,14 @@ typedef struct pn_runtime_metrics {
     uint64_t tasks_completed;
     uint64_t polls;
     uint64_t steals;
+    uint64_t stolen_tasks;
+    uint64_t inject_pops;
     uint64_t parks;
     uint64_t unparks;           /* sleeping workers woken for new work */
+    uint64_t unparks_reactor;   /* of those, woken through the reactor (a
+                                   worker parked in epoll or its io_uring
+                                   ring: an eventfd write or a ring
+                                   message); the others: a futex wake */
     uint64_t budget_exhausted;
     uint64_t overflows;
     uint64_t injection_queue_depth;

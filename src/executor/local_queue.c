@@ -95,8 +95,9 @@ pn__task *pn__lq_pop(pn__local_queue *q)
     }
 }
 
-pn__task *pn__lq_steal_into(pn__local_queue *src, pn__local_queue *dst)
+pn__task *pn__lq_steal_into(pn__local_queue *src, pn__local_queue *dst, uint32_t *moved)
 {
+    *moved = 0;
     /* Room in dst: we only steal into an empty-ish queue (the caller's own,
      * which it found empty), and at most half of CAP. */
     uint32_t dst_tail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
@@ -140,6 +141,7 @@ pn__task *pn__lq_steal_into(pn__local_queue *src, pn__local_queue *dst)
     }
     /* Keep the last one to run now; publish the rest. */
     pn__task *ret = dst->buf[(dst_tail + n - 1) & PN__LQ_MASK];
+    *moved = n;
     if (n > 1)
         atomic_store_explicit(&dst->tail, dst_tail + n - 1, memory_order_release);
     return ret;

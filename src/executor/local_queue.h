@@ -45,8 +45,9 @@ void pn__lq_init(pn__local_queue *q);
 bool pn__lq_push(pn__local_queue *q, pn__task *t, struct pn__inject *inj);
 pn__task *pn__lq_pop(pn__local_queue *q);
 /* Thief: move about half of src into dst (owned by the caller) and return
- * one of the stolen tasks, or NULL. */
-pn__task *pn__lq_steal_into(pn__local_queue *src, pn__local_queue *dst);
+ * one of the stolen tasks, or NULL; *moved: how many it took (the one
+ * returned included). */
+pn__task *pn__lq_steal_into(pn__local_queue *src, pn__local_queue *dst, uint32_t *moved);
 /* Approximate length (any thread). */
 uint32_t pn__lq_len(const pn__local_queue *q);
 

@@ -122,7 +122,8 @@ typedef struct worker {
     bool started;
     pn__cell_cache cells;          /* task cells allocated here */
     /* metrics, kept by this worker */
-    pn__counter polls, completed, steals, parks, budget_exhausted, overflows, spawns;
+    pn__counter polls, completed, steals, stolen, inject_pops, parks, budget_exhausted,
+                overflows, spawns;
 } worker;
 
 typedef struct owned_shard {
@@ -145,7 +146,7 @@ struct mt_runtime {
     _Atomic unsigned num_searching;
     _Atomic unsigned num_idle;
     bool threads_gone;             /* idle_lock: workers joined, reactor may be freed */
-    _Atomic uint64_t unparks, remote_spawns;
+    _Atomic uint64_t unparks, unparks_reactor, remote_spawns;
     _Atomic uint64_t reactor_errors;   /* failed turns (not EINTR) */
     _Atomic uint32_t turn_backoff_us;  /* sleep after a failed turn */
 
@@ -254,9 +255,12 @@ static void unpark_worker(worker *w)
     /* A worker parked in the reactor is woken through it (the driver's
      * eventfd or ring, or its own ring); it stores in_driver before it
      * looks at `unparked` one last time. */
-    if (!atomic_load(&w->in_driver))
+    if (!atomic_load(&w->in_driver)) {
         futex_wake(&w->unparked);
-    else if (w->rt->ring_park)
+        return;
+    }
+    atomic_fetch_add_explicit(&w->rt->unparks_reactor, 1, memory_order_relaxed);
+    if (w->rt->ring_park)
         pn__reactor_wake_lane(w->rt->base.reactor, w->index);
     else
         pn__reactor_wake(w->rt->base.reactor);
@@ -665,6 +669,8 @@ static uint32_t rng_next(worker *w)
     return w->rng = x;
 }
 
+static pn__task *take_injected(worker *w, size_t max);
+
 static pn__task *steal(worker *w)
 {
     mt_runtime *rt = w->rt;
@@ -684,13 +690,15 @@ static pn__task *steal(worker *w)
         if (v == w)
             continue;
         PN_POINT("mt.steal", v);
-        pn__task *t = pn__lq_steal_into(&v->q, &w->q);
+        uint32_t moved;
+        pn__task *t = pn__lq_steal_into(&v->q, &w->q, &moved);
         if (t) {
             pn__count(&w->steals, 1);
+            pn__count(&w->stolen, moved);
             return t;
         }
     }
-    return pn__inject_pop(&rt->inject);
+    return take_injected(w, 1);
 }
 
 static pn__task *pop_pinned(worker *w)
@@ -716,6 +724,7 @@ static pn__task *take_injected(worker *w, size_t max)
         want = max;
     size_t n;
     pn__task *t = pn__inject_pop_batch(&rt->inject, want, &n);
+    pn__count(&w->inject_pops, 1);
     if (!t)
         return NULL;
     for (pn__task *c = t->next, *nx; c; c = nx) {
@@ -1228,6 +1237,8 @@ static void mt_worker_metrics(pn_runtime *base, unsigned index, pn_worker_metric
     out->polls = pn__counter_get(&w->polls);
     out->tasks_completed = pn__counter_get(&w->completed);
     out->steals = pn__counter_get(&w->steals);
+    out->stolen_tasks = pn__counter_get(&w->stolen);
+    out->inject_pops = pn__counter_get(&w->inject_pops);
     out->parks = pn__counter_get(&w->parks);
     out->budget_exhausted = pn__counter_get(&w->budget_exhausted);
     out->overflows = pn__counter_get(&w->overflows);
@@ -1242,6 +1253,7 @@ static void mt_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
         spawned += pn__counter_get(&rt->workers[i].spawns);
     out->tasks_spawned = spawned;
     out->unparks = atomic_load_explicit(&rt->unparks, memory_order_relaxed);
+    out->unparks_reactor = atomic_load_explicit(&rt->unparks_reactor, memory_order_relaxed);
     out->reactor_errors = atomic_load_explicit(&rt->reactor_errors, memory_order_relaxed);
     out->injection_queue_depth = pn__inject_len(&rt->inject);
 }

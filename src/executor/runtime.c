@@ -308,6 +308,8 @@ int pn_runtime_metrics_get(pn_runtime *rt, pn_runtime_metrics *out)
         out->polls += w.polls;
         out->tasks_completed += w.tasks_completed;
         out->steals += w.steals;
+        out->stolen_tasks += w.stolen_tasks;
+        out->inject_pops += w.inject_pops;
         out->parks += w.parks;
         out->budget_exhausted += w.budget_exhausted;
         out->overflows += w.overflows;
