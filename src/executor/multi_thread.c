@@ -138,6 +138,8 @@ struct mt_runtime {
     pn__inject inject;
     owned_shard owned[OWNED_SHARDS];
     _Atomic bool owned_closed;
+    pthread_mutex_t foreign_lock;  /* the owner side of foreign_cells */
+    pn__cell_cache foreign_cells;  /* cells of tasks spawned off the workers */
 
     /* idle coordination */
     pthread_mutex_t idle_lock;
@@ -586,26 +588,38 @@ static void mt_schedule(pn__sched *s, pn__task *t)
 
 /* Task cells (cell_cache.h): a task spawned on a worker takes its cell
  * from that worker's cache, and gives it back there when it is freed,
- * wherever that happens. */
+ * wherever that happens.  Tasks spawned from other threads share one more
+ * cache, whose owner side a mutex guards (those threads are not known in
+ * advance); the workers that complete them free into its stack without
+ * the lock, as into any other.  `where`: home << 8 | class, home 1..n a
+ * worker, n + 1 the shared one. */
 static void *mt_cell_alloc(pn__sched *root, size_t bytes, uint32_t *where)
 {
+    mt_runtime *rt = (mt_runtime *)root;
     worker *w = tls_worker;
-    if (!w || &w->rt->base.sched != root)
-        return NULL;
-    unsigned cls = pn__cells_class(&w->cells, bytes);
+    pn__cell_cache *c = w && w->rt == rt ? &w->cells : &rt->foreign_cells;
+    unsigned cls = pn__cells_class(c, bytes);
     if (cls == PN__CELL_NONE)
         return NULL;
-    *where = (w->index + 1) << 8 | cls;
-    return pn__cells_alloc(&w->cells, cls);
+    if (c != &rt->foreign_cells) {
+        *where = (w->index + 1) << 8 | cls;
+        return pn__cells_alloc(c, cls);
+    }
+    *where = (rt->nworkers + 1) << 8 | cls;
+    pthread_mutex_lock(&rt->foreign_lock);
+    void *cell = pn__cells_alloc(c, cls);
+    pthread_mutex_unlock(&rt->foreign_lock);
+    return cell;
 }
 
 static void mt_cell_free(pn__sched *root, void *cell, uint32_t where)
 {
-    worker *home = &((mt_runtime *)root)->workers[(where >> 8) - 1];
-    unsigned cls = where & 0xff;
-    if (tls_worker == home) {
-        pn__cells_free_local(&home->cells, cell, cls);
-    } else if (!pn__cells_free_remote(&home->cells, cell, cls)) {
+    mt_runtime *rt = (mt_runtime *)root;
+    unsigned home = (where >> 8) - 1, cls = where & 0xff;
+    worker *w = home < rt->nworkers ? &rt->workers[home] : NULL;
+    if (w && tls_worker == w) {
+        pn__cells_free_local(&w->cells, cell, cls);
+    } else if (!pn__cells_free_remote(w ? &w->cells : &rt->foreign_cells, cell, cls)) {
         pn__free(cell);                 /* the runtime is being freed */
         pn__sched_unref(root);
     }
@@ -1200,7 +1214,7 @@ static void mt_destroy(pn_runtime *base)
      * references they held for cells (a cell freed from now on gives its
      * own back: mt_cell_free). */
     mt_runtime *rt = mt(base);
-    size_t tokens = 0;
+    size_t tokens = pn__cells_close(&rt->foreign_cells);
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].rt)
             tokens += pn__cells_close(&rt->workers[i].cells);
@@ -1214,6 +1228,7 @@ static void mt_release(pn__sched *s)
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_destroy(&rt->owned[i].lock);
     pthread_mutex_destroy(&rt->idle_lock);
+    pthread_mutex_destroy(&rt->foreign_lock);
     pn__inject_destroy(&rt->inject);
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].rt)
@@ -1319,6 +1334,8 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     for (unsigned i = 0; i < OWNED_SHARDS; i++)
         pthread_mutex_init(&rt->owned[i].lock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
+    pthread_mutex_init(&rt->foreign_lock, NULL);
+    pn__cells_init(&rt->foreign_cells, sizeof(pn__task), &rt->base.sched.refs);
     for (unsigned i = 0; i < rt->nworkers; i++) {
         worker *w = &rt->workers[i];
         w->rt = rt;
