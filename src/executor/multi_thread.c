@@ -96,7 +96,6 @@
 #define GLOBAL_BATCH 8                   /* injected tasks taken on that turn */
 #define LIFO_MAX 3
 #define PINNED_INTERVAL 7                /* pinned tasks get a turn this often */
-#define OWNED_SHARDS 16
 
 typedef struct mt_runtime mt_runtime;
 
@@ -121,22 +120,19 @@ typedef struct worker {
                                       epoll or ring, or its own ring) */
     bool started;
     pn__cell_cache cells;          /* task cells allocated here */
+    pn__task *owned;               /* owner only: tasks that waited here */
+    _Atomic(pn__task *) owned_done; /* of those, completed elsewhere */
     /* metrics, kept by this worker */
     pn__counter polls, completed, steals, stolen, inject_pops, parks, budget_exhausted,
                 overflows, spawns;
 } worker;
 
-typedef struct owned_shard {
-    pthread_mutex_t lock;
-    pn__task *head;
-} owned_shard;
 
 struct mt_runtime {
     struct pn_runtime base;        /* first: the common head (rt.h) */
     unsigned nworkers;
     worker *workers;
     pn__inject inject;
-    owned_shard owned[OWNED_SHARDS];
     _Atomic bool owned_closed;
     pthread_mutex_t foreign_lock;  /* the owner side of foreign_cells */
     pn__cell_cache foreign_cells;  /* cells of tasks spawned off the workers */
@@ -202,51 +198,61 @@ static void leave_running(mt_runtime *rt, uint32_t n)
                 NULL, NULL, 0);
 }
 
-/* ---- owned tasks ------------------------------------------------------------ */
+/* ---- owned tasks ------------------------------------------------------------
+ * A task that returned pending once is on the owned list of the worker
+ * that ran that poll, so that shutdown finds it while it waits for a
+ * waker; one that completes on its first poll is never linked (until then
+ * it is always in a queue, which shutdown drains: pn__task_drop_queued).
+ * Only its worker touches a list: no lock.  A task that completes on
+ * another worker goes on its list's `owned_done` stack (one CAS, through
+ * t->next, which a completed task no longer uses); the owner unlinks those
+ * and drops their owned reference at its next link, maintenance turn or
+ * park, and shutdown (the workers joined) does the rest. */
 
-/* The shard a task links into: a hash of its address (the task keeps no
- * index), so whoever unlinks it finds the same one. */
-static owned_shard *shard_of(mt_runtime *rt, pn__task *t)
+/* The owner: unlink the tasks other workers completed. */
+static void owned_reap(worker *w)
 {
-    uintptr_t a = (uintptr_t)t;
-    return &rt->owned[(a >> 6 ^ a >> 12) % OWNED_SHARDS];
+    if (!atomic_load_explicit(&w->owned_done, memory_order_relaxed))
+        return;
+    pn__task *t = atomic_exchange_explicit(&w->owned_done, NULL, memory_order_acquire);
+    for (pn__task *nx; t; t = nx) {
+        nx = t->next;
+        pn__owned_unlink(&w->owned, t);
+        pn__task_unref(t);
+    }
 }
 
-/* A poll of t returned pending and t is not linked yet (sched op
- * `pending`, on the polling worker, t still RUNNING): link it, so that
- * shutdown finds it while it waits for a waker.  A task that completes on
- * its first poll is never linked: until its first poll it is always in a
- * queue, which shutdown drains (drop_queued).  The workers are joined
- * before shutdown walks the lists, so nothing links behind its back. */
+/* Sched op `pending`: a poll of t (not linked yet) returned pending, on
+ * this worker; t is still RUNNING. */
 static void mt_pending(pn__sched *s, pn__task *t)
 {
-    owned_shard *sh = shard_of((mt_runtime *)s, t);
-    pthread_mutex_lock(&sh->lock);
-    pn__owned_link(&sh->head, t);
-    pthread_mutex_unlock(&sh->lock);
+    (void)s;
+    worker *w = tls_worker;
+    owned_reap(w);
+    pn__owned_link(&w->owned, t);
+    t->owned = (uint16_t)(w->index + 1);
 }
 
-/* t completed on its runner: unlink it if it was linked (only the thread
- * that runs t reads t->owned: RUNNING makes it exclusive). */
-static void owned_remove(mt_runtime *rt, pn__task *t)
+/* t completed on worker x: unlink it and drop the owned reference, here
+ * or through its list's owner. */
+static void owned_done(worker *x, pn__task *t)
 {
-    if (!t->owned)
+    if (!t->owned) {
+        pn__task_unref(t);
         return;
-    owned_shard *s = shard_of(rt, t);
-    pthread_mutex_lock(&s->lock);
-    pn__owned_unlink(&s->head, t);
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Shutdown's walk: take one task off a shard, under its lock. */
-static pn__task *owned_pop(owned_shard *s)
-{
-    pthread_mutex_lock(&s->lock);
-    pn__task *t = s->head;
-    if (t)
-        pn__owned_unlink(&s->head, t);
-    pthread_mutex_unlock(&s->lock);
-    return t;
+    }
+    worker *o = &x->rt->workers[t->owned - 1];
+    if (o == x) {
+        pn__owned_unlink(&x->owned, t);
+        pn__task_unref(t);
+        return;
+    }
+    pn__task *head = atomic_load_explicit(&o->owned_done, memory_order_relaxed);
+    do
+        t->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&o->owned_done, &head, t,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
 }
 
 /* ---- idle workers ------------------------------------------------------------ */
@@ -458,6 +464,7 @@ static void park(worker *w)
      * kernel before we sleep: nobody else submits it. */
     pn__reactor_flush(rt->base.reactor);
     stop_searching(w);
+    owned_reap(w);                      /* free what others completed */
     pn__count(&w->parks, 1);
 
     pthread_mutex_lock(&rt->idle_lock);
@@ -831,8 +838,7 @@ static void run_task(worker *w, pn__task *t, pn_cx *cx)
         pn__fifo_push(&w->deferred, t);
         break;
     case PN__RUN_DONE:
-        owned_remove(rt, t);
-        pn__task_unref(t);
+        owned_done(w, t);
         pn__count(&w->completed, 1);
         break;
     }
@@ -869,6 +875,7 @@ static void *worker_main(void *arg)
                 (w->lifo || pn__lq_len(&w->q) ||
                  atomic_load_explicit(&rt->num_idle, memory_order_relaxed)))
                 defer_flush(w, false);  /* never starved behind the others */
+            owned_reap(w);
             if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
                 !atomic_flag_test_and_set(&rt->driver_busy)) {
                 driver_turn(rt, false);
@@ -1197,10 +1204,11 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
             pn__task_drop_queued(c);
         }
     }
-    for (unsigned i = 0; i < OWNED_SHARDS; i++) {
-        owned_shard *s = &rt->owned[i];
-        pn__task *t;
-        while ((t = owned_pop(s))) {
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        owned_reap(w);
+        for (pn__task *t; (t = w->owned);) {
+            pn__owned_unlink(&w->owned, t);
             pn__task_shutdown(t);
             pn__task_unref(t);
         }
@@ -1225,8 +1233,6 @@ static void mt_destroy(pn_runtime *base)
 static void mt_release(pn__sched *s)
 {
     mt_runtime *rt = (mt_runtime *)s;
-    for (unsigned i = 0; i < OWNED_SHARDS; i++)
-        pthread_mutex_destroy(&rt->owned[i].lock);
     pthread_mutex_destroy(&rt->idle_lock);
     pthread_mutex_destroy(&rt->foreign_lock);
     pn__inject_destroy(&rt->inject);
@@ -1331,8 +1337,6 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
     if (clock)
         pn__clock_bind(clock);          /* its maker reads it (clock.h) */
     pn__inject_init(&rt->inject);
-    for (unsigned i = 0; i < OWNED_SHARDS; i++)
-        pthread_mutex_init(&rt->owned[i].lock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
     pthread_mutex_init(&rt->foreign_lock, NULL);
     pn__cells_init(&rt->foreign_cells, sizeof(pn__task), &rt->base.sched.refs);

@@ -100,8 +100,10 @@ struct pn__task {
     pn__task *next;                  /* run-queue link */
     pn__sched *sched;
     pn__task *owned_prev, *owned_next;
-    bool owned;                      /* linked in the owned list (by the thread
-                                        that runs the task, or shutdown's) */
+    uint16_t owned;                  /* 0: in no owned list; else 1, or (multi-
+                                        thread) 1 + the index of the worker
+                                        whose list holds it.  Read and set by
+                                        the thread that runs the task */
     atomic_flag join_lock;           /* guards join_waker */
     uint32_t cell;                   /* 0: malloc'd; else the sched's cell_alloc's */
     pn_waker join_waker;
