@@ -35,48 +35,12 @@
 #include "sync/wait.h"
 #include "core/chaos.h"
 
-/*
- * The channel's lock.  Every hold is a few loads and stores and one
- * memcpy of an element (the ring grows under it, rarely), so a spin lock
- * whose release is a plain store serves better than a pthread mutex, whose
- * release is a second locked instruction: ping-pong over two bounded(1)
- * channels spent a third of its time in the mutex (measured, see the
- * commit).  A waiter spins a little, then yields its CPU, so a holder that
- * was preempted gets to run.  Build with -DPN_MPSC_PTHREAD_LOCK to use
- * pn__lock instead.
- */
-#ifdef PN_MPSC_PTHREAD_LOCK
+/* The channel's lock (wait.h: a spin lock released by a plain store). */
 typedef pn__lock chan_lock;
 #define chan_lock_init pn__lock_init
 #define chan_lock_destroy pn__lock_destroy
 #define chan_lock_acquire pn__lock_acquire
 #define chan_lock_release pn__lock_release
-#else
-typedef atomic_bool chan_lock;
-
-static inline void chan_lock_init(chan_lock *l) { atomic_init(l, false); }
-static inline void chan_lock_destroy(chan_lock *l) { (void)l; }
-
-static inline void chan_lock_acquire(chan_lock *l)
-{
-    while (atomic_exchange_explicit(l, true, memory_order_acquire)) {
-        for (unsigned spins = 0; atomic_load_explicit(l, memory_order_relaxed); spins++) {
-            if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
-                sched_yield();
-            }
-        }
-    }
-}
-
-static inline void chan_lock_release(chan_lock *l)
-{
-    atomic_store_explicit(l, false, memory_order_release);
-}
-#endif
 
 #define UNBOUNDED_INITIAL 16
 

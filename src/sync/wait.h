@@ -1,9 +1,13 @@
 /*
  * wait.h - what every primitive of pollen/sync.h waits with (private).
  *
- *   pn__lock        the primitive's lock (a pthread mutex: short critical
- *                   sections, visible to ThreadSanitizer and to the chaos
- *                   build's schedule points)
+ *   pn__lock        the lock of a primitive that lives on the heap: a spin
+ *                   lock whose waiters yield their CPU after a few spins
+ *                   (every hold is a few loads and stores, a waker clone
+ *                   and at most a memcpy of an element)
+ *   pn__mutex       the pthread mutex the embeddable primitives (pn_notify,
+ *                   pn_semaphore, pn_wait_group) carry in their public
+ *                   struct, for PTHREAD_MUTEX_INITIALIZER
  *   pn__waitq       a FIFO of pn_sync_waiter nodes embedded in the waiting
  *                   futures, guarded by the primitive's lock
  *   pn__wakelist    wakers taken out under the lock, woken after unlocking
@@ -33,16 +37,47 @@
 #define PN_SYNC_WAIT_H
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include "pollen/sync.h"
 
-/* ---- the lock ------------------------------------------------------------ */
+/* ---- the locks ----------------------------------------------------------- */
 
-typedef pthread_mutex_t pn__lock;
+/* A spin lock released by a plain store: a pthread mutex's release is a
+ * second locked instruction, and ping-pong over channels spent a quarter
+ * to a third of its time in mutexes.  A waiter spins a little, then yields
+ * its CPU, so a holder that was preempted gets to run. */
+typedef atomic_bool pn__lock;
 
-static inline void pn__lock_init(pn__lock *l) { pthread_mutex_init(l, NULL); }
-static inline void pn__lock_destroy(pn__lock *l) { pthread_mutex_destroy(l); }
-static inline void pn__lock_acquire(pn__lock *l) { pthread_mutex_lock(l); }
-static inline void pn__lock_release(pn__lock *l) { pthread_mutex_unlock(l); }
+static inline void pn__lock_init(pn__lock *l) { atomic_init(l, false); }
+static inline void pn__lock_destroy(pn__lock *l) { (void)l; }
+
+static inline void pn__lock_acquire(pn__lock *l)
+{
+    while (atomic_exchange_explicit(l, true, memory_order_acquire)) {
+        for (unsigned spins = 0; atomic_load_explicit(l, memory_order_relaxed); spins++) {
+            if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                sched_yield();
+            }
+        }
+    }
+}
+
+static inline void pn__lock_release(pn__lock *l)
+{
+    atomic_store_explicit(l, false, memory_order_release);
+}
+
+typedef pthread_mutex_t pn__mutex;
+
+static inline void pn__mutex_init(pn__mutex *m) { pthread_mutex_init(m, NULL); }
+static inline void pn__mutex_destroy(pn__mutex *m) { pthread_mutex_destroy(m); }
+static inline void pn__mutex_acquire(pn__mutex *m) { pthread_mutex_lock(m); }
+static inline void pn__mutex_release(pn__mutex *m) { pthread_mutex_unlock(m); }
 
 /* ---- the FIFO of waiters --------------------------------------------------- */
 

@@ -20,7 +20,7 @@ void pn_wait_group_init(pn_wait_group *wg)
 {
     if (!wg)
         return;
-    pn__lock_init(&wg->lock);
+    pn__mutex_init(&wg->lock);
     wg->count = 0;
     wg->gen = 0;
     wg->waiters = (pn_sync_queue){ NULL, NULL };
@@ -29,20 +29,20 @@ void pn_wait_group_init(pn_wait_group *wg)
 void pn_wait_group_destroy(pn_wait_group *wg)
 {
     if (wg)
-        pn__lock_destroy(&wg->lock);
+        pn__mutex_destroy(&wg->lock);
 }
 
 int pn_wait_group_add(pn_wait_group *wg, size_t n)
 {
     if (!wg || n == 0)
         return -EINVAL;
-    pn__lock_acquire(&wg->lock);
+    pn__mutex_acquire(&wg->lock);
     if (wg->count + n < wg->count) {
-        pn__lock_release(&wg->lock);
+        pn__mutex_release(&wg->lock);
         return -EOVERFLOW;
     }
     wg->count += n;
-    pn__lock_release(&wg->lock);
+    pn__mutex_release(&wg->lock);
     return 0;
 }
 
@@ -50,13 +50,13 @@ int pn_wait_group_done(pn_wait_group *wg)
 {
     if (!wg)
         return -EINVAL;
-    pn__lock_acquire(&wg->lock);
+    pn__mutex_acquire(&wg->lock);
     if (wg->count == 0) {
-        pn__lock_release(&wg->lock);
+        pn__mutex_release(&wg->lock);
         return -EINVAL;
     }
     if (--wg->count > 0) {
-        pn__lock_release(&wg->lock);
+        pn__mutex_release(&wg->lock);
         return 0;
     }
     uint64_t old = wg->gen++;
@@ -70,12 +70,12 @@ int pn_wait_group_done(pn_wait_group *wg)
             pn__wakelist_push(&wl, &w->waker);
         }
         bool more = wg->waiters.head && wg->waiters.head->tag == old;
-        pn__lock_release(&wg->lock);
+        pn__mutex_release(&wg->lock);
         PN_POINT("wait_group.wake", wg);
         pn__wakelist_wake(&wl);
         if (!more)
             return 0;
-        pn__lock_acquire(&wg->lock);
+        pn__mutex_acquire(&wg->lock);
     }
 }
 
@@ -83,9 +83,9 @@ size_t pn_wait_group_count(pn_wait_group *wg)
 {
     if (!wg)
         return 0;
-    pn__lock_acquire(&wg->lock);
+    pn__mutex_acquire(&wg->lock);
     size_t n = wg->count;
-    pn__lock_release(&wg->lock);
+    pn__mutex_release(&wg->lock);
     return n;
 }
 
@@ -99,7 +99,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
     }
     if (pn__sync_budget(cx) == PN_PENDING)
         return PN_PENDING;
-    pn__lock_acquire(&wg->lock);
+    pn__mutex_acquire(&wg->lock);
     /* Released: the count is zero, or our generation ended (we were taken
      * out, state 1, or are still queued with an old tag). */
     if (wg->count == 0 || c->w.state == 1 || (c->w.queued && c->w.tag != wg->gen)) {
@@ -107,7 +107,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
         pn_waker k = c->w.waker;
         c->w.waker = PN_WAKER_NONE;
         c->w.state = 2;
-        pn__lock_release(&wg->lock);
+        pn__mutex_release(&wg->lock);
         pn_waker_drop(&k);
         c->w.need = 0;
         c->status = 0;
@@ -119,7 +119,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
         pn__waitq_push(&wg->waiters, &c->w);
     }
     c->w.need = 1;                            /* the owner's: drop has work */
-    pn__lock_release(&wg->lock);
+    pn__mutex_release(&wg->lock);
     return PN_PENDING;
 }
 
@@ -131,12 +131,12 @@ static void wait_drop(pn_future *f)
     if (!c->wg || !c->w.need)
         return;
     c->w.need = 0;
-    pn__lock_acquire(&c->wg->lock);
+    pn__mutex_acquire(&c->wg->lock);
     pn__waitq_remove(&c->wg->waiters, &c->w);
     pn_waker k = c->w.waker;
     c->w.waker = PN_WAKER_NONE;
     c->w.state = 2;
-    pn__lock_release(&c->wg->lock);
+    pn__mutex_release(&c->wg->lock);
     pn_waker_drop(&k);
 }
 
