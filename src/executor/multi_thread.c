@@ -88,6 +88,7 @@
 #include "local_queue.h"
 #include "cell_cache.h"
 #include "core/chaos.h"
+#include "core/spin.h"
 #include "core/sys.h"
 #include "reactor/reactor.h"
 #include "timer/timers.h"
@@ -134,7 +135,7 @@ struct mt_runtime {
     worker *workers;
     pn__inject inject;
     _Atomic bool owned_closed;
-    pthread_mutex_t foreign_lock;  /* the owner side of foreign_cells */
+    pn__spin foreign_lock;         /* the owner side of foreign_cells */
     pn__cell_cache foreign_cells;  /* cells of tasks spawned off the workers */
 
     /* idle coordination */
@@ -613,9 +614,9 @@ static void *mt_cell_alloc(pn__sched *root, size_t bytes, uint32_t *where)
         return pn__cells_alloc(c, cls);
     }
     *where = (rt->nworkers + 1) << 8 | cls;
-    pthread_mutex_lock(&rt->foreign_lock);
-    void *cell = pn__cells_alloc(c, cls);
-    pthread_mutex_unlock(&rt->foreign_lock);
+    pn__spin_lock(&rt->foreign_lock);
+    void *cell = pn__cells_alloc(c, cls);  /* a malloc at worst */
+    pn__spin_unlock(&rt->foreign_lock);
     return cell;
 }
 
@@ -1234,7 +1235,6 @@ static void mt_release(pn__sched *s)
 {
     mt_runtime *rt = (mt_runtime *)s;
     pthread_mutex_destroy(&rt->idle_lock);
-    pthread_mutex_destroy(&rt->foreign_lock);
     pn__inject_destroy(&rt->inject);
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].rt)
@@ -1338,7 +1338,7 @@ int pn__multi_thread_new(const pn_runtime_config *cfg, pn_runtime **out)
         pn__clock_bind(clock);          /* its maker reads it (clock.h) */
     pn__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
-    pthread_mutex_init(&rt->foreign_lock, NULL);
+    pn__spin_init(&rt->foreign_lock);
     pn__cells_init(&rt->foreign_cells, sizeof(pn__task), &rt->base.sched.refs);
     for (unsigned i = 0; i < rt->nworkers; i++) {
         worker *w = &rt->workers[i];

@@ -3,8 +3,8 @@
  *
  *   pn__lock        the lock of a primitive that lives on the heap: a spin
  *                   lock whose waiters yield their CPU after a few spins
- *                   (every hold is a few loads and stores, a waker clone
- *                   and at most a memcpy of an element)
+ *                   (core/spin.h; every hold is a few loads and stores, a
+ *                   waker clone and at most a memcpy of an element)
  *   pn__mutex       the pthread mutex the embeddable primitives (pn_notify,
  *                   pn_semaphore, pn_wait_group) carry in their public
  *                   struct, for PTHREAD_MUTEX_INITIALIZER
@@ -37,40 +37,18 @@
 #define PN_SYNC_WAIT_H
 
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include "pollen/sync.h"
+#include "core/spin.h"
 
 /* ---- the locks ----------------------------------------------------------- */
 
-/* A spin lock released by a plain store: a pthread mutex's release is a
- * second locked instruction, and ping-pong over channels spent a quarter
- * to a third of its time in mutexes.  A waiter spins a little, then yields
- * its CPU, so a holder that was preempted gets to run. */
-typedef atomic_bool pn__lock;
+/* core/spin.h: one exchange to take, a plain store to release. */
+typedef pn__spin pn__lock;
 
-static inline void pn__lock_init(pn__lock *l) { atomic_init(l, false); }
+static inline void pn__lock_init(pn__lock *l) { pn__spin_init(l); }
 static inline void pn__lock_destroy(pn__lock *l) { (void)l; }
-
-static inline void pn__lock_acquire(pn__lock *l)
-{
-    while (atomic_exchange_explicit(l, true, memory_order_acquire)) {
-        for (unsigned spins = 0; atomic_load_explicit(l, memory_order_relaxed); spins++) {
-            if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
-                sched_yield();
-            }
-        }
-    }
-}
-
-static inline void pn__lock_release(pn__lock *l)
-{
-    atomic_store_explicit(l, false, memory_order_release);
-}
+static inline void pn__lock_acquire(pn__lock *l) { pn__spin_lock(l); }
+static inline void pn__lock_release(pn__lock *l) { pn__spin_unlock(l); }
 
 typedef pthread_mutex_t pn__mutex;
 
