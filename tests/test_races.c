@@ -20,6 +20,8 @@
 #include "reactor/reactor.h"
 #include "reactor/slab.h"
 #include "reactor/backend.h"
+#include "executor/local_queue.h"
+#include <sched.h>
 
 static void races_fini(void) { pn__point_set_hook(NULL); }
 /* The reactor test drives the readiness protocol by hand: on io_uring,
@@ -193,4 +195,168 @@ Test(races, stale_hangup_never_reaches_the_next_registration_of_its_record)
     pn__reactor_free(r);
     cr_assert_eq(waker_probe_held(&old_wc), 0, "the old reader's waker was given back");
     cr_assert_eq(waker_probe_held(&fresh_wc), 0, "the new reader's waker was given back");
+}
+
+/* ---- a never-polled task dropped inside another task's poll ----------------- */
+
+/* A future that waits for ever: its first poll leaves a clone of its waker
+ * in `slot`; it counts its drops. */
+typedef struct parked_fut {
+    pn_future base;
+    pn_waker *slot;
+    _Atomic int *drops;
+} parked_fut;
+
+static pn_poll parked_poll(pn_future *f, pn_cx *cx)
+{
+    parked_fut *p = (parked_fut *)f;
+    if (p->slot && !p->slot->vt)
+        *p->slot = pn_waker_clone(cx->waker);
+    return PN_PENDING;
+}
+
+static void parked_drop(pn_future *f) { atomic_fetch_add(((parked_fut *)f)->drops, 1); }
+
+static const pn_future_vtable parked_vt = { parked_poll, parked_drop, "parked" };
+
+#define DQ_PARKED 300
+
+static struct {
+    pn_runtime *rt;
+    pn_task_group *g;
+    pn_waker slots[DQ_PARKED], x_slot;
+    _Atomic int parked_drops, x_drops, y_drops;
+    _Atomic int shut_err;
+    _Atomic bool shutter_started, done;
+    pthread_t shutter;
+    const char *_Atomic fail;           /* checks made on the worker */
+} dq;
+
+#define DQ_CHECK(cond)                                                        \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            atomic_store(&dq.fail, #cond);                                    \
+            atomic_store(&dq.shutter_started, true);                          \
+            return PN_READY;                                                  \
+        }                                                                     \
+    } while (0)
+
+static void *dq_foreign_wake(void *arg)
+{
+    pn_waker_wake_by_ref((pn_waker *)arg);
+    return NULL;
+}
+
+static void *dq_shutdown(void *arg)
+{
+    (void)arg;
+    atomic_store(&dq.shut_err, pn_runtime_shutdown(dq.rt));
+    return NULL;
+}
+
+static uint64_t dq_inject_depth(void)
+{
+    pn_runtime_metrics m;
+    pn_runtime_metrics_get(dq.rt, &m);
+    return m.injection_queue_depth;
+}
+
+static uint64_t dq_local_depth(void)
+{
+    pn_worker_metrics m;
+    pn_runtime_worker_metrics_get(dq.rt, 0, &m);
+    return m.local_queue_depth;
+}
+
+typedef struct dq_driver {
+    pn_future base;
+    int stage;
+} dq_driver;
+
+static pn_poll dq_driver_poll(pn_future *f, pn_cx *cx)
+{
+    dq_driver *d = (dq_driver *)f;
+    if (d->stage++ == 0) {
+        /* X in the group, and the parked tasks: all polled once (pending,
+         * so linked in the worker's owned list) before our next poll. */
+        parked_fut x = { { &parked_vt }, &dq.x_slot, &dq.x_drops };
+        DQ_CHECK(pn_task_group_spawn(dq.g, &x.base, sizeof x) == 0);
+        for (int i = 0; i < DQ_PARKED; i++) {
+            parked_fut p = { { &parked_vt }, &dq.slots[i], &dq.parked_drops };
+            DQ_CHECK(pn_spawn(dq.rt, &p.base, sizeof p, NULL) == 0);
+        }
+        pn_waker_wake_by_ref(cx->waker);        /* after all of them */
+        return PN_PENDING;
+    }
+    /* Until X and every parked task have had their first poll. */
+    bool all = dq.x_slot.vt != NULL;
+    for (int i = 0; i < DQ_PARKED; i++)
+        all = all && dq.slots[i].vt != NULL;
+    if (!all) {
+        pn_waker_wake_by_ref(cx->waker);
+        return PN_PENDING;
+    }
+    /* Y joins the group and waits in the LIFO slot, never polled. */
+    parked_fut y = { { &parked_vt }, NULL, &dq.y_drops };
+    DQ_CHECK(pn_task_group_spawn(dq.g, &y.base, sizeof y) == 0);
+    /* Something in the injection queue (a wake from another thread), so
+     * that we see its close: the depth drops to 0 (we are the only
+     * worker, and busy here). */
+    pthread_t th;
+    DQ_CHECK(pthread_create(&th, NULL, dq_foreign_wake, &dq.slots[0]) == 0);
+    pthread_join(th, NULL);
+    DQ_CHECK(dq_inject_depth() == 1);
+    DQ_CHECK(pthread_create(&dq.shutter, NULL, dq_shutdown, NULL) == 0);
+    atomic_store(&dq.shutter_started, true);
+    while (dq_inject_depth() != 0)
+        sched_yield();
+    /* Shutdown has closed the injection queue and waits for this poll.
+     * Fill the local queue: each wake takes the LIFO slot and pushes its
+     * occupant, Y first. */
+    for (int i = 1; i < DQ_PARKED && dq_local_depth() < PN__LQ_CAP; i++)
+        pn_waker_wake_by_ref(&dq.slots[i]);
+    DQ_CHECK(dq_local_depth() == PN__LQ_CAP);
+    /* Under the group's lock, the abort of X queues it (LIFO slot); the
+     * slot's occupant overflows the full queue, half of it (Y with it)
+     * into the closed injection queue. */
+    pn_task_group_abort_all(dq.g);
+    atomic_store(&dq.done, true);
+    return PN_READY;
+}
+
+static const pn_future_vtable dq_driver_vt = { dq_driver_poll, NULL, "dq_driver" };
+
+/* A queue push on a worker that meets the closed injection queue (the
+ * runtime shuts down) used to drop a never-polled task's future right
+ * there, inside the running task's poll (pn__task_drop_queued): its
+ * completion woke its join waker, here a task group's node, whose lock the
+ * running task held in pn_task_group_abort_all (whose lock order says an
+ * abort never completes a task synchronously): the worker spun on that
+ * lock for ever and shutdown never returned.  Now such a task goes on the
+ * worker's owned list, and shutdown drops it after the workers are gone. */
+Test(races, queue_refused_at_shutdown_drops_no_future_inside_a_poll)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 1;
+    cr_assert_eq(pn_runtime_new(&cfg, &dq.rt), 0);
+    cr_assert_eq(pn_task_group_new(dq.rt, &dq.g), 0);
+    dq_driver d = { { &dq_driver_vt }, 0 };
+    cr_assert_eq(pn_spawn(dq.rt, &d.base, sizeof d, NULL), 0);
+    while (!atomic_load(&dq.shutter_started))
+        sched_yield();
+    cr_assert_null(atomic_load(&dq.fail), "on the worker: %s", atomic_load(&dq.fail));
+    pthread_join(dq.shutter, NULL);
+    cr_assert_null(atomic_load(&dq.fail), "on the worker: %s", atomic_load(&dq.fail));
+    cr_assert_eq(atomic_load(&dq.shut_err), 0);
+    cr_assert(atomic_load(&dq.done));
+    cr_assert_eq(atomic_load(&dq.y_drops), 1, "Y dropped once (%d)", atomic_load(&dq.y_drops));
+    cr_assert_eq(atomic_load(&dq.x_drops), 1);
+    cr_assert_eq(atomic_load(&dq.parked_drops), DQ_PARKED);
+    for (int i = 0; i < DQ_PARKED; i++)
+        pn_waker_drop(&dq.slots[i]);
+    pn_waker_drop(&dq.x_slot);
+    pn_task_group_free(dq.g);
+    cr_assert_eq(pn_runtime_free(dq.rt), 0);
 }

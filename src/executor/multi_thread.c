@@ -224,14 +224,18 @@ static void owned_reap(worker *w)
 }
 
 /* Sched op `pending`: a poll of t (not linked yet) returned pending, on
- * this worker; t is still RUNNING. */
-static void mt_pending(pn__sched *s, pn__task *t)
+ * this worker, and t is still RUNNING; or t was never polled and a queue
+ * push on this worker met the closed injection queue (shutdown drops it
+ * with the others).  False off the workers. */
+static bool mt_pending(pn__sched *s, pn__task *t)
 {
-    (void)s;
     worker *w = tls_worker;
+    if (!w || &w->rt->base.sched != s)
+        return false;
     owned_reap(w);
     pn__owned_link(&w->owned, t);
     t->owned = (uint16_t)(w->index + 1);
+    return true;
 }
 
 /* t completed on worker x: unlink it and drop the owned reference, here

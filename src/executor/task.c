@@ -294,8 +294,16 @@ bool pn__task_shutdown(pn__task *t)
 
 void pn__task_drop_queued(pn__task *t)
 {
-    if (!t->owned && pn__task_shutdown(t))
-        pn__task_unref(t);              /* the runtime's: nobody else has it */
+    if (!t->owned) {
+        /* Never polled.  On a worker, maybe inside another task's poll:
+         * no drop here (a drop runs user code, and completing wakes the
+         * joiner, whose lock that poll may hold); shutdown's walk of the
+         * owned lists drops it after the workers are gone. */
+        pn__sched *root = t->sched ? t->sched->root : NULL;
+        bool linked = root && root->ops->pending && root->ops->pending(root, t);
+        if (!linked && pn__task_shutdown(t))
+            pn__task_unref(t);          /* the runtime's: nobody else has it */
+    }
     pn__task_unref(t);                  /* the queue's */
 }
 

@@ -65,12 +65,16 @@ typedef struct pn__sched_ops {
     void (*schedule)(pn__sched *s, pn__task *t);
     /* Free the runtime's scheduling memory (root scheduler only). */
     void (*release)(pn__sched *s);
-    /* Root only, may be NULL.  A poll of t returned pending while t is not
-     * in its runtime's owned list: link it now.  Called by pn__task_run on
-     * the polling thread before t can be woken and run elsewhere.  The
-     * multi-thread runtime links tasks here rather than at spawn, so a task
-     * that completes on its first poll never takes an owned-list lock. */
-    void (*pending)(pn__sched *root, pn__task *t);
+    /* Root only, may be NULL.  t is not in its runtime's owned list and
+     * is the caller's (RUNNING, or never polled and refused by a closed
+     * queue): link it in the calling thread's owned list.  False when this
+     * thread has none (it is not one of the runtime's workers).  Called by
+     * pn__task_run on the polling thread when a poll returned pending,
+     * before t can be woken and run elsewhere, and by
+     * pn__task_drop_queued.  The multi-thread runtime links tasks here
+     * rather than at spawn, so a task that completes on its first poll
+     * never takes an owned-list lock. */
+    bool (*pending)(pn__sched *root, pn__task *t);
     /* Root only, may be NULL (then cells are malloc'd and each takes a
      * reference on the root).  cell_alloc: a cell of `bytes` for a task
      * spawned on this thread, with its reference on the root taken; sets
@@ -148,8 +152,12 @@ bool pn__task_shutdown(pn__task *t);
 /* A queue reference to t that no queue can take (its runtime shuts down):
  * drop it.  A task not in its runtime's owned list (the multi-thread
  * runtime links a task at its first pending poll) was never polled, so
- * only queues know it: its future is dropped and the runtime's reference
- * with it.  The caller holds the queue's reference and t is not running. */
+ * only queues know it.  On one of the runtime's workers (a push that met
+ * the closed injection queue, maybe inside another task's poll, under
+ * whatever locks that poll holds) it is linked in the worker's owned list
+ * (sched op `pending`), and shutdown drops it once the workers are gone;
+ * elsewhere its future is dropped here and the runtime's reference with
+ * it.  The caller holds the queue's reference and t is not running. */
 void pn__task_drop_queued(pn__task *t);
 
 #endif
