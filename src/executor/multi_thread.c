@@ -203,7 +203,10 @@ static void leave_running(mt_runtime *rt, uint32_t n)
  * A task that returned pending once is on the owned list of the worker
  * that ran that poll, so that shutdown finds it while it waits for a
  * waker; one that completes on its first poll is never linked (until then
- * it is always in a queue, which shutdown drains: pn__task_drop_queued).
+ * it is always in a queue, which shutdown drains: pn__task_drop_queued;
+ * one that a push on a worker finds no room for once the injection queue
+ * is closed is linked then, and dropped by shutdown's walk, never inside
+ * the poll that pushed it).
  * Only its worker touches a list: no lock.  A task that completes on
  * another worker goes on its list's `owned_done` stack (one CAS, through
  * t->next, which a completed task no longer uses); the owner unlinks those
