@@ -360,3 +360,86 @@ Test(races, queue_refused_at_shutdown_drops_no_future_inside_a_poll)
     pn_task_group_free(dq.g);
     cr_assert_eq(pn_runtime_free(dq.rt), 0);
 }
+
+/* ---- a wake by value from another thread racing pn_runtime_free -------------- */
+
+static struct {
+    pn_runtime *rt;
+    pn_waker slot;
+    _Atomic bool polled;
+    _Atomic int hits, drops;
+} wv;
+static _Thread_local bool wv_is_waker;
+
+typedef struct wv_fut {
+    pn_future base;
+} wv_fut;
+
+static pn_poll wv_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    if (!wv.slot.vt) {
+        wv.slot = pn_waker_clone(cx->waker);
+        atomic_store(&wv.polled, true);
+    }
+    return PN_PENDING;
+}
+
+static void wv_drop(pn_future *f)
+{
+    (void)f;
+    atomic_fetch_add(&wv.drops, 1);
+}
+
+static const pn_future_vtable wv_vt = { wv_poll, wv_drop, "wv" };
+
+static void *wv_free_runtime(void *arg)
+{
+    (void)arg;
+    pn_runtime_free(wv.rt);
+    return NULL;
+}
+
+static void free_at_push(const char *name, void *arg)
+{
+    (void)arg;
+    if (!wv_is_waker || strcmp(name, "mt.pushed_remote"))
+        return;
+    wv_is_waker = false;
+    atomic_fetch_add(&wv.hits, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, wv_free_runtime, NULL) == 0)
+        pthread_join(th, NULL);
+}
+
+/* A waker may outlive its runtime (task.h: every task cell holds a
+ * reference on it), so a wake from another thread may race
+ * pn_runtime_free.  pn_waker_wake hands the waker's task reference to the
+ * run queue: once the task is in the injection queue, a shutdown may take
+ * it, drop it, and the runtime's last reference goes with the caches'
+ * tokens, all before the waker's thread, still in schedule(), tells a
+ * sleeping worker (notify_parked reads the freed runtime).  Tokio's
+ * wake_by_val keeps its reference until schedule() returned.  Fails under
+ * AddressSanitizer (heap-use-after-free in notify_parked). */
+Test(races, wake_by_value_from_another_thread_racing_runtime_free)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 1;
+    cr_assert_eq(pn_runtime_new(&cfg, &wv.rt), 0);
+    wv_fut f = { { &wv_vt } };
+    cr_assert_eq(pn_spawn(wv.rt, &f.base, sizeof f, NULL), 0);
+    pn_worker_metrics m = { 0 };
+    while (!atomic_load(&wv.polled) || m.polls < 1) {   /* idle: the poll ended */
+        sched_yield();
+        pn_runtime_worker_metrics_get(wv.rt, 0, &m);
+    }
+    pn__point_set_hook(free_at_push);
+    wv_is_waker = true;
+    pn_waker_wake(&wv.slot);            /* by value: our reference is the queue's */
+    wv_is_waker = false;
+    pn__point_set_hook(NULL);
+    cr_assert_eq(atomic_load(&wv.hits), 1, "the window was reached");
+    cr_assert_eq(atomic_load(&wv.drops), 1);
+}

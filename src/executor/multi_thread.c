@@ -523,13 +523,22 @@ static void park(worker *w)
 
 /* ---- scheduling ------------------------------------------------------------- */
 
+/* From a thread that is not a worker: a waker's thread, maybe racing
+ * pn_runtime_free.  The caller's reference went to the queue (a wake by
+ * value hands over its own), and once t is queued a shutdown may take it,
+ * drop it and free the runtime: hold one more reference (so the runtime's
+ * memory, which every task cell keeps) until the notification is done, as
+ * Tokio's wake_by_val does. */
 static void push_remote(mt_runtime *rt, pn__task *t)
 {
+    pn__task_ref(t);
     if (!pn__inject_push(&rt->inject, t)) {
         pn__task_drop_queued(t);         /* shut down */
-        return;
+    } else {
+        PN_POINT("mt.pushed_remote", t);
+        notify_parked(rt);
     }
-    notify_parked(rt);
+    pn__task_unref(t);
 }
 
 /* Wake worker w in particular (its pinned queue has work): take it off the
@@ -561,11 +570,12 @@ static void pinned_schedule(pn__sched *s, pn__task *t)
         pn__fifo_push(&w->pinned_local, t);
         return;
     }
-    if (!pn__inject_push(&w->pinned_remote, t)) {
+    pn__task_ref(t);                     /* the runtime's memory: push_remote */
+    if (!pn__inject_push(&w->pinned_remote, t))
         pn__task_drop_queued(t);         /* shut down */
-        return;
-    }
-    wake_worker(w);
+    else
+        wake_worker(w);
+    pn__task_unref(t);
 }
 
 static const pn__sched_ops pinned_sched_ops = { pinned_schedule, NULL, NULL, NULL, NULL };
