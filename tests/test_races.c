@@ -443,3 +443,130 @@ Test(races, wake_by_value_from_another_thread_racing_runtime_free)
     cr_assert_eq(atomic_load(&wv.hits), 1, "the window was reached");
     cr_assert_eq(atomic_load(&wv.drops), 1);
 }
+
+/* ---- shutdown's walk of the owned lists racing a refused foreign wake --------- */
+
+static struct {
+    pn_waker p_slot, q_slot;
+    _Atomic int p_drops, q_drops;
+    _Atomic bool b_running, f_at, s_at, f_in_drop, f_done, s_in_walk;
+    _Atomic int shut_err;
+    pn_runtime *rt;
+} ow;
+static _Thread_local bool ow_is_waker;
+
+typedef struct ow_fut {
+    pn_future base;
+    int kind;                           /* 0: P, 1: Q, 2: the blocker */
+} ow_fut;
+
+static pn_poll ow_poll(pn_future *f, pn_cx *cx)
+{
+    ow_fut *o = (ow_fut *)f;
+    if (o->kind == 2) {                 /* keep the only worker busy */
+        atomic_store(&ow.b_running, true);
+        while (!atomic_load(&ow.f_at))
+            sched_yield();
+        return PN_READY;
+    }
+    pn_waker *slot = o->kind == 0 ? &ow.p_slot : &ow.q_slot;
+    if (!slot->vt)
+        *slot = pn_waker_clone(cx->waker);
+    return PN_PENDING;
+}
+
+static void ow_drop(pn_future *f)
+{
+    ow_fut *o = (ow_fut *)f;
+    if (o->kind == 1)
+        atomic_fetch_add(&ow.q_drops, 1);
+    if (o->kind != 0)
+        return;
+    atomic_fetch_add(&ow.p_drops, 1);
+    if (ow_is_waker) {
+        /* The waker's thread drops P: let the walk go on meanwhile. */
+        atomic_store(&ow.f_in_drop, true);
+        while (atomic_load(&ow.p_drops) < 2 && !atomic_load(&ow.s_in_walk))
+            sched_yield();
+    }
+}
+
+static const pn_future_vtable ow_vt = { ow_poll, ow_drop, "ow" };
+
+static void ow_hook(const char *name, void *arg)
+{
+    if (!strcmp(name, "mt.push_refused") && ow_is_waker && arg == ow.p_slot.data) {
+        atomic_store(&ow.f_at, true);   /* the blocker returns: shutdown goes on */
+        while (!atomic_load(&ow.s_at))
+            sched_yield();
+    } else if (!strcmp(name, "mt.shutdown.walk") && arg == ow.p_slot.data) {
+        atomic_store(&ow.s_at, true);
+        while (!atomic_load(&ow.f_in_drop) && !atomic_load(&ow.f_done))
+            sched_yield();
+        atomic_store(&ow.s_in_walk, true);
+    }
+}
+
+static void *ow_shutdown(void *arg)
+{
+    (void)arg;
+    atomic_store(&ow.shut_err, pn_runtime_shutdown(ow.rt));
+    return NULL;
+}
+
+static uint64_t ow_inject_depth(void)
+{
+    pn_runtime_metrics m;
+    pn_runtime_metrics_get(ow.rt, &m);
+    return m.injection_queue_depth;
+}
+
+/* Shutdown's walk of an owned list unlinked a task (t->owned = 0) before
+ * dropping it; a wake on another thread that had found the injection
+ * queue closed then took the task for one never polled
+ * (pn__task_drop_queued reads t->owned) and dropped it too: its future
+ * twice (chaos seed 5, mt_stress shutdown_racing_with_foreign_wakes), or
+ * the runtime's reference twice.  Here P's wake is refused, then waits
+ * until the walk has unlinked P; the walk waits until that wake is in
+ * P's drop (or done). */
+Test(races, foreign_wake_refused_during_the_owned_walk_drops_the_task_once)
+{
+    pn_runtime_config cfg;
+    pn_runtime_config_init(&cfg);
+    cfg.flavor = PN_RUNTIME_MULTI_THREAD;
+    cfg.workers = 1;
+    cr_assert_eq(pn_runtime_new(&cfg, &ow.rt), 0);
+    ow_fut p = { { &ow_vt }, 0 }, q = { { &ow_vt }, 1 }, b = { { &ow_vt }, 2 };
+    cr_assert_eq(pn_spawn(ow.rt, &p.base, sizeof p, NULL), 0);
+    cr_assert_eq(pn_spawn(ow.rt, &q.base, sizeof q, NULL), 0);
+    pn_worker_metrics m = { 0 };
+    while (m.polls < 2) {               /* P and Q polled once, idle */
+        sched_yield();
+        pn_runtime_worker_metrics_get(ow.rt, 0, &m);
+    }
+    cr_assert_eq(pn_spawn(ow.rt, &b.base, sizeof b, NULL), 0);
+    while (!atomic_load(&ow.b_running))
+        sched_yield();
+    /* The worker is busy: Q's wake stays in the injection queue, whose
+     * close (shutdown's first step) we then see. */
+    pn_waker_wake_by_ref(&ow.q_slot);
+    cr_assert_eq(ow_inject_depth(), 1);
+    pn__point_set_hook(ow_hook);
+    pthread_t s;
+    cr_assert_eq(pthread_create(&s, NULL, ow_shutdown, NULL), 0);
+    while (ow_inject_depth() != 0)
+        sched_yield();
+    ow_is_waker = true;
+    pn_waker_wake_by_ref(&ow.p_slot);   /* refused: the queue is closed */
+    ow_is_waker = false;
+    atomic_store(&ow.f_done, true);
+    pthread_join(s, NULL);
+    pn__point_set_hook(NULL);
+    cr_assert_eq(atomic_load(&ow.shut_err), 0);
+    cr_assert(atomic_load(&ow.s_at), "the window was reached");
+    cr_assert_eq(atomic_load(&ow.p_drops), 1, "P dropped %d times", atomic_load(&ow.p_drops));
+    cr_assert_eq(atomic_load(&ow.q_drops), 1);
+    pn_waker_drop(&ow.p_slot);
+    pn_waker_drop(&ow.q_slot);
+    cr_assert_eq(pn_runtime_free(ow.rt), 0);
+}

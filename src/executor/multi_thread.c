@@ -533,6 +533,7 @@ static void push_remote(mt_runtime *rt, pn__task *t)
 {
     pn__task_ref(t);
     if (!pn__inject_push(&rt->inject, t)) {
+        PN_POINT("mt.push_refused", t);
         pn__task_drop_queued(t);         /* shut down */
     } else {
         PN_POINT("mt.pushed_remote", t);
@@ -1226,7 +1227,12 @@ static int mt_shutdown(pn_runtime *base, uint64_t deadline)
         worker *w = &rt->workers[i];
         owned_reap(w);
         for (pn__task *t; (t = w->owned);) {
-            pn__owned_unlink(&w->owned, t);
+            /* Popped, with t->owned left as it is: a wake on another
+             * thread that finds the injection queue closed reads it
+             * (pn__task_drop_queued), and must not take t for a task
+             * never polled and drop it too. */
+            w->owned = t->owned_next;
+            PN_POINT("mt.shutdown.walk", t);
             pn__task_shutdown(t);
             pn__task_unref(t);
         }
