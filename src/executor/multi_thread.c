@@ -265,7 +265,8 @@ static void owned_done(worker *x, pn__task *t)
 
 /* ---- idle workers ------------------------------------------------------------ */
 
-static void unpark_worker(worker *w)
+/* Returns true when the wake went through the reactor (metrics). */
+static bool unpark_worker(worker *w)
 {
     atomic_store(&w->unparked, 1);
     /* A worker parked in the reactor is woken through it (the driver's
@@ -273,13 +274,23 @@ static void unpark_worker(worker *w)
      * looks at `unparked` one last time. */
     if (!atomic_load(&w->in_driver)) {
         futex_wake(&w->unparked);
-        return;
+        return false;
     }
-    atomic_fetch_add_explicit(&w->rt->unparks_reactor, 1, memory_order_relaxed);
     if (w->rt->ring_park)
         pn__reactor_wake_lane(w->rt->base.reactor, w->index);
     else
         pn__reactor_wake(w->rt->base.reactor);
+    return true;
+}
+
+/* Count a wake for new work (metrics: unparks, unparks_reactor; the
+ * second after the first, and read before it, so a reader never sees more
+ * of them than of all unparks). */
+static void count_unpark(mt_runtime *rt, bool reactor)
+{
+    atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
+    if (reactor)
+        atomic_fetch_add_explicit(&rt->unparks_reactor, 1, memory_order_release);
 }
 
 /* Wake one sleeping worker if nobody is searching. */
@@ -300,10 +311,9 @@ static void notify_parked(mt_runtime *rt)
     /* Unpark under the lock: a waker on a foreign thread may get here while
      * the runtime shuts down, and stop_threads sets threads_gone under this
      * lock before the reactor (whose eventfd unpark may write) is freed. */
-    if (!rt->threads_gone)
-        unpark_worker(w);
+    bool reactor = !rt->threads_gone && unpark_worker(w);
     pthread_mutex_unlock(&rt->idle_lock);
-    atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
+    count_unpark(rt, reactor);
 }
 
 static bool work_available(mt_runtime *rt, worker *self)
@@ -556,8 +566,7 @@ static void wake_worker(worker *w)
         if (rt->sleepers[i] == w->index) {
             rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
             atomic_fetch_sub(&rt->num_idle, 1);
-            unpark_worker(w);               /* under the lock: see notify_parked */
-            atomic_fetch_add_explicit(&rt->unparks, 1, memory_order_relaxed);
+            count_unpark(rt, unpark_worker(w)); /* under the lock: see notify_parked */
             break;
         }
     }
@@ -805,7 +814,21 @@ static pn__task *defer_next(worker *w)
 {
     if (!w->deferred.head)
         return NULL;
-    if (atomic_load_explicit(&w->rt->num_idle, memory_order_relaxed) == 0)
+    mt_runtime *rt = w->rt;
+    if (w->tick % 16 == 0 && rt->nworkers > 1) {
+        /* Now and then, a backlog elsewhere goes before our yielders (a
+         * steal comes before the deferred list in Tokio too; we look
+         * first, so a worker of yielders does not search at every yield). */
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            if (&rt->workers[i] != w && pn__lq_len(&rt->workers[i].q) > 1) {
+                pn__task *t = steal(w);
+                if (t)
+                    return t;
+                break;
+            }
+        }
+    }
+    if (atomic_load_explicit(&rt->num_idle, memory_order_relaxed) == 0)
         return pn__fifo_pop(&w->deferred);
     return defer_flush(w, true);
 }
@@ -1296,8 +1319,8 @@ static void mt_shared_metrics(pn_runtime *base, pn_runtime_metrics *out)
     for (unsigned i = 0; i < rt->nworkers; i++)
         spawned += pn__counter_get(&rt->workers[i].spawns);
     out->tasks_spawned = spawned;
+    out->unparks_reactor = atomic_load_explicit(&rt->unparks_reactor, memory_order_acquire);
     out->unparks = atomic_load_explicit(&rt->unparks, memory_order_relaxed);
-    out->unparks_reactor = atomic_load_explicit(&rt->unparks_reactor, memory_order_relaxed);
     out->reactor_errors = atomic_load_explicit(&rt->reactor_errors, memory_order_relaxed);
     out->injection_queue_depth = pn__inject_len(&rt->inject);
 }

@@ -236,11 +236,13 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
     pn_waker w = { t, &pn__task_waker_vt };
     cx->waker = &w;
     pn__task *outer = tls_running;
+    bool outer_woken = tls_self_woken;
     tls_running = t;
     tls_self_woken = false;
     pn_poll r = pn_future_poll(f, cx);
     bool self_woken = tls_self_woken;
     tls_running = outer;
+    tls_self_woken = outer_woken;
     cx->waker = NULL;
 
     if (r == PN_READY) {

@@ -56,7 +56,7 @@ struct tg_node {
 
 struct pn_task_group {
     _Atomic size_t refs;         /* the owner + one per node */
-    pn__lock lock;
+    pn__mutex lock;                /* a mutex: abort_all may wake a worker under it */
     pn_runtime *rt;
     tg_list idle;                /* tasks running */
     tg_list ready;               /* finished, in finishing order */
@@ -103,7 +103,7 @@ static tg_node *list_pop(tg_list *l)
 static void group_unref(pn_task_group *g)
 {
     if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1) {
-        pn__lock_destroy(&g->lock);
+        pn__mutex_destroy(&g->lock);
         pn__free(g);
     }
 }
@@ -125,7 +125,7 @@ static void node_ready(tg_node *n)
 {
     pn_task_group *g = n->g;
     pn_waker w = PN_WAKER_NONE;
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     if (n->where == NODE_IDLE) {
         list_remove(&g->idle, n);
         list_push(&g->ready, n);
@@ -133,7 +133,7 @@ static void node_ready(tg_node *n)
         w = g->waiter;
         g->waiter = PN_WAKER_NONE;
     }
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     pn_waker_wake(&w);
 }
 
@@ -195,7 +195,7 @@ int pn_task_group_new(pn_runtime *rt, pn_task_group **out)
     if (!g)
         return -ENOMEM;
     atomic_init(&g->refs, 1);
-    pn__lock_init(&g->lock);
+    pn__mutex_init(&g->lock);
     g->rt = rt;
     g->idle = (tg_list){ NULL, NULL };
     g->ready = (tg_list){ NULL, NULL };
@@ -228,11 +228,11 @@ int pn_task_group_spawn(pn_task_group *g, const pn_future *f, size_t size)
     n->h = h;
     pn__task *t = (pn__task *)(void *)h;
     pn__task_ref(t);
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     list_push(&g->idle, n);
     n->where = NODE_IDLE;
     g->len++;
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
 
     /* The task may finish right here, before its join waker is ours. */
     PN_POINT("task_group.spawn", h);
@@ -251,9 +251,9 @@ size_t pn_task_group_len(pn_task_group *g)
 {
     if (!g)
         return 0;
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     size_t len = g->len;
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     return len;
 }
 
@@ -261,10 +261,10 @@ void pn_task_group_abort_all(pn_task_group *g)
 {
     if (!g)
         return;
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     for (tg_node *n = g->idle.head; n; n = n->next)
         pn_join_handle_abort(n->h);
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
 }
 
 /* Take every node off the group's lists (under the lock) into *out. */
@@ -283,12 +283,12 @@ void pn_task_group_free(pn_task_group *g)
     if (!g)
         return;
     tg_list all = { NULL, NULL };
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     take_all(g, &g->ready, &all);
     take_all(g, &g->idle, &all);
     pn_waker w = g->waiter;
     g->waiter = PN_WAKER_NONE;
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     pn_waker_drop(&w);
     /* Detached from the group: a finishing task's wake finds them NONE. */
     tg_node *n;
@@ -340,12 +340,12 @@ static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
     if (pn__sync_budget(cx) == PN_PENDING)
         return PN_PENDING;
     tg_node *n;
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     int r = pop_locked(g, &n);
     if (r == -EAGAIN) {
         pn_waker_set(&g->waiter, cx->waker);
         j->waiting = true;
-        pn__lock_release(&g->lock);
+        pn__mutex_release(&g->lock);
         return PN_PENDING;
     }
     /* READY: give back a waker an earlier poll left in the slot. */
@@ -355,7 +355,7 @@ static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
         g->waiter = PN_WAKER_NONE;
         j->waiting = false;
     }
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     pn_waker_drop(&stale);
     if (n) {
         fill_result(j, n);
@@ -376,10 +376,10 @@ static void join_next_drop(pn_future *f)
         return;
     }
     if (j->waiting && j->group) {
-        pn__lock_acquire(&j->group->lock);
+        pn__mutex_acquire(&j->group->lock);
         pn_waker w = j->group->waiter;
         j->group->waiter = PN_WAKER_NONE;
-        pn__lock_release(&j->group->lock);
+        pn__mutex_release(&j->group->lock);
         pn_waker_drop(&w);
         j->waiting = false;
     }
@@ -401,9 +401,9 @@ int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join *out)
     if (!g)
         return out->status = -EINVAL;
     tg_node *n;
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     int r = pop_locked(g, &n);
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     if (n) {
         fill_result(out, n);
         return out->status;
@@ -442,12 +442,12 @@ static pn_poll shutdown_poll(pn_future *f, pn_cx *cx)
         s->state = 1;
     }
     tg_list done = { NULL, NULL };
-    pn__lock_acquire(&g->lock);
+    pn__mutex_acquire(&g->lock);
     take_all(g, &g->ready, &done);
     bool empty = g->len == 0;
     if (!empty)
         pn_waker_set(&g->waiter, cx->waker);
-    pn__lock_release(&g->lock);
+    pn__mutex_release(&g->lock);
     tg_node *n;
     while ((n = list_pop(&done)))
         node_release(n);
@@ -464,10 +464,10 @@ static void shutdown_drop(pn_future *f)
     if (s->state != 1 || !s->group)
         return;
     s->state = 2;
-    pn__lock_acquire(&s->group->lock);
+    pn__mutex_acquire(&s->group->lock);
     pn_waker w = s->group->waiter;
     s->group->waiter = PN_WAKER_NONE;
-    pn__lock_release(&s->group->lock);
+    pn__mutex_release(&s->group->lock);
     pn_waker_drop(&w);
 }
 
