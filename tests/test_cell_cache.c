@@ -12,19 +12,28 @@ TestSuite(cell_cache, .timeout = PN_TEST_TIMEOUT);
 
 #define MIN 48
 
-Test(cell_cache, classes_are_16_byte_steps_from_the_smallest_cell)
+/* Classes are malloc's usable sizes (16k + 8: a glibc chunk of 16(k+1)
+ * bytes), from the smallest that holds MIN (48 -> 56). */
+Test(cell_cache, classes_are_mallocs_usable_sizes_from_the_smallest_cell)
 {
     pn__cell_cache c;
     _Atomic size_t tokens = 1;
     pn__cells_init(&c, MIN, &tokens);
     cr_assert_eq(pn__cells_class(&c, 1), 0);
     cr_assert_eq(pn__cells_class(&c, MIN), 0);
-    cr_assert_eq(pn__cells_class(&c, MIN + 1), 1);
-    cr_assert_eq(pn__cells_class(&c, MIN + 16), 1);
-    cr_assert_eq(pn__cells_class(&c, MIN + 17), 2);
-    cr_assert_eq(pn__cells_class(&c, MIN + 16 * (PN__CELL_CLASSES - 1)), PN__CELL_CLASSES - 1);
-    cr_assert_eq(pn__cells_class(&c, MIN + 16 * (PN__CELL_CLASSES - 1) + 1), PN__CELL_NONE);
+    cr_assert_eq(pn__cells_class(&c, 56), 0);
+    cr_assert_eq(pn__cells_class(&c, 57), 1);
+    cr_assert_eq(pn__cells_class(&c, 72), 1);
+    cr_assert_eq(pn__cells_class(&c, 73), 2);
+    cr_assert_eq(pn__cells_class(&c, 136), 5, "a task sleeping in a pn_sleep: a 144-byte chunk");
+    cr_assert_eq(pn__cells_class(&c, 56 + 16 * (PN__CELL_CLASSES - 1)), PN__CELL_CLASSES - 1);
+    cr_assert_eq(pn__cells_class(&c, 56 + 16 * (PN__CELL_CLASSES - 1) + 1), PN__CELL_NONE);
     cr_assert_eq(pn__cells_close(&c), 0);
+    pn__cells_init(&c, 56, &tokens);
+    cr_assert_eq(pn__cells_class(&c, 56), 0, "already a usable size");
+    pn__cells_init(&c, 80, &tokens);
+    cr_assert_eq(pn__cells_class(&c, 88), 0);
+    cr_assert_eq(pn__cells_class(&c, 89), 1);
 }
 
 Test(cell_cache, a_freed_cell_is_reused_and_tokens_come_back_at_close)
@@ -35,7 +44,7 @@ Test(cell_cache, a_freed_cell_is_reused_and_tokens_come_back_at_close)
     void *a = pn__cells_alloc(&c, 2), *b = pn__cells_alloc(&c, 2);
     cr_assert(a && b && a != b);
     cr_assert_eq(atomic_load(&tokens), 1 + PN__CELLS_BATCH, "one batch taken, not one per cell");
-    memset(a, 0xab, MIN + 32);         /* the whole class size is usable */
+    memset(a, 0xab, 56 + 32);          /* the whole class size is usable */
     pn__cells_free_local(&c, a, 2);
     cr_assert_eq(pn__cells_alloc(&c, 2), a, "the free list gives it back");
     pn__cells_free_local(&c, a, 2);

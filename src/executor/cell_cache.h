@@ -30,8 +30,10 @@
  * returns every token the cache holds (the reserve's and the free
  * cells'); the caller gives them back to `tokens`.
  *
- * Cells are malloc'd at the exact size of their class (16-byte steps from
- * PN__CELL_MIN), so a cached cell costs no more memory than a malloc'd one.
+ * Cells are malloc'd at the size of their class: 16-byte steps of malloc's
+ * usable sizes (glibc's chunks are multiples of 16 bytes, 8 of them its
+ * own: 56, 72, 88...), from the smallest that holds `min`; so a cached cell
+ * takes the chunk a plain malloc of the task would have taken.
  */
 #ifndef PN_EXECUTOR_CELL_CACHE_H
 #define PN_EXECUTOR_CELL_CACHE_H
@@ -57,7 +59,7 @@ typedef struct pn__cell_cache {
     _Atomic(uintptr_t) remote[PN__CELL_CLASSES];
 } pn__cell_cache;
 
-/* `min`: the smallest cell (a multiple of PN__CELL_STEP). */
+/* `min`: the smallest cell (class 0 holds it, rounded up to a usable size). */
 void pn__cells_init(pn__cell_cache *c, size_t min, _Atomic size_t *tokens);
 /* The class of a cell of `bytes` (PN__CELL_NONE: too large to cache). */
 unsigned pn__cells_class(const pn__cell_cache *c, size_t bytes);
