@@ -100,32 +100,44 @@
 
 typedef struct mt_runtime mt_runtime;
 
+/* Grouped by who writes: the owner's hot fields, then each field other
+ * threads write on a cache line of its own (a 64-byte gap before it), so
+ * a thief, a waker or a remote completion does not take the line the
+ * owner writes on every poll. */
 typedef struct worker {
-    pn__sched pinned_sched;        /* scheduler of the tasks pinned here */
-    pn__task_fifo pinned_local;        /* pinned tasks woken here (owner only) */
-    pn__inject pinned_remote;      /* pinned tasks woken elsewhere */
+    /* the owner's (and, read-mostly, everyone's) */
     mt_runtime *rt;
     unsigned index;
     pthread_t thread;
-    pn__local_queue q;
-    pn__task *lifo;                /* owner only */
-    pn__task_fifo deferred;        /* owner only: yielded tasks (defer_flush) */
+    bool started;
+    pn__task *lifo;
+    pn__task_fifo deferred;        /* yielded tasks (defer_flush) */
     unsigned lifo_streak;
     bool in_poll;                  /* a wake now comes from the running task */
     bool searching;
     unsigned tick;
     uint32_t rng;
+    pn__task_fifo pinned_local;    /* pinned tasks woken here */
+    pn__task *owned;               /* tasks that waited here */
+    pn__sched pinned_sched;        /* scheduler of the tasks pinned here */
+    /* metrics, kept by this worker */
+    pn__counter polls, completed, steals, stolen, inject_pops, parks, budget_exhausted,
+                overflows, spawns;
+    pn__cell_cache cells;          /* task cells allocated here (its remote
+                                      stacks are padded apart inside) */
+    char pad_wake[64];
+    /* written by the threads that wake this one */
     _Atomic uint32_t unparked;     /* futex word: 1 = wake up */
     _Atomic bool woken_searching;  /* the waker counted us as searching */
     _Atomic bool in_driver;        /* parked in the reactor (the driver's
                                       epoll or ring, or its own ring) */
-    bool started;
-    pn__cell_cache cells;          /* task cells allocated here */
-    pn__task *owned;               /* owner only: tasks that waited here */
-    _Atomic(pn__task *) owned_done; /* of those, completed elsewhere */
-    /* metrics, kept by this worker */
-    pn__counter polls, completed, steals, stolen, inject_pops, parks, budget_exhausted,
-                overflows, spawns;
+    char pad_done[64];
+    _Atomic(pn__task *) owned_done; /* tasks of `owned` completed elsewhere */
+    char pad_pinned[64];
+    pn__inject pinned_remote;      /* pinned tasks woken elsewhere */
+    char pad_queue[64];
+    pn__local_queue q;             /* thieves claim at its head */
+    char pad_end[64];
 } worker;
 
 
