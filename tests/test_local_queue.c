@@ -5,7 +5,7 @@
  *
  * The queue only stores pointers and links overflow batches through
  * pn__task.next, so most tests use zeroed pn__task cells they own, with the
- * test's id in pn__task.id.  Only the closed-injection-queue test needs
+ * test's id in pn__task.cell.  Only the closed-injection-queue test needs
  * real tasks (the queue drops its reference there).
  */
 #include <pthread.h>
@@ -23,7 +23,7 @@ static pn__task **cells_new(unsigned n)
     for (unsigned i = 0; i < n; i++) {
         c[i] = calloc(1, sizeof(pn__task));
         cr_assert_not_null(c[i]);
-        c[i]->size = i;
+        c[i]->cell = i;
     }
     return c;
 }
@@ -64,8 +64,8 @@ static void fifo_at(uint32_t start)
         for (unsigned i = 0; i < n; i++) {
             pn__task *t = pn__lq_pop(&q);
             cr_assert_not_null(t);
-            cr_assert_eq(t->size, i, "round %d: popped %lu, expected %u", round,
-                         (unsigned long)t->size, i);
+            cr_assert_eq(t->cell, i, "round %d: popped %lu, expected %u", round,
+                         (unsigned long)t->cell, i);
         }
         cr_assert_null(pn__lq_pop(&q));
         cr_assert_eq(pn__lq_len(&q), 0);
@@ -76,13 +76,13 @@ static void fifo_at(uint32_t start)
         pn__lq_push(&q, c[next_in++ % PN__LQ_CAP], &inj);
         pn__lq_push(&q, c[next_in++ % PN__LQ_CAP], &inj);
         pn__task *t = pn__lq_pop(&q);
-        cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
+        cr_assert_eq(t->cell, next_out++ % PN__LQ_CAP);
         if (pn__lq_len(&q) > 100)
             while ((t = pn__lq_pop(&q)))
-                cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
+                cr_assert_eq(t->cell, next_out++ % PN__LQ_CAP);
     }
     for (pn__task *t; (t = pn__lq_pop(&q));)
-        cr_assert_eq(t->size, next_out++ % PN__LQ_CAP);
+        cr_assert_eq(t->cell, next_out++ % PN__LQ_CAP);
     cr_assert_eq(next_in, next_out);
     cr_assert_eq(pn__inject_len(&inj), 0);
     pn__inject_destroy(&inj);
@@ -124,16 +124,16 @@ static void overflow_at(uint32_t start)
         pn__task *t = pn__inject_pop(&inj);
         cr_assert_not_null(t);
         unsigned want = i < PN__LQ_CAP / 2 ? i : PN__LQ_CAP;
-        cr_assert_eq(t->size, want, "inject[%u] = %lu, expected %u", i, (unsigned long)t->size, want);
-        seen[t->size]++;
+        cr_assert_eq(t->cell, want, "inject[%u] = %lu, expected %u", i, (unsigned long)t->cell, want);
+        seen[t->cell]++;
     }
     cr_assert_null(pn__inject_pop(&inj));
     /* Local queue: the newer half, in order. */
     for (unsigned i = PN__LQ_CAP / 2; i < PN__LQ_CAP; i++) {
         pn__task *t = pn__lq_pop(&q);
         cr_assert_not_null(t);
-        cr_assert_eq(t->size, i);
-        seen[t->size]++;
+        cr_assert_eq(t->cell, i);
+        seen[t->cell]++;
     }
     cr_assert_null(pn__lq_pop(&q));
     for (unsigned i = 0; i < N; i++)
@@ -167,9 +167,9 @@ Test(local_queue, repeated_overflow_keeps_every_task_once)
         seen[i] = 0;
     unsigned total = 0;
     for (pn__task *t; (t = pn__lq_pop(&q)); total++)
-        seen[t->size]++;
+        seen[t->cell]++;
     for (pn__task *t; (t = pn__inject_pop(&inj)); total++)
-        seen[t->size]++;
+        seen[t->cell]++;
     cr_assert_eq(total, N);
     for (unsigned i = 0; i < N; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
@@ -276,22 +276,22 @@ Test(local_queue, steal_takes_half_and_returns_one)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst, &moved);
     cr_assert_not_null(t);
-    cr_assert_eq(t->size, 4);
+    cr_assert_eq(t->cell, 4);
     cr_assert_eq(moved, 5);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 4);
     for (unsigned i = 0; i < 4; i++)
-        cr_assert_eq(pn__lq_pop(&dst)->size, i);
+        cr_assert_eq(pn__lq_pop(&dst)->cell, i);
     cr_assert_null(pn__lq_pop(&dst));
     for (unsigned i = 5; i < 10; i++)
-        cr_assert_eq(pn__lq_pop(&src)->size, i);
+        cr_assert_eq(pn__lq_pop(&src)->cell, i);
     cr_assert_null(pn__lq_pop(&src));
 
     /* Eleven: six taken. */
     for (unsigned i = 0; i < 11; i++)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst, &moved);
-    cr_assert_eq(t->size, 5);
+    cr_assert_eq(t->cell, 5);
     cr_assert_eq(moved, 6);
     cr_assert_eq(pn__lq_len(&src), 5);
     cr_assert_eq(pn__lq_len(&dst), 5);
@@ -302,7 +302,7 @@ Test(local_queue, steal_takes_half_and_returns_one)
     for (unsigned i = 0; i < PN__LQ_CAP; i++)
         pn__lq_push(&src, c[i], &inj);
     t = pn__lq_steal_into(&src, &dst, &moved);
-    cr_assert_eq(t->size, PN__LQ_CAP / 2 - 1);
+    cr_assert_eq(t->cell, PN__LQ_CAP / 2 - 1);
     cr_assert_eq(pn__lq_len(&src), PN__LQ_CAP / 2);
     cr_assert_eq(pn__lq_len(&dst), PN__LQ_CAP / 2 - 1);
     cr_assert_eq(pn__inject_len(&inj), 0);
@@ -318,9 +318,9 @@ Test(local_queue, steal_takes_half_and_returns_one)
     /* Every task exactly once across both queues. */
     int seen[PN__LQ_CAP] = { 0 };
     while ((t = pn__lq_pop(&src)))
-        seen[t->size]++;
+        seen[t->cell]++;
     while ((t = pn__lq_pop(&dst)))
-        seen[t->size]++;
+        seen[t->cell]++;
     for (unsigned i = 0; i < PN__LQ_CAP; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
     pn__inject_destroy(&inj);
@@ -345,14 +345,14 @@ Test(local_queue, steal_chain_conserves_tasks)
         uint32_t moved;
         pn__task *t = pn__lq_steal_into(&q[k % 3], &q[(k + 1) % 3], &moved);
         if (t) {
-            seen[t->size]++;
+            seen[t->cell]++;
             got++;
         }
         cr_assert_eq(pn__lq_len(&q[0]) + pn__lq_len(&q[1]) + pn__lq_len(&q[2]) + got, 200);
     }
     for (int i = 0; i < 3; i++)
         for (pn__task *t; (t = pn__lq_pop(&q[i]));)
-            seen[t->size]++;
+            seen[t->cell]++;
     for (unsigned i = 0; i < 200; i++)
         cr_assert_eq(seen[i], 1, "task %u seen %d times", i, seen[i]);
     pn__inject_destroy(&inj);
@@ -398,7 +398,7 @@ typedef struct race {
 
 static void consume(race *r, pn__task *t)
 {
-    uint64_t id = t->size;
+    uint64_t id = t->cell;
     if (id >= TOTAL)
         atomic_fetch_add(&r->bad_ids, 1);
     else
@@ -464,7 +464,7 @@ Test(local_queue, owner_and_three_thieves_every_task_once, .timeout = 60)
             uint32_t burst = 1 + xorshift(&rng) % (xorshift(&rng) % 64 == 0 ? 400 : 24);
             for (uint32_t k = 0; k < burst && i < ROUND_CELLS; k++, i++) {
                 pn__task *t = r->cells[i];
-                t->size = base + i;
+                t->cell = base + i;
                 pn__lq_push(&r->owner_q, t, &r->inj);
             }
             uint32_t pops = xorshift(&rng) % (burst / 2 + 1);

@@ -15,36 +15,55 @@
 /* ---- Allocation and references ------------------------------------------ */
 
 /* PN_SPAWN_MAX_SIZE leaves this much room for the header. */
-_Static_assert(sizeof(pn__task) <= 4096, "the task header outgrew PN_SPAWN_MAX_SIZE's room");
+_Static_assert(sizeof(pn__task) + 32 <= 4096, "the task header outgrew PN_SPAWN_MAX_SIZE's room");
+/* A detached task's memory is this header plus its future (task.h). */
+_Static_assert(sizeof(void *) != 8 || sizeof(pn__task) == 48, "the task header grew");
+
+/* The join waker sits before the header of a JOINABLE task, in a prefix
+ * that keeps the header (and so the future) 16-byte aligned. */
+#define JOIN_PREFIX ((sizeof(pn_waker) + 15) & ~(size_t)15)
+
+static pn_waker *join_waker(pn__task *t)
+{
+    return (pn_waker *)(void *)((unsigned char *)t - JOIN_PREFIX);
+}
+
+/* The start of t's allocation; st: its state word (only JOINABLE is read). */
+static void *task_block(pn__task *t, uint64_t st)
+{
+    return st & PN__JOINABLE ? (void *)join_waker(t) : (void *)t;
+}
 
 pn__task *pn__task_new(pn__sched *s, const pn_future *f, size_t size,
                        unsigned refs, bool join)
 {
     if (size > PN_SPAWN_MAX_SIZE)
         return NULL;                /* sizeof(*t) + size would wrap */
-    pn__task *t = NULL;
+    size_t pre = join ? JOIN_PREFIX : 0, bytes = pre + sizeof(pn__task) + size;
+    unsigned char *block = NULL;
     uint32_t where = 0;
     if (s && s->root->ops->cell_alloc)
-        t = s->root->ops->cell_alloc(s->root, sizeof(*t) + size, &where);
+        block = s->root->ops->cell_alloc(s->root, bytes, &where);
     if (!where) {
-        t = pn__malloc(sizeof(*t) + size);
-        if (t && s)
+        block = pn__malloc(bytes);
+        if (block && s)
             atomic_fetch_add_explicit(&s->root->refs, 1, memory_order_relaxed);
     }
-    if (!t)
+    if (!block)
         return NULL;
+    pn__task *t = (pn__task *)(void *)(block + pre);
     t->cell = where;
     uint64_t st = PN__NOTIFIED | (uint64_t)refs * PN__REF_ONE;
-    if (join)
-        st |= PN__JOIN_INTEREST;
+    if (join) {
+        st |= PN__JOIN_INTEREST | PN__JOINABLE;
+        *join_waker(t) = PN_WAKER_NONE;
+    }
     atomic_init(&t->state, st);
     t->next = NULL;
     t->sched = s;
     t->owned_prev = t->owned_next = NULL;
     t->owned = false;
     atomic_flag_clear(&t->join_lock);
-    t->join_waker = PN_WAKER_NONE;
-    t->size = size;
     memcpy(t->future, f, size);
     return t;
 }
@@ -55,21 +74,23 @@ void pn__sched_unref(pn__sched *s)
         s->root->ops->release(s->root);
 }
 
-static void task_dealloc(pn__task *t)
+/* st: the state word's last value (its JOINABLE bit). */
+static void task_dealloc(pn__task *t, uint64_t st)
 {
     /* The join waker was taken at completion or by the handle's release. */
     pn__sched *s = t->sched;
+    void *block = task_block(t, st);
     if (t->cell) {
-        s->root->ops->cell_free(s->root, t, t->cell);
+        s->root->ops->cell_free(s->root, block, t->cell);
         return;
     }
-    pn__free(t);
+    pn__free(block);
     pn__sched_unref(s);
 }
 
 void pn__task_free_unpublished(pn__task *t)
 {
-    task_dealloc(t);
+    task_dealloc(t, atomic_load_explicit(&t->state, memory_order_relaxed));
 }
 
 void pn__task_ref(pn__task *t)
@@ -82,7 +103,7 @@ void pn__task_unref_n(pn__task *t, unsigned n)
     uint64_t sub = (uint64_t)n * PN__REF_ONE;
     uint64_t prev = atomic_fetch_sub_explicit(&t->state, sub, memory_order_acq_rel);
     if ((prev & ~PN__FLAGS_MASK) == sub)
-        task_dealloc(t);
+        task_dealloc(t, prev);
 }
 
 void pn__task_unref(pn__task *t)
@@ -106,8 +127,8 @@ static void join_unlock(pn__task *t)
 static void wake_joiner(pn__task *t)
 {
     join_lock(t);
-    pn_waker w = t->join_waker;
-    t->join_waker = PN_WAKER_NONE;
+    pn_waker w = *join_waker(t);
+    *join_waker(t) = PN_WAKER_NONE;
     join_unlock(t);
     pn_waker_wake(&w);
 }
@@ -351,8 +372,8 @@ void pn_join_handle_free(pn_join_handle *h)
     pn__task *t = handle_task(h);
     atomic_fetch_and_explicit(&t->state, ~PN__JOIN_INTEREST, memory_order_acq_rel);
     join_lock(t);
-    pn_waker w = t->join_waker;
-    t->join_waker = PN_WAKER_NONE;
+    pn_waker w = *join_waker(t);
+    *join_waker(t) = PN_WAKER_NONE;
     join_unlock(t);
     pn_waker_drop(&w);
     pn__task_unref(t);
@@ -371,7 +392,7 @@ static pn_poll join_poll(pn_future *f, pn_cx *cx)
     uint64_t st = atomic_load_explicit(&t->state, memory_order_acquire);
     if (!(st & PN__COMPLETE)) {
         join_lock(t);
-        pn_waker_set(&t->join_waker, cx->waker);
+        pn_waker_set(join_waker(t), cx->waker);
         join_unlock(t);
         /* A completion here takes the waker just stored and wakes it. */
         PN_POINT("join.registered", t);

@@ -3,16 +3,22 @@
  *
  * A spawned future lives in one allocation that never moves until freed:
  *
+ *     +------------------------------+  only with a join handle (JOINABLE):
+ *     | join_waker (16 bytes)        |  the joiner's waker, guarded by join_lock
  *     +------------------------------+  <- pn__task *, also the waker data
  *     | state (atomic u64)           |  hot: flags + refcount
  *     | next (run-queue link)        |
  *     | sched (who schedules it)     |
  *     | owned_prev / owned_next      |  live tasks, for shutdown
- *     | join_lock, join_waker        |  cold: the joiner's waker
- *     | size                         |
- *     +------------------------------+  16-byte aligned
- *     | the future's bytes (size)    |  output stays here after PN_READY
+ *     | owned, join_lock, cell       |
+ *     +------------------------------+  16-byte aligned (48 bytes in)
+ *     | the future's bytes           |  output stays here after PN_READY
  *     +------------------------------+
+ *
+ * The header is 48 bytes so that a detached task costs header + future
+ * only (a program with a million sleeping tasks holds a million of them):
+ * the join waker, which a detached task never uses, sits before the
+ * header, only in tasks spawned with a handle.
  *
  * State word: flags in the low bits, the reference count above them.
  *
@@ -22,6 +28,8 @@
  *                  RUNNING and will be queued again after the poll
  *   CANCELLED      abort or shutdown asked for the future to be dropped
  *   JOIN_INTEREST  a join handle exists
+ *   JOINABLE       spawned with a join handle: the allocation starts with
+ *                  the join waker (set at creation, never changes)
  *   REF            count of: its runtime (until COMPLETE; the owned list
  *                  holds it once the task is linked there), the run queue
  *                  entry (while NOTIFIED and queued, or RUNNING), the join
@@ -51,6 +59,7 @@
 #define PN__NOTIFIED      ((uint64_t)1 << 2)
 #define PN__CANCELLED     ((uint64_t)1 << 3)
 #define PN__JOIN_INTEREST ((uint64_t)1 << 4)
+#define PN__JOINABLE      ((uint64_t)1 << 5)
 #define PN__REF_SHIFT     6
 #define PN__REF_ONE       ((uint64_t)1 << PN__REF_SHIFT)
 #define PN__FLAGS_MASK    (PN__REF_ONE - 1)
@@ -108,10 +117,8 @@ struct pn__task {
                                         thread) 1 + the index of the worker
                                         whose list holds it.  Read and set by
                                         the thread that runs the task */
-    atomic_flag join_lock;           /* guards join_waker */
+    atomic_flag join_lock;           /* guards the join waker */
     uint32_t cell;                   /* 0: malloc'd; else the sched's cell_alloc's */
-    pn_waker join_waker;
-    size_t size;
     alignas(16) unsigned char future[];
 };
 
