@@ -3,9 +3,11 @@
  *
  * Owns no library code.  The model is an array of entries with deadlines and
  * live/fired flags; after every advance to `now` the set the wheel fired must
- * be exactly {live entries with ceil(d / TICK) <= floor(now / TICK)} (never
- * early, never lost), and pn__wheel_next must never be later than the
- * earliest due instant of a live entry.  Random runs use a fixed-seed
+ * hold every live entry with ceil(d / TICK) <= floor(now / TICK) (never
+ * lost) and only entries with d <= now (never early: those of the next tick
+ * may fire at their deadline), pn__wheel_next must never be later than the
+ * earliest due instant of a live entry, and an advance to what
+ * pn__wheel_next said makes progress (fires, or moves next later).  Random runs use a fixed-seed
  * xorshift generator; targeted tests cover every level's cascade, the
  * current slot, already-due entries, removal from every level, fire
  * callbacks that insert and cancel, far and huge deadlines.
@@ -163,10 +165,10 @@ static void on_fire(pn_timer_entry *e, void *arg)
     CHECK(x >= m->ents && x < m->ents + m->n, "fired an unknown entry");
     CHECK(x->live, "fired entry %zu which is not live (cancelled or fired twice)",
           (size_t)(x - m->ents));
-    CHECK(due_tick(e->deadline) <= m->target,
-          "fired early: deadline %llu (tick %llu) at tick %llu",
+    CHECK(e->deadline <= m->now,
+          "fired early: deadline %llu (tick %llu) at %llu (tick %llu)",
           (unsigned long long)e->deadline, (unsigned long long)due_tick(e->deadline),
-          (unsigned long long)m->target);
+          (unsigned long long)m->now, (unsigned long long)m->target);
     x->live = false;
     x->fired = true;
     m->live--;
@@ -262,8 +264,19 @@ static void run_model(uint64_t seed, uint64_t start, size_t n, int ops, int muta
             if (x)
                 model_cancel(&m, x);
             model_check_next(&m);
-        } else {
+        } else if (r < 9) {
             model_advance(&m, sat_add(m.now, random_step()));
+        } else {
+            /* Where the reactor would wake: something happens there. */
+            uint64_t next = pn__wheel_next(&m.w);
+            if (next != UINT64_MAX && next > m.now) {
+                m.mutate = 0;
+                model_advance(&m, next);
+                m.mutate = mutate;
+                CHECK(m.fired > 0 || pn__wheel_next(&m.w) > next,
+                      "advance to next %llu fired nothing and next did not move",
+                      (unsigned long long)next);
+            }
         }
     }
     /* Drain: advance to the end of time; only deadlines in the last tick
@@ -399,21 +412,23 @@ Test(timer_wheel, insert_current_slot_and_already_due, .timeout = 20)
     pn__wheel w;
     uint64_t now = (1000ull << 16) + 5;
     pn__wheel_init(&w, now);
-    pn_timer_entry cur = { 0 }, past = { 0 }, zero = { 0 }, next = { 0 };
-    cur.deadline = now;                 /* tick 1001: after floor(now) */
+    pn_timer_entry cur = { 0 }, past = { 0 }, zero = { 0 }, next = { 0 }, later = { 0 };
+    cur.deadline = now;                 /* tick 1001: after floor(now), but due */
     past.deadline = now - PN_MS(1);     /* already due */
     zero.deadline = 0;                  /* due at the start of time */
     next.deadline = 1000ull << 16;      /* tick 1000 == floor(now): due now */
+    later.deadline = now + 100;         /* tick 1001 too, not yet due */
     pn__wheel_insert(&w, &cur);
     pn__wheel_insert(&w, &past);
     pn__wheel_insert(&w, &zero);
     pn__wheel_insert(&w, &next);
+    pn__wheel_insert(&w, &later);
     cr_assert_leq(pn__wheel_next(&w), now);
     count_fire = 0;
-    cr_assert_eq(pn__wheel_advance(&w, now, count_cb, NULL), 3);
-    cr_assert_eq(pn__wheel_next(&w), 1001ull << 16);
-    cr_assert_eq(pn__wheel_advance(&w, (1001ull << 16) - 1, count_cb, NULL), 0);
-    cr_assert_eq(pn__wheel_advance(&w, 1001ull << 16, count_cb, NULL), 1);
+    cr_assert_eq(pn__wheel_advance(&w, now, count_cb, NULL), 4);
+    cr_assert_eq(pn__wheel_next(&w), later.deadline); /* exact: a short slot */
+    cr_assert_eq(pn__wheel_advance(&w, later.deadline - 1, count_cb, NULL), 0);
+    cr_assert_eq(pn__wheel_advance(&w, later.deadline, count_cb, NULL), 1);
     cr_assert_eq(pn__wheel_next(&w), UINT64_MAX);
 }
 
@@ -547,12 +562,15 @@ Test(timer_wheel, far_and_huge_deadlines, .timeout = 20)
         cr_assert_eq(pn__wheel_advance(&w, now, count_cb, NULL), 0);
         cr_assert_leq(pn__wheel_next(&w), far.deadline);
     }
-    /* due at the first tick boundary at or after the deadline */
-    cr_assert_eq(pn__wheel_advance(&w, far.deadline, count_cb, NULL), 0);
-    cr_assert_eq(pn__wheel_advance(&w, due_instant(far.deadline) - 1, count_cb, NULL), 0);
-    cr_assert_eq(pn__wheel_advance(&w, due_instant(far.deadline), count_cb, NULL), 1);
-    cr_assert_eq(pn__wheel_advance(&w, big.deadline, count_cb, NULL), 0);
-    cr_assert_eq(pn__wheel_advance(&w, due_instant(big.deadline), count_cb, NULL), 1);
+    /* Alone in its slot: due at its deadline, or at the end of its tick
+     * when that tick starts a level-1 span (then it waits in a higher
+     * slot until the tick starts); never before. */
+    uint64_t at = due_tick(far.deadline) & 63 ? far.deadline : due_instant(far.deadline);
+    cr_assert_eq(pn__wheel_advance(&w, at - 1, count_cb, NULL), 0);
+    cr_assert_eq(pn__wheel_advance(&w, at, count_cb, NULL), 1);
+    cr_assert_neq(due_tick(big.deadline) & 63, 0);
+    cr_assert_eq(pn__wheel_advance(&w, big.deadline - 1, count_cb, NULL), 0);
+    cr_assert_eq(pn__wheel_advance(&w, big.deadline, count_cb, NULL), 1);
     /* UINT64_MAX rounds up to tick 2^48, which no instant reaches. */
     cr_assert_eq(pn__wheel_advance(&w, UINT64_MAX, count_cb, NULL), 0);
     cr_assert_eq(pn__wheel_next(&w), UINT64_MAX);
@@ -771,8 +789,9 @@ Test(timer_driver, reactor_loop_never_early_never_spins, .timeout = 20)
     }
 }
 
-/* A lone timer (or a few) at levels 1-5: next is its exact due instant, so
- * the reactor does not wake just to cascade it. */
+/* A lone timer (or a few) at levels 1-5: next is its exact deadline (or
+ * its due instant when its tick starts a level-1 span), so the reactor does
+ * not wake just to cascade it, nor at the end of its tick. */
 Test(timer_wheel, next_is_exact_for_short_slots, .timeout = 20)
 {
     for (unsigned l = 1; l < PN__WHEEL_LEVELS - 1; l++) {
@@ -786,9 +805,10 @@ Test(timer_wheel, next_is_exact_for_short_slots, .timeout = 20)
             pn__wheel_insert(&w, &e[i]);
         }
         cr_assert_eq(e[2].level, l);
-        cr_assert_eq(pn__wheel_next(&w), due_instant(e[2].deadline), "level %u", l);
+        uint64_t at = due_tick(e[2].deadline) & 63 ? e[2].deadline : due_instant(e[2].deadline);
+        cr_assert_eq(pn__wheel_next(&w), at, "level %u", l);
         count_fire = 0;
-        cr_assert_eq(pn__wheel_advance(&w, due_instant(e[2].deadline) - 1, count_cb, NULL), 0);
-        cr_assert_eq(pn__wheel_advance(&w, due_instant(e[2].deadline), count_cb, NULL), 1);
+        cr_assert_eq(pn__wheel_advance(&w, at - 1, count_cb, NULL), 0);
+        cr_assert_eq(pn__wheel_advance(&w, at, count_cb, NULL), 1);
     }
 }

@@ -8,9 +8,12 @@
  * future completes or is dropped (dropping a sleep cancels it).
  *
  * Precision: a sleep never completes before its deadline.  The wheel's
- * finest slot is PN_TIMER_TICK_NS (65.536 us); the reactor waits with a
- * nanosecond timeout (epoll_pwait2), so a sleep typically completes tens of
- * microseconds after its deadline, not a millisecond.
+ * finest slot is PN_TIMER_TICK_NS (65.536 us), but a lone timer (or a few
+ * per tick) fires at its exact deadline; only the timers of a crowded tick
+ * (more than 8) wait for its end.  The reactor waits with a nanosecond
+ * timeout (epoll_pwait2), so a sleep typically completes tens of
+ * microseconds after its deadline (the time the kernel takes to wake the
+ * thread), not a millisecond.
  *
  * Threads: time futures are polled by the runtime thread that owns their
  * task; they must be dropped on that thread, before the runtime is freed.

@@ -216,8 +216,8 @@ int64_t pn__timers_timeout(pn__timers *t, pn_instant now)
         return -1;
     if (next <= now)
         return 0;
-    /* next is a tick boundary: advancing to it fires the slot, so waking at
-     * now + (next - now) is never early. */
+    /* Advancing to next fires something (or moves next later; wheel.h), and
+     * never fires an entry early, so waking at now + (next - now) is right. */
     uint64_t d = next - now;
     return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
 }

@@ -86,7 +86,8 @@ pn_instant pn__timers_now(const pn__timers *t);
 pn_instant pn__timers_next_deadline(pn__timers *t);
 
 /* How long the reactor may sleep: -1 if no timer, else ns until the next
- * slot is due (0 if one is due now), rounded up so it never wakes early. */
+ * advance has work (pn__wheel_next: a slot coming up, or the exact deadline
+ * of the first entry of a short slot), 0 if one is due now. */
 int64_t pn__timers_timeout(pn__timers *t, pn_instant now);
 /* Fire every entry due at `now`: state FIRED, waker woken.  Returns count.
  * Shared mode: callable from any thread (calls are serialised). */

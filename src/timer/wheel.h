@@ -8,9 +8,11 @@
  * (intrusive doubly-linked slot lists through pn_timer_entry.next/prev).
  *
  * An entry with deadline d is due at tick ceil(d / TICK).  Advancing to time
- * `now` fires exactly the entries whose due tick <= floor(now / TICK): never
- * one whose deadline is after `now`.  Higher-level slots are cascaded (their
- * entries re-filed one level down or fired) when the wheel reaches them.
+ * `now` fires every entry whose due tick <= floor(now / TICK), and those of
+ * the next tick whose deadline <= now when that tick's level-0 slot is short
+ * (wheel.c): never one whose deadline is after `now`.  Higher-level slots
+ * are cascaded (their entries re-filed one level down or fired) when the
+ * wheel reaches them.
  * Deadlines beyond the wheel's range are filed in the farthest slot and
  * re-filed when they come up.
  */
@@ -40,9 +42,12 @@ void pn__wheel_init(pn__wheel *w, pn_instant now);
 void pn__wheel_insert(pn__wheel *w, pn_timer_entry *e);
 /* Unlink e (must be filed in w). O(1). */
 void pn__wheel_remove(pn__wheel *w, pn_timer_entry *e);
-/* The instant at which the next advance can have work (a slot comes due),
- * or UINT64_MAX if the wheel is empty.  Never later than the earliest due
- * tick of any entry; may be earlier (a higher-level slot to cascade). */
+/* The instant at which the next advance can have work, or UINT64_MAX if
+ * the wheel is empty: a tick boundary (a slot comes up), or, for a short
+ * slot, the exact earliest deadline when an advance to it fires that entry.
+ * Never later than the earliest due tick of any entry; may be earlier (a
+ * higher-level slot to cascade).  An advance to it fires something or
+ * moves it later (no busy loop). */
 pn_instant pn__wheel_next(const pn__wheel *w);
 /* The exact earliest deadline of a filed entry, UINT64_MAX if none.  Scans
  * the first occupied slot of levels 0-5 (within those levels a slot's
