@@ -261,6 +261,64 @@ MT_TEST(sleeps_on_workers_never_complete_early)
     pn_runtime_free(rt);
 }
 
+/* A worker that fires a timer may then run the woken task for a long time:
+ * one long poll, so no busy turn of the driver in between.  Another timer
+ * must still fire meanwhile, on the other worker, which parked while the
+ * first one held the driver: a parked worker sleeps no longer than the
+ * earliest deadline, whoever owns the wheel.  (The hog's cap only keeps a
+ * failure finite; nothing here is timed.) */
+static _Atomic bool nap_done;
+
+typedef struct hog { pn_future base; int pc; pn_sleep s; bool saw_nap; } hog;
+static pn_poll hog_poll(pn_future *f, pn_cx *cx)
+{
+    hog *h = (hog *)f;
+    PN_ASYNC_BEGIN(h->pc);
+    h->s = pn_sleep_for(PN_MS(5));
+    PN_AWAIT(h->pc, &h->s, cx);
+    pn_instant cap = pn_now() + PN_SEC(20);
+    while (!atomic_load(&nap_done) && pn_now() < cap)
+        sched_yield();
+    h->saw_nap = atomic_load(&nap_done);
+    PN_ASYNC_END(h->pc);
+}
+static const pn_future_vtable hog_vt = { hog_poll, NULL, "hog" };
+
+typedef struct nap { pn_future base; int pc; pn_sleep s; } nap;
+static pn_poll nap_poll(pn_future *f, pn_cx *cx)
+{
+    nap *n = (nap *)f;
+    PN_ASYNC_BEGIN(n->pc);
+    n->s = pn_sleep_for(PN_MS(20));
+    PN_AWAIT(n->pc, &n->s, cx);
+    atomic_store(&nap_done, true);
+    PN_ASYNC_END(n->pc);
+}
+static const pn_future_vtable nap_vt = { nap_poll, NULL, "nap" };
+
+MT_TEST(a_timer_fires_while_the_driver_worker_runs_a_long_poll)
+{
+    pn_runtime *rt = mt_new(2);
+    for (int round = 0; round < 3; round++) {
+        atomic_store(&nap_done, false);
+        hog hg = { .base = { &hog_vt } };
+        nap np = { .base = { &nap_vt } };
+        pn_join_handle *hh, *hn;
+        cr_assert_eq(PN_SPAWN(rt, hg, &hh), 0);
+        cr_assert_eq(PN_SPAWN(rt, np, &hn), 0);
+        pn_join_future j = pn_join_handle_await(hh);
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+        cr_assert_eq(j.status, 0);
+        cr_assert(((hog *)j.output)->saw_nap, "round %d: the nap did not end while the hog ran",
+                  round);
+        pn_join_handle_free(hh);
+        j = pn_join_handle_await(hn);
+        cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
+        pn_join_handle_free(hn);
+    }
+    pn_runtime_free(rt);
+}
+
 /* ---- block_on rules ------------------------------------------------------------------- */
 
 typedef struct nested_mt { pn_future base; int res; } nested_mt;
