@@ -187,8 +187,22 @@ static void on_fire(pn_timer_entry *e, void *arg)
     }
 }
 
+/* Each slot's count is the length of its list. */
+static void check_counts(const pn__wheel *w)
+{
+    for (unsigned l = 0; l < PN__WHEEL_LEVELS; l++)
+        for (unsigned s = 0; s < PN__WHEEL_SLOTS; s++) {
+            uint32_t n = 0;
+            for (const pn_timer_entry *e = w->levels[l].slots[s]; e; e = e->next)
+                n++;
+            CHECK(w->levels[l].count[s] == n, "level %u slot %u: count %u, list %u", l, s,
+                  w->levels[l].count[s], n);
+        }
+}
+
 static void model_check_next(model *m)
 {
+    check_counts(&m->w);
     uint64_t min = UINT64_MAX;
     ent *first = NULL;
     for (size_t i = 0; i < m->n; i++)

@@ -29,6 +29,7 @@
 typedef struct pn__wheel_level {
     uint64_t occupied;                             /* bit i: slot i non-empty */
     pn_timer_entry *slots[PN__WHEEL_SLOTS];        /* list heads (NULL = empty) */
+    uint32_t count[PN__WHEEL_SLOTS];               /* entries per slot */
 } pn__wheel_level;
 
 typedef struct pn__wheel {
