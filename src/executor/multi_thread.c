@@ -73,6 +73,7 @@
  * workers (each finishes the poll it is in) and the driver, then, on the
  * calling thread, drain every queue and drop every live task.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,8 @@ typedef struct worker {
     pn__task_fifo deferred;        /* yielded tasks (defer_flush) */
     unsigned lifo_streak;
     bool in_poll;                  /* a wake now comes from the running task */
+    bool park_turn;                /* parked in the driver: what its turn wakes
+                                      waits in our queue for us (no notify) */
     bool searching;
     unsigned tick;
     uint32_t rng;
@@ -195,6 +198,14 @@ static inline mt_runtime *mt(pn_runtime *rt) { return (mt_runtime *)rt; }
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+/* As futex_wait, for at most ns nanoseconds: false once they have passed. */
+static bool futex_wait_for(_Atomic uint32_t *word, uint32_t val, int64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+    return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0) == 0 ||
+           errno != ETIMEDOUT;
 }
 
 static void futex_wake(_Atomic uint32_t *word)
@@ -487,6 +498,34 @@ static bool stop_searching(worker *w)
     return atomic_fetch_sub(&w->rt->num_searching, 1) == 1;
 }
 
+/* A worker that parks without the driver (another worker holds it) sleeps
+ * at most until the earliest timer plus this: if the holder leaves the
+ * driver to run what it woke and stays in one long poll, nobody else waits
+ * for the timers.  A tick after the deadline, so that when the holder does
+ * fire it we do not wake at the same instant and race it. */
+#define BACKSTOP_NS ((int64_t)PN_TIMER_TICK_NS)
+
+/* How long such a worker may sleep: -1 (until woken) when no timer is
+ * armed, when a dedicated thread drives the timers, or under a paused
+ * clock (its deadlines are virtual; the driver auto-advances). */
+static int64_t park_backstop(mt_runtime *rt)
+{
+    pn__timers *tm = &rt->base.timers;
+    if (rt->base.cfg.driver != PN_DRIVER_WORKERS || (tm->clock && pn__clock_paused(tm->clock)))
+        return -1;
+    int64_t to = pn__timers_timeout(tm, pn__timers_now(tm));
+    return to < 0 ? -1 : to + BACKSTOP_NS;
+}
+
+/* After a driver turn in park(): the tasks it woke wait in our queue
+ * unannounced (mt_schedule).  We run the first; if there are more, wake
+ * one sleeper to share them (it searches and passes the wake on). */
+static void share_park_turn(worker *w)
+{
+    if (pn__lq_len(&w->q) > 1)
+        notify_parked(w->rt);
+}
+
 static void park(worker *w)
 {
     mt_runtime *rt = w->rt;
@@ -496,6 +535,7 @@ static void park(worker *w)
     stop_searching(w);
     owned_reap(w);                      /* free what others completed */
     pn__count(&w->parks, 1);
+    int64_t backstop = -1;
 
     pthread_mutex_lock(&rt->idle_lock);
     rt->sleepers[rt->nsleepers++] = w->index;
@@ -518,27 +558,47 @@ static void park(worker *w)
             atomic_store(&rt->driver_lane, w->index);
         atomic_store(&w->in_driver, true);
         bool block = !atomic_load(&w->unparked);
+        w->park_turn = true;
         if (driver)
             driver_turn(rt, block);
         else
-            reactor_turn(rt, block ? -1 : 0);
+            reactor_turn(rt, block ? park_backstop(rt) : 0);
+        w->park_turn = false;
         atomic_store(&w->in_driver, false);
         if (driver)
             atomic_flag_clear(&rt->driver_busy);
-        if (leave_sleepers(w))
+        if (leave_sleepers(w)) {
+            share_park_turn(w);
             return;
+        }
     } else if (rt->base.cfg.driver == PN_DRIVER_WORKERS &&
                !atomic_flag_test_and_set(&rt->driver_busy)) {
         /* Park in epoll: I/O and timers wake us directly. */
         atomic_store(&w->in_driver, true);
+        w->park_turn = true;
         driver_turn(rt, !atomic_load(&w->unparked));
+        w->park_turn = false;
         atomic_store(&w->in_driver, false);
         atomic_flag_clear(&rt->driver_busy);
-        if (leave_sleepers(w))
+        if (leave_sleepers(w)) {
+            share_park_turn(w);
             return;
+        }
+    } else {
+        /* Another worker holds the driver (or a thread drives it): wait
+         * until woken, or until the earliest timer is past due, then go
+         * back to the loop (the next park takes the driver if it is free). */
+        backstop = park_backstop(rt);
     }
-    while (!atomic_exchange(&w->unparked, 0))
-        futex_wait(&w->unparked, 0);
+    while (!atomic_exchange(&w->unparked, 0)) {
+        if (backstop < 0) {
+            futex_wait(&w->unparked, 0);
+        } else if (!futex_wait_for(&w->unparked, 0, backstop)) {
+            if (leave_sleepers(w))
+                return;
+            backstop = -1;              /* popped meanwhile: the unpark comes */
+        }
+    }
     if (atomic_exchange(&w->woken_searching, false))
         w->searching = true;
 }
@@ -630,7 +690,11 @@ static void mt_schedule(pn__sched *s, pn__task *t)
     }
     if (pn__lq_push(&w->q, t, &rt->inject))
         pn__count(&w->overflows, 1);
-    notify_parked(rt);
+    /* Woken by the driver turn we park in: we run it ourselves as soon as
+     * the turn ends (park() wakes a helper if the turn queued more than
+     * one), so waking a sleeper here only lets it race us for the task. */
+    if (!w->park_turn)
+        notify_parked(rt);
 }
 
 /* Task cells (cell_cache.h): a task spawned on a worker takes its cell
