@@ -1,7 +1,7 @@
 /*
  * bench_sched.c - the scheduler against Tokio's own benchmark shapes: the
  * figures of Tokio's benches/rt_multi_threaded.rs (and, at --workers 0, of
- * benches/rt_current_thread.rs), plus spawn_counter, issue 15's
+ * benches/rt_current_thread.rs), plus spawn_counter, a
  * shared-counter spawn_many, each written as its Tokio peer
  * bench/peers/tokio/src/bin/sched.rs writes it: pn_block_on where it calls
  * block_on, a spawned task where it spawns, the same counts.

@@ -1,6 +1,6 @@
 //! Tokio peer of bench/bench_sched.c: the scheduler shapes of Tokio's own
 //! benches/rt_multi_threaded.rs (and of benches/rt_current_thread.rs at
-//! --workers 0), written as they are there, plus spawn_counter, issue 15's
+//! --workers 0), written as they are there, plus spawn_counter, a
 //! shared-counter spawn_many.  bench_sched.c mirrors this file shape for
 //! shape (block_on where this one block_ons, a spawned task where this one
 //! spawns).  Figures (sizes as in Tokio's benches; --n changes the count):
