@@ -55,21 +55,6 @@
 
 #include "bench_util.h"
 
-/* ---- a trivial task ------------------------------------------------------- */
-
-typedef struct trivial {
-    pn_future base;
-} trivial;
-
-static pn_poll trivial_poll(pn_future *f, pn_cx *cx)
-{
-    (void)f;
-    (void)cx;
-    return PN_READY;
-}
-
-static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
-
 /* ---- spawn_many ------------------------------------------------------------- */
 
 typedef struct spawn_many {

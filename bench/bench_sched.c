@@ -188,19 +188,6 @@ typedef struct sched {
     pn_notify notify;           /* spawn_counter */
 } sched;
 
-typedef struct trivial {
-    pn_future base;
-} trivial;
-
-static pn_poll trivial_poll(pn_future *f, pn_cx *cx)
-{
-    (void)f;
-    (void)cx;
-    return PN_READY;
-}
-
-static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
-
 /* ---- spawn_many_local ------------------------------------------------------ */
 
 typedef struct sml_task {

@@ -59,6 +59,21 @@ static inline long rss_bytes(void)
             die("pn_spawn", e_);                                            \
     } while (0)
 
+/* ---- a trivial task: a future that is ready on its first poll ---------- */
+
+typedef struct trivial {
+    pn_future base;
+} trivial;
+
+static inline pn_poll trivial_poll(pn_future *f, pn_cx *cx)
+{
+    (void)f;
+    (void)cx;
+    return PN_READY;
+}
+
+static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
+
 /* ---- awaiting an array of join handles --------------------------------- */
 
 /* Awaits h[0..n) in order and frees them; a task that did not complete
