@@ -69,9 +69,14 @@
  * to park, the last block_on thread to wait, the end of the last blocking
  * call; otherwise the driver waits in the reactor with no timeout.
  *
- * Shutdown: close the injection queue and the owned lists, stop and join the
+ * Task cells come from the spawning worker's cache (cell_cache.h); a task
+ * that waited is on the owned list of the worker that ran that poll (no
+ * lock: "owned tasks" below).
+ *
+ * Shutdown: refuse new spawns, close the injection queue, stop and join the
  * workers (each finishes the poll it is in) and the driver, then, on the
- * calling thread, drain every queue and drop every live task.
+ * calling thread, drain every queue (dropping the never-polled tasks
+ * whole), walk the owned lists, and at destroy close the cell caches.
  */
 #include <errno.h>
 #include <pthread.h>
