@@ -22,5 +22,6 @@
 #include "pollen/udp.h"
 #include "pollen/unix.h"
 #include "pollen/resolve.h"
+#include "pollen/fiber.h"
 
 #endif

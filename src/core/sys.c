@@ -18,6 +18,7 @@
  *   {1, 500000}        {1, 500000}        1001 ms
  *   > INT_MAX ms       as is              INT_MAX ms
  */
+#include <sys/mman.h>
 #include "core/sys.h"
 
 #include <errno.h>
@@ -109,6 +110,7 @@ static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
     .malloc = malloc,                \
     .calloc = calloc,                \
     .free = free,                    \
+    .mmap = mmap,                    \
 }
 
 #ifdef PN_WITH_URING

@@ -50,6 +50,7 @@ struct pn__sys {
     void *(*malloc)(size_t size);
     void *(*calloc)(size_t n, size_t size);
     void (*free)(void *p);
+    void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 };
 
 extern struct pn__sys pn__sys;

@@ -89,6 +89,7 @@
 #include <linux/futex.h>
 #include <unistd.h>
 #include "rt.h"
+#include "fiber/fiber_int.h"
 #include "inject.h"
 #include "task_list.h"
 #include "local_queue.h"
@@ -1010,6 +1011,9 @@ static void *worker_main(void *arg)
         }
     }
     stop_searching(w);
+    /* Our fibers unwind here, on the thread whose stack variables and
+     * thread-locals their frames may hold. */
+    pn__fiber_thread_exit();
     if (rt->ring_park) {
         /* What our tasks queued on our ring goes before we wait for the
          * others: one of them may be waiting for it. */

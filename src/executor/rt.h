@@ -66,6 +66,7 @@ struct pn_runtime {
     pthread_mutex_t shutdown_lock;        /* one shutdown at a time */
     bool shutdown_done;                   /* every task dropped (shutdown_lock) */
     bool shutdown_timed_out;              /* the last attempt hit its deadline */
+    struct pn__stack_pool *_Atomic stacks; /* fiber stacks, made on first use */
     _Atomic unsigned blocking_inflight;   /* pn_spawn_blocking calls queued or
                                              running: a paused clock does not
                                              auto-advance meanwhile */

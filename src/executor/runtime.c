@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "rt.h"
+#include "fiber/stack.h"
 #include "reactor/reactor.h"
 #include "blocking.h"
 #include "core/chaos.h"
@@ -224,6 +225,7 @@ int pn_runtime_free(pn_runtime *rt)
         rt->timers.clock = NULL;
     }
     pn__reactor_free(rt->reactor);
+    pn__stack_pool_close(atomic_load(&rt->stacks));   /* every fiber is gone */
     pthread_mutex_destroy(&rt->life_lock);
     pthread_mutex_destroy(&rt->shutdown_lock);
     rt->ops->destroy(rt);

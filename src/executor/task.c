@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "task.h"
+#include "rt.h"
 #include "core/sys.h"
 #include "core/chaos.h"
 
@@ -296,6 +297,16 @@ pn__run_result pn__task_run(pn__task *t, pn_cx *cx)
         return PN__RUN_REQUEUE;
     pn__task_unref(t);
     return PN__RUN_IDLE;
+}
+
+void pn__task_pin_running(pn_cx *cx)
+{
+    pn__task *t = tls_running;
+    if (!t || !cx || !cx->rt)
+        return;
+    pn__sched *s = cx->rt->ops->local_sched(cx->rt);
+    if (s && t->sched != s)
+        t->sched = s;
 }
 
 bool pn__task_shutdown(pn__task *t)

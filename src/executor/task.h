@@ -167,4 +167,12 @@ bool pn__task_shutdown(pn__task *t);
  * it.  The caller holds the queue's reference and t is not running. */
 void pn__task_drop_queued(pn__task *t);
 
+/* Pin the task this thread is polling, through cx, to this thread for the
+ * rest of its life (a fiber's stack cannot move): its scheduler becomes
+ * the thread's pinned one.  Safe because nobody else reads t->sched while
+ * the task is RUNNING, and the poll's final compare-and-swap publishes the
+ * change.  A no-op outside a task's poll, and on a thread whose runtime
+ * pins everything already (current-thread) or that is not a worker. */
+void pn__task_pin_running(pn_cx *cx);
+
 #endif

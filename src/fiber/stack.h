@@ -1,0 +1,60 @@
+/*
+ * stack.h - fiber stacks: mmap'd regions with a guard below, cached per
+ * runtime, and the handler that names a fiber whose stack overflowed
+ * (private).
+ *
+ *     map                                                  map + map_size
+ *     | guard (PROT_NONE) | usable stack ... grows down <- | pn__stack |
+ *
+ * The pn__stack header sits at the top of its own mapping; the fiber puts
+ * its control block and its argument copy just below it, and its stack
+ * below those.
+ */
+#ifndef PN_FIBER_STACK_H
+#define PN_FIBER_STACK_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#include "fiber/sanitize.h"
+
+#define PN__STACK_GUARD ((size_t)16 << 10)
+
+typedef struct pn__stack_pool pn__stack_pool;
+
+typedef struct pn__stack {
+    struct pn__stack *next;   /* cache link */
+    pn__stack_pool *pool;     /* whose cache it goes back to (holds a ref) */
+    char *map;                /* the mapping, guard included */
+    size_t map_size;
+    size_t usable;            /* bytes from map + guard to this header */
+    const char *name;         /* of the fiber running on it, for the overflow message */
+} pn__stack;
+
+/* A new pool (one per runtime, made on first use). NULL on -ENOMEM. */
+pn__stack_pool *pn__stack_pool_new(void);
+/* The runtime lets go: cached stacks are unmapped, and stacks still in use
+ * are unmapped when they come back.  Freed with its last stack. */
+void pn__stack_pool_close(pn__stack_pool *p);
+
+/* A stack whose mapping is the guard plus `usable` bytes (a value of
+ * pn__stack_usable_for), header included: a cached one of that size, or a
+ * new mapping.  NULL on -ENOMEM. */
+pn__stack *pn__stack_get(pn__stack_pool *p, size_t usable);
+/* Give a stack back (from any thread). */
+void pn__stack_put(pn__stack *s);
+
+/* The usable size pollen gives for a requested one (page-rounded, larger
+ * under AddressSanitizer, whose frames are bigger). */
+size_t pn__stack_usable_for(size_t requested);
+
+/* Called on a thread about to run a fiber on `s`: makes sure the thread
+ * has an alternate signal stack and the overflow handler is installed, and
+ * notes `s` as the stack this thread runs on (NULL: back on its own). */
+void pn__stack_enter(pn__stack *s);
+
+/* Counters for tests: stacks mapped and not yet unmapped, and cached. */
+size_t pn__stack_live(void);
+size_t pn__stack_pool_cached(pn__stack_pool *p);
+
+#endif
