@@ -530,6 +530,7 @@ def cmd_report(a):
         same = False
     if same:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
         import compare
         buf = io.StringIO()
         try:
