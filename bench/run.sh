@@ -49,12 +49,15 @@
 # Every program prints lines `<figure> key=value ...`; each run appends them
 # to build/bench/results/raw.txt prefixed with the peer and the run number.
 # The runs of the peers are interleaved (run 1 of every peer, then run 2...)
-# so that a slow minute of this noisy VM hits all of them.  At the end, the
-# median and the spread ((max-min)/median) of each figure go into one table
-# (stdout and bench/results/latest.md) and bench/results/latest.json (every
-# run of every figure for every peer, with median, min, max, spread_pct).
-# The run is then compared with the previous one of the same sizes by
-# bench/compare.py (the rule is in docs/BENCHMARKS.md, "Repeatability").
+# so that a slow minute of this noisy VM hits all of them.  This script only
+# starts the programs and collects their output; at the end bench/report.py
+# (Python 3, standard library) reads raw.txt and writes the tables: the
+# median and the spread ((max-min)/median) of each figure (stdout and
+# bench/results/latest.md), bench/results/latest.json (every run of every
+# figure for every peer, with median, min, max, spread_pct) and the chart
+# bench/results/latest.svg, then compares the run with the previous one of
+# the same sizes (bench/compare.py; the rule is in docs/BENCHMARKS.md,
+# "Repeatability").
 #
 # TCP echo: the server is pinned to CPU 0 and the load generator
 # (bench/loadgen/echo_load.c, plain epoll) to CPU 1 when the machine has 2+
@@ -156,12 +159,6 @@ HTTP_CONNS=${HTTP_CONNS:-50}
 CHURN_GRID=${CHURN_GRID:-"50:64"}       # connection churn rows slots:size
 CHURN_SECS=${CHURN_SECS:-$ECHO_SECS}
 CHURN_WARM=${CHURN_WARM:-$ECHO_WARM}
-rt_label() { [ "$1" -ge 1000000 ] && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
-RT_L=$(rt_label $RT_N)
-TIMERS_L=$(rt_label $TIMERS_N)
-TC_K=$((TC_N / 1000))
-SYNC_MPSC_L=$(rt_label $SYNC_MPSC_N)
-SCHED_COUNTER_L=$(rt_label $SCHED_COUNTER_N)
 
 RES=$BENCH_BIN/results
 RAW=$RES/raw.txt
@@ -173,6 +170,10 @@ LOG=$RES/run.log
 [ "$REPORT_ONLY" = 1 ] || : > "$LOG"
 
 say() { printf '%s\n' "$*"; }
+# bench/report.py makes the tables (and parses wrk's output): without
+# python3 a run would end with no results, so stop now.
+command -v python3 >/dev/null 2>&1 ||
+    { say "bench/run.sh: python3 not found (sh mk/deps.sh bench installs it as root)"; exit 1; }
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 ))s; }
 
@@ -622,7 +623,11 @@ suite_churn() {  # run
 
 # ---- HTTP plaintext ----------------------------------------------------------
 # utime+stime of a process (all its threads), in clock ticks
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+cpu_ticks() {  # PID: fields 14 and 15 of /proc/PID/stat, after "(comm) "
+    st=$(cat "/proc/$1/stat") || return 1
+    set -- ${st##*) }
+    echo $(( ${12} + ${13} ))
+}
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 # http_one PEER RUN SERVER-CMD... (with @PORT@)
@@ -638,17 +643,8 @@ http_one() {
     kill $spid 2>/dev/null
     wait $spid 2>/dev/null
     printf '%s %s wrk:\n%s\n' "$peer" "$run" "$out" >>"$LOG"
-    line=$(printf '%s\n' "$out" | awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v name="http_c$HTTP_CONNS" '
-        function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return 1000 * v; if (v ~ /s$/) return 1e6 * v; return v + 0 }
-        $1 == "99%" { p99 = us($2) }
-        $1 == "50%" { p50 = us($2) }
-        $2 == "requests" && $3 == "in" { n = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx/ || /Socket errors/ { bad = 1 }
-        END {
-            if (n == "" || n == 0 || rps == "" || bad) exit 1
-            printf "%s requests=%d req_per_s=%.0f p50_us=%.1f p99_us=%.1f server_us_per_req=%.3f\n", name, n, rps, p50, p99, (t1 - t0) * 1e6 / hz / n
-        }')
+    line=$(printf '%s\n' "$out" | python3 bench/report.py wrk --t0 "$t0" --t1 "$t1" \
+        --hz "$CLK_TCK" --name "http_c$HTTP_CONNS")
     if [ $rc -ne 0 ] || [ -z "$line" ]; then
         say "    $peer: wrk failed or saw errors (exit $rc), run dropped (see $LOG)"
         return 1
@@ -785,7 +781,7 @@ esac
 
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 say "pollen bench: QUICK=$QUICK, $RUNS runs per figure, suites: $ONLY, pinned: $PINNED, load average $LOAD0"
-if awk -v l="$LOAD0" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
+if python3 bench/report.py busy "$LOAD0" "$NCPU"; then
     say "warning: load average $LOAD0 on $NCPU CPUs: other work is running, expect wide spreads${TOKIO_BUILT:+ (or the Tokio build that just ran)}"
 fi
 r=1
@@ -810,305 +806,16 @@ LOAD1=$(cut -d' ' -f1 /proc/loadavg)
 say "done in $(elapsed), load average $LOAD1"
 
 # ---- the tables ---------------------------------------------------------------------
-SPEC=$RES/spec.txt
-cat >"$SPEC" <<EOF
-sleep5_p50|sleep 5 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_5ms|p50_us|lower|%.1f
-sleep5_p99|sleep 5 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_5ms|p99_us|lower|%.1f
-sleep1_p50|sleep 1 ms x$SLEEP_COUNT sequential: lateness p50 (µs)|sleep_lateness_1ms|p50_us|lower|%.1f
-sleep1_p99|sleep 1 ms x$SLEEP_COUNT sequential: lateness p99 (µs)|sleep_lateness_1ms|p99_us|lower|%.1f
-sleep10_p50|sleep 10 ms x$((SLEEP_COUNT / 3)) sequential: lateness p50 (µs)|sleep_lateness_10ms|p50_us|lower|%.1f
-sleep10_p99|sleep 10 ms x$((SLEEP_COUNT / 3)) sequential: lateness p99 (µs)|sleep_lateness_10ms|p99_us|lower|%.1f
-sleepc_p50|1000 concurrent sleeps 1-50 ms: lateness p50 (µs)|sleep_lateness_concurrent|p50_us|lower|%.1f
-sleepc_p99|1000 concurrent sleeps 1-50 ms: lateness p99 (µs)|sleep_lateness_concurrent|p99_us|lower|%.1f
-spawn_many|spawn_many: $RT_L tasks spawned from a task, then joined (M tasks/s)|spawn_many|tasks_per_s|higher|%.2fM
-spawn_many_remote|spawn_many_remote: $RT_L tasks spawned from a foreign thread, then joined (M tasks/s)|spawn_many_remote|tasks_per_s|higher|%.2fM
-yield_many|yield_many: 1000 tasks x 1000 yields (M yields/s)|yield_many|yields_per_s|higher|%.2fM
-ping_pong|ping_pong: 1000 pairs x 1000 round trips (M round trips/s) [a]|ping_pong|round_trips_per_s|higher|%.2fM
-chained_spawn|chained_spawn: $RT_L tasks, each spawns the next (M tasks/s)|chained_spawn|tasks_per_s|higher|%.2fM
-task_mem|memory per pending task, 100k tasks: RSS bytes/task (incl. future)|task_memory|rss_bytes_per_task|lower|%.0f
-mpsc_tput|mpsc bounded(1024), 4 producers, 1 consumer: $SYNC_MPSC_L messages (M msgs/s)|mpsc_throughput|msgs_per_s|higher|%.2fM
-mutex|async mutex, 100 tasks x 1000 lock/unlock (M locks/s)|mutex_contention|locks_per_s|higher|%.2fM
-sem_pair|semaphore acquire(1) + release, uncontended, one task: ns per pair|semaphore_pair|ns_per_pair|lower|%.1f
-chan_mem|memory per idle bounded(16) channel of 8-byte values, 100k channels: RSS bytes|channel_memory|bytes_per_channel|lower|%.0f
-waiter_mem|memory per task waiting on a semaphore, 100k tasks: RSS bytes (incl. task)|waiter_memory|bytes_per_waiter|lower|%.0f
-timers_total|$TIMERS_L concurrent sleeps 1-1000 ms: wall time, first spawn to last wake (ms) [b]|timers_many|total_ms|lower|%.0f
-timers_cpu|$TIMERS_L concurrent sleeps 1-1000 ms: CPU time, all threads (ms) [b]|timers_many|cpu_ms|lower|%.0f
-timers_rss|$TIMERS_L concurrent sleeps 1-1000 ms: peak RSS (MB) [b]|timers_many|peak_rss_mb|lower|%.0f
-timer_mem|memory per pending timer, 100k sleeping tasks: RSS bytes/timer (incl. task) [b]|timer_memory|bytes_per_timer|lower|%.0f
-timer_cancel|timeout armed then cancelled, 1000 tasks x $TC_K: ns added to the await [c]|timer_cancel|arm_cancel_ns|lower|%.1f
-timer_ready|timeout around a ready future, 1000 tasks x $TC_K: ns per await|timer_cancel|ready_ns|lower|%.1f
-EOF
-for g in $ECHO_GRID; do
-    c=${g%%:*}; s=${g#*:}
-    cat >>"$SPEC" <<EOF
-echo_c${c}_s${s}_us|echo ${c} conns x ${s} B: server CPU µs/msg|echo_c${c}_s${s}|server_us_per_msg|lower|%.2f
-echo_c${c}_s${s}_rate|echo ${c} conns x ${s} B: k msgs/s|echo_c${c}_s${s}|msgs_per_s|higher|%.1fk
-echo_c${c}_s${s}_p99|echo ${c} conns x ${s} B: latency p99 (µs)|echo_c${c}_s${s}|p99_us|lower|%.0f
-EOF
-done
-for g in $ECHO_RATE_GRID; do
-    c=${g%%:*}; rest=${g#*:}; s=${rest%%:*}; q=${rest#*:}
-    cat >>"$SPEC" <<EOF
-echo_c${c}_s${s}_r${q}_p99|echo ${c} conns x ${s} B at a fixed $q msgs/s: latency p99 from the intended send (µs)|echo_c${c}_s${s}_r${q}|p99_us|lower|%.0f
-echo_c${c}_s${s}_r${q}_p999|echo ${c} conns x ${s} B at a fixed $q msgs/s: latency p99.9 from the intended send (µs)|echo_c${c}_s${s}_r${q}|p999_us|lower|%.0f
-echo_c${c}_s${s}_r${q}_missed|echo ${c} conns x ${s} B at a fixed $q msgs/s: sends behind schedule (% of msgs)|echo_c${c}_s${s}_r${q}|missed_pct|lower|%.2f
-EOF
-done
-for g in $CHURN_GRID; do
-    c=${g%%:*}; s=${g#*:}
-    cat >>"$SPEC" <<EOF
-churn_c${c}_s${s}_us|connection churn ${c} conns x ${s} B (connect, echo, close): server CPU µs/conn|churn_c${c}_s${s}|server_us_per_conn|lower|%.2f
-churn_c${c}_s${s}_rate|connection churn ${c} conns x ${s} B (connect, echo, close): k conns/s|churn_c${c}_s${s}|conns_per_s|higher|%.1fk
-churn_c${c}_s${s}_p99|connection churn ${c} conns x ${s} B (connect, echo, close): cycle latency p99 (µs)|churn_c${c}_s${s}|p99_us|lower|%.0f
-EOF
-done
-
-cat >>"$SPEC" <<EOF2
-http_us|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: server CPU µs/request|http_c$HTTP_CONNS|server_us_per_req|lower|%.2f
-http_rate|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: k requests/s|http_c$HTTP_CONNS|req_per_s|higher|%.1fk
-http_p99|HTTP plaintext, wrk -t1 -c$HTTP_CONNS: latency p99 (µs)|http_c$HTTP_CONNS|p99_us|lower|%.0f
-idle_mem|memory per idle connection, $IDLE_CONNS connections to the echo server: RSS bytes/conn|idle_c$IDLE_CONNS|bytes_per_conn|lower|%.0f
-EOF2
-
-# the multi-thread table: the same figures minus the 5 ms and 1 ms
-# sequential sleeps, 1000-connection echo and connection churn (not run on
-# 2 workers), plus the scheduler shapes
-SPEC2=$RES/spec_mt.txt
-grep -v -e '^sleep5_' -e '^sleep1_' -e '^echo_c1000' -e '^churn' "$SPEC" >"$SPEC2"
-cat >>"$SPEC2" <<EOF
-sched_sml|spawn_many_local: 10k spawns from block_on, shared counter, the last signals (ns/task) [s]|spawn_many_local|ns_per_task|lower|%.1f
-sched_smri|spawn_many_remote_idle: 10k spawns from outside, then joined (ns/task) [s]|spawn_many_remote_idle|ns_per_task|lower|%.1f
-sched_busy1|spawn_many_remote_busy1: the same while 8 tasks yield + stall 10 µs (ns/task) [s]|spawn_many_remote_busy1|ns_per_task|lower|%.1f
-sched_busy1_fin|spawn_many_remote_busy1: finished (1) or gave up at the deadline (0) [s]|spawn_many_remote_busy1|finished|higher|%.0f
-sched_busy2|spawn_many_remote_busy2: 1k spawns from outside while 4 chains stall 10 µs + respawn (ns/task) [s]|spawn_many_remote_busy2|ns_per_task|lower|%.1f
-sched_busy2_fin|spawn_many_remote_busy2: finished (1) or gave up at the deadline (0) [s]|spawn_many_remote_busy2|finished|higher|%.0f
-sched_yield|yield_many: 200 tasks x 1000 yields (ns/yield) [s]|yield_many|ns_per_yield|lower|%.2f
-sched_ping|ping_pong: 1000 x (spawn, spawn a peer, round trip over two oneshots) (ns/round trip) [s]|ping_pong|ns_per_round_trip|lower|%.1f
-sched_chain|chained_spawn: 1000 tasks, each spawns the next (ns/task) [s]|chained_spawn|ns_per_task|lower|%.1f
-sched_counter|spawn_counter: ONE task spawns $SCHED_COUNTER_L, shared counter, the last notifies (ns/task) [s]|spawn_counter|ns_per_task|lower|%.1f
-EOF
-
-CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
-KERNEL=$(uname -r)
-GCC=$(${CC:-cc} --version 2>/dev/null | head -1)
-RUSTC=$(rustc --version 2>/dev/null || echo none)
-UVV=$(pkg-config --modversion libuv 2>/dev/null || echo none)
-DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-
-# id|label|... rows -> a markdown table (MD) and a JSON array of figures
-# (JSONF); TABLE=1: the main table, 2: the multi-thread table.
-make_table() {  # TABLE SPEC MD JSONF
-    awk -v table="$1" -v spec="$2" -v md="$3" -v json="$4" \
-        -v cpu="$CPU_MODEL" -v ncpu="$NCPU" -v kernel="$KERNEL" -v gcc="$GCC" \
-        -v rustc="$RUSTC" -v uvv="$UVV" -v tokiov="${TOKIO_VERSION:-none}" -v date="$DATE" \
-        -v commit="$COMMIT" -v quick="$QUICK" -v runs="$RUNS" -v pinned="$PINNED" \
-        -v load="$LOAD0 -> $LOAD1" -v httpreps="$HTTP_REPS" -v uringnote="$URING_NOTE" \
-        -v skipped="$SKIPPED" -v tck="$TC_K" -v mtc="$SCHED_MTC" '
-function sortn(a, n,    i, j, t) {
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-}
-function absv(x) { return x < 0 ? -x : x }
-function fmt(f, v,   s) {
-    if (f ~ /M$/) return sprintf("%.2fM", v / 1e6)
-    if (f ~ /k$/) return sprintf("%.1fk", v / 1e3)
-    return sprintf(f, v)
-}
-BEGIN {
-    title["pollen"] = "pollen"; title["pollen-uring"] = "pollen-uring"
-    title["pollen_mt1"] = "pollen multi_thread(1)"; title["tokio_ct"] = "Tokio current_thread"
-    title["tokio_mt1"] = "Tokio multi_thread(1)"; title["libuv"] = "libuv"
-    if (table == 2) {
-        npeers = split("pollen_mt1 pollen_mt1r pollen_mt2w pollen_mt2r pollen_mt2wu pollen_mt2wus pollen_sh2 pollen_sh2u tokio_mt1 tokio_mt2", peers, " ")
-        title["pollen_mt1"] = "pollen mt(1) workers"; title["pollen_mt1r"] = "pollen mt(1) reactor"
-        title["pollen_mt2w"] = "pollen mt(2) workers"; title["pollen_mt2r"] = "pollen mt(2) reactor"
-        title["pollen_mt2wu"] = "pollen mt(2) io_uring"; title["pollen_mt2wus"] = "pollen mt(2) io_uring shared"
-        title["pollen_sh2"] = "pollen sharded 2 (epoll)"; title["pollen_sh2u"] = "pollen sharded 2 (io_uring)"
-        title["tokio_mt1"] = "Tokio mt(1)"; title["tokio_mt2"] = "Tokio mt(2)"
-        # the sched suite: as many workers as the CPUs, when that is not 2
-        if (mtc != "") { peers[++npeers] = mtc; title[mtc] = "pollen mt(" ncpu ") workers" }
-        # ratio columns: peer indexes a over b, as "times better"
-        nrat = split("3:10 1:9 4:10 3:4 7:10 5:6 5:3", rat, " ")
-        rtitle[1] = "mt(2) workers vs Tokio mt(2)"; rtitle[2] = "mt(1) workers vs Tokio mt(1)"
-        rtitle[3] = "mt(2) reactor vs Tokio mt(2)"
-        rtitle[4] = "mt(2) workers vs reactor"; rtitle[5] = "sharded 2 (epoll) vs Tokio mt(2)"
-        rtitle[6] = "mt(2) io_uring: ring per worker vs shared"; rtitle[7] = "mt(2) io_uring vs epoll"
-    } else {
-        # pollen first: the ratio column is pollen (epoll) / best peer
-        npeers = split("pollen pollen-uring pollen_mt1 tokio_ct tokio_mt1 libuv", peers, " ")
-    }
-    nrows = 0
-    while ((getline line < spec) > 0) {
-        split(line, f, "|"); nrows++
-        id[nrows] = f[1]; label[nrows] = f[2]; fig[nrows] = f[3]; key[nrows] = f[4]
-        better[nrows] = f[5]; form[nrows] = f[6]
-    }
-}
-{
-    peer = $1; run = $2; figname = $3
-    for (i = 4; i <= NF; i++) {
-        if (split($i, kv, "=") != 2) continue
-        k = peer SUBSEP figname SUBSEP kv[1]
-        cnt[k]++; val[k, cnt[k]] = kv[2] + 0
-    }
-}
-END {
-    hdr = "| figure | better |"
-    sep = "|---|---|"
-    for (p = 1; p <= npeers; p++) { hdr = hdr " " title[peers[p]] " |"; sep = sep "---|" }
-    if (table == 2) { for (q = 1; q <= nrat; q++) { hdr = hdr " " rtitle[q] " |"; sep = sep "---|" } }
-    else { hdr = hdr " pollen / best peer |"; sep = sep "---|" }
-    print hdr > md; print sep > md
-    for (r = 1; r <= nrows; r++) {
-        row = "| " label[r] " | " better[r] " |"
-        best = ""; bestp = ""
-        printf "    {\"id\": \"%s\", \"label\": \"%s\", \"better\": \"%s\", \"results\": {", id[r], label[r], better[r] > json
-        first = 1
-        for (p = 1; p <= npeers; p++) {
-            k = peers[p] SUBSEP fig[r] SUBSEP key[r]
-            n = cnt[k] + 0
-            if (n == 0) { row = row " - |"; med[p] = ""; continue }
-            delete a
-            for (i = 1; i <= n; i++) a[i] = val[k, i]
-            sortn(a, n)
-            m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-            med[p] = m
-            spread = (m != 0) ? 100 * (a[n] - a[1]) / absv(m) : 0
-            row = row " " fmt(form[r], m) " ±" sprintf("%.0f", spread / 2) "% |"
-            list = ""
-            for (i = 1; i <= n; i++) list = list (i > 1 ? ", " : "") a[i]
-            printf "%s\"%s\": {\"median\": %s, \"min\": %s, \"max\": %s, \"spread_pct\": %.1f, \"n\": %d, \"runs\": [%s]}", (first ? "" : ", "), peers[p], m, a[1], a[n], spread, n, list > json
-            first = 0
-            if (peers[p] !~ /^pollen/) {
-                # best peer; lateness compares magnitudes (libuv can be early)
-                if (best == "" || (better[r] == "higher" ? m > best : absv(m) < absv(best))) { best = m; bestp = title[peers[p]] }
-            }
-        }
-        if (table == 2) {
-            printf "}}%s\n", (r < nrows ? "," : "") > json
-            for (q = 1; q <= nrat; q++) {
-                split(rat[q], ab, ":")
-                x = med[ab[1]]; y = med[ab[2]]
-                if (x == "" || y == "" || x == 0 || y == 0) { row = row " - |"; continue }
-                adv = (better[r] == "higher") ? x / y : absv(y) / absv(x)
-                row = row " " sprintf("%.2fx", adv) " |"
-            }
-            print row > md
-            continue
-        }
-        ratio = "-"
-        if (med[1] != "" && best != "" && best != 0)
-            ratio = sprintf("%.2f (vs %s)", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)), bestp)
-        row = row " " ratio " |"
-        print row > md
-        printf "}, \"ratio_vs_best_peer\": %s, \"best_peer\": \"%s\"}%s\n", (ratio == "-" ? "null" : sprintf("%.4f", (better[r] == "higher" ? med[1] / best : absv(med[1]) / absv(best)))), bestp, (r < nrows ? "," : "") > json
-    }
-    if (table == 2) {
-        print "" > md
-        printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio columns: how many times better the first is than the second on that figure (> 1: better, whichever direction the figure goes). mt(n): multi-thread runtime with n workers; workers = PN_DRIVER_WORKERS (the worker about to park drives epoll and timers), reactor = PN_DRIVER_REACTOR_THREAD. mt(2) io_uring (closed-loop echo rows only): mt(2) workers with POLLEN_BACKEND=uring, a ring per worker (SINGLE_ISSUER | DEFER_TASKRUN); shared: POLLEN_URING_RINGS=shared, one ring both workers submit to. sharded 2 (closed-loop echo rows only): bench_echo_server --shards 2, two threads each with its own current-thread runtime and SO_REUSEPORT listener, with POLLEN_BACKEND=epoll or =uring (io_uring: an io_uring ring per thread). Echo servers are pinned to CPU 0 (both threads of the 2-worker and 2-shard servers), the load generator to CPU 1.\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run)", httpreps) : "") > md
-        printf "[s] the shapes of the Tokio benchmark benches/rt_multi_threaded.rs (bench/bench_sched.c, bench/peers/tokio/src/bin/sched.rs, docs/BENCHMARKS.md, the section on the scheduler against the Tokio shapes): the median time of an iteration (many iterations in one process) divided by its tasks, yields or round trips. A program gives up when one iteration outlasts its deadline (2 s + 1 ms per 100 units%s): its time cell is then -, its \"finished\" row 0.\n", (quick ? "; with QUICK=1, 1 s but for spawn_counter" : "") > md
-        exit
-    }
-    print "" > md
-    printf "Median of %d runs%s, ±half the spread (max-min)/median. Ratio: pollen / best peer (Tokio, libuv); \"better\" says whether higher or lower is better (ratio > 1 is good for higher, < 1 for lower).\n", runs, (httpreps > 1 ? sprintf(" (HTTP rows: %d wrk windows per run, so %d samples)", httpreps, httpreps * runs) : "") > md
-    printf "pollen: POLLEN_BACKEND=epoll; pollen-uring: the same echo and HTTP servers and the sleep-lateness program with POLLEN_BACKEND=uring (io_uring reactor: completion mode for the sockets), echo, connection churn, HTTP and sleep rows only%s.\n", (uringnote != "" ? "; " uringnote : "") > md
-    if (skipped != "") printf "Skipped: %s.\n", skipped > md
-    printf "[a] each direction a bounded channel of capacity 1: pn_mpsc (pollen), tokio::sync::mpsc (Tokio).\n" > md
-    printf "[b] pollen and Tokio: one spawned task per sleep; libuv: one uv_timer_t per sleep, no task.\n" > md
-    printf "[c] (1000 tasks x %d awaits of a future pending once, inside a 60 s timeout) - (the same without the timeout); libuv: uv_timer_stop + uv_timer_start on 1000 timers, no task.\n", tck > md
-    printf "Machine: %s, %d CPUs, Linux %s, %s, %s, libuv %s, tokio %s. %s, commit %s%s, load average %s.\n", cpu, ncpu, kernel, gcc, rustc, uvv, tokiov, date, commit, (quick ? ", QUICK=1" : ""), load > md
-}' "$RAW"
-}
-# pollen's scheduler counters per unit of work (sched suite): for each
-# figure and pollen peer, the median over the runs of every
-# <counter>_per_<unit> bench_sched printed (the columns are whatever
-# counters pn_runtime_metrics has).
-sched_counters_table() {  # MD
-    awk -v figs="$SCHED_FIGS" -v md="$1" -v ncpu="$NCPU" '
-function sortn(a, n,    i, j, t) {
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-}
-BEGIN {
-    nf = split(figs, F, " "); for (f = 1; f <= nf; f++) isfig[F[f]] = 1
-    np = split("pollen_mt1 pollen_mt2w pollen_mtc", P, " ")
-    title["pollen_mt1"] = "mt(1)"; title["pollen_mt2w"] = "mt(2)"; title["pollen_mtc"] = "mt(" ncpu ")"
-}
-($1 == "pollen_mt1" || $1 == "pollen_mt2w" || $1 == "pollen_mtc") && ($3 in isfig) {
-    for (i = 4; i <= NF; i++) {
-        if (split($i, kv, "=") != 2) continue
-        if (kv[1] !~ /_per_(task|yield|round_trip)$/ || kv[1] ~ /^ns_per_/) continue
-        c = kv[1]; sub(/_per_(task|yield|round_trip)$/, "", c)
-        u = kv[1]; sub(/^.*_per_/, "", u); unit[$3] = u
-        if (!(c in seen)) { seen[c] = 1; C[++nc] = c }
-        k = $1 SUBSEP $3 SUBSEP c; cnt[k]++; val[k, cnt[k]] = kv[2] + 0
-    }
-}
-END {
-    if (nc == 0) exit
-    hdr = "| figure (per unit of work) | pollen |"; sep = "|---|---|"
-    for (j = 1; j <= nc; j++) { hdr = hdr " " C[j] " |"; sep = sep "---|" }
-    print hdr > md; print sep > md
-    for (f = 1; f <= nf; f++) for (p = 1; p <= np; p++) {
-        row = ""; any = 0
-        for (j = 1; j <= nc; j++) {
-            k = P[p] SUBSEP F[f] SUBSEP C[j]; n = cnt[k] + 0
-            if (n == 0) { row = row " - |"; continue }
-            delete a
-            for (i = 1; i <= n; i++) a[i] = val[k, i]
-            sortn(a, n)
-            m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-            row = row " " sprintf("%.3g", m) " |"; any = 1
-        }
-        if (any) print "| " F[f] " (per " unit[F[f]] ") | " title[P[p]] " |" row > md
-    }
-    print "" > md
-    print "Median of the runs. Each value: the change of a pn_runtime_metrics counter over the timed iterations of bench_sched, divided by the units of work (tasks, yields, round trips) they did. A run that gave up (finished=0) has none." > md
-}' "$RAW"
-}
-
-make_table 1 "$SPEC" "$RES/t1.md" "$RES/t1.json"
-make_table 2 "$SPEC2" "$RES/t2.md" "$RES/t2.json"
-: >"$RES/t3.md"
-sched_counters_table "$RES/t3.md"
-{
-    cat "$RES/t1.md"
-    printf '\n### Multi-thread runtimes\n\n'
-    cat "$RES/t2.md"
-    if [ -s "$RES/t3.md" ]; then
-        printf "\n### pollen's scheduler counters per unit of work (sched suite)\n\n"
-        cat "$RES/t3.md"
-    fi
-} >"$OUTDIR/latest.md"
-json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
-# Keep the previous results to compare this run with (bench/compare.py).
-[ -f "$OUTDIR/latest.json" ] && cp "$OUTDIR/latest.json" "$RES/previous.json"
-{
-    printf '{\n  "machine": {"cpu": "%s", "cpus": %d, "kernel": "%s", "cc": "%s", "rustc": "%s", "libuv": "%s", "tokio": "%s", "loadavg_start_end": "%s"},\n' \
-        "$CPU_MODEL" "$NCPU" "$KERNEL" "$GCC" "$RUSTC" "$UVV" "${TOKIO_VERSION:-none}" "$LOAD0 -> $LOAD1"
-    printf '  "date": "%s", "commit": "%s", "quick": %s, "runs": %d, "echo_pinned": "%s",\n' \
-        "$DATE" "$COMMIT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$RUNS" "$PINNED"
-    printf '  "echo_secs": %s, "echo_warmup_secs": %s, "churn_secs": %s, "churn_warmup_secs": %s,\n' \
-        "$ECHO_SECS" "$ECHO_WARM" "$CHURN_SECS" "$CHURN_WARM"
-    printf '  "http_secs": %s, "http_reps": %d,\n' "$HTTP_SECS" "$HTTP_REPS"
-    printf '  "peers_skipped": "%s", "pollen_uring_note": "%s",\n' "$(json_str "$SKIPPED")" "$(json_str "$URING_NOTE")"
-    printf '  "figures": [\n'
-    cat "$RES/t1.json"
-    printf '  ],\n  "multi_thread_figures": [\n'
-    cat "$RES/t2.json"
-    printf '  ]\n}\n'
-} >"$OUTDIR/latest.json"
-
-sh bench/chart.sh "$OUTDIR/latest.md" "$OUTDIR/latest.svg" >/dev/null
-say ""
-cat "$OUTDIR/latest.md"
-say ""
-say "wrote $OUTDIR/latest.md, latest.json and latest.svg (raw runs: $RAW)"
-# A second run should land within the first one's spread (widened by its
-# own; the rule: bench/compare.py): say how many figures do, when the
-# previous run had the same sizes (QUICK or not).
-if [ -f "$RES/previous.json" ] && command -v python3 >/dev/null 2>&1 &&
-   grep -q "\"quick\": $([ "$QUICK" = 1 ] && echo true || echo false)," "$RES/previous.json"; then
-    say ""
-    say "against the previous run of the same sizes (bench/compare.py):"
-    python3 bench/compare.py "$RES/previous.json" "$OUTDIR/latest.json" | tail -n 2 || true
-fi
+# bench/report.py: latest.md, latest.json and latest.svg in $OUTDIR from
+# $RAW, the table on stdout, then the comparison with the previous run.
+python3 bench/report.py report --raw "$RAW" --out "$OUTDIR" --res "$RES" \
+    --runs "$RUNS" --quick "$QUICK" --ncpu "$NCPU" --pinned "$PINNED" \
+    --load "$LOAD0 -> $LOAD1" --skipped "$SKIPPED" --uring-note "$URING_NOTE" \
+    --tokio-version "$TOKIO_VERSION" \
+    --sleep-count "$SLEEP_COUNT" --rt-n "$RT_N" --timers-n "$TIMERS_N" --tc-n "$TC_N" \
+    --sync-mpsc-n "$SYNC_MPSC_N" --sched-counter-n "$SCHED_COUNTER_N" \
+    --echo-grid "$ECHO_GRID" --echo-rate-grid "$ECHO_RATE_GRID" --churn-grid "$CHURN_GRID" \
+    --echo-secs "$ECHO_SECS" --echo-warm "$ECHO_WARM" \
+    --churn-secs "$CHURN_SECS" --churn-warm "$CHURN_WARM" \
+    --http-secs "$HTTP_SECS" --http-reps "$HTTP_REPS" --http-conns "$HTTP_CONNS" \
+    --idle-conns "$IDLE_CONNS"

@@ -2,7 +2,7 @@
 # mk/deps.sh - make sure the build dependencies of a make target are present.
 #
 #   sh mk/deps.sh test    Criterion (+ liburing, pkg-config)
-#   sh mk/deps.sh bench   the above plus libuv (peer programs) and wrk
+#   sh mk/deps.sh bench   the above plus libuv (peer programs), wrk and python3
 #
 # Quick when everything is present (a few file tests, no package manager).
 # Otherwise, as root with apt-get, installs the missing Debian packages;
@@ -30,6 +30,8 @@ fi
 if [ "$what" = bench ]; then
     need libuv1-dev has_header uv.h
     need wrk command -v wrk
+    # bench/report.py turns the raw results into the tables, JSON and chart
+    need python3 command -v python3
     # The Tokio peers (bench/peers/tokio): cargo, rustc and Debian's Tokio
     # sources, built offline.  A fresh Debian 12 has no rustup: Debian's own
     # cargo and rustc 1.63 (in /usr/bin) build them (bench/run.sh lets that
