@@ -260,7 +260,7 @@ typedef struct pn_mpsc_recv_future {
     void *out;                /* private */
     size_t max;               /* private */
     bool waiting;             /* private: registered with the channel */
-    _Atomic bool delivered;   /* private: a send wrote into out */
+    PN__ATOMIC(bool) delivered; /* private: a send wrote into out */
     size_t count;             /* output: values written to out (recv_many) */
     int status;               /* output */
 } pn_mpsc_recv_future;

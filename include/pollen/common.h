@@ -31,6 +31,21 @@ typedef enum pn_poll {
     PN_READY = 1    /* done; the output is in the future's own fields */
 } pn_poll;
 
+/*
+ * PN__ATOMIC(T) - a private field that the library accesses atomically.
+ * C sees `_Atomic T`.  C++ has no `_Atomic` before C++23 (and std::atomic
+ * is neither copyable nor the same type for calls), so it sees a plain T
+ * of the same size and alignment: for the bool, unsigned and size_t fields
+ * of pollen's structs the layout is the same in both languages.  C++ code
+ * must not touch such fields (they are private anyway).  The headers need
+ * C++11 or later.
+ */
+#ifdef __cplusplus
+#define PN__ATOMIC(T) alignas(sizeof(T)) T
+#else
+#define PN__ATOMIC(T) _Atomic T
+#endif
+
 /* pn_container_of - the struct that embeds member `m` at address `p`. */
 #define pn_container_of(p, type, m) \
     ((type *)(void *)((char *)(p) - offsetof(type, m)))

@@ -71,7 +71,13 @@ struct pn_waker {
     const pn_waker_vtable *vt;
 };
 
+/* The empty waker as a value.  C++ has no compound literals: it gets a
+ * braced temporary of the same meaning. */
+#ifdef __cplusplus
+#define PN_WAKER_NONE (pn_waker{ NULL, NULL })
+#else
 #define PN_WAKER_NONE ((pn_waker){ NULL, NULL })
+#endif
 
 static inline bool pn_waker_is_none(const pn_waker *w) { return w->vt == NULL; }
 

@@ -47,7 +47,9 @@
 #define POLLEN_NOTIFY_H
 
 #include <pthread.h>
-#include <stdatomic.h>
+#ifndef __cplusplus
+#include <stdatomic.h> /* C only: in C++ it clashes with <atomic> */
+#endif
 #include "sync.h"
 
 #ifdef __cplusplus
@@ -55,7 +57,7 @@ extern "C" {
 #endif
 
 typedef struct pn_notify {
-    _Atomic size_t state;              /* private: generation << 2 | EMPTY/WAITING/NOTIFIED */
+    PN__ATOMIC(size_t) state;          /* private: generation << 2 | EMPTY/WAITING/NOTIFIED */
     pthread_mutex_t lock;              /* private */
     pn_sync_queue waiting;             /* private: FIFO */
     pn_sync_queue woken;               /* private: woken by notify_waiters, waker not yet taken */

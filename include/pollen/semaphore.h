@@ -55,7 +55,9 @@
 #define POLLEN_SEMAPHORE_H
 
 #include <pthread.h>
-#include <stdatomic.h>
+#ifndef __cplusplus
+#include <stdatomic.h> /* C only: in C++ it clashes with <atomic> */
+#endif
 #include "sync.h"
 
 #ifdef __cplusplus
@@ -67,7 +69,7 @@ extern "C" {
 #define PN_SEMAPHORE_MAX_PERMITS (SIZE_MAX >> 3)
 
 typedef struct pn_semaphore {
-    _Atomic size_t state;          /* private: permits << 2 | WAITERS | CLOSED */
+    PN__ATOMIC(size_t) state;      /* private: permits << 2 | WAITERS | CLOSED */
     pthread_mutex_t lock;          /* private: guards the queue */
     pn_sync_queue waiters;         /* private: FIFO */
 } pn_semaphore;
@@ -100,7 +102,7 @@ typedef struct pn_semaphore_permit {
     /* private */
     pn_semaphore *sem;
     size_t n;
-    _Atomic unsigned granted;      /* set under the lock by the granter */
+    PN__ATOMIC(unsigned) granted;  /* set under the lock by the granter */
     unsigned char st;              /* the owner's view: idle, queued, held, done */
     pn_sync_waiter w;
 } pn_semaphore_permit;

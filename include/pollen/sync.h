@@ -67,7 +67,9 @@
 #ifndef POLLEN_SYNC_H
 #define POLLEN_SYNC_H
 
-#include <stdatomic.h>
+#ifndef __cplusplus
+#include <stdatomic.h> /* C only: in C++ it clashes with <atomic> */
+#endif
 #include "future.h"
 
 #ifdef __cplusplus
@@ -75,7 +77,7 @@ extern "C" {
 #endif
 
 typedef struct pn_waker_slot {
-    _Atomic unsigned state;    /* private: idle, registering, waking bits */
+    PN__ATOMIC(unsigned) state; /* private: idle, registering, waking bits */
     pn_waker waker;            /* private: guarded by the state */
 } pn_waker_slot;
 

@@ -9,6 +9,10 @@
 
 #include "common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define PN_VERSION_MAJOR 0
 #define PN_VERSION_MINOR 1
 #define PN_VERSION_PATCH 0
@@ -17,5 +21,9 @@
 /* PN_VERSION_HEX of the library actually linked, and "0.1.0". */
 PN_EXTERN unsigned pn_version(void);
 PN_EXTERN const char *pn_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
