@@ -11,14 +11,15 @@
  * what the ABI says a callee must preserve: rbx, rbp, r12-r15, MXCSR and the
  * x87 control word on x86-64; x19-x30, d8-d15 and FPCR on aarch64.  Other
  * machines use ucontext (getcontext/makecontext/swapcontext), which also
- * saves the signal mask with a system call per switch.
+ * saves the signal mask with a system call per switch; -DPN_FIBER_UCONTEXT
+ * forces it anywhere (tests of the fallback).
  */
 #ifndef PN_FIBER_SWITCH_H
 #define PN_FIBER_SWITCH_H
 
 #include <stddef.h>
 
-#if defined(__x86_64__) || defined(__aarch64__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(PN_FIBER_UCONTEXT)
 #define PN__CTX_ASM 1
 typedef struct pn__ctx {
     void *sp;
