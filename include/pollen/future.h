@@ -320,20 +320,17 @@ extern "C" {
     _Generic(&(st), pn_async *: pn__async_live_as, int *: pn__async_live_int)(&(st))
 #endif
 
-/* Debug builds: a resume point that no case of the body knows means an
- * await was placed inside a switch statement of the body. */
-#define PN__ASYNC_CHECK_DONE(pc)                                              \
-    assert((pc) == PN_ASYNC_DONE &&                                           \
-           "PN_ASYNC: unknown resume point: an await inside a switch statement")
-
 /* `st` is the async state: a pn_async field (or an int resume point).
  * The default label comes first so that reaching it (PN_ASYNC_DONE, or an
- * unknown resume point) jumps over no declaration of the body. */
-#define PN_ASYNC_BEGIN(st)                       \
-    switch (PN__ASYNC_PC(st)) {                  \
-    default:                                     \
-        PN__ASYNC_CHECK_DONE(PN__ASYNC_PC(st));  \
-        break;                                   \
+ * unknown resume point) jumps over no declaration of the body.  Debug
+ * builds assert there: a resume point that no case of the body knows means
+ * an await inside a switch statement of the body. */
+#define PN_ASYNC_BEGIN(st)                                                   \
+    switch (PN__ASYNC_PC(st)) {                                              \
+    default:                                                                 \
+        assert(PN__ASYNC_PC(st) == PN_ASYNC_DONE &&                          \
+               "PN_ASYNC: unknown resume point (an await inside a switch?)"); \
+        break;                                                               \
     case 0:
 
 /* Suspend until `fut` (a pointer to a future) is ready; while it is
