@@ -4,6 +4,7 @@
 #   all (default)  build/libpollen.a, build/libpollen.so.$(VERSION) (+ soname
 #                  and dev symlinks) and every examples/*.c -> build/examples/
 #   test           tests/*.c -> one Criterion binary build/tests/pollen_tests
+#                  (after compile-check: tests/compile/*.c must build or fail)
 #   test-asan      the same suite under ASan+UBSan+LSan in build/asan/
 #   test-tsan      the same suite under TSan in build/tsan/
 #   test-chaos     the concurrent suites under seeded schedule perturbation
@@ -111,7 +112,7 @@ TEST_BIN      := $(B)/tests/pollen_tests
 ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
 TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
 
-.PHONY: all lib examples test test-asan test-tsan bench bench-build install \
+.PHONY: all lib examples compile-check test test-asan test-tsan bench bench-build install \
         uninstall check-install clean deps-test deps-bench FORCE
 
 # Keep intermediate objects (examples, benches) instead of deleting them.
@@ -310,7 +311,13 @@ $(PROBE): mk/backend_probe.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
-test: deps-test
+# compile-check: tests/compile/*.c must compile cleanly (ok_*) or be
+# rejected (fail_*: a discarded future, a local read after an await under
+# gcc's -Wjump-misses-init); see mk/compile-check.sh.  Part of `make test`.
+compile-check:
+	$(Q)sh mk/compile-check.sh '$(CC)' '$(JUMP_WARN)' -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude
+
+test: deps-test compile-check
 	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE)
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    $(RUN_TESTS) $(B)/tests $(PROBE) $(TEST_BIN) $(CRITERION_ARGS)
