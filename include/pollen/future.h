@@ -14,25 +14,27 @@
  * into it.  Spawned tasks never move; a future polled by pn_block_on lives
  * in the caller's memory and must stay there.
  *
- * Dropping.  pn_future_drop() cancels a future that has not returned
- * PN_READY: it releases what the future holds (timer entry, fd interest,
- * child futures).  A future that returned PN_READY already holds nothing but
- * its output and need not be dropped; dropping it anyway is a no-op for
- * every pollen future, which keeps its output (a hand-written drop should
- * behave the same).  The exception is a guard: a READY future of
- * pollen/sync.h that acquired something (a lock, permits, a channel slot,
- * a finished task of a group) holds it until released, and dropping it
- * releases it, as Rust drops a guard.  drop may be called on a future that was never polled,
- * and on NULL or a zero-initialised future (no-ops).  Dropping a future
- * twice while it is pending, or after its memory was freed, is undefined:
- * C cannot tell, so the owner must forget a future once it dropped it.
- * Whoever owns the future calls drop, never concurrently with poll.  Polling a future again after PN_READY is a bug unless its header
- * says otherwise (streams such as pn_interval re-arm themselves).
+ * Dropping.  The rule: pn_future_drop(f) releases whatever f still holds,
+ * and may be called on any future its owner has not dropped yet, in any
+ * state.  Pending: it cancels (timer entry, fd interest, child futures).
+ * Never polled, READY, or zero-initialised (and NULL): it is a no-op, for
+ * every pollen future, and on a READY one it touches nothing the future
+ * borrowed (the handle, fd or channel may be gone already).  The one thing
+ * a READY future may still hold is what a guard of pollen/sync.h acquired
+ * (a lock, permits, a channel slot, a finished task of a group), which its
+ * drop releases, once.  So an owner unsure whether a child
+ * completed simply drops it; hand-written drops must behave the same
+ * (pn_async_drop below does).  Dropping a pending future twice, or after
+ * its memory was freed, is undefined: forget a future once it is dropped.
+ * Whoever owns the future calls drop, never concurrently with poll.
+ * Polling a future again after PN_READY is a bug unless its header says
+ * otherwise (streams such as pn_interval re-arm themselves).
  *
  * Composition.  A future embeds its children in its own struct and polls
  * them; locals that live across an await point live in the struct.  The
  * PN_ASYNC_* macros below turn such a poll function into a readable
- * sequence of await points (a switch on a resume line kept in the struct).
+ * sequence of await points (a switch on a resume line kept in a pn_async
+ * field, which also records the child in flight for the drop).
  */
 #ifndef POLLEN_FUTURE_H
 #define POLLEN_FUTURE_H
@@ -195,8 +197,9 @@ static inline pn_poll pn_future_poll(pn_future *f, pn_cx *cx)
     return f->vt->poll(f, cx);
 }
 
-/* Cancel a future that has not returned PN_READY (see "Dropping" above).
- * NULL and a zero-initialised future (no vtable) are no-ops. */
+/* Release what the future holds (see "Dropping" above): cancels a pending
+ * future; a no-op on a never-polled or READY one (a READY guard releases
+ * what it acquired), on NULL and on a zero-initialised future. */
 static inline void pn_future_drop(pn_future *f)
 {
     if (f && f->vt && f->vt->drop)
