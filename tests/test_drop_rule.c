@@ -131,6 +131,8 @@ Test(drop_rule, timers_and_combinators, .timeout = PN_TEST_TIMEOUT)
     rs = pn_resolve("127.0.0.1", 80);
     AWAIT(rt, rs);
     drop2(PN_FUTURE(&rs));
+    cr_assert_gt(rs.count, 0, "a drop after READY keeps the output");
+    pn_resolve_free(&rs);
     pn_runtime_free(rt);
 }
 
