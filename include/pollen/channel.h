@@ -271,7 +271,8 @@ PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out
  * taken in one lock hold: .count of them, .status 0; or .count 0 and
  * .status -EPIPE (closed and drained), -EINVAL (NULL arguments, max 0).
  * Drop while pending: nothing taken. */
-PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv_many(pn_mpsc_rx *rx, void *out_array, size_t max);
+PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv_many(pn_mpsc_rx *rx, void *out_array,
+                                                            size_t max);
 
 /* Without waiting: 0, -EAGAIN (empty, senders remain), -EPIPE (empty and
  * closed or every sender freed), -EINVAL. */

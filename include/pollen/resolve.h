@@ -85,7 +85,7 @@ PN_EXTERN PN_MUST_USE pn_resolve_future pn_resolve(const char *host, uint16_t po
 
 /* The same with options (opts NULL: defaults; copied now). */
 PN_EXTERN PN_MUST_USE pn_resolve_future pn_resolve_ex(const char *host, uint16_t port,
-                                          const pn_resolve_opts *opts);
+                                                      const pn_resolve_opts *opts);
 
 /* Free the output array of a completed future (.addrs = NULL, .count = 0).
  * Idempotent; harmless on NULL and on a future that failed.  Not a drop:

@@ -201,7 +201,8 @@ PN_EXTERN int pn_unix_stream_shutdown(pn_unix_stream *s, int how);
  * stream.  Returns 0 or close()'s -errno. */
 PN_EXTERN int pn_unix_stream_close(pn_unix_stream *s);
 /* Close as a future (pn_close_of, see pollen/io.h). */
-static inline PN_MUST_USE pn_close pn_unix_close(pn_unix_stream *s) { return pn_close_of(s ? &s->afd : NULL); }
+static inline PN_MUST_USE pn_close pn_unix_close(pn_unix_stream *s)
+{ return pn_close_of(s ? &s->afd : NULL); }
 
 /* ---- Datagram ---------------------------------------------------------
  *
@@ -281,7 +282,7 @@ typedef pn_dgram_recv pn_unix_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
 PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                                       const pn_sockaddr *to);
+                                                   const pn_sockaddr *to);
 PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len);
 PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len);
 PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len);
