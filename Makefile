@@ -4,7 +4,8 @@
 #   all (default)  build/libpollen.a, build/libpollen.so.$(VERSION) (+ soname
 #                  and dev symlinks) and every examples/*.c -> build/examples/
 #   test           tests/*.c -> one Criterion binary build/tests/pollen_tests,
-#                  after check-cxx
+#                  after check-cxx and compile-check (tests/compile/*.c must
+#                  build or fail as each file says)
 #   check-cxx      every public header compiled as C++17 (g++ and clang++,
 #                  those present), linked with libpollen.a and run
 #                  (tests/cxx/all_headers.cpp)
@@ -74,7 +75,11 @@ WERROR_FLAG := -Werror
 else
 WERROR_FLAG :=
 endif
-WARN     := -Wall -Wextra $(WERROR_FLAG)
+# -Wjump-misses-init (gcc; clang 14 does not know it): reports a local
+# initialised before a PN_AWAIT and read after it (it holds garbage on resume).
+JUMP_WARN := $(shell $(CC) -Werror -Wjump-misses-init -x c -E - </dev/null >/dev/null 2>&1 \
+                 && echo -Wjump-misses-init)
+WARN     := -Wall -Wextra $(WERROR_FLAG) $(JUMP_WARN)
 BASE_CFLAGS := -std=c11 $(WARN) -g -D_GNU_SOURCE -fPIC -pthread \
                -fvisibility=hidden -Iinclude -Isrc -MMD -MP
 OPT      ?= -O2
@@ -138,7 +143,7 @@ TEST_BIN      := $(B)/tests/pollen_tests
 ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
 TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
 
-.PHONY: all lib examples test test-asan test-tsan bench bench-build install \
+.PHONY: all lib examples compile-check test test-asan test-tsan bench bench-build install \
         uninstall check-install check-cxx clean deps-test deps-bench FORCE
 
 # Keep intermediate objects (examples, benches) instead of deleting them.
@@ -337,7 +342,13 @@ $(PROBE): mk/backend_probe.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
-test: deps-test
+# compile-check: tests/compile/*.c must compile cleanly (ok_*) or be
+# rejected (fail_*: a discarded future, a local read after an await under
+# gcc's -Wjump-misses-init); see mk/compile-check.sh.  Part of `make test`.
+compile-check:
+	$(Q)sh mk/compile-check.sh '$(CC)' '$(JUMP_WARN)' -std=c11 -Wall -Wextra -Werror $(JUMP_WARN) -D_GNU_SOURCE -Iinclude
+
+test: deps-test compile-check
 	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE)
 	$(Q)$(MAKE) --no-print-directory check-cxx
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \

@@ -74,15 +74,17 @@ static pn_poll mpsc_throughput_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(s->pc);
     for (s->iter = 0; s->iter < 2; s->iter++) {
         s->t0 = now_ns();
-        pn_mpsc_tx *tx;
-        int err = pn_mpsc_new(1024, sizeof(uint64_t), &tx, &s->rx);
-        if (err)
-            die("pn_mpsc_new", err);
-        uint64_t per = s->n / 4;
-        for (int p = 0; p < 4; p++) {
-            producer pr = { .base = { &producer_vt }, .tx = p ? pn_mpsc_tx_clone(tx) : tx,
-                            .first = (uint64_t)p * per, .n = per };
-            SPAWN(cx, pr, NULL);
+        {   /* locals end before the await: they would not survive it */
+            pn_mpsc_tx *tx;
+            int err = pn_mpsc_new(1024, sizeof(uint64_t), &tx, &s->rx);
+            if (err)
+                die("pn_mpsc_new", err);
+            uint64_t per = s->n / 4;
+            for (int p = 0; p < 4; p++) {
+                producer pr = { .base = { &producer_vt }, .tx = p ? pn_mpsc_tx_clone(tx) : tx,
+                                .first = (uint64_t)p * per, .n = per };
+                SPAWN(cx, pr, NULL);
+            }
         }
         s->got = s->sum = 0;
         for (;;) {

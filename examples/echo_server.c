@@ -10,8 +10,9 @@
  * The main future accepts connections and spawns one task per client; each
  * task reads what the client sends and writes it back until the client
  * closes.  Both are hand-written futures whose poll functions read top to
- * bottom thanks to the PN_ASYNC_* macros: the resume point and every value
- * that lives across an await sit in the future's struct.  They use the
+ * bottom thanks to the PN_ASYNC_* macros: the async state (resume point
+ * and live child) and every value that lives across an await sit in the
+ * future's struct, so a drop is pn_async_drop plus the socket.  They use the
  * TCP layer (pollen/net.h): an accepted stream is adopted without a
  * syscall, and the close is a future (on io_uring it goes out with the
  * runtime's next batch of requests).  The 16 KiB read
@@ -31,11 +32,12 @@
 
 typedef struct echo_conn {
     pn_future base;
-    int pc;                 /* resume point */
+    pn_async as;            /* resume point and the child being awaited */
     pn_tcp_stream sock;
     ssize_t n;              /* result of the last read */
     pn_write_all write;     /* the write in flight */
     pn_close close;         /* the close at the end */
+    bool closing;           /* the close future owns the socket */
     char *buf;              /* ECHO_BUF bytes, allocated by the first poll */
 } echo_conn;
 
@@ -44,14 +46,14 @@ typedef struct echo_conn {
 static pn_poll echo_conn_poll(pn_future *f, pn_cx *cx)
 {
     echo_conn *c = (echo_conn *)f;
-    PN_ASYNC_BEGIN(c->pc);
+    PN_ASYNC_BEGIN(c->as);
     c->buf = malloc(ECHO_BUF);
     while (c->buf) {
-        PN_AWAIT_POLL(c->pc, pn_tcp_poll_read(&c->sock, cx, c->buf, ECHO_BUF, &c->n));
+        PN_AWAIT_POLL(c->as, pn_tcp_poll_read(&c->sock, cx, c->buf, ECHO_BUF, &c->n));
         if (c->n <= 0)
             break;                          /* 0: the client closed; < 0: error */
         c->write = pn_tcp_write_all(&c->sock, c->buf, (size_t)c->n);
-        PN_AWAIT(c->pc, &c->write, cx);
+        PN_AWAIT(c->as, &c->write, cx);
         if (c->write.res < 0)
             break;
     }
@@ -60,20 +62,22 @@ static pn_poll echo_conn_poll(pn_future *f, pn_cx *cx)
     /* On io_uring the close rides the next batch of requests; on epoll it
      * is close(2), ready at once. */
     c->close = pn_tcp_close(&c->sock);
-    PN_AWAIT(c->pc, &c->close, cx);
-    PN_ASYNC_END(c->pc);
+    c->closing = true;
+    PN_AWAIT(c->as, &c->close, cx);
+    PN_ASYNC_END(c->as);
 }
 
-/* Dropped before completion (runtime shutdown): release the socket (a
- * close already under way still closes it). */
+/* Dropped (runtime shutdown, or never run): drop the child in flight (a
+ * close under way still closes), then release the socket unless the close
+ * future owns it. */
 static void echo_conn_drop(pn_future *f)
 {
     echo_conn *c = (echo_conn *)f;
-    if (c->buf || c->pc == 0)
+    pn_async_drop(&c->as);
+    if (!c->closing)
         pn_tcp_stream_close(&c->sock);
-    else
-        pn_future_drop(PN_FUTURE(&c->close));
     free(c->buf);
+    c->buf = NULL;
 }
 
 static const pn_future_vtable echo_conn_vt = { echo_conn_poll, echo_conn_drop, "echo_conn" };
@@ -82,7 +86,7 @@ static const pn_future_vtable echo_conn_vt = { echo_conn_poll, echo_conn_drop, "
 
 typedef struct echo_server {
     pn_future base;
-    int pc;
+    pn_async as;
     pn_tcp_listener listener;
     pn_tcp_stream client;   /* the last accepted connection */
     int res;                /* result of the last accept */
@@ -93,13 +97,13 @@ typedef struct echo_server {
 static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
 {
     echo_server *s = (echo_server *)f;
-    PN_ASYNC_BEGIN(s->pc);
+    PN_ASYNC_BEGIN(s->as);
     for (;;) {
         /* No peer address asked for (NULL): nothing to look up. */
-        PN_AWAIT_POLL(s->pc, pn_tcp_poll_accept(&s->listener, cx, &s->client, NULL, &s->res));
+        PN_AWAIT_POLL(s->as, pn_tcp_poll_accept(&s->listener, cx, &s->client, NULL, &s->res));
         if (s->res == -EMFILE || s->res == -ENFILE) {
             s->backoff = pn_sleep_for(PN_MS(50));
-            PN_AWAIT(s->pc, &s->backoff, cx);
+            PN_AWAIT(s->as, &s->backoff, cx);
             continue;
         }
         if (s->res < 0)
@@ -109,24 +113,23 @@ static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
             pn_tcp_stream_close(&s->client);
             continue;
         }
-        c->base.vt = &echo_conn_vt;
-        c->pc = 0;
-        c->buf = NULL;
-        c->sock = s->client;                /* not registered yet: movable */
+        *c = (echo_conn){ .base = { &echo_conn_vt },
+                          .sock = s->client };  /* not registered yet: movable */
         if (pn_spawn_cx(cx, PN_FUTURE(c), sizeof(*c), NULL) < 0)
             pn_tcp_stream_close(&c->sock);
         else
             s->clients++;
         free(c);
     }
-    PN_ASYNC_END(s->pc);
+    PN_ASYNC_END(s->as);
 }
 
-/* Dropped (abort or shutdown): stop listening. */
+/* Dropped (abort or shutdown): drop the backoff sleep if it is the child in
+ * flight, and stop listening. */
 static void echo_server_drop(pn_future *f)
 {
     echo_server *s = (echo_server *)f;
-    pn_future_drop(PN_FUTURE(&s->backoff));   /* harmless if never armed */
+    pn_async_drop(&s->as);
     pn_tcp_listener_close(&s->listener);
 }
 
@@ -138,7 +141,6 @@ static const pn_future_vtable echo_server_vt = { echo_server_poll, echo_server_d
 static int echo_server_listen(echo_server *s, int port, bool reuseport)
 {
     *s = (echo_server){ .base = { &echo_server_vt } };
-    s->backoff = pn_sleep_for(0);
     pn_sockaddr a = pn_sockaddr_loopback4((uint16_t)port);
     pn_tcp_listen_opts o = { .reuseport = reuseport };
     return pn_tcp_listen(&s->listener, &a, &o);

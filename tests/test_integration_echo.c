@@ -199,11 +199,14 @@ static pn_poll open_clients_poll(pn_future *f, pn_cx *cx)
     open_clients *o = (open_clients *)f;
     PN_ASYNC_BEGIN(o->pc);
     for (o->i = 0; o->i < 8; o->i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port) };
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        connect(fd, (struct sockaddr *)&a, sizeof(a));
-        pn_async_fd_init(&o->socks[o->i], fd);
+        {   /* locals end before the await: they would not survive it */
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            struct sockaddr_in a = { .sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)o->port) };
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            connect(fd, (struct sockaddr *)&a, sizeof(a));
+            pn_async_fd_init(&o->socks[o->i], fd);
+        }
         PN_AWAIT_POLL(o->pc, pn_async_fd_poll_ready(&o->socks[o->i], cx, PN_WRITABLE, &o->res));
         cr_assert_gt(o->res, 0);
     }

@@ -74,17 +74,23 @@ static void never(uv_timer_t *t)
     exit(1);
 }
 
+static int usage(void)
+{
+    fprintf(stderr, "usage: uv_timers timers_many|timer_memory|timer_cancel [--n N]\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        goto usage;
+        return usage();
     const char *fig = argv[1];
     long n = -1;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--n") && i + 1 < argc)
             n = atol(argv[++i]);
         else
-            goto usage;
+            return usage();
     }
     uv_loop_t *loop = uv_default_loop();
     uint64_t seed = 88172645463325252ull;
@@ -141,7 +147,5 @@ int main(int argc, char **argv)
         printf("timer_cancel n=%.0f arm_cancel_ns=%.1f\n", ops, (double)elapsed / ops);
         return 0;
     }
-usage:
-    fprintf(stderr, "usage: uv_timers timers_many|timer_memory|timer_cancel [--n N]\n");
-    return 2;
+    return usage();
 }

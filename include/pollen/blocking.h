@@ -87,11 +87,11 @@ typedef struct pn_blocking {
 } pn_blocking;
 
 /* A future that runs fn(arg) on the blocking pool (see above). */
-PN_EXTERN pn_blocking pn_spawn_blocking(pn_blocking_fn fn, void *arg);
+PN_EXTERN PN_MUST_USE pn_blocking pn_spawn_blocking(pn_blocking_fn fn, void *arg);
 
 /* The same, with a discard callback (may be NULL) for a dropped future. */
-PN_EXTERN pn_blocking pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg,
-                                           pn_blocking_discard_fn discard);
+PN_EXTERN PN_MUST_USE pn_blocking pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg,
+                                                       pn_blocking_discard_fn discard);
 
 /*
  * Set the limits of rt's blocking pool (made now if it does not exist yet):

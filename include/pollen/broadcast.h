@@ -142,7 +142,7 @@ typedef struct pn_broadcast_recv_future {
     uint64_t lagged;        /* output */
 } pn_broadcast_recv_future;
 
-PN_EXTERN pn_broadcast_recv_future pn_broadcast_recv(pn_broadcast_rx *rx, void *out);
+PN_EXTERN PN_MUST_USE pn_broadcast_recv_future pn_broadcast_recv(pn_broadcast_rx *rx, void *out);
 
 /* Receive without waiting.  Returns 0 (*out holds the value), -EAGAIN
  * (nothing new yet), -EOVERFLOW (*lagged, if not NULL, = values missed;

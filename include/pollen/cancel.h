@@ -88,7 +88,7 @@ typedef struct pn_cancel_wait {
     int status;              /* output */
 } pn_cancel_wait;
 
-PN_EXTERN pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t);
+PN_EXTERN PN_MUST_USE pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t);
 
 /*
  * The same future owning one reference to t from its creation (Tokio's
@@ -100,7 +100,7 @@ PN_EXTERN pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t);
  * spawned task's future is dropped by abort and shutdown; dropping one
  * that was never polled releases it too).
  */
-PN_EXTERN pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t);
+PN_EXTERN PN_MUST_USE pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t);
 
 /* Block this plain thread until t is cancelled.  Returns 0, -EINVAL
  * (NULL), -EDEADLK (called from a thread that is polling a task). */

@@ -96,7 +96,7 @@ typedef struct pn_oneshot_closed_future {
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_closed_future;
 
-PN_EXTERN pn_oneshot_closed_future pn_oneshot_closed(pn_oneshot_tx *tx);
+PN_EXTERN PN_MUST_USE pn_oneshot_closed_future pn_oneshot_closed(pn_oneshot_tx *tx);
 
 /* Receive the value into *out.  .status 0 (the value is in *out), -EPIPE
  * (the sender was freed without sending, or the value was already
@@ -110,7 +110,7 @@ typedef struct pn_oneshot_recv_future {
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_recv_future;
 
-PN_EXTERN pn_oneshot_recv_future pn_oneshot_recv(pn_oneshot_rx *rx, void *out);
+PN_EXTERN PN_MUST_USE pn_oneshot_recv_future pn_oneshot_recv(pn_oneshot_rx *rx, void *out);
 
 /* Without waiting: 0 (the value is in *out), -EAGAIN (not sent yet),
  * -EPIPE (sender freed without sending, or already received), -EINVAL. */
@@ -182,7 +182,7 @@ typedef struct pn_mpsc_closed_future {
     int status;             /* output */
 } pn_mpsc_closed_future;
 
-PN_EXTERN pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx);
+PN_EXTERN PN_MUST_USE pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx);
 
 /*
  * Send (bounded or unbounded channel): wait for room, copy the value in.
@@ -201,7 +201,7 @@ typedef struct pn_mpsc_send_future {
     int status;             /* output */
 } pn_mpsc_send_future;
 
-PN_EXTERN pn_mpsc_send_future pn_mpsc_send(pn_mpsc_tx *tx, const void *value);
+PN_EXTERN PN_MUST_USE pn_mpsc_send_future pn_mpsc_send(pn_mpsc_tx *tx, const void *value);
 
 /* Without waiting: 0, -EAGAIN (full, or senders are queued for room),
  * -EPIPE (closed), -EINVAL.  On an unbounded channel as
@@ -229,7 +229,7 @@ PN_EXTERN int pn_mpsc_unbounded_send(pn_mpsc_tx *tx, const void *value);
  */
 typedef pn_mpsc_send_future pn_mpsc_reserve_future;
 
-PN_EXTERN pn_mpsc_reserve_future pn_mpsc_reserve(pn_mpsc_tx *tx);
+PN_EXTERN PN_MUST_USE pn_mpsc_reserve_future pn_mpsc_reserve(pn_mpsc_tx *tx);
 
 /* Reserve without waiting: 0 (*out is a READY reserve future holding a
  * slot), -EAGAIN (full, or senders queued), -EPIPE, -EINVAL.  Any thread. */
@@ -265,13 +265,14 @@ typedef struct pn_mpsc_recv_future {
     int status;               /* output */
 } pn_mpsc_recv_future;
 
-PN_EXTERN pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out);
+PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out);
 
 /* Receive between 1 and max values into out_array (max * elem_size bytes),
  * taken in one lock hold: .count of them, .status 0; or .count 0 and
  * .status -EPIPE (closed and drained), -EINVAL (NULL arguments, max 0).
  * Drop while pending: nothing taken. */
-PN_EXTERN pn_mpsc_recv_future pn_mpsc_recv_many(pn_mpsc_rx *rx, void *out_array, size_t max);
+PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv_many(pn_mpsc_rx *rx, void *out_array,
+                                                            size_t max);
 
 /* Without waiting: 0, -EAGAIN (empty, senders remain), -EPIPE (empty and
  * closed or every sender freed), -EINVAL. */

@@ -31,7 +31,7 @@ typedef struct pn_join_all {
     size_t left;       /* read-only: children still running */
 } pn_join_all;
 
-PN_EXTERN pn_join_all pn_join_all_of(pn_future **futs, size_t n);
+PN_EXTERN PN_MUST_USE pn_join_all pn_join_all_of(pn_future **futs, size_t n);
 
 /* pn_join2: ready when both a and b are ready.  A NULL child counts as
  * completed: pn_join_both(NULL, NULL) is ready at its first poll. */
@@ -40,7 +40,7 @@ typedef struct pn_join2 {
     pn_future *a, *b;  /* private: NULL once that child completed */
 } pn_join2;
 
-PN_EXTERN pn_join2 pn_join_both(pn_future *a, pn_future *b);
+PN_EXTERN PN_MUST_USE pn_join2 pn_join_both(pn_future *a, pn_future *b);
 
 /*
  * pn_select: ready when the first child is ready.  .index is the index of
@@ -69,7 +69,7 @@ typedef struct pn_select {
     size_t index;      /* output */
 } pn_select;
 
-PN_EXTERN pn_select pn_select_of(pn_future **futs, size_t n);
+PN_EXTERN PN_MUST_USE pn_select pn_select_of(pn_future **futs, size_t n);
 
 /* pn_select2: .index is 0 if a won, 1 if b won; the loser is dropped.  A
  * NULL child is no child, as in pn_select: pn_select_either(NULL, NULL) is
@@ -81,7 +81,7 @@ typedef struct pn_select2 {
     size_t index;        /* output */
 } pn_select2;
 
-PN_EXTERN pn_select2 pn_select_either(pn_future *a, pn_future *b);
+PN_EXTERN PN_MUST_USE pn_select2 pn_select_either(pn_future *a, pn_future *b);
 
 #ifdef __cplusplus
 }

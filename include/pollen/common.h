@@ -25,6 +25,16 @@ extern "C" {
 #define PN_EXTERN
 #endif
 
+/* PN_MUST_USE - on every call that returns a future by value: the future
+ * does nothing until polled, so discarding it (`pn_tcp_close(&s);` as a
+ * statement) is a bug the compiler reports (-Wunused-result, on by default
+ * in gcc and clang).  Empty where the attribute is unknown. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PN_MUST_USE __attribute__((warn_unused_result))
+#else
+#define PN_MUST_USE
+#endif
+
 /* The result of one poll. */
 typedef enum pn_poll {
     PN_PENDING = 0, /* not done; the waker in the context will be woken */

@@ -14,29 +14,32 @@
  * into it.  Spawned tasks never move; a future polled by pn_block_on lives
  * in the caller's memory and must stay there.
  *
- * Dropping.  pn_future_drop() cancels a future that has not returned
- * PN_READY: it releases what the future holds (timer entry, fd interest,
- * child futures).  A future that returned PN_READY already holds nothing but
- * its output and need not be dropped; dropping it anyway is a no-op for
- * every pollen future, which keeps its output (a hand-written drop should
- * behave the same).  The exception is a guard: a READY future of
- * pollen/sync.h that acquired something (a lock, permits, a channel slot,
- * a finished task of a group) holds it until released, and dropping it
- * releases it, as Rust drops a guard.  drop may be called on a future that was never polled,
- * and on NULL or a zero-initialised future (no-ops).  Dropping a future
- * twice while it is pending, or after its memory was freed, is undefined:
- * C cannot tell, so the owner must forget a future once it dropped it.
- * Whoever owns the future calls drop, never concurrently with poll.  Polling a future again after PN_READY is a bug unless its header
- * says otherwise (streams such as pn_interval re-arm themselves).
+ * Dropping.  The rule: pn_future_drop(f) releases whatever f still holds,
+ * and may be called on any future its owner has not dropped yet, in any
+ * state.  Pending: it cancels (timer entry, fd interest, child futures).
+ * Never polled, READY, or zero-initialised (and NULL): it is a no-op, for
+ * every pollen future, and on a READY one it touches nothing the future
+ * borrowed (the handle, fd or channel may be gone already).  The one thing
+ * a READY future may still hold is what a guard of pollen/sync.h acquired
+ * (a lock, permits, a channel slot, a finished task of a group), which its
+ * drop releases, once.  So an owner unsure whether a child
+ * completed simply drops it; hand-written drops must behave the same
+ * (pn_async_drop below does).  Dropping a pending future twice, or after
+ * its memory was freed, is undefined: forget a future once it is dropped.
+ * Whoever owns the future calls drop, never concurrently with poll.
+ * Polling a future again after PN_READY is a bug unless its header says
+ * otherwise (streams such as pn_interval re-arm themselves).
  *
  * Composition.  A future embeds its children in its own struct and polls
  * them; locals that live across an await point live in the struct.  The
  * PN_ASYNC_* macros below turn such a poll function into a readable
- * sequence of await points (a switch on a resume line kept in the struct).
+ * sequence of await points (a switch on a resume line kept in a pn_async
+ * field, which also records the child in flight for the drop).
  */
 #ifndef POLLEN_FUTURE_H
 #define POLLEN_FUTURE_H
 
+#include <assert.h>
 #include "common.h"
 
 #ifdef __cplusplus
@@ -200,8 +203,9 @@ static inline pn_poll pn_future_poll(pn_future *f, pn_cx *cx)
     return f->vt->poll(f, cx);
 }
 
-/* Cancel a future that has not returned PN_READY (see "Dropping" above).
- * NULL and a zero-initialised future (no vtable) are no-ops. */
+/* Release what the future holds (see "Dropping" above): cancels a pending
+ * future; a no-op on a never-polled or READY one (a READY guard releases
+ * what it acquired), on NULL and on a zero-initialised future. */
 static inline void pn_future_drop(pn_future *f)
 {
     if (f && f->vt && f->vt->drop)
@@ -213,29 +217,71 @@ static inline void pn_future_drop(pn_future *f)
 
 /* ---- async/await-style state machines ----------------------------------
 
-   The resume point lives in an int field of the future, 0 before the first
-   poll.  Example (a future that sleeps twice then sets .out):
+   A hand-written future keeps its async state in a pn_async field: the
+   resume point and the child future it is suspended on.  Example (a future
+   that sleeps twice then sets .out):
 
-       typedef struct { pn_future base; int pc; pn_sleep nap; int out; } twice;
+       typedef struct { pn_future base; pn_async as; pn_sleep nap; int out; } twice;
 
        static pn_poll twice_poll(pn_future *f, pn_cx *cx) {
            twice *t = (twice *)f;
-           PN_ASYNC_BEGIN(t->pc);
+           PN_ASYNC_BEGIN(t->as);
            t->nap = pn_sleep_for(PN_MS(10));
-           PN_AWAIT(t->pc, &t->nap, cx);
-           t->nap = pn_sleep_for(PN_MS(10));
-           PN_AWAIT(t->pc, &t->nap, cx);
+           PN_AWAIT(t->as, &t->nap, cx);
+           t->nap = pn_sleep_for(PN_MS(10));     // re-assigning a child is fine
+           PN_AWAIT(t->as, &t->nap, cx);
            t->out = 2;
-           PN_ASYNC_END(t->pc);
+           PN_ASYNC_END(t->as);
        }
+       PN_ASYNC_VTABLE(twice_vt, twice, as, twice_poll);   // drop: pn_async_drop
 
-   Rules: locals do not survive an await (keep them in the struct); no
-   `switch` statement may enclose an await point inside the body; one await
-   per source line.  After PN_ASYNC_END the resume point is PN_ASYNC_DONE.
-   A drop function looks at the resume point to know which child is live
-   (PN_ASYNC_AT(pc) is the line of the await it is suspended in). */
+   PN_AWAIT records the child in .live while it is pending and clears it
+   when the child is READY, so pn_async_drop(&t->as) drops exactly the
+   child that is live (none before the first poll, after PN_ASYNC_END, or
+   while suspended in PN_AWAIT_POLL / PN_YIELD).  A future that holds more
+   (an fd, a buffer, a READY guard it has not released) writes its own drop
+   and calls pn_async_drop from it.
+
+   Every macro also takes a plain `int` resume point (PN_ASYNC_BEGIN(t->pc),
+   the older form, 0 before the first poll): it behaves the same but records
+   no child, so its drop must work out the live child itself.
+
+   Rules:
+   - Locals do not survive an await: keep them in the struct.  A local
+     initialised before an await and read after it holds garbage; gcc's
+     -Wjump-misses-init reports it (recommended).
+   - No `switch` statement of the body may enclose an await.  Debug builds
+     (no NDEBUG) catch one at its first resume: the switch's default label
+     asserts that the resume point is PN_ASYNC_DONE.
+   - One await per source line (the resume point is the line number).
+   - After PN_ASYNC_END the resume point is PN_ASYNC_DONE. */
 
 #define PN_ASYNC_DONE (-1)
+
+/* The standard async state; zero-initialised before the first poll. */
+typedef struct pn_async {
+    int pc;          /* resume point: 0, an await's line, or PN_ASYNC_DONE */
+    pn_future *live; /* the child PN_AWAIT is suspended on, else NULL */
+} pn_async;
+
+/* Drop the live child (if any) and mark the state done: a second call, or
+ * a call on a zeroed, never-polled or completed state, is a no-op. */
+static inline void pn_async_drop(pn_async *as)
+{
+    pn_future *live = as->live;
+    as->live = NULL;
+    as->pc = PN_ASYNC_DONE;
+    pn_future_drop(live);
+}
+
+/* Define `static const pn_future_vtable vt` for future type `type` whose
+ * pn_async field is `field`: its drop is pn_async_drop on that field. */
+#define PN_ASYNC_VTABLE(vt, type, field, poll_fn)                        \
+    static void pn__async_drop_##vt(pn_future *f)                        \
+    {                                                                    \
+        pn_async_drop(&((type *)(void *)f)->field);                      \
+    }                                                                    \
+    static const pn_future_vtable vt = { poll_fn, pn__async_drop_##vt, #type }
 
 #if defined(__GNUC__)
 #define PN__FALLTHROUGH __attribute__((fallthrough))
@@ -243,43 +289,102 @@ static inline void pn_future_drop(pn_future *f)
 #define PN__FALLTHROUGH ((void)0)
 #endif
 
-#define PN_ASYNC_BEGIN(pc) \
-    switch (pc) {          \
+/* private: the macros accept a pn_async or an int resume point. */
+static inline int *pn__async_pc_as(pn_async *as) { return &as->pc; }
+static inline int *pn__async_pc_int(int *pc) { return pc; }
+static inline pn_future **pn__async_live_as(pn_async *as) { return &as->live; }
+static inline pn_future **pn__async_live_int(int *pc) { (void)pc; return NULL; }
+
+/* private: one poll of an awaited child, kept in *live while pending. */
+static inline pn_poll pn__async_await(pn_future **live, pn_future *child, pn_cx *cx)
+{
+    if (live)
+        *live = child;
+    if (pn_future_poll(child, cx) == PN_PENDING)
+        return PN_PENDING;
+    if (live)
+        *live = NULL;
+    return PN_READY;
+}
+
+static inline void pn__async_no_child(pn_future **live)
+{
+    if (live)
+        *live = NULL;
+}
+
+#ifdef __cplusplus
+} /* the overloads below need C++ linkage */
+static inline int *pn__async_pc(pn_async *as) { return &as->pc; }
+static inline int *pn__async_pc(int *pc) { return pc; }
+static inline pn_future **pn__async_live(pn_async *as) { return &as->live; }
+static inline pn_future **pn__async_live(int *pc) { (void)pc; return NULL; }
+extern "C" {
+#define PN__ASYNC_PC(st) (*pn__async_pc(&(st)))
+#define PN__ASYNC_LIVE(st) pn__async_live(&(st))
+#else
+#define PN__ASYNC_PC(st) \
+    (*_Generic(&(st), pn_async *: pn__async_pc_as, int *: pn__async_pc_int)(&(st)))
+#define PN__ASYNC_LIVE(st) \
+    _Generic(&(st), pn_async *: pn__async_live_as, int *: pn__async_live_int)(&(st))
+#endif
+
+/* `st` is the async state: a pn_async field (or an int resume point).
+ * The default label comes first so that reaching it (PN_ASYNC_DONE, or an
+ * unknown resume point) jumps over no declaration of the body.  Debug
+ * builds assert there: a resume point that no case of the body knows means
+ * an await inside a switch statement of the body. */
+#define PN_ASYNC_BEGIN(st)                                                   \
+    switch (PN__ASYNC_PC(st)) {                                              \
+    default:                                                                 \
+        assert(PN__ASYNC_PC(st) == PN_ASYNC_DONE &&                          \
+               "PN_ASYNC: unknown resume point (an await inside a switch?)"); \
+        break;                                                               \
     case 0:
 
-/* Suspend until `fut` (a pointer to a future) is ready. */
-#define PN_AWAIT(pc, fut, cx) PN_AWAIT_POLL(pc, pn_future_poll((pn_future *)(fut), (cx)))
+/* Suspend until `fut` (a pointer to a future) is ready; while it is
+ * pending it is the state's live child. */
+#define PN_AWAIT(st, fut, cx)                                                 \
+    do {                                                                      \
+        PN__ASYNC_PC(st) = __LINE__;                                          \
+        PN__FALLTHROUGH;                                                      \
+    case __LINE__:                                                            \
+        if (pn__async_await(PN__ASYNC_LIVE(st), (pn_future *)(fut), (cx)) ==  \
+            PN_PENDING)                                                       \
+            return PN_PENDING;                                                \
+    } while (0)
 
 /* Suspend until the expression `poll_expr` (re-evaluated on each poll)
-   yields PN_READY; use it with poll helpers such as pn_async_fd_poll_read. */
-#define PN_AWAIT_POLL(pc, poll_expr)          \
-    do {                                      \
-        (pc) = __LINE__;                      \
-        PN__FALLTHROUGH;                      \
-    case __LINE__:                            \
-        if ((poll_expr) == PN_PENDING)        \
-            return PN_PENDING;                \
+   yields PN_READY; use it with poll helpers such as pn_async_fd_poll_read.
+   No child is live meanwhile: what the helper registered belongs to the
+   object it polls (close or release that in the drop). */
+#define PN_AWAIT_POLL(st, poll_expr)                  \
+    do {                                              \
+        PN__ASYNC_PC(st) = __LINE__;                  \
+        pn__async_no_child(PN__ASYNC_LIVE(st));       \
+        PN__FALLTHROUGH;                              \
+    case __LINE__:                                    \
+        if ((poll_expr) == PN_PENDING)                \
+            return PN_PENDING;                        \
     } while (0)
 
 /* Give the other tasks a turn: wake ourselves and return PN_PENDING once. */
-#define PN_YIELD(pc, cx)                      \
-    do {                                      \
-        (pc) = __LINE__;                      \
-        pn_waker_wake_by_ref((cx)->waker);    \
-        return PN_PENDING;                    \
-    case __LINE__:;                           \
+#define PN_YIELD(st, cx)                              \
+    do {                                              \
+        PN__ASYNC_PC(st) = __LINE__;                  \
+        pn__async_no_child(PN__ASYNC_LIVE(st));       \
+        pn_waker_wake_by_ref((cx)->waker);            \
+        return PN_PENDING;                            \
+    case __LINE__:;                                   \
     } while (0)
 
-#define PN_ASYNC_END(pc)      \
-        PN__FALLTHROUGH;      \
-    default:                  \
-        break;                \
-    }                         \
-    (pc) = PN_ASYNC_DONE;     \
+#define PN_ASYNC_END(st)                         \
+    }                                            \
+    PN__ASYNC_PC(st) = PN_ASYNC_DONE;            \
     return PN_READY
 
 /* The await line the future is suspended at (0: not started). */
-#define PN_ASYNC_AT(pc) (pc)
+#define PN_ASYNC_AT(st) (PN__ASYNC_PC(st))
 
 /* ---- Small futures ------------------------------------------------------ */
 
@@ -289,7 +394,7 @@ typedef struct pn_yield_now {
     bool yielded;  /* private */
 } pn_yield_now;
 
-PN_EXTERN pn_yield_now pn_yield(void);
+PN_EXTERN PN_MUST_USE pn_yield_now pn_yield(void);
 
 #ifdef __cplusplus
 }

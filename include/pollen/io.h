@@ -215,14 +215,14 @@ typedef struct pn_close {
     int res;                     /* output */
 } pn_close;
 
-PN_EXTERN pn_close pn_close_of(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_close pn_close_of(pn_async_fd *afd);
 
-PN_EXTERN pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len);
-PN_EXTERN pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len);
-PN_EXTERN pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len);
-PN_EXTERN pn_ready pn_readable(pn_async_fd *afd);
-PN_EXTERN pn_ready pn_writable(pn_async_fd *afd);
-PN_EXTERN pn_accept pn_accept_on(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_ready pn_readable(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_ready pn_writable(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_accept pn_accept_on(pn_async_fd *afd);
 
 #ifdef __cplusplus
 }

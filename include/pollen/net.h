@@ -208,7 +208,7 @@ typedef struct pn_tcp_accept {
     int res;                  /* output */
 } pn_tcp_accept;
 
-PN_EXTERN pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l);
+PN_EXTERN PN_MUST_USE pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l);
 
 /* ---- streams ----------------------------------------------------------- */
 
@@ -237,8 +237,8 @@ typedef struct pn_tcp_connect {
     int res;                  /* output */
 } pn_tcp_connect;
 
-PN_EXTERN pn_tcp_connect pn_tcp_connect_to(pn_tcp_stream *out, const pn_sockaddr *addr,
-                                           uint64_t timeout_ns);
+PN_EXTERN PN_MUST_USE pn_tcp_connect pn_tcp_connect_to(pn_tcp_stream *out, const pn_sockaddr *addr,
+                                                       uint64_t timeout_ns);
 
 /* Adopt a connected TCP socket (made elsewhere); sets O_NONBLOCK.  0, or
  * -EBADF (not an open fd: then it stays the caller's). */
@@ -251,18 +251,20 @@ PN_EXTERN int pn_tcp_stream_close(pn_tcp_stream *s);
 /* Close as a future (pn_close_of on the stream's socket): .res = close's
  * result.  On io_uring the close goes out with the runtime's next batch
  * of submissions instead of a close(2) of its own. */
-static inline pn_close pn_tcp_close(pn_tcp_stream *s) { return pn_close_of(s ? &s->afd : NULL); }
+static inline PN_MUST_USE pn_close pn_tcp_close(pn_tcp_stream *s)
+{ return pn_close_of(s ? &s->afd : NULL); }
 
 /* ---- reading and writing: the io.h futures on the stream's socket ----- */
 
 /* Read some bytes: .res = bytes (0 = end of stream) or -errno. */
-static inline pn_read pn_tcp_read(pn_tcp_stream *s, void *buf, size_t len)
+static inline PN_MUST_USE pn_read pn_tcp_read(pn_tcp_stream *s, void *buf, size_t len)
 { return pn_read_some(&s->afd, buf, len); }
 /* Write some bytes (may be short): .res = bytes or -errno. */
-static inline pn_write pn_tcp_write(pn_tcp_stream *s, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write pn_tcp_write(pn_tcp_stream *s, const void *buf, size_t len)
 { return pn_write_some(&s->afd, buf, len); }
 /* Write all of buf: .res = len or -errno; .done = bytes sent before it. */
-static inline pn_write_all pn_tcp_write_all(pn_tcp_stream *s, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write_all pn_tcp_write_all(pn_tcp_stream *s, const void *buf,
+                                                        size_t len)
 { return pn_write_all_of(&s->afd, buf, len); }
 
 /* Poll helpers (see io.h): *res = bytes, 0 at end of stream, or -errno. */
@@ -297,7 +299,8 @@ typedef struct pn_tcp_read_exact {
     ssize_t res;                               /* output */
 } pn_tcp_read_exact;
 
-PN_EXTERN pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf,
+                                                             size_t len);
 
 /*
  * Write all the bytes of `iovcnt` iovecs (sendmsg with MSG_NOSIGNAL, any
@@ -316,8 +319,8 @@ typedef struct pn_tcp_writev {
     ssize_t res;                                             /* output */
 } pn_tcp_writev;
 
-PN_EXTERN pn_tcp_writev pn_tcp_writev_all(pn_tcp_stream *s, const struct iovec *iov,
-                                          int iovcnt);
+PN_EXTERN PN_MUST_USE pn_tcp_writev pn_tcp_writev_all(pn_tcp_stream *s, const struct iovec *iov,
+                                                      int iovcnt);
 
 /* Peek as a future: .res = bytes (left queued), 0 at end of stream, or
  * -errno. */
@@ -328,7 +331,7 @@ typedef struct pn_tcp_peek {
     ssize_t res;                               /* output */
 } pn_tcp_peek;
 
-PN_EXTERN pn_tcp_peek pn_tcp_peek_of(pn_tcp_stream *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_tcp_peek pn_tcp_peek_of(pn_tcp_stream *s, void *buf, size_t len);
 
 /* ---- socket options and addresses (plain calls, any thread that owns
  * the stream; each returns 0 or -errno, -EBADF on a closed stream, -EINVAL
@@ -366,21 +369,23 @@ typedef struct pn_tcp_write_half { pn_tcp_stream *stream; } pn_tcp_write_half;
 
 PN_EXTERN void pn_tcp_split(pn_tcp_stream *s, pn_tcp_read_half *rd, pn_tcp_write_half *wr);
 
-static inline pn_read pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
+static inline PN_MUST_USE pn_read pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_read(h.stream, buf, len); }
-static inline pn_tcp_read_exact pn_tcp_rd_read_exact(pn_tcp_read_half h, void *buf, size_t len)
+static inline PN_MUST_USE pn_tcp_read_exact pn_tcp_rd_read_exact(pn_tcp_read_half h, void *buf,
+                                                                 size_t len)
 { return pn_tcp_read_exact_of(h.stream, buf, len); }
-static inline pn_tcp_peek pn_tcp_rd_peek(pn_tcp_read_half h, void *buf, size_t len)
+static inline PN_MUST_USE pn_tcp_peek pn_tcp_rd_peek(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_peek_of(h.stream, buf, len); }
 static inline pn_poll pn_tcp_rd_poll_read(pn_tcp_read_half h, pn_cx *cx, void *buf,
                                           size_t len, ssize_t *res)
 { return pn_tcp_poll_read(h.stream, cx, buf, len, res); }
-static inline pn_write pn_tcp_wr_write(pn_tcp_write_half h, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write pn_tcp_wr_write(pn_tcp_write_half h, const void *buf, size_t len)
 { return pn_tcp_write(h.stream, buf, len); }
-static inline pn_write_all pn_tcp_wr_write_all(pn_tcp_write_half h, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write_all pn_tcp_wr_write_all(pn_tcp_write_half h, const void *buf,
+                                                           size_t len)
 { return pn_tcp_write_all(h.stream, buf, len); }
-static inline pn_tcp_writev pn_tcp_wr_writev_all(pn_tcp_write_half h, const struct iovec *iov,
-                                                 int iovcnt)
+static inline PN_MUST_USE pn_tcp_writev pn_tcp_wr_writev_all(pn_tcp_write_half h,
+                                                             const struct iovec *iov, int iovcnt)
 { return pn_tcp_writev_all(h.stream, iov, iovcnt); }
 static inline pn_poll pn_tcp_wr_poll_write(pn_tcp_write_half h, pn_cx *cx, const void *buf,
                                            size_t len, ssize_t *res)

@@ -92,7 +92,7 @@ typedef struct pn_notified {
     pn_sync_waiter w;       /* w.state: chosen by notify_one */
 } pn_notified;
 
-PN_EXTERN pn_notified pn_notify_notified(pn_notify *n);
+PN_EXTERN PN_MUST_USE pn_notified pn_notify_notified(pn_notify *n);
 
 #ifdef __cplusplus
 }

@@ -81,11 +81,11 @@ typedef struct pn_resolve_future {
  * `host` is borrowed until that first poll, which copies it (it may be
  * freed after).  Never NULL-dereferences: bad arguments give .res -EINVAL.
  */
-PN_EXTERN pn_resolve_future pn_resolve(const char *host, uint16_t port);
+PN_EXTERN PN_MUST_USE pn_resolve_future pn_resolve(const char *host, uint16_t port);
 
 /* The same with options (opts NULL: defaults; copied now). */
-PN_EXTERN pn_resolve_future pn_resolve_ex(const char *host, uint16_t port,
-                                          const pn_resolve_opts *opts);
+PN_EXTERN PN_MUST_USE pn_resolve_future pn_resolve_ex(const char *host, uint16_t port,
+                                                      const pn_resolve_opts *opts);
 
 /* Free the output array of a completed future (.addrs = NULL, .count = 0).
  * Idempotent; harmless on NULL and on a future that failed.  Not a drop:

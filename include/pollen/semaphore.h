@@ -108,7 +108,7 @@ typedef struct pn_semaphore_permit {
 } pn_semaphore_permit;
 
 /* Acquire `n` permits, in FIFO order with the other waiters.  Lazy. */
-PN_EXTERN pn_semaphore_permit pn_semaphore_acquire(pn_semaphore *s, size_t n);
+PN_EXTERN PN_MUST_USE pn_semaphore_permit pn_semaphore_acquire(pn_semaphore *s, size_t n);
 
 /* Give back the permits `p` holds (READY, status 0); a pending `p` is
  * dropped (cancelled, as pn_future_drop).  Anything else, and NULL: no-op.
@@ -169,7 +169,7 @@ PN_EXTERN void pn_mutex_destroy(pn_mutex *m);
 /* The lock future: READY with status 0 means it holds the lock (status
  * -EINVAL: NULL mutex).  Drop while pending: leaves the queue; if the lock
  * had been handed to it meanwhile, hands it on to the next waiter. */
-PN_EXTERN pn_mutex_guard pn_mutex_lock(pn_mutex *m);
+PN_EXTERN PN_MUST_USE pn_mutex_guard pn_mutex_lock(pn_mutex *m);
 
 /* Unlock (the guard of a READY lock), or cancel a pending lock. */
 PN_EXTERN void pn_mutex_unlock(pn_mutex_guard *g);
@@ -207,8 +207,8 @@ PN_EXTERN void pn_rwlock_destroy(pn_rwlock *rw);
  * write may hold part of the read permits already (the readers that left
  * before it), and its drop gives them back, letting in the readers queued
  * behind it. */
-PN_EXTERN pn_rwlock_guard pn_rwlock_read(pn_rwlock *rw);
-PN_EXTERN pn_rwlock_guard pn_rwlock_write(pn_rwlock *rw);
+PN_EXTERN PN_MUST_USE pn_rwlock_guard pn_rwlock_read(pn_rwlock *rw);
+PN_EXTERN PN_MUST_USE pn_rwlock_guard pn_rwlock_write(pn_rwlock *rw);
 
 /* Unlock a read or write guard, or cancel a pending one. */
 PN_EXTERN void pn_rwlock_unlock(pn_rwlock_guard *g);

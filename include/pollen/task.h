@@ -116,7 +116,7 @@ typedef struct pn_join_future {
     int status;              /* output */
 } pn_join_future;
 
-PN_EXTERN pn_join_future pn_join_handle_await(pn_join_handle *h);
+PN_EXTERN PN_MUST_USE pn_join_future pn_join_handle_await(pn_join_handle *h);
 
 /* ==== Task groups ==========================================================
  *
@@ -205,7 +205,7 @@ typedef struct pn_task_group_join {
     int status;            /* output */
 } pn_task_group_join;
 
-PN_EXTERN pn_task_group_join pn_task_group_join_next(pn_task_group *g);
+PN_EXTERN PN_MUST_USE pn_task_group_join pn_task_group_join_next(pn_task_group *g);
 
 /* Without waiting: fills *out as a READY join_next future would and
  * returns its status, or returns -EAGAIN (tasks are running, none has
@@ -232,7 +232,7 @@ typedef struct pn_task_group_shutdown_future {
     int status;            /* output */
 } pn_task_group_shutdown_future;
 
-PN_EXTERN pn_task_group_shutdown_future pn_task_group_shutdown(pn_task_group *g);
+PN_EXTERN PN_MUST_USE pn_task_group_shutdown_future pn_task_group_shutdown(pn_task_group *g);
 
 #ifdef __cplusplus
 }

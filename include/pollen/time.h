@@ -161,9 +161,9 @@ typedef struct pn_sleep {
 
 /* A future that completes once `ns` nanoseconds have passed (the deadline is
  * taken now, when the future is made, not at its first poll). */
-PN_EXTERN pn_sleep pn_sleep_for(uint64_t ns);
+PN_EXTERN PN_MUST_USE pn_sleep pn_sleep_for(uint64_t ns);
 /* A future that completes at `deadline` (immediately if it has passed). */
-PN_EXTERN pn_sleep pn_sleep_until(pn_instant deadline);
+PN_EXTERN PN_MUST_USE pn_sleep pn_sleep_until(pn_instant deadline);
 /* Move the deadline of a sleep, pending or completed; it may then be polled
  * again and completes at the new deadline.  Must be called on the thread that
  * polls it. */
@@ -189,8 +189,8 @@ typedef struct pn_timeout {
     int status;         /* output */
 } pn_timeout;
 
-PN_EXTERN pn_timeout pn_timeout_for(pn_future *inner, uint64_t ns);
-PN_EXTERN pn_timeout pn_timeout_at(pn_future *inner, pn_instant deadline);
+PN_EXTERN PN_MUST_USE pn_timeout pn_timeout_for(pn_future *inner, uint64_t ns);
+PN_EXTERN PN_MUST_USE pn_timeout pn_timeout_at(pn_future *inner, pn_instant deadline);
 
 /* ---- interval ----------------------------------------------------------- */
 
@@ -216,8 +216,8 @@ typedef struct pn_interval {
 } pn_interval;
 
 /* First tick immediately, then every `period` ns (period 0 is taken as 1). */
-PN_EXTERN pn_interval pn_interval_every(uint64_t period);
-PN_EXTERN pn_interval pn_interval_at(pn_instant start, uint64_t period);
+PN_EXTERN PN_MUST_USE pn_interval pn_interval_every(uint64_t period);
+PN_EXTERN PN_MUST_USE pn_interval pn_interval_at(pn_instant start, uint64_t period);
 
 #ifdef __cplusplus
 }

@@ -179,13 +179,13 @@ typedef pn_dgram_send pn_udp_send;
 typedef pn_dgram_recv pn_udp_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
-                                     const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
+                                                 const pn_sockaddr *to);
 /* To the connected peer. */
-PN_EXTERN pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len);
-PN_EXTERN pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
 /* From the connected peer (or anyone, unconnected), without the address. */
-PN_EXTERN pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

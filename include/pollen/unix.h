@@ -152,7 +152,7 @@ typedef struct pn_unix_accept {
     int res;                 /* output */
 } pn_unix_accept;
 
-PN_EXTERN pn_unix_accept pn_unix_accept_on(pn_unix_listener *l);
+PN_EXTERN PN_MUST_USE pn_unix_accept pn_unix_accept_on(pn_unix_listener *l);
 
 /* ---- Stream: connection ------------------------------------------------ */
 
@@ -186,7 +186,7 @@ typedef struct pn_unix_connect {
     int res;
 } pn_unix_connect;
 
-PN_EXTERN pn_unix_connect pn_unix_connect_to(pn_unix_stream *out, const char *name);
+PN_EXTERN PN_MUST_USE pn_unix_connect pn_unix_connect_to(pn_unix_stream *out, const char *name);
 
 /* A connected pair (socketpair(AF_UNIX, SOCK_STREAM)), both nonblocking and
  * close-on-exec, both the caller's.  Returns 0, -EINVAL, -EMFILE, -ENFILE. */
@@ -201,7 +201,8 @@ PN_EXTERN int pn_unix_stream_shutdown(pn_unix_stream *s, int how);
  * stream.  Returns 0 or close()'s -errno. */
 PN_EXTERN int pn_unix_stream_close(pn_unix_stream *s);
 /* Close as a future (pn_close_of, see pollen/io.h). */
-static inline pn_close pn_unix_close(pn_unix_stream *s) { return pn_close_of(s ? &s->afd : NULL); }
+static inline PN_MUST_USE pn_close pn_unix_close(pn_unix_stream *s)
+{ return pn_close_of(s ? &s->afd : NULL); }
 
 /* ---- Datagram ---------------------------------------------------------
  *
@@ -280,11 +281,11 @@ typedef pn_dgram_send pn_unix_send;
 typedef pn_dgram_recv pn_unix_recv;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                                       const pn_sockaddr *to);
-PN_EXTERN pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len);
-PN_EXTERN pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len);
-PN_EXTERN pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
+                                                   const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

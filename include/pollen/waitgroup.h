@@ -69,7 +69,7 @@ typedef struct pn_wait_group_wait {
     int status;          /* output */
 } pn_wait_group_wait_future;
 
-PN_EXTERN pn_wait_group_wait_future pn_wait_group_wait(pn_wait_group *wg);
+PN_EXTERN PN_MUST_USE pn_wait_group_wait_future pn_wait_group_wait(pn_wait_group *wg);
 
 /* Block this plain thread until the count is zero.  Returns 0, -EINVAL
  * (NULL), -EDEADLK (called from a thread that is polling a task). */

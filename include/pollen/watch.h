@@ -165,7 +165,7 @@ typedef struct pn_watch_changed_future {
     int status;             /* output */
 } pn_watch_changed_future;
 
-PN_EXTERN pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
+PN_EXTERN PN_MUST_USE pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
 
 /*
  * The sender's side: wait until no receiver exists (every receiver freed;
@@ -184,7 +184,7 @@ typedef struct pn_watch_closed_future {
     int status;             /* output */
 } pn_watch_closed_future;
 
-PN_EXTERN pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx);
+PN_EXTERN PN_MUST_USE pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx);
 
 /* changed() for a plain thread: 0, -EPIPE, -EINVAL as the future, or
  * -EDEADLK from a thread that is polling a task (nothing marked), -ENOMEM. */

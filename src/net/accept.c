@@ -95,6 +95,7 @@ pn_poll pn__accept_poll(pn_accept_state *st, pn_cx *cx, pn_async_fd *out, pn_soc
                                                                  : st->backoff_ns * 2;
             continue;
         }
+        st->parked = PN_WAKER_NONE;     /* READY: nothing to forget */
         *res = r;
         return PN_READY;
     }

@@ -131,8 +131,7 @@ pn_poll pn__dgram_send_poll(pn_future *f, pn_cx *cx)
         return PN_READY;
     pn_poll p = pn__dgram_poll_send(s->afd, cx, s->buf, s->len, s->to.len ? &s->to : NULL,
                                     NULL, &s->res);
-    if (p == PN_PENDING)
-        s->parked = *cx->waker;
+    s->parked = p == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return p;
 }
 
@@ -167,6 +166,7 @@ pn_poll pn__dgram_recv_poll(pn_future *f, pn_cx *cx, pn__dgram_from_fn from_fn)
         r->parked = *cx->waker;
         return p;
     }
+    r->parked = PN_WAKER_NONE;      /* READY: nothing to forget */
     r->truncated = r->res >= 0 && r->datagram_len > r->len;
     return p;
 }

@@ -193,7 +193,7 @@ int pn_tcp_stream_close(pn_tcp_stream *s)
 
 /* ---- read_exact ----------------------------------------------------------- */
 
-static pn_poll read_exact_poll(pn_future *f, pn_cx *cx)
+static pn_poll read_exact_step(pn_future *f, pn_cx *cx)
 {
     pn_tcp_read_exact *r = (pn_tcp_read_exact *)f;
     while (r->done < r->len) {
@@ -217,6 +217,15 @@ static pn_poll read_exact_poll(pn_future *f, pn_cx *cx)
     return PN_READY;
 }
 
+/* A READY future forgets its parked waker: its drop then touches nothing. */
+static pn_poll read_exact_poll(pn_future *f, pn_cx *cx)
+{
+    pn_poll p = read_exact_step(f, cx);
+    if (p == PN_READY)
+        ((pn_tcp_read_exact *)f)->parked = PN_WAKER_NONE;
+    return p;
+}
+
 static void read_exact_drop(pn_future *f)
 {
     pn_tcp_read_exact *r = (pn_tcp_read_exact *)f;
@@ -236,7 +245,7 @@ pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf, size_t len)
 
 #define WINDOW 64   /* iovecs per sendmsg (well under IOV_MAX) */
 
-static pn_poll writev_poll(pn_future *f, pn_cx *cx)
+static pn_poll writev_step(pn_future *f, pn_cx *cx)
 {
     pn_tcp_writev *w = (pn_tcp_writev *)f;
     if (w->iovcnt < 0 || (w->iovcnt > 0 && !w->iov)) {
@@ -292,6 +301,15 @@ static pn_poll writev_poll(pn_future *f, pn_cx *cx)
     return PN_READY;
 }
 
+/* A READY future forgets its parked waker: its drop then touches nothing. */
+static pn_poll writev_poll(pn_future *f, pn_cx *cx)
+{
+    pn_poll p = writev_step(f, cx);
+    if (p == PN_READY)
+        ((pn_tcp_writev *)f)->parked = PN_WAKER_NONE;
+    return p;
+}
+
 static void writev_drop(pn_future *f)
 {
     pn_tcp_writev *w = (pn_tcp_writev *)f;
@@ -317,8 +335,7 @@ static pn_poll peek_poll(pn_future *f, pn_cx *cx)
 {
     pn_tcp_peek *p = (pn_tcp_peek *)f;
     pn_poll r = pn__async_fd_poll_peek(p->afd, cx, p->buf, p->len, &p->res);
-    if (r == PN_PENDING)
-        p->parked = *cx->waker;
+    p->parked = r == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return r;
 }
 

@@ -585,9 +585,12 @@ pn_poll pn__async_fd_poll_peek(pn_async_fd *afd, pn_cx *cx, void *buf, size_t le
 
 void pn__async_fd_forget(pn_async_fd *afd, unsigned interest, const pn_waker *mine)
 {
-    if (afd && !pn_waker_is_none(mine))
-        pn__uio_forget(afd, interest, mine);
-    if (!afd || afd->closed || !afd->reg || pn_waker_is_none(mine))
+    /* No parked waker (never polled, or READY): nothing to take back, and
+     * afd may be gone already. */
+    if (!afd || pn_waker_is_none(mine))
+        return;
+    pn__uio_forget(afd, interest, mine);
+    if (afd->closed || !afd->reg)
         return;
     pn__registration *reg = afd->reg;
     if (pn__reg_gen(reg) != afd->gen)

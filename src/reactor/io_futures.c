@@ -20,8 +20,7 @@ static pn_poll read_poll(pn_future *f, pn_cx *cx)
 {
     pn_read *r = (pn_read *)f;
     pn_poll p = pn_async_fd_poll_read(r->afd, cx, r->buf, r->len, &r->res);
-    if (p == PN_PENDING)
-        r->parked = *cx->waker;
+    r->parked = p == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return p;
 }
 
@@ -43,8 +42,7 @@ static pn_poll write_poll(pn_future *f, pn_cx *cx)
 {
     pn_write *w = (pn_write *)f;
     pn_poll p = pn_async_fd_poll_write(w->afd, cx, w->buf, w->len, &w->res);
-    if (p == PN_PENDING)
-        w->parked = *cx->waker;
+    w->parked = p == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return p;
 }
 
@@ -62,7 +60,7 @@ pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len)
 
 /* ---- write all ---- */
 
-static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
+static pn_poll write_all_step(pn_future *f, pn_cx *cx)
 {
     pn_write_all *w = (pn_write_all *)f;
     while (w->done < w->len) {
@@ -86,6 +84,15 @@ static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
     return PN_READY;
 }
 
+/* A READY future forgets its parked waker: its drop then touches nothing. */
+static pn_poll write_all_poll(pn_future *f, pn_cx *cx)
+{
+    pn_poll p = write_all_step(f, cx);
+    if (p == PN_READY)
+        ((pn_write_all *)f)->parked = PN_WAKER_NONE;
+    return p;
+}
+
 static void write_all_drop(pn_future *f)
 {
     pn__async_fd_forget(((pn_write_all *)f)->afd, PN_WRITABLE, &((pn_write_all *)f)->parked);
@@ -106,8 +113,7 @@ static pn_poll ready_poll(pn_future *f, pn_cx *cx)
 {
     pn_ready *r = (pn_ready *)f;
     pn_poll p = pn_async_fd_poll_ready(r->afd, cx, r->interest, &r->res);
-    if (p == PN_PENDING)
-        r->parked = *cx->waker;
+    r->parked = p == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return p;
 }
 
@@ -136,8 +142,7 @@ static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
     pn_accept *a = (pn_accept *)f;
     pn_poll p = pn_async_fd_poll_accept(a->afd, cx, &a->res);
-    if (p == PN_PENDING)
-        a->parked = *cx->waker;
+    a->parked = p == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return p;
 }
 
