@@ -16,10 +16,63 @@
  * threads, each with its own current-thread runtime (so its own epoll set
  * or io_uring ring) and its own SO_REUSEPORT listener on PORT; the kernel
  * spreads the connections, and a connection stays on its thread.
+ *
+ * --fibers: the same server as stackful tasks (pollen/fiber.h), as
+ * examples/echo_threads.c writes it: an acceptor fiber and one fiber per
+ * connection, each with the futures version's ECHO_BUF-byte read buffer
+ * (on its stack) and the same close future at the end, so that the two
+ * differ only in how a task waits.  Stacks are the default size (64 KiB,
+ * only the touched pages resident), from the runtime's cache.  With
+ * --workers 0 the acceptor runs from pn_block_on (pn_fiber_run), else as a
+ * spawned task, as the futures acceptor does.  Not with --shards.
  */
 #define ECHO_SERVER_NO_MAIN
 #include "../examples/echo_server.c"
 #include <pthread.h>
+#include <pollen/fiber.h>
+
+/* ---- the fiber version (--fibers) ------------------------------------------ */
+
+static void fiber_conn(void *arg)
+{
+    pn_tcp_stream *s = arg;                 /* this fiber's own copy */
+    char buf[ECHO_BUF];
+    ssize_t n;
+    while ((n = pn_fiber_read(s, buf, sizeof buf)) > 0)
+        if (pn_fiber_write_all(s, buf, (size_t)n) < 0)
+            break;
+    pn_close c = pn_tcp_close(s);           /* cancelled: dropping it closes */
+    pn_await(&c);
+}
+
+static void fiber_acceptor(void *arg)
+{
+    pn_tcp_listener *l = arg;
+    pn_tcp_stream s;
+    pn_fiber_opts per_conn = { .arg_size = sizeof s, .name = "echo" };
+    for (;;) {
+        int err = pn_fiber_accept(l, &s, NULL);   /* backs off on EMFILE itself */
+        if (err == -ECANCELED)
+            return;
+        if (err < 0)
+            continue;
+        if (pn_fiber_spawn(pn_fiber_runtime(), fiber_conn, &s, &per_conn, NULL) < 0)
+            pn_tcp_stream_close(&s);
+    }
+}
+
+static int run_fibers(pn_runtime *rt, pn_tcp_listener *l, long workers)
+{
+    if (workers == 0)
+        return pn_fiber_run(rt, fiber_acceptor, l, NULL);
+    pn_join_handle *h;
+    int err = pn_fiber_spawn(rt, fiber_acceptor, l, NULL, &h);
+    if (err)
+        return err;
+    pn_join_future jf = pn_join_handle_await(h);
+    err = pn_block_on(rt, PN_FUTURE(&jf));
+    return err ? err : jf.status;
+}
 
 /* One shard: a current-thread runtime serving its own listener. */
 typedef struct shard {
@@ -66,20 +119,23 @@ int main(int argc, char **argv)
 {
     long workers = 0, shards = 0;
     int port = 0;
+    bool fibers = false;
     pn_driver_mode driver = PN_DRIVER_WORKERS;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--workers") && i + 1 < argc)
             workers = atol(argv[++i]);
         else if (!strcmp(argv[i], "--shards") && i + 1 < argc)
             shards = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--fibers"))
+            fibers = true;
         else if (!strcmp(argv[i], "--driver") && i + 1 < argc)
             driver = !strcmp(argv[++i], "reactor") ? PN_DRIVER_REACTOR_THREAD : PN_DRIVER_WORKERS;
         else
             port = atoi(argv[i]);
     }
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] [--shards S] PORT\n",
-                argv[0]);
+    if (port <= 0 || port > 65535 || (fibers && shards >= 2)) {
+        fprintf(stderr, "usage: %s [--workers W] [--driver workers|reactor] [--shards S] "
+                        "[--fibers] PORT\n", argv[0]);
         return 2;
     }
     if (shards >= 2)
@@ -103,9 +159,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "pn_runtime_new: %s\n", pn_strerror(err));
         return 1;
     }
-    printf("pollen echo server (workers=%ld) listening on 127.0.0.1:%d\n", workers, port);
+    printf("pollen echo server (workers=%ld%s) listening on 127.0.0.1:%d\n", workers,
+           fibers ? ", fibers" : "", port);
     fflush(stdout);
-    if (workers == 0) {
+    if (fibers) {
+        err = run_fibers(rt, &srv.listener, workers);
+    } else if (workers == 0) {
         err = pn_block_on(rt, PN_FUTURE(&srv));
     } else {
         pn_join_handle *h;

@@ -33,7 +33,7 @@ import sys
 
 def figures(doc):
     out = {}
-    for key in ("figures", "multi_thread_figures"):
+    for key in ("figures", "multi_thread_figures", "fiber_figures"):
         for fig in doc.get(key, []):
             for peer, r in fig.get("results", {}).items():
                 if isinstance(r, dict) and r.get("median") is not None:

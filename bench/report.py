@@ -5,7 +5,8 @@ bench/run.sh starts the programs and appends their output to raw.txt; this
 script turns raw.txt into the results (standard library only):
 
     python3 bench/report.py report --raw RAW --out DIR --res RES [sizes...]
-        latest.md (three tables), latest.json (every run of every figure
+        latest.md (three tables, and a fourth for fibers when the run
+        measured them), latest.json (every run of every figure
         for every peer, with median, min, max, spread_pct) and latest.svg
         (the first table's ratios as bars) in DIR; the table on stdout;
         then, when RES/previous.json (the DIR/latest.json before this one)
@@ -166,6 +167,119 @@ def rows_mt(a, main):
         ("sched_counter", "spawn_counter: ONE task spawns %s, shared counter, the last notifies (ns/task)" % count_label(a.sched_counter_n) + s, "spawn_counter", "ns_per_task", "lower", "%.1f"),
     ]
     return rows
+
+
+def rows_fiber(a):
+    """The fiber table: a stackful figure beside its counterpart.  Each row:
+    (id, label, better, format, fiber (peer, figure, key), other (peer,
+    figure, key, convert), other's title, target).  convert: None, or
+    "per_s_to_ns" (a rate per second shown as ns per unit)."""
+    sw, yl = count_label(a.fiber_switch_n), count_label(a.fiber_yield_n)
+    fut = "pollen future"
+    rows = [
+        ("fib_switch", "context switch, two contexts ping-pong, %s switches (ns/switch)" % sw,
+         "lower", "%.1f", ("pollen", "ctx_switch_pollen", "ns_per_switch"),
+         ("pollen", "ctx_switch_ucontext", "ns_per_switch", None), "glibc swapcontext", ""),
+        ("fib_yield1", "one task yields %s times, current-thread (ns/yield)" % yl,
+         "lower", "%.1f", ("pollen", "fiber_yield_1", "ns_per_yield"),
+         ("pollen", "future_yield_1", "ns_per_yield", None), fut + " (PN_YIELD)", ""),
+        ("fib_yieldm", "yield_many: 1000 tasks x 1000 yields, spawned and joined, current-thread (ns/yield)",
+         "lower", "%.1f", ("pollen", "fiber_yield_many", "ns_per_yield"),
+         ("pollen", "future_yield_many", "ns_per_yield", None), fut + " (PN_YIELD)", ""),
+        ("fib_yieldm_tokio", "yield_many: 1000 tasks x 1000 yields, spawned and joined, current-thread (ns/yield)",
+         "lower", "%.1f", ("pollen", "fiber_yield_many", "ns_per_yield"),
+         ("tokio_ct_f", "yield_many", "yields_per_s", "per_s_to_ns"),
+         "Tokio current_thread (yield_now)", ""),
+        ("fib_spawn", "spawn + join 10k tasks that finish at once, current-thread (ns/task)",
+         "lower", "%.0f", ("pollen", "fiber_spawn", "ns_per_task"),
+         ("pollen", "future_spawn", "ns_per_task", None), fut, ""),
+    ]
+    for g in a.echo_grid.split():
+        c, _, sz = g.partition(":")
+        e = "echo_c%s_s%s" % (c, sz)
+        t = "echo %s conns x %s B, current-thread: " % (c, sz)
+        rows += [
+            (e + "_fib_us", t + "server CPU µs/msg", "lower", "%.2f",
+             ("pollen_fib", e, "server_us_per_msg"), ("pollen", e, "server_us_per_msg", None),
+             "pollen futures", "<= 1.05"),
+            (e + "_fib_rate", t + "k msgs/s", "higher", "%.1fk",
+             ("pollen_fib", e, "msgs_per_s"), ("pollen", e, "msgs_per_s", None),
+             "pollen futures", ""),
+        ]
+    for g in a.echo_mt_grid.split():
+        c, _, sz = g.partition(":")
+        e = "echo_c%s_s%s" % (c, sz)
+        t = "echo %s conns x %s B, 2 workers: " % (c, sz)
+        rows += [
+            (e + "_fib_mt2_us", t + "server CPU µs/msg", "lower", "%.2f",
+             ("pollen_fib_mt2w", e, "server_us_per_msg"), ("pollen_mt2w", e, "server_us_per_msg", None),
+             "pollen futures", "<= 1.05"),
+            (e + "_fib_mt2_rate", t + "k msgs/s", "higher", "%.1fk",
+             ("pollen_fib_mt2w", e, "msgs_per_s"), ("pollen_mt2w", e, "msgs_per_s", None),
+             "pollen futures", ""),
+        ]
+    i = "idle_c%d" % a.idle_conns
+    rows.append(("idle_fib_mem", "memory per idle connection, %d connections, current-thread: RSS bytes/conn"
+                 % a.idle_conns, "lower", "%.0f", ("pollen_fib", i, "bytes_per_conn"),
+                 ("pollen", i, "bytes_per_conn", None), "pollen futures", "fiber <= 12288 B"))
+    return rows
+
+
+def fiber_table(a, stats):
+    """Markdown lines and JSON figure lines of the fiber table; ([], []) when
+    the run measured no fiber figure."""
+    rows = rows_fiber(a)
+    if not any(stats.get(r[4]) for r in rows):
+        return [], []
+    md = ["| figure | better | pollen fiber | compared with | that | fiber / that | target |",
+          "|---|---|---|---|---|---|---|"]
+    js = []
+
+    def summary(v, form):
+        v = sorted(v)
+        m = statistics.median(v)
+        spread = 100 * (v[-1] - v[0]) / abs(m) if m != 0 else 0
+        return m, " %s ±%.0f%% |" % (cell(form, m), spread / 2), (
+            '{"median": %s, "min": %s, "max": %s, "spread_pct": %.1f, "n": %d, "runs": [%s]}'
+            % (jnum(m), jnum(v[0]), jnum(v[-1]), spread, len(v), ", ".join(jnum(x) for x in v)))
+
+    for rid, label, better, form, fb, other, title, target in rows:
+        row = "| %s | %s |" % (label, better)
+        res = []
+        vf = stats.get(fb, [])
+        mf = mo = None
+        if vf:
+            mf, c, j = summary(vf, form)
+            row += c
+            res.append('"fiber": ' + j)
+        else:
+            row += " - |"
+        row += " %s |" % title
+        vo = stats.get(other[:3], [])
+        if other[3] == "per_s_to_ns":
+            vo = [1e9 / x for x in vo if x > 0]
+        if vo:
+            mo, c, j = summary(vo, form)
+            row += c
+            res.append('"other": ' + j)
+        else:
+            row += " - |"
+        ratio = mf / mo if mf is not None and mo else None
+        row += (" %.2f |" % ratio if ratio is not None else " - |") + " %s |" % (target or "")
+        md.append(row)
+        js.append('    {"id": %s, "label": %s, "better": %s, "compared_with": %s, "target": %s, '
+                  '"results": {%s}, "ratio_fiber_over_other": %s}'
+                  % (jstr(rid), jstr(label), jstr(better), jstr(title), jstr(target),
+                     ", ".join(res), "null" if ratio is None else "%.4f" % ratio))
+    md += ["",
+           "Median of %d runs, ±half the spread (max-min)/median; each run of a bench_fiber row is "
+           "itself the median of 5 repetitions in one process. fiber / that: the fiber's median "
+           "over the other column's (below 1 is better on a \"lower\" row, above 1 on a "
+           "\"higher\" one). pollen fiber: a stackful task (pollen/fiber.h, default 64 KiB stacks "
+           "from the runtime's cache); echo and idle rows: `bench_echo_server --fibers`, the futures "
+           "server's code as fibers (same 16 KiB read buffer, on the fiber's stack), against "
+           "pollen's futures server in the same run (pinned alike)." % a.runs]
+    return md, js
 
 
 # ---- raw results -----------------------------------------------------------
@@ -483,9 +597,12 @@ def cmd_report(a):
     md2, js2, _ = make_table(rows_mt(a, main), peers2, titles2, stats, mt=True)
     md2 += footnotes_mt(a)
     md3 = sched_counters(raw, a.ncpu)
+    md4, js4 = fiber_table(a, stats)
     md = "\n".join(md1) + "\n\n### Multi-thread runtimes\n\n" + "\n".join(md2) + "\n"
     if md3:
         md += "\n### pollen's scheduler counters per unit of work (sched suite)\n\n" + "\n".join(md3) + "\n"
+    if md4:
+        md += "\n### Fibers (stackful tasks) beside stackless ones\n\n" + "\n".join(md4) + "\n"
 
     os.makedirs(a.out, exist_ok=True)
     latest = os.path.join(a.out, "latest")
@@ -511,6 +628,9 @@ def cmd_report(a):
          '  ],',
          '  "multi_thread_figures": [',
          ",\n".join(js2),
+         '  ],',
+         '  "fiber_figures": [',
+         ",\n".join(js4),
          '  ]',
          "}"]
     with open(latest + ".json", "w", encoding="utf-8") as f:
@@ -589,8 +709,10 @@ def main(argv):
     for name in ("runs", "sleep-count", "rt-n", "timers-n", "tc-n", "sync-mpsc-n",
                  "sched-counter-n", "http-conns", "http-reps", "idle-conns", "ncpu"):
         r.add_argument("--" + name, type=int, required=True)
+    for name in ("fiber-switch-n", "fiber-yield-n"):   # absent before the fiber suite
+        r.add_argument("--" + name, type=int, default=0)
     r.add_argument("--quick", type=int, choices=(0, 1), default=0)
-    for name in ("echo-grid", "echo-rate-grid", "churn-grid", "echo-secs", "echo-warm",
+    for name in ("echo-grid", "echo-mt-grid", "echo-rate-grid", "churn-grid", "echo-secs", "echo-warm",
                  "churn-secs", "churn-warm", "http-secs", "pinned", "load", "skipped",
                  "uring-note", "tokio-version"):
         r.add_argument("--" + name, default="")

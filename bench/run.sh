@@ -5,8 +5,8 @@
 #   make bench            full run: 5 runs of every figure (~26 minutes)
 #   make bench QUICK=1    3 runs, shorter workloads (about 4 minutes)
 # Environment: BENCH_BIN (default build/bench), QUICK=0|1, RUNS (override
-# the number of runs), ONLY="sleep runtime sync timers sched echo churn http idle"
-# (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
+# the number of runs), ONLY="sleep runtime sync timers sched fiber echo churn http
+# idle" (suites), REPORT_ONLY=1 (no runs: rebuild the tables from the last raw.txt),
 # BENCH_OUT (where latest.{md,json,svg} go, default bench/results),
 # IDLE_CONNS (idle suite: connections, default 10000, QUICK 2000),
 # ECHO_GRID / ECHO_MT_GRID (closed-loop echo rows conns:size),
@@ -106,12 +106,26 @@
 # table.  An iteration longer than its deadline ends the program with a
 # finished=0 line (Tokio 1.24 never finishes spawn_many_remote_busy2): its
 # time cell is then "-", and the row "... finished" says 0.
+#
+# Fibers (stackful tasks, pollen/fiber.h): ONLY=fiber runs bench/bench_fiber.c
+# (each figure a fiber and its stackless counterpart alternately in one
+# process, on the current-thread runtime): the bare context switch against
+# glibc swapcontext (FIBER_SWITCH_N switches), one task yielding
+# (FIBER_YIELD_N yields), 1000 tasks x 1000 yields (the yield_many shape,
+# beside Tokio current_thread's yield_many from the rt peer, column
+# tokio_ct_f) and spawning 10k tasks that finish at once.  The echo suite
+# also runs `bench_echo_server --fibers` (the same server as fibers:
+# columns pollen_fib, current-thread, on every closed-loop row, next to
+# pollen; pollen_fib_mt2w, 2 workers, on the ECHO_MT_GRID rows, next to
+# pollen_mt2w), and the idle suite the current-thread one (pollen_fib).
+# report.py puts them in a table of their own: each figure of a fiber
+# beside its stackless (or glibc, or Tokio) counterpart, and the ratio.
 set -u
 
 BENCH_BIN=${BENCH_BIN:-build/bench}
 QUICK=${QUICK:-0}
 [ "$QUICK" = 1 ] || QUICK=0
-ONLY=${ONLY:-"sleep runtime sync timers sched echo churn http idle"}
+ONLY=${ONLY:-"sleep runtime sync timers sched fiber echo churn http idle"}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-3}
     SLEEP_COUNT=100        # sequential sleeps per run (x5 ms = 0.5 s)
@@ -124,6 +138,8 @@ if [ "$QUICK" = 1 ]; then
     SCHED_OPTS="--ms 100 --warmup-ms 30 --min-iters 3"   # bench_sched, sched.rs
     SCHED_DEADLINE="--deadline-ms 1000"                  # all but spawn_counter
     SCHED_COUNTER_N=100000 # spawn_counter tasks
+    FIBER_SWITCH_N=2000000 # bench_fiber switch: context switches per rep
+    FIBER_YIELD_N=200000   # bench_fiber yield: yields of the one task per rep
     ECHO_SECS=${ECHO_SECS:-0.8}
     ECHO_WARM=${ECHO_WARM:-0.1}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096"}
@@ -145,6 +161,8 @@ else
     SCHED_OPTS="--ms 300 --warmup-ms 100 --min-iters 3"
     SCHED_DEADLINE=""      # the programs' default: 2 s + 1 ms per 100 units
     SCHED_COUNTER_N=1000000
+    FIBER_SWITCH_N=10000000
+    FIBER_YIELD_N=1000000
     ECHO_SECS=${ECHO_SECS:-2}
     ECHO_WARM=${ECHO_WARM:-0.5}
     ECHO_GRID=${ECHO_GRID:-"50:64 50:4096 1000:64 1000:4096"}
@@ -194,6 +212,7 @@ POLLEN_RT=$BENCH_BIN/bench_runtime
 POLLEN_SYNC=$BENCH_BIN/bench_sync
 POLLEN_TIMERS=$BENCH_BIN/bench_timers
 POLLEN_SCHED=$BENCH_BIN/bench_sched
+POLLEN_FIBER=$BENCH_BIN/bench_fiber
 UV_TIMERS=$BENCH_BIN/peers/uv_timers
 POLLEN_ECHO=build/examples/echo_server
 POLLEN_ECHO_W=$BENCH_BIN/bench_echo_server
@@ -422,6 +441,20 @@ suite_sched() {  # run
     done
 }
 
+# Fibers against stackless tasks (bench_fiber.c; each line of a figure is
+# the median of 5 repetitions in one process) and Tokio current_thread's
+# yield_many (rt peer; the same shape as fiber_yield_many).
+suite_fiber() {  # run
+    r=$1
+    [ -x "$POLLEN_FIBER" ] || { say "  skip fiber: $POLLEN_FIBER not built"; return; }
+    say "  [run $r/$RUNS $(elapsed)] fibers: context switch x $FIBER_SWITCH_N, yield x $FIBER_YIELD_N, yield_many, spawn"
+    record pollen "$r" $POLLEN_FIBER switch --n "$FIBER_SWITCH_N"
+    record pollen "$r" $POLLEN_FIBER yield --n "$FIBER_YIELD_N"
+    record pollen "$r" $POLLEN_FIBER yield_many
+    [ $HAVE_TOKIO = yes ] && record tokio_ct_f "$r" "$TOKIO_DIR/rt" yield_many
+    record pollen "$r" $POLLEN_FIBER spawn
+}
+
 # ---- starting a server ----------------------------------------------------------
 # Listening ports below the ephemeral range (32768-60999 by default), where
 # other programs' client sockets could hold the port we pick.
@@ -577,11 +610,16 @@ suite_echo() {  # run
     for g in $ECHO_GRID; do
         c=${g%%:*}; s=${g#*:}
         say "  [run $r/$RUNS $(elapsed)] tcp echo: $c connections x $s B, ${ECHO_SECS} s"
+        # the fiber server next to pollen's (the first of echo_peers) or,
+        # every other run, after the last peer
+        [ $((r % 2)) = 1 ] && echo_one pollen_fib "$r" "$c" "$s" $POLLEN_ECHO_W --fibers
         echo_peers "$r" "$c" "$s"
+        [ $((r % 2)) = 0 ] && echo_one pollen_fib "$r" "$c" "$s" $POLLEN_ECHO_W --fibers
         case " $ECHO_MT_GRID " in *" $g "*) ;; *) continue ;; esac
         # multi-thread servers with 2 workers and the 2-shard servers (both
         # threads pinned to CPU 0 like the others); the order reverses every run
         if [ $((r % 2)) = 1 ]; then
+            echo_one pollen_fib_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers --fibers
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
             echo_mt_uring "$r" "$c" "$s"
@@ -591,6 +629,7 @@ suite_echo() {  # run
             echo_mt_uring "$r" "$c" "$s"
             echo_one pollen_mt2r "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver reactor
             echo_one pollen_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers
+            echo_one pollen_fib_mt2w "$r" "$c" "$s" $POLLEN_ECHO_W --workers 2 --driver workers --fibers
         fi
         [ $HAVE_TOKIO = yes ] && echo_one tokio_mt2 "$r" "$c" "$s" "$TOKIO_DIR/echo_server" --workers 2 --port
     done
@@ -719,12 +758,13 @@ suite_idle() {  # run
     fi
     say "  [run $r/$RUNS $(elapsed)] idle connections: $IDLE_CONNS per echo server, RSS bytes/conn"
     # the order rotates every run, so no peer always goes first
-    set -- pollen pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
+    set -- pollen pollen_fib pollen_mt1 tokio_ct tokio_mt1 libuv pollen_mt2w tokio_mt2
     k=$(( (r - 1) % $# ))
     while [ $k -gt 0 ]; do p=$1; shift; set -- "$@" "$p"; k=$((k - 1)); done
     for p in "$@"; do
         case $p in
             pollen) idle_one pollen "$r" $POLLEN_ECHO @PORT@ ;;
+            pollen_fib) idle_one pollen_fib "$r" $POLLEN_ECHO_W --fibers @PORT@ ;;
             pollen_mt1) idle_one pollen_mt1 "$r" $POLLEN_ECHO_W --workers 1 @PORT@ ;;
             pollen_mt2w) idle_one pollen_mt2w "$r" $POLLEN_ECHO_W --workers 2 --driver workers @PORT@ ;;
             tokio_*)
@@ -794,6 +834,7 @@ while [ $r -le "$RUNS" ]; do
             sync) suite_sync $r ;;
             timers) suite_timers $r ;;
             sched) suite_sched $r ;;
+            fiber) suite_fiber $r ;;
             echo) suite_echo $r ;;
             churn) suite_churn $r ;;
             http) suite_http $r ;;
@@ -814,8 +855,8 @@ python3 bench/report.py report --raw "$RAW" --out "$OUTDIR" --res "$RES" \
     --tokio-version "$TOKIO_VERSION" \
     --sleep-count "$SLEEP_COUNT" --rt-n "$RT_N" --timers-n "$TIMERS_N" --tc-n "$TC_N" \
     --sync-mpsc-n "$SYNC_MPSC_N" --sched-counter-n "$SCHED_COUNTER_N" \
-    --echo-grid "$ECHO_GRID" --echo-rate-grid "$ECHO_RATE_GRID" --churn-grid "$CHURN_GRID" \
+    --echo-grid "$ECHO_GRID" --echo-mt-grid "$ECHO_MT_GRID" --echo-rate-grid "$ECHO_RATE_GRID" --churn-grid "$CHURN_GRID" \
     --echo-secs "$ECHO_SECS" --echo-warm "$ECHO_WARM" \
     --churn-secs "$CHURN_SECS" --churn-warm "$CHURN_WARM" \
     --http-secs "$HTTP_SECS" --http-reps "$HTTP_REPS" --http-conns "$HTTP_CONNS" \
-    --idle-conns "$IDLE_CONNS"
+    --idle-conns "$IDLE_CONNS" --fiber-switch-n "$FIBER_SWITCH_N" --fiber-yield-n "$FIBER_YIELD_N"
