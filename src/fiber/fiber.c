@@ -87,7 +87,6 @@ static void resume(struct pn__fiber *fb)
     struct pn__fiber *outer = tls_fiber;
     fb->outer = outer;
     tls_fiber = fb;
-    pn__stack_enter(fb->stack);
     void *lo;
     size_t size;
     stack_bounds(fb, &lo, &size);
@@ -100,7 +99,6 @@ static void resume(struct pn__fiber *fb)
     pn__ctx_switch(&fb->caller, &fb->ctx);
     pn__asan_finish(fake, NULL, NULL);
     tls_fiber = outer;
-    pn__stack_enter(outer ? outer->stack : NULL);
 }
 
 /* From inside fb: back to whoever resumed it. */
@@ -259,6 +257,7 @@ static pn_poll fiber_poll(pn_future *f, pn_cx *cx)
     }
     if (!fb->home) {
         fb->home = &tls_home;
+        pn__stack_thread_init();
         list_add(fb);
         pn__task_pin_running(cx);
 #ifdef PN__TSAN
@@ -310,6 +309,11 @@ void pn__fiber_thread_exit(void)
         unwind(fb);
         list_del(fb);             /* the future releases the stack when dropped */
     }
+}
+
+pn__stack *pn__fiber_running_stack(void)
+{
+    return tls_fiber ? tls_fiber->stack : NULL;
 }
 
 size_t pn__fiber_thread_count(void)

@@ -33,7 +33,7 @@
 #include "core/spin.h"
 #include "core/sys.h"
 
-#define CACHE_MAX 256
+#define CACHE_MAX 1024
 #define ALTSTACK_SIZE ((size_t)64 << 10)
 
 struct pn__stack_pool {
@@ -195,7 +195,6 @@ void pn__stack_put(pn__stack *s)
 
 #ifndef PN__ASAN
 
-static _Thread_local pn__stack *tls_on;          /* the stack this thread runs on */
 static _Thread_local void *tls_altstack;
 static struct sigaction old_segv;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
@@ -223,7 +222,7 @@ static size_t put(char *p, const char *s)
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
-    pn__stack *s = tls_on;
+    pn__stack *s = pn__fiber_running_stack();
     char *a = si ? (char *)si->si_addr : NULL;
     if (s && a >= s->map && a < s->map + PN__STACK_GUARD) {
         char msg[256];
@@ -279,32 +278,31 @@ static void install_handler(void)
     pthread_once(&handler_once, install_once);
 }
 
-void pn__stack_enter(pn__stack *s)
+void pn__stack_thread_init(void)
 {
-    if (s && !tls_altstack) {
-        stack_t cur;
-        if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
-            void *p = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (p != MAP_FAILED) {
-                stack_t ss = { .ss_sp = p, .ss_size = ALTSTACK_SIZE, .ss_flags = 0 };
-                if (sigaltstack(&ss, NULL) == 0) {
-                    tls_altstack = p;
-                    pthread_setspecific(altstack_key, p);
-                } else {
-                    munmap(p, ALTSTACK_SIZE);
-                }
-            }
-        } else {
-            tls_altstack = &tls_altstack;   /* the thread has one already */
+    if (tls_altstack)
+        return;
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
+        void *p = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return;
+        stack_t ss = { .ss_sp = p, .ss_size = ALTSTACK_SIZE, .ss_flags = 0 };
+        if (sigaltstack(&ss, NULL) != 0) {
+            munmap(p, ALTSTACK_SIZE);
+            return;
         }
+        tls_altstack = p;
+        pthread_setspecific(altstack_key, p);
+    } else {
+        tls_altstack = &tls_altstack;   /* the thread has one already */
     }
-    tls_on = s;
 }
 
 #else
 
 static void install_handler(void) {}
-void pn__stack_enter(pn__stack *s) { (void)s; }
+void pn__stack_thread_init(void) {}
 
 #endif

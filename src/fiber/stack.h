@@ -48,10 +48,13 @@ void pn__stack_put(pn__stack *s);
  * under AddressSanitizer, whose frames are bigger). */
 size_t pn__stack_usable_for(size_t requested);
 
-/* Called on a thread about to run a fiber on `s`: makes sure the thread
- * has an alternate signal stack and the overflow handler is installed, and
- * notes `s` as the stack this thread runs on (NULL: back on its own). */
-void pn__stack_enter(pn__stack *s);
+/* Called once on each thread before it first runs a fiber: gives the
+ * thread an alternate signal stack for the overflow handler. */
+void pn__stack_thread_init(void);
+
+/* The stack of the fiber running on this thread, NULL on the thread's own
+ * (fiber.c; read by the overflow handler). */
+pn__stack *pn__fiber_running_stack(void);
 
 /* Counters for tests: stacks mapped and not yet unmapped, and cached. */
 size_t pn__stack_live(void);
