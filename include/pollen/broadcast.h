@@ -138,7 +138,7 @@ typedef struct pn_broadcast_recv_future {
     pn_broadcast_rx *rx;    /* private */
     void *out;              /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
     uint64_t lagged;        /* output */
 } pn_broadcast_recv_future;
 

@@ -92,7 +92,7 @@ PN_EXTERN bool pn_oneshot_tx_is_closed(const pn_oneshot_tx *tx);
 typedef struct pn_oneshot_closed_future {
     pn_future base;
     pn_oneshot_tx *tx;  /* private */
-    int status;         /* output */
+    int res;            /* output */
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_closed_future;
 
@@ -106,7 +106,7 @@ typedef struct pn_oneshot_recv_future {
     pn_future base;
     pn_oneshot_rx *rx;  /* private */
     void *out;          /* private */
-    int status;         /* output */
+    int res;            /* output */
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_recv_future;
 
@@ -179,7 +179,7 @@ typedef struct pn_mpsc_closed_future {
     pn_future base;
     pn_mpsc_tx *tx;         /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_mpsc_closed_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx);
@@ -198,7 +198,7 @@ typedef struct pn_mpsc_send_future {
     const void *value;      /* private */
     pn_sync_waiter waiter;  /* private */
     int phase;              /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_mpsc_send_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_send_future pn_mpsc_send(pn_mpsc_tx *tx, const void *value);
@@ -262,7 +262,7 @@ typedef struct pn_mpsc_recv_future {
     bool waiting;             /* private: registered with the channel */
     PN__ATOMIC(bool) delivered; /* private: a send wrote into out */
     size_t count;             /* output: values written to out (recv_many) */
-    int status;               /* output */
+    int res;                  /* output */
 } pn_mpsc_recv_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out);

@@ -28,7 +28,7 @@
  * its memory was freed, is undefined: forget a future once it is dropped.
  * Whoever owns the future calls drop, never concurrently with poll.
  * Polling a future again after PN_READY is a bug unless its header says
- * otherwise (streams such as pn_interval re-arm themselves).
+ * otherwise (streams such as pn_interval_future re-arm themselves).
  *
  * Composition.  A future embeds its children in its own struct and polls
  * them; locals that live across an await point live in the struct.  The
@@ -221,14 +221,14 @@ static inline void pn_future_drop(pn_future *f)
    resume point and the child future it is suspended on.  Example (a future
    that sleeps twice then sets .out):
 
-       typedef struct { pn_future base; pn_async as; pn_sleep nap; int out; } twice;
+       typedef struct { pn_future base; pn_async as; pn_sleep_future nap; int out; } twice;
 
        static pn_poll twice_poll(pn_future *f, pn_cx *cx) {
            twice *t = (twice *)f;
            PN_ASYNC_BEGIN(t->as);
-           t->nap = pn_sleep_for(PN_MS(10));
+           t->nap = pn_sleep(PN_MS(10));
            PN_AWAIT(t->as, &t->nap, cx);
-           t->nap = pn_sleep_for(PN_MS(10));     // re-assigning a child is fine
+           t->nap = pn_sleep(PN_MS(10));     // re-assigning a child is fine
            PN_AWAIT(t->as, &t->nap, cx);
            t->out = 2;
            PN_ASYNC_END(t->as);
@@ -388,13 +388,13 @@ extern "C" {
 
 /* ---- Small futures ------------------------------------------------------ */
 
-/* pn_yield_now: PN_PENDING once (after waking itself), then PN_READY. */
-typedef struct pn_yield_now {
+/* pn_yield_now_future: PN_PENDING once (after waking itself), then PN_READY. */
+typedef struct pn_yield_now_future {
     pn_future base;
     bool yielded;  /* private */
-} pn_yield_now;
+} pn_yield_now_future;
 
-PN_EXTERN PN_MUST_USE pn_yield_now pn_yield(void);
+PN_EXTERN PN_MUST_USE pn_yield_now_future pn_yield(void);
 
 #ifdef __cplusplus
 }

@@ -97,7 +97,7 @@ PN_EXTERN void pn_semaphore_destroy(pn_semaphore *s);
  */
 typedef struct pn_semaphore_permit {
     pn_future base;
-    int status;                    /* output */
+    int res;                       /* output */
     size_t permits;                /* output: held now */
     /* private */
     pn_semaphore *sem;

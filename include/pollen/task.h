@@ -113,10 +113,10 @@ typedef struct pn_join_future {
     pn_future base;
     pn_join_handle *handle;  /* private */
     void *output;            /* output */
-    int status;              /* output */
+    int res;                 /* output */
 } pn_join_future;
 
-PN_EXTERN PN_MUST_USE pn_join_future pn_join_handle_await(pn_join_handle *h);
+PN_EXTERN PN_MUST_USE pn_join_future pn_join(pn_join_handle *h);
 
 /* ==== Task groups ==========================================================
  *
@@ -196,26 +196,26 @@ PN_EXTERN void pn_task_group_free(pn_task_group *g);
  * Cancel safety: dropping a pending join_next loses nothing (a task that
  * finished meanwhile stays in the group for the next join_next).
  */
-typedef struct pn_task_group_join {
+typedef struct pn_task_group_join_future {
     pn_future base;
     pn_task_group *group;  /* private */
     void *entry;           /* private: the task this READY future owns */
     bool waiting;          /* private: registered as the group's waiter */
     void *output;          /* output */
-    int status;            /* output */
-} pn_task_group_join;
+    int res;               /* output */
+} pn_task_group_join_future;
 
-PN_EXTERN PN_MUST_USE pn_task_group_join pn_task_group_join_next(pn_task_group *g);
+PN_EXTERN PN_MUST_USE pn_task_group_join_future pn_task_group_join_next(pn_task_group *g);
 
 /* Without waiting: fills *out as a READY join_next future would and
  * returns its status, or returns -EAGAIN (tasks are running, none has
  * finished; *out is then empty).  Release *out as usual.  -EINVAL for
  * NULL arguments. */
-PN_EXTERN int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join *out);
+PN_EXTERN int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join_future *out);
 
 /* Free the task a READY join_next future owns (its .output becomes NULL).
  * A second release, a pending or never-polled future, NULL: no effect. */
-PN_EXTERN void pn_task_group_join_release(pn_task_group_join *j);
+PN_EXTERN void pn_task_group_join_release(pn_task_group_join_future *j);
 
 /*
  * Abort every task of the group (at the first poll), then wait until every
@@ -229,7 +229,7 @@ typedef struct pn_task_group_shutdown_future {
     pn_future base;
     pn_task_group *group;  /* private */
     int state;             /* private: 0 new, 1 waiting, 2 done */
-    int status;            /* output */
+    int res;               /* output */
 } pn_task_group_shutdown_future;
 
 PN_EXTERN PN_MUST_USE pn_task_group_shutdown_future pn_task_group_shutdown(pn_task_group *g);

@@ -169,23 +169,23 @@ PN_EXTERN pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_
 
 /* Send: output .res as the helper.  The buffer is borrowed until the
  * future is ready or dropped; the address is copied.  Dropping it pending
- * sends nothing.  (The layout is pn_dgram_send, pollen/net.h.) */
-typedef pn_dgram_send pn_udp_send;
+ * sends nothing.  (The layout is pn_dgram_send_future, pollen/net.h.) */
+typedef pn_dgram_send_future pn_udp_send_future;
 
 /* Receive: outputs .res (bytes stored or -errno), .from (the sender;
  * recv_from only), .datagram_len and .truncated (see "Truncation").
  * Dropping it pending receives nothing (no datagram is consumed).  (The
- * layout is pn_dgram_recv, pollen/net.h.) */
-typedef pn_dgram_recv pn_udp_recv;
+ * layout is pn_dgram_recv_future, pollen/net.h.) */
+typedef pn_dgram_recv_future pn_udp_recv_future;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
+PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
                                                  const pn_sockaddr *to);
 /* To the connected peer. */
-PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send(pn_udp_socket *s, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv_future pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
 /* From the connected peer (or anyone, unconnected), without the address. */
-PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv_future pn_udp_recv(pn_udp_socket *s, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

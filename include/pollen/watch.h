@@ -162,7 +162,7 @@ typedef struct pn_watch_changed_future {
     pn_future base;
     pn_watch_rx *rx;        /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_watch_changed_future;
 
 PN_EXTERN PN_MUST_USE pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
@@ -181,7 +181,7 @@ typedef struct pn_watch_closed_future {
     pn_future base;
     pn_watch_tx *tx;        /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_watch_closed_future;
 
 PN_EXTERN PN_MUST_USE pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx);
