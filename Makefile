@@ -16,9 +16,11 @@
 #   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
 #   bench-build    the same without running anything
 #   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
-#   check-install  only pn_* exported; install into a scratch prefix, build a
-#                  program via pkg-config (shared and -static), and the C++
-#                  header check against the installed headers
+#   check-install  only pn_* exported; the soname, src/pollen.map's node and
+#                  version.h agree with VERSION_*; install into a scratch
+#                  prefix, build a program via pkg-config (shared, linked
+#                  to the soname, and -static), and the C++ header check
+#                  against the installed headers
 #   clean
 #
 # Every source is $(wildcard src/*/*.c): a new room (src/net/, src/sync/)
@@ -43,7 +45,7 @@
 # whatever the checkout; `make WERROR=0` relaxes a development tree.
 
 VERSION_MAJOR := 0
-VERSION_MINOR := 1
+VERSION_MINOR := 2
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
@@ -123,7 +125,10 @@ PEER_SRCS  := $(sort $(wildcard bench/peers/*.c))
 
 LIB_A      := $(B)/libpollen.a
 LIB_SO     := $(B)/libpollen.so.$(VERSION)
-LIB_SONAME := libpollen.so.$(VERSION_MAJOR)
+# The soname carries the major version, and while it is 0 the minor too
+# (libpollen.so.0.2): every 0.x release may break the ABI.
+ABI_VERSION := $(if $(filter 0,$(VERSION_MAJOR)),$(VERSION_MAJOR).$(VERSION_MINOR),$(VERSION_MAJOR))
+LIB_SONAME := libpollen.so.$(ABI_VERSION)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRCS))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
@@ -445,6 +450,16 @@ check-install: lib
 	$(Q)if nm -D --defined-only $(LIB_SO) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' \
 	        | grep -v '^pn_[^_]' | grep -v '^POLLEN_'; then \
 	    echo "check-install: the symbols above leak out of $(LIB_SO)"; exit 1; fi
+	$(Q)soname=$$(readelf -d $(LIB_SO) | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p'); \
+	    if [ "$$soname" != "$(LIB_SONAME)" ]; then \
+	    echo "check-install: soname '$$soname', expected $(LIB_SONAME)"; exit 1; fi
+	$(Q)node=$$(sed -n 's/^\(POLLEN_[0-9.]*\) {.*/\1/p' src/pollen.map); \
+	    if [ "$$node" != "POLLEN_$(VERSION_MAJOR).$(VERSION_MINOR)" ]; then \
+	    echo "check-install: src/pollen.map's node '$$node', expected POLLEN_$(VERSION_MAJOR).$(VERSION_MINOR)"; exit 1; fi
+	$(Q)if ! grep -q '^#define PN_VERSION_MINOR $(VERSION_MINOR)$$' include/pollen/version.h \
+	    || ! grep -q '^#define PN_VERSION_MAJOR $(VERSION_MAJOR)$$' include/pollen/version.h \
+	    || ! grep -q '^#define PN_VERSION_PATCH $(VERSION_PATCH)$$' include/pollen/version.h; then \
+	    echo "check-install: include/pollen/version.h is not $(VERSION)"; exit 1; fi
 	$(Q)rm -rf $(CHECK_PREFIX)
 	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CHECK_PREFIX) >/dev/null
 	$(Q)printf '%s\n' '#include <pollen.h>' '#include <stdio.h>' \
@@ -454,6 +469,8 @@ check-install: lib
 	    $(CC) -std=c11 -Wall $(WERROR_FLAG) $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-dyn \
 	        $$(pkg-config --cflags --libs pollen) && \
 	    LD_LIBRARY_PATH=$(CHECK_PREFIX)/lib $(CHECK_PREFIX)/t-dyn && \
+	    test -L $(CHECK_PREFIX)/lib/$(LIB_SONAME) && \
+	    readelf -d $(CHECK_PREFIX)/t-dyn | grep -q 'NEEDED.*\[$(LIB_SONAME)\]' && \
 	    $(CC) -std=c11 -Wall $(WERROR_FLAG) -static $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-static \
 	        $$(pkg-config --static --cflags --libs pollen) && \
 	    $(CHECK_PREFIX)/t-static && \

@@ -606,6 +606,31 @@ BOTH(net_udp, close_wakes_a_pending_recv_with_ecanceled)
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
+/* pn_udp_close_async closes the socket as pn_udp_close does: the
+ * descriptor is gone once it is ready, a second one finds it closed. */
+BOTH(net_udp, close_async_closes_the_socket)
+{
+    pn_runtime *rt = flavour_new(fl);
+    int before = count_fds();
+    pn_udp_socket s;
+    pn_sockaddr lo = ip("127.0.0.1", 0);
+    cr_assert_eq(pn_udp_bind(&s, &lo, NULL), 0);
+    cr_assert_eq(count_fds(), before + 1);
+    pn_close_future c = pn_udp_close_async(&s);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0);
+    cr_assert_eq(s.afd.fd, -1);
+    cr_assert_eq(count_fds(), before, "the descriptor is still open");
+    c = pn_udp_close_async(&s);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0, "harmless on a closed socket");
+    c = pn_udp_close_async(NULL);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, -EINVAL);
+    cr_assert_eq(pn_udp_close(&s), 0);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
 BOTH(net_udp, dropped_pending_recv_releases_its_waker_and_consumes_nothing)
 {
     pn_runtime *rt = flavour_new(fl);

@@ -71,8 +71,8 @@ PN_EXTERN void pn_cancel_token_cancel(pn_cancel_token *t);
 PN_EXTERN bool pn_cancel_token_is_cancelled(const pn_cancel_token *t);
 
 /*
- * READY (.status 0) once the token is cancelled (at once when it already
- * is); .status -EINVAL for a NULL token.  It borrows t: keep your
+ * READY (.res 0) once the token is cancelled (at once when it already
+ * is); .res -EINVAL for a NULL token.  It borrows t: keep your
  * reference until the future was first polled (or use the _owned variant
  * below).  From its first poll until READY or dropped it holds a
  * reference of its own, so yours may go then.  Waits intrusively (no

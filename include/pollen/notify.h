@@ -79,7 +79,7 @@ PN_EXTERN void pn_notify_waiters(pn_notify *n);
 
 /*
  * The wait.  READY when: it took the stored permit, pn_notify_one chose
- * it, or pn_notify_waiters ran after it was made.  .status is 0, or
+ * it, or pn_notify_waiters ran after it was made.  .res is 0, or
  * -EINVAL for a NULL notify (READY at the first poll).
  */
 typedef struct pn_notified_future {

@@ -174,13 +174,13 @@ static inline pn_instant pn_sleep_deadline(const pn_sleep_future *s) { return s-
 /* ---- timeout ------------------------------------------------------------ */
 
 /*
- * pn_timeout_future: run `inner` with a time limit.  Output in .status: 0 when the
+ * pn_timeout_future: run `inner` with a time limit.  Output in .res: 0 when the
  * inner future completed first (read its own output), -ETIMEDOUT when the
  * deadline came first, in which case the inner future has been dropped.
  * `inner` is borrowed: it must outlive the timeout future and not move
  * (keep both in the same struct).  Dropping the timeout drops the inner
  * future if it has not completed.  `inner` NULL: ready at the first poll
- * with .status -EINVAL (there is nothing to run).
+ * with .res -EINVAL (there is nothing to run).
  */
 typedef struct pn_timeout_future {
     pn_future base;

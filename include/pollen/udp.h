@@ -84,6 +84,12 @@ PN_EXTERN int pn_udp_init(pn_udp_socket *s, int fd);
 /* Close (waiting tasks complete with -ECANCELED).  Harmless on a closed
  * socket.  Returns 0 or close()'s -errno. */
 PN_EXTERN int pn_udp_close(pn_udp_socket *s);
+/* Close as a future (pn_close_async on the socket, see pollen/io.h):
+ * .res = close's result, 0 at once on a closed socket, -EINVAL for NULL.
+ * On io_uring the close goes out with the runtime's next batch of
+ * submissions instead of a close(2) of its own. */
+static inline PN_MUST_USE pn_close_future pn_udp_close_async(pn_udp_socket *s)
+{ return pn_close_async(s ? &s->afd : NULL); }
 
 /* Set the default peer: send/recv need no address and only that peer's
  * datagrams are received (and its ICMP errors reported).  Immediate: UDP

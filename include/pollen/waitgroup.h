@@ -57,7 +57,7 @@ PN_EXTERN int pn_wait_group_done(pn_wait_group *wg);
 PN_EXTERN size_t pn_wait_group_count(pn_wait_group *wg);
 
 /*
- * READY with .status 0 once the count is (or was, after this future was
+ * READY with .res 0 once the count is (or was, after this future was
  * first queued) zero; -EINVAL for a NULL group.  Cancel safety: dropping
  * it pending unqueues it; nothing else is affected.  Dropping it READY or
  * never polled is a no-op.

@@ -7,7 +7,7 @@
  *
  * Invariants:
  *  - The inner future is polled first on every poll, so a future that is
- *    ready at the same time as the deadline wins (status 0).
+ *    ready at the same time as the deadline wins (.res 0).
  *  - inner == NULL once the timeout completed: the inner future then either
  *    returned PN_READY or was dropped exactly once, and is never touched
  *    again.
@@ -20,7 +20,7 @@ static pn_poll timeout_poll(pn_future *f, pn_cx *cx)
 {
     pn_timeout_future *t = (pn_timeout_future *)f;
     if (!t->inner)
-        return PN_READY; /* already completed; status is set */
+        return PN_READY; /* already completed; .res is set */
     if (pn_future_poll(t->inner, cx) == PN_READY) {
         pn__timers_cancel(&t->timer.entry);
         t->inner = NULL;
