@@ -203,7 +203,7 @@ static pn_poll canceller_poll(pn_future *f, pn_cx *cx)
         } else {
             c->ready = (pn_future){ &ready_vt };
             c->t = pn_timeout(c->way == WAY_TIMEOUT ? PN_FUTURE(&c->inner) : &c->ready,
-                                  PN_SEC(60));
+                              PN_SEC(60));
             PN_AWAIT(c->pc, &c->t, cx);
             if (c->t.res != 0)
                 die("timeout fired", c->t.res);

@@ -125,7 +125,7 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
                 busy = true;
             }
         } else if (pn_future_poll(PN_FUTURE(&c->recv), cx) == PN_READY) {
-            if (c->recv.res == -EOVERFLOW) {  /* missed .lagged messages */
+            if (c->recv.res == -EOVERFLOW) {     /* missed .lagged messages */
                 bye = "* %s left (too slow)";
                 break;
             }

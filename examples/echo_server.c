@@ -36,7 +36,7 @@ typedef struct echo_conn {
     pn_tcp_stream sock;
     ssize_t n;              /* result of the last read */
     pn_write_all_future write;     /* the write in flight */
-    pn_close_future close;         /* the close at the end */
+    pn_close_future close;  /* the close at the end */
     bool closing;           /* the close future owns the socket */
     char *buf;              /* ECHO_BUF bytes, allocated by the first poll */
 } echo_conn;

@@ -8,8 +8,9 @@
 # future types move to their _future names before the constructors take
 # the freed names), but a second run would rename the new constructors
 # again.  What it cannot do (see docs/CHANGES.md): the output fields
-# (.status -> .res, pn_blocking's .result -> .value) and struct tags
-# spelled out by hand.
+# (.status -> .res, pn_blocking_future's .result -> .value: build, and fix
+# where the compiler says "no member named") and the wait group's struct
+# tag (struct pn_wait_group_wait -> struct pn_wait_group_wait_future).
 
 # 1. Future types end in _future.
 s/\bpn_accept\b/pn_accept_future/g

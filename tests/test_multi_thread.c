@@ -352,7 +352,7 @@ static pn_poll pending_forever_poll(pn_future *f, pn_cx *cx)
 {
     pending_forever *p = (pending_forever *)f;
     if (!p->armed) {
-        p->s = pn_sleep(PN_SEC(3600));     /* parked on a timer */
+        p->s = pn_sleep(PN_SEC(3600));         /* parked on a timer */
         p->armed = true;
     }
     return pn_future_poll(PN_FUTURE(&p->s), cx) == PN_READY ? PN_READY : PN_PENDING;

@@ -735,7 +735,7 @@ static pn_poll closed_ops_poll(pn_future *f, pn_cx *cx)
     t->wv = pn_tcp_writev(&t->p.c, t->iov, -1);
     PN_AWAIT(t->pc, &t->wv, cx);
     cr_assert_eq(t->wv.res, -EINVAL);
-    t->wv = pn_tcp_writev(&t->p.c, t->iov, 0);    /* nothing to write */
+    t->wv = pn_tcp_writev(&t->p.c, t->iov, 0);        /* nothing to write */
     PN_AWAIT(t->pc, &t->wv, cx);
     cr_assert_eq(t->wv.res, 0);
     t->acc = pn_tcp_accept(&t->p.l);

@@ -240,7 +240,7 @@ BOTH(net_udp, truncation_is_reported)
     cr_assert(!rv.truncated);
     cr_assert_eq(memcmp(in, out + 5, 20), 0);
 
-    rv = pn_udp_recv(&b, NULL, 0);     /* length probe (consumes it) */
+    rv = pn_udp_recv(&b, NULL, 0);        /* length probe (consumes it) */
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 0);
     cr_assert_eq(rv.datagram_len, 77);

@@ -778,7 +778,7 @@ Test(test_clock, pause_and_resume_a_running_clock)
     /* running again, from where it stood: never back */
     pn_instant r1 = pn_now();
     cr_assert_geq(r1, t + PN_SEC(65));
-    pn_sleep_future s2 = pn_sleep(PN_MS(1));           /* real time again */
+    pn_sleep_future s2 = pn_sleep(PN_MS(1));        /* real time again */
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s2)), 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&s2));
     cr_assert_eq(pn_time_advance(rt, 1), -EINVAL);
@@ -1073,7 +1073,7 @@ Test(test_clock, multi_thread_pause_resume_and_remote_advance)
         return;                         /* uring: the paused clock needs epoll */
     pn_instant t0 = pn_now();
     cr_assert_eq(pn_time_resume(rt), 0);
-    pn_sleep_future s = pn_sleep(PN_MS(2));               /* real time */
+    pn_sleep_future s = pn_sleep(PN_MS(2));            /* real time */
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&s));
     cr_assert_eq(pn_time_pause(rt), 0);

@@ -387,9 +387,9 @@ static const pn_future_vtable closer_vt = { closer_poll, NULL, "closer" };
     do {                                                                         \
         pn_join_handle *h_;                                                      \
         cr_assert_eq(pn_spawn((rt), PN_FUTURE(&(fut)), sizeof(fut), &h_), 0);     \
-        pn_join_future j_ = pn_join(h_);                            \
+        pn_join_future j_ = pn_join(h_);                                         \
         AWAIT((rt), j_);                                                         \
-        cr_assert_eq(j_.res, 0);                                              \
+        cr_assert_eq(j_.res, 0);                                                 \
         memcpy(&(fut), j_.output, sizeof(fut));                                  \
         pn_join_handle_free(h_);                                                 \
     } while (0)

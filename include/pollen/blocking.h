@@ -91,7 +91,7 @@ PN_EXTERN PN_MUST_USE pn_blocking_future pn_spawn_blocking(pn_blocking_fn fn, vo
 
 /* The same, with a discard callback (may be NULL) for a dropped future. */
 PN_EXTERN PN_MUST_USE pn_blocking_future pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg,
-                                                       pn_blocking_discard_fn discard);
+                                                              pn_blocking_discard_fn discard);
 
 /*
  * Set the limits of rt's blocking pool (made now if it does not exist yet):

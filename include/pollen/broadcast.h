@@ -13,8 +13,8 @@
  *     // a task's poll (the future lives in the task's struct):
  *     t->recv = pn_broadcast_recv(t->rx, &t->value);
  *     PN_AWAIT(t->pc, &t->recv, cx);
- *     if (t->recv.res == -EOVERFLOW) ...  // missed t->recv.lagged values
- *     else if (t->recv.res == -EPIPE) ... // every sender gone, all read
+ *     if (t->recv.res == -EOVERFLOW) ...     // missed t->recv.lagged values
+ *     else if (t->recv.res == -EPIPE) ...    // every sender gone, all read
  *
  *     pn_broadcast_rx_free(rx);
  *     pn_broadcast_tx_free(tx);

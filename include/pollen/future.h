@@ -35,6 +35,17 @@
  * PN_ASYNC_* macros below turn such a poll function into a readable
  * sequence of await points (a switch on a resume line kept in a pn_async
  * field, which also records the child in flight for the drop).
+ *
+ * Names.  A future type ends in _future (pn_read_future), except the
+ * guards pn_mutex_guard, pn_rwlock_guard and pn_semaphore_permit: futures
+ * whose READY holds something until it is released.  A constructor is
+ * named by its operation, without a preposition (pn_read, pn_sleep,
+ * pn_tcp_connect, pn_join); a variant adds what distinguishes it (_until,
+ * _at, _from, _to, _ex, _many, _owned).  The primary output of every
+ * future is .res, a value or a negative errno; other outputs have their
+ * own names (.output, .count, .stream; pn_blocking_future's .value).  A
+ * *_close function closes now and returns 0 or -errno, as close(2); the
+ * future that does it is *_close_async.
  */
 #ifndef POLLEN_FUTURE_H
 #define POLLEN_FUTURE_H
@@ -228,7 +239,7 @@ static inline void pn_future_drop(pn_future *f)
            PN_ASYNC_BEGIN(t->as);
            t->nap = pn_sleep(PN_MS(10));
            PN_AWAIT(t->as, &t->nap, cx);
-           t->nap = pn_sleep(PN_MS(10));     // re-assigning a child is fine
+           t->nap = pn_sleep(PN_MS(10));         // re-assigning a child is fine
            PN_AWAIT(t->as, &t->nap, cx);
            t->out = 2;
            PN_ASYNC_END(t->as);

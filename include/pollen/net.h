@@ -176,7 +176,7 @@ PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_strea
 typedef struct pn_accept_state {
     pn_async_fd *listener;    /* the listening socket */
     pn_waker parked;          /* the waker left with it while pending */
-    pn_sleep_future backoff;         /* the back-off sleep, while sleeping */
+    pn_sleep_future backoff;  /* the back-off sleep, while sleeping */
     uint64_t backoff_ns;      /* the next sleep */
     bool sleeping;
 } pn_accept_state;
@@ -231,14 +231,14 @@ typedef struct pn_tcp_connect_future {
     pn_tcp_stream *out;       /* private */
     pn_sockaddr addr;         /* private */
     uint64_t timeout_ns;      /* private */
-    pn_sleep_future timer;           /* private */
+    pn_sleep_future timer;    /* private */
     pn_waker parked;          /* private */
     uint8_t state;            /* private */
     int res;                  /* output */
 } pn_tcp_connect_future;
 
 PN_EXTERN PN_MUST_USE pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out, const pn_sockaddr *addr,
-                                                       uint64_t timeout_ns);
+                                                           uint64_t timeout_ns);
 
 /* Adopt a connected TCP socket (made elsewhere); sets O_NONBLOCK.  0, or
  * -EBADF (not an open fd: then it stays the caller's). */
@@ -264,7 +264,7 @@ static inline PN_MUST_USE pn_write_future pn_tcp_write(pn_tcp_stream *s, const v
 { return pn_write(&s->afd, buf, len); }
 /* Write all of buf: .res = len or -errno; .done = bytes sent before it. */
 static inline PN_MUST_USE pn_write_all_future pn_tcp_write_all(pn_tcp_stream *s, const void *buf,
-                                                        size_t len)
+                                                               size_t len)
 { return pn_write_all(&s->afd, buf, len); }
 
 /* Poll helpers (see io.h): *res = bytes, 0 at end of stream, or -errno. */
@@ -300,7 +300,7 @@ typedef struct pn_tcp_read_exact_future {
 } pn_tcp_read_exact_future;
 
 PN_EXTERN PN_MUST_USE pn_tcp_read_exact_future pn_tcp_read_exact(pn_tcp_stream *s, void *buf,
-                                                             size_t len);
+                                                                 size_t len);
 
 /*
  * Write all the bytes of `iovcnt` iovecs (sendmsg with MSG_NOSIGNAL, any
@@ -320,7 +320,7 @@ typedef struct pn_tcp_writev_future {
 } pn_tcp_writev_future;
 
 PN_EXTERN PN_MUST_USE pn_tcp_writev_future pn_tcp_writev(pn_tcp_stream *s, const struct iovec *iov,
-                                                      int iovcnt);
+                                                         int iovcnt);
 
 /* Peek as a future: .res = bytes (left queued), 0 at end of stream, or
  * -errno. */
@@ -372,7 +372,7 @@ PN_EXTERN void pn_tcp_split(pn_tcp_stream *s, pn_tcp_read_half *rd, pn_tcp_write
 static inline PN_MUST_USE pn_read_future pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_read(h.stream, buf, len); }
 static inline PN_MUST_USE pn_tcp_read_exact_future pn_tcp_rd_read_exact(pn_tcp_read_half h, void *buf,
-                                                                 size_t len)
+                                                                        size_t len)
 { return pn_tcp_read_exact(h.stream, buf, len); }
 static inline PN_MUST_USE pn_tcp_peek_future pn_tcp_rd_peek(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_peek(h.stream, buf, len); }
@@ -382,10 +382,10 @@ static inline pn_poll pn_tcp_rd_poll_read(pn_tcp_read_half h, pn_cx *cx, void *b
 static inline PN_MUST_USE pn_write_future pn_tcp_wr_write(pn_tcp_write_half h, const void *buf, size_t len)
 { return pn_tcp_write(h.stream, buf, len); }
 static inline PN_MUST_USE pn_write_all_future pn_tcp_wr_write_all(pn_tcp_write_half h, const void *buf,
-                                                           size_t len)
+                                                                  size_t len)
 { return pn_tcp_write_all(h.stream, buf, len); }
 static inline PN_MUST_USE pn_tcp_writev_future pn_tcp_wr_writev(pn_tcp_write_half h,
-                                                             const struct iovec *iov, int iovcnt)
+                                                                const struct iovec *iov, int iovcnt)
 { return pn_tcp_writev(h.stream, iov, iovcnt); }
 static inline pn_poll pn_tcp_wr_poll_write(pn_tcp_write_half h, pn_cx *cx, const void *buf,
                                            size_t len, ssize_t *res)

@@ -8,7 +8,7 @@
  *     PN_ASYNC_BEGIN(t->pc);
  *     t->p = pn_semaphore_acquire(&slots, 2);
  *     PN_AWAIT(t->pc, &t->p, cx);
- *     if (t->p.res < 0) return ...;           // -ESHUTDOWN: closed
+ *     if (t->p.res < 0) return ...;              // -ESHUTDOWN: closed
  *     ... two permits are held: the READY future is the guard ...
  *     pn_semaphore_release(&t->p);               // or pn_future_drop(&t->p.base)
  *     PN_ASYNC_END(t->pc);

@@ -209,7 +209,7 @@ typedef enum pn_missed_tick {
  */
 typedef struct pn_interval_future {
     pn_future base;
-    pn_sleep_future timer;            /* private */
+    pn_sleep_future timer;     /* private */
     uint64_t period;           /* read-only */
     pn_missed_tick missed;     /* public: policy, may be changed between ticks */
     pn_instant tick;           /* output: the scheduled instant of the last tick */

@@ -17,7 +17,7 @@
  *     // a task's poll: wait for a change, then read the newest value
  *     t->changed = pn_watch_changed(t->rx);
  *     PN_AWAIT(t->pc, &t->changed, cx);
- *     if (t->changed.res == -EPIPE) ...  // the sender is gone
+ *     if (t->changed.res == -EPIPE) ...     // the sender is gone
  *     pn_watch_borrow_and_update(t->rx, &t->cfg);  // a copy, never torn
  *
  *     pn_watch_rx_free(rx);

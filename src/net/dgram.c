@@ -107,8 +107,8 @@ pn_poll pn__dgram_poll_recv(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
 /* ---- futures -------------------------------------------------------------- */
 
 pn_dgram_send_future pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
-                                 const void *buf, size_t len, const pn_sockaddr *to,
-                                 pn__dgram_check_fn check)
+                                        const void *buf, size_t len, const pn_sockaddr *to,
+                                        pn__dgram_check_fn check)
 {
     pn_dgram_send_future s;
     memset(&s, 0, sizeof(s));
@@ -142,7 +142,7 @@ void pn__dgram_send_drop(pn_future *f)
 }
 
 pn_dgram_recv_future pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
-                                 size_t len)
+                                        size_t len)
 {
     pn_dgram_recv_future r;
     memset(&r, 0, sizeof(r));

@@ -42,13 +42,13 @@ pn_poll pn__dgram_poll_recv(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
  * family that calls pn__dgram_recv_poll with its from_fn, or NULL when the
  * sender is not wanted). */
 pn_dgram_send_future pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
-                                 const void *buf, size_t len, const pn_sockaddr *to,
-                                 pn__dgram_check_fn check);
+                                        const void *buf, size_t len, const pn_sockaddr *to,
+                                        pn__dgram_check_fn check);
 pn_poll pn__dgram_send_poll(pn_future *f, pn_cx *cx);
 void pn__dgram_send_drop(pn_future *f);
 
 pn_dgram_recv_future pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
-                                 size_t len);
+                                        size_t len);
 pn_poll pn__dgram_recv_poll(pn_future *f, pn_cx *cx, pn__dgram_from_fn from_fn);
 void pn__dgram_recv_drop(pn_future *f);
 

@@ -220,7 +220,7 @@ static pn_poll resolve_poll(pn_future *f, pn_cx *cx)
         return PN_PENDING;
     r->state = R_DONE;
     resolve_job *j = r->job.arg;
-    if (r->job.res != 0) {         /* fn never ran: the job is ours, empty */
+    if (r->job.res != 0) {            /* fn never ran: the job is ours, empty */
         r->res = r->job.res;
         job_free(j);
         return PN_READY;

@@ -162,7 +162,7 @@ static void connect_drop(pn_future *f)
 static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_tcp_connect_future" };
 
 pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out, const pn_sockaddr *addr,
-                                 uint64_t timeout_ns)
+                                     uint64_t timeout_ns)
 {
     pn_tcp_connect_future c;
     memset(&c, 0, sizeof(c));

@@ -300,7 +300,7 @@ static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
                                              "pn_udp_recv" };
 
 pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
-                           const pn_sockaddr *to)
+                                  const pn_sockaddr *to)
 {
     return pn__dgram_send_new(&send_to_vt, afd_of(s), buf, len, to, check_ip);
 }

@@ -479,7 +479,7 @@ static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
                                              "pn_unix_recv" };
 
 pn_unix_send_future pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                             const pn_sockaddr *to)
+                                    const pn_sockaddr *to)
 {
     return pn__dgram_send_new(&send_to_vt, afd_of(d), buf, len, to, check_un);
 }
