@@ -123,7 +123,8 @@ typedef struct pn_fiber_future {
     int res;                     /* output */
 } pn_fiber_future;
 
-PN_EXTERN PN_MUST_USE pn_fiber_future pn_fiber(pn_fiber_fn *fn, void *arg, const pn_fiber_opts *opts);
+PN_EXTERN PN_MUST_USE pn_fiber_future pn_fiber(pn_fiber_fn *fn, void *arg,
+                                               const pn_fiber_opts *opts);
 
 /*
  * Spawn a fiber as a task on rt (from any thread, inside a fiber too: see

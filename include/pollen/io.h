@@ -219,7 +219,8 @@ PN_EXTERN PN_MUST_USE pn_close_future pn_close_async(pn_async_fd *afd);
 
 PN_EXTERN PN_MUST_USE pn_read_future pn_read(pn_async_fd *afd, void *buf, size_t len);
 PN_EXTERN PN_MUST_USE pn_write_future pn_write(pn_async_fd *afd, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_write_all_future pn_write_all(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_write_all_future pn_write_all(pn_async_fd *afd, const void *buf,
+                                                       size_t len);
 PN_EXTERN PN_MUST_USE pn_ready_future pn_readable(pn_async_fd *afd);
 PN_EXTERN PN_MUST_USE pn_ready_future pn_writable(pn_async_fd *afd);
 PN_EXTERN PN_MUST_USE pn_accept_future pn_accept(pn_async_fd *afd);

@@ -237,7 +237,8 @@ typedef struct pn_tcp_connect_future {
     int res;                  /* output */
 } pn_tcp_connect_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out, const pn_sockaddr *addr,
+PN_EXTERN PN_MUST_USE pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out,
+                                                           const pn_sockaddr *addr,
                                                            uint64_t timeout_ns);
 
 /* Adopt a connected TCP socket (made elsewhere); sets O_NONBLOCK.  0, or
@@ -260,7 +261,8 @@ static inline PN_MUST_USE pn_close_future pn_tcp_close_async(pn_tcp_stream *s)
 static inline PN_MUST_USE pn_read_future pn_tcp_read(pn_tcp_stream *s, void *buf, size_t len)
 { return pn_read(&s->afd, buf, len); }
 /* Write some bytes (may be short): .res = bytes or -errno. */
-static inline PN_MUST_USE pn_write_future pn_tcp_write(pn_tcp_stream *s, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write_future pn_tcp_write(pn_tcp_stream *s, const void *buf,
+                                                       size_t len)
 { return pn_write(&s->afd, buf, len); }
 /* Write all of buf: .res = len or -errno; .done = bytes sent before it. */
 static inline PN_MUST_USE pn_write_all_future pn_tcp_write_all(pn_tcp_stream *s, const void *buf,
@@ -371,18 +373,20 @@ PN_EXTERN void pn_tcp_split(pn_tcp_stream *s, pn_tcp_read_half *rd, pn_tcp_write
 
 static inline PN_MUST_USE pn_read_future pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_read(h.stream, buf, len); }
-static inline PN_MUST_USE pn_tcp_read_exact_future pn_tcp_rd_read_exact(pn_tcp_read_half h, void *buf,
-                                                                        size_t len)
+static inline PN_MUST_USE pn_tcp_read_exact_future pn_tcp_rd_read_exact(pn_tcp_read_half h,
+                                                                        void *buf, size_t len)
 { return pn_tcp_read_exact(h.stream, buf, len); }
-static inline PN_MUST_USE pn_tcp_peek_future pn_tcp_rd_peek(pn_tcp_read_half h, void *buf, size_t len)
+static inline PN_MUST_USE pn_tcp_peek_future pn_tcp_rd_peek(pn_tcp_read_half h, void *buf,
+                                                            size_t len)
 { return pn_tcp_peek(h.stream, buf, len); }
 static inline pn_poll pn_tcp_rd_poll_read(pn_tcp_read_half h, pn_cx *cx, void *buf,
                                           size_t len, ssize_t *res)
 { return pn_tcp_poll_read(h.stream, cx, buf, len, res); }
-static inline PN_MUST_USE pn_write_future pn_tcp_wr_write(pn_tcp_write_half h, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write_future pn_tcp_wr_write(pn_tcp_write_half h, const void *buf,
+                                                          size_t len)
 { return pn_tcp_write(h.stream, buf, len); }
-static inline PN_MUST_USE pn_write_all_future pn_tcp_wr_write_all(pn_tcp_write_half h, const void *buf,
-                                                                  size_t len)
+static inline PN_MUST_USE pn_write_all_future pn_tcp_wr_write_all(pn_tcp_write_half h,
+                                                                  const void *buf, size_t len)
 { return pn_tcp_write_all(h.stream, buf, len); }
 static inline PN_MUST_USE pn_tcp_writev_future pn_tcp_wr_writev(pn_tcp_write_half h,
                                                                 const struct iovec *iov, int iovcnt)
@@ -396,9 +400,10 @@ static inline int pn_tcp_wr_shutdown(pn_tcp_write_half h)
 /* ---- datagram futures ---------------------------------------------------
  *
  * The send and receive futures of UDP (pollen/udp.h) and of Unix datagram
- * sockets (pollen/unix.h) share one layout: pn_udp_send_future and pn_unix_send_future
- * are pn_dgram_send_future, pn_udp_recv_future and pn_unix_recv_future are pn_dgram_recv_future.  Make
- * them with those headers' functions, which document the outputs.
+ * sockets (pollen/unix.h) share one layout: pn_udp_send_future and
+ * pn_unix_send_future are pn_dgram_send_future, pn_udp_recv_future and
+ * pn_unix_recv_future are pn_dgram_recv_future.  Make them with those
+ * headers' functions, which document the outputs.
  */
 typedef struct pn_dgram_send_future {
     pn_future base;

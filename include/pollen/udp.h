@@ -185,8 +185,8 @@ typedef pn_dgram_send_future pn_udp_send_future;
 typedef pn_dgram_recv_future pn_udp_recv_future;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
-                                                        const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf,
+                                                        size_t len, const pn_sockaddr *to);
 /* To the connected peer. */
 PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send(pn_udp_socket *s, const void *buf, size_t len);
 PN_EXTERN PN_MUST_USE pn_udp_recv_future pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);

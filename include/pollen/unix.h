@@ -281,10 +281,12 @@ typedef pn_dgram_send_future pn_unix_send_future;
 typedef pn_dgram_recv_future pn_unix_recv_future;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                                                          const pn_sockaddr *to);
-PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send(pn_unix_dgram *d, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_unix_recv_future pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send_to(pn_unix_dgram *d, const void *buf,
+                                                          size_t len, const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send(pn_unix_dgram *d, const void *buf,
+                                                       size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_recv_future pn_unix_recv_from(pn_unix_dgram *d, void *buf,
+                                                            size_t len);
 PN_EXTERN PN_MUST_USE pn_unix_recv_future pn_unix_recv(pn_unix_dgram *d, void *buf, size_t len);
 
 #ifdef __cplusplus
