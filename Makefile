@@ -6,6 +6,7 @@
 #   test           tests/*.c -> one Criterion binary build/tests/pollen_tests,
 #                  after check-cxx and compile-check (tests/compile/*.c must
 #                  build or fail as each file says)
+#   check-readme   the README's whole programs build and link
 #   check-cxx      every public header compiled as C++17 (g++ and clang++,
 #                  those present), linked with libpollen.a and run
 #                  (tests/cxx/all_headers.cpp)
@@ -16,9 +17,11 @@
 #   bench          bench/*.c -> build/bench/<name> (release), then bench/run.sh
 #   bench-build    the same without running anything
 #   install        headers, libraries, pollen.pc under $(DESTDIR)$(PREFIX)
-#   check-install  only pn_* exported; install into a scratch prefix, build a
-#                  program via pkg-config (shared and -static), and the C++
-#                  header check against the installed headers
+#   check-install  only pn_* exported; the soname, src/pollen.map's node and
+#                  version.h agree with VERSION_*; install into a scratch
+#                  prefix, build a program via pkg-config (shared, linked
+#                  to the soname, and -static), and the C++ header check
+#                  against the installed headers
 #   clean
 #
 # Every source is $(wildcard src/*/*.c): a new room (src/net/, src/sync/)
@@ -43,7 +46,7 @@
 # whatever the checkout; `make WERROR=0` relaxes a development tree.
 
 VERSION_MAJOR := 0
-VERSION_MINOR := 1
+VERSION_MINOR := 2
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
@@ -123,7 +126,10 @@ PEER_SRCS  := $(sort $(wildcard bench/peers/*.c))
 
 LIB_A      := $(B)/libpollen.a
 LIB_SO     := $(B)/libpollen.so.$(VERSION)
-LIB_SONAME := libpollen.so.$(VERSION_MAJOR)
+# The soname carries the major version, and while it is 0 the minor too
+# (libpollen.so.0.2): every 0.x release may break the ABI.
+ABI_VERSION := $(if $(filter 0,$(VERSION_MAJOR)),$(VERSION_MAJOR).$(VERSION_MINOR),$(VERSION_MAJOR))
+LIB_SONAME := libpollen.so.$(ABI_VERSION)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRCS))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
@@ -144,7 +150,7 @@ ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
 TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
 
 .PHONY: all lib examples compile-check test test-asan test-tsan bench bench-build install \
-        uninstall check-install check-cxx clean deps-test deps-bench FORCE
+        uninstall check-install check-cxx check-readme clean deps-test deps-bench FORCE
 
 # Keep intermediate objects (examples, benches) instead of deleting them.
 .SECONDARY:
@@ -350,9 +356,15 @@ compile-check:
 
 test: deps-test compile-check
 	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE)
-	$(Q)$(MAKE) --no-print-directory check-cxx
+	$(Q)$(MAKE) --no-print-directory check-cxx check-readme
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    $(RUN_TESTS) $(B)/tests $(PROBE) $(TEST_BIN) $(CRITERION_ARGS)
+
+# check-readme: every whole program in README.md builds and links (part of
+# `make test`; mk/readme-check.sh).
+check-readme: $(LIB_A)
+	$(Q)sh mk/readme-check.sh '$(CC)' '$(LIB_A)' '$(LIBS)' -std=c11 -Wall -Wextra -Werror \
+	    -D_GNU_SOURCE -Iinclude
 
 test-asan: deps-test
 	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN) $(PROBE)
@@ -445,6 +457,16 @@ check-install: lib
 	$(Q)if nm -D --defined-only $(LIB_SO) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' \
 	        | grep -v '^pn_[^_]' | grep -v '^POLLEN_'; then \
 	    echo "check-install: the symbols above leak out of $(LIB_SO)"; exit 1; fi
+	$(Q)soname=$$(readelf -d $(LIB_SO) | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p'); \
+	    if [ "$$soname" != "$(LIB_SONAME)" ]; then \
+	    echo "check-install: soname '$$soname', expected $(LIB_SONAME)"; exit 1; fi
+	$(Q)node=$$(sed -n 's/^\(POLLEN_[0-9.]*\) {.*/\1/p' src/pollen.map); \
+	    if [ "$$node" != "POLLEN_$(VERSION_MAJOR).$(VERSION_MINOR)" ]; then \
+	    echo "check-install: src/pollen.map's node '$$node', expected POLLEN_$(VERSION_MAJOR).$(VERSION_MINOR)"; exit 1; fi
+	$(Q)if ! grep -q '^#define PN_VERSION_MINOR $(VERSION_MINOR)$$' include/pollen/version.h \
+	    || ! grep -q '^#define PN_VERSION_MAJOR $(VERSION_MAJOR)$$' include/pollen/version.h \
+	    || ! grep -q '^#define PN_VERSION_PATCH $(VERSION_PATCH)$$' include/pollen/version.h; then \
+	    echo "check-install: include/pollen/version.h is not $(VERSION)"; exit 1; fi
 	$(Q)rm -rf $(CHECK_PREFIX)
 	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CHECK_PREFIX) >/dev/null
 	$(Q)printf '%s\n' '#include <pollen.h>' '#include <stdio.h>' \
@@ -454,6 +476,8 @@ check-install: lib
 	    $(CC) -std=c11 -Wall $(WERROR_FLAG) $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-dyn \
 	        $$(pkg-config --cflags --libs pollen) && \
 	    LD_LIBRARY_PATH=$(CHECK_PREFIX)/lib $(CHECK_PREFIX)/t-dyn && \
+	    test -L $(CHECK_PREFIX)/lib/$(LIB_SONAME) && \
+	    readelf -d $(CHECK_PREFIX)/t-dyn | grep -q 'NEEDED.*\[$(LIB_SONAME)\]' && \
 	    $(CC) -std=c11 -Wall $(WERROR_FLAG) -static $(CHECK_PREFIX)/t.c -o $(CHECK_PREFIX)/t-static \
 	        $$(pkg-config --static --cflags --libs pollen) && \
 	    $(CHECK_PREFIX)/t-static && \

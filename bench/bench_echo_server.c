@@ -47,7 +47,7 @@ static void fiber_conn(void *arg)
     while ((n = pn_fiber_read(s, buf, sizeof buf)) > 0)
         if (pn_fiber_write_all(s, buf, (size_t)n) < 0)
             break;
-    pn_close c = pn_tcp_close(s);           /* cancelled: dropping it closes */
+    pn_close_future c = pn_tcp_close_async(s);           /* cancelled: dropping it closes */
     pn_await(&c);
 }
 
@@ -63,7 +63,7 @@ static void fiber_acceptor(void *arg)
         if (err < 0)
             continue;
         if (pn_fiber_spawn(pn_fiber_runtime(), fiber_conn, &s, &per_conn, NULL) < 0)
-            pn_tcp_stream_close(&s);
+            pn_tcp_close(&s);
     }
 }
 
@@ -75,9 +75,9 @@ static int run_fibers(pn_runtime *rt, pn_tcp_listener *l, long workers)
     int err = pn_fiber_spawn(rt, fiber_acceptor, l, NULL, &h);
     if (err)
         return err;
-    pn_join_future jf = pn_join_handle_await(h);
+    pn_join_future jf = pn_join(h);
     err = pn_block_on(rt, PN_FUTURE(&jf));
-    return err ? err : jf.status;
+    return err ? err : jf.res;
 }
 
 /* One shard: a current-thread runtime serving its own listener. */
@@ -176,7 +176,7 @@ int main(int argc, char **argv)
         pn_join_handle *h;
         err = PN_SPAWN(rt, srv, &h);
         if (!err) {
-            pn_join_future jf = pn_join_handle_await(h);
+            pn_join_future jf = pn_join(h);
             err = pn_block_on(rt, PN_FUTURE(&jf));
         }
     }

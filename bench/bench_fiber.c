@@ -177,10 +177,10 @@ static const pn_future_vtable future_yielder_vt = { future_yielder_poll, NULL, "
 
 static void join(pn_runtime *rt, pn_join_handle *h)
 {
-    pn_join_future jf = pn_join_handle_await(h);
+    pn_join_future jf = pn_join(h);
     int err = pn_block_on(rt, PN_FUTURE(&jf));
-    if (err || jf.status)
-        die("join", err ? err : jf.status);
+    if (err || jf.res)
+        die("join", err ? err : jf.res);
     pn_join_handle_free(h);
 }
 

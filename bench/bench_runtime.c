@@ -170,8 +170,8 @@ static pn_poll player_poll(pn_future *f, pn_cx *cx)
             p->send = pn_mpsc_send(p->out, &p->v);
             PN_AWAIT(p->pc, &p->send, cx);
         }
-        if (p->send.status || p->recv.status)
-            die("ping_pong channel", p->send.status ? p->send.status : p->recv.status);
+        if (p->send.res || p->recv.res)
+            die("ping_pong channel", p->send.res ? p->send.res : p->recv.res);
     }
     PN_ASYNC_END(p->pc);
 }

@@ -148,8 +148,8 @@ static pn_poll done_recv_poll(pn_future *f, pn_cx *cx)
     } else {
         r->p = pn_semaphore_acquire(&r->d->permits, r->n);
         PN_AWAIT(r->pc, &r->p, cx);
-        if (r->p.status)
-            die("pn_semaphore_acquire", r->p.status);
+        if (r->p.res)
+            die("pn_semaphore_acquire", r->p.res);
         pn_semaphore_forget(&r->p);
     }
     PN_ASYNC_END(r->pc);
@@ -401,8 +401,8 @@ static pn_poll pong_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(p->pc);
     p->r = pn_oneshot_recv(p->rx1, &p->v);
     PN_AWAIT(p->pc, &p->r, cx);
-    if (p->r.status)
-        die("pong: pn_oneshot_recv", p->r.status);
+    if (p->r.res)
+        die("pong: pn_oneshot_recv", p->r.res);
     {
         int err = pn_oneshot_send(p->tx2, &p->v);
         p->tx2 = NULL;
@@ -455,8 +455,8 @@ static pn_poll ping_poll(pn_future *f, pn_cx *cx)
     }
     p->r = pn_oneshot_recv(p->rx2, &p->v);
     PN_AWAIT(p->pc, &p->r, cx);
-    if (p->r.status)
-        die("ping: pn_oneshot_recv", p->r.status);
+    if (p->r.res)
+        die("ping: pn_oneshot_recv", p->r.res);
     pn_oneshot_rx_free(p->rx2);
     p->rx2 = NULL;
     if (atomic_fetch_sub_explicit(&p->s->rem, 1, memory_order_relaxed) == 1)
@@ -604,7 +604,7 @@ typedef struct sc_block {
     pn_future base;
     int pc;
     sched *s;
-    pn_notified w;
+    pn_notified_future w;
 } sc_block;
 
 static pn_poll sc_block_poll(pn_future *f, pn_cx *cx)

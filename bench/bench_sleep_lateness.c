@@ -52,7 +52,7 @@ typedef struct seq {
     int pc;
     size_t i, n;
     uint64_t dur;
-    pn_sleep nap;
+    pn_sleep_future nap;
     uint64_t *late;
 } seq;
 
@@ -61,7 +61,7 @@ static pn_poll seq_poll(pn_future *f, pn_cx *cx)
     seq *s = (seq *)f;
     PN_ASYNC_BEGIN(s->pc);
     for (s->i = 0; s->i < s->n; s->i++) {
-        s->nap = pn_sleep_for(s->dur);
+        s->nap = pn_sleep(s->dur);
         PN_AWAIT(s->pc, &s->nap, cx);
         s->late[s->i] = pn_now() - pn_sleep_deadline(&s->nap);
     }
@@ -97,7 +97,7 @@ typedef struct round_state {
 typedef struct sleeper {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
     pn_instant deadline;
     uint64_t *late;
     round_state *st;
@@ -125,7 +125,7 @@ typedef struct spawner {
     uint64_t *late;
     uint64_t seed;
     round_state *st;
-    pn_notified wait;
+    pn_notified_future wait;
 } spawner;
 
 static uint64_t xr(uint64_t *s)
@@ -211,10 +211,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "pn_spawn: %s\n", pn_strerror(err));
             return 1;
         }
-        pn_join_future jf = pn_join_handle_await(h);
+        pn_join_future jf = pn_join(h);
         err = pn_block_on(rt, PN_FUTURE(&jf));
-        if (err || jf.status) {
-            fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err ? err : jf.status));
+        if (err || jf.res) {
+            fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err ? err : jf.res));
             return 1;
         }
         pn_join_handle_free(h);

@@ -50,8 +50,8 @@ static pn_poll producer_poll(pn_future *f, pn_cx *cx)
         p->v = p->first + p->i;
         p->send = pn_mpsc_send(p->tx, &p->v);
         PN_AWAIT(p->pc, &p->send, cx);
-        if (p->send.status)
-            die("pn_mpsc_send", p->send.status);
+        if (p->send.res)
+            die("pn_mpsc_send", p->send.res);
     }
     pn_mpsc_tx_free(p->tx);
     PN_ASYNC_END(p->pc);
@@ -90,10 +90,10 @@ static pn_poll mpsc_throughput_poll(pn_future *f, pn_cx *cx)
         for (;;) {
             s->recv = pn_mpsc_recv(s->rx, &s->v);
             PN_AWAIT(s->pc, &s->recv, cx);
-            if (s->recv.status == -EPIPE)
+            if (s->recv.res == -EPIPE)
                 break;
-            if (s->recv.status)
-                die("pn_mpsc_recv", s->recv.status);
+            if (s->recv.res)
+                die("pn_mpsc_recv", s->recv.res);
             s->got++;
             s->sum += s->v;
         }

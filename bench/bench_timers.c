@@ -5,7 +5,7 @@
  * Owns no library code.  One figure per process run:
  *
  *   timers_many    a task spawns N detached tasks (default 1,000,000), each
- *                  sleeping a deadline uniform in 1-1000 ms (pn_sleep_for,
+ *                  sleeping a deadline uniform in 1-1000 ms (pn_sleep,
  *                  xorshift with a fixed seed), and waits until the last
  *                  one has fired.  Reports the wall time from the first
  *                  spawn to the last wake (total_ms: 1000 ms is the floor),
@@ -20,12 +20,12 @@
  *                  futures in a row, three ways, each timed separately:
  *                    base    a future that is pending once (wakes itself)
  *                            then ready: a yield;
- *                    timeout pn_timeout_for(that future, 60 s): the first
+ *                    timeout pn_timeout(that future, 60 s): the first
  *                            poll arms the timer (the inner future is
  *                            pending), the second cancels it (the inner one
  *                            is ready), so every timeout is armed and
  *                            cancelled and never fires;
- *                    ready   pn_timeout_for(a future ready on its first
+ *                    ready   pn_timeout(a future ready on its first
  *                            poll, 60 s): pollen polls the inner future
  *                            first and never arms the timer.
  *                  arm_cancel_ns = (timeout - base) / (T*K): what a timeout
@@ -84,7 +84,7 @@ typedef struct sleeper {
     pn_future base;
     bool seen;
     many_state *st;
-    pn_sleep s;
+    pn_sleep_future s;
 } sleeper;
 
 static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
@@ -130,7 +130,7 @@ static pn_poll timers_many_poll(pn_future *f, pn_cx *cx)
     s->c0 = cpu_ns();
     for (size_t i = 0; i < s->n; i++) {
         uint64_t ms = 1 + xorshift(&s->seed) % 1000 + (s->memory_only ? 60000 : 0);
-        sleeper t = { .base = { &sleeper_vt }, .st = &s->st, .s = pn_sleep_for(PN_MS(ms)) };
+        sleeper t = { .base = { &sleeper_vt }, .st = &s->st, .s = pn_sleep(PN_MS(ms)) };
         SPAWN(cx, t, NULL);
     }
     /* Every sleep armed: measure the memory they hold. */
@@ -189,7 +189,7 @@ typedef struct canceller {
     size_t i, k;
     once_pending inner;
     pn_future ready;
-    pn_timeout t;
+    pn_timeout_future t;
 } canceller;
 
 static pn_poll canceller_poll(pn_future *f, pn_cx *cx)
@@ -202,11 +202,11 @@ static pn_poll canceller_poll(pn_future *f, pn_cx *cx)
             PN_AWAIT(c->pc, &c->inner, cx);
         } else {
             c->ready = (pn_future){ &ready_vt };
-            c->t = pn_timeout_for(c->way == WAY_TIMEOUT ? PN_FUTURE(&c->inner) : &c->ready,
-                                  PN_SEC(60));
+            c->t = pn_timeout(c->way == WAY_TIMEOUT ? PN_FUTURE(&c->inner) : &c->ready,
+                              PN_SEC(60));
             PN_AWAIT(c->pc, &c->t, cx);
-            if (c->t.status != 0)
-                die("timeout fired", c->t.status);
+            if (c->t.res != 0)
+                die("timeout fired", c->t.res);
         }
     }
     PN_ASYNC_END(c->pc);

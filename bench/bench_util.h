@@ -91,10 +91,10 @@ static inline pn_poll join_each_poll(pn_future *f, pn_cx *cx)
     join_each *j = (join_each *)f;
     PN_ASYNC_BEGIN(j->pc);
     for (j->i = 0; j->i < j->n; j->i++) {
-        j->jf = pn_join_handle_await(j->h[j->i]);
+        j->jf = pn_join(j->h[j->i]);
         PN_AWAIT(j->pc, &j->jf, cx);
-        if (j->jf.status != 0)
-            die("join", j->jf.status);
+        if (j->jf.res != 0)
+            die("join", j->jf.res);
         pn_join_handle_free(j->h[j->i]);
     }
     PN_ASYNC_END(j->pc);
@@ -118,12 +118,12 @@ static inline void run_in_task(pn_runtime *rt, pn_future *fut, size_t size, void
     int err = pn_spawn(rt, fut, size, &h);
     if (err)
         die("pn_spawn", err);
-    pn_join_future jf = pn_join_handle_await(h);
+    pn_join_future jf = pn_join(h);
     err = pn_block_on(rt, PN_FUTURE(&jf));
     if (err)
         die("pn_block_on", err);
-    if (jf.status)
-        die("driver task", jf.status);
+    if (jf.res)
+        die("driver task", jf.res);
     memcpy(out, jf.output, size);
     pn_join_handle_free(h);
 }

@@ -95,7 +95,7 @@ static void chat_client_drop(pn_future *f)
     pn_broadcast_tx_free(c->room);
     c->rx = NULL;
     c->room = NULL;
-    pn_tcp_stream_close(&c->s);
+    pn_tcp_close(&c->s);
 }
 
 /*
@@ -125,11 +125,11 @@ static pn_poll chat_client_poll(pn_future *f, pn_cx *cx)
                 busy = true;
             }
         } else if (pn_future_poll(PN_FUTURE(&c->recv), cx) == PN_READY) {
-            if (c->recv.status == -EOVERFLOW) {  /* missed .lagged messages */
+            if (c->recv.res == -EOVERFLOW) {     /* missed .lagged messages */
                 bye = "* %s left (too slow)";
                 break;
             }
-            if (c->recv.status < 0)
+            if (c->recv.res < 0)
                 break;                           /* -EPIPE: the room closed */
             c->writing = true;
             c->sent = c->out.from == c->id ? c->out.len : 0;  /* ours: skip it */
@@ -177,7 +177,7 @@ typedef struct chat_server {
     unsigned long clients;      /* ids given so far */
     pn_broadcast_tx *room;
     pn_tcp_listener l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
     chat_client c;              /* the next client, copied by pn_spawn */
 } chat_server;
 
@@ -195,7 +195,7 @@ static pn_poll chat_server_poll(pn_future *f, pn_cx *cx)
     chat_server *s = (chat_server *)f;
     PN_ASYNC_BEGIN(s->pc);
     s->status = pn_broadcast_new(CHAT_HISTORY, sizeof(chat_msg), &s->room, NULL);
-    s->acc = pn_tcp_accept_on(&s->l);
+    s->acc = pn_tcp_accept(&s->l);
     while (s->status == 0) {
         PN_AWAIT(s->pc, &s->acc, cx);     /* backs off by itself on EMFILE */
         if ((s->status = s->acc.res) < 0)

@@ -35,8 +35,8 @@ typedef struct echo_conn {
     pn_async as;            /* resume point and the child being awaited */
     pn_tcp_stream sock;
     ssize_t n;              /* result of the last read */
-    pn_write_all write;     /* the write in flight */
-    pn_close close;         /* the close at the end */
+    pn_write_all_future write;     /* the write in flight */
+    pn_close_future close;  /* the close at the end */
     bool closing;           /* the close future owns the socket */
     char *buf;              /* ECHO_BUF bytes, allocated by the first poll */
 } echo_conn;
@@ -61,7 +61,7 @@ static pn_poll echo_conn_poll(pn_future *f, pn_cx *cx)
     c->buf = NULL;
     /* On io_uring the close rides the next batch of requests; on epoll it
      * is close(2), ready at once. */
-    c->close = pn_tcp_close(&c->sock);
+    c->close = pn_tcp_close_async(&c->sock);
     c->closing = true;
     PN_AWAIT(c->as, &c->close, cx);
     PN_ASYNC_END(c->as);
@@ -75,7 +75,7 @@ static void echo_conn_drop(pn_future *f)
     echo_conn *c = (echo_conn *)f;
     pn_async_drop(&c->as);
     if (!c->closing)
-        pn_tcp_stream_close(&c->sock);
+        pn_tcp_close(&c->sock);
     free(c->buf);
     c->buf = NULL;
 }
@@ -90,7 +90,7 @@ typedef struct echo_server {
     pn_tcp_listener listener;
     pn_tcp_stream client;   /* the last accepted connection */
     int res;                /* result of the last accept */
-    pn_sleep backoff;
+    pn_sleep_future backoff;
     unsigned long clients;
 } echo_server;
 
@@ -102,7 +102,7 @@ static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
         /* No peer address asked for (NULL): nothing to look up. */
         PN_AWAIT_POLL(s->as, pn_tcp_poll_accept(&s->listener, cx, &s->client, NULL, &s->res));
         if (s->res == -EMFILE || s->res == -ENFILE) {
-            s->backoff = pn_sleep_for(PN_MS(50));
+            s->backoff = pn_sleep(PN_MS(50));
             PN_AWAIT(s->as, &s->backoff, cx);
             continue;
         }
@@ -110,13 +110,13 @@ static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
             continue;                       /* ECONNABORTED and friends */
         echo_conn *c = malloc(sizeof(*c));  /* staging copy; pn_spawn copies it */
         if (!c) {
-            pn_tcp_stream_close(&s->client);
+            pn_tcp_close(&s->client);
             continue;
         }
         *c = (echo_conn){ .base = { &echo_conn_vt },
                           .sock = s->client };  /* not registered yet: movable */
         if (pn_spawn_cx(cx, PN_FUTURE(c), sizeof(*c), NULL) < 0)
-            pn_tcp_stream_close(&c->sock);
+            pn_tcp_close(&c->sock);
         else
             s->clients++;
         free(c);

@@ -17,7 +17,7 @@ static void echo(void *arg)
     while ((n = pn_fiber_read(s, buf, sizeof(buf))) > 0)
         if (pn_fiber_write_all(s, buf, (size_t)n) < 0)
             break;
-    pn_tcp_stream_close(s);
+    pn_tcp_close(s);
 }
 
 static void serve(void *arg)
@@ -26,7 +26,7 @@ static void serve(void *arg)
     pn_fiber_opts per_conn = { .arg_size = sizeof(s), .name = "echo" };
     while (pn_fiber_accept(arg, &s, NULL) == 0)
         if (pn_fiber_spawn(pn_fiber_runtime(), echo, &s, &per_conn, NULL) < 0)
-            pn_tcp_stream_close(&s);
+            pn_tcp_close(&s);
 }
 
 int main(int argc, char **argv)

@@ -21,7 +21,7 @@
  * 501; each of these closes the connection after a short lingering drain so
  * the client sees the response, not a reset.  A connection that completes
  * no request head within 10 s (idle, or a slowloris trickling bytes) or does
- * not take its responses within 10 s is closed: one embedded pn_sleep per
+ * not take its responses within 10 s is closed: one embedded pn_sleep_future per
  * connection, re-armed lazily only when it fires, so keep-alive traffic
  * costs a clock read per batch and no timer-wheel work.  With WORKERS > 0
  * it runs on the multi-thread runtime with that many workers; otherwise on
@@ -94,7 +94,7 @@ typedef struct http_conn {
     bool closing;           /* close once wbuf is written */
     bool linger;            /* ... after draining what the client still sends */
     bool more;              /* wbuf filled up before every request was answered */
-    pn_sleep timer;
+    pn_sleep_future timer;
     ssize_t n;              /* result of the last read or write */
     size_t rlen, rpos;      /* bytes in rbuf, bytes consumed */
     size_t wlen, woff;      /* bytes in wbuf, bytes written */
@@ -308,7 +308,7 @@ static pn_poll http_conn_poll(pn_future *f, pn_cx *cx)
     }
 done:
     pn_future_drop(PN_FUTURE(&c->timer));
-    pn_tcp_stream_close(&c->s);
+    pn_tcp_close(&c->s);
     PN_ASYNC_END(c->pc);
 }
 
@@ -317,7 +317,7 @@ static void http_conn_drop(pn_future *f)
 {
     http_conn *c = (http_conn *)f;
     pn_future_drop(PN_FUTURE(&c->timer));
-    pn_tcp_stream_close(&c->s);
+    pn_tcp_close(&c->s);
 }
 
 static const pn_future_vtable http_conn_vt = { http_conn_poll, http_conn_drop, "http_conn" };
@@ -330,14 +330,14 @@ typedef struct http_server {
     uint64_t idle_ns;       /* per-connection idle limit */
     unsigned long clients;
     pn_tcp_listener l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
 } http_server;
 
 static pn_poll http_server_poll(pn_future *f, pn_cx *cx)
 {
     http_server *s = (http_server *)f;
     PN_ASYNC_BEGIN(s->pc);
-    s->acc = pn_tcp_accept_on(&s->l);
+    s->acc = pn_tcp_accept(&s->l);
     for (;;) {
         PN_AWAIT(s->pc, &s->acc, cx);     /* backs off by itself on EMFILE */
         if (s->acc.res < 0)
@@ -355,7 +355,7 @@ static pn_poll http_server_poll(pn_future *f, pn_cx *cx)
             c.skip = 0;
             c.drained = 0;
             if (pn_spawn_cx(cx, PN_FUTURE(&c), sizeof(c), NULL) < 0)
-                pn_tcp_stream_close(&c.s);
+                pn_tcp_close(&c.s);
             else
                 s->clients++;
         }

@@ -7,7 +7,7 @@
  *
  * For each accepted client one task connects to the target (giving up after
  * 5 s, then closing the client), splits both streams into read and write
- * halves and runs two copy futures joined with pn_join_both: client to
+ * halves and runs two copy futures joined with pn_join2: client to
  * target and target to client, each reading into its own 16 KiB buffer and
  * writing it all out before reading again (so a slow receiver slows its
  * sender down: back-pressure, bounded memory).  A copy allocates its
@@ -43,7 +43,7 @@ typedef struct proxy_copy {
     ssize_t n;
     uint64_t bytes;            /* copied so far */
     int err;                   /* 0, or what ended this direction */
-    pn_write_all w;
+    pn_write_all_future w;
     char *buf;                 /* PROXY_BUF bytes, allocated by the first poll */
 } proxy_copy;
 
@@ -54,8 +54,8 @@ typedef struct proxy_conn {
     pn_sockaddr target;
     uint64_t connect_ns;
     int stage;                 /* 1: connect pending, 2: both pending */
-    pn_tcp_connect connect;
-    pn_join2 both;
+    pn_tcp_connect_future connect;
+    pn_join2_future both;
     proxy_copy c2u, u2c;
 } proxy_conn;
 
@@ -120,7 +120,7 @@ static pn_poll proxy_conn_poll(pn_future *f, pn_cx *cx)
 {
     proxy_conn *p = (proxy_conn *)f;
     PN_ASYNC_BEGIN(p->pc);
-    p->connect = pn_tcp_connect_to(&p->up, &p->target, p->connect_ns);
+    p->connect = pn_tcp_connect(&p->up, &p->target, p->connect_ns);
     p->stage = 1;
     PN_AWAIT(p->pc, &p->connect, cx);
     p->stage = 0;
@@ -128,7 +128,7 @@ static pn_poll proxy_conn_poll(pn_future *f, pn_cx *cx)
         char who[PN_SOCKADDR_STRLEN];
         pn_sockaddr_format(&p->target, who, sizeof(who));
         fprintf(stderr, "tcp_proxy: connect %s: %s\n", who, pn_strerror(p->connect.res));
-        pn_tcp_stream_close(&p->client);
+        pn_tcp_close(&p->client);
     } else {
         {
             pn_tcp_read_half crd, urd;
@@ -137,13 +137,13 @@ static pn_poll proxy_conn_poll(pn_future *f, pn_cx *cx)
             pn_tcp_split(&p->up, &urd, &uwr);
             p->c2u = (proxy_copy){ .base = { &proxy_copy_vt }, .from = crd, .to = uwr, .conn = p };
             p->u2c = (proxy_copy){ .base = { &proxy_copy_vt }, .from = urd, .to = cwr, .conn = p };
-            p->both = pn_join_both(PN_FUTURE(&p->c2u), PN_FUTURE(&p->u2c));
+            p->both = pn_join2(PN_FUTURE(&p->c2u), PN_FUTURE(&p->u2c));
             p->stage = 2;
         }
         PN_AWAIT(p->pc, &p->both, cx);
         p->stage = 0;
-        pn_tcp_stream_close(&p->client);
-        pn_tcp_stream_close(&p->up);
+        pn_tcp_close(&p->client);
+        pn_tcp_close(&p->up);
     }
     PN_ASYNC_END(p->pc);
 }
@@ -157,8 +157,8 @@ static void proxy_conn_drop(pn_future *f)
     else if (p->stage == 2)
         pn_future_drop(PN_FUTURE(&p->both));     /* copying: drops both copies */
     p->stage = 0;
-    pn_tcp_stream_close(&p->client);
-    pn_tcp_stream_close(&p->up);
+    pn_tcp_close(&p->client);
+    pn_tcp_close(&p->up);
 }
 
 static const pn_future_vtable proxy_conn_vt = { proxy_conn_poll, proxy_conn_drop, "proxy_conn" };
@@ -172,14 +172,14 @@ typedef struct proxy_server {
     uint64_t connect_ns;
     unsigned long clients;
     pn_tcp_listener l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
 } proxy_server;
 
 static pn_poll proxy_server_poll(pn_future *f, pn_cx *cx)
 {
     proxy_server *s = (proxy_server *)f;
     PN_ASYNC_BEGIN(s->pc);
-    s->acc = pn_tcp_accept_on(&s->l);
+    s->acc = pn_tcp_accept(&s->l);
     for (;;) {
         PN_AWAIT(s->pc, &s->acc, cx);     /* backs off by itself on EMFILE */
         if (s->acc.res < 0)
@@ -187,7 +187,7 @@ static pn_poll proxy_server_poll(pn_future *f, pn_cx *cx)
         {
             proxy_conn *p = calloc(1, sizeof(*p));   /* staging copy: spawn copies it */
             if (!p) {
-                pn_tcp_stream_close(&s->acc.stream);
+                pn_tcp_close(&s->acc.stream);
                 continue;
             }
             p->base.vt = &proxy_conn_vt;
@@ -196,7 +196,7 @@ static pn_poll proxy_server_poll(pn_future *f, pn_cx *cx)
             p->target = s->target;
             p->connect_ns = s->connect_ns;
             if (pn_spawn_cx(cx, PN_FUTURE(p), sizeof(*p), NULL) < 0)
-                pn_tcp_stream_close(&p->client);
+                pn_tcp_close(&p->client);
             else
                 s->clients++;
             free(p);

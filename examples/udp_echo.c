@@ -5,7 +5,7 @@
  *
  * Try it with `nc -u 127.0.0.1 PORT`: every datagram comes back to its
  * sender unchanged.  One future per socket (IPv4 and IPv6, joined with
- * pn_join_both) loops over pn_udp_recv_from and pn_udp_send_to, written
+ * pn_join2) loops over pn_udp_recv_from and pn_udp_send_to, written
  * top to bottom with the PN_ASYNC_* macros; the sender's address comes
  * with each datagram, so no per-client state is kept.  The 64 KiB buffer
  * holds the largest UDP datagram; a truncated one (it cannot happen with
@@ -23,8 +23,8 @@ typedef struct udp_echo {
     int pc;
     int live;                    /* 1: rv pending, 2: sd pending */
     pn_udp_socket sock;
-    pn_udp_recv rv;
-    pn_udp_send sd;
+    pn_udp_recv_future rv;
+    pn_udp_send_future sd;
     unsigned char buf[65536];
 } udp_echo;
 
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
     }
     printf("udp echo on 127.0.0.1:%d%s\n", port, have_v6 ? " and [::1]" : "");
     fflush(stdout);
-    pn_join2 both = pn_join_both(PN_FUTURE(v4), have_v6 ? PN_FUTURE(v6) : &never);
+    pn_join2_future both = pn_join2(PN_FUTURE(v4), have_v6 ? PN_FUTURE(v6) : &never);
     err = pn_block_on(rt, PN_FUTURE(&both));    /* serves until killed */
     fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err));
     pn_future_drop(PN_FUTURE(&both));

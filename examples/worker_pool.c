@@ -66,7 +66,7 @@ static pn_poll feeder_poll(pn_future *f, pn_cx *cx)
         t->j.n = t->j.id + 1;
         t->send = pn_mpsc_send(t->jobs, &t->j);   /* waits while the queue is full */
         PN_AWAIT(t->pc, &t->send, cx);
-        if (t->send.status < 0)
+        if (t->send.res < 0)
             break;                                /* the pool went away */
     }
     PN_ASYNC_END(t->pc);
@@ -86,8 +86,8 @@ typedef struct worker {
     result r;
     pn_mutex_guard lock;
     pn_mpsc_recv_future recv;
-    pn_cancel_wait stopped;
-    pn_select2 next;
+    pn_cancel_wait_future stopped;
+    pn_select2_future next;
     pn_mpsc_send_future send;
 } worker;
 
@@ -100,15 +100,15 @@ static pn_poll worker_poll(pn_future *f, pn_cx *cx)
         PN_AWAIT(w->pc, &w->lock, cx);
         w->recv = pn_mpsc_recv(w->p->jobs, &w->j);
         w->stopped = pn_cancel_token_cancelled(w->p->stop);
-        w->next = pn_select_either(PN_FUTURE(&w->recv), PN_FUTURE(&w->stopped));
+        w->next = pn_select2(PN_FUTURE(&w->recv), PN_FUTURE(&w->stopped));
         PN_AWAIT(w->pc, &w->next, cx);
         pn_mutex_unlock(&w->lock);
-        if (w->next.index == 1 || w->recv.status < 0)
+        if (w->next.index == 1 || w->recv.res < 0)
             break;                                /* stopped, or the queue closed */
         w->r = (result){ w->j.id, collatz_steps(w->j.n) };
         w->send = pn_mpsc_send(w->p->results, &w->r);
         PN_AWAIT(w->pc, &w->send, cx);
-        if (w->send.status < 0)
+        if (w->send.res < 0)
             break;
     }
     PN_ASYNC_END(w->pc);
@@ -137,7 +137,7 @@ typedef struct run_pool {
     pn_task_group *workers;
     result r;
     pn_mpsc_recv_future recv;
-    pn_task_group_join join;
+    pn_task_group_join_future join;
     unsigned got, wrong;
     unsigned char seen[JOBS];
     int err;
@@ -150,8 +150,8 @@ static pn_poll run_pool_poll(pn_future *f, pn_cx *cx)
     for (s->got = 0; s->got < JOBS; s->got++) {
         s->recv = pn_mpsc_recv(s->results, &s->r);
         PN_AWAIT(s->pc, &s->recv, cx);
-        if (s->recv.status < 0) {
-            s->err = s->recv.status;
+        if (s->recv.res < 0) {
+            s->err = s->recv.res;
             break;
         }
         if (s->r.id >= JOBS || s->seen[s->r.id]++ || s->r.steps != collatz_steps(s->r.id + 1))
@@ -161,10 +161,10 @@ static pn_poll run_pool_poll(pn_future *f, pn_cx *cx)
     for (;;) {
         s->join = pn_task_group_join_next(s->workers);
         PN_AWAIT(s->pc, &s->join, cx);
-        if (s->join.status == -ENOENT)
+        if (s->join.res == -ENOENT)
             break;                                /* the group is empty */
-        if (s->join.status < 0 && !s->err)
-            s->err = s->join.status;
+        if (s->join.res < 0 && !s->err)
+            s->err = s->join.res;
         pn_task_group_join_release(&s->join);
     }
     PN_ASYNC_END(s->pc);

@@ -26,10 +26,10 @@ static inline int join_all(pn_runtime *rt, pn_join_handle **hs, int n)
 {
     int cancelled = 0;
     for (int i = 0; i < n; i++) {
-        pn_join_future j = pn_join_handle_await(hs[i]);
+        pn_join_future j = pn_join(hs[i]);
         AWAIT(rt, j);
-        cr_assert(j.status == 0 || j.status == -ECANCELED, "join: %d", j.status);
-        cancelled += j.status == -ECANCELED;
+        cr_assert(j.res == 0 || j.res == -ECANCELED, "join: %d", j.res);
+        cancelled += j.res == -ECANCELED;
         pn_join_handle_free(hs[i]);
     }
     return cancelled;

@@ -151,7 +151,7 @@ Test(async, completed_future_drop_is_a_noop, .timeout = PN_TEST_TIMEOUT)
 typedef struct old_style {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
     int out;
 } old_style;
 
@@ -159,7 +159,7 @@ static pn_poll old_style_poll(pn_future *f, pn_cx *cx)
 {
     old_style *t = (old_style *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->nap = pn_sleep_for(PN_MS(1));
+    t->nap = pn_sleep(PN_MS(1));
     PN_AWAIT(t->pc, &t->nap, cx);
     PN_YIELD(t->pc, cx);
     t->out = 2;

@@ -113,7 +113,7 @@ Test(backend, failed_ring_setup_falls_back_to_epoll)
             cr_assert_eq(pn_runtime_metrics_get(rt, &m), 0);
             cr_assert_eq(m.backend, PN_BACKEND_EPOLL);
             /* and it works: a sleep completes */
-            pn_sleep s = pn_sleep_for(PN_MS(1));
+            pn_sleep_future s = pn_sleep(PN_MS(1));
             cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
             cr_assert_eq(pn_runtime_free(rt), 0);
             /* An explicit URING fails with the setup's error (or ENOSYS

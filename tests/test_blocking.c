@@ -3,7 +3,7 @@
  * drop while queued or running, keep-alive, shutdown, both runtime
  * flavours, allocation and thread-creation failures.
  *
- * Several tests poll pn_blocking futures by hand with a context whose
+ * Several tests poll pn_blocking_future futures by hand with a context whose
  * waker is a probe (counts clones, wakes and drops; may open a gate), so
  * the order of events is fixed by the test, not by a scheduler.  Every
  * wait is a bounded loop on a condition, never a sleep-and-hope.
@@ -145,7 +145,7 @@ static void hand_cx_init(hand_cx *h, pn_runtime *rt, probe *p)
     h->cx = (pn_cx){ .waker = &h->w, .rt = rt, .budget = 128 };
 }
 
-static pn_poll poll_by_hand(hand_cx *h, pn_blocking *b)
+static pn_poll poll_by_hand(hand_cx *h, pn_blocking_future *b)
 {
     h->cx.budget = 128;
     return pn_future_poll(PN_FUTURE(b), &h->cx);
@@ -177,7 +177,7 @@ static void *triple(void *arg)
 /* Polls every unfinished child; ready when all are. */
 typedef struct all_jobs {
     pn_future base;
-    pn_blocking *jobs;
+    pn_blocking_future *jobs;
     bool *done;
     size_t n, left;
 } all_jobs;
@@ -210,7 +210,7 @@ static void sum_of_jobs_on(pn_runtime_flavor flavor)
 {
     pn_runtime *rt = flavour_new(flavor);
     runtime_thread = pthread_self();
-    pn_blocking *jobs = calloc(JOBS, sizeof(*jobs));
+    pn_blocking_future *jobs = calloc(JOBS, sizeof(*jobs));
     bool *done = calloc(JOBS, sizeof(*done));
     for (intptr_t i = 0; i < JOBS; i++)
         jobs[i] = pn_spawn_blocking(triple, (void *)(i + 1));
@@ -219,8 +219,8 @@ static void sum_of_jobs_on(pn_runtime_flavor flavor)
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&a)), 0);
     intptr_t sum = 0;
     for (size_t i = 0; i < JOBS; i++) {
-        cr_assert_eq(jobs[i].status, 0, "job %zu: %s", i, pn_strerror(jobs[i].status));
-        sum += (intptr_t)jobs[i].result;
+        cr_assert_eq(jobs[i].res, 0, "job %zu: %s", i, pn_strerror(jobs[i].res));
+        sum += (intptr_t)jobs[i].value;
     }
     cr_assert_eq(sum, 3 * (intptr_t)JOBS * (JOBS + 1) / 2);
     cr_assert_eq(atomic_load(&on_runtime_thread), 0, "a call ran on the runtime thread");
@@ -250,7 +250,7 @@ typedef struct one_job {
     int pc;
     intptr_t in, out;
     pn_blocking_fn fn;      /* NULL: triple */
-    pn_blocking b;
+    pn_blocking_future b;
 } one_job;
 
 static pn_poll one_job_poll(pn_future *f, pn_cx *cx)
@@ -259,8 +259,8 @@ static pn_poll one_job_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(o->pc);
     o->b = pn_spawn_blocking(o->fn ? o->fn : triple, (void *)o->in);
     PN_AWAIT(o->pc, &o->b, cx);
-    cr_assert_eq(o->b.status, 0);
-    o->out = (intptr_t)o->b.result;
+    cr_assert_eq(o->b.res, 0);
+    o->out = (intptr_t)o->b.value;
     PN_ASYNC_END(o->pc);
 }
 
@@ -287,9 +287,9 @@ static pn_poll join_sum_poll(pn_future *f, pn_cx *cx)
     join_sum *s = (join_sum *)f;
     PN_ASYNC_BEGIN(s->pc);
     for (s->i = 0; s->i < s->n; s->i++) {
-        s->j = pn_join_handle_await(s->hs[s->i]);
+        s->j = pn_join(s->hs[s->i]);
         PN_AWAIT(s->pc, &s->j, cx);
-        cr_assert_eq(s->j.status, 0);
+        cr_assert_eq(s->j.res, 0);
         s->sum += ((one_job *)s->j.output)->out;
         pn_join_handle_free(s->hs[s->i]);
     }
@@ -322,7 +322,7 @@ typedef struct seq_jobs {
     pn_future base;
     int pc, i, n;
     intptr_t sum;
-    pn_blocking b;
+    pn_blocking_future b;
 } seq_jobs;
 
 static pn_poll seq_jobs_poll(pn_future *f, pn_cx *cx)
@@ -332,8 +332,8 @@ static pn_poll seq_jobs_poll(pn_future *f, pn_cx *cx)
     for (s->i = 1; s->i <= s->n; s->i++) {
         s->b = pn_spawn_blocking(triple, (void *)(intptr_t)s->i);
         PN_AWAIT(s->pc, &s->b, cx);
-        cr_assert_eq(s->b.status, 0);
-        s->sum += (intptr_t)s->b.result;
+        cr_assert_eq(s->b.res, 0);
+        s->sum += (intptr_t)s->b.value;
     }
     PN_ASYNC_END(s->pc);
 }
@@ -373,15 +373,15 @@ Test(blocking, more_jobs_than_threads_all_complete)
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     cr_assert_eq(pn_blocking_pool_configure(rt, 4, PN_SEC(10)), 0);
     enum { N = 200 };
-    pn_blocking jobs[N];
+    pn_blocking_future jobs[N];
     bool done[N] = { 0 };
     for (intptr_t i = 0; i < N; i++)
         jobs[i] = pn_spawn_blocking(tracked, (void *)i);
     all_jobs a = { .base = { &all_jobs_vt }, .jobs = jobs, .done = done, .n = N, .left = N };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&a)), 0);
     for (intptr_t i = 0; i < N; i++) {
-        cr_assert_eq(jobs[i].status, 0);
-        cr_assert_eq((intptr_t)jobs[i].result, i);
+        cr_assert_eq(jobs[i].res, 0);
+        cr_assert_eq((intptr_t)jobs[i].value, i);
     }
     cr_assert_leq(atomic_load(&running_peak), 4, "peak %d calls at once", atomic_load(&running_peak));
     pn__blocking_stats s;
@@ -396,9 +396,9 @@ Test(blocking, configure_checks_arguments)
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     cr_assert_eq(pn_blocking_pool_configure(NULL, 4, 0), -EINVAL);
     cr_assert_eq(pn_blocking_pool_configure(rt, 0, 0), -EINVAL);
-    pn_blocking b = pn_spawn_blocking(NULL, NULL);
+    pn_blocking_future b = pn_spawn_blocking(NULL, NULL);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&b)), 0);
-    cr_assert_eq(b.status, -EINVAL);
+    cr_assert_eq(b.res, -EINVAL);
     rt_free(rt);
 }
 
@@ -431,11 +431,11 @@ Test(blocking, dropped_while_queued_never_runs)
     hand_cx_init(&h, rt, &p);
     gate_set(false);
 
-    pn_blocking busy = pn_spawn_blocking(gated, (void *)41);
+    pn_blocking_future busy = pn_spawn_blocking(gated, (void *)41);
     cr_assert_eq(poll_by_hand(&h, &busy), PN_PENDING);
     WAIT_FOR(atomic_load(&started) == 1);          /* the only thread is busy */
 
-    pn_blocking queued = pn_spawn_blocking_ex(must_not_run, NULL, record_discard);
+    pn_blocking_future queued = pn_spawn_blocking_ex(must_not_run, NULL, record_discard);
     cr_assert_eq(poll_by_hand(&h, &queued), PN_PENDING);
     cr_assert_eq(pool_stat_queued(rt), 1);
     pn_future_drop(PN_FUTURE(&queued));
@@ -446,8 +446,8 @@ Test(blocking, dropped_while_queued_never_runs)
     gate_set(true);
     WAIT_FOR(atomic_load(&p.wakes) == 1);          /* busy completed */
     cr_assert_eq(poll_by_hand(&h, &busy), PN_READY);
-    cr_assert_eq(busy.status, 0);
-    cr_assert_eq((intptr_t)busy.result, 42);
+    cr_assert_eq(busy.res, 0);
+    cr_assert_eq((intptr_t)busy.value, 42);
 
     rt_free(rt);
     cr_assert_eq(atomic_load(&never_ran), 0);
@@ -479,8 +479,8 @@ Test(blocking, dropped_while_running_discards_result)
     gate_set(false);
 
     /* One with a discard callback that frees the result, one without. */
-    pn_blocking a = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
-    pn_blocking b = pn_spawn_blocking(gated, (void *)1);
+    pn_blocking_future a = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
+    pn_blocking_future b = pn_spawn_blocking(gated, (void *)1);
     cr_assert_eq(poll_by_hand(&h, &a), PN_PENDING);
     cr_assert_eq(poll_by_hand(&h, &b), PN_PENDING);
     WAIT_FOR(atomic_load(&started) == 2);
@@ -504,7 +504,7 @@ Test(blocking, dropped_after_completion_discards_result)
     hand_cx h;
     hand_cx_init(&h, rt, &p);
     gate_set(true);
-    pn_blocking a = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
+    pn_blocking_future a = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
     cr_assert_eq(poll_by_hand(&h, &a), PN_PENDING);
     WAIT_FOR(atomic_load(&p.wakes) == 1);
     pn_future_drop(PN_FUTURE(&a));                 /* ready but never collected */
@@ -516,7 +516,7 @@ Test(blocking, dropped_after_completion_discards_result)
 
 Test(blocking, never_polled_future_may_be_dropped)
 {
-    pn_blocking b = pn_spawn_blocking_ex(must_not_run, NULL, record_discard);
+    pn_blocking_future b = pn_spawn_blocking_ex(must_not_run, NULL, record_discard);
     pn_future_drop(PN_FUTURE(&b));
     cr_assert_eq(atomic_load(&never_ran), 0);
     cr_assert_eq(atomic_load(&discards), 0, "nothing was submitted, nothing to discard");
@@ -552,7 +552,7 @@ Test(blocking, idle_threads_retire_after_keep_alive)
     hand_cx h;
     hand_cx_init(&h, rt, &p);
     gate_set(false);
-    pn_blocking jobs[8];
+    pn_blocking_future jobs[8];
     for (intptr_t i = 0; i < 8; i++) {
         jobs[i] = pn_spawn_blocking(gated, (void *)i);
         cr_assert_eq(poll_by_hand(&h, &jobs[i]), PN_PENDING);
@@ -563,17 +563,17 @@ Test(blocking, idle_threads_retire_after_keep_alive)
     WAIT_FOR(atomic_load(&p.wakes) == 8);
     for (int i = 0; i < 8; i++) {
         cr_assert_eq(poll_by_hand(&h, &jobs[i]), PN_READY);
-        cr_assert_eq((intptr_t)jobs[i].result, i + 1);
+        cr_assert_eq((intptr_t)jobs[i].value, i + 1);
     }
     WAIT_FOR(pool_stat_threads(rt) == 0);
     WAIT_FOR(task_count() == tasks_before);         /* the kernel threads are gone too */
 
     /* The pool starts threads again after they all retired. */
-    pn_blocking again = pn_spawn_blocking(gated, (void *)7);
+    pn_blocking_future again = pn_spawn_blocking(gated, (void *)7);
     cr_assert_eq(poll_by_hand(&h, &again), PN_PENDING);
     WAIT_FOR(atomic_load(&p.wakes) == 9);
     cr_assert_eq(poll_by_hand(&h, &again), PN_READY);
-    cr_assert_eq((intptr_t)again.result, 8);
+    cr_assert_eq((intptr_t)again.value, 8);
     rt_free(rt);
     assert_probe_balanced(&p);
 }
@@ -585,7 +585,7 @@ Test(blocking, lowering_the_limit_retires_extra_threads)
     hand_cx h;
     hand_cx_init(&h, rt, &p);
     gate_set(false);
-    pn_blocking jobs[6];
+    pn_blocking_future jobs[6];
     for (intptr_t i = 0; i < 6; i++) {
         jobs[i] = pn_spawn_blocking(gated, (void *)i);
         cr_assert_eq(poll_by_hand(&h, &jobs[i]), PN_PENDING);
@@ -617,14 +617,14 @@ Test(blocking, shutdown_with_jobs_queued_and_running)
     hand_cx_init(&hq, rt, &q);
     gate_set(false);
 
-    pn_blocking run1 = pn_spawn_blocking(gated, (void *)10);
-    pn_blocking run2 = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
+    pn_blocking_future run1 = pn_spawn_blocking(gated, (void *)10);
+    pn_blocking_future run2 = pn_spawn_blocking_ex(gated_malloc, NULL, free_result);
     cr_assert_eq(poll_by_hand(&hr, &run1), PN_PENDING);
     cr_assert_eq(poll_by_hand(&hr, &run2), PN_PENDING);
     WAIT_FOR(atomic_load(&started) == 2);
     pn_future_drop(PN_FUTURE(&run2));              /* running, detached */
 
-    pn_blocking queued[5];
+    pn_blocking_future queued[5];
     for (int i = 0; i < 5; i++) {
         queued[i] = pn_spawn_blocking(must_not_run, NULL);
         cr_assert_eq(poll_by_hand(&hq, &queued[i]), PN_PENDING);
@@ -639,13 +639,13 @@ Test(blocking, shutdown_with_jobs_queued_and_running)
     cr_assert_eq(atomic_load(&q.wakes), 5);
     for (int i = 0; i < 5; i++) {
         cr_assert_eq(poll_by_hand(&hq, &queued[i]), PN_READY);
-        cr_assert_eq(queued[i].status, -ESHUTDOWN);
-        cr_assert_null(queued[i].result);
+        cr_assert_eq(queued[i].res, -ESHUTDOWN);
+        cr_assert_null(queued[i].value);
     }
     cr_assert_eq(atomic_load(&r.wakes), 1);
     cr_assert_eq(poll_by_hand(&hr, &run1), PN_READY);
-    cr_assert_eq(run1.status, 0);
-    cr_assert_eq((intptr_t)run1.result, 11);
+    cr_assert_eq(run1.res, 0);
+    cr_assert_eq((intptr_t)run1.value, 11);
 
     pn_runtime_free(rt);
     /* Joined threads leave /proc/self/task a moment after pthread_join
@@ -667,8 +667,8 @@ Test(blocking, runtime_free_stops_the_pool)
     hand_cx_init(&hq, rt, &q);
     cr_assert_eq(pn_blocking_pool_configure(rt, 1, PN_SEC(10)), 0);
     gate_set(false);
-    pn_blocking running = pn_spawn_blocking(gated, NULL);
-    pn_blocking queued = pn_spawn_blocking(must_not_run, NULL);
+    pn_blocking_future running = pn_spawn_blocking(gated, NULL);
+    pn_blocking_future queued = pn_spawn_blocking(must_not_run, NULL);
     cr_assert_eq(poll_by_hand(&hr, &running), PN_PENDING);
     WAIT_FOR(atomic_load(&started) == 1);
     cr_assert_eq(poll_by_hand(&hq, &queued), PN_PENDING);
@@ -682,7 +682,7 @@ Test(blocking, runtime_free_stops_the_pool)
     cr_assert_eq(atomic_load(&q.wakes), 1, "the queued call was completed");
     /* The runtime is gone; the future's record is not: collect it. */
     cr_assert_eq(poll_by_hand(&hq, &queued), PN_READY);
-    cr_assert_eq(queued.status, -ESHUTDOWN);
+    cr_assert_eq(queued.res, -ESHUTDOWN);
     cr_assert_eq(atomic_load(&never_ran), 0);
     assert_probe_balanced(&r);
     assert_probe_balanced(&q);
@@ -713,12 +713,12 @@ Test(blocking, no_memory_for_the_job_record)
     probe p = { 0 };
     hand_cx h;
     hand_cx_init(&h, rt, &p);
-    pn_blocking b = pn_spawn_blocking(must_not_run, NULL);
+    pn_blocking_future b = pn_spawn_blocking(must_not_run, NULL);
     pn__sys.calloc = fail_calloc;
     pn_poll r = poll_by_hand(&h, &b);
     pn__sys_reset();
     cr_assert_eq(r, PN_READY);
-    cr_assert_eq(b.status, -ENOMEM);
+    cr_assert_eq(b.res, -ENOMEM);
     cr_assert_eq(atomic_load(&never_ran), 0);
     rt_free(rt);
     assert_probe_balanced(&p);
@@ -741,25 +741,25 @@ Test(blocking, no_thread_gives_eagain_unless_one_runs)
     hand_cx_init(&h, rt, &p);
 
     pn__blocking_set_thread_create(fail_create);
-    pn_blocking b = pn_spawn_blocking(must_not_run, NULL);
+    pn_blocking_future b = pn_spawn_blocking(must_not_run, NULL);
     cr_assert_eq(poll_by_hand(&h, &b), PN_READY);
-    cr_assert_eq(b.status, -EAGAIN);
+    cr_assert_eq(b.res, -EAGAIN);
     pn__blocking_set_thread_create(NULL);
 
     /* With one thread running, a failed start leaves the call queued for it. */
     gate_set(false);
-    pn_blocking first = pn_spawn_blocking(gated, (void *)0);
+    pn_blocking_future first = pn_spawn_blocking(gated, (void *)0);
     cr_assert_eq(poll_by_hand(&h, &first), PN_PENDING);
     WAIT_FOR(atomic_load(&started) == 1);
     pn__blocking_set_thread_create(fail_create);
-    pn_blocking second = pn_spawn_blocking(gated, (void *)1);
+    pn_blocking_future second = pn_spawn_blocking(gated, (void *)1);
     cr_assert_eq(poll_by_hand(&h, &second), PN_PENDING);
     pn__blocking_set_thread_create(NULL);
     gate_set(true);
     WAIT_FOR(atomic_load(&p.wakes) == 2);
     cr_assert_eq(poll_by_hand(&h, &first), PN_READY);
     cr_assert_eq(poll_by_hand(&h, &second), PN_READY);
-    cr_assert_eq((intptr_t)second.result, 2);
+    cr_assert_eq((intptr_t)second.value, 2);
     cr_assert_eq(pool_stat_threads(rt), 1);
     rt_free(rt);
     cr_assert_eq(atomic_load(&never_ran), 0);
@@ -775,14 +775,14 @@ Test(blocking, future_may_move_after_first_poll)
     hand_cx h;
     hand_cx_init(&h, rt, &p);
     gate_set(true);
-    pn_blocking *a = malloc(sizeof(*a));
+    pn_blocking_future *a = malloc(sizeof(*a));
     *a = pn_spawn_blocking(gated, (void *)5);
     cr_assert_eq(poll_by_hand(&h, a), PN_PENDING);
-    pn_blocking moved = *a;
+    pn_blocking_future moved = *a;
     free(a);
     WAIT_FOR(atomic_load(&p.wakes) == 1);
     cr_assert_eq(poll_by_hand(&h, &moved), PN_READY);
-    cr_assert_eq((intptr_t)moved.result, 6);
+    cr_assert_eq((intptr_t)moved.value, 6);
     rt_free(rt);
     assert_probe_balanced(&p);
 }

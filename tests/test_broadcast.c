@@ -34,7 +34,7 @@ static int recv_on(pn_runtime *rt, pn_broadcast_rx *rx, int *out, uint64_t *lag)
     AWAIT(rt, f);
     if (lag)
         *lag = f.lagged;
-    return f.status;
+    return f.res;
 }
 
 /* ---- basics --------------------------------------------------------------- */
@@ -91,7 +91,7 @@ Test(broadcast, bad_arguments_are_einval)
     pn_waker w = probe_waker(&p);
     pn_cx cx = probe_cx(&w);
     cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
-    cr_assert_eq(f.status, -EINVAL);
+    cr_assert_eq(f.res, -EINVAL);
     pn_future_drop(&f.base);
     cr_assert_eq(pn_broadcast_blocking_recv(NULL, &p, NULL), -EINVAL);
     pn_broadcast_rx_free(rx);
@@ -245,7 +245,7 @@ static pn_poll rx_task_poll(pn_future *f, pn_cx *cx)
             return PN_PENDING;
         }
         t->active = false;
-        switch (t->recv.status) {
+        switch (t->recv.res) {
         case 0:
             if ((uint64_t)t->val != t->expected)
                 t->bad++;
@@ -258,7 +258,7 @@ static pn_poll rx_task_poll(pn_future *f, pn_cx *cx)
             t->expected += t->recv.lagged;
             break;
         default:
-            t->final = t->recv.status;
+            t->final = t->recv.res;
             return PN_READY;
         }
     }
@@ -298,9 +298,9 @@ static void *sender_thread(void *arg)
 
 static rx_task *join_rx(pn_runtime *rt, pn_join_handle *h)
 {
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     return j.output;
 }
 
@@ -401,7 +401,7 @@ BOTH(broadcast, close_while_receivers_wait_wakes_them_with_epipe)
         cr_assert_eq(PN_SPAWN(rt, t, &h[i]), 0);
     }
     while (atomic_load(&started) < K) {   /* let them all start waiting */
-        pn_yield_now y = pn_yield();
+        pn_yield_now_future y = pn_yield();
         AWAIT(rt, y);
     }
     int v = 5;
@@ -440,7 +440,7 @@ Test(broadcast, a_send_wakes_a_waiting_recv_and_a_drop_keeps_no_waker)
     pn_broadcast_send(tx, &one);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
-    cr_assert_eq(f.status, 0);
+    cr_assert_eq(f.res, 0);
     cr_assert_eq(v, 1);
     pn_future_drop(&f.base);          /* after READY: a no-op */
     cr_assert_eq(waker_probe_held(&p), 0);
@@ -529,7 +529,7 @@ Test(broadcast, a_send_between_check_and_registration_is_not_lost)
     pn__point_set_hook(NULL);
     cr_assert_eq(atomic_load(&hook_hits), 1, "the window was reached");
     cr_assert_eq(r, PN_READY, "the send in the window was lost");
-    cr_assert_eq(f.status, 0);
+    cr_assert_eq(f.res, 0);
     cr_assert_eq(v, 99);
     cr_assert_eq(waker_probe_held(&p), 0);
     pn_broadcast_rx_free(rx);
@@ -611,7 +611,7 @@ BOTH(broadcast, blocking_recv_inside_a_task_is_edeadlk)
     blocking_in_task b = { { &blocking_in_task_vt }, rx, 1 };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     cr_assert_eq(((blocking_in_task *)j.output)->status, -EDEADLK);
     pn_join_handle_free(h);
@@ -672,8 +672,8 @@ static pn_poll order_task_poll(pn_future *f, pn_cx *cx)
         if (pn_future_poll(&t->recv.base, cx) == PN_PENDING)
             return PN_PENDING;
         t->active = false;
-        if (t->recv.status) {
-            t->final = t->recv.status;
+        if (t->recv.res) {
+            t->final = t->recv.res;
             return PN_READY;
         }
         if (t->n < 2 * ORDER_PER)
@@ -732,7 +732,7 @@ Test(broadcast, two_sender_threads_every_receiver_sees_one_order)
     cr_assert_eq(pthread_create(&ta, NULL, tagged_sender, &a), 0);
     cr_assert_eq(pthread_create(&tb, NULL, tagged_sender, &b), 0);
     for (int i = 0; i < ORDER_RX; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
         order_task *t = j.output;
         cr_assert_eq(t->final, -EPIPE);

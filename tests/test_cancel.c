@@ -64,12 +64,12 @@ Test(cancel, cancel_is_idempotent_and_seen_by_is_cancelled)
     pn_cancel_token_cancel(NULL);
     pn_cancel_token_free(NULL);
     cr_assert_eq(pn_cancel_token_blocking_wait(NULL), -EINVAL);
-    pn_cancel_wait c = pn_cancel_token_cancelled(NULL);
+    pn_cancel_wait_future c = pn_cancel_token_cancelled(NULL);
     waker_probe p = { 0 };
     pn_waker w = probe_waker(&p);
     pn_cx cx = probe_cx(&w);
     cr_assert_eq(pn_future_poll(&c.base, &cx), PN_READY);
-    cr_assert_eq(c.status, -EINVAL);
+    cr_assert_eq(c.res, -EINVAL);
     pn_future_drop(&c.base);
 }
 
@@ -141,8 +141,8 @@ Test(cancel, cancelled_future_by_hand)
     waker_probe p = { 0 }, q = { 0 };
     pn_waker wp = probe_waker(&p), wq = probe_waker(&q);
     pn_cx cxp = probe_cx(&wp), cxq = probe_cx(&wq);
-    pn_cancel_wait a = pn_cancel_token_cancelled(kid);
-    pn_cancel_wait b = pn_cancel_token_cancelled(kid);
+    pn_cancel_wait_future a = pn_cancel_token_cancelled(kid);
+    pn_cancel_wait_future b = pn_cancel_token_cancelled(kid);
     cr_assert_eq(pn_future_poll(&a.base, &cxp), PN_PENDING);
     cr_assert_eq(pn_future_poll(&a.base, &cxp), PN_PENDING);
     cr_assert_eq(atomic_load(&p.clones), 1, "one task's waker is kept once");
@@ -156,10 +156,10 @@ Test(cancel, cancelled_future_by_hand)
     cr_assert_eq(atomic_load(&p.wakes), 1, "the grandparent's cancel wakes the waiter");
     cr_assert_eq(waker_probe_held(&p), 0);
     cr_assert_eq(pn_future_poll(&a.base, &cxp), PN_READY);   /* frees kid */
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     pn_future_drop(&a.base);                  /* READY: no-op */
     /* already cancelled: READY at once, nothing held */
-    pn_cancel_wait c = pn_cancel_token_cancelled(root);
+    pn_cancel_wait_future c = pn_cancel_token_cancelled(root);
     cr_assert_eq(pn_future_poll(&c.base, &cxq), PN_READY);
     cr_assert_eq(waker_probe_held(&q), 0);
     pn_cancel_token_free(root);
@@ -171,7 +171,7 @@ Test(cancel, dropping_a_pending_cancelled_future_leaks_nothing)
 {
     pn_runtime *rt = rt_new();
     pn_cancel_token *t = pn_cancel_token_new();
-    pn_cancel_wait c = pn_cancel_token_cancelled(t);
+    pn_cancel_wait_future c = pn_cancel_token_cancelled(t);
     waker_probe p = { 0 };
     probed_drop d = probed_drop_of(&c.base, &p);
     AWAIT(rt, d);
@@ -179,7 +179,7 @@ Test(cancel, dropping_a_pending_cancelled_future_leaks_nothing)
     cr_assert_eq(waker_probe_held(&p), 0);
     /* last user reference freed while a future holds one, then the drop
      * frees the token */
-    pn_cancel_wait e = pn_cancel_token_cancelled(t);
+    pn_cancel_wait_future e = pn_cancel_token_cancelled(t);
     waker_probe q = { 0 };
     pn_waker wq = probe_waker(&q);
     pn_cx cx = probe_cx(&wq);
@@ -194,7 +194,7 @@ Test(cancel, dropping_a_pending_cancelled_future_leaks_nothing)
 
 typedef struct waiter_task {
     pn_future base;
-    pn_cancel_wait c;
+    pn_cancel_wait_future c;
     atomic_int *woken;
 } waiter_task;
 
@@ -203,7 +203,7 @@ static pn_poll waiter_task_poll(pn_future *f, pn_cx *cx)
     waiter_task *w = (waiter_task *)f;
     if (pn_future_poll(&w->c.base, cx) == PN_PENDING)
         return PN_PENDING;
-    cr_assert_eq(w->c.status, 0);
+    cr_assert_eq(w->c.res, 0);
     atomic_fetch_add(w->woken, 1);
     return PN_READY;
 }
@@ -272,7 +272,7 @@ static void tree_wake_on(pn_runtime_flavor fl, bool from_thread)
     }
     /* let them all queue (a yield or two on either runtime) */
     for (int i = 0; i < 3; i++) {
-        pn_yield_now y = pn_yield();
+        pn_yield_now_future y = pn_yield();
         AWAIT(rt, y);
     }
     pthread_t th;
@@ -281,9 +281,9 @@ static void tree_wake_on(pn_runtime_flavor fl, bool from_thread)
     else
         pn_cancel_token_cancel(t.root);
     for (int i = 0; i < n; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);                         /* a lost wake: the watchdog */
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         pn_join_handle_free(h[i]);
     }
     if (from_thread)
@@ -317,7 +317,7 @@ BOTH(cancel, waiters_dropped_by_shutdown_release_the_token)
         w.c = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(i % 2 ? t : k));
         cr_assert_eq(PN_SPAWN(rt, w, NULL), 0);
     }
-    pn_yield_now y = pn_yield();
+    pn_yield_now_future y = pn_yield();
     AWAIT(rt, y);
     pn_cancel_token_free(k);
     pn_cancel_token_free(t);
@@ -356,10 +356,10 @@ Test(cancel, an_owned_future_releases_its_reference_when_ready_or_dropped)
     waker_probe p = { 0 };
     pn_waker w = probe_waker(&p);
     pn_cx cx = probe_cx(&w);
-    pn_cancel_wait never = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_cancel_wait_future never = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
     pn_future_drop(&never.base);              /* never polled: releases */
-    pn_cancel_wait a = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
-    pn_cancel_wait b = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_cancel_wait_future a = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
+    pn_cancel_wait_future b = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
     cr_assert_eq(pn_future_poll(&a.base, &cx), PN_PENDING);
     pn_cancel_token_free(t);                  /* a and b keep it */
     cr_assert_eq(pn_future_poll(&b.base, &cx), PN_PENDING);
@@ -367,16 +367,16 @@ Test(cancel, an_owned_future_releases_its_reference_when_ready_or_dropped)
     cr_assert_eq(pn_future_poll(&a.base, &cx), PN_PENDING);
     pn_future_drop(&a.base);                  /* the last reference: ASan */
     cr_assert_eq(waker_probe_held(&p), 0);
-    pn_cancel_wait n = pn_cancel_token_cancelled_owned(NULL);
+    pn_cancel_wait_future n = pn_cancel_token_cancelled_owned(NULL);
     cr_assert_eq(pn_future_poll(&n.base, &cx), PN_READY);
-    cr_assert_eq(n.status, -EINVAL);
+    cr_assert_eq(n.res, -EINVAL);
     /* READY releases */
     t = pn_cancel_token_new();
     a = pn_cancel_token_cancelled_owned(pn_cancel_token_clone(t));
     pn_cancel_token_cancel(t);
     pn_cancel_token_free(t);
     cr_assert_eq(pn_future_poll(&a.base, &cx), PN_READY);
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     pn_future_drop(&a.base);
 }
 
@@ -390,7 +390,7 @@ Test(cancel, a_free_racing_a_cancel_is_safe_both_ways)
     race_root = pn_cancel_token_new();
     race_victim = pn_cancel_token_child(race_root);
     pn_cancel_token *leaf = pn_cancel_token_child(race_victim);
-    pn_cancel_wait c = pn_cancel_token_cancelled(leaf);
+    pn_cancel_wait_future c = pn_cancel_token_cancelled(leaf);
     cr_assert_eq(pn_future_poll(&c.base, &cx), PN_PENDING);
     atomic_store(&race_hits, 0);
     pn__point_set_hook(free_at_wake);
@@ -451,7 +451,7 @@ static void *churn(void *p)
                 a->born_live = true;
             a->born_cancelled_late++;
         }
-        pn_cancel_wait f = pn_cancel_token_cancelled(g);
+        pn_cancel_wait_future f = pn_cancel_token_cancelled(g);
         pn_poll r = pn_future_poll(&f.base, &cx);
         if (i % 2)
             pn_cancel_token_free(c);          /* g moves up to the root */
@@ -556,7 +556,7 @@ Test(wait_group, add_done_count_and_their_errors)
     pn_cx cx = probe_cx(&w);
     pn_wait_group_wait_future n = pn_wait_group_wait(NULL);
     cr_assert_eq(pn_future_poll(&n.base, &cx), PN_READY);
-    cr_assert_eq(n.status, -EINVAL);
+    cr_assert_eq(n.res, -EINVAL);
     pn_wait_group_destroy(&wg);
 }
 
@@ -569,7 +569,7 @@ Test(wait_group, wait_by_hand)
     pn_cx cxp = probe_cx(&wp), cxq = probe_cx(&wq), cxr = probe_cx(&wr);
     pn_wait_group_wait_future a = pn_wait_group_wait(&wg);
     cr_assert_eq(pn_future_poll(&a.base, &cxp), PN_READY, "zero: at once");
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     cr_assert_eq(pn_wait_group_add(&wg, 2), 0);
     a = pn_wait_group_wait(&wg);
     pn_wait_group_wait_future b = pn_wait_group_wait(&wg);
@@ -691,9 +691,9 @@ BOTH(wait_group, many_threads_call_done_while_tasks_and_threads_wait)
     for (int i = 0; i < WG_THREADS; i++)
         cr_assert_eq(pthread_create(&th[i], NULL, wg_doner, &a), 0);
     for (int i = 0; i < 4; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         pn_join_handle_free(h[i]);
     }
     for (int i = 0; i < WG_THREADS; i++)

@@ -25,7 +25,7 @@ Test(cell_cache, classes_are_mallocs_usable_sizes_from_the_smallest_cell)
     cr_assert_eq(pn__cells_class(&c, 57), 1);
     cr_assert_eq(pn__cells_class(&c, 72), 1);
     cr_assert_eq(pn__cells_class(&c, 73), 2);
-    cr_assert_eq(pn__cells_class(&c, 136), 5, "a task sleeping in a pn_sleep: a 144-byte chunk");
+    cr_assert_eq(pn__cells_class(&c, 136), 5, "a task sleeping in a pn_sleep_future: a 144-byte chunk");
     cr_assert_eq(pn__cells_class(&c, 56 + 16 * (PN__CELL_CLASSES - 1)), PN__CELL_CLASSES - 1);
     cr_assert_eq(pn__cells_class(&c, 56 + 16 * (PN__CELL_CLASSES - 1) + 1), PN__CELL_NONE);
     cr_assert_eq(pn__cells_close(&c), 0);

@@ -12,7 +12,7 @@ Test(combinator, join_both_waits_for_the_slower)
     pn_runtime *rt = rt_new();
     int drops = 0;
     steps_future a = steps_new(2, &drops), b = steps_new(5, &drops);
-    pn_join2 j = pn_join_both(PN_FUTURE(&a), PN_FUTURE(&b));
+    pn_join2_future j = pn_join2(PN_FUTURE(&a), PN_FUTURE(&b));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     cr_assert_eq(a.left, 0);
     cr_assert_eq(b.left, 0);
@@ -32,7 +32,7 @@ Test(combinator, join_all_of_many)
         s[i] = steps_new(i % 7, NULL);
         ptrs[i] = PN_FUTURE(&s[i]);
     }
-    pn_join_all j = pn_join_all_of(ptrs, N);
+    pn_join_all_future j = pn_join_all(ptrs, N);
     cr_assert_eq(j.left, N);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     cr_assert_eq(j.left, 0);
@@ -41,7 +41,7 @@ Test(combinator, join_all_of_many)
         cr_assert_eq(s[i].polls, i % 7 + 1);
     }
     /* An empty join is ready at once. */
-    pn_join_all e = pn_join_all_of(NULL, 0);
+    pn_join_all_future e = pn_join_all(NULL, 0);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&e)), 0);
     pn_runtime_free(rt);
 }
@@ -52,10 +52,10 @@ Test(combinator, dropping_a_join_drops_only_unfinished_children)
     int drops_fast = 0, drops_slow = 0;
     steps_future fast = steps_new(0, &drops_fast);
     forever_future slow = forever_new(&drops_slow);
-    pn_join2 j = pn_join_both(PN_FUTURE(&fast), PN_FUTURE(&slow));
+    pn_join2_future j = pn_join2(PN_FUTURE(&fast), PN_FUTURE(&slow));
     /* Race the join against a short future: select drops the join. */
     steps_future quick = steps_new(2, NULL);
-    pn_select2 s = pn_select_either(PN_FUTURE(&j), PN_FUTURE(&quick));
+    pn_select2_future s = pn_select2(PN_FUTURE(&j), PN_FUTURE(&quick));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(s.index, 1);
     cr_assert_eq(drops_fast, 0, "a completed child is never dropped");
@@ -71,7 +71,7 @@ Test(combinator, select_drops_the_losers_once)
     steps_future win = steps_new(3, &drops[2]);
     forever_future f3 = forever_new(&drops[3]);
     pn_future *ptrs[4] = { PN_FUTURE(&f0), PN_FUTURE(&f1), PN_FUTURE(&win), PN_FUTURE(&f3) };
-    pn_select sel = pn_select_of(ptrs, 4);
+    pn_select_future sel = pn_select(ptrs, 4);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&sel)), 0);
     cr_assert_eq(sel.index, 2);
     cr_assert_eq(drops[0], 1);
@@ -106,7 +106,7 @@ Test(combinator, select_rotates_its_start)
     int order[64], n = 0;
     first_seen a = { .base = { &first_seen_vt }, .order = order, .n = &n, .id = 0, .left = 100 };
     first_seen b = { .base = { &first_seen_vt }, .order = order, .n = &n, .id = 1, .left = 2 };
-    pn_select2 s = pn_select_either(PN_FUTURE(&a), PN_FUTURE(&b));
+    pn_select2_future s = pn_select2(PN_FUTURE(&a), PN_FUTURE(&b));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(s.index, 1);
     cr_assert_eq(order[0], 0);
@@ -119,7 +119,7 @@ Test(combinator, select_on_an_always_ready_pair_picks_one)
     pn_runtime *rt = rt_new();
     int d0 = 0, d1 = 0;
     steps_future a = steps_new(0, &d0), b = steps_new(0, &d1);
-    pn_select2 s = pn_select_either(PN_FUTURE(&a), PN_FUTURE(&b));
+    pn_select2_future s = pn_select2(PN_FUTURE(&a), PN_FUTURE(&b));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(s.index, 0, "first ready in polling order wins");
     cr_assert_eq(d0, 0);

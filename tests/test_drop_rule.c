@@ -63,70 +63,70 @@ static void *twice(void *arg) { return arg; }
 Test(drop_rule, timers_and_combinators, .timeout = PN_TEST_TIMEOUT)
 {
     pn_runtime *rt = rt_new();
-    pn_yield_now y = pn_yield();
+    pn_yield_now_future y = pn_yield();
     drop2(PN_FUTURE(&y));
     AWAIT(rt, y);
     drop2(PN_FUTURE(&y));
 
-    pn_sleep s = pn_sleep_for(PN_MS(1));
+    pn_sleep_future s = pn_sleep(PN_MS(1));
     drop2(PN_FUTURE(&s));
-    s = pn_sleep_for(PN_MS(1));
+    s = pn_sleep(PN_MS(1));
     AWAIT(rt, s);
     drop2(PN_FUTURE(&s));
 
-    pn_sleep inner = pn_sleep_for(PN_MS(1));
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&inner), PN_SEC(10));
+    pn_sleep_future inner = pn_sleep(PN_MS(1));
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&inner), PN_SEC(10));
     drop2(PN_FUTURE(&t));
-    inner = pn_sleep_for(PN_MS(1));
-    t = pn_timeout_for(PN_FUTURE(&inner), PN_SEC(10));
+    inner = pn_sleep(PN_MS(1));
+    t = pn_timeout(PN_FUTURE(&inner), PN_SEC(10));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, 0);
+    cr_assert_eq(t.res, 0);
     drop2(PN_FUTURE(&t));
 
-    pn_interval iv = pn_interval_every(PN_MS(1));
+    pn_interval_future iv = pn_interval(PN_MS(1));
     drop2(PN_FUTURE(&iv));
-    iv = pn_interval_every(PN_MS(1));
+    iv = pn_interval(PN_MS(1));
     AWAIT(rt, iv);
     drop2(PN_FUTURE(&iv));
 
-    pn_yield_now a = pn_yield(), b = pn_yield();
+    pn_yield_now_future a = pn_yield(), b = pn_yield();
     pn_future *kids[2] = { PN_FUTURE(&a), PN_FUTURE(&b) };
-    pn_join_all ja = pn_join_all_of(kids, 2);
+    pn_join_all_future ja = pn_join_all(kids, 2);
     drop2(PN_FUTURE(&ja));
     a = pn_yield(), b = pn_yield();
     kids[0] = PN_FUTURE(&a), kids[1] = PN_FUTURE(&b);
-    ja = pn_join_all_of(kids, 2);
+    ja = pn_join_all(kids, 2);
     AWAIT(rt, ja);
     drop2(PN_FUTURE(&ja));
 
     a = pn_yield(), b = pn_yield();
-    pn_join2 j2 = pn_join_both(PN_FUTURE(&a), PN_FUTURE(&b));
+    pn_join2_future j2 = pn_join2(PN_FUTURE(&a), PN_FUTURE(&b));
     drop2(PN_FUTURE(&j2));
     a = pn_yield(), b = pn_yield();
-    j2 = pn_join_both(PN_FUTURE(&a), PN_FUTURE(&b));
+    j2 = pn_join2(PN_FUTURE(&a), PN_FUTURE(&b));
     AWAIT(rt, j2);
     drop2(PN_FUTURE(&j2));
 
     a = pn_yield(), b = pn_yield();
     kids[0] = PN_FUTURE(&a), kids[1] = PN_FUTURE(&b);
-    pn_select sel = pn_select_of(kids, 2);
+    pn_select_future sel = pn_select(kids, 2);
     drop2(PN_FUTURE(&sel));
     a = pn_yield(), b = pn_yield();
     kids[0] = PN_FUTURE(&a), kids[1] = PN_FUTURE(&b);
-    sel = pn_select_of(kids, 2);
+    sel = pn_select(kids, 2);
     AWAIT(rt, sel);
     drop2(PN_FUTURE(&sel));
 
     a = pn_yield(), b = pn_yield();
-    pn_select2 s2 = pn_select_either(PN_FUTURE(&a), PN_FUTURE(&b));
+    pn_select2_future s2 = pn_select2(PN_FUTURE(&a), PN_FUTURE(&b));
     drop2(PN_FUTURE(&s2));
     a = pn_yield(), b = pn_yield();
-    s2 = pn_select_either(PN_FUTURE(&a), PN_FUTURE(&b));
+    s2 = pn_select2(PN_FUTURE(&a), PN_FUTURE(&b));
     AWAIT(rt, s2);
     drop2(PN_FUTURE(&s2));
 
     int x = 7;
-    pn_blocking bl = pn_spawn_blocking(twice, &x);
+    pn_blocking_future bl = pn_spawn_blocking(twice, &x);
     drop2(PN_FUTURE(&bl));
     bl = pn_spawn_blocking(twice, &x);
     AWAIT(rt, bl);
@@ -147,12 +147,12 @@ Test(drop_rule, timers_and_combinators, .timeout = PN_TEST_TIMEOUT)
 Test(drop_rule, tasks, .timeout = PN_TEST_TIMEOUT)
 {
     pn_runtime *rt = rt_new();
-    pn_yield_now y = pn_yield();
+    pn_yield_now_future y = pn_yield();
     pn_join_handle *h = NULL;
     cr_assert_eq(PN_SPAWN(rt, y, &h), 0);
-    pn_join_future jf = pn_join_handle_await(h);
+    pn_join_future jf = pn_join(h);
     drop2(PN_FUTURE(&jf));
-    jf = pn_join_handle_await(h);
+    jf = pn_join(h);
     AWAIT(rt, jf);
     pn_join_handle_free(h);                         /* borrowed: gone first */
     drop2(PN_FUTURE(&jf));
@@ -160,7 +160,7 @@ Test(drop_rule, tasks, .timeout = PN_TEST_TIMEOUT)
     pn_task_group *g = NULL;
     cr_assert_eq(pn_task_group_new(rt, &g), 0);
     cr_assert_eq(pn_task_group_spawn(g, PN_FUTURE(&y), sizeof y), 0);
-    pn_task_group_join jn = pn_task_group_join_next(g);
+    pn_task_group_join_future jn = pn_task_group_join_next(g);
     drop2(PN_FUTURE(&jn));
     jn = pn_task_group_join_next(g);
     AWAIT(rt, jn);
@@ -267,7 +267,7 @@ Test(drop_rule, sync_primitives, .timeout = PN_TEST_TIMEOUT)
 
     pn_notify *n = malloc(sizeof *n);
     pn_notify_init(n);
-    pn_notified nf = pn_notify_notified(n);
+    pn_notified_future nf = pn_notify_notified(n);
     drop2(PN_FUTURE(&nf));
     pn_notify_one(n);
     nf = pn_notify_notified(n);
@@ -329,7 +329,7 @@ Test(drop_rule, sync_primitives, .timeout = PN_TEST_TIMEOUT)
     drop2(PN_FUTURE(&wf));
 
     pn_cancel_token *tok = pn_cancel_token_new();
-    pn_cancel_wait cw = pn_cancel_token_cancelled(tok);
+    pn_cancel_wait_future cw = pn_cancel_token_cancelled(tok);
     drop2(PN_FUTURE(&cw));
     pn_cancel_token_cancel(tok);
     cw = pn_cancel_token_cancelled(tok);
@@ -371,22 +371,22 @@ BOTH(drop_rule, io_futures)
     int peer;
 
     pn_async_fd *afd = pair_new(&peer);
-    pn_read rd = pn_read_some(afd, buf, sizeof buf);
+    pn_read_future rd = pn_read(afd, buf, sizeof buf);
     drop2(PN_FUTURE(&rd));
-    pn_write wr = pn_write_some(afd, "a", 1);
+    pn_write_future wr = pn_write(afd, "a", 1);
     drop2(PN_FUTURE(&wr));
-    pn_write_all wa = pn_write_all_of(afd, "ab", 2);
+    pn_write_all_future wa = pn_write_all(afd, "ab", 2);
     drop2(PN_FUTURE(&wa));
-    pn_ready rdy = pn_readable(afd);
+    pn_ready_future rdy = pn_readable(afd);
     drop2(PN_FUTURE(&rdy));
-    pn_close cl = pn_close_of(afd);
+    pn_close_future cl = pn_close_async(afd);
     drop2(PN_FUTURE(&cl));
-    rd = pn_read_some(afd, buf, sizeof buf);
+    rd = pn_read(afd, buf, sizeof buf);
     ready_after_parking(rt, PN_FUTURE(&rd), write_byte, &peer);
     cr_assert_eq(rd.res, 1);
-    wr = pn_write_some(afd, "a", 1);
+    wr = pn_write(afd, "a", 1);
     AWAIT(rt, wr);
-    wa = pn_write_all_of(afd, "ab", 2);
+    wa = pn_write_all(afd, "ab", 2);
     AWAIT(rt, wa);
     pair_free(afd, peer);
     drop2(PN_FUTURE(&rd));
@@ -398,7 +398,7 @@ BOTH(drop_rule, io_futures)
     /* Readiness may be reported at once on a new registration (epoll):
      * parking is not required here. */
     (void)ready_after_pending(rt, PN_FUTURE(&rdy), write_byte, &peer);
-    cl = pn_close_of(afd);
+    cl = pn_close_async(afd);
     AWAIT(rt, cl);
     free(afd);
     close(peer);
@@ -410,21 +410,21 @@ BOTH(drop_rule, io_futures)
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cr_assert_eq(pn_tcp_stream_init(s, sv[0]), 0);
     peer = sv[1];
-    pn_tcp_read_exact re = pn_tcp_read_exact_of(s, buf, 1);
+    pn_tcp_read_exact_future re = pn_tcp_read_exact(s, buf, 1);
     drop2(PN_FUTURE(&re));
-    pn_tcp_peek pk = pn_tcp_peek_of(s, buf, 1);
+    pn_tcp_peek_future pk = pn_tcp_peek(s, buf, 1);
     drop2(PN_FUTURE(&pk));
     struct iovec iov = { .iov_base = "a", .iov_len = 1 };
-    pn_tcp_writev wv = pn_tcp_writev_all(s, &iov, 1);
+    pn_tcp_writev_future wv = pn_tcp_writev(s, &iov, 1);
     drop2(PN_FUTURE(&wv));
-    pk = pn_tcp_peek_of(s, buf, 1);
+    pk = pn_tcp_peek(s, buf, 1);
     ready_after_parking(rt, PN_FUTURE(&pk), write_byte, &peer);
-    re = pn_tcp_read_exact_of(s, buf, 2);
+    re = pn_tcp_read_exact(s, buf, 2);
     ready_after_parking(rt, PN_FUTURE(&re), write_byte, &peer);
     cr_assert_eq(re.res, 2);
-    wv = pn_tcp_writev_all(s, &iov, 1);
+    wv = pn_tcp_writev(s, &iov, 1);
     AWAIT(rt, wv);
-    pn_tcp_stream_close(s);
+    pn_tcp_close(s);
     free(s);
     close(peer);
     drop2(PN_FUTURE(&re));
@@ -462,24 +462,24 @@ BOTH(drop_rule, net_futures)
     pn_tcp_listener *l = malloc(sizeof *l);
     cr_assert_eq(pn_tcp_listen(l, &any, NULL), 0);
     cr_assert_eq(pn_tcp_listener_local_addr(l, &ca.addr), 0);
-    pn_tcp_accept ac = pn_tcp_accept_on(l);
+    pn_tcp_accept_future ac = pn_tcp_accept(l);
     drop2(PN_FUTURE(&ac));
     pn_tcp_stream cs;
-    pn_tcp_connect cn = pn_tcp_connect_to(&cs, &ca.addr, 0);
+    pn_tcp_connect_future cn = pn_tcp_connect(&cs, &ca.addr, 0);
     drop2(PN_FUTURE(&cn));
-    cn = pn_tcp_connect_to(&cs, &ca.addr, 0);
+    cn = pn_tcp_connect(&cs, &ca.addr, 0);
     AWAIT(rt, cn);
     cr_assert_eq(cn.res, 0);
     drop2(PN_FUTURE(&cn));
-    ac = pn_tcp_accept_on(l);
+    ac = pn_tcp_accept(l);
     AWAIT(rt, ac);                                  /* the connect above */
     cr_assert_eq(ac.res, 0);
-    pn_tcp_stream_close(&ac.stream);
-    pn_tcp_stream_close(&cs);
-    ac = pn_tcp_accept_on(l);
+    pn_tcp_close(&ac.stream);
+    pn_tcp_close(&cs);
+    ac = pn_tcp_accept(l);
     ready_after_parking(rt, PN_FUTURE(&ac), connect_plain, &ca);
     cr_assert_eq(ac.res, 0);
-    pn_tcp_stream_close(&ac.stream);
+    pn_tcp_close(&ac.stream);
     close(ca.fd);
     pn_tcp_listener_close(l);
     free(l);
@@ -489,9 +489,9 @@ BOTH(drop_rule, net_futures)
     cr_assert_eq(pn_udp_bind(u, &any, NULL), 0);
     cr_assert_eq(pn_udp_local_addr(u, &ca.addr), 0);
     char buf[4];
-    pn_udp_recv ur = pn_udp_recv_from(u, buf, sizeof buf);
+    pn_udp_recv_future ur = pn_udp_recv_from(u, buf, sizeof buf);
     drop2(PN_FUTURE(&ur));
-    pn_udp_send us = pn_udp_send_to(u, "s", 1, &ca.addr);
+    pn_udp_send_future us = pn_udp_send_to(u, "s", 1, &ca.addr);
     drop2(PN_FUTURE(&us));
     ur = pn_udp_recv_from(u, buf, sizeof buf);
     ready_after_parking(rt, PN_FUTURE(&ur), send_datagram, &ca);

@@ -578,11 +578,11 @@ typedef struct upstream {
     pn_future base;
     int pc, mode;
     pn_tcp_listener l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
     pn_tcp_stream s;
     ssize_t n;
     size_t received;
-    pn_write_all w;
+    pn_write_all_future w;
     char got[64];
     char buf[8192];
 } upstream;
@@ -591,7 +591,7 @@ static pn_poll upstream_poll(pn_future *f, pn_cx *cx)
 {
     upstream *u = (upstream *)f;
     PN_ASYNC_BEGIN(u->pc);
-    u->acc = pn_tcp_accept_on(&u->l);
+    u->acc = pn_tcp_accept(&u->l);
     PN_AWAIT(u->pc, &u->acc, cx);
     cr_assert_eq(u->acc.res, 0);
     u->s = u->acc.stream;
@@ -630,7 +630,7 @@ static pn_poll upstream_poll(pn_future *f, pn_cx *cx)
         PN_AWAIT_POLL(u->pc, pn_tcp_poll_read(&u->s, cx, u->buf, sizeof(u->buf), &u->n));
         cr_assert_eq(u->n, 0, "the proxy closes after both directions ended");
     }
-    pn_tcp_stream_close(&u->s);
+    pn_tcp_close(&u->s);
     pn_tcp_listener_close(&u->l);
     PN_ASYNC_END(u->pc);
 }

@@ -73,9 +73,9 @@ Test(executor, countdown_as_a_spawned_task)
     countdown_future cd = countdown_new(3);
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, cd, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     countdown_future *done = j.output;
     cr_assert_eq(done->polls, 4);
     cr_assert_str_eq(done->output, "Blastoff!");
@@ -106,7 +106,7 @@ typedef struct multi_wake_main {
     int pc;
     pn_join_handle *h;
     pn_join_future j;
-    pn_yield_now y;
+    pn_yield_now_future y;
 } multi_wake_main;
 
 static pn_poll multi_wake_poll(pn_future *f, pn_cx *cx)
@@ -124,9 +124,9 @@ static pn_poll multi_wake_poll(pn_future *f, pn_cx *cx)
     pn_waker_wake_by_ref(&parked_waker);
     pn_waker_wake_by_ref(&parked_waker);
     pn_waker_wake_by_ref(&parked_waker);
-    m->j = pn_join_handle_await(m->h);
+    m->j = pn_join(m->h);
     PN_AWAIT(m->pc, &m->j, cx);
-    cr_assert_eq(m->j.status, 0);
+    cr_assert_eq(m->j.res, 0);
     PN_ASYNC_END(m->pc);
 }
 static const pn_future_vtable multi_wake_vt = { multi_wake_poll, NULL, "multi_wake" };
@@ -185,7 +185,7 @@ Test(executor, wake_while_running_repolls)
     wake_in_poll w = { .base = { &wake_in_poll_vt } };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, w, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     cr_assert_eq(((wake_in_poll *)j.output)->polls, 2);
     pn_join_handle_free(h);
@@ -205,15 +205,15 @@ Test(executor, join_reads_output)
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, a, &h), 0);
     cr_assert_not(pn_join_handle_is_finished(h), "spawn does not poll");
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((answer_future *)j.output)->out, 42);
     /* Aborting a finished task changes nothing. */
     pn_join_handle_abort(h);
-    pn_join_future j2 = pn_join_handle_await(h);
+    pn_join_future j2 = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j2)), 0);
-    cr_assert_eq(j2.status, 0);
+    cr_assert_eq(j2.res, 0);
     pn_join_handle_free(h);
     pn_runtime_free(rt);
 }
@@ -263,9 +263,9 @@ Test(executor, abort_idle_task_drops_future_once)
     cr_assert_eq(drops, 0);
     pn_join_handle_abort(h);
     pn_join_handle_abort(h);                  /* twice is harmless */
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     cr_assert_null(j.output);
     cr_assert_eq(drops, 1);
     pn_join_handle_free(h);
@@ -293,9 +293,9 @@ Test(executor, abort_while_running)
     static pn_join_handle *h;
     self_abort sa = { .base = { &self_abort_vt }, .h = &h, .drops = &drops };
     cr_assert_eq(PN_SPAWN(rt, sa, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     cr_assert_eq(drops, 1);
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -309,9 +309,9 @@ Test(executor, abort_before_first_poll)
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, ff, &h), 0);
     pn_join_handle_abort(h);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     cr_assert_eq(drops, 1);
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -552,10 +552,10 @@ Test(executor, wake_from_foreign_thread_unparks_the_loop)
      * bring it back (the test's watchdog fails a lost wakeup). */
     pthread_t th;
     pthread_create(&th, NULL, late_waker, &parked_waker);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     pthread_join(th, NULL);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(atomic_load(&parked_polls), 2);
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -622,7 +622,7 @@ Test(executor, budget_stops_an_always_ready_task)
 typedef struct three_yields {
     pn_future base;
     int pc, i, polls;
-    pn_yield_now y;
+    pn_yield_now_future y;
     int out;
 } three_yields;
 
@@ -722,9 +722,9 @@ Test(executor, a_task_woken_by_itself_during_its_poll_runs_again_once_per_poll)
             self_waker s = { { &self_waker_vt }, how };
             pn_join_handle *h;
             cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
-            pn_join_future j = pn_join_handle_await(h);
+            pn_join_future j = pn_join(h);
             cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-            cr_assert_eq(j.status, 0);
+            cr_assert_eq(j.res, 0);
             cr_assert_eq(atomic_load(&self_polls), 4, "polled %d times", atomic_load(&self_polls));
             pn_join_handle_free(h);
             pn_runtime_free(rt);

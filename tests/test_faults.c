@@ -464,10 +464,10 @@ static void reactor_failures_run(pn_driver_mode driver)
     atomic_store(&ew_last_ns, 0);
     atomic_store(&ew_min_gap_ns, UINT64_MAX);
     pn_runtime *rt = mt_driver_new(2, driver);
-    pn_sleep nap = pn_sleep_for(1000 * 1000);
+    pn_sleep_future nap = pn_sleep(1000 * 1000);
     AWAIT(rt, nap);                           /* the timer still fires */
     while (atomic_load(&ew_fail_left) > 0) {  /* workers drive only when idle */
-        pn_sleep more = pn_sleep_for(1000 * 1000);
+        pn_sleep_future more = pn_sleep(1000 * 1000);
         AWAIT(rt, more);
     }
     pn_runtime_metrics m;

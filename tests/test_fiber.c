@@ -54,7 +54,7 @@ BOTH(fiber, run_returns_after_the_function)
 
 FTEST(await_outside_a_fiber_is_eperm)
 {
-    pn_sleep s = pn_sleep_for(PN_MS(1));
+    pn_sleep_future s = pn_sleep(PN_MS(1));
     cr_assert_eq(pn_await(&s), -EPERM);
     cr_assert_eq(pn_fiber_sleep(1), -EPERM);
     cr_assert_eq(pn_fiber_yield(), -EPERM);
@@ -97,10 +97,10 @@ BOTH(fiber, many_spawned_fibers_join)
         a.id = -1000000;                      /* the fiber has its own copy */
     }
     for (int i = 0; i < N; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
-        cr_assert_eq(((pn_fiber *)j.output)->res, 0);
+        cr_assert_eq(j.res, 0);
+        cr_assert_eq(((pn_fiber_future *)j.output)->res, 0);
         pn_join_handle_free(h[i]);
     }
     cr_assert_eq(atomic_load(&ctx.done), N);
@@ -144,9 +144,9 @@ static void consumer(void *p)
     cr_assert_eq(pn_fiber_join(ph, &out), 0);
     cr_assert_not_null(out);
     pn_join_handle_free(ph);
-    pn_blocking b = pn_spawn_blocking(blocking_double, (void *)(intptr_t)21);
+    pn_blocking_future b = pn_spawn_blocking(blocking_double, (void *)(intptr_t)21);
     cr_assert_eq(pn_await(&b), 0);
-    a->blocking_ok = b.status == 0 && (intptr_t)b.result == 42;
+    a->blocking_ok = b.res == 0 && (intptr_t)b.value == 42;
 }
 
 BOTH(fiber, channels_join_and_blocking_calls)
@@ -176,7 +176,7 @@ static void tcp_echo_conn(void *p)
     while ((n = pn_fiber_read(s, buf, sizeof(buf))) > 0)
         if (pn_fiber_write_all(s, buf, (size_t)n) < 0)
             break;
-    pn_tcp_stream_close(s);
+    pn_tcp_close(s);
 }
 
 static void tcp_server(void *p)
@@ -211,7 +211,7 @@ static void tcp_client(void *p)
         atomic_fetch_add(&a->mismatches, 1);
     free(in);
     free(out);
-    pn_tcp_stream_close(&s);
+    pn_tcp_close(&s);
 }
 
 static void tcp_main(void *p)
@@ -286,9 +286,9 @@ Test(fiber, fibers_stay_on_their_worker, .timeout = PN_TEST_TIMEOUT)
         cr_assert_eq(PN_SPAWN(rt, busy, NULL), 0);
     }
     for (int i = 0; i < N; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         pn_join_handle_free(h[i]);
     }
     cr_assert_eq(atomic_load(&c.done), N);
@@ -327,13 +327,13 @@ BOTH(fiber, abort_makes_awaits_fail_and_the_function_return)
     cr_assert_eq(pn_fiber_spawn(rt, cancel_fn, &a, NULL, &h), 0);
     /* Let it start and suspend: sleep on the runtime until it has. */
     while (!atomic_load(&a.started)) {
-        pn_sleep s = pn_sleep_for(PN_MS(1));
+        pn_sleep_future s = pn_sleep(PN_MS(1));
         AWAIT(rt, s);
     }
     pn_join_handle_abort(h);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     cr_assert_eq(a.first, -ECANCELED);
     cr_assert_eq(a.second, -ECANCELED);
     cr_assert_eq(a.third, -ECANCELED);
@@ -356,7 +356,7 @@ BOTH(fiber, shutdown_unwinds_suspended_fibers)
         cr_assert_eq(pn_fiber_spawn(rt, cancel_fn, &a[i], NULL, NULL), 0);
     for (int i = 0; i < N; i++)
         while (!atomic_load(&a[i].started)) {
-            pn_sleep s = pn_sleep_for(PN_MS(1));
+            pn_sleep_future s = pn_sleep(PN_MS(1));
             AWAIT(rt, s);
         }
     pn_runtime_free(rt);
@@ -378,14 +378,14 @@ FTEST(dropping_an_unstarted_fiber_runs_nothing)
 {
     pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
     basic_arg a = { .in = 1 };
-    pn_fiber f = pn_fiber_of(basic_fn, &a, NULL);
+    pn_fiber_future f = pn_fiber(basic_fn, &a, NULL);
     pn_future_drop(&f.base);
     pn_join_handle *h;
     cr_assert_eq(pn_fiber_spawn(rt, basic_fn, &a, NULL, &h), 0);
     pn_join_handle_abort(h);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     cr_assert_eq(a.out, 0, "the function never ran");
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -406,7 +406,7 @@ static void outer_fn(void *p)
     int *v = p;
     pn_fiber_opts o = { .name = "inner" };
     for (int i = 0; i < 10; i++) {
-        pn_fiber in = pn_fiber_of(inner_fn, v, &o);
+        pn_fiber_future in = pn_fiber(inner_fn, v, &o);
         cr_assert_eq(pn_await(&in), 0);
         cr_assert_eq(in.res, 0);
         cr_assert_str_eq(pn_fiber_name(), "outer");

@@ -34,7 +34,7 @@ typedef struct writer {
     pn_async_fd *sock;
     int id;
     size_t sent;
-    pn_write_all w;
+    pn_write_all_future w;
     unsigned char buf[4096];
 } writer;
 
@@ -49,7 +49,7 @@ static pn_poll writer_poll(pn_future *f, pn_cx *cx)
                 n = sizeof(w->buf);
             for (size_t i = 0; i < n; i++)
                 w->buf[i] = pattern(w->id, w->sent + i);
-            w->w = pn_write_all_of(w->sock, w->buf, n);
+            w->w = pn_write_all(w->sock, w->buf, n);
         }
         PN_AWAIT(w->pc, &w->w, cx);
         cr_assert_geq(w->w.res, 0, "write: %s", pn_strerror((int)w->w.res));
@@ -97,7 +97,7 @@ typedef struct client {
     pn_async_fd sock;
     writer w;
     reader r;
-    pn_join2 both;
+    pn_join2_future both;
 } client;
 
 static pn_poll client_poll(pn_future *f, pn_cx *cx)
@@ -122,7 +122,7 @@ static pn_poll client_poll(pn_future *f, pn_cx *cx)
     }
     c->w = (writer){ .base = { &writer_vt }, .sock = &c->sock, .id = c->id };
     c->r = (reader){ .base = { &reader_vt }, .sock = &c->sock, .id = c->id };
-    c->both = pn_join_both(PN_FUTURE(&c->w), PN_FUTURE(&c->r));
+    c->both = pn_join2(PN_FUTURE(&c->w), PN_FUTURE(&c->r));
     PN_AWAIT(c->pc, &c->both, cx);
     cr_assert_eq(c->r.got, BYTES_PER_CLIENT);
     pn_async_fd_close(&c->sock);
@@ -150,15 +150,15 @@ static pn_poll test_main_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&c), sizeof(c), &m->clients[m->i]), 0);
     }
     for (m->i = 0; m->i < CLIENTS; m->i++) {
-        m->j = pn_join_handle_await(m->clients[m->i]);
+        m->j = pn_join(m->clients[m->i]);
         PN_AWAIT(m->pc, &m->j, cx);
-        cr_assert_eq(m->j.status, 0);
+        cr_assert_eq(m->j.res, 0);
         pn_join_handle_free(m->clients[m->i]);
     }
     pn_join_handle_abort(m->server);
-    m->j = pn_join_handle_await(m->server);
+    m->j = pn_join(m->server);
     PN_AWAIT(m->pc, &m->j, cx);
-    cr_assert_eq(m->j.status, -ECANCELED);
+    cr_assert_eq(m->j.res, -ECANCELED);
     pn_join_handle_free(m->server);
     PN_ASYNC_END(m->pc);
 }
@@ -191,7 +191,7 @@ typedef struct open_clients {
     pn_future base;
     int pc, port, i, res;
     pn_async_fd socks[8];
-    pn_sleep nap;
+    pn_sleep_future nap;
 } open_clients;
 
 static pn_poll open_clients_poll(pn_future *f, pn_cx *cx)
@@ -211,7 +211,7 @@ static pn_poll open_clients_poll(pn_future *f, pn_cx *cx)
         cr_assert_gt(o->res, 0);
     }
     /* Let the server accept all of them and park its readers. */
-    o->nap = pn_sleep_for(PN_MS(50));
+    o->nap = pn_sleep(PN_MS(50));
     PN_AWAIT(o->pc, &o->nap, cx);
     PN_ASYNC_END(o->pc);
 }

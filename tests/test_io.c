@@ -26,7 +26,7 @@ typedef struct writer_task {
     int pc;
     pn_async_fd *afd;
     const unsigned char *buf;
-    pn_write_all w;
+    pn_write_all_future w;
     ssize_t res;
 } writer_task;
 
@@ -34,13 +34,13 @@ static pn_poll writer_poll(pn_future *f, pn_cx *cx)
 {
     writer_task *t = (writer_task *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->w = pn_write_all_of(t->afd, t->buf, BIG / 2);
+    t->w = pn_write_all(t->afd, t->buf, BIG / 2);
     PN_AWAIT(t->pc, &t->w, cx);
     if (t->w.res != (ssize_t)(BIG / 2)) {
         t->res = t->w.res;
         return PN_READY;
     }
-    t->w = pn_write_all_of(t->afd, t->buf + BIG / 2, BIG / 2);
+    t->w = pn_write_all(t->afd, t->buf + BIG / 2, BIG / 2);
     PN_AWAIT(t->pc, &t->w, cx);
     t->res = t->w.res < 0 ? t->w.res : (ssize_t)BIG;
     /* Done: close our end so the reader sees EOF after the data. */
@@ -59,7 +59,7 @@ typedef struct reader_task {
     unsigned char *buf;
     size_t got;
     int reads;
-    pn_read r;
+    pn_read_future r;
     ssize_t res;
 } reader_task;
 
@@ -68,7 +68,7 @@ static pn_poll reader_poll(pn_future *f, pn_cx *cx)
     reader_task *t = (reader_task *)f;
     PN_ASYNC_BEGIN(t->pc);
     for (;;) {
-        t->r = pn_read_some(t->afd, t->buf + t->got, BIG + 1 - t->got);
+        t->r = pn_read(t->afd, t->buf + t->got, BIG + 1 - t->got);
         PN_AWAIT(t->pc, &t->r, cx);
         t->reads++;
         if (t->r.res <= 0)
@@ -101,7 +101,7 @@ static pn_poll pipe_main_poll(pn_future *f, pn_cx *cx)
     if (m->spawn_err)
         return PN_READY;
     PN_AWAIT(m->pc, &m->reader, cx);
-    m->join = pn_join_handle_await(m->wh);
+    m->join = pn_join(m->wh);
     PN_AWAIT(m->pc, &m->join, cx);
     PN_ASYNC_END(m->pc);
 }
@@ -128,7 +128,7 @@ Test(io, one_mebibyte_through_a_socketpair)
     };
     cr_assert_eq(pn_block_on(rt, &m.base), 0);
     cr_assert_eq(m.spawn_err, 0);
-    cr_assert_eq(m.join.status, 0);
+    cr_assert_eq(m.join.res, 0);
     writer_task *done = m.join.output;
     cr_assert_eq(done->res, (ssize_t)BIG, "writer: %zd", done->res);
     cr_assert_eq(done->w.done, BIG / 2);
@@ -148,7 +148,7 @@ Test(io, one_mebibyte_through_a_socketpair)
 
 typedef struct write_one {
     pn_future base;
-    pn_write w;
+    pn_write_future w;
 } write_one;
 
 static pn_poll write_one_poll(pn_future *f, pn_cx *cx)
@@ -167,7 +167,7 @@ Test(io, write_to_closed_peer_is_epipe_without_sigpipe)
     close(p[1]);
     pn_async_fd a;
     cr_assert_eq(pn_async_fd_init(&a, p[0]), 0);
-    write_one f = { .base = { &write_one_vt }, .w = pn_write_some(&a, "data", 4) };
+    write_one f = { .base = { &write_one_vt }, .w = pn_write(&a, "data", 4) };
     cr_assert_eq(pn_block_on(rt, &f.base), 0);
     cr_assert_eq(f.w.res, -EPIPE);
     pn_async_fd_close(&a);
@@ -194,7 +194,7 @@ Test(io, write_all_to_tcp_peer_that_closed_is_an_error)
     /* The peer is gone: the first write may succeed (RST comes back), the
      * stream then fails with EPIPE or ECONNRESET, never a signal. */
     static char big[BIG];
-    pn_write_all w = pn_write_all_of(&a, big, sizeof big);
+    pn_write_all_future w = pn_write_all(&a, big, sizeof big);
     cr_assert_eq(pn_block_on(rt, &w.base), 0);
     cr_assert(w.res == -EPIPE || w.res == -ECONNRESET, "res %zd", w.res);
     cr_assert_lt(w.done, sizeof big);
@@ -220,10 +220,10 @@ static void *connect_later(void *p)
 typedef struct accept_read {
     pn_future base;
     int pc;
-    pn_accept acc;
+    pn_accept_future acc;
     pn_async_fd conn;
     char buf[4];
-    pn_read rd;
+    pn_read_future rd;
 } accept_read;
 
 static pn_poll accept_read_poll(pn_future *f, pn_cx *cx)
@@ -233,7 +233,7 @@ static pn_poll accept_read_poll(pn_future *f, pn_cx *cx)
     PN_AWAIT(t->pc, &t->acc, cx);
     if (t->acc.res < 0 || pn_async_fd_init(&t->conn, t->acc.res) != 0)
         return PN_READY;
-    t->rd = pn_read_some(&t->conn, t->buf, sizeof t->buf);
+    t->rd = pn_read(&t->conn, t->buf, sizeof t->buf);
     PN_AWAIT(t->pc, &t->rd, cx);
     PN_ASYNC_END(t->pc);
 }
@@ -257,7 +257,7 @@ Test(io, accept_on_loopback_listener)
 
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, connect_later, &ca), 0);
-    accept_read f = { .base = { &accept_read_vt }, .acc = pn_accept_on(&l) };
+    accept_read f = { .base = { &accept_read_vt }, .acc = pn_accept(&l) };
     cr_assert_eq(pn_block_on(rt, &f.base), 0);
     pthread_join(t, NULL);
     cr_assert_geq(f.acc.res, 0, "accept: %s", pn_strerror(f.acc.res));
@@ -276,7 +276,7 @@ Test(io, accept_on_loopback_listener)
 
 typedef struct wait_readable {
     pn_future base;
-    pn_ready ready;
+    pn_ready_future ready;
 } wait_readable;
 
 static pn_poll wait_readable_poll(pn_future *f, pn_cx *cx)
@@ -292,7 +292,7 @@ typedef struct close_later {
     pn_future base;
     int pc;
     struct closer *c;
-    pn_yield_now y;
+    pn_yield_now_future y;
 } close_later;
 
 static pn_poll close_later_poll(pn_future *f, pn_cx *cx)
@@ -362,7 +362,7 @@ Test(io, runtime_free_leaves_registered_fd_open)
     pn_runtime *rt2 = rt_new();
     cr_assert_eq(write(p[1], "y", 1), 1);
     char c = 0;
-    pn_read r = pn_read_some(&a, &c, 1);
+    pn_read_future r = pn_read(&a, &c, 1);
     cr_assert_eq(pn_block_on(rt2, &r.base), 0);
     cr_assert_eq(r.res, 1);
     cr_assert_eq(c, 'y');

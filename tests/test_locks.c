@@ -29,9 +29,9 @@ Test(locks, mutex_lock_try_unlock_and_errors)
     waker_probe pr = { 0 };
     pn_mutex_guard g = pn_mutex_lock(&m), g2;
     cr_assert_eq(POLL(&g, &pr), PN_READY);
-    cr_assert_eq(g.status, 0);
+    cr_assert_eq(g.res, 0);
     cr_assert_eq(pn_mutex_try_lock(&m, &g2), -EAGAIN);
-    cr_assert_eq(g2.status, -EAGAIN);
+    cr_assert_eq(g2.res, -EAGAIN);
     pn_mutex_unlock(&g2);                      /* holds nothing: no-op */
     pn_mutex_unlock(&g);
     pn_mutex_unlock(&g);                       /* twice: no-op */
@@ -46,7 +46,7 @@ Test(locks, mutex_lock_try_unlock_and_errors)
     cr_assert_eq(pn_mutex_blocking_lock(NULL, &g), -EINVAL);
     pn_mutex_guard bad = pn_mutex_lock(NULL);
     cr_assert_eq(POLL(&bad, &pr), PN_READY);
-    cr_assert_eq(bad.status, -EINVAL);
+    cr_assert_eq(bad.res, -EINVAL);
     cr_assert_str_eq(bad.base.vt->name, "mutex.lock");
     cr_assert_eq(pn_mutex_blocking_lock(&sm, &g), 0);   /* the static one */
     cr_assert_eq(pn_mutex_try_lock(&sm, &g2), -EAGAIN);
@@ -267,7 +267,7 @@ typedef struct hold_then_unlock {
     int pc, polls;
     pn_mutex *m;
     pn_mutex_guard g, inner;
-    pn_yield_now y;
+    pn_yield_now_future y;
     int deadlk;
 } hold_then_unlock;
 
@@ -306,9 +306,9 @@ BOTH(locks, blocking_lock_waits_for_a_task_and_is_refused_inside_one)
     cr_assert_eq(PN_SPAWN(rt, h, &jh), 0);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, block_once, &m), 0);
-    pn_join_future j = pn_join_handle_await(jh);
+    pn_join_future j = pn_join(jh);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((hold_then_unlock *)j.output)->deadlk, -EDEADLK);
     pn_join_handle_free(jh);
     pthread_join(th, NULL);
@@ -337,7 +337,7 @@ typedef struct locker {
     bool drop_some, holding;
     lock_stats *st;
     pn_mutex_guard g;
-    pn_yield_now y;
+    pn_yield_now_future y;
 } locker;
 
 static pn_poll locker_poll(pn_future *f, pn_cx *cx)
@@ -423,7 +423,7 @@ typedef struct rw_worker {
     bool writer;
     lock_stats *st;
     pn_rwlock_guard g;
-    pn_yield_now y;
+    pn_yield_now_future y;
 } rw_worker;
 
 static pn_poll rw_worker_poll(pn_future *f, pn_cx *cx)

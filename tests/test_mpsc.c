@@ -69,10 +69,10 @@ Test(mpsc, bad_arguments_give_einval)
     cr_assert_eq(pn_mpsc_try_recv(rx, NULL), -EINVAL);
     pn_mpsc_send_future s = pn_mpsc_send(tx, NULL);
     cr_assert_eq(poll_probe(&s.base, &p), PN_READY);
-    cr_assert_eq(s.status, -EINVAL);
+    cr_assert_eq(s.res, -EINVAL);
     pn_mpsc_recv_future r = pn_mpsc_recv_many(rx, &v, 0);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EINVAL);
+    cr_assert_eq(r.res, -EINVAL);
     cr_assert_eq(pn_mpsc_permit_send(NULL, &v), -EINVAL);
     pn_mpsc_reserve_future unused = pn_mpsc_reserve(tx);
     cr_assert_eq(pn_mpsc_permit_send(&unused, &v), -EINVAL, "not READY: no permit");
@@ -141,7 +141,7 @@ Test(mpsc, a_send_waits_for_room_and_waiting_senders_are_served_in_order)
     cr_assert_eq(pn_mpsc_try_send(tx, &v3), -EAGAIN, "the granted slot is not for newcomers");
     cr_assert_eq(poll_probe(&b.base, &pb), PN_PENDING);
     cr_assert_eq(poll_probe(&a.base, &pa), PN_READY);
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     cr_assert_eq(pn_mpsc_try_recv(rx, &got), 0);
     cr_assert_eq(got, 1);
     cr_assert_eq(atomic_load(&pb.wakes), 1);
@@ -230,7 +230,7 @@ Test(mpsc, a_send_dropped_between_grant_and_wake_passes_the_slot_on)
         cr_assert_null(drop_at_grant);
         cr_assert_eq(atomic_load(&pb.wakes), 1, "b got the slot a dropped");
         cr_assert_eq(poll_probe(&b.base, &pb), PN_READY);
-        cr_assert_eq(b.status, 0);
+        cr_assert_eq(b.res, 0);
         cr_assert_eq(pn_mpsc_try_recv(rx, &got), 0);
         cr_assert_eq(got, 2);
         cr_assert_eq(waker_probe_held(&pb), 0);
@@ -252,7 +252,7 @@ Test(mpsc, a_ready_reserve_holds_a_slot_until_sent_or_dropped)
     long v1 = 1, v2 = 2, v3 = 3, got;
     pn_mpsc_reserve_future r = pn_mpsc_reserve(tx);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.res, 0);
     cr_assert_eq(pn_mpsc_capacity(tx), 1);
     cr_assert_eq(pn_mpsc_try_send(tx, &v1), 0);
     cr_assert_eq(pn_mpsc_try_send(tx, &v2), -EAGAIN, "the permit holds the other slot");
@@ -311,7 +311,7 @@ Test(mpsc, a_dropped_ready_reserve_gives_its_slot_to_the_next_waiting_sender)
     cr_assert_eq(got, 7);
     cr_assert_eq(atomic_load(&pc.wakes), 1, "the pending reserve is granted next");
     cr_assert_eq(poll_probe(&c.base, &pc), PN_READY);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     pn_mpsc_permit_release(&c);
     cr_assert_eq(pn_mpsc_capacity(tx), 1);
     cr_assert_eq(waker_probe_held(&pr) + waker_probe_held(&pa) + waker_probe_held(&pc), 0);
@@ -336,7 +336,7 @@ Test(mpsc, a_dropped_pending_recv_loses_nothing_and_a_new_recv_gets_the_value)
     cr_assert_eq(atomic_load(&p.wakes), 0, "nobody waits: no wake");
     pn_mpsc_recv_future r2 = pn_mpsc_recv(rx, &got);
     cr_assert_eq(poll_probe(&r2.base, &q), PN_READY);
-    cr_assert_eq(r2.status, 0);
+    cr_assert_eq(r2.res, 0);
     cr_assert_eq(got, 5);
 
     /* A pending recv is woken once by a send, and gets the value. */
@@ -398,7 +398,7 @@ Test(mpsc, a_dropped_recv_that_was_handed_a_value_puts_it_back_first)
         cr_assert_eq(pn_mpsc_try_send(tx, &v), 0);
         cr_assert_eq(pn_mpsc_len(rx), 0, "handed over, not queued");
         cr_assert_eq(poll_probe(&r2.base, &p), PN_READY);
-        cr_assert_eq(r2.status, 0);
+        cr_assert_eq(r2.res, 0);
         cr_assert_eq(r2.count, 1);
         cr_assert_eq(out, 7);
         pn_future_drop(&r2.base);           /* READY: no-op */
@@ -472,7 +472,7 @@ Test(mpsc, recv_many_takes_a_batch_and_grants_every_freed_slot)
     cr_assert_eq(atomic_load(&p.wakes), CAP, "every waiter granted, past the wake list's size");
     for (int i = 0; i < CAP; i++) {
         cr_assert_eq(poll_probe(&s[i].base, &p), PN_READY);
-        cr_assert_eq(s[i].status, 0);
+        cr_assert_eq(s[i].res, 0);
     }
     r = pn_mpsc_recv_many(rx, out, CAP + 5);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
@@ -482,7 +482,7 @@ Test(mpsc, recv_many_takes_a_batch_and_grants_every_freed_slot)
     pn_mpsc_tx_free(tx);
     r = pn_mpsc_recv_many(rx, out, 3);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EPIPE);
+    cr_assert_eq(r.res, -EPIPE);
     cr_assert_eq(r.count, 0);
     cr_assert_eq(waker_probe_held(&p), 0);
     pn_mpsc_rx_free(rx);
@@ -511,7 +511,7 @@ Test(mpsc, the_last_sender_gone_the_receiver_drains_then_gets_epipe)
     cr_assert_eq(got, 2);
     r = pn_mpsc_recv(rx, &got);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EPIPE);
+    cr_assert_eq(r.res, -EPIPE);
     pn_mpsc_rx_free(rx);
 
     /* A pending recv is woken by the last sender's free. */
@@ -521,7 +521,7 @@ Test(mpsc, the_last_sender_gone_the_receiver_drains_then_gets_epipe)
     pn_mpsc_tx_free(tx);
     cr_assert_eq(atomic_load(&p.wakes), 2);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EPIPE);
+    cr_assert_eq(r.res, -EPIPE);
     cr_assert_eq(waker_probe_held(&p), 0);
     pn_mpsc_rx_free(rx);
 }
@@ -549,9 +549,9 @@ Test(mpsc, rx_close_fails_waiting_senders_and_permits_and_keeps_queued_values)
     cr_assert_eq(atomic_load(&pa.wakes), 1);
     cr_assert_eq(atomic_load(&pb.wakes), 1);
     cr_assert_eq(poll_probe(&a.base, &pa), PN_READY);
-    cr_assert_eq(a.status, -EPIPE);
+    cr_assert_eq(a.res, -EPIPE);
     cr_assert_eq(poll_probe(&b.base, &pb), PN_READY);
-    cr_assert_eq(b.status, -EPIPE);
+    cr_assert_eq(b.res, -EPIPE);
     pn_future_drop(&b.base);                /* failed reserve: holds nothing */
     cr_assert_eq(pn_mpsc_permit_send(&held, &v2), -EPIPE);
     cr_assert_eq(pn_mpsc_try_send(tx, &v2), -EPIPE);
@@ -559,7 +559,7 @@ Test(mpsc, rx_close_fails_waiting_senders_and_permits_and_keeps_queued_values)
     cr_assert_eq(pn_mpsc_try_reserve(tx, &t), -EPIPE);
     pn_mpsc_send_future late = pn_mpsc_send(tx, &v2);
     cr_assert_eq(poll_probe(&late.base, &pa), PN_READY);
-    cr_assert_eq(late.status, -EPIPE);
+    cr_assert_eq(late.res, -EPIPE);
     cr_assert_eq(pn_mpsc_try_recv(rx, &got), 0, "queued values are still received");
     cr_assert_eq(got, 1);
     cr_assert_eq(pn_mpsc_try_recv(rx, &got), -EPIPE);
@@ -596,7 +596,7 @@ Test(mpsc, closed_is_ready_once_the_receiver_closes_or_goes)
         cr_assert_eq(atomic_load(&q.wakes), 1);
         cr_assert_eq(atomic_load(&d.wakes), 0, "a dropped closed future is not woken");
         cr_assert_eq(poll_probe(&a.base, &p), PN_READY);
-        cr_assert_eq(a.status, 0);
+        cr_assert_eq(a.res, 0);
         cr_assert_eq(poll_probe(&b.base, &q), PN_READY);
         pn_mpsc_closed_future late = pn_mpsc_closed(tx);
         cr_assert_eq(poll_probe(&late.base, &p), PN_READY, "ready at once when closed");
@@ -609,7 +609,7 @@ Test(mpsc, closed_is_ready_once_the_receiver_closes_or_goes)
     pn_mpsc_closed_future bad = pn_mpsc_closed(NULL);
     waker_probe p = { 0 };
     cr_assert_eq(poll_probe(&bad.base, &p), PN_READY);
-    cr_assert_eq(bad.status, -EINVAL);
+    cr_assert_eq(bad.res, -EINVAL);
 }
 
 Test(mpsc, rx_close_wakes_a_pending_recv_with_epipe)
@@ -624,7 +624,7 @@ Test(mpsc, rx_close_wakes_a_pending_recv_with_epipe)
     pn_mpsc_rx_close(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EPIPE);
+    cr_assert_eq(r.res, -EPIPE);
     pn_mpsc_rx_free(rx);
     pn_mpsc_tx_free(tx);                    /* the last handle frees it */
 }
@@ -643,7 +643,7 @@ Test(mpsc, rx_free_discards_queued_values_and_fails_every_sender)
     pn_mpsc_rx_free(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(poll_probe(&a.base, &p), PN_READY);
-    cr_assert_eq(a.status, -EPIPE);
+    cr_assert_eq(a.res, -EPIPE);
     cr_assert_eq(pn_mpsc_try_send(tx, &v), -EPIPE);
     pn_mpsc_tx_free(tx);
     pn_mpsc_tx_free(tx2);
@@ -672,11 +672,11 @@ Test(mpsc, an_unbounded_channel_grows_and_keeps_the_order)
     waker_probe p = { 0 };
     pn_mpsc_send_future s = pn_mpsc_send(tx, &next_in);
     cr_assert_eq(poll_probe(&s.base, &p), PN_READY);
-    cr_assert_eq(s.status, 0);
+    cr_assert_eq(s.res, 0);
     next_in++;
     pn_mpsc_reserve_future r = pn_mpsc_reserve(tx);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EINVAL, "no reserve on an unbounded channel");
+    cr_assert_eq(r.res, -EINVAL, "no reserve on an unbounded channel");
     cr_assert_eq(pn_mpsc_len(rx), (size_t)(next_in - next_out));
     long buf[64];
     while (next_out < next_in) {
@@ -792,7 +792,7 @@ BOTH(mpsc, blocking_calls_inside_a_task_give_edeadlk)
     blocking_in_task b = { { &blocking_in_task_vt }, tx, rx, 1, 1 };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     cr_assert_eq(((blocking_in_task *)j.output)->send_status, -EDEADLK);
     cr_assert_eq(((blocking_in_task *)j.output)->recv_status, -EDEADLK);
@@ -822,7 +822,7 @@ static pn_poll send_task_poll(pn_future *f, pn_cx *cx)
         t->v = t->from + t->i;
         t->s = t->reserve ? pn_mpsc_reserve(t->tx) : pn_mpsc_send(t->tx, &t->v);
         PN_AWAIT(t->pc, &t->s, cx);
-        t->status = t->s.status;
+        t->status = t->s.res;
         if (!t->status && t->reserve)
             t->status = pn_mpsc_permit_send(&t->s, &t->v);
         if (t->status)
@@ -867,8 +867,8 @@ BOTH(mpsc, tasks_and_threads_send_to_a_receiving_future)
     for (;;) {
         pn_mpsc_recv_future r = pn_mpsc_recv(rx, &got);
         AWAIT(rt, r);
-        if (r.status) {
-            cr_assert_eq(r.status, -EPIPE);
+        if (r.res) {
+            cr_assert_eq(r.res, -EPIPE);
             break;
         }
         long k = got / PER;
@@ -899,7 +899,7 @@ BOTH(mpsc, a_thread_send_always_wakes_the_receiving_task)
         for (;;) {
             pn_mpsc_recv_future r = pn_mpsc_recv(rx, &got);
             AWAIT(rt, r);                    /* a lost wake: the watchdog */
-            if (r.status)
+            if (r.res)
                 break;
             cr_assert_eq(got, n++);
         }
@@ -958,7 +958,7 @@ static pn_poll stress_producer_poll(pn_future *f, pn_cx *cx)
         if (pn_future_poll(&p->op.base, cx) == PN_PENDING)
             return PN_PENDING;
         p->live = false;
-        if (p->op.status)
+        if (p->op.res)
             break;
         if (p->mode == 1) {
             if (xorshift(&p->rng) % 4 == 0) {
@@ -1020,7 +1020,7 @@ static pn_poll stress_consumer_poll(pn_future *f, pn_cx *cx)
         if (pn_future_poll(&c->r.base, cx) == PN_PENDING)
             return PN_PENDING;
         c->live = false;
-        if (c->r.status)
+        if (c->r.res)
             return PN_READY;
         size_t n = c->r.count;
         for (size_t i = 0; i < n; i++) {
@@ -1089,9 +1089,9 @@ enum { TASKS = 6, THREADS = 3 };
 static void join_all(pn_runtime *rt, pn_join_handle **h, int n)
 {
     for (int i = 0; i < n; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         pn_join_handle_free(h[i]);
     }
 }
@@ -1125,7 +1125,7 @@ static void run_stress(pn_runtime_flavor fl, size_t cap, long per, long close_af
                           .rng = seed | 1, .sh = &sh };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, c, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     pn_join_handle_free(h);
     for (int i = 0; i < THREADS; i++)
@@ -1198,7 +1198,7 @@ BOTH(mpsc_stress, rx_close_from_a_thread_races_the_senders)
                               .rng = round + 1, .sh = &sh };
         pn_join_handle *h;
         cr_assert_eq(PN_SPAWN(rt, c, &h), 0);
-        pn_join_future j = pn_join_handle_await(h);
+        pn_join_future j = pn_join(h);
         AWAIT(rt, j);
         pn_join_handle_free(h);
         pthread_join(ct, NULL);
@@ -1274,7 +1274,7 @@ BOTH(mpsc, a_task_awaiting_closed_is_woken_by_a_thread_close)
         cr_assert_eq(pthread_create(&th, NULL, close_rx_thread, rx), 0);
         pn_mpsc_closed_future c = pn_mpsc_closed(tx);
         AWAIT(rt, c);                       /* a lost wake: the watchdog */
-        cr_assert_eq(c.status, 0);
+        cr_assert_eq(c.res, 0);
         pthread_join(th, NULL);
         pn_mpsc_tx_free(tx);
         pn_mpsc_rx_free(rx);

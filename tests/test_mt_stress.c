@@ -94,9 +94,9 @@ static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
     join_all *a = (join_all *)f;
     PN_ASYNC_BEGIN(a->pc);
     for (a->i = 0; a->i < a->n; a->i++) {
-        a->j = pn_join_handle_await(a->hs[a->i]);
+        a->j = pn_join(a->hs[a->i]);
         PN_AWAIT(a->pc, &a->j, cx);
-        a->status[a->i] = a->j.status;
+        a->status[a->i] = a->j.res;
     }
     PN_ASYNC_END(a->pc);
 }
@@ -489,12 +489,12 @@ static void abort_during_completing_poll_run(pn_runtime *rt)
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, sa, &h), 0);
     atomic_store(&self_abort_handle, h);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     int drops = atomic_load(&self_abort_drops);
     cr_expect_eq(drops, 0, "a future that returned PN_READY was dropped");
-    cr_expect_eq(j.status, 0, "the future completed (not dropped: %d drops) but join says %d (%s)",
-                 drops, j.status, pn_strerror(j.status));
+    cr_expect_eq(j.res, 0, "the future completed (not dropped: %d drops) but join says %d (%s)",
+                 drops, j.res, pn_strerror(j.res));
     cr_expect(j.output && ((self_abort *)j.output)->out == 42, "the output is lost");
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -670,12 +670,12 @@ static pn_poll yielder_poll(pn_future *f, pn_cx *cx)
 static void yielder_drop(pn_future *f) { (void)f; atomic_fetch_add(&fair_yielder_drops, 1); }
 static const pn_future_vtable yielder_vt = { yielder_poll, yielder_drop, "yielder" };
 
-typedef struct fair_sleeper { pn_future base; int pc; pn_sleep s; bool on_time; } fair_sleeper;
+typedef struct fair_sleeper { pn_future base; int pc; pn_sleep_future s; bool on_time; } fair_sleeper;
 static pn_poll fair_sleeper_poll(pn_future *f, pn_cx *cx)
 {
     fair_sleeper *t = (fair_sleeper *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->s = pn_sleep_for(PN_MS(10));
+    t->s = pn_sleep(PN_MS(10));
     PN_AWAIT(t->pc, &t->s, cx);
     t->on_time = pn_now() >= pn_sleep_deadline(&t->s);
     PN_ASYNC_END(t->pc);
@@ -692,7 +692,7 @@ typedef struct fair_reader {
     pn_future base;
     int pc;
     pn_async_fd afd;
-    pn_read r;
+    pn_read_future r;
     char buf[16];
     ssize_t res;
 } fair_reader;
@@ -710,7 +710,7 @@ static pn_poll fair_reader_poll(pn_future *f, pn_cx *cx)
 {
     fair_reader *t = (fair_reader *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->r = pn_read_some(&t->afd, t->buf, sizeof(t->buf));
+    t->r = pn_read(&t->afd, t->buf, sizeof(t->buf));
     PN_AWAIT_POLL(t->pc, fair_read_once(t, cx));
     t->res = t->r.res;
     pn_async_fd_close(&t->afd);
@@ -755,13 +755,13 @@ static void fairness_run(unsigned workers)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, fair_writer, (void *)(intptr_t)sp[1]), 0);
 
-    pn_join_future j = pn_join_handle_await(hsl);
+    pn_join_future j = pn_join(hsl);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert(((fair_sleeper *)j.output)->on_time);
-    j = pn_join_handle_await(hr);
+    j = pn_join(hr);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     fair_reader *out = j.output;
     cr_assert_eq(out->res, 4);
     cr_assert_eq(memcmp(out->buf, "ping", 4), 0);
@@ -854,9 +854,9 @@ static pn_poll rs_main_poll(pn_future *f, pn_cx *cx)
         CHECK(PN_SPAWN(m->rt, l, NULL) == 0);
     }
     PN_AWAIT_POLL(m->pc, latch_poll_wait(&rs_latch, cx));
-    m->j = pn_join_handle_await(m->sleeper);
+    m->j = pn_join(m->sleeper);
     PN_AWAIT(m->pc, &m->j, cx);
-    m->sleeper_status = m->j.status;
+    m->sleeper_status = m->j.res;
     PN_ASYNC_END(m->pc);
 }
 static const pn_future_vtable rs_main_vt = { rs_main_poll, NULL, "rs_main" };

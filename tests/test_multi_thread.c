@@ -52,9 +52,9 @@ static pn_poll spawn_all_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(PN_SPAWN(cx->rt, m, &s->hs[s->i]), 0);
     }
     for (s->i = 0; s->i < MANY; s->i++) {
-        s->j = pn_join_handle_await(s->hs[s->i]);
+        s->j = pn_join(s->hs[s->i]);
         PN_AWAIT(s->pc, &s->j, cx);
-        cr_assert_eq(s->j.status, 0);
+        cr_assert_eq(s->j.res, 0);
         pn_join_handle_free(s->hs[s->i]);
     }
     PN_ASYNC_END(s->pc);
@@ -72,9 +72,9 @@ MT_TEST(spawn_from_a_task_runs_each_once)
     spawn_all s = { .base = { &spawn_all_vt }, .hs = hs };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_join_handle_free(h);
     for (int i = 0; i < MANY; i++)
         cr_assert_eq(atomic_load(&ran[i]), 1, "task %d ran %d times", i, atomic_load(&ran[i]));
@@ -144,9 +144,9 @@ static pn_poll join_list_poll(pn_future *f, pn_cx *cx)
     join_list *l = (join_list *)f;
     PN_ASYNC_BEGIN(l->pc);
     for (l->i = 0; l->i < l->n; l->i++) {
-        l->j = pn_join_handle_await(l->hs[l->i]);
+        l->j = pn_join(l->hs[l->i]);
         PN_AWAIT(l->pc, &l->j, cx);
-        cr_assert_eq(l->j.status, 0);
+        cr_assert_eq(l->j.res, 0);
         pn_join_handle_free(l->hs[l->i]);
     }
     PN_ASYNC_END(l->pc);
@@ -223,12 +223,12 @@ MT_TEST(spawn_from_foreign_threads)
 
 /* ---- timers from workers ----------------------------------------------------------- */
 
-typedef struct napper { pn_future base; int pc; pn_sleep s; uint64_t ns; bool early; } napper;
+typedef struct napper { pn_future base; int pc; pn_sleep_future s; uint64_t ns; bool early; } napper;
 static pn_poll napper_poll(pn_future *f, pn_cx *cx)
 {
     napper *n = (napper *)f;
     PN_ASYNC_BEGIN(n->pc);
-    n->s = pn_sleep_for(n->ns);
+    n->s = pn_sleep(n->ns);
     PN_AWAIT(n->pc, &n->s, cx);
     n->early = pn_now() < pn_sleep_deadline(&n->s);
     PN_ASYNC_END(n->pc);
@@ -247,15 +247,15 @@ MT_TEST(sleeps_on_workers_never_complete_early)
     join_list l = { .base = { &join_list_vt }, .n = 0, .hs = hs };
     /* Check each output before the handles go. */
     for (int i = 0; i < N; i++) {
-        pn_join_future j = pn_join_handle_await(hs[i]);
+        pn_join_future j = pn_join(hs[i]);
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         cr_assert_not(((napper *)j.output)->early);
         pn_join_handle_free(hs[i]);
     }
     (void)l;
     /* And the block_on thread's own sleep. */
-    pn_sleep s = pn_sleep_for(PN_MS(5));
+    pn_sleep_future s = pn_sleep(PN_MS(5));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&s));
     pn_runtime_free(rt);
@@ -269,12 +269,12 @@ MT_TEST(sleeps_on_workers_never_complete_early)
  * failure finite; nothing here is timed.) */
 static _Atomic bool nap_done;
 
-typedef struct hog { pn_future base; int pc; pn_sleep s; bool saw_nap; } hog;
+typedef struct hog { pn_future base; int pc; pn_sleep_future s; bool saw_nap; } hog;
 static pn_poll hog_poll(pn_future *f, pn_cx *cx)
 {
     hog *h = (hog *)f;
     PN_ASYNC_BEGIN(h->pc);
-    h->s = pn_sleep_for(PN_MS(5));
+    h->s = pn_sleep(PN_MS(5));
     PN_AWAIT(h->pc, &h->s, cx);
     pn_instant cap = pn_now() + PN_SEC(20);
     while (!atomic_load(&nap_done) && pn_now() < cap)
@@ -284,12 +284,12 @@ static pn_poll hog_poll(pn_future *f, pn_cx *cx)
 }
 static const pn_future_vtable hog_vt = { hog_poll, NULL, "hog" };
 
-typedef struct nap { pn_future base; int pc; pn_sleep s; } nap;
+typedef struct nap { pn_future base; int pc; pn_sleep_future s; } nap;
 static pn_poll nap_poll(pn_future *f, pn_cx *cx)
 {
     nap *n = (nap *)f;
     PN_ASYNC_BEGIN(n->pc);
-    n->s = pn_sleep_for(PN_MS(20));
+    n->s = pn_sleep(PN_MS(20));
     PN_AWAIT(n->pc, &n->s, cx);
     atomic_store(&nap_done, true);
     PN_ASYNC_END(n->pc);
@@ -306,13 +306,13 @@ MT_TEST(a_timer_fires_while_the_driver_worker_runs_a_long_poll)
         pn_join_handle *hh, *hn;
         cr_assert_eq(PN_SPAWN(rt, hg, &hh), 0);
         cr_assert_eq(PN_SPAWN(rt, np, &hn), 0);
-        pn_join_future j = pn_join_handle_await(hh);
+        pn_join_future j = pn_join(hh);
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         cr_assert(((hog *)j.output)->saw_nap, "round %d: the nap did not end while the hog ran",
                   round);
         pn_join_handle_free(hh);
-        j = pn_join_handle_await(hn);
+        j = pn_join(hn);
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
         pn_join_handle_free(hn);
     }
@@ -337,7 +337,7 @@ MT_TEST(block_on_inside_a_task_is_refused)
     nested_mt n = { .base = { &nested_mt_vt } };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, n, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     cr_assert_eq(((nested_mt *)j.output)->res, -EDEADLK);
     pn_join_handle_free(h);
@@ -347,12 +347,12 @@ MT_TEST(block_on_inside_a_task_is_refused)
 /* ---- shutdown wherever tasks sit -------------------------------------------------------- */
 
 static _Atomic int mt_drops;
-typedef struct pending_forever { pn_future base; pn_sleep s; bool armed; } pending_forever;
+typedef struct pending_forever { pn_future base; pn_sleep_future s; bool armed; } pending_forever;
 static pn_poll pending_forever_poll(pn_future *f, pn_cx *cx)
 {
     pending_forever *p = (pending_forever *)f;
     if (!p->armed) {
-        p->s = pn_sleep_for(PN_SEC(3600));     /* parked on a timer */
+        p->s = pn_sleep(PN_SEC(3600));         /* parked on a timer */
         p->armed = true;
     }
     return pn_future_poll(PN_FUTURE(&p->s), cx) == PN_READY ? PN_READY : PN_PENDING;
@@ -449,7 +449,7 @@ MT_TEST(metrics_count_spawns_polls_and_completions)
     spawn_all s = { .base = { &spawn_all_vt }, .hs = hs };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, s, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     pn_join_handle_free(h);
 
@@ -595,7 +595,7 @@ MT_TEST(shutdown_drops_pinned_tasks)
     pn_future sp = { &pin_forever_spawner_vt };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, &sp, sizeof(sp), &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
     pn_join_handle_free(h);
     pn_runtime_free(rt);
@@ -789,7 +789,7 @@ typedef struct fair_player {
     pn_future base;
     int pc;
     pn_notify *mine, *theirs;
-    pn_notified n;
+    pn_notified_future n;
 } fair_player;
 static pn_poll fair_player_poll(pn_future *f, pn_cx *cx)
 {

@@ -55,8 +55,8 @@ typedef struct pair_open {
     int pc;
     pair *p;
     bool v6;
-    pn_tcp_connect conn;
-    pn_tcp_accept acc;
+    pn_tcp_connect_future conn;
+    pn_tcp_accept_future acc;
 } pair_open;
 
 static pn_poll pair_open_poll(pn_future *f, pn_cx *cx)
@@ -70,11 +70,11 @@ static pn_poll pair_open_poll(pn_future *f, pn_cx *cx)
         pn_sockaddr local;
         cr_assert_eq(pn_tcp_listener_local_addr(&o->p->l, &local), 0);
         cr_assert_gt(pn_sockaddr_port(&local), 0, "port 0 became a real port");
-        o->conn = pn_tcp_connect_to(&o->p->c, &local, PN_SEC(5));
+        o->conn = pn_tcp_connect(&o->p->c, &local, PN_SEC(5));
     }
     PN_AWAIT(o->pc, &o->conn, cx);
     cr_assert_eq(o->conn.res, 0, "connect: %s", pn_strerror(o->conn.res));
-    o->acc = pn_tcp_accept_on(&o->p->l);
+    o->acc = pn_tcp_accept(&o->p->l);
     PN_AWAIT(o->pc, &o->acc, cx);
     cr_assert_eq(o->acc.res, 0, "accept: %s", pn_strerror(o->acc.res));
     o->p->s = o->acc.stream;            /* not registered yet: movable */
@@ -102,8 +102,8 @@ static pair_open pair_open_new(pair *p, bool v6)
 
 static void pair_close(pair *p)
 {
-    cr_assert_eq(pn_tcp_stream_close(&p->c), 0);
-    cr_assert_eq(pn_tcp_stream_close(&p->s), 0);
+    cr_assert_eq(pn_tcp_close(&p->c), 0);
+    cr_assert_eq(pn_tcp_close(&p->s), 0);
     cr_assert_eq(pn_tcp_listener_close(&p->l), 0);
 }
 
@@ -115,11 +115,11 @@ typedef struct basics {
     bool v6;
     pair p;
     pair_open open;
-    pn_write_all wa;
-    pn_tcp_read_exact re;
-    pn_tcp_peek pk;
-    pn_read rd;
-    pn_write wr;
+    pn_write_all_future wa;
+    pn_tcp_read_exact_future re;
+    pn_tcp_peek_future pk;
+    pn_read_future rd;
+    pn_write_future wr;
     ssize_t n;
     char buf[64];
 } basics;
@@ -137,7 +137,7 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
     cr_assert_eq(t->wa.res, 13);
     /* peek leaves the bytes queued */
     memset(t->buf, 0, sizeof(t->buf));
-    t->pk = pn_tcp_peek_of(&t->p.s, t->buf, 5);
+    t->pk = pn_tcp_peek(&t->p.s, t->buf, 5);
     PN_AWAIT(t->pc, &t->pk, cx);
     cr_assert_eq(t->pk.res, 5);
     cr_assert_arr_eq(t->buf, "hello", 5);
@@ -145,7 +145,7 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
     cr_assert_eq(t->n, 2);
     cr_assert_arr_eq(t->buf, "he", 2);
     memset(t->buf, 0, sizeof(t->buf));
-    t->re = pn_tcp_read_exact_of(&t->p.s, t->buf, 13);
+    t->re = pn_tcp_read_exact(&t->p.s, t->buf, 13);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, 13);
     cr_assert_eq(t->re.done, 13);
@@ -157,7 +157,7 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
     cr_assert_eq(t->wr.res, 4);
     PN_AWAIT_POLL(t->pc, pn_tcp_poll_write(&t->p.s, cx, "!", 1, &t->n));
     cr_assert_eq(t->n, 1);
-    t->re = pn_tcp_read_exact_of(&t->p.c, t->buf, 5);
+    t->re = pn_tcp_read_exact(&t->p.c, t->buf, 5);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, 5);
     cr_assert_arr_eq(t->buf, "pong!", 5);
@@ -168,7 +168,7 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
     PN_AWAIT(t->pc, &t->wa, cx);
     cr_assert_eq(pn_tcp_shutdown(&t->p.c, SHUT_WR), 0);
     memset(t->buf, 0, sizeof(t->buf));
-    t->re = pn_tcp_read_exact_of(&t->p.s, t->buf, 20);
+    t->re = pn_tcp_read_exact(&t->p.s, t->buf, 20);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, -EPIPE, "early end of stream: %zd", t->re.res);
     cr_assert_eq(t->re.done, 10);
@@ -178,19 +178,19 @@ static pn_poll basics_poll(pn_future *f, pn_cx *cx)
     cr_assert_eq(t->rd.res, 0);
     PN_AWAIT_POLL(t->pc, pn_tcp_poll_peek(&t->p.s, cx, t->buf, 4, &t->n));
     cr_assert_eq(t->n, 0);
-    t->re = pn_tcp_read_exact_of(&t->p.s, t->buf, 4);
+    t->re = pn_tcp_read_exact(&t->p.s, t->buf, 4);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, -EPIPE);
     cr_assert_eq(t->re.done, 0, "a clean close at a boundary: .done == 0");
     t->wa = pn_tcp_write_all(&t->p.s, "still here", 10);
     PN_AWAIT(t->pc, &t->wa, cx);
     cr_assert_eq(t->wa.res, 10);
-    t->re = pn_tcp_read_exact_of(&t->p.c, t->buf, 10);
+    t->re = pn_tcp_read_exact(&t->p.c, t->buf, 10);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, 10);
     cr_assert_arr_eq(t->buf, "still here", 10);
     /* read_exact of 0 bytes */
-    t->re = pn_tcp_read_exact_of(&t->p.c, t->buf, 0);
+    t->re = pn_tcp_read_exact(&t->p.c, t->buf, 0);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, 0);
     pair_close(&t->p);
@@ -221,7 +221,7 @@ typedef struct echo_task {
     int pc;
     pn_tcp_stream s;
     ssize_t n;
-    pn_write_all w;
+    pn_write_all_future w;
     char buf[5000];
 } echo_task;
 
@@ -238,11 +238,11 @@ static pn_poll echo_task_poll(pn_future *f, pn_cx *cx)
         PN_AWAIT(e->pc, &e->w, cx);
         cr_assert_eq(e->w.res, e->n);
     }
-    pn_tcp_stream_close(&e->s);
+    pn_tcp_close(&e->s);
     PN_ASYNC_END(e->pc);
 }
 
-static void echo_task_drop(pn_future *f) { pn_tcp_stream_close(&((echo_task *)f)->s); }
+static void echo_task_drop(pn_future *f) { pn_tcp_close(&((echo_task *)f)->s); }
 
 static const pn_future_vtable echo_task_vt = { echo_task_poll, echo_task_drop, "echo_task" };
 
@@ -254,7 +254,7 @@ typedef struct bulk_writer {
     size_t sent;
     unsigned char *data;
     struct iovec iov[5];
-    pn_tcp_writev wv;
+    pn_tcp_writev_future wv;
 } bulk_writer;
 
 static pn_poll bulk_writer_poll(pn_future *f, pn_cx *cx)
@@ -270,7 +270,7 @@ static pn_poll bulk_writer_poll(pn_future *f, pn_cx *cx)
                 off += n;
                 left -= n;
             }
-            w->wv = pn_tcp_wr_writev_all(w->h, w->iov, 5);
+            w->wv = pn_tcp_wr_writev(w->h, w->iov, 5);
         }
         PN_AWAIT(w->pc, &w->wv, cx);
         cr_assert_gt(w->wv.res, 0, "writev: %s", pn_strerror((int)w->wv.res));
@@ -289,8 +289,8 @@ typedef struct bulk_reader {
     int pc;
     pn_tcp_read_half h;
     unsigned char *got;
-    pn_tcp_read_exact re;
-    pn_read rd;
+    pn_tcp_read_exact_future re;
+    pn_read_future rd;
     char tail[8];
 } bulk_reader;
 
@@ -318,7 +318,7 @@ typedef struct bulk {
     pair_open open;
     bulk_writer w;
     bulk_reader r;
-    pn_join2 both;
+    pn_join2_future both;
     pn_join_handle *echo;
     pn_join_future j;
 } bulk;
@@ -339,12 +339,12 @@ static pn_poll bulk_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(rd.stream, &t->p.c);
         t->w.h = wr;
         t->r.h = rd;
-        t->both = pn_join_both(PN_FUTURE(&t->w), PN_FUTURE(&t->r));
+        t->both = pn_join2(PN_FUTURE(&t->w), PN_FUTURE(&t->r));
     }
     PN_AWAIT(t->pc, &t->both, cx);
-    t->j = pn_join_handle_await(t->echo);
+    t->j = pn_join(t->echo);
     PN_AWAIT(t->pc, &t->j, cx);
-    cr_assert_eq(t->j.status, 0);
+    cr_assert_eq(t->j.res, 0);
     pn_join_handle_free(t->echo);
     pair_close(&t->p);
     PN_ASYNC_END(t->pc);
@@ -374,14 +374,14 @@ typedef struct connect_one {
     bool use_addr;
     uint64_t timeout;
     pn_tcp_stream s;
-    pn_tcp_connect conn;
+    pn_tcp_connect_future conn;
 } connect_one;
 
 static pn_poll connect_one_poll(pn_future *f, pn_cx *cx)
 {
     connect_one *c = (connect_one *)f;
     PN_ASYNC_BEGIN(c->pc);
-    c->conn = pn_tcp_connect_to(&c->s, c->use_addr ? &c->addr : NULL, c->timeout);
+    c->conn = pn_tcp_connect(&c->s, c->use_addr ? &c->addr : NULL, c->timeout);
     PN_AWAIT(c->pc, &c->conn, cx);
     PN_ASYNC_END(c->pc);
 }
@@ -397,7 +397,7 @@ static int connect_result(pn_runtime_flavor fl, const pn_sockaddr *a, uint64_t t
     }
     run_on(fl, PN_FUTURE(&c));
     if (c.conn.res == 0)
-        pn_tcp_stream_close(&c.s);
+        pn_tcp_close(&c.s);
     else
         cr_assert_eq(c.s.afd.fd, -1, "failed connect closed its socket");
     return c.conn.res;
@@ -450,18 +450,18 @@ typedef struct connect_dropped {
     int pc;
     pn_sockaddr addr;
     pn_tcp_stream s;
-    pn_tcp_connect conn;
-    pn_timeout limit;
+    pn_tcp_connect_future conn;
+    pn_timeout_future limit;
 } connect_dropped;
 
 static pn_poll connect_dropped_poll(pn_future *f, pn_cx *cx)
 {
     connect_dropped *c = (connect_dropped *)f;
     PN_ASYNC_BEGIN(c->pc);
-    c->conn = pn_tcp_connect_to(&c->s, &c->addr, 0);
-    c->limit = pn_timeout_for(PN_FUTURE(&c->conn), PN_MS(50));
+    c->conn = pn_tcp_connect(&c->s, &c->addr, 0);
+    c->limit = pn_timeout(PN_FUTURE(&c->conn), PN_MS(50));
     PN_AWAIT(c->pc, &c->limit, cx);
-    cr_assert_eq(c->limit.status, -ETIMEDOUT);
+    cr_assert_eq(c->limit.res, -ETIMEDOUT);
     cr_assert_eq(c->s.afd.fd, -1, "the dropped connect closed its socket");
     PN_ASYNC_END(c->pc);
 }
@@ -488,8 +488,8 @@ typedef struct hostile {
     bool reset;           /* peer closes with RST (SO_LINGER 0) */
     pair p;
     pair_open open;
-    pn_write_all wa;
-    pn_read rd;
+    pn_write_all_future wa;
+    pn_read_future rd;
     char *big;
     char buf[16];
 } hostile;
@@ -504,7 +504,7 @@ static pn_poll hostile_poll(pn_future *f, pn_cx *cx)
         struct linger lg = { 1, 0 };
         cr_assert_eq(setsockopt(t->p.s.afd.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     }
-    pn_tcp_stream_close(&t->p.s);
+    pn_tcp_close(&t->p.s);
     /* Write until the kernel tells us the peer is gone: never SIGPIPE. */
     for (;;) {
         t->wa = pn_tcp_write_all(&t->p.c, t->big, 1 << 20);
@@ -575,7 +575,7 @@ typedef struct closer {
     atomic_int parked;
     pn_join_handle *h;
     pn_join_future j;
-    pn_sleep nap;
+    pn_sleep_future nap;
     bool listener;
 } closer;
 
@@ -594,16 +594,16 @@ static pn_poll closer_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(pn_spawn_cx(cx, PN_FUTURE(&w), sizeof(w), &t->h), 0);
     }
     while (!atomic_load_explicit(&t->parked, memory_order_acquire)) {
-        t->nap = pn_sleep_for(PN_MS(1));
+        t->nap = pn_sleep(PN_MS(1));
         PN_AWAIT(t->pc, &t->nap, cx);
     }
     if (t->listener)
         cr_assert_eq(pn_tcp_listener_close(&t->p.l), 0);
     else
-        cr_assert_eq(pn_tcp_stream_close(&t->p.s), 0);
-    t->j = pn_join_handle_await(t->h);
+        cr_assert_eq(pn_tcp_close(&t->p.s), 0);
+    t->j = pn_join(t->h);
     PN_AWAIT(t->pc, &t->j, cx);
-    cr_assert_eq(t->j.status, 0);
+    cr_assert_eq(t->j.res, 0);
     cr_assert_eq(((waiter *)t->j.output)->n, -ECANCELED, "woken with %zd",
                  ((waiter *)t->j.output)->n);
     pn_join_handle_free(t->h);
@@ -690,9 +690,9 @@ static pn_poll opts_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(pn_tcp_local_addr(c, &a), -EBADF);
         cr_assert_eq(pn_tcp_peer_addr(c, &a), -EBADF);
         cr_assert_eq(pn_tcp_listener_local_addr(&t->p.l, &a), -EBADF);
-        cr_assert_eq(pn_tcp_stream_close(c), 0);
+        cr_assert_eq(pn_tcp_close(c), 0);
         cr_assert_eq(pn_tcp_listener_close(&t->p.l), 0);
-        cr_assert_eq(pn_tcp_stream_close(NULL), -EINVAL);
+        cr_assert_eq(pn_tcp_close(NULL), -EINVAL);
     }
     PN_ASYNC_END(t->pc);
 }
@@ -711,9 +711,9 @@ typedef struct closed_ops {
     int pc;
     pair p;
     pair_open open;
-    pn_tcp_read_exact re;
-    pn_tcp_writev wv;
-    pn_tcp_accept acc;
+    pn_tcp_read_exact_future re;
+    pn_tcp_writev_future wv;
+    pn_tcp_accept_future acc;
     struct iovec iov[1];
     char buf[4];
 } closed_ops;
@@ -725,20 +725,20 @@ static pn_poll closed_ops_poll(pn_future *f, pn_cx *cx)
     t->open = pair_open_new(&t->p, false);
     PN_AWAIT(t->pc, &t->open, cx);
     pair_close(&t->p);
-    t->re = pn_tcp_read_exact_of(&t->p.c, t->buf, 4);
+    t->re = pn_tcp_read_exact(&t->p.c, t->buf, 4);
     PN_AWAIT(t->pc, &t->re, cx);
     cr_assert_eq(t->re.res, -ECANCELED);
     t->iov[0] = (struct iovec){ t->buf, 4 };
-    t->wv = pn_tcp_writev_all(&t->p.c, t->iov, 1);
+    t->wv = pn_tcp_writev(&t->p.c, t->iov, 1);
     PN_AWAIT(t->pc, &t->wv, cx);
     cr_assert_eq(t->wv.res, -ECANCELED);
-    t->wv = pn_tcp_writev_all(&t->p.c, t->iov, -1);
+    t->wv = pn_tcp_writev(&t->p.c, t->iov, -1);
     PN_AWAIT(t->pc, &t->wv, cx);
     cr_assert_eq(t->wv.res, -EINVAL);
-    t->wv = pn_tcp_writev_all(&t->p.c, t->iov, 0);    /* nothing to write */
+    t->wv = pn_tcp_writev(&t->p.c, t->iov, 0);        /* nothing to write */
     PN_AWAIT(t->pc, &t->wv, cx);
     cr_assert_eq(t->wv.res, 0);
-    t->acc = pn_tcp_accept_on(&t->p.l);
+    t->acc = pn_tcp_accept(&t->p.l);
     PN_AWAIT(t->pc, &t->acc, cx);
     cr_assert_eq(t->acc.res, -ECANCELED);
     PN_ASYNC_END(t->pc);
@@ -808,11 +808,11 @@ typedef struct emfile {
     int clients[2];
     pair p;
     pair_open open;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
     pn_tcp_stream got[2];
-    pn_sleep nap;
-    pn_write_all wa;
-    pn_tcp_read_exact re;
+    pn_sleep_future nap;
+    pn_write_all_future wa;
+    pn_tcp_read_exact_future re;
     int i;
     char buf[8];
 } emfile;
@@ -837,16 +837,16 @@ static pn_poll emfile_poll(pn_future *f, pn_cx *cx)
         cr_assert_eq(errno, EMFILE);
         atomic_store(&accept_calls, 0);
     }
-    t->acc = pn_tcp_accept_on(&t->p.l);
+    t->acc = pn_tcp_accept(&t->p.l);
     /* Poll the accept a few times while the process is out of fds: it
      * sleeps instead of spinning, and the established connection keeps
      * working meanwhile. */
     for (t->i = 0; t->i < 3; t->i++) {
-        t->nap = pn_sleep_for(PN_MS(15));
+        t->nap = pn_sleep(PN_MS(15));
         t->wa = pn_tcp_write_all(&t->p.c, "abc", 3);
         PN_AWAIT(t->pc, &t->wa, cx);
         cr_assert_eq(t->wa.res, 3);
-        t->re = pn_tcp_read_exact_of(&t->p.s, t->buf, 3);
+        t->re = pn_tcp_read_exact(&t->p.s, t->buf, 3);
         PN_AWAIT(t->pc, &t->re, cx);
         cr_assert_eq(t->re.res, 3);
         cr_assert_arr_eq(t->buf, "abc", 3);
@@ -866,11 +866,11 @@ static pn_poll emfile_poll(pn_future *f, pn_cx *cx)
     }
     for (t->i = 0; t->i < 2; t->i++) {
         cr_assert_eq(send(t->clients[t->i], "xy", 2, 0), 2);
-        t->re = pn_tcp_read_exact_of(&t->got[t->i], t->buf, 2);
+        t->re = pn_tcp_read_exact(&t->got[t->i], t->buf, 2);
         PN_AWAIT(t->pc, &t->re, cx);
         cr_assert_eq(t->re.res, 2);
         cr_assert_arr_eq(t->buf, "xy", 2);
-        pn_tcp_stream_close(&t->got[t->i]);
+        pn_tcp_close(&t->got[t->i]);
         close(t->clients[t->i]);
     }
     pair_close(&t->p);
@@ -998,9 +998,9 @@ typedef struct many_conn {
     pn_future base;
     int pc;
     pn_tcp_stream s;
-    pn_tcp_read_exact re;
-    pn_write_all wa;
-    pn_read rd;
+    pn_tcp_read_exact_future re;
+    pn_write_all_future wa;
+    pn_read_future rd;
     char buf[MSG];
 } many_conn;
 
@@ -1013,7 +1013,7 @@ static pn_poll many_conn_poll(pn_future *f, pn_cx *cx)
         while (now > peak && !atomic_compare_exchange_weak(&many_peak, &peak, now))
             ;
     }
-    c->re = pn_tcp_read_exact_of(&c->s, c->buf, MSG);
+    c->re = pn_tcp_read_exact(&c->s, c->buf, MSG);
     PN_AWAIT(c->pc, &c->re, cx);
     cr_assert_eq(c->re.res, MSG, "read_exact: %zd", c->re.res);
     c->wa = pn_tcp_write_all(&c->s, c->buf, MSG);
@@ -1023,11 +1023,11 @@ static pn_poll many_conn_poll(pn_future *f, pn_cx *cx)
     PN_AWAIT(c->pc, &c->rd, cx);
     cr_assert_eq(c->rd.res, 0, "the client closes after its echo");
     atomic_fetch_sub(&many_open, 1);
-    pn_tcp_stream_close(&c->s);
+    pn_tcp_close(&c->s);
     PN_ASYNC_END(c->pc);
 }
 
-static void many_conn_drop(pn_future *f) { pn_tcp_stream_close(&((many_conn *)f)->s); }
+static void many_conn_drop(pn_future *f) { pn_tcp_close(&((many_conn *)f)->s); }
 
 static const pn_future_vtable many_conn_vt = { many_conn_poll, many_conn_drop, "many_conn" };
 
@@ -1035,7 +1035,7 @@ typedef struct many_server {
     pn_future base;
     int pc, i;
     pn_tcp_listener *l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
     pn_join_handle **h;
     pn_join_future j;
 } many_server;
@@ -1044,7 +1044,7 @@ static pn_poll many_server_poll(pn_future *f, pn_cx *cx)
 {
     many_server *m = (many_server *)f;
     PN_ASYNC_BEGIN(m->pc);
-    m->acc = pn_tcp_accept_on(m->l);
+    m->acc = pn_tcp_accept(m->l);
     for (m->i = 0; m->i < MANY; m->i++) {
         PN_AWAIT(m->pc, &m->acc, cx);       /* the accept stream, awaited again */
         cr_assert_eq(m->acc.res, 0, "accept %d: %s", m->i, pn_strerror(m->acc.res));
@@ -1055,9 +1055,9 @@ static pn_poll many_server_poll(pn_future *f, pn_cx *cx)
     }
     cr_assert_eq(pn_tcp_listener_close(m->l), 0);
     for (m->i = 0; m->i < MANY; m->i++) {
-        m->j = pn_join_handle_await(m->h[m->i]);
+        m->j = pn_join(m->h[m->i]);
         PN_AWAIT(m->pc, &m->j, cx);
-        cr_assert_eq(m->j.status, 0);
+        cr_assert_eq(m->j.res, 0);
         pn_join_handle_free(m->h[m->i]);
     }
     PN_ASYNC_END(m->pc);

@@ -43,8 +43,8 @@ typedef struct udp_echo {
     pn_future base;
     int pc, n;
     pn_udp_socket *s;
-    pn_udp_recv rv;
-    pn_udp_send sd;
+    pn_udp_recv_future rv;
+    pn_udp_send_future sd;
     pn_sockaddr last_from;
     unsigned char buf[65536];
 } udp_echo;
@@ -99,11 +99,11 @@ static void echo_family(pn_runtime_flavor fl, const char *lo, size_t max)
     for (int k = 0; k < n; k++) {
         for (size_t i = 0; i < sizes[k]; i++)
             out[i] = pattern(i + (size_t)k * 3);
-        pn_udp_send sd = pn_udp_send_to(&cli, out, sizes[k], &srv_addr);
+        pn_udp_send_future sd = pn_udp_send_to(&cli, out, sizes[k], &srv_addr);
         AWAIT(rt, sd);
         cr_assert_eq(sd.res, (ssize_t)sizes[k], "send_to %zu: %s", sizes[k], pn_strerror((int)sd.res));
         memset(in, 0xee, sizes[k] + 1);
-        pn_udp_recv rv = pn_udp_recv_from(&cli, in, sizeof(in));
+        pn_udp_recv_future rv = pn_udp_recv_from(&cli, in, sizeof(in));
         AWAIT(rt, rv);
         cr_assert_eq(rv.res, (ssize_t)sizes[k], "recv_from: %s", pn_strerror((int)rv.res));
         cr_assert_eq(rv.datagram_len, sizes[k]);
@@ -111,9 +111,9 @@ static void echo_family(pn_runtime_flavor fl, const char *lo, size_t max)
         cr_assert_eq(memcmp(in, out, sizes[k]), 0, "datagram of %zu bytes", sizes[k]);
         cr_assert(pn_sockaddr_equal(&rv.from, &srv_addr), "from the server");
     }
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert(pn_sockaddr_equal(&((udp_echo *)j.output)->last_from, &cli_addr),
               "the server saw the client's address");
     pn_join_handle_free(h);
@@ -147,29 +147,29 @@ BOTH(net_udp, connected_send_recv_and_disconnect)
         size_t len = 100 + (size_t)k * 300;
         for (size_t i = 0; i < len; i++)
             out[i] = pattern(i * (size_t)(k + 1));
-        pn_udp_send sd = pn_udp_send_of(&cli, out, len);
+        pn_udp_send_future sd = pn_udp_send(&cli, out, len);
         AWAIT(rt, sd);
         cr_assert_eq(sd.res, (ssize_t)len);
         /* A stranger's datagram is filtered out by the connected socket. */
         if (k == 1) {
             pn_sockaddr cli_addr;
             cr_assert_eq(pn_udp_local_addr(&cli, &cli_addr), 0);
-            pn_udp_send st = pn_udp_send_to(&other, "stranger", 8, &cli_addr);
+            pn_udp_send_future st = pn_udp_send_to(&other, "stranger", 8, &cli_addr);
             AWAIT(rt, st);
             cr_assert_eq(st.res, 8);
         }
-        pn_udp_recv rv = pn_udp_recv_of(&cli, in, sizeof(in));
+        pn_udp_recv_future rv = pn_udp_recv(&cli, in, sizeof(in));
         AWAIT(rt, rv);
         cr_assert_eq(rv.res, (ssize_t)len);
         cr_assert_eq(memcmp(in, out, len), 0);
     }
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     pn_join_handle_free(h);
 
     cr_assert_eq(pn_udp_disconnect(&cli), 0);
     cr_assert_eq(pn_udp_peer_addr(&cli, &peer), -ENOTCONN);
-    pn_udp_send sd = pn_udp_send_of(&cli, "x", 1);
+    pn_udp_send_future sd = pn_udp_send(&cli, "x", 1);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EDESTADDRREQ, "no peer any more");
 
@@ -190,11 +190,11 @@ BOTH(net_udp, icmp_port_unreachable_is_econnrefused)
     pn_udp_close(&gone);                   /* nobody on that port now */
     cr_assert_eq(pn_udp_bind(&cli, &lo, NULL), 0);
     cr_assert_eq(pn_udp_connect(&cli, &dead), 0);
-    pn_udp_send sd = pn_udp_send_of(&cli, "ping", 4);
+    pn_udp_send_future sd = pn_udp_send(&cli, "ping", 4);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 4, "the send itself succeeds");
     char buf[8];
-    pn_udp_recv rv = pn_udp_recv_of(&cli, buf, sizeof(buf));
+    pn_udp_recv_future rv = pn_udp_recv(&cli, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, -ECONNREFUSED, "%s", pn_strerror((int)rv.res));
     cr_assert(!rv.truncated);
@@ -215,7 +215,7 @@ BOTH(net_udp, truncation_is_reported)
     for (size_t i = 0; i < sizeof(out); i++)
         out[i] = pattern(i);
 
-    pn_udp_send sd = pn_udp_send_to(&a, out, 1000, &baddr);
+    pn_udp_send_future sd = pn_udp_send_to(&a, out, 1000, &baddr);
     AWAIT(rt, sd);
     sd = pn_udp_send_to(&a, out + 5, 20, &baddr);
     AWAIT(rt, sd);
@@ -223,7 +223,7 @@ BOTH(net_udp, truncation_is_reported)
     AWAIT(rt, sd);
 
     memset(in, 0, sizeof(in));
-    pn_udp_recv rv = pn_udp_recv_from(&b, in, 100);
+    pn_udp_recv_future rv = pn_udp_recv_from(&b, in, 100);
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 100, "bytes stored");
     cr_assert_eq(rv.datagram_len, 1000, "the datagram's length");
@@ -234,13 +234,13 @@ BOTH(net_udp, truncation_is_reported)
     cr_assert_eq(pn_udp_local_addr(&a, &aaddr), 0);
     cr_assert(pn_sockaddr_equal(&rv.from, &aaddr));
 
-    rv = pn_udp_recv_of(&b, in, sizeof(in));
+    rv = pn_udp_recv(&b, in, sizeof(in));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 20, "the rest of the long one was discarded");
     cr_assert(!rv.truncated);
     cr_assert_eq(memcmp(in, out + 5, 20), 0);
 
-    rv = pn_udp_recv_of(&b, NULL, 0);     /* length probe (consumes it) */
+    rv = pn_udp_recv(&b, NULL, 0);        /* length probe (consumes it) */
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 0);
     cr_assert_eq(rv.datagram_len, 77);
@@ -287,7 +287,7 @@ BOTH(net_udp, broadcast_needs_so_broadcast)
     pn_sockaddr bcast = ip("127.255.255.255", port_of(&rx));
 
     cr_assert_eq(pn_udp_broadcast(&tx), 0);
-    pn_udp_send sd = pn_udp_send_to(&tx, "b1", 2, &bcast);
+    pn_udp_send_future sd = pn_udp_send_to(&tx, "b1", 2, &bcast);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EACCES, "a broadcast without SO_BROADCAST");
 
@@ -297,7 +297,7 @@ BOTH(net_udp, broadcast_needs_so_broadcast)
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 2);
     char buf[8];
-    pn_udp_recv rv = pn_udp_recv_from(&rx, buf, sizeof(buf));
+    pn_udp_recv_future rv = pn_udp_recv_from(&rx, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 2);
     cr_assert_eq(memcmp(buf, "b2", 2), 0);
@@ -340,12 +340,12 @@ BOTH(net_udp, multicast_ipv4_on_loopback)
     unsigned char out[300], in[400];
     for (size_t i = 0; i < sizeof(out); i++)
         out[i] = pattern(i + 11);
-    pn_udp_send sd = pn_udp_send_to(&tx, out, sizeof(out), &group);
+    pn_udp_send_future sd = pn_udp_send_to(&tx, out, sizeof(out), &group);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, (ssize_t)sizeof(out));
     pn_udp_socket *rxs[2] = { &rx1, &rx2 };
     for (int k = 0; k < 2; k++) {
-        pn_udp_recv rv = pn_udp_recv_from(rxs[k], in, sizeof(in));
+        pn_udp_recv_future rv = pn_udp_recv_from(rxs[k], in, sizeof(in));
         AWAIT(rt, rv);
         cr_assert_eq(rv.res, (ssize_t)sizeof(out), "member %d", k);
         cr_assert_eq(memcmp(in, out, sizeof(out)), 0);
@@ -358,7 +358,7 @@ BOTH(net_udp, multicast_ipv4_on_loopback)
     cr_assert_eq(pn_udp_leave_multicast(&rx1, &group, lo_if), -EADDRNOTAVAIL, "not a member");
     sd = pn_udp_send_to(&tx, "two", 3, &group);
     AWAIT(rt, sd);
-    pn_udp_recv rv = pn_udp_recv_from(&rx2, in, sizeof(in));
+    pn_udp_recv_future rv = pn_udp_recv_from(&rx2, in, sizeof(in));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 3);
     cr_assert_eq(memcmp(in, "two", 3), 0);
@@ -480,7 +480,7 @@ BOTH(net_udp, send_and_recv_errors)
     cr_assert_eq(pn_udp_bind(&s6, &lo6, NULL), 0);
     pn_sockaddr to = ip("127.0.0.1", port_of(&s));
 
-    pn_udp_send sd = pn_udp_send_to(&s, "x", 1, NULL);
+    pn_udp_send_future sd = pn_udp_send_to(&s, "x", 1, NULL);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EINVAL, "no address");
     pn_sockaddr empty;
@@ -500,7 +500,7 @@ BOTH(net_udp, send_and_recv_errors)
     sd = pn_udp_send_to(&s, big, sizeof(big), &to);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EMSGSIZE, "65508 bytes over IPv4");
-    sd = pn_udp_send_of(&s, "x", 1);
+    sd = pn_udp_send(&s, "x", 1);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EDESTADDRREQ, "send without a peer");
     pn_sockaddr to6 = ip("::1", port_of(&s6));
@@ -516,7 +516,7 @@ BOTH(net_udp, send_and_recv_errors)
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 0);
     char buf[4];
-    pn_udp_recv rv = pn_udp_recv_from(&s, buf, sizeof(buf));
+    pn_udp_recv_future rv = pn_udp_recv_from(&s, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 0);
     cr_assert_eq(rv.datagram_len, 0);
@@ -532,7 +532,7 @@ BOTH(net_udp, send_and_recv_errors)
     sd = pn_udp_send_to(&s, "x", 1, &to);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -ECANCELED);
-    rv = pn_udp_recv_of(&s, buf, sizeof(buf));
+    rv = pn_udp_recv(&s, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, -ECANCELED);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -570,9 +570,9 @@ typedef struct close_race {
     int pc;
     pn_udp_socket *s;
     char buf[16];
-    pn_udp_recv rv;
+    pn_udp_recv_future rv;
     closer c;
-    pn_join2 j;
+    pn_join2_future j;
 } close_race;
 
 static pn_poll close_race_poll(pn_future *f, pn_cx *cx)
@@ -581,7 +581,7 @@ static pn_poll close_race_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(r->pc);
     r->rv = pn_udp_recv_from(r->s, r->buf, sizeof(r->buf));
     r->c = (closer){ .base = { &closer_vt }, .s = r->s };
-    r->j = pn_join_both(PN_FUTURE(&r->rv), PN_FUTURE(&r->c));
+    r->j = pn_join2(PN_FUTURE(&r->rv), PN_FUTURE(&r->c));
     PN_AWAIT(r->pc, &r->j, cx);
     PN_ASYNC_END(r->pc);
 }
@@ -597,12 +597,37 @@ BOTH(net_udp, close_wakes_a_pending_recv_with_ecanceled)
     close_race r = { .base = { &close_race_vt }, .s = &s };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, r, &h), 0);       /* a worker, multi-thread */
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((close_race *)j.output)->rv.res, -ECANCELED);
     pn_join_handle_free(h);
     cr_assert_eq(s.afd.fd, -1);
+    cr_assert_eq(pn_runtime_free(rt), 0);
+}
+
+/* pn_udp_close_async closes the socket as pn_udp_close does: the
+ * descriptor is gone once it is ready, a second one finds it closed. */
+BOTH(net_udp, close_async_closes_the_socket)
+{
+    pn_runtime *rt = flavour_new(fl);
+    int before = count_fds();
+    pn_udp_socket s;
+    pn_sockaddr lo = ip("127.0.0.1", 0);
+    cr_assert_eq(pn_udp_bind(&s, &lo, NULL), 0);
+    cr_assert_eq(count_fds(), before + 1);
+    pn_close_future c = pn_udp_close_async(&s);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0);
+    cr_assert_eq(s.afd.fd, -1);
+    cr_assert_eq(count_fds(), before, "the descriptor is still open");
+    c = pn_udp_close_async(&s);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, 0, "harmless on a closed socket");
+    c = pn_udp_close_async(NULL);
+    AWAIT(rt, c);
+    cr_assert_eq(c.res, -EINVAL);
+    cr_assert_eq(pn_udp_close(&s), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }
 
@@ -615,7 +640,7 @@ BOTH(net_udp, dropped_pending_recv_releases_its_waker_and_consumes_nothing)
     cr_assert_eq(pn_udp_bind(&b, &lo, NULL), 0);
     char buf[8];
     waker_probe probe = { 0 };
-    pn_udp_recv rv = pn_udp_recv_from(&b, buf, sizeof(buf));
+    pn_udp_recv_future rv = pn_udp_recv_from(&b, buf, sizeof(buf));
     probed_drop pd = probed_drop_of(PN_FUTURE(&rv), &probe);
     AWAIT(rt, pd);
     cr_assert_eq(pd.first, PN_PENDING, "nothing to receive yet");
@@ -624,9 +649,9 @@ BOTH(net_udp, dropped_pending_recv_releases_its_waker_and_consumes_nothing)
 
     pn_sockaddr baddr;
     cr_assert_eq(pn_udp_local_addr(&b, &baddr), 0);
-    pn_udp_send sd = pn_udp_send_to(&a, "later", 5, &baddr);
+    pn_udp_send_future sd = pn_udp_send_to(&a, "later", 5, &baddr);
     AWAIT(rt, sd);
-    rv = pn_udp_recv_of(&b, buf, sizeof(buf));
+    rv = pn_udp_recv(&b, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 5);
     cr_assert_eq(memcmp(buf, "later", 5), 0);

@@ -74,7 +74,7 @@ typedef struct writer {
     int pc;
     pn_async_fd *afd;
     size_t total, sent;
-    pn_write_all w;
+    pn_write_all_future w;
     unsigned char buf[4096];
 } writer;
 
@@ -87,7 +87,7 @@ static pn_poll writer_poll(pn_future *f, pn_cx *cx)
             size_t n = w->total - w->sent < sizeof(w->buf) ? w->total - w->sent : sizeof(w->buf);
             for (size_t i = 0; i < n; i++)
                 w->buf[i] = pattern(w->sent + i);
-            w->w = pn_write_all_of(w->afd, w->buf, n);
+            w->w = pn_write_all(w->afd, w->buf, n);
         }
         PN_AWAIT(w->pc, &w->w, cx);
         cr_assert_gt(w->w.res, 0, "write: %s", pn_strerror((int)w->w.res));
@@ -143,10 +143,10 @@ typedef struct accept_echo {
     pn_future base;
     int pc;
     pn_unix_listener *l;
-    pn_unix_accept acc;
+    pn_unix_accept_future acc;
     pn_unix_stream s;
     ssize_t n;
-    pn_write_all w;
+    pn_write_all_future w;
     size_t echoed;
     char local[PN_SOCKADDR_STRLEN];
     char buf[8192];
@@ -156,7 +156,7 @@ static pn_poll accept_echo_poll(pn_future *f, pn_cx *cx)
 {
     accept_echo *a = (accept_echo *)f;
     PN_ASYNC_BEGIN(a->pc);
-    a->acc = pn_unix_accept_on(a->l);
+    a->acc = pn_unix_accept(a->l);
     PN_AWAIT(a->pc, &a->acc, cx);
     cr_assert_eq(a->acc.res, 0, "accept: %s", pn_strerror(a->acc.res));
     a->s = a->acc.stream;                /* unregistered yet: movable */
@@ -170,12 +170,12 @@ static pn_poll accept_echo_poll(pn_future *f, pn_cx *cx)
         cr_assert_geq(a->n, 0, "server read: %s", pn_strerror((int)a->n));
         if (a->n == 0)
             break;
-        a->w = pn_write_all_of(&a->s.afd, a->buf, (size_t)a->n);
+        a->w = pn_write_all(&a->s.afd, a->buf, (size_t)a->n);
         PN_AWAIT(a->pc, &a->w, cx);
         cr_assert_eq(a->w.res, a->n);
         a->echoed += (size_t)a->n;
     }
-    cr_assert_eq(pn_unix_stream_close(&a->s), 0);
+    cr_assert_eq(pn_unix_close(&a->s), 0);
     PN_ASYNC_END(a->pc);
 }
 
@@ -286,7 +286,7 @@ static void stream_echo(pn_runtime_flavor fl, const char *name, size_t total)
     cr_assert_eq(PN_SPAWN(rt, srv, &h), 0);
 
     pn_unix_stream c;
-    pn_unix_connect conn = pn_unix_connect_to(&c, name);
+    pn_unix_connect_future conn = pn_unix_connect(&c, name);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, 0, "connect: %s", pn_strerror(conn.res));
     {
@@ -301,19 +301,19 @@ static void stream_echo(pn_runtime_flavor fl, const char *name, size_t total)
     }
     writer w = writer_new(&c.afd, total);
     reader r = reader_new(&c.afd);
-    pn_join2 both = pn_join_both(PN_FUTURE(&w), PN_FUTURE(&r));
+    pn_join2_future both = pn_join2(PN_FUTURE(&w), PN_FUTURE(&r));
     AWAIT(rt, both);
     cr_assert_eq(r.got, total, "every byte came back");
 
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     accept_echo *done = j.output;
     cr_assert_eq(done->echoed, total);
     cr_assert_str_eq(done->local, name, "accepted stream's local name");
     pn_join_handle_free(h);
     cr_assert_eq(pn_runtime_free(rt), 0);
-    cr_assert_eq(pn_unix_stream_close(&c), 0);
+    cr_assert_eq(pn_unix_close(&c), 0);
     cr_assert_eq(pn_unix_listener_close(&l), 0);
     cr_assert_eq(pn_unix_listener_close(&l), 0, "twice is harmless");
 }
@@ -400,19 +400,19 @@ BOTH(net_unix, unlink_stale_replaces_a_dead_socket_file_only)
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, srv, &h), 0);
     pn_unix_stream c;
-    pn_unix_connect conn = pn_unix_connect_to(&c, path);
+    pn_unix_connect_future conn = pn_unix_connect(&c, path);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, 0);
     writer w = writer_new(&c.afd, 5000);
     reader r = reader_new(&c.afd);
-    pn_join2 both = pn_join_both(PN_FUTURE(&w), PN_FUTURE(&r));
+    pn_join2_future both = pn_join2(PN_FUTURE(&w), PN_FUTURE(&r));
     AWAIT(rt, both);
     cr_assert_eq(r.got, 5000);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     pn_join_handle_free(h);
     cr_assert_eq(pn_runtime_free(rt), 0);
-    pn_unix_stream_close(&c);
+    pn_unix_close(&c);
     pn_unix_listener_close(&l);
 
     /* A regular file is never unlinked. */
@@ -456,7 +456,7 @@ BOTH(net_unix, connect_errors)
     pn_unix_stream c;
 
     snprintf(path, sizeof(path), "%s/nobody.sock", dir);
-    pn_unix_connect conn = pn_unix_connect_to(&c, path);
+    pn_unix_connect_future conn = pn_unix_connect(&c, path);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -ENOENT);
     cr_assert_eq(c.afd.fd, -1, "out is closed on error");
@@ -465,13 +465,13 @@ BOTH(net_unix, connect_errors)
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, path, NULL), 0);
     pn_unix_listener_close(&l);
-    conn = pn_unix_connect_to(&c, path);
+    conn = pn_unix_connect(&c, path);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -ECONNREFUSED);
 
     char abs[64];
     abstract_name(abs, sizeof(abs), "nobody");
-    conn = pn_unix_connect_to(&c, abs);
+    conn = pn_unix_connect(&c, abs);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -ECONNREFUSED, "an abstract name nobody bound");
 
@@ -479,25 +479,25 @@ BOTH(net_unix, connect_errors)
     snprintf(dpath, sizeof(dpath), "%s/dgram.sock", dir);
     pn_unix_dgram d;
     cr_assert_eq(pn_unix_dgram_bind(&d, dpath, NULL), 0);
-    conn = pn_unix_connect_to(&c, dpath);
+    conn = pn_unix_connect(&c, dpath);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -EPROTOTYPE);
 
     memset(big, 'x', sizeof(big));
     big[0] = '/';
     big[sizeof(big) - 1] = '\0';
-    conn = pn_unix_connect_to(&c, big);
+    conn = pn_unix_connect(&c, big);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -ENAMETOOLONG);
-    conn = pn_unix_connect_to(&c, "");
+    conn = pn_unix_connect(&c, "");
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -EINVAL);
-    conn = pn_unix_connect_to(NULL, path);
+    conn = pn_unix_connect(NULL, path);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, -EINVAL);
 
     /* Dropped before its first poll: nothing to release. */
-    conn = pn_unix_connect_to(&c, path);
+    conn = pn_unix_connect(&c, path);
     pn_future_drop(PN_FUTURE(&conn));
 
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -510,7 +510,7 @@ typedef struct late_acceptor {
     pn_future base;
     int pc, yields, n, i;
     pn_unix_listener *l;
-    pn_unix_accept acc;
+    pn_unix_accept_future acc;
     pn_unix_stream got[4];
 } late_acceptor;
 
@@ -521,7 +521,7 @@ static pn_poll late_acceptor_poll(pn_future *f, pn_cx *cx)
     while (a->yields-- > 0)
         PN_YIELD(a->pc, cx);
     for (a->i = 0; a->i < a->n; a->i++) {
-        a->acc = pn_unix_accept_on(a->l);
+        a->acc = pn_unix_accept(a->l);
         PN_AWAIT(a->pc, &a->acc, cx);
         cr_assert_eq(a->acc.res, 0, "accept: %s", pn_strerror(a->acc.res));
         a->got[a->i] = a->acc.stream;
@@ -557,7 +557,7 @@ BOTH(net_unix, connect_waits_out_a_full_backlog)
     enum { queued = 2 };
     pn_unix_stream q[queued];
     for (int i = 0; i < queued; i++) {
-        pn_unix_connect c = pn_unix_connect_to(&q[i], name);
+        pn_unix_connect_future c = pn_unix_connect(&q[i], name);
         AWAIT(rt, c);
         cr_assert_eq(c.res, 0);
     }
@@ -566,18 +566,18 @@ BOTH(net_unix, connect_waits_out_a_full_backlog)
     /* Bounded by a timeout while nobody accepts: times out, and the drop
      * closes the half-made socket (the fd count proves it). */
     pn_unix_stream t;
-    pn_unix_connect tc = pn_unix_connect_to(&t, name);
-    pn_timeout lim = pn_timeout_for(PN_FUTURE(&tc), PN_MS(20));
+    pn_unix_connect_future tc = pn_unix_connect(&t, name);
+    pn_timeout_future lim = pn_timeout(PN_FUTURE(&tc), PN_MS(20));
     AWAIT(rt, lim);
-    cr_assert_eq(lim.status, -ETIMEDOUT);
+    cr_assert_eq(lim.res, -ETIMEDOUT);
     cr_assert_eq(t.afd.fd, -1);
 
     /* Now the acceptor drains the queue after the connect's first try
      * failed with EAGAIN: the connect retries and gets in. */
     pn_unix_stream c3;
-    pn_unix_connect conn = pn_unix_connect_to(&c3, name);
+    pn_unix_connect_future conn = pn_unix_connect(&c3, name);
     late_acceptor acc = { .base = { &late_acceptor_vt }, .yields = 3, .n = queued + 1, .l = &l };
-    pn_join2 both = pn_join_both(PN_FUTURE(&conn), PN_FUTURE(&acc));
+    pn_join2_future both = pn_join2(PN_FUTURE(&conn), PN_FUTURE(&acc));
     AWAIT(rt, both);
     cr_assert_eq(conn.res, 0, "connect: %s", pn_strerror(conn.res));
     cr_assert_gt(conn.backoff_ns, 1000000u, "it did retry");
@@ -585,17 +585,17 @@ BOTH(net_unix, connect_waits_out_a_full_backlog)
     /* The last accepted stream is c3's peer: bytes flow. */
     cr_assert_eq(write(c3.afd.fd, "xyz", 3), 3);
     char buf[4];
-    pn_read rd = pn_read_some(&acc.got[queued].afd, buf, sizeof(buf));
+    pn_read_future rd = pn_read(&acc.got[queued].afd, buf, sizeof(buf));
     AWAIT(rt, rd);
     cr_assert_eq(rd.res, 3);
     cr_assert_eq(memcmp(buf, "xyz", 3), 0);
 
     cr_assert_eq(pn_runtime_free(rt), 0);
     for (int i = 0; i < queued; i++)
-        pn_unix_stream_close(&q[i]);
+        pn_unix_close(&q[i]);
     for (int i = 0; i <= queued; i++)
-        pn_unix_stream_close(&acc.got[i]);
-    pn_unix_stream_close(&c3);
+        pn_unix_close(&acc.got[i]);
+    pn_unix_close(&c3);
     pn_unix_listener_close(&l);
 }
 
@@ -606,16 +606,16 @@ BOTH(net_unix, stream_pair_shutdown_and_closed_peer)
     pn_runtime *rt = flavour_new(fl);
     pn_unix_stream a, b;
     cr_assert_eq(pn_unix_stream_pair(&a, &b), 0);
-    pn_write_all w = pn_write_all_of(&a.afd, "hello", 5);
+    pn_write_all_future w = pn_write_all(&a.afd, "hello", 5);
     AWAIT(rt, w);
     cr_assert_eq(w.res, 5);
     cr_assert_eq(pn_unix_stream_shutdown(&a, SHUT_WR), 0);
     char buf[16];
-    pn_read r = pn_read_some(&b.afd, buf, sizeof(buf));
+    pn_read_future r = pn_read(&b.afd, buf, sizeof(buf));
     AWAIT(rt, r);
     cr_assert_eq(r.res, 5);
     cr_assert_eq(memcmp(buf, "hello", 5), 0);
-    r = pn_read_some(&b.afd, buf, sizeof(buf));
+    r = pn_read(&b.afd, buf, sizeof(buf));
     AWAIT(rt, r);
     cr_assert_eq(r.res, 0, "end of stream after shutdown(SHUT_WR)");
     cr_assert_eq(pn_unix_stream_shutdown(&a, 12345), -EINVAL);
@@ -623,15 +623,15 @@ BOTH(net_unix, stream_pair_shutdown_and_closed_peer)
     /* The peer goes away: -EPIPE, no SIGPIPE (the test would die). */
     cr_assert_eq(pn_runtime_free(rt), 0);
     rt = flavour_new(fl);
-    pn_unix_stream_close(&a);
-    pn_write wr = pn_write_some(&b.afd, "x", 1);
+    pn_unix_close(&a);
+    pn_write_future wr = pn_write(&b.afd, "x", 1);
     AWAIT(rt, wr);
     cr_assert_eq(wr.res, -EPIPE);
     cr_assert_eq(pn_runtime_free(rt), 0);
-    pn_unix_stream_close(&b);
+    pn_unix_close(&b);
     cr_assert_eq(pn_unix_stream_shutdown(&b, SHUT_RDWR), -EBADF);
     cr_assert_eq(pn_unix_stream_pair(NULL, &b), -EINVAL);
-    cr_assert_eq(pn_unix_stream_close(NULL), -EINVAL);
+    cr_assert_eq(pn_unix_close(NULL), -EINVAL);
 }
 
 /* ---- close while another future waits ------------------------------------ */
@@ -658,14 +658,14 @@ typedef struct close_race {
     int pc;
     pn_future *waiter;
     closer c;
-    pn_join2 j;
+    pn_join2_future j;
 } close_race;
 
 static pn_poll close_race_poll(pn_future *f, pn_cx *cx)
 {
     close_race *r = (close_race *)f;
     PN_ASYNC_BEGIN(r->pc);
-    r->j = pn_join_both(r->waiter, PN_FUTURE(&r->c));
+    r->j = pn_join2(r->waiter, PN_FUTURE(&r->c));
     PN_AWAIT(r->pc, &r->j, cx);
     PN_ASYNC_END(r->pc);
 }
@@ -679,9 +679,9 @@ static void race(pn_runtime *rt, pn_future *waiter, pn_async_fd *afd)
                       .c = { .base = { &closer_vt }, .afd = afd } };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, cr, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_join_handle_free(h);
 }
 
@@ -693,32 +693,32 @@ BOTH(net_unix, close_wakes_waiters_with_ecanceled)
 
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
-    pn_unix_accept acc = pn_unix_accept_on(&l);
+    pn_unix_accept_future acc = pn_unix_accept(&l);
     race(rt, PN_FUTURE(&acc), &l.afd);
     cr_assert_eq(acc.res, -ECANCELED);
     cr_assert_eq(acc.stream.afd.fd, -1);
 
     pn_unix_stream a, b;
     cr_assert_eq(pn_unix_stream_pair(&a, &b), 0);
-    pn_read rd = pn_read_some(&a.afd, buf, sizeof(buf));
+    pn_read_future rd = pn_read(&a.afd, buf, sizeof(buf));
     race(rt, PN_FUTURE(&rd), &a.afd);
     cr_assert_eq(rd.res, -ECANCELED);
 
     pn_unix_dgram d, e;
     cr_assert_eq(pn_unix_dgram_pair(&d, &e), 0);
-    pn_unix_recv rv = pn_unix_recv_from(&d, buf, sizeof(buf));
+    pn_unix_recv_future rv = pn_unix_recv_from(&d, buf, sizeof(buf));
     race(rt, PN_FUTURE(&rv), &d.afd);
     cr_assert_eq(rv.res, -ECANCELED);
     /* Later operations on the closed socket: -ECANCELED too. */
-    rv = pn_unix_recv_of(&d, buf, sizeof(buf));
+    rv = pn_unix_recv(&d, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, -ECANCELED);
-    pn_unix_send sd = pn_unix_send_of(&d, "x", 1);
+    pn_unix_send_future sd = pn_unix_send(&d, "x", 1);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -ECANCELED);
 
     cr_assert_eq(pn_runtime_free(rt), 0);
-    pn_unix_stream_close(&b);
+    pn_unix_close(&b);
     pn_unix_dgram_close(&e);
 }
 
@@ -729,8 +729,8 @@ typedef struct dgram_echo {
     pn_future base;
     int pc, n;
     pn_unix_dgram *d;
-    pn_unix_recv rv;
-    pn_unix_send sd;
+    pn_unix_recv_future rv;
+    pn_unix_send_future sd;
     char from[PN_SOCKADDR_STRLEN];
     char buf[70000];
 } dgram_echo;
@@ -780,10 +780,10 @@ static void dgram_echo_with(pn_runtime_flavor fl, const char *srv_name)
     for (int k = 0; k < n; k++) {
         for (size_t i = 0; i < sizes[k]; i++)
             out[i] = pattern(i + (size_t)k);
-        pn_unix_send sd = pn_unix_send_to(&cli, out, sizes[k], &srv.addr);
+        pn_unix_send_future sd = pn_unix_send_to(&cli, out, sizes[k], &srv.addr);
         AWAIT(rt, sd);
         cr_assert_eq(sd.res, (ssize_t)sizes[k], "send_to: %s", pn_strerror((int)sd.res));
-        pn_unix_recv rv = pn_unix_recv_from(&cli, in, sizeof(in));
+        pn_unix_recv_future rv = pn_unix_recv_from(&cli, in, sizeof(in));
         AWAIT(rt, rv);
         cr_assert_eq(rv.res, (ssize_t)sizes[k], "recv_from: %s", pn_strerror((int)rv.res));
         cr_assert_eq(rv.datagram_len, sizes[k]);
@@ -791,9 +791,9 @@ static void dgram_echo_with(pn_runtime_flavor fl, const char *srv_name)
         cr_assert_eq(memcmp(in, out, sizes[k]), 0, "datagram %d", k);
         cr_assert(pn_sockaddr_equal(&rv.from, &srv.addr), "from the server's name");
     }
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_str_eq(((dgram_echo *)j.output)->from, cli_name, "the server saw the client's name");
     pn_join_handle_free(h);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -826,17 +826,17 @@ BOTH(net_unix, dgram_truncation_and_zero_length)
     for (size_t i = 0; i < sizeof(out); i++)
         out[i] = pattern(i);
 
-    pn_unix_send sd = pn_unix_send_of(&a, out, 300);
+    pn_unix_send_future sd = pn_unix_send(&a, out, 300);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 300);
-    sd = pn_unix_send_of(&a, out + 1, 7);
+    sd = pn_unix_send(&a, out + 1, 7);
     AWAIT(rt, sd);
-    sd = pn_unix_send_of(&a, NULL, 0);
+    sd = pn_unix_send(&a, NULL, 0);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 0);
 
     memset(in, 0, sizeof(in));
-    pn_unix_recv rv = pn_unix_recv_of(&b, in, 10);
+    pn_unix_recv_future rv = pn_unix_recv(&b, in, 10);
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 10, "the bytes stored");
     cr_assert_eq(rv.datagram_len, 300, "the datagram's length");
@@ -844,7 +844,7 @@ BOTH(net_unix, dgram_truncation_and_zero_length)
     cr_assert_eq(memcmp(in, out, 10), 0);
     cr_assert_eq(in[10], 0, "nothing stored past len");
 
-    rv = pn_unix_recv_of(&b, in, sizeof(in));
+    rv = pn_unix_recv(&b, in, sizeof(in));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 7, "the rest of the long datagram was discarded");
     cr_assert(!rv.truncated);
@@ -859,9 +859,9 @@ BOTH(net_unix, dgram_truncation_and_zero_length)
     cr_assert_eq(pn_sockaddr_format(&rv.from, fbuf, sizeof(fbuf)), 0, "unnamed sender");
 
     /* The poll helpers, through a length probe: len 0. */
-    sd = pn_unix_send_of(&a, out, 42);
+    sd = pn_unix_send(&a, out, 42);
     AWAIT(rt, sd);
-    rv = pn_unix_recv_of(&b, NULL, 0);
+    rv = pn_unix_recv(&b, NULL, 0);
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 0);
     cr_assert_eq(rv.datagram_len, 42);
@@ -878,7 +878,7 @@ typedef struct flood {
     int pc, n, i;
     pn_unix_dgram *d;
     const pn_sockaddr *to;       /* NULL: connected */
-    pn_unix_send sd;
+    pn_unix_send_future sd;
     unsigned char buf[512];
 } flood;
 
@@ -898,7 +898,7 @@ static pn_poll flood_poll(pn_future *f, pn_cx *cx)
     for (fl->i = 0; fl->i < fl->n; fl->i++) {
         flood_fill(fl->buf, fl->i);
         fl->sd = fl->to ? pn_unix_send_to(fl->d, fl->buf, flood_len(fl->i), fl->to)
-                        : pn_unix_send_of(fl->d, fl->buf, flood_len(fl->i));
+                        : pn_unix_send(fl->d, fl->buf, flood_len(fl->i));
         PN_AWAIT(fl->pc, &fl->sd, cx);
         cr_assert_eq(fl->sd.res, (ssize_t)flood_len(fl->i), "send %d: %s", fl->i,
                      pn_strerror((int)fl->sd.res));
@@ -913,7 +913,7 @@ typedef struct sink {
     pn_future base;
     int pc, n, i;
     pn_unix_dgram *d;
-    pn_unix_recv rv;
+    pn_unix_recv_future rv;
     unsigned char buf[512], want[512];
 } sink;
 
@@ -922,7 +922,7 @@ static pn_poll sink_poll(pn_future *f, pn_cx *cx)
     sink *s = (sink *)f;
     PN_ASYNC_BEGIN(s->pc);
     for (s->i = 0; s->i < s->n; s->i++) {
-        s->rv = pn_unix_recv_of(s->d, s->buf, sizeof(s->buf));
+        s->rv = pn_unix_recv(s->d, s->buf, sizeof(s->buf));
         PN_AWAIT(s->pc, &s->rv, cx);
         cr_assert_eq(s->rv.res, (ssize_t)flood_len(s->i), "datagram %d: %zd", s->i, s->rv.res);
         flood_fill(s->want, s->i);
@@ -953,9 +953,9 @@ static void flood_test(pn_runtime_flavor fl, bool connected)
     cr_assert_eq(PN_SPAWN(rt, f, &h), 0);
     sink s = { .base = { &sink_vt }, .n = N, .d = &b };
     AWAIT(rt, s);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_join_handle_free(h);
     cr_assert_eq(pn_runtime_free(rt), 0);
     pn_unix_dgram_close(&a);
@@ -983,17 +983,17 @@ BOTH(net_unix, dgram_errors)
         cr_assert_eq(pn_unix_peer_addr(&a.afd, &pa), 0);
         cr_assert(pn_sockaddr_equal(&pa, &b.addr));
     }
-    pn_unix_send sd = pn_unix_send_of(&a, "ok", 2);
+    pn_unix_send_future sd = pn_unix_send(&a, "ok", 2);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, 2);
-    pn_unix_recv rv = pn_unix_recv_from(&b, buf, sizeof(buf));
+    pn_unix_recv_future rv = pn_unix_recv_from(&b, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 2);
     cr_assert(pn_sockaddr_equal(&rv.from, &a.addr));
     cr_assert_eq(pn_runtime_free(rt), 0);
     rt = flavour_new(fl);
     pn_unix_dgram_close(&b);
-    sd = pn_unix_send_of(&a, "gone", 4);
+    sd = pn_unix_send(&a, "gone", 4);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -ECONNREFUSED, "the connected peer was closed: %s",
                  pn_strerror((int)sd.res));
@@ -1022,10 +1022,10 @@ BOTH(net_unix, dgram_errors)
     sd = pn_unix_send_to(&c, "x", 1, NULL);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EINVAL);
-    sd = pn_unix_send_of(&c, "x", 1);
+    sd = pn_unix_send(&c, "x", 1);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -ENOTCONN, "no peer");
-    sd = pn_unix_send_of(&c, NULL, 3);
+    sd = pn_unix_send(&c, NULL, 3);
     AWAIT(rt, sd);
     cr_assert_eq(sd.res, -EINVAL, "NULL buffer with a length");
 
@@ -1069,7 +1069,7 @@ BOTH(net_unix, pending_futures_dropped_release_their_wakers)
     cr_assert_eq(pn_unix_dgram_pair(&a, &b), 0);
     char buf[8];
     waker_probe probe = { 0 };
-    pn_unix_recv rv = pn_unix_recv_of(&b, buf, sizeof(buf));
+    pn_unix_recv_future rv = pn_unix_recv(&b, buf, sizeof(buf));
     probed_drop pd = probed_drop_of(PN_FUTURE(&rv), &probe);
     AWAIT(rt, pd);
     cr_assert_eq(pd.first, PN_PENDING, "nothing to receive yet");
@@ -1080,7 +1080,7 @@ BOTH(net_unix, pending_futures_dropped_release_their_wakers)
     abstract_name(name, sizeof(name), "drop");
     pn_unix_listener l;
     cr_assert_eq(pn_unix_listen(&l, name, NULL), 0);
-    pn_unix_accept acc = pn_unix_accept_on(&l);
+    pn_unix_accept_future acc = pn_unix_accept(&l);
     int clones_before = atomic_load(&probe.clones);
     pd = probed_drop_of(PN_FUTURE(&acc), &probe);
     AWAIT(rt, pd);
@@ -1088,23 +1088,23 @@ BOTH(net_unix, pending_futures_dropped_release_their_wakers)
     cr_assert_gt(atomic_load(&probe.clones), clones_before, "the pending accept left a waker");
     cr_assert_eq(waker_probe_held(&probe), 0, "the accept's drop took its waker back");
 
-    pn_unix_send sd = pn_unix_send_of(&a, "after", 5);
+    pn_unix_send_future sd = pn_unix_send(&a, "after", 5);
     AWAIT(rt, sd);
-    rv = pn_unix_recv_of(&b, buf, sizeof(buf));
+    rv = pn_unix_recv(&b, buf, sizeof(buf));
     AWAIT(rt, rv);
     cr_assert_eq(rv.res, 5);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
     pn_unix_stream c;
-    pn_unix_connect conn = pn_unix_connect_to(&c, name);
+    pn_unix_connect_future conn = pn_unix_connect(&c, name);
     AWAIT(rt, conn);
     cr_assert_eq(conn.res, 0);
-    acc = pn_unix_accept_on(&l);
+    acc = pn_unix_accept(&l);
     AWAIT(rt, acc);
     cr_assert_eq(acc.res, 0);
 
     cr_assert_eq(pn_runtime_free(rt), 0);
-    pn_unix_stream_close(&acc.stream);
-    pn_unix_stream_close(&c);
+    pn_unix_close(&acc.stream);
+    pn_unix_close(&c);
     pn_unix_dgram_close(&a);
     pn_unix_dgram_close(&b);
     pn_unix_listener_close(&l);
@@ -1132,14 +1132,14 @@ typedef struct backoff_main {
     pn_future base;
     int pc;
     pn_unix_listener *l;
-    pn_unix_accept acc;
+    pn_unix_accept_future acc;
 } backoff_main;
 
 static pn_poll backoff_main_poll(pn_future *f, pn_cx *cx)
 {
     backoff_main *m = (backoff_main *)f;
     PN_ASYNC_BEGIN(m->pc);
-    m->acc = pn_unix_accept_on(m->l);
+    m->acc = pn_unix_accept(m->l);
     PN_AWAIT(m->pc, &m->acc, cx);
     PN_ASYNC_END(m->pc);
 }
@@ -1169,7 +1169,7 @@ static uint64_t accept_through(int err, int fails, backoff_main *m)
     uint64_t took = pn_now() - t0;
     cr_assert_eq(m->acc.res, 0, "accepted in the end: %s", pn_strerror(m->acc.res));
     cr_assert_eq(accept_calls, fails + 1, "%d failures, then the accept", fails);
-    pn_unix_stream_close(&m->acc.stream);
+    pn_unix_close(&m->acc.stream);
     pn_unix_listener_close(&l);
     close(c);
     pn_runtime_free(rt);

@@ -26,22 +26,22 @@ Test(notify, notify_one_stores_one_permit_at_most)
     pn_notify_one(&n);
     pn_notify_one(&n);
     pn_notify_one(&n);
-    pn_notified a = pn_notify_notified(&n), b = pn_notify_notified(&n);
+    pn_notified_future a = pn_notify_notified(&n), b = pn_notify_notified(&n);
     cr_assert_eq(POLL(&a, &pr), PN_READY, "the stored permit");
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     cr_assert_eq(POLL(&b, &pr), PN_PENDING, "only one was stored");
     pn_notify_one(&n);
     cr_assert_eq(atomic_load(&pr.wakes), 1);
     cr_assert_eq(POLL(&b, &pr), PN_READY);
-    pn_notified c = pn_notify_notified(&n);
+    pn_notified_future c = pn_notify_notified(&n);
     cr_assert_eq(POLL(&c, &pr), PN_PENDING, "the wake used the notification up");
     pn_future_drop(&c.base);
     pn_future_drop(&a.base);                 /* READY: no-op */
     cr_assert_eq(waker_probe_held(&pr), 0);
 
-    pn_notified bad = pn_notify_notified(NULL);
+    pn_notified_future bad = pn_notify_notified(NULL);
     cr_assert_eq(POLL(&bad, &pr), PN_READY);
-    cr_assert_eq(bad.status, -EINVAL);
+    cr_assert_eq(bad.res, -EINVAL);
     pn_notify_one(NULL);
     pn_notify_waiters(NULL);
     cr_assert_eq(pn_notify_init(NULL), -EINVAL);
@@ -54,7 +54,7 @@ Test(notify, notify_one_wakes_waiters_in_fifo_order)
     pn_notify_init(&n);
     enum { N = 5 };
     waker_probe pr[N];
-    pn_notified f[N];
+    pn_notified_future f[N];
     memset(pr, 0, sizeof pr);
     for (int i = 0; i < N; i++) {
         f[i] = pn_notify_notified(&n);
@@ -66,7 +66,7 @@ Test(notify, notify_one_wakes_waiters_in_fifo_order)
             cr_assert_eq(atomic_load(&pr[j].wakes), j <= i, "after %d notify_one, waiter %d", i + 1, j);
         cr_assert_eq(POLL(&f[i], &pr[i]), PN_READY);
     }
-    pn_notified last = pn_notify_notified(&n);
+    pn_notified_future last = pn_notify_notified(&n);
     cr_assert_eq(POLL(&last, &pr[0]), PN_PENDING, "no permit was stored meanwhile");
     pn_future_drop(&last.base);
     for (int i = 0; i < N; i++)
@@ -79,11 +79,11 @@ Test(notify, notify_waiters_wakes_only_the_futures_made_before_it)
     pn_notify n;
     pn_notify_init(&n);
     waker_probe pa = { 0 }, pb = { 0 }, pc = { 0 };
-    pn_notified a = pn_notify_notified(&n), b = pn_notify_notified(&n);
+    pn_notified_future a = pn_notify_notified(&n), b = pn_notify_notified(&n);
     cr_assert_eq(POLL(&a, &pa), PN_PENDING);
     /* b is made but not polled yet: it was "waiting" in the Tokio sense */
     pn_notify_waiters(&n);
-    pn_notified c = pn_notify_notified(&n);
+    pn_notified_future c = pn_notify_notified(&n);
     cr_assert_eq(atomic_load(&pa.wakes), 1);
     cr_assert_eq(POLL(&a, &pa), PN_READY);
     cr_assert_eq(POLL(&b, &pb), PN_READY, "made before the call: woken");
@@ -95,12 +95,12 @@ Test(notify, notify_waiters_wakes_only_the_futures_made_before_it)
     /* A permit stored by notify_one survives a notify_waiters, which
      * itself stores none. */
     pn_notify_waiters(&n);
-    pn_notified d = pn_notify_notified(&n);
+    pn_notified_future d = pn_notify_notified(&n);
     cr_assert_eq(POLL(&d, &pa), PN_PENDING);
     pn_future_drop(&d.base);
     pn_notify_one(&n);
     pn_notify_waiters(&n);
-    pn_notified e = pn_notify_notified(&n), f = pn_notify_notified(&n);
+    pn_notified_future e = pn_notify_notified(&n), f = pn_notify_notified(&n);
     cr_assert_eq(POLL(&e, &pa), PN_READY, "the permit");
     cr_assert_eq(POLL(&f, &pa), PN_PENDING);
     pn_future_drop(&f.base);
@@ -113,7 +113,7 @@ Test(notify, notify_waiters_wakes_more_than_a_wake_batch)
     enum { N = 100 };
     pn_notify n;
     pn_notify_init(&n);
-    static pn_notified f[N];
+    static pn_notified_future f[N];
     waker_probe pr = { 0 }, late = { 0 };
     for (int i = 0; i < N; i++) {
         f[i] = pn_notify_notified(&n);
@@ -122,7 +122,7 @@ Test(notify, notify_waiters_wakes_more_than_a_wake_batch)
     pn_future_drop(&f[50].base);            /* one leaves */
     pn_notify_waiters(&n);
     cr_assert_eq(atomic_load(&pr.wakes), N - 1);
-    pn_notified after = pn_notify_notified(&n);
+    pn_notified_future after = pn_notify_notified(&n);
     cr_assert_eq(POLL(&after, &late), PN_PENDING);
     for (int i = 0; i < N; i++)
         if (i != 50)
@@ -138,7 +138,7 @@ Test(notify, a_chosen_future_dropped_before_its_poll_passes_the_notification_on)
     pn_notify n;
     pn_notify_init(&n);
     waker_probe pa = { 0 }, pb = { 0 };
-    pn_notified a = pn_notify_notified(&n), b = pn_notify_notified(&n);
+    pn_notified_future a = pn_notify_notified(&n), b = pn_notify_notified(&n);
     cr_assert_eq(POLL(&a, &pa), PN_PENDING);
     cr_assert_eq(POLL(&b, &pb), PN_PENDING);
     pn_notify_one(&n);                        /* chooses a */
@@ -148,20 +148,20 @@ Test(notify, a_chosen_future_dropped_before_its_poll_passes_the_notification_on)
     cr_assert_eq(POLL(&b, &pb), PN_READY);
 
     /* With nobody behind it, it goes back as the stored permit. */
-    pn_notified c = pn_notify_notified(&n);
+    pn_notified_future c = pn_notify_notified(&n);
     cr_assert_eq(POLL(&c, &pa), PN_PENDING);
     pn_notify_one(&n);
     pn_future_drop(&c.base);
-    pn_notified d = pn_notify_notified(&n);
+    pn_notified_future d = pn_notify_notified(&n);
     cr_assert_eq(POLL(&d, &pa), PN_READY, "the permit came back");
 
     /* A future woken by notify_waiters passes nothing on. */
-    pn_notified e = pn_notify_notified(&n), g = pn_notify_notified(&n);
+    pn_notified_future e = pn_notify_notified(&n), g = pn_notify_notified(&n);
     cr_assert_eq(POLL(&e, &pa), PN_PENDING);
     pn_notify_waiters(&n);
     cr_assert_eq(POLL(&g, &pb), PN_READY);    /* made before: woken too */
     pn_future_drop(&e.base);
-    pn_notified h = pn_notify_notified(&n);
+    pn_notified_future h = pn_notify_notified(&n);
     cr_assert_eq(POLL(&h, &pb), PN_PENDING, "no permit came out of an all-wake");
     pn_future_drop(&h.base);
     cr_assert_eq(waker_probe_held(&pa) + waker_probe_held(&pb), 0);
@@ -170,7 +170,7 @@ Test(notify, a_chosen_future_dropped_before_its_poll_passes_the_notification_on)
 
 /* ---- the window between "chosen" and "woken" --------------------------- */
 
-static pn_notified *chosen_victim;
+static pn_notified_future *chosen_victim;
 static _Atomic int chosen_hits;
 
 static void drop_at_chosen(const char *name, void *arg)
@@ -186,7 +186,7 @@ Test(notify, a_drop_between_chosen_and_woken_passes_it_on)
     pn_notify n;
     pn_notify_init(&n);
     waker_probe pa = { 0 }, pb = { 0 };
-    pn_notified a = pn_notify_notified(&n), b = pn_notify_notified(&n);
+    pn_notified_future a = pn_notify_notified(&n), b = pn_notify_notified(&n);
     cr_assert_eq(POLL(&a, &pa), PN_PENDING);
     cr_assert_eq(POLL(&b, &pb), PN_PENDING);
     chosen_victim = &a;
@@ -198,7 +198,7 @@ Test(notify, a_drop_between_chosen_and_woken_passes_it_on)
     cr_assert_eq(atomic_load(&pa.wakes), 1);
     cr_assert_eq(atomic_load(&pb.wakes), 1, "b got what a dropped");
     cr_assert_eq(POLL(&b, &pb), PN_READY);
-    pn_notified c = pn_notify_notified(&n);
+    pn_notified_future c = pn_notify_notified(&n);
     cr_assert_eq(POLL(&c, &pa), PN_PENDING, "nothing was duplicated");
     pn_future_drop(&c.base);
     cr_assert_eq(waker_probe_held(&pa) + waker_probe_held(&pb), 0);
@@ -224,7 +224,7 @@ typedef struct consumer {
     tokens *t;
     unsigned seed;
     long mine;
-    pn_notified wait;
+    pn_notified_future wait;
 } consumer;
 
 static bool take_token(tokens *t)
@@ -310,11 +310,11 @@ static void run_tokens(pn_runtime *rt, int consumers, int victims, int producers
     }
     long sum = 0;
     for (int i = 0; i < all; i++) {
-        pn_join_future j = pn_join_handle_await(hs[i]);
+        pn_join_future j = pn_join(hs[i]);
         AWAIT(rt, j);
         if (i < consumers)
-            cr_assert_eq(j.status, 0);
-        if (j.status == 0)
+            cr_assert_eq(j.res, 0);
+        if (j.res == 0)
             sum += ((consumer *)j.output)->mine;
         pn_join_handle_free(hs[i]);
     }
@@ -350,7 +350,7 @@ typedef struct gen_waiter {
     pn_notify *n;
     _Atomic long *counter;
     long target;
-    pn_notified wait;
+    pn_notified_future wait;
 } gen_waiter;
 
 static pn_poll gen_waiter_poll(pn_future *f, pn_cx *cx)

@@ -36,7 +36,7 @@ BOTH(oneshot, send_then_recv)
     cr_assert_eq(pn_oneshot_send(tx, &v), 0);
     pn_oneshot_recv_future r = pn_oneshot_recv(rx, &got);
     AWAIT(rt, r);
-    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.res, 0);
     cr_assert_eq(got, 12345);
     cr_assert_eq(pn_oneshot_try_recv(rx, &got), -EPIPE, "received already");
     pn_oneshot_rx_free(rx);
@@ -78,9 +78,9 @@ BOTH(oneshot, recv_waits_for_a_task_send)
         long got = -1;
         pn_oneshot_recv_future r = pn_oneshot_recv(rx, &got);
         AWAIT(rt, r);
-        cr_assert_eq(r.status, 0);
+        cr_assert_eq(r.res, 0);
         cr_assert_eq(got, i);
-        pn_join_future j = pn_join_handle_await(h);
+        pn_join_future j = pn_join(h);
         AWAIT(rt, j);
         cr_assert_eq(((sender_task *)j.output)->status, 0);
         pn_join_handle_free(h);
@@ -100,7 +100,7 @@ BOTH(oneshot, a_sender_freed_without_sending_wakes_recv_with_epipe)
     int got = 7;
     pn_oneshot_recv_future r = pn_oneshot_recv(rx, &got);
     AWAIT(rt, r);
-    cr_assert_eq(r.status, -EPIPE);
+    cr_assert_eq(r.res, -EPIPE);
     cr_assert_eq(got, 7, "nothing written");
     pn_oneshot_rx_free(rx);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -143,9 +143,9 @@ BOTH(oneshot, a_thread_send_always_wakes_the_receiving_task)
         cr_assert_eq(pthread_join(th, NULL), 0);
         cr_assert_eq(t.status, 0);
         if (i % 7 == 0) {
-            cr_assert_eq(r.status, -EPIPE);
+            cr_assert_eq(r.res, -EPIPE);
         } else {
-            cr_assert_eq(r.status, 0);
+            cr_assert_eq(r.res, 0);
             cr_assert_eq(got, i);
         }
         pn_oneshot_rx_free(rx);
@@ -214,10 +214,10 @@ Test(oneshot, bad_arguments_give_einval)
     waker_probe p = { 0 };
     pn_oneshot_recv_future r = pn_oneshot_recv(rx, NULL);
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, -EINVAL);
+    cr_assert_eq(r.res, -EINVAL);
     pn_oneshot_closed_future c = pn_oneshot_closed(NULL);
     cr_assert_eq(poll_probe(&c.base, &p), PN_READY);
-    cr_assert_eq(c.status, -EINVAL);
+    cr_assert_eq(c.res, -EINVAL);
     cr_assert(pn_oneshot_tx_is_closed(NULL));
     pn_oneshot_tx_free(NULL);
     pn_oneshot_rx_free(NULL);
@@ -241,7 +241,7 @@ Test(oneshot, a_dropped_pending_recv_keeps_nothing_and_a_new_recv_gets_the_value
     cr_assert_eq(atomic_load(&p.wakes), 0, "nobody waits: no wake");
     pn_oneshot_recv_future r2 = pn_oneshot_recv(rx, &got);
     cr_assert_eq(poll_probe(&r2.base, &p), PN_READY);
-    cr_assert_eq(r2.status, 0);
+    cr_assert_eq(r2.res, 0);
     cr_assert_eq(got, 77);
     pn_oneshot_rx_free(rx);
 }
@@ -276,7 +276,7 @@ Test(oneshot, closed_is_ready_when_the_receiver_goes)
     pn_oneshot_rx_free(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(poll_probe(&c.base, &p), PN_READY);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     cr_assert_eq(waker_probe_held(&p), 0);
     pn_oneshot_tx_free(tx);
 
@@ -349,7 +349,7 @@ BOTH(oneshot, blocking_recv_inside_a_task_gives_edeadlk)
     blocking_in_task b = { { &blocking_in_task_vt }, rx, 1 };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     cr_assert_eq(((blocking_in_task *)j.output)->status, -EDEADLK);
     pn_join_handle_free(h);
@@ -406,7 +406,7 @@ BOTH(oneshot, a_task_awaiting_closed_is_woken_when_a_thread_frees_the_receiver)
         cr_assert_eq(pthread_create(&th, NULL, rx_free_later, rx), 0);
         pn_oneshot_closed_future c = pn_oneshot_closed(tx);
         AWAIT(rt, c);
-        cr_assert_eq(c.status, 0);
+        cr_assert_eq(c.res, 0);
         pthread_join(th, NULL);
         cr_assert(pn_oneshot_tx_is_closed(tx));
         pn_oneshot_tx_free(tx);

@@ -207,9 +207,9 @@ static void churn_run(pn_driver_mode driver)
         cr_assert_eq(pn_spawn(rt, &k.base, sizeof k, &h[i]), 0);
     }
     for (int i = 0; i < CHURNERS; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         pn_join_handle_free(h[i]);
     }
     cr_assert_eq(atomic_load(&churn_done), CHURNERS);

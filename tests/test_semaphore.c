@@ -45,7 +45,7 @@ Test(semaphore, arguments_and_errors)
                                    pn_semaphore_acquire(&s, PN_SEMAPHORE_MAX_PERMITS + 1) };
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(POLL(&bad[i], &pr), PN_READY);
-        cr_assert_eq(bad[i].status, -EINVAL);
+        cr_assert_eq(bad[i].res, -EINVAL);
         cr_assert_eq(bad[i].permits, 0);
         pn_semaphore_release(&bad[i]);           /* holds nothing: no-ops */
         pn_future_drop(&bad[i].base);
@@ -65,7 +65,7 @@ Test(semaphore, acquire_release_forget_try_by_hand)
     pn_semaphore_permit a = pn_semaphore_acquire(&s, 3);
     cr_assert_eq(pn_semaphore_available(&s), 5, "lazy: nothing before the first poll");
     cr_assert_eq(POLL(&a, &pr), PN_READY);
-    cr_assert_eq(a.status, 0);
+    cr_assert_eq(a.res, 0);
     cr_assert_eq(a.permits, 3);
     cr_assert_eq(pn_semaphore_available(&s), 2);
     cr_assert_eq(pn_semaphore_try_acquire(&s, 2), 0);
@@ -139,7 +139,7 @@ Test(semaphore, grants_in_queue_order_with_partial_grants_to_the_head)
                 seen[i] = true;
                 order[granted++] = i;
                 cr_assert_eq(POLL(&p[i], &pr[i]), PN_READY);
-                cr_assert_eq(p[i].status, 0);
+                cr_assert_eq(p[i].res, 0);
                 cr_assert_eq(p[i].permits, want[i]);
             }
         }
@@ -283,15 +283,15 @@ Test(semaphore, close_fails_the_waiters_and_later_acquires)
     cr_assert_eq(atomic_load(&p2.wakes), 1);
     cr_assert_eq(atomic_load(&p3.wakes), 1);
     cr_assert_eq(POLL(&w1, &p2), PN_READY);
-    cr_assert_eq(w1.status, -ESHUTDOWN);
+    cr_assert_eq(w1.res, -ESHUTDOWN);
     cr_assert_eq(w1.permits, 0);
     cr_assert_eq(POLL(&w2, &p3), PN_READY);
-    cr_assert_eq(w2.status, -ESHUTDOWN);
+    cr_assert_eq(w2.res, -ESHUTDOWN);
     cr_assert_eq(pn_semaphore_available(&s), 1, "w1's partial permit came back");
     cr_assert_eq(pn_semaphore_try_acquire(&s, 1), -ESHUTDOWN);
     pn_semaphore_permit late = pn_semaphore_acquire(&s, 1);
     cr_assert_eq(POLL(&late, &p1), PN_READY);
-    cr_assert_eq(late.status, -ESHUTDOWN);
+    cr_assert_eq(late.res, -ESHUTDOWN);
     pn_semaphore_release(&held);                  /* held permits still go back */
     cr_assert_eq(pn_semaphore_available(&s), 3);
     cr_assert_eq(pn_semaphore_add_permits(&s, 1), 0);
@@ -351,7 +351,7 @@ typedef struct sem_worker {
     unsigned seed;
     bool holding;
     pn_semaphore_permit p;
-    pn_yield_now y;
+    pn_yield_now_future y;
     _Atomic long *in_use;
     _Atomic int *bad;
     _Atomic long *acquired;
@@ -386,7 +386,7 @@ static pn_poll sem_worker_poll(pn_future *f, pn_cx *cx)
         } else {
             PN_AWAIT(w->pc, &w->p, cx);
         }
-        if (w->p.status != 0 || w->p.permits != w->k)
+        if (w->p.res != 0 || w->p.permits != w->k)
             atomic_fetch_add(w->bad, 1);
         w->holding = true;
         if ((size_t)atomic_fetch_add(w->in_use, (long)w->k) + w->k > w->cap * 2)
@@ -505,9 +505,9 @@ BOTH(semaphore, a_plain_thread_adds_permits_or_closes_for_a_waiting_task)
         AWAIT(rt, a);
         pthread_join(th, NULL);
         if (closing) {
-            cr_assert_eq(a.p.status, -ESHUTDOWN);
+            cr_assert_eq(a.p.res, -ESHUTDOWN);
         } else {
-            cr_assert_eq(a.p.status, 0);
+            cr_assert_eq(a.p.res, 0);
             cr_assert_eq(a.p.permits, 2);
             pn_semaphore_release(&a.p);
             cr_assert_eq(pn_semaphore_available(&s), 2);

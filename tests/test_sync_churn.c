@@ -30,7 +30,7 @@ Test(sync_churn, task_group_free_while_tasks_finish)
         seed = seed * 1103515245u + 12345u;
         int joins = (int)((seed >> 16) % 4);
         for (int k = 0; k < joins; k++) {
-            pn_task_group_join j;
+            pn_task_group_join_future j;
             if (pn_task_group_try_join_next(g, &j) == 0)
                 pn_task_group_join_release(&j);
             sched_yield();
@@ -109,7 +109,7 @@ static void *rs_thread(void *arg)
         case 0:
             p[k] = pn_semaphore_acquire(&rs_sem, 1 + (seed >> 8) % 3);
             st[k] = rs_poll(&p[k].base) == PN_READY ? 2 : 1;
-            if (st[k] == 2 && p[k].status != 0)
+            if (st[k] == 2 && p[k].res != 0)
                 abort();
             break;
         case 1:
@@ -169,7 +169,7 @@ static void *rn_notifier(void *arg)
 static void *rn_waiter(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg;
-    pn_notified f[3];
+    pn_notified_future f[3];
     int st[3] = { 0 };
     for (int it = 0; it < 30000; it++) {
         seed = seed * 1103515245u + 12345u;
@@ -205,7 +205,7 @@ Test(sync_churn, notify_churn)
         pthread_join(th[i], NULL);
     /* everything dropped: the queue is empty; one stored permit at most */
     pn_notify_one(&rn);
-    pn_notified f = pn_notify_notified(&rn);
+    pn_notified_future f = pn_notify_notified(&rn);
     cr_assert_eq(rs_poll(&f.base), PN_READY);
     cr_assert_eq(waker_probe_held(&rs_probe), 0);
     pn_notify_destroy(&rn);

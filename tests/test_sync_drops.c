@@ -47,11 +47,11 @@ Test(sync_drops, oneshot_ready_recv_drop_after_rx_free_is_a_noop)
     pn_oneshot_recv_future r = pn_oneshot_recv(rx, &got);
     waker_probe p = { 0 };
     cr_assert_eq(poll_probe(&r.base, &p), PN_READY);
-    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.res, 0);
     cr_assert_eq(got, 42);
     pn_oneshot_rx_free(rx);                            /* the block goes */
     pn_future_drop(&r.base);                           /* must be a no-op */
-    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.res, 0);
     cr_assert_eq(waker_probe_held(&p), 0);
 }
 
@@ -86,7 +86,7 @@ Test(sync_drops, oneshot_ready_closed_drop_after_tx_free_is_a_noop)
     pn_oneshot_rx_free(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(poll_probe(&c.base, &p), PN_READY);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     pn_oneshot_tx_free(tx);                            /* the block goes */
     pn_future_drop(&c.base);
     cr_assert_eq(waker_probe_held(&p), 0);
@@ -103,7 +103,7 @@ Test(sync_drops, mpsc_ready_closed_drop_after_tx_free_is_a_noop)
     pn_mpsc_rx_free(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(poll_probe(&c.base, &p), PN_READY);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     pn_mpsc_tx_free(tx);                               /* the block goes */
     pn_future_drop(&c.base);
     cr_assert_eq(waker_probe_held(&p), 0);

@@ -132,7 +132,7 @@ typedef struct drain {
     pn_future base;
     int pc;
     pn_task_group *g;
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     int ok, cancelled;
     long sum;
 } drain;
@@ -144,13 +144,13 @@ static pn_poll drain_poll(pn_future *f, pn_cx *cx)
     for (;;) {
         d->j = pn_task_group_join_next(d->g);
         PN_AWAIT(d->pc, &d->j, cx);
-        if (d->j.status == -ENOENT)
+        if (d->j.res == -ENOENT)
             break;
-        if (d->j.status == 0) {
+        if (d->j.res == 0) {
             d->ok++;
             d->sum += ((valf *)d->j.output)->out;
         } else {
-            cr_assert_eq(d->j.status, -ECANCELED);
+            cr_assert_eq(d->j.res, -ECANCELED);
             cr_assert_null(d->j.output);
             d->cancelled++;
         }
@@ -183,7 +183,7 @@ typedef struct reverse_opener {
     int pc, i;
     pn_task_group *g;
     gate *gates;
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     int order[ORDER_N];
 } reverse_opener;
 
@@ -195,7 +195,7 @@ static pn_poll reverse_opener_poll(pn_future *f, pn_cx *cx)
         gate_open(&r->gates[r->i]);
         r->j = pn_task_group_join_next(r->g);
         PN_AWAIT(r->pc, &r->j, cx);
-        cr_assert_eq(r->j.status, 0);
+        cr_assert_eq(r->j.res, 0);
         r->order[ORDER_N - 1 - r->i] = ((gated *)r->j.output)->out;
         pn_task_group_join_release(&r->j);
         cr_assert_null(r->j.output);
@@ -203,7 +203,7 @@ static pn_poll reverse_opener_poll(pn_future *f, pn_cx *cx)
     }
     r->j = pn_task_group_join_next(r->g);
     PN_AWAIT(r->pc, &r->j, cx);
-    cr_assert_eq(r->j.status, -ENOENT);
+    cr_assert_eq(r->j.res, -ENOENT);
     PN_ASYNC_END(r->pc);
 }
 
@@ -265,16 +265,16 @@ BOTH(task_group, shutdown_aborts_and_waits_until_every_task_finished)
     }
     pn_task_group_shutdown_future s = pn_task_group_shutdown(g);
     AWAIT(rt, s);
-    cr_assert_eq(s.status, 0);
+    cr_assert_eq(s.res, 0);
     cr_assert_eq(atomic_load(&drops), 20, "every pending task was dropped before READY");
     cr_assert_eq(pn_task_group_len(g), 0);
     pn_future_drop(&s.base);                  /* READY: a no-op */
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     cr_assert_eq(pn_task_group_try_join_next(g, &j), -ENOENT);
     /* an empty group shuts down at once; the group stays usable */
     s = pn_task_group_shutdown(g);
     AWAIT(rt, s);
-    cr_assert_eq(s.status, 0);
+    cr_assert_eq(s.res, 0);
     valf v = valf_new(1, 5);
     cr_assert_eq(PN_TASK_GROUP_SPAWN(g, v), 0);
     drain d = drain_new(g);
@@ -290,7 +290,7 @@ typedef struct free_midway {
     pn_future base;
     int pc;
     pn_task_group *g;
-    pn_task_group_join j;
+    pn_task_group_join_future j;
 } free_midway;
 
 static pn_poll free_midway_poll(pn_future *f, pn_cx *cx)
@@ -299,7 +299,7 @@ static pn_poll free_midway_poll(pn_future *f, pn_cx *cx)
     PN_ASYNC_BEGIN(m->pc);
     m->j = pn_task_group_join_next(m->g);
     PN_AWAIT(m->pc, &m->j, cx);
-    cr_assert_eq(m->j.status, 0);
+    cr_assert_eq(m->j.res, 0);
     pn_task_group_free(m->g);                 /* pending tasks detach-abort */
     cr_assert_eq(((valf *)m->j.output)->out, 7, "a taken result outlives the group");
     pn_task_group_join_release(&m->j);
@@ -320,9 +320,9 @@ BOTH(task_group, free_with_tasks_running_leaks_nothing)
         valf v = valf_new(0, i);
         cr_assert_eq(PN_TASK_GROUP_SPAWN(g, v), 0);
     }
-    pn_task_group_join j = pn_task_group_join_next(g);
+    pn_task_group_join_future j = pn_task_group_join_next(g);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_task_group_free(g);
     pn_task_group_join_release(&j);           /* after the group: still fine */
     /* freed from inside a task */
@@ -348,7 +348,7 @@ typedef struct drop_then_join {
     int pc;
     pn_task_group *g;
     gate *gate;
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     pn_poll first;
 } drop_then_join;
 
@@ -378,7 +378,7 @@ BOTH(task_group, a_dropped_pending_join_next_loses_no_result)
     cr_assert_eq(PN_TASK_GROUP_SPAWN(g, t), 0);
     drop_then_join d = { .base = { &drop_then_join_vt }, .g = g, .gate = &gt };
     AWAIT(rt, d);
-    cr_assert_eq(d.j.status, 0);
+    cr_assert_eq(d.j.res, 0);
     cr_assert_eq(((gated *)d.j.output)->out, 42);
     pn_future_drop(&d.j.base);                /* a READY join: releases */
     cr_assert_null(d.j.output);
@@ -402,7 +402,7 @@ BOTH(task_group, dropped_pending_join_next_and_shutdown_give_their_waker_back)
     waker_probe pr = { 0 };
     pn_waker w = { &pr, &waker_probe_vt };
     pn_cx cx = { .waker = &w, .budget = 100 };
-    pn_task_group_join j = pn_task_group_join_next(g);
+    pn_task_group_join_future j = pn_task_group_join_next(g);
     cr_assert_eq(pn_future_poll(&j.base, &cx), PN_PENDING);
     cr_assert_eq(waker_probe_held(&pr), 1);
     pn_future_drop(&j.base);
@@ -424,7 +424,7 @@ BOTH(task_group, try_join_next_says_eagain_and_enoent)
 {
     pn_runtime *rt = flavour_new(fl);
     pn_task_group *g = group_new(rt);
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     cr_assert_eq(pn_task_group_try_join_next(g, &j), -ENOENT);
     gate gt;
     memset(&gt, 0, sizeof gt);
@@ -435,16 +435,16 @@ BOTH(task_group, try_join_next_says_eagain_and_enoent)
     gate_open(&gt);
     j = pn_task_group_join_next(g);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_task_group_join_release(&j);
     /* a finished task taken without waiting */
     valf v = valf_new(0, 9);
     cr_assert_eq(PN_TASK_GROUP_SPAWN(g, v), 0);
     while (pn_task_group_try_join_next(g, &j) == -EAGAIN) {
-        pn_yield_now y = pn_yield();
+        pn_yield_now_future y = pn_yield();
         AWAIT(rt, y);
     }
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((valf *)j.output)->out, 9);
     pn_task_group_join_release(&j);
     pn_task_group_free(g);
@@ -466,16 +466,16 @@ Test(task_group, bad_arguments)
     cr_assert_eq(pn_task_group_len(g), 0);
     cr_assert_eq(pn_task_group_len(NULL), 0);
     pn_task_group_abort_all(NULL);
-    pn_task_group_join j = pn_task_group_join_next(NULL);
+    pn_task_group_join_future j = pn_task_group_join_next(NULL);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, -EINVAL);
+    cr_assert_eq(j.res, -EINVAL);
     cr_assert_eq(pn_task_group_try_join_next(NULL, &j), -EINVAL);
     cr_assert_eq(pn_task_group_try_join_next(g, NULL), -EINVAL);
     pn_task_group_shutdown_future s = pn_task_group_shutdown(NULL);
     AWAIT(rt, s);
-    cr_assert_eq(s.status, -EINVAL);
+    cr_assert_eq(s.res, -EINVAL);
     pn_task_group_join_release(NULL);
-    pn_task_group_join never = pn_task_group_join_next(g);
+    pn_task_group_join_future never = pn_task_group_join_next(g);
     pn_future_drop(&never.base);              /* never polled: no-op */
     cr_assert_eq(pn_runtime_shutdown(rt), 0);
     cr_assert_eq(PN_TASK_GROUP_SPAWN(g, v), -ESHUTDOWN);
@@ -495,7 +495,7 @@ BOTH(task_group, tasks_dropped_by_runtime_shutdown_come_out_cancelled)
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
     cr_assert_eq(atomic_load(&drops), 4);
-    pn_task_group_join j;
+    pn_task_group_join_future j;
     for (int i = 0; i < 4; i++) {
         cr_assert_eq(pn_task_group_try_join_next(g, &j), -ECANCELED);
         pn_task_group_join_release(&j);
@@ -534,9 +534,9 @@ Test(task_group, a_plain_thread_spawns_while_join_next_waits)
     spawner_arg a = { g, 100, 1 };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, spawner, &a), 0);
-    pn_task_group_join j = pn_task_group_join_next(g);
+    pn_task_group_join_future j = pn_task_group_join_next(g);
     AWAIT(rt, j);                             /* a lost wake: the watchdog */
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((valf *)j.output)->out, 100);
     pn_task_group_join_release(&j);
     cr_assert_eq(pthread_join(th, NULL), 0);
@@ -609,11 +609,11 @@ Test(task_group, a_task_joined_while_its_spawner_registers_is_not_touched_after)
     pn__point_set_hook(release_while_registering);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, spawn_gated, g), 0);
-    pn_task_group_join j = pn_task_group_join_next(g);
+    pn_task_group_join_future j = pn_task_group_join_next(g);
     while (pn_task_group_len(g) == 0)
         sched_yield();                        /* the spawn is under way */
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((gated *)j.output)->out, 11);
     pn_task_group_join_release(&j);
     atomic_store(&reg_released, true);

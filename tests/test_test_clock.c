@@ -109,14 +109,14 @@ Test(test_clock, hour_sleep_completes_at_once)
         continue;                       /* multi-thread on uring */
     pn_instant t0 = pn_now();
     cr_assert_eq(pn_runtime_now(rt), t0);
-    pn_sleep s = pn_sleep_for(PN_SEC(3600));
+    pn_sleep_future s = pn_sleep(PN_SEC(3600));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(pn_now() - t0, PN_SEC(3600), "moved by %llu ns",
                  (unsigned long long)(pn_now() - t0));
     cr_assert_eq(pn_runtime_now(rt), t0 + PN_SEC(3600));
     cr_assert_eq(armed_of(rt), 0);
     /* and again, from the new instant, with a deadline off the tick grid */
-    pn_sleep s2 = pn_sleep_for(PN_SEC(10) + 12345);
+    pn_sleep_future s2 = pn_sleep(PN_SEC(10) + 12345);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s2)), 0);
     cr_assert_eq(pn_now() - t0, PN_SEC(3610) + 12345);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -131,7 +131,7 @@ typedef struct sleeper {
     pn_future base;
     int pc;
     uint64_t ns;
-    pn_sleep s;
+    pn_sleep_future s;
     int id;
     pn_instant *woke_at;
     int *log;
@@ -142,7 +142,7 @@ static pn_poll sleeper_poll(pn_future *f, pn_cx *cx)
 {
     sleeper *t = (sleeper *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->s = pn_sleep_for(t->ns);
+    t->s = pn_sleep(t->ns);
     PN_AWAIT(t->pc, &t->s, cx);
     *t->woke_at = pn_now();
     if (t->log)
@@ -169,9 +169,9 @@ static pn_join_handle *spawn_sleeper(pn_runtime *rt, uint64_t ns, pn_instant *wo
 
 static void join(pn_runtime *rt, pn_join_handle *h)
 {
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     pn_join_handle_free(h);
 }
 
@@ -232,7 +232,7 @@ Test(test_clock, advance_boundary_is_inclusive)
 typedef struct tick_counter {
     pn_future base;
     int pc;
-    pn_interval iv;
+    pn_interval_future iv;
     int *ticks;
     pn_instant *last;
 } tick_counter;
@@ -265,7 +265,7 @@ Test(test_clock, interval_ticks_count_exactly)
         pn_instant t0 = pn_now();
         int ticks = 0;
         pn_instant last = 0;
-        tick_counter tc = { .base = { &tick_counter_vt }, .iv = pn_interval_every(PN_SEC(1)),
+        tick_counter tc = { .base = { &tick_counter_vt }, .iv = pn_interval(PN_SEC(1)),
                             .ticks = &ticks, .last = &last };
         tc.iv.missed = pol[p];
         pn_join_handle *h = NULL;
@@ -331,9 +331,9 @@ Test(test_clock, timeout_of_never_ready_future)
     pn_instant t0 = pn_now();
     int drops = 0;
     forever_future ff = forever_new(&drops);
-    pn_timeout to = pn_timeout_for(PN_FUTURE(&ff), PN_SEC(10));
+    pn_timeout_future to = pn_timeout(PN_FUTURE(&ff), PN_SEC(10));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&to)), 0);
-    cr_assert_eq(to.status, -ETIMEDOUT);
+    cr_assert_eq(to.res, -ETIMEDOUT);
     cr_assert_eq(pn_now() - t0, PN_SEC(10));
     cr_assert_eq(drops, 1);
     cr_assert_eq(armed_of(rt), 0);
@@ -392,8 +392,8 @@ typedef struct byte_reader {
     int pc;
     pn_async_fd *afd;
     char byte;
-    pn_read rd;
-    pn_timeout to;
+    pn_read_future rd;
+    pn_timeout_future to;
     uint64_t limit;            /* 0: no time limit */
     int status;
     pn_instant done_at;
@@ -403,11 +403,11 @@ static pn_poll byte_reader_poll(pn_future *f, pn_cx *cx)
 {
     byte_reader *r = (byte_reader *)f;
     PN_ASYNC_BEGIN(r->pc);
-    r->rd = pn_read_some(r->afd, &r->byte, 1);
+    r->rd = pn_read(r->afd, &r->byte, 1);
     if (r->limit) {
-        r->to = pn_timeout_for(PN_FUTURE(&r->rd), r->limit);
+        r->to = pn_timeout(PN_FUTURE(&r->rd), r->limit);
         PN_AWAIT(r->pc, &r->to, cx);
-        r->status = r->to.status ? r->to.status : (int)r->rd.res;
+        r->status = r->to.res ? r->to.res : (int)r->rd.res;
     } else {
         PN_AWAIT(r->pc, &r->rd, cx);
         r->status = (int)r->rd.res;
@@ -456,14 +456,14 @@ typedef struct late_writer {
     pn_future base;
     int pc;
     int fd;
-    pn_sleep s;
+    pn_sleep_future s;
 } late_writer;
 
 static pn_poll late_writer_poll(pn_future *f, pn_cx *cx)
 {
     late_writer *w = (late_writer *)f;
     PN_ASYNC_BEGIN(w->pc);
-    w->s = pn_sleep_for(PN_SEC(2));
+    w->s = pn_sleep(PN_SEC(2));
     PN_AWAIT(w->pc, &w->s, cx);
     cr_assert_eq(write(w->fd, "y", 1), 1);
     PN_ASYNC_END(w->pc);
@@ -578,15 +578,15 @@ Test(test_clock, blocking_call_inhibits_auto_advance)
     if (!rt)
         continue;                       /* multi-thread on uring */
     pn_instant t0 = pn_now();
-    pn_blocking b = pn_spawn_blocking(slow_call, NULL);
-    pn_timeout to = pn_timeout_for(PN_FUTURE(&b), PN_MS(1));
+    pn_blocking_future b = pn_spawn_blocking(slow_call, NULL);
+    pn_timeout_future to = pn_timeout(PN_FUTURE(&b), PN_MS(1));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&to)), 0);
-    cr_assert_eq(to.status, 0, "the clock jumped while a blocking call ran");
-    cr_assert_eq(b.status, 0);
-    cr_assert_eq((uintptr_t)b.result, 42);
+    cr_assert_eq(to.res, 0, "the clock jumped while a blocking call ran");
+    cr_assert_eq(b.res, 0);
+    cr_assert_eq((uintptr_t)b.value, 42);
     cr_assert_eq(pn_now(), t0);
     /* Once it is over, auto-advance works again. */
-    pn_sleep s = pn_sleep_for(PN_SEC(5));
+    pn_sleep_future s = pn_sleep(PN_SEC(5));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(pn_now(), t0 + PN_SEC(5));
     cr_assert_eq(atomic_load(&rt->blocking_inflight), 0);
@@ -611,7 +611,7 @@ static void *marked_slow_call(void *arg)
  * it, then drop its future (the call runs on, detached). */
 typedef struct drop_when_started {
     pn_future base;
-    pn_blocking b;
+    pn_blocking_future b;
     bool polled;
 } drop_when_started;
 
@@ -648,7 +648,7 @@ Test(test_clock, dropped_blocking_call_releases_auto_advance)
     drop_when_started d = { .base = { &drop_when_started_vt },
                             .b = pn_spawn_blocking(marked_slow_call, NULL) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&d)), 0);
-    pn_sleep s = pn_sleep_for(PN_SEC(1));
+    pn_sleep_future s = pn_sleep(PN_SEC(1));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(atomic_load(&call_ended), 1, "the clock jumped during the call");
     cr_assert_eq(pn_now(), t0 + PN_SEC(1));
@@ -681,7 +681,7 @@ Test(test_clock, blocking_done_wakes_a_parked_loop)
     drop_when_started d = { .base = { &drop_when_started_vt },
                             .b = pn_spawn_blocking(marked_slow_call, NULL) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&d)), 0);
-    pn_sleep s = pn_sleep_for(PN_SEC(2));
+    pn_sleep_future s = pn_sleep(PN_SEC(2));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(atomic_load(&call_ended), 1);
     cr_assert_eq(pn_now(), t0 + PN_SEC(2));
@@ -700,11 +700,11 @@ Test(test_clock, queued_blocking_call_dropped)
         continue;                       /* multi-thread on uring */
     pn_instant t0 = pn_now();
     waker_probe probe = { 0 };
-    pn_blocking b = pn_spawn_blocking(slow_call, NULL);
+    pn_blocking_future b = pn_spawn_blocking(slow_call, NULL);
     probed_drop pd = probed_drop_of(PN_FUTURE(&b), &probe);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&pd)), 0);
     cr_assert_eq(pd.first, PN_PENDING);
-    pn_sleep s = pn_sleep_for(PN_SEC(1));
+    pn_sleep_future s = pn_sleep(PN_SEC(1));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(pn_now(), t0 + PN_SEC(1));
     cr_assert_eq(waker_probe_held(&probe), 0);
@@ -717,7 +717,7 @@ Test(test_clock, queued_blocking_call_dropped)
 typedef struct self_advancer {
     pn_future base;
     int step;
-    pn_sleep s;
+    pn_sleep_future s;
     int err;
     pn_instant done_at;
 } self_advancer;
@@ -726,7 +726,7 @@ static pn_poll self_advancer_poll(pn_future *f, pn_cx *cx)
 {
     self_advancer *a = (self_advancer *)f;
     if (a->step == 0) {
-        a->s = pn_sleep_for(PN_SEC(3));
+        a->s = pn_sleep(PN_SEC(3));
         cr_assert_eq(pn_future_poll(PN_FUTURE(&a->s), cx), PN_PENDING);
         a->err = pn_time_advance(cx->rt, PN_SEC(3));   /* fires our sleep: wakes us */
         a->step = 1;
@@ -770,7 +770,7 @@ Test(test_clock, pause_and_resume_a_running_clock)
     cr_assert_eq(pn_runtime_now(rt), t);
     cr_assert_eq(pn_time_advance(rt, PN_SEC(5)), 0);
     cr_assert_eq(pn_now(), t + PN_SEC(5));
-    pn_sleep s = pn_sleep_for(PN_SEC(60));
+    pn_sleep_future s = pn_sleep(PN_SEC(60));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_eq(pn_now(), t + PN_SEC(65));
     cr_assert_eq(pn_time_resume(rt), 0);
@@ -778,7 +778,7 @@ Test(test_clock, pause_and_resume_a_running_clock)
     /* running again, from where it stood: never back */
     pn_instant r1 = pn_now();
     cr_assert_geq(r1, t + PN_SEC(65));
-    pn_sleep s2 = pn_sleep_for(PN_MS(1));           /* real time again */
+    pn_sleep_future s2 = pn_sleep(PN_MS(1));        /* real time again */
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s2)), 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&s2));
     cr_assert_eq(pn_time_advance(rt, 1), -EINVAL);
@@ -836,9 +836,9 @@ Test(test_clock, held_entry_dropped_cleanly)
     cr_assert_eq(w, 0);
     cr_assert_eq(armed_of(rt), 1);
     pn_join_handle_abort(h);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-    cr_assert_eq(j.status, -ECANCELED);
+    cr_assert_eq(j.res, -ECANCELED);
     pn_join_handle_free(h);
     cr_assert_eq(armed_of(rt), 0);
     cr_assert_eq(pn_now(), t0 + PN_TIMER_TICK_NS * 3 + PN_TIMER_TICK_NS / 2 - 1);
@@ -929,7 +929,7 @@ typedef struct chain {
     int pc;
     int n, i;
     uint64_t seed;
-    pn_sleep s;
+    pn_sleep_future s;
     pn_instant start;
     uint64_t dur;
     atomic_int *sleeps_done, *exact_misses, *chains_done;
@@ -951,7 +951,7 @@ static pn_poll chain_poll(pn_future *f, pn_cx *cx)
         /* 1 ns .. ~1 h, biased to short */
         c->dur = 1 + chain_next(&c->seed) % (PN_SEC(1) << (chain_next(&c->seed) % 12));
         c->start = pn_now();
-        c->s = pn_sleep_for(c->dur);
+        c->s = pn_sleep(c->dur);
         PN_AWAIT(c->pc, &c->s, cx);
         if (pn_now() != c->start + c->dur)
             atomic_fetch_add(c->exact_misses, 1);
@@ -1016,7 +1016,7 @@ Test(test_clock, stress_plain_thread_spawns_and_aborts)
     }
     /* The loop runs (and auto-advances) while the threads spawn. */
     for (int k = 0; k < 50; k++) {
-        pn_sleep s = pn_sleep_for(PN_MS(k % 7 + 1));
+        pn_sleep_future s = pn_sleep(PN_MS(k % 7 + 1));
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     }
     for (int t = 0; t < NSPAWNERS; t++)
@@ -1029,9 +1029,9 @@ Test(test_clock, stress_plain_thread_spawns_and_aborts)
             if ((t * PER_SPAWNER + i) % 7 == 0) {
                 bool finished = pn_join_handle_is_finished(h);
                 pn_join_handle_abort(h);
-                pn_join_future j = pn_join_handle_await(h);
+                pn_join_future j = pn_join(h);
                 cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-                if (j.status == -ECANCELED) {
+                if (j.res == -ECANCELED) {
                     cr_assert_not(finished);
                     aborted++;
                     expected_sleeps -= 1 + i % 5; /* at most; checked below */
@@ -1073,7 +1073,7 @@ Test(test_clock, multi_thread_pause_resume_and_remote_advance)
         return;                         /* uring: the paused clock needs epoll */
     pn_instant t0 = pn_now();
     cr_assert_eq(pn_time_resume(rt), 0);
-    pn_sleep s = pn_sleep_for(PN_MS(2));               /* real time */
+    pn_sleep_future s = pn_sleep(PN_MS(2));            /* real time */
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&s));
     cr_assert_eq(pn_time_pause(rt), 0);
@@ -1084,9 +1084,9 @@ Test(test_clock, multi_thread_pause_resume_and_remote_advance)
     cr_assert_eq(pn_time_advance(rt, 0), 0);
     advancer a = { .rt = rt, .err = 1 };
     pthread_t th;
-    pn_blocking b = pn_spawn_blocking(slow_call, NULL);   /* 30 ms */
-    pn_sleep s2 = pn_sleep_for(PN_SEC(1800));
-    pn_join2 both = pn_join_both(PN_FUTURE(&b), PN_FUTURE(&s2));
+    pn_blocking_future b = pn_spawn_blocking(slow_call, NULL);   /* 30 ms */
+    pn_sleep_future s2 = pn_sleep(PN_SEC(1800));
+    pn_join2_future both = pn_join2(PN_FUTURE(&b), PN_FUTURE(&s2));
     cr_assert_eq(pthread_create(&th, NULL, advancer_main, &a), 0);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&both)), 0);
     pthread_join(th, NULL);
@@ -1144,14 +1144,14 @@ typedef struct timed_writer {
     int pc;
     int fd;
     uint64_t after;
-    pn_sleep s;
+    pn_sleep_future s;
 } timed_writer;
 
 static pn_poll timed_writer_poll(pn_future *f, pn_cx *cx)
 {
     timed_writer *w = (timed_writer *)f;
     PN_ASYNC_BEGIN(w->pc);
-    w->s = pn_sleep_for(w->after);
+    w->s = pn_sleep(w->after);
     PN_AWAIT(w->pc, &w->s, cx);
     cr_assert_eq(write(w->fd, "p", 1), 1);
     PN_ASYNC_END(w->pc);
@@ -1183,9 +1183,9 @@ Test(test_clock, stress_io_pairs_on_virtual_time)
         }
         for (int i = 0; i < NPAIRS; i++) {
             uint64_t k = PN_SEC(1 + (i * 7) % NPAIRS);
-            pn_join_future j = pn_join_handle_await(hr[i]);
+            pn_join_future j = pn_join(hr[i]);
             cr_assert_eq(pn_block_on(rt, PN_FUTURE(&j)), 0);
-            cr_assert_eq(j.status, 0);
+            cr_assert_eq(j.res, 0);
             byte_reader *r = j.output;
             cr_assert_eq(r->status, 1, "%s rep %d pair %d: status %d", flavour_names[fl], rep, i,
                          r->status);

@@ -27,7 +27,7 @@ static size_t armed_of(pn_runtime *rt)
 static void wait_armed(pn_runtime *rt, size_t n)
 {
     while (armed_of(rt) < n) {
-        pn_sleep nap = pn_sleep_for(PN_MS(1));
+        pn_sleep_future nap = pn_sleep(PN_MS(1));
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&nap)), 0);
     }
 }
@@ -60,7 +60,7 @@ Test(timer_futures, sleep_never_early)
                               PN_MS(3), PN_MS(5), PN_MS(10) };
     for (int rep = 0; rep < 3; rep++)
         for (size_t i = 0; i < sizeof durs / sizeof *durs; i++) {
-            pn_sleep s = pn_sleep_for(durs[i]);
+            pn_sleep_future s = pn_sleep(durs[i]);
             cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
             pn_instant now = pn_now();
             cr_assert_geq(now, pn_sleep_deadline(&s), "sleep of %llu ns completed %llu ns early",
@@ -74,7 +74,7 @@ Test(timer_futures, sleep_never_early)
 Test(timer_futures, sleep_until_past_is_ready_at_once)
 {
     pn_runtime *rt = rt_new();
-    pn_sleep s = pn_sleep_until(0);
+    pn_sleep_future s = pn_sleep_until(0);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     s = pn_sleep_until(pn_now());
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
@@ -86,7 +86,7 @@ Test(timer_futures, sleep_until_past_is_ready_at_once)
 typedef struct sleeper {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
     pn_instant deadline, done_at;
 } sleeper;
 
@@ -125,10 +125,10 @@ static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
     join_all *j = (join_all *)f;
     PN_ASYNC_BEGIN(j->pc);
     for (j->i = 0; j->i < j->n; j->i++) {
-        j->jf = pn_join_handle_await(j->h[j->i]);
+        j->jf = pn_join(j->h[j->i]);
         PN_AWAIT(j->pc, &j->jf, cx);
         sleeper *s = j->jf.output;
-        if (j->jf.status != 0 || !s || s->done_at < s->deadline)
+        if (j->jf.res != 0 || !s || s->done_at < s->deadline)
             j->bad++;
     }
     PN_ASYNC_END(j->pc);
@@ -166,7 +166,7 @@ Test(timer_futures, thousand_concurrent_sleeps)
 /* Polls a long sleep once (PENDING, armed), then drops it. */
 typedef struct poll_then_drop {
     pn_future base;
-    pn_sleep nap;
+    pn_sleep_future nap;
     size_t armed_after_poll, armed_after_drop;
     pn_poll first;
 } poll_then_drop;
@@ -190,7 +190,7 @@ static const pn_future_vtable poll_then_drop_vt = { poll_then_drop_poll, NULL, "
 Test(timer_futures, dropping_pending_sleep_unlinks)
 {
     pn_runtime *rt = rt_new();
-    poll_then_drop p = { .base = { &poll_then_drop_vt }, .nap = pn_sleep_for(PN_SEC(3600)) };
+    poll_then_drop p = { .base = { &poll_then_drop_vt }, .nap = pn_sleep(PN_SEC(3600)) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&p)), 0);
     cr_assert_eq(p.first, PN_PENDING);
     cr_assert_eq(p.armed_after_poll, 1);
@@ -212,9 +212,9 @@ Test(timer_futures, aborting_sleeping_task_unlinks)
     for (int i = 0; i < 10; i++)
         pn_join_handle_abort(h[i]);
     for (int i = 0; i < 10; i++) {
-        pn_join_future jf = pn_join_handle_await(h[i]);
+        pn_join_future jf = pn_join(h[i]);
         cr_assert_eq(pn_block_on(rt, PN_FUTURE(&jf)), 0);
-        cr_assert_eq(jf.status, -ECANCELED);
+        cr_assert_eq(jf.res, -ECANCELED);
         pn_join_handle_free(h[i]);
     }
     cr_assert_eq(armed_of(rt), 0);
@@ -238,7 +238,7 @@ Test(timer_futures, runtime_free_with_armed_sleeps)
 typedef struct reset_fut {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
     pn_instant new_deadline, done_at;
     pn_poll first;
 } reset_fut;
@@ -247,7 +247,7 @@ static pn_poll reset_fut_poll(pn_future *f, pn_cx *cx)
 {
     reset_fut *r = (reset_fut *)f;
     PN_ASYNC_BEGIN(r->pc);
-    r->nap = pn_sleep_for(PN_SEC(3600));
+    r->nap = pn_sleep(PN_SEC(3600));
     r->first = pn_future_poll(PN_FUTURE(&r->nap), cx);
     r->new_deadline = pn_now() + PN_MS(3);
     /* reset while pending: it keeps its waker, so waiting without polling it
@@ -271,7 +271,7 @@ Test(timer_futures, sleep_reset_pending_and_completed)
     cr_assert_eq(armed_of(rt), 0);
 
     /* reset a completed sleep: it can be awaited again */
-    pn_sleep s = pn_sleep_for(PN_MS(1));
+    pn_sleep_future s = pn_sleep(PN_MS(1));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
     pn_instant d2 = pn_now() + PN_MS(4);
     pn_sleep_reset(&s, d2);
@@ -280,7 +280,7 @@ Test(timer_futures, sleep_reset_pending_and_completed)
     cr_assert_geq(pn_now(), d2);
 
     /* reset to earlier and later deadlines before the first poll */
-    s = pn_sleep_for(PN_SEC(3600));
+    s = pn_sleep(PN_SEC(3600));
     pn_instant d3 = pn_now() + PN_MS(2);
     pn_sleep_reset(&s, d3);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&s)), 0);
@@ -295,7 +295,7 @@ typedef struct with_timeout {
     pn_future base;
     int pc;
     forever_future inner;
-    pn_timeout to;
+    pn_timeout_future to;
     pn_instant deadline;
 } with_timeout;
 
@@ -318,7 +318,7 @@ Test(timer_futures, timeout_fires_on_never_ready_inner)
     with_timeout w = { .base = { &with_timeout_vt }, .inner = forever_new(&drops),
                        .deadline = pn_now() + PN_MS(5) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&w)), 0);
-    cr_assert_eq(w.to.status, -ETIMEDOUT);
+    cr_assert_eq(w.to.res, -ETIMEDOUT);
     cr_assert_eq(pn_now(), w.deadline);
     cr_assert_eq(drops, 1, "inner dropped %d times", drops);
     cr_assert_geq(w.inner.polls, 1);
@@ -329,8 +329,8 @@ Test(timer_futures, timeout_fires_on_never_ready_inner)
 typedef struct timeout_sleep {
     pn_future base;
     int pc;
-    pn_sleep inner;
-    pn_timeout to;
+    pn_sleep_future inner;
+    pn_timeout_future to;
     uint64_t limit;
 } timeout_sleep;
 
@@ -338,7 +338,7 @@ static pn_poll timeout_sleep_poll(pn_future *f, pn_cx *cx)
 {
     timeout_sleep *t = (timeout_sleep *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->to = pn_timeout_for(PN_FUTURE(&t->inner), t->limit);
+    t->to = pn_timeout(PN_FUTURE(&t->inner), t->limit);
     PN_AWAIT(t->pc, &t->to, cx);
     PN_ASYNC_END(t->pc);
 }
@@ -348,19 +348,19 @@ static const pn_future_vtable timeout_sleep_vt = { timeout_sleep_poll, NULL, "ti
 Test(timer_futures, timeout_returns_0_when_inner_first)
 {
     pn_runtime *rt = rt_new();
-    timeout_sleep t = { .base = { &timeout_sleep_vt }, .inner = pn_sleep_for(PN_MS(3)),
+    timeout_sleep t = { .base = { &timeout_sleep_vt }, .inner = pn_sleep(PN_MS(3)),
                         .limit = PN_SEC(3600) };
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&t)), 0);
-    cr_assert_eq(t.to.status, 0);
+    cr_assert_eq(t.to.res, 0);
     cr_assert_geq(pn_now(), pn_sleep_deadline(&t.inner));
     cr_assert_eq(armed_of(rt), 0, "the timeout's timer must be unlinked");
 
     /* an inner future ready at once */
     int drops = 0;
     steps_future st = steps_new(3, &drops);
-    pn_timeout to = pn_timeout_for(PN_FUTURE(&st), PN_SEC(3600));
+    pn_timeout_future to = pn_timeout(PN_FUTURE(&st), PN_SEC(3600));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&to)), 0);
-    cr_assert_eq(to.status, 0);
+    cr_assert_eq(to.res, 0);
     cr_assert_eq(drops, 0, "a completed inner future is never dropped");
     cr_assert_eq(armed_of(rt), 0);
     pn_runtime_free(rt);
@@ -370,14 +370,14 @@ Test(timer_futures, timeout_returns_0_when_inner_first)
 typedef struct drop_timeout {
     pn_future base;
     forever_future inner;
-    pn_timeout to;
+    pn_timeout_future to;
     size_t armed_mid;
 } drop_timeout;
 
 static pn_poll drop_timeout_poll(pn_future *f, pn_cx *cx)
 {
     drop_timeout *d = (drop_timeout *)f;
-    d->to = pn_timeout_for(PN_FUTURE(&d->inner), PN_SEC(3600));
+    d->to = pn_timeout(PN_FUTURE(&d->inner), PN_SEC(3600));
     cr_assert_eq(pn_future_poll(PN_FUTURE(&d->to), cx), PN_PENDING);
     d->armed_mid = ((pn__timers *)cx->timers)->armed;
     pn_future_drop(PN_FUTURE(&d->to));
@@ -404,7 +404,7 @@ Test(timer_futures, dropping_timeout_drops_inner_once)
 typedef struct ticker {
     pn_future base;
     int pc;
-    pn_interval iv;
+    pn_interval_future iv;
     int k, stall_at;
     uint64_t stall_ns;
     pn_instant ticks[TICKS], delivered[TICKS], stall_end;
@@ -490,7 +490,7 @@ Test(timer_futures, interval_every_first_tick_immediate)
 {
     pn_runtime *rt = rt_new();
     pn_instant before = pn_now();
-    pn_interval iv = pn_interval_every(PN_MS(1));
+    pn_interval_future iv = pn_interval(PN_MS(1));
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&iv)), 0);
     cr_assert_geq(iv.tick, before);
     pn_instant first = iv.tick;
@@ -500,7 +500,7 @@ Test(timer_futures, interval_every_first_tick_immediate)
     cr_assert_geq(pn_now(), iv.tick);
     pn_future_drop(PN_FUTURE(&iv));
     /* period 0 is taken as 1 ns */
-    pn_interval z = pn_interval_every(0);
+    pn_interval_future z = pn_interval(0);
     cr_assert_eq(z.period, 1);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&z)), 0);
     cr_assert_eq(pn_block_on(rt, PN_FUTURE(&z)), 0);

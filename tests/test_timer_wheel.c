@@ -721,7 +721,7 @@ Test(timer_driver, already_due_gives_zero_timeout, .timeout = 20)
     cr_assert_eq(pn__timers_fire(&t, now), 1);
     cr_assert_eq(c.wakes, 1);
     /* b fires at its tick boundary, less than a tick from now: the driver
-     * resolution is one tick; pn_sleep itself checks pn_now() on poll. */
+     * resolution is one tick; pn_sleep_future itself checks pn_now() on poll. */
     pn__timers_arm(&t, &b, &w);
     int64_t to = pn__timers_timeout(&t, now);
     cr_assert_geq(to, 0);

@@ -52,7 +52,7 @@ static void read_n(pn_runtime *rt, pn_async_fd *a, char *dst, size_t n)
 {
     size_t got = 0;
     while (got < n) {
-        pn_read r = pn_read_some(a, dst + got, n - got);
+        pn_read_future r = pn_read(a, dst + got, n - got);
         AWAIT(rt, r);
         cr_assert_gt(r.res, 0, "read: %s", r.res < 0 ? pn_strerror((int)r.res) : "eof");
         got += (size_t)r.res;
@@ -61,7 +61,7 @@ static void read_n(pn_runtime *rt, pn_async_fd *a, char *dst, size_t n)
 
 static void sleep_in(pn_runtime *rt, uint64_t ns)
 {
-    pn_sleep s = pn_sleep_for(ns);
+    pn_sleep_future s = pn_sleep(ns);
     AWAIT(rt, s);
 }
 
@@ -74,10 +74,10 @@ BOTH(uring_io, dropped_read_loses_nothing)
     int peer;
     pair(&a, &peer);
     char buf[64];
-    pn_read r = pn_read_some(&a, buf, sizeof buf);
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&r), PN_MS(20));
+    pn_read_future r = pn_read(&a, buf, sizeof buf);
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&r), PN_MS(20));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, -ETIMEDOUT);
+    cr_assert_eq(t.res, -ETIMEDOUT);
     if (completion_mode(rt))
         cr_assert(pn__uio_active(&a), "the read went through completion mode");
     else
@@ -130,20 +130,20 @@ BOTH(uring_io, dropped_write_is_cancelled_in_order)
     for (size_t i = 0; i < BIG; i++)
         big[i] = (char)('a' + i % 26);
     /* Nobody reads yet: the send fills the socket buffer and waits. */
-    pn_write w = pn_write_some(&a, big, BIG);
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&w), PN_MS(20));
+    pn_write_future w = pn_write(&a, big, BIG);
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&w), PN_MS(20));
     AWAIT(rt, t);
-    if (t.status == 0) {
+    if (t.res == 0) {
         /* Readiness mode: a short write completed at once. */
         cr_assert_gt(w.res, 0);
         cr_assert_lt(w.res, (ssize_t)BIG);
     } else {
-        cr_assert_eq(t.status, -ETIMEDOUT);
+        cr_assert_eq(t.res, -ETIMEDOUT);
     }
     free(big);     /* the kernel must not read it any more: it copied it */
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, drain_peer, &peer), 0);
-    pn_write_all tail = pn_write_all_of(&a, "TAIL", 4);
+    pn_write_all_future tail = pn_write_all(&a, "TAIL", 4);
     AWAIT(rt, tail);
     cr_assert_eq(tail.res, 4);
     cr_assert_eq(pn_async_fd_close(&a), 0);
@@ -218,7 +218,7 @@ Test(uring_io, peek_does_not_consume)
     pair(&s.afd, &peer);
     cr_assert_eq(write(peer, "peekaboo", 8), 8);
     char buf[8];
-    pn_tcp_peek pk = pn_tcp_peek_of(&s, buf, sizeof buf);
+    pn_tcp_peek_future pk = pn_tcp_peek(&s, buf, sizeof buf);
     AWAIT(rt, pk);
     cr_assert_gt(pk.res, 0);
     cr_assert_eq(memcmp(buf, "peekaboo", (size_t)pk.res), 0);
@@ -315,9 +315,9 @@ BOTH(uring_io, exhausted_ring_falls_back_without_loss)
     for (int c = 0; c < NCONN; c++)
         cr_assert_eq(pn_spawn(rt, PN_FUTURE(&rd[c]), sizeof rd[c], &h[c]), 0);
     for (int c = 0; c < NCONN; c++) {
-        pn_join_future j = pn_join_handle_await(h[c]);
+        pn_join_future j = pn_join(h[c]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         reader *done = j.output;
         cr_assert_not(done->bad, "connection %d: bytes out of order or lost", c);
         cr_assert_eq(done->got, FLOOD);
@@ -339,7 +339,7 @@ typedef struct stuck_writer {
     pn_async_fd *a;
     const char *data;
     atomic_bool *finished;
-    pn_write_all w;
+    pn_write_all_future w;
     ssize_t res;
 } stuck_writer;
 
@@ -347,7 +347,7 @@ static pn_poll stuck_writer_poll(pn_future *f, pn_cx *cx)
 {
     stuck_writer *s = (stuck_writer *)f;
     PN_ASYNC_BEGIN(s->pc);
-    s->w = pn_write_all_of(s->a, s->data, BIG);
+    s->w = pn_write_all(s->a, s->data, BIG);
     PN_AWAIT(s->pc, &s->w, cx);
     s->res = s->w.res;
     atomic_store(s->finished, true);
@@ -387,9 +387,9 @@ static const pn_future_vtable closer_vt = { closer_poll, NULL, "closer" };
     do {                                                                         \
         pn_join_handle *h_;                                                      \
         cr_assert_eq(pn_spawn((rt), PN_FUTURE(&(fut)), sizeof(fut), &h_), 0);     \
-        pn_join_future j_ = pn_join_handle_await(h_);                            \
+        pn_join_future j_ = pn_join(h_);                                         \
         AWAIT((rt), j_);                                                         \
-        cr_assert_eq(j_.status, 0);                                              \
+        cr_assert_eq(j_.res, 0);                                                 \
         memcpy(&(fut), j_.output, sizeof(fut));                                  \
         pn_join_handle_free(h_);                                                 \
     } while (0)
@@ -417,9 +417,9 @@ BOTH(uring_io, close_cancels_a_waiting_send)
     closer c = { .base = { &closer_vt }, .a = &a, .res = 1 };
     AWAIT_SPAWNED(rt, c);
     cr_assert_eq(c.res, 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     stuck_writer *done = j.output;
     cr_assert_eq(done->res, -ECANCELED, "the writer sees the close: %zd", done->res);
     pn_join_handle_free(h);
@@ -533,7 +533,7 @@ typedef struct read_all {
     int pc;
     pn_async_fd *a;
     size_t len;
-    pn_read r;
+    pn_read_future r;
     char buf[4096];
 } read_all;
 
@@ -542,7 +542,7 @@ static pn_poll read_all_poll(pn_future *f, pn_cx *cx)
     read_all *t = (read_all *)f;
     PN_ASYNC_BEGIN(t->pc);
     while (t->len < ACROSS) {
-        t->r = pn_read_some(t->a, t->buf, sizeof t->buf);
+        t->r = pn_read(t->a, t->buf, sizeof t->buf);
         PN_AWAIT(t->pc, &t->r, cx);
         cr_assert_gt(t->r.res, 0, "read: %s", t->r.res < 0 ? pn_strerror((int)t->r.res) : "eof");
         for (ssize_t i = 0; i < t->r.res; i++, t->len++)
@@ -577,7 +577,7 @@ BOTH(uring_io, streams_survive_block_on_returns)
     cr_assert_not_null(big);
     for (size_t i = 0; i < ACROSS; i++)
         big[i] = (char)('a' + i % 26);
-    pn_write_all w = pn_write_all_of(&a, big, ACROSS);
+    pn_write_all_future w = pn_write_all(&a, big, ACROSS);
     read_all rd = { .base = { &read_all_vt }, .a = &a };
     pn_join_handle *hw, *hr;
     cr_assert_eq(PN_SPAWN(rt, w, &hw), 0);
@@ -591,13 +591,13 @@ BOTH(uring_io, streams_survive_block_on_returns)
         sleep_in(rt, PN_MS(2));
         returns++;
     }
-    pn_join_future jw = pn_join_handle_await(hw);
+    pn_join_future jw = pn_join(hw);
     AWAIT(rt, jw);
-    cr_assert_eq(jw.status, 0);
-    cr_assert_eq(((pn_write_all *)jw.output)->res, (ssize_t)ACROSS);
-    pn_join_future jr = pn_join_handle_await(hr);
+    cr_assert_eq(jw.res, 0);
+    cr_assert_eq(((pn_write_all_future *)jw.output)->res, (ssize_t)ACROSS);
+    pn_join_future jr = pn_join(hr);
     AWAIT(rt, jr);
-    cr_assert_eq(jr.status, 0);
+    cr_assert_eq(jr.res, 0);
     cr_assert_eq(((read_all *)jr.output)->len, ACROSS);
     pn_join_handle_free(hw);
     pn_join_handle_free(hr);
@@ -632,25 +632,25 @@ BOTH(uring_io, connect_without_a_connect_syscall)
     pn_sockaddr at;
     listen_local(&l, &at);
     pn_tcp_stream s;
-    pn_tcp_connect c = pn_tcp_connect_to(&s, &at, PN_SEC(5));
+    pn_tcp_connect_future c = pn_tcp_connect(&s, &at, PN_SEC(5));
     AWAIT(rt, c);
     cr_assert_eq(c.res, 0, "connect: %s", pn_strerror(c.res));
     /* Completion mode: an IORING_OP_CONNECT; readiness: connect(2). */
     cr_assert_eq(atomic_load(&connect_calls), completion_mode(rt) ? 0 : 1);
-    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    pn_tcp_accept_future acc = pn_tcp_accept(&l);
     AWAIT(rt, acc);
     cr_assert_eq(acc.res, 0);
-    pn_write_all w = pn_write_all_of(&s.afd, "ring-connected", 14);
+    pn_write_all_future w = pn_write_all(&s.afd, "ring-connected", 14);
     AWAIT(rt, w);
     cr_assert_eq(w.res, 14);
     char got[14];
     read_n(rt, &acc.stream.afd, got, sizeof got);
     cr_assert_eq(memcmp(got, "ring-connected", 14), 0);
-    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
-    cr_assert_eq(pn_tcp_stream_close(&s), 0);
+    cr_assert_eq(pn_tcp_close(&acc.stream), 0);
+    cr_assert_eq(pn_tcp_close(&s), 0);
     /* Refused: the error comes back through the same path. */
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
-    c = pn_tcp_connect_to(&s, &at, PN_SEC(5));
+    c = pn_tcp_connect(&s, &at, PN_SEC(5));
     AWAIT(rt, c);
     cr_assert_eq(c.res, -ECONNREFUSED, "connect: %s", pn_strerror(c.res));
     cr_assert_eq(s.afd.fd, -1, "a failed connect closes its socket");
@@ -694,9 +694,9 @@ typedef struct script {
     void (*then)(void *arg);
     bool (*until)(void *arg);
     void *arg;
-    pn_tcp_accept acc;
-    pn_timeout t;
-    pn_sleep nap;
+    pn_tcp_accept_future acc;
+    pn_timeout_future t;
+    pn_sleep_future nap;
 } script;
 
 static pn_poll script_poll(pn_future *f, pn_cx *cx)
@@ -707,27 +707,27 @@ static pn_poll script_poll(pn_future *f, pn_cx *cx)
         PN_AWAIT(s->pc, s->first, cx);
     }
     if (s->arm) {
-        s->acc = pn_tcp_accept_on(s->arm);
-        s->t = pn_timeout_for(PN_FUTURE(&s->acc), PN_MS(10));
+        s->acc = pn_tcp_accept(s->arm);
+        s->t = pn_timeout(PN_FUTURE(&s->acc), PN_MS(10));
         PN_AWAIT(s->pc, &s->t, cx);
-        cr_assert_eq(s->t.status, -ETIMEDOUT, "nobody connected yet");
+        cr_assert_eq(s->t.res, -ETIMEDOUT, "nobody connected yet");
     }
     if (s->before) {
         for (s->i = 0; s->i < 5000 && !s->before(s->arg); s->i++) {
-            s->nap = pn_sleep_for(PN_MS(1));
+            s->nap = pn_sleep(PN_MS(1));
             PN_AWAIT(s->pc, &s->nap, cx);
         }
-        s->nap = pn_sleep_for(PN_MS(5));
+        s->nap = pn_sleep(PN_MS(5));
         PN_AWAIT(s->pc, &s->nap, cx);
     }
     if (s->then)
         s->then(s->arg);
     if (s->until) {
         for (s->i = 0; s->i < 5000 && !s->until(s->arg); s->i++) {
-            s->nap = pn_sleep_for(PN_MS(1));
+            s->nap = pn_sleep(PN_MS(1));
             PN_AWAIT(s->pc, &s->nap, cx);
         }
-        s->nap = pn_sleep_for(PN_MS(20));
+        s->nap = pn_sleep(PN_MS(20));
         PN_AWAIT(s->pc, &s->nap, cx);
     }
     if (s->last) {
@@ -790,9 +790,9 @@ typedef struct releaser {
     pn_tcp_listener *l;
     char *got;
     size_t n, cap;
-    pn_read r;
-    pn_tcp_accept acc;
-    pn_sleep nap;
+    pn_read_future r;
+    pn_tcp_accept_future acc;
+    pn_sleep_future nap;
 } releaser;
 
 static pn_poll releaser_poll(pn_future *f, pn_cx *cx)
@@ -807,20 +807,20 @@ static pn_poll releaser_poll(pn_future *f, pn_cx *cx)
         if (z->fd >= 0)
             break;
         if (z->fd == -EBUSY && z->l) {      /* pollen accepted: take it */
-            z->acc = pn_tcp_accept_on(z->l);
+            z->acc = pn_tcp_accept(z->l);
             PN_AWAIT(z->pc, &z->acc, cx);
             cr_assert_eq(z->acc.res, 0, "accept: %s", pn_strerror(z->acc.res));
-            cr_assert_eq(pn_tcp_stream_close(&z->acc.stream), 0);
+            cr_assert_eq(pn_tcp_close(&z->acc.stream), 0);
             z->accepted++;
         } else if (z->fd == -EBUSY) {       /* pollen holds bytes: read them */
-            z->r = pn_read_some(z->a, z->got + z->n, z->cap - z->n);
+            z->r = pn_read(z->a, z->got + z->n, z->cap - z->n);
             PN_AWAIT(z->pc, &z->r, cx);
             cr_assert_gt(z->r.res, 0);
             z->n += (size_t)z->r.res;
         } else {
             cr_assert_eq(z->fd, -EINPROGRESS, "release: %s", pn_strerror(z->fd));
             z->waited++;
-            z->nap = pn_sleep_for(PN_MS(1));
+            z->nap = pn_sleep(PN_MS(1));
             PN_AWAIT(z->pc, &z->nap, cx);
         }
     }
@@ -857,7 +857,7 @@ static void release_stream(pn_runtime_flavor fl, bool during)
     pair(&a, &peer);
     char got[16];
     cr_assert_eq(write(peer, "first", 5), 5);
-    pn_read first = pn_read_some(&a, got, sizeof got);
+    pn_read_future first = pn_read(&a, got, sizeof got);
     peer_says second = { peer, "second" };
     releaser z = { .base = { &releaser_vt }, .a = &a, .got = got, .cap = sizeof got };
     if (during) {
@@ -935,7 +935,7 @@ static bool unread_buffered(void *arg)
     return !completion_mode(rt) || pn__uio_buffers_out(pn__runtime_reactor(rt)) > 0;
 }
 
-/* pn_close_of on a socket with bytes unread in pollen's buffers: on
+/* pn_close_async on a socket with bytes unread in pollen's buffers: on
  * io_uring the close is a request of the ring (no close(2)), and the
  * buffers holding the unread bytes go back.  inside: the close runs in the
  * pn_block_on whose read armed the receive (in the kernel still); else in
@@ -952,10 +952,10 @@ static void close_with_bytes_unread(pn_runtime_flavor fl, bool inside)
     pair(&a, &peer);
     char got[8];
     cr_assert_eq(write(peer, "x", 1), 1);
-    pn_read first = pn_read_some(&a, got, 1);
+    pn_read_future first = pn_read(&a, got, 1);
     unread_case u = { { peer, "unread" }, rt };
     int calls = atomic_load(&close_calls);
-    pn_close c = pn_close_of(&a);
+    pn_close_future c = pn_close_async(&a);
     script s = SCRIPT(.first = PN_FUTURE(&first), .then = unread_write, .until = unread_buffered,
                       .last = inside ? PN_FUTURE(&c) : NULL, .arg = &u);
     AWAIT(rt, s);
@@ -972,10 +972,10 @@ static void close_with_bytes_unread(pn_runtime_flavor fl, bool inside)
     if (completion_mode(rt))
         cr_assert_eq(pn__uio_buffers_out(pn__runtime_reactor(rt)), 0, "buffers kept");
     /* Closed already: 0 at once; no afd: -EINVAL. */
-    pn_close again = pn_close_of(&a);
+    pn_close_future again = pn_close_async(&a);
     AWAIT(rt, again);
     cr_assert_eq(again.res, 0);
-    pn_close none = pn_close_of(NULL);
+    pn_close_future none = pn_close_async(NULL);
     AWAIT(rt, none);
     cr_assert_eq(none.res, -EINVAL);
     close(peer);
@@ -1000,7 +1000,7 @@ typedef struct close_once {
 static pn_poll close_once_poll(pn_future *f, pn_cx *cx)
 {
     close_once *t = (close_once *)f;
-    pn_close c = pn_close_of(t->a);
+    pn_close_future c = pn_close_async(t->a);
     t->first = pn_future_poll(PN_FUTURE(&c), cx);
     pn_future_drop(PN_FUTURE(&c));
     return PN_READY;
@@ -1020,9 +1020,9 @@ static void dropped_close_still_closes(pn_runtime_flavor fl, bool free_at_once)
     close_once t = { .base = { &close_once_vt }, .a = &a };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof t, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     close_once *done = j.output;
     cr_assert_eq(done->first, on_uring(rt) ? PN_PENDING : PN_READY,
                  "on io_uring the close waits for the ring");
@@ -1060,14 +1060,14 @@ typedef struct acceptor {
     pn_future base;
     int pc;
     pn_tcp_listener *l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
 } acceptor;
 
 static pn_poll acceptor_poll(pn_future *f, pn_cx *cx)
 {
     acceptor *a = (acceptor *)f;
     PN_ASYNC_BEGIN(a->pc);
-    a->acc = pn_tcp_accept_on(a->l);
+    a->acc = pn_tcp_accept(a->l);
     PN_AWAIT(a->pc, &a->acc, cx);
     PN_ASYNC_END(a->pc);
 }
@@ -1100,20 +1100,20 @@ static void listen_local(pn_tcp_listener *l, pn_sockaddr *at)
 /* An accept on l that waits (10 ms, nobody connects) and is dropped. */
 static void drop_a_waiting_accept(pn_runtime *rt, pn_tcp_listener *l)
 {
-    pn_tcp_accept acc = pn_tcp_accept_on(l);
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_MS(10));
+    pn_tcp_accept_future acc = pn_tcp_accept(l);
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&acc), PN_MS(10));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, -ETIMEDOUT);
+    cr_assert_eq(t.res, -ETIMEDOUT);
 }
 
 /* One accept on l (within 5 s, else the connection was lost): the
  * accepted stream (not registered yet, so movable) and its peer. */
 static pn_tcp_stream accept_one(pn_runtime *rt, pn_tcp_listener *l, pn_sockaddr *peer)
 {
-    pn_tcp_accept acc = pn_tcp_accept_on(l);
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&acc), PN_SEC(5));
+    pn_tcp_accept_future acc = pn_tcp_accept(l);
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&acc), PN_SEC(5));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, 0, "the connection was lost");
+    cr_assert_eq(t.res, 0, "the connection was lost");
     cr_assert_eq(acc.res, 0, "accept: %s", pn_strerror(acc.res));
     if (peer)
         *peer = acc.peer;
@@ -1141,12 +1141,12 @@ BOTH(uring_io, accept_waits_in_the_ring)
     acceptor a = { .base = { &acceptor_vt }, .l = &l };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&a), sizeof a, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     clients k = { .at = &at, .n = 1, .say = true };
     script s = SCRIPT(.before = accept4_tried, .then = clients_connect, .last = PN_FUTURE(&j),
                       .arg = &k);
     AWAIT(rt, s);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     acceptor *done = j.output;
     cr_assert_eq(done->acc.res, 0, "accept: %s", pn_strerror(done->acc.res));
     pn_tcp_stream st = done->acc.stream;     /* not registered yet: movable */
@@ -1164,7 +1164,7 @@ BOTH(uring_io, accept_waits_in_the_ring)
     char got;
     read_n(rt, &st.afd, &got, 1);
     cr_assert_eq(got, 'a');
-    cr_assert_eq(pn_tcp_stream_close(&st), 0);
+    cr_assert_eq(pn_tcp_close(&st), 0);
     close(k.c[0]);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -1201,7 +1201,7 @@ BOTH(uring_io, dropped_accept_loses_no_connection)
     char got;
     read_n(rt, &s2.afd, &got, 1);
     cr_assert_eq(got, 'a');
-    cr_assert_eq(pn_tcp_stream_close(&s2), 0);
+    cr_assert_eq(pn_tcp_close(&s2), 0);
     close(k.c[0]);
     /* The client comes after that pn_block_on returned: on the current-
      * thread runtime the window was taken down then (nothing of pollen's
@@ -1213,7 +1213,7 @@ BOTH(uring_io, dropped_accept_loses_no_connection)
     s2 = accept_one(rt, &l, NULL);
     read_n(rt, &s2.afd, &got, 1);
     cr_assert_eq(got, 'x');
-    cr_assert_eq(pn_tcp_stream_close(&s2), 0);
+    cr_assert_eq(pn_tcp_close(&s2), 0);
     close(c);
     /* As the first, but the listener is closed instead: a connection the
      * dropped future's window took is closed with it. */
@@ -1280,9 +1280,9 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
         int c = kc.k.c[0];
         int calls = atomic_load(&accept4_calls);
         pn_join_handle_abort(h);
-        pn_join_future j = pn_join_handle_await(h);
+        pn_join_future j = pn_join(h);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, -ECANCELED);
+        cr_assert_eq(j.res, -ECANCELED);
         pn_join_handle_free(h);
         if (round == 1) {
             /* Closing the listener closes the connection it kept. */
@@ -1297,7 +1297,7 @@ Test(uring_io, accept_completed_for_an_aborted_task_is_kept)
         char got;
         read_n(rt, &st.afd, &got, 1);
         cr_assert_eq(got, 'a');
-        cr_assert_eq(pn_tcp_stream_close(&st), 0);
+        cr_assert_eq(pn_tcp_close(&st), 0);
         close(c);
     }
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -1323,14 +1323,14 @@ static void two_acceptors_both_get_one(pn_runtime_flavor fl)
     sleep_in(rt, PN_MS(10));
     int c[2] = { client_to(&at), client_to(&at) };
     for (int i = 0; i < 2; i++) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         acceptor *done = j.output;
         cr_assert_eq(done->acc.res, 0, "acceptor %d: %s", i, pn_strerror(done->acc.res));
         pn_tcp_stream s = done->acc.stream;
         pn_join_handle_free(h[i]);
-        cr_assert_eq(pn_tcp_stream_close(&s), 0);
+        cr_assert_eq(pn_tcp_close(&s), 0);
         close(c[i]);
     }
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
@@ -1443,7 +1443,7 @@ BOTH(uring_io, accept_window_brings_many_connections)
         char got;
         read_n(rt, &st.afd, &got, 1);
         cr_assert_eq(got, 'a' + i, "the address belongs to another connection");
-        cr_assert_eq(pn_tcp_stream_close(&st), 0);
+        cr_assert_eq(pn_tcp_close(&st), 0);
     }
     if (completion_mode(rt))
         cr_assert_eq(atomic_load(&accept4_calls), 1, "the window brought them all");
@@ -1462,7 +1462,7 @@ typedef struct accept_some {
     pn_future base;
     int pc, i, n;
     pn_tcp_listener *l;
-    pn_tcp_accept acc;
+    pn_tcp_accept_future acc;
 } accept_some;
 
 static pn_poll accept_some_poll(pn_future *f, pn_cx *cx)
@@ -1470,10 +1470,10 @@ static pn_poll accept_some_poll(pn_future *f, pn_cx *cx)
     accept_some *a = (accept_some *)f;
     PN_ASYNC_BEGIN(a->pc);
     for (a->i = 0; a->i < a->n; a->i++) {
-        a->acc = pn_tcp_accept_on(a->l);
+        a->acc = pn_tcp_accept(a->l);
         PN_AWAIT(a->pc, &a->acc, cx);
         cr_assert_eq(a->acc.res, 0, "accept: %s", pn_strerror(a->acc.res));
-        cr_assert_eq(pn_tcp_stream_close(&a->acc.stream), 0);
+        cr_assert_eq(pn_tcp_close(&a->acc.stream), 0);
     }
     PN_ASYNC_END(a->pc);
 }
@@ -1544,7 +1544,7 @@ BOTH(uring_io, accepted_connections_outlive_the_runtime)
         pn_sockaddr peer;
         pn_tcp_stream st = accept_one(rt, &l, &peer);
         (void)client_of(k.c, N + 1, &peer, seen);
-        cr_assert_eq(pn_tcp_stream_close(&st), 0);
+        cr_assert_eq(pn_tcp_close(&st), 0);
     }
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     for (int i = 0; i <= N; i++)
@@ -1591,11 +1591,11 @@ typedef struct arm_then_spin {
 static pn_poll arm_then_spin_poll(pn_future *f, pn_cx *cx)
 {
     arm_then_spin *a = (arm_then_spin *)f;
-    pn_tcp_accept acc = pn_tcp_accept_on(a->l);
+    pn_tcp_accept_future acc = pn_tcp_accept(a->l);
     if (pn_future_poll(PN_FUTURE(&acc), cx) == PN_PENDING)
         pn_future_drop(PN_FUTURE(&acc));
     else if (acc.res == 0)
-        pn_tcp_stream_close(&acc.stream);
+        pn_tcp_close(&acc.stream);
     atomic_store(a->armed, 1);
     pn_instant end = pn_now() + PN_SEC(10);
     while (!atomic_load(a->release) && pn_now() < end)
@@ -1629,7 +1629,7 @@ Test(uring_io, close_from_outside_stops_listening_while_the_ring_owner_is_busy)
     int err = errno;
     close(c);
     atomic_store(&release, 1);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     pn_join_handle_free(h);
     cr_assert(r < 0 && err == ECONNREFUSED, "connect after close: %s",
@@ -1697,7 +1697,7 @@ Test(uring_io, registering_from_a_user_thread_does_not_interrupt_it)
 }
 
 /* The first result of one accept poll loop (no back-off, unlike
- * pn_tcp_accept). */
+ * pn_tcp_accept_future). */
 typedef struct first_accept {
     pn_future base;
     pn_tcp_listener *l;
@@ -1756,10 +1756,10 @@ BOTH(uring_io, emfile_while_an_accept_waits)
     e.c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(e.c, 0);
     first_accept fa = { .base = { &first_accept_vt }, .l = &l };
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&fa), PN_SEC(5));
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&fa), PN_SEC(5));
     script s = SCRIPT(.arm = &l, .then = hog_then_connect, .last = PN_FUTURE(&t), .arg = &e);
     AWAIT(rt, s);
-    cr_assert_eq(t.status, 0);
+    cr_assert_eq(t.res, 0);
     cr_assert_eq(fa.res, -EMFILE, "accept: %s", pn_strerror(fa.res));
     if (completion_mode(rt))
         cr_assert_eq(atomic_load(&accept4_calls), e.calls, "the request brought the EMFILE");
@@ -1769,7 +1769,7 @@ BOTH(uring_io, emfile_while_an_accept_waits)
     char got;
     read_n(rt, &st.afd, &got, 1);
     cr_assert_eq(got, 'm');
-    cr_assert_eq(pn_tcp_stream_close(&st), 0);
+    cr_assert_eq(pn_tcp_close(&st), 0);
     close(e.c);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);
@@ -1814,23 +1814,23 @@ BOTH(uring_io, listener_readiness)
      * until a syscall says EAGAIN): clear it, as a caller does after an
      * accept that found nothing. */
     wait_readable w = { .base = { &wait_readable_vt }, .a = &l.afd };
-    pn_timeout t = pn_timeout_for(PN_FUTURE(&w), PN_MS(20));
+    pn_timeout_future t = pn_timeout(PN_FUTURE(&w), PN_MS(20));
     AWAIT(rt, t);
     pn_async_fd_clear_ready(&l.afd, PN_READABLE);
     w = (wait_readable){ .base = { &wait_readable_vt }, .a = &l.afd };
-    t = pn_timeout_for(PN_FUTURE(&w), PN_MS(20));
+    t = pn_timeout(PN_FUTURE(&w), PN_MS(20));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, -ETIMEDOUT, "readable with an empty backlog");
+    cr_assert_eq(t.res, -ETIMEDOUT, "readable with an empty backlog");
     int c = client_to(&at);
     w = (wait_readable){ .base = { &wait_readable_vt }, .a = &l.afd };
-    t = pn_timeout_for(PN_FUTURE(&w), PN_SEC(5));
+    t = pn_timeout(PN_FUTURE(&w), PN_SEC(5));
     AWAIT(rt, t);
-    cr_assert_eq(t.status, 0, "not readable with a connection waiting");
+    cr_assert_eq(t.res, 0, "not readable with a connection waiting");
     cr_assert_eq(w.res, PN_READABLE);
-    pn_tcp_accept acc = pn_tcp_accept_on(&l);
+    pn_tcp_accept_future acc = pn_tcp_accept(&l);
     AWAIT(rt, acc);
     cr_assert_eq(acc.res, 0);
-    cr_assert_eq(pn_tcp_stream_close(&acc.stream), 0);
+    cr_assert_eq(pn_tcp_close(&acc.stream), 0);
     close(c);
     cr_assert_eq(pn_tcp_listener_close(&l), 0);
     cr_assert_eq(pn_runtime_free(rt), 0);

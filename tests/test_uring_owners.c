@@ -85,7 +85,7 @@ typedef struct writer_task {
     pn_async_fd *afd;
     bool is_a;
     bool started;           /* its write was polled */
-    pn_write w;
+    pn_write_future w;
     char bytes[WLEN];
     ssize_t res;
 } writer_task;
@@ -108,7 +108,7 @@ static pn_poll writer_poll(pn_future *f, pn_cx *cx)
     pthread_mutex_unlock(&tw.lock);
     if (!t->started) {
         /* The task's copy of the future never moves from here on. */
-        t->w = pn_write_some(t->afd, t->bytes, WLEN);
+        t->w = pn_write(t->afd, t->bytes, WLEN);
         t->started = true;
     }
     pn_poll p = pn_future_poll(PN_FUTURE(&t->w), cx);
@@ -170,11 +170,11 @@ static pn_poll two_writes_poll(pn_future *f, pn_cx *cx)
     while (s->step <= 2) {
         int i = s->step - 1;
         if (!s->j.base.vt)
-            s->j = pn_join_handle_await(s->h[i]);
+            s->j = pn_join(s->h[i]);
         if (pn_future_poll(PN_FUTURE(&s->j), cx) == PN_PENDING)
             return PN_PENDING;
-        s->status[i] = s->j.status;
-        if (s->j.status == 0)
+        s->status[i] = s->j.res;
+        if (s->j.res == 0)
             s->res[i] = ((writer_task *)s->j.output)->res;
         s->j.base.vt = NULL;
         pn_join_handle_free(s->h[i]);
@@ -311,7 +311,7 @@ static void block_on_then_recv(pn_runtime_flavor fl)
      * stays armed after it, and the turn armed the eventfd's poll. */
     cr_assert_eq(write(p[1], "x", 1), 1);
     char c = 0;
-    pn_read r = pn_read_some(&a, &c, 1);
+    pn_read_future r = pn_read(&a, &c, 1);
     AWAIT(rt, r);
     cr_assert_eq(r.res, 1);
     cr_assert_eq(c, 'x');
@@ -335,7 +335,7 @@ static void block_on_then_recv(pn_runtime_flavor fl)
     close(sp[0]);
     close(sp[1]);
     /* The runtime still reads what came meanwhile. */
-    r = pn_read_some(&a, &c, 1);
+    r = pn_read(&a, &c, 1);
     AWAIT(rt, r);
     cr_assert_eq(r.res, 1);
     cr_assert_eq(c, 'y');

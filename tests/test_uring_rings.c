@@ -342,9 +342,9 @@ static pn_join_handle *bind_then(pn_runtime *rt, pn_async_fd *a, pn_future *then
                  .then_size = size };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert(((binder *)j.output)->spawned, "the other worker never ran it");
     pn_join_handle *then_h = ((binder *)j.output)->h;
     if (x)
@@ -366,9 +366,9 @@ Test(uring_rings, a_task_on_the_other_worker_uses_a_socket_of_this_ones_ring)
     int x;
     pn_join_handle *ph = bind_then(rt, &a, PN_FUTURE(&p), sizeof p, &started, &x);
     cr_assert_geq(x, 0);
-    pn_join_future pj = pn_join_handle_await(ph);
+    pn_join_future pj = pn_join(ph);
     AWAIT(rt, pj);
-    cr_assert_eq(pj.status, 0);
+    cr_assert_eq(pj.res, 0);
     pinger *done = pj.output;
     cr_assert_neq(done->worker, x, "the pinger started on the other worker");
     cr_assert_not(done->bad, "a round trip lost, reordered or failed");
@@ -412,9 +412,9 @@ Test(uring_rings, a_user_thread_uses_and_closes_a_socket_of_a_worker_ring)
     touch t = { .base = { &touch_vt }, .a = &a };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&t), sizeof t, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((touch *)j.output)->n, 4);
     cr_assert_geq(((touch *)j.output)->worker, 0);
     pn_join_handle_free(h);
@@ -479,9 +479,9 @@ Test(uring_rings, freeing_the_runtime_drains_every_worker_ring)
     for (int i = 0; i < NSOCK; i += 2)
         cr_assert_eq(write(peer[i], "hello", 5), 5);
     for (int i = 0; i < NSOCK; i += 2) {
-        pn_join_future j = pn_join_handle_await(h[i]);
+        pn_join_future j = pn_join(h[i]);
         AWAIT(rt, j);
-        cr_assert_eq(j.status, 0);
+        cr_assert_eq(j.res, 0);
         cr_assert_eq(((blocked_reader *)j.output)->n, 5);
     }
     /* The others wait in the kernel, on whichever worker's ring. */
@@ -565,9 +565,9 @@ Test(uring_rings, worker_wakes_do_not_write_the_eventfd)
     bouncer b = { .base = { &bouncer_vt } };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert_eq(((bouncer *)j.output)->misses, 0, "the other worker never ran a child");
     pn_join_handle_free(h);
     int writes = atomic_load(&worker_writes);
@@ -680,9 +680,9 @@ Test(uring_rings, a_close_from_another_worker_lets_go_of_the_file)
     atomic_bool started = false;
     far_closer c = { .base = { &far_closer_vt }, .a = &a, .peer = peer, .started = &started };
     pn_join_handle *h = bind_then(rt, &a, PN_FUTURE(&c), sizeof c, &started, NULL);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     cr_assert(((far_closer *)j.output)->peer_saw_it,
               "the peer did not see the close while the closing worker stayed busy");
     pn_join_handle_free(h);
@@ -832,7 +832,7 @@ Test(uring_rings, a_full_ring_of_another_worker_loses_nothing)
                      .then = &fl };
     pn_join_handle *h;
     cr_assert_eq(pn_spawn(rt, PN_FUTURE(&b), sizeof b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     cr_assert(((binder_all *)j.output)->spawned);
     cr_assert(((binder_all *)j.output)->x_waited, "worker Y never got through its part");
@@ -845,10 +845,10 @@ Test(uring_rings, a_full_ring_of_another_worker_loses_nothing)
     cr_assert_eq(read(peer_r, &r0, 1), 1);     /* the binder's byte */
     /* The read waiting on Y is woken. */
     cr_assert_eq(write(peer_r, "hello", 5), 5);
-    pn_join_future fj = pn_join_handle_await(fh);
+    pn_join_future fj = pn_join(fh);
     AWAIT(rt, fj);
     flooder *done = fj.output;
-    pn_join_future rj = pn_join_handle_await(done->rh);
+    pn_join_future rj = pn_join(done->rh);
     AWAIT(rt, rj);
     lone_reader *rd = rj.output;
     cr_assert_eq(rd->n, 5, "the read: %zd", rd->n);
@@ -968,7 +968,7 @@ Test(uring_rings, a_readiness_wait_on_a_full_ring_is_armed_later)
         cr_assert_lt(m.queued, NPOLLFULL, "lane 0's ring never filled up (what this tests)");
     cr_assert_eq(pthread_join(th, NULL), 0);
     for (pn_join_handle **h = (pn_join_handle *[]){ h1, h2, NULL }; *h; h++) {
-        pn_join_future j = pn_join_handle_await(*h);
+        pn_join_future j = pn_join(*h);
         AWAIT(rt, j);
         pn_join_handle_free(*h);
     }

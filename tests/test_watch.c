@@ -33,7 +33,7 @@ static int changed_on(pn_runtime *rt, pn_watch_rx *rx)
 {
     pn_watch_changed_future f = pn_watch_changed(rx);
     AWAIT(rt, f);
-    return f.status;
+    return f.res;
 }
 
 /* ---- values and versions -------------------------------------------------- */
@@ -133,7 +133,7 @@ Test(watch, bad_arguments_are_einval)
     pn_waker w = probe_waker(&p);
     pn_cx cx = probe_cx(&w);
     cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
-    cr_assert_eq(f.status, -EINVAL);
+    cr_assert_eq(f.res, -EINVAL);
     pn_future_drop(&f.base);
     pn_watch_rx_free(rx);
     pn_watch_tx_free(tx);
@@ -174,8 +174,8 @@ static pn_poll ch_task_poll(pn_future *f, pn_cx *cx)
             return PN_PENDING;
         }
         t->active = false;
-        if (t->ch.status) {
-            t->final = t->ch.status;
+        if (t->ch.res) {
+            t->final = t->ch.res;
             return PN_READY;
         }
         int v;
@@ -198,9 +198,9 @@ static const pn_future_vtable ch_task_vt = { ch_task_poll, ch_task_drop, "ch_tas
 
 static ch_task *join_ch(pn_runtime *rt, pn_join_handle *h)
 {
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     return j.output;
 }
 
@@ -220,7 +220,7 @@ BOTH(watch, changed_completes_on_a_send_and_marks_it_seen)
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, t, &h), 0);
     while (atomic_load(&started) < 1) {
-        pn_yield_now y = pn_yield();
+        pn_yield_now_future y = pn_yield();
         AWAIT(rt, y);
     }
     int six = 6;
@@ -274,7 +274,7 @@ BOTH(watch, close_while_receivers_wait_wakes_them_with_epipe)
         cr_assert_eq(PN_SPAWN(rt, t, &h[i]), 0);
     }
     while (atomic_load(&started) < K) {
-        pn_yield_now y = pn_yield();
+        pn_yield_now_future y = pn_yield();
         AWAIT(rt, y);
     }
     pn_watch_tx_free(tx);
@@ -321,7 +321,7 @@ Test(watch, a_dropped_changed_loses_nothing_and_keeps_no_waker)
     cr_assert_eq(pn_watch_has_changed(rx), 1);
     f = pn_watch_changed(rx);
     cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
-    cr_assert_eq(f.status, 0);
+    cr_assert_eq(f.res, 0);
     pn_future_drop(&f.base);          /* after READY: no-op */
     cr_assert_eq(waker_probe_held(&p), 0);
 
@@ -331,7 +331,7 @@ Test(watch, a_dropped_changed_loses_nothing_and_keeps_no_waker)
     pn_watch_tx_free(tx);
     cr_assert_eq(atomic_load(&p.wakes), 2);
     cr_assert_eq(pn_future_poll(&f.base, &cx), PN_READY);
-    cr_assert_eq(f.status, -EPIPE);
+    cr_assert_eq(f.res, -EPIPE);
     cr_assert_eq(waker_probe_held(&p), 0);
     pn_watch_rx_free(rx);
 }
@@ -385,7 +385,7 @@ Test(watch, a_send_between_check_and_registration_is_not_lost)
     pn__point_set_hook(NULL);
     cr_assert_eq(atomic_load(&hook_hits), 1, "the window was reached");
     cr_assert_eq(r, PN_READY, "the send in the window was lost");
-    cr_assert_eq(f.status, 0);
+    cr_assert_eq(f.res, 0);
     cr_assert_eq(pn_watch_borrow(rx, &v), 0, "marked seen");
     cr_assert_eq(v, 99);
     cr_assert_eq(waker_probe_held(&p), 0);
@@ -445,7 +445,7 @@ BOTH(watch, blocking_changed_inside_a_task_is_edeadlk)
     blocking_in_task b = { { &blocking_in_task_vt }, rx, 1 };
     pn_join_handle *h;
     cr_assert_eq(PN_SPAWN(rt, b, &h), 0);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
     cr_assert_eq(((blocking_in_task *)j.output)->status, -EDEADLK);
     pn_join_handle_free(h);
@@ -596,7 +596,7 @@ static pn_poll torn_task_poll(pn_future *f, pn_cx *cx)
         if (pn_future_poll(&t->ch.base, cx) == PN_PENDING)
             return PN_PENDING;
         t->active = false;
-        if (t->ch.status)
+        if (t->ch.res)
             goto out;
         pn_watch_borrow(t->rx, buf);
         t->torn += torn_check(buf);
@@ -639,9 +639,9 @@ BOTH(watch, a_reader_never_sees_a_torn_value)
     pthread_join(writer, NULL);
     pn_watch_tx_free(tx);             /* wakes the task if it waits */
     pthread_join(reader, NULL);
-    pn_join_future j = pn_join_handle_await(h);
+    pn_join_future j = pn_join(h);
     AWAIT(rt, j);
-    cr_assert_eq(j.status, 0);
+    cr_assert_eq(j.res, 0);
     torn_task *out = j.output;
     cr_assert_eq(ra.torn, 0, "a thread saw a torn value (%ld of %ld)", ra.torn,
                  atomic_load(&ra.reads));
@@ -779,7 +779,7 @@ BOTH(watch, tx_closed_completes_when_the_last_receiver_goes)
     pn_watch_rx_free(rx);
     cr_assert_eq(atomic_load(&p.wakes), 1);
     cr_assert_eq(pn_future_poll(&c.base, &cx), PN_READY);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     cr_assert_eq(waker_probe_held(&p), 0);
     c = pn_watch_tx_closed(tx);
     cr_assert_eq(pn_future_poll(&c.base, &cx), PN_READY, "no receiver: at once");
@@ -789,11 +789,11 @@ BOTH(watch, tx_closed_completes_when_the_last_receiver_goes)
     cr_assert_eq(PN_SPAWN(rt, t, NULL), 0);
     c = pn_watch_tx_closed(tx);
     AWAIT(rt, c);
-    cr_assert_eq(c.status, 0);
+    cr_assert_eq(c.res, 0);
     cr_assert_eq(pn_watch_receiver_count(tx), 0);
     c = pn_watch_tx_closed(NULL);
     AWAIT(rt, c);
-    cr_assert_eq(c.status, -EINVAL);
+    cr_assert_eq(c.res, -EINVAL);
     pn_watch_tx_free(tx);
     cr_assert_eq(pn_runtime_free(rt), 0);
 }

@@ -10,8 +10,8 @@
  *
  *     self->job = pn_spawn_blocking(slow_sum, &self->input);
  *     PN_AWAIT(self->pc, &self->job, cx);
- *     if (self->job.status == 0)
- *         total = (intptr_t)self->job.result;
+ *     if (self->job.res == 0)
+ *         total = (intptr_t)self->job.value;
  *
  * The function returns a void *: a pointer, or an integer cast through
  * intptr_t (an ssize_t or a negative errno fits).
@@ -32,10 +32,10 @@
  * dropper cannot know which, a call whose `arg` or result owns memory
  * should use pn_spawn_blocking_ex: its `discard` callback is called exactly
  * once when, and only when, the future was dropped before it returned
- * PN_READY, with the status it would have had (0: fn ran and `result` is
+ * PN_READY, with the .res it would have had (0: fn ran and `value` is
  * its return value; -ECANCELED: fn never ran; -ESHUTDOWN: see below).  It
  * may run on the dropping thread or on a pool thread.  When the future
- * returns PN_READY, `arg` and `result` are the caller's again and discard
+ * returns PN_READY, `arg` and `.value` are the caller's again and discard
  * is not called.
  *
  * The future holds no pointer into itself: it may be moved even after its
@@ -45,7 +45,7 @@
  * that blocks forever therefore blocks pn_runtime_free: give blocking calls
  * their own timeouts) and completes the queued ones with -ESHUTDOWN without
  * running them.  Threads: pool threads are joined; none is left behind.
- * As with every pollen future, drop a pending pn_blocking before freeing
+ * As with every pollen future, drop a pending pn_blocking_future before freeing
  * its runtime (tasks are dropped by pn_runtime_free itself; a future you
  * poll with pn_block_on is yours to drop first).
  */
@@ -60,21 +60,21 @@ extern "C" {
 #endif
 
 typedef void *(*pn_blocking_fn)(void *arg);
-typedef void (*pn_blocking_discard_fn)(void *arg, void *result, int status);
+typedef void (*pn_blocking_discard_fn)(void *arg, void *value, int res);
 
 struct pn__blocking_job;
 
 /*
  * The future of a blocking call.  Outputs once PN_READY:
- *   .status  0 when fn ran; -ENOMEM (no memory for the job record or the
+ *   .res     0 when fn ran; -ENOMEM (no memory for the job record or the
  *            pool), -EAGAIN (no pool thread could be started and none is
  *            running), -ESHUTDOWN (the runtime's pool shut down before the
  *            call started), -EINVAL (fn NULL, or polled without a
  *            runtime): then fn never ran.  Never -ECANCELED: a call
  *            that started always finishes.
- *   .result  fn's return value when .status is 0, else NULL.
+ *   .value   fn's return value when .res is 0, else NULL.
  */
-typedef struct pn_blocking {
+typedef struct pn_blocking_future {
     pn_future base;
     /* private */
     pn_blocking_fn fn;
@@ -82,16 +82,16 @@ typedef struct pn_blocking {
     pn_blocking_discard_fn discard;
     struct pn__blocking_job *job;
     /* output */
-    void *result;
-    int status;
-} pn_blocking;
+    void *value;
+    int res;
+} pn_blocking_future;
 
 /* A future that runs fn(arg) on the blocking pool (see above). */
-PN_EXTERN PN_MUST_USE pn_blocking pn_spawn_blocking(pn_blocking_fn fn, void *arg);
+PN_EXTERN PN_MUST_USE pn_blocking_future pn_spawn_blocking(pn_blocking_fn fn, void *arg);
 
 /* The same, with a discard callback (may be NULL) for a dropped future. */
-PN_EXTERN PN_MUST_USE pn_blocking pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg,
-                                                       pn_blocking_discard_fn discard);
+PN_EXTERN PN_MUST_USE pn_blocking_future pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg,
+                                                              pn_blocking_discard_fn discard);
 
 /*
  * Set the limits of rt's blocking pool (made now if it does not exist yet):

@@ -13,8 +13,8 @@
  *     // a task's poll (the future lives in the task's struct):
  *     t->recv = pn_broadcast_recv(t->rx, &t->value);
  *     PN_AWAIT(t->pc, &t->recv, cx);
- *     if (t->recv.status == -EOVERFLOW) ...  // missed t->recv.lagged values
- *     else if (t->recv.status == -EPIPE) ... // every sender gone, all read
+ *     if (t->recv.res == -EOVERFLOW) ...     // missed t->recv.lagged values
+ *     else if (t->recv.res == -EPIPE) ...    // every sender gone, all read
  *
  *     pn_broadcast_rx_free(rx);
  *     pn_broadcast_tx_free(tx);
@@ -123,7 +123,7 @@ PN_EXTERN size_t pn_broadcast_len(pn_broadcast_rx *rx);
 /*
  * Receive the next value into `out` (elem_size bytes; valid until READY).
  * Outputs once PN_READY:
- *   .status  0: *out holds the value;
+ *   .res     0: *out holds the value;
  *            -EOVERFLOW: rx fell behind and missed .lagged values; *out is
  *            untouched, the cursor moved to the oldest kept value (the
  *            next receive gives it);
@@ -138,7 +138,7 @@ typedef struct pn_broadcast_recv_future {
     pn_broadcast_rx *rx;    /* private */
     void *out;              /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
     uint64_t lagged;        /* output */
 } pn_broadcast_recv_future;
 

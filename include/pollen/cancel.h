@@ -71,8 +71,8 @@ PN_EXTERN void pn_cancel_token_cancel(pn_cancel_token *t);
 PN_EXTERN bool pn_cancel_token_is_cancelled(const pn_cancel_token *t);
 
 /*
- * READY (.status 0) once the token is cancelled (at once when it already
- * is); .status -EINVAL for a NULL token.  It borrows t: keep your
+ * READY (.res 0) once the token is cancelled (at once when it already
+ * is); .res -EINVAL for a NULL token.  It borrows t: keep your
  * reference until the future was first polled (or use the _owned variant
  * below).  From its first poll until READY or dropped it holds a
  * reference of its own, so yours may go then.  Waits intrusively (no
@@ -80,15 +80,15 @@ PN_EXTERN bool pn_cancel_token_is_cancelled(const pn_cancel_token *t);
  * cancellation is a state, not a permit: nothing is lost, any other
  * waiter is woken anyway); dropping it READY or never polled is a no-op.
  */
-typedef struct pn_cancel_wait {
+typedef struct pn_cancel_wait_future {
     pn_future base;
     pn_cancel_token *token;  /* private */
     pn_sync_waiter w;        /* private */
     bool holds;              /* private: holds a reference, may be queued */
-    int status;              /* output */
-} pn_cancel_wait;
+    int res;                 /* output */
+} pn_cancel_wait_future;
 
-PN_EXTERN PN_MUST_USE pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t);
+PN_EXTERN PN_MUST_USE pn_cancel_wait_future pn_cancel_token_cancelled(pn_cancel_token *t);
 
 /*
  * The same future owning one reference to t from its creation (Tokio's
@@ -100,7 +100,7 @@ PN_EXTERN PN_MUST_USE pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *
  * spawned task's future is dropped by abort and shutdown; dropping one
  * that was never polled releases it too).
  */
-PN_EXTERN PN_MUST_USE pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t);
+PN_EXTERN PN_MUST_USE pn_cancel_wait_future pn_cancel_token_cancelled_owned(pn_cancel_token *t);
 
 /* Block this plain thread until t is cancelled.  Returns 0, -EINVAL
  * (NULL), -EDEADLK (called from a thread that is polling a task). */

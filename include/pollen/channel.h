@@ -9,15 +9,15 @@
  *     pn_oneshot_send(tx, &v);                // tx is gone now
  *     int got;
  *     pn_oneshot_recv_future r = pn_oneshot_recv(rx, &got);
- *     ... await r ...                         // r.status == 0, got == 42
+ *     ... await r ...                         // r.res == 0, got == 42
  *     pn_oneshot_rx_free(rx);
  *
  *     // many producers, one consumer, at most 64 values queued
  *     pn_mpsc_tx *tx; pn_mpsc_rx *rx;
  *     pn_mpsc_new(64, sizeof(struct job), &tx, &rx);
  *     pn_mpsc_tx *tx2 = pn_mpsc_tx_clone(tx);  // give one to each producer
- *     // producer task:  s = pn_mpsc_send(tx, &job); await s; s.status
- *     // consumer task:  r = pn_mpsc_recv(rx, &job); await r; r.status
+ *     // producer task:  s = pn_mpsc_send(tx, &job); await s; s.res
+ *     // consumer task:  r = pn_mpsc_recv(rx, &job); await r; r.res
  *     //                 (-EPIPE once every sender is freed and all is read)
  *     pn_mpsc_tx_free(tx); pn_mpsc_tx_free(tx2); pn_mpsc_rx_free(rx);
  *
@@ -28,7 +28,7 @@
  * receive takes `void *out` where the value is written.
  *
  * Futures follow pollen/future.h: made lazily by value, must not move once
- * polled, outputs in public fields (.status is 0 or a negative errno),
+ * polled, outputs in public fields (.res is 0 or a negative errno),
  * pn_future_drop cancels.  A future borrows its handle: finish or drop it
  * before the handle is freed.  Any handle may be used from any thread, but
  * one handle is not to be used by two threads at once except where a call
@@ -86,19 +86,19 @@ PN_EXTERN void pn_oneshot_tx_free(pn_oneshot_tx *tx);
 PN_EXTERN bool pn_oneshot_tx_is_closed(const pn_oneshot_tx *tx);
 
 /* Ready when the receiver is freed (Tokio's Sender::closed): a producer can
- * stop working on a value nobody will read.  .status 0, or -EINVAL for a
+ * stop working on a value nobody will read.  .res 0, or -EINVAL for a
  * NULL tx.  Drop: releases its waker.  One pending closed future per
  * sender. */
 typedef struct pn_oneshot_closed_future {
     pn_future base;
     pn_oneshot_tx *tx;  /* private */
-    int status;         /* output */
+    int res;            /* output */
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_closed_future;
 
 PN_EXTERN PN_MUST_USE pn_oneshot_closed_future pn_oneshot_closed(pn_oneshot_tx *tx);
 
-/* Receive the value into *out.  .status 0 (the value is in *out), -EPIPE
+/* Receive the value into *out.  .res 0 (the value is in *out), -EPIPE
  * (the sender was freed without sending, or the value was already
  * received), -EINVAL (NULL rx or out).  Cancel-safe: a dropped pending
  * recv takes nothing.  One pending recv per receiver. */
@@ -106,7 +106,7 @@ typedef struct pn_oneshot_recv_future {
     pn_future base;
     pn_oneshot_rx *rx;  /* private */
     void *out;          /* private */
-    int status;         /* output */
+    int res;            /* output */
     bool waiting;       /* private: its waker is in the channel */
 } pn_oneshot_recv_future;
 
@@ -172,21 +172,21 @@ PN_EXTERN void pn_mpsc_tx_free(pn_mpsc_tx *tx);
 PN_EXTERN bool pn_mpsc_tx_is_closed(const pn_mpsc_tx *tx);
 
 /* Ready once the receiver closed or was freed (Tokio's Sender::closed): a
- * producer can stop preparing values nobody will read.  .status 0, or
+ * producer can stop preparing values nobody will read.  .res 0, or
  * -EINVAL for a NULL tx.  Any number may be pending, on any clones.
  * Drop while pending: releases its waker, nothing else. */
 typedef struct pn_mpsc_closed_future {
     pn_future base;
     pn_mpsc_tx *tx;         /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_mpsc_closed_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_closed_future pn_mpsc_closed(pn_mpsc_tx *tx);
 
 /*
  * Send (bounded or unbounded channel): wait for room, copy the value in.
- * .status 0, -EPIPE (the receiver closed or was freed, before or while
+ * .res 0, -EPIPE (the receiver closed or was freed, before or while
  * waiting: the value was not sent, it is still the caller's), -EINVAL
  * (NULL tx or value).  `value` must stay valid until READY.
  * Drop while pending: nothing sent; a slot the receiver had already
@@ -198,7 +198,7 @@ typedef struct pn_mpsc_send_future {
     const void *value;      /* private */
     pn_sync_waiter waiter;  /* private */
     int phase;              /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_mpsc_send_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_send_future pn_mpsc_send(pn_mpsc_tx *tx, const void *value);
@@ -219,10 +219,10 @@ PN_EXTERN int pn_mpsc_unbounded_send(pn_mpsc_tx *tx, const void *value);
 
 /*
  * Reserve one slot (a permit) of a bounded channel, waiting for room like
- * a send.  Once READY with .status 0 the future holds the slot: send
+ * a send.  Once READY with .res 0 the future holds the slot: send
  * through it with pn_mpsc_permit_send (which cannot wait), or give it back
  * with pn_mpsc_permit_release or pn_future_drop (it goes to the next
- * waiting sender).  .status -EPIPE (closed; nothing held), -EINVAL (NULL
+ * waiting sender).  .res -EPIPE (closed; nothing held), -EINVAL (NULL
  * tx, or an unbounded channel).
  * Drop while pending: as pn_mpsc_send.  Drop when READY: the slot is given
  * back.  Drop after the permit was used or released: no-op.
@@ -246,7 +246,7 @@ PN_EXTERN int pn_mpsc_permit_send(pn_mpsc_reserve_future *permit, const void *va
 PN_EXTERN void pn_mpsc_permit_release(pn_mpsc_reserve_future *permit);
 
 /*
- * Receive one value into *out.  .status 0, -EPIPE (every sender is freed,
+ * Receive one value into *out.  .res 0, -EPIPE (every sender is freed,
  * or the receiver closed, and nothing is queued), -EINVAL (NULL rx or out).
  * While the receive is pending a sender may write the next value into
  * *out (a hand-over that saves the receiver a lock): leave *out alone
@@ -262,14 +262,14 @@ typedef struct pn_mpsc_recv_future {
     bool waiting;             /* private: registered with the channel */
     PN__ATOMIC(bool) delivered; /* private: a send wrote into out */
     size_t count;             /* output: values written to out (recv_many) */
-    int status;               /* output */
+    int res;                  /* output */
 } pn_mpsc_recv_future;
 
 PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv(pn_mpsc_rx *rx, void *out);
 
 /* Receive between 1 and max values into out_array (max * elem_size bytes),
- * taken in one lock hold: .count of them, .status 0; or .count 0 and
- * .status -EPIPE (closed and drained), -EINVAL (NULL arguments, max 0).
+ * taken in one lock hold: .count of them, .res 0; or .count 0 and
+ * .res -EPIPE (closed and drained), -EINVAL (NULL arguments, max 0).
  * Drop while pending: nothing taken. */
 PN_EXTERN PN_MUST_USE pn_mpsc_recv_future pn_mpsc_recv_many(pn_mpsc_rx *rx, void *out_array,
                                                             size_t max);

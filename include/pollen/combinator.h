@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /*
- * pn_join_all: ready when every child is ready.  `futs` is an array of `n`
+ * pn_join_all_future: ready when every child is ready.  `futs` is an array of `n`
  * pointers owned by the caller; the combinator sets futs[i] to NULL when
  * child i completes, so after PN_READY every entry is NULL.  Dropping it
  * drops the children that have not completed.  A NULL entry is a child
@@ -24,26 +24,26 @@ extern "C" {
  * every entry NULL) the join is ready at its first poll, as an empty
  * join_all is in Rust.  .left is recounted at each poll.
  */
-typedef struct pn_join_all {
+typedef struct pn_join_all_future {
     pn_future base;
     pn_future **futs;  /* private */
     size_t n;          /* private */
     size_t left;       /* read-only: children still running */
-} pn_join_all;
+} pn_join_all_future;
 
-PN_EXTERN PN_MUST_USE pn_join_all pn_join_all_of(pn_future **futs, size_t n);
+PN_EXTERN PN_MUST_USE pn_join_all_future pn_join_all(pn_future **futs, size_t n);
 
-/* pn_join2: ready when both a and b are ready.  A NULL child counts as
- * completed: pn_join_both(NULL, NULL) is ready at its first poll. */
-typedef struct pn_join2 {
+/* pn_join2_future: ready when both a and b are ready.  A NULL child counts as
+ * completed: pn_join2(NULL, NULL) is ready at its first poll. */
+typedef struct pn_join2_future {
     pn_future base;
     pn_future *a, *b;  /* private: NULL once that child completed */
-} pn_join2;
+} pn_join2_future;
 
-PN_EXTERN PN_MUST_USE pn_join2 pn_join_both(pn_future *a, pn_future *b);
+PN_EXTERN PN_MUST_USE pn_join2_future pn_join2(pn_future *a, pn_future *b);
 
 /*
- * pn_select: ready when the first child is ready.  .index is the index of
+ * pn_select_future: ready when the first child is ready.  .index is the index of
  * the winner; every other child is dropped before PN_READY is returned.
  * Dropping the select drops all its children.  Each poll starts with the
  * child after the one it started with last time, so an always-ready child
@@ -61,27 +61,27 @@ PN_EXTERN PN_MUST_USE pn_join2 pn_join_both(pn_future *a, pn_future *b);
  */
 #define PN_SELECT_NONE SIZE_MAX
 
-typedef struct pn_select {
+typedef struct pn_select_future {
     pn_future base;
     pn_future **futs;  /* private */
     size_t n;          /* private */
     size_t start;      /* private: fairness rotation */
     size_t index;      /* output */
-} pn_select;
+} pn_select_future;
 
-PN_EXTERN PN_MUST_USE pn_select pn_select_of(pn_future **futs, size_t n);
+PN_EXTERN PN_MUST_USE pn_select_future pn_select(pn_future **futs, size_t n);
 
-/* pn_select2: .index is 0 if a won, 1 if b won; the loser is dropped.  A
- * NULL child is no child, as in pn_select: pn_select_either(NULL, NULL) is
+/* pn_select2_future: .index is 0 if a won, 1 if b won; the loser is dropped.  A
+ * NULL child is no child, as in pn_select_future: pn_select2(NULL, NULL) is
  * ready at once with .index == PN_SELECT_NONE. */
-typedef struct pn_select2 {
+typedef struct pn_select2_future {
     pn_future base;
     pn_future *futs[2];  /* private */
     size_t start;        /* private */
     size_t index;        /* output */
-} pn_select2;
+} pn_select2_future;
 
-PN_EXTERN PN_MUST_USE pn_select2 pn_select_either(pn_future *a, pn_future *b);
+PN_EXTERN PN_MUST_USE pn_select2_future pn_select2(pn_future *a, pn_future *b);
 
 #ifdef __cplusplus
 }

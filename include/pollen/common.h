@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 /* PN_MUST_USE - on every call that returns a future by value: the future
- * does nothing until polled, so discarding it (`pn_tcp_close(&s);` as a
+ * does nothing until polled, so discarding it (`pn_tcp_close_async(&s);` as a
  * statement) is a bug the compiler reports (-Wunused-result, on by default
  * in gcc and clang).  Empty where the attribute is unknown. */
 #if defined(__GNUC__) || defined(__clang__)

@@ -17,13 +17,13 @@
  *         while ((n = pn_fiber_read(s, buf, sizeof(buf))) > 0)
  *             if (pn_fiber_write_all(s, buf, (size_t)n) < 0)
  *                 break;
- *         pn_tcp_stream_close(s);
+ *         pn_tcp_close(s);
  *     }
  *     ...
  *     pn_fiber_opts o = { .arg_size = sizeof(stream) };
  *     pn_fiber_spawn(pn_fiber_runtime(), echo, &stream, &o, NULL);
  *
- * A fiber is a future (pn_fiber): spawn it as a task (pn_fiber_spawn), run
+ * A fiber is a future (pn_fiber_future): spawn it as a task (pn_fiber_spawn), run
  * it on the calling thread (pn_fiber_run), or embed it in another future.
  * Fibers and hand-written futures share one executor and one reactor; a
  * program may use both, fibers where clarity matters and futures where a
@@ -98,7 +98,7 @@ typedef struct pn_fiber_opts {
                             pointer to the fiber's own copy of arg's first
                             arg_size bytes (at most PN_FIBER_ARG_MAX), made
                             when the stack is: at spawn for pn_fiber_spawn,
-                            at the first poll for pn_fiber_of */
+                            at the first poll for pn_fiber */
     const char *name;    /* for the overflow message and task dumps; NULL =
                             "fiber".  Kept by pointer: a string that lives
                             as long as the fiber (a literal) */
@@ -114,23 +114,24 @@ typedef struct pn_fiber_opts {
  * another thread than the first is a bug that stops the process with a
  * message.  The stack is released when fn returns.
  */
-typedef struct pn_fiber {
+typedef struct pn_fiber_future {
     pn_future base;
     struct pn__fiber *impl;      /* private: stack and context once started */
     pn_fiber_fn *fn;             /* private */
     void *arg;                   /* private */
     pn_fiber_opts opts;          /* private */
     int res;                     /* output */
-} pn_fiber;
+} pn_fiber_future;
 
-PN_EXTERN PN_MUST_USE pn_fiber pn_fiber_of(pn_fiber_fn *fn, void *arg, const pn_fiber_opts *opts);
+PN_EXTERN PN_MUST_USE pn_fiber_future pn_fiber(pn_fiber_fn *fn, void *arg,
+                                               const pn_fiber_opts *opts);
 
 /*
  * Spawn a fiber as a task on rt (from any thread, inside a fiber too: see
  * pn_fiber_runtime).  opts may be NULL.  On success the stack is mapped
  * already and the arg copy made, so the caller's `arg` may go at once when
  * opts->arg_size is set.  *out (optional) gets a join handle whose output
- * is the pn_fiber (its .res).  Returns 0, -EINVAL (NULL rt or fn, stack_size
+ * is the pn_fiber_future (its .res).  Returns 0, -EINVAL (NULL rt or fn, stack_size
  * or arg_size out of range), -ENOMEM, -ESHUTDOWN (rt is shutting down).
  * On error nothing was spawned and *out is NULL.
  */
@@ -139,7 +140,7 @@ PN_EXTERN int pn_fiber_spawn(struct pn_runtime *rt, pn_fiber_fn *fn, void *arg,
 
 /*
  * Run fn as a fiber on the calling thread until it returns, driving rt
- * meanwhile (pn_block_on of pn_fiber_of).  Returns 0, or pn_block_on's
+ * meanwhile (pn_block_on of pn_fiber).  Returns 0, or pn_block_on's
  * errors, or the fiber's .res (-ENOMEM, -EINVAL).
  */
 PN_EXTERN int pn_fiber_run(struct pn_runtime *rt, pn_fiber_fn *fn, void *arg,
@@ -170,7 +171,7 @@ PN_EXTERN bool pn_fiber_cancelled(void);
 /* Let the other tasks run, then come back.  0, -ECANCELED, -EPERM. */
 PN_EXTERN int pn_fiber_yield(void);
 
-/* Sleep for ns nanoseconds (pn_sleep_for).  0, -ECANCELED, -EPERM. */
+/* Sleep for ns nanoseconds (pn_sleep).  0, -ECANCELED, -EPERM. */
 PN_EXTERN int pn_fiber_sleep(uint64_t ns);
 
 /* Read up to len bytes: the count (0 at end of stream) or -errno, as
@@ -182,12 +183,12 @@ PN_EXTERN ssize_t pn_fiber_read(pn_tcp_stream *s, void *buf, size_t len);
 PN_EXTERN ssize_t pn_fiber_write_all(pn_tcp_stream *s, const void *buf, size_t len);
 
 /* Accept one connection into *out (the caller's to close) and *peer
- * (may be NULL): 0 or .res of pn_tcp_accept_on (its back-off on EMFILE
+ * (may be NULL): 0 or .res of pn_tcp_accept (its back-off on EMFILE
  * included); -ECANCELED, -EPERM. */
 PN_EXTERN int pn_fiber_accept(pn_tcp_listener *l, pn_tcp_stream *out, pn_sockaddr *peer);
 
 /* Connect *out to addr (timeout_ns 0: none): 0 or .res of
- * pn_tcp_connect_to (*out is closed on error); -ECANCELED, -EPERM. */
+ * pn_tcp_connect (*out is closed on error); -ECANCELED, -EPERM. */
 PN_EXTERN int pn_fiber_connect(pn_tcp_stream *out, const pn_sockaddr *addr,
                                uint64_t timeout_ns);
 

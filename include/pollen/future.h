@@ -28,13 +28,24 @@
  * its memory was freed, is undefined: forget a future once it is dropped.
  * Whoever owns the future calls drop, never concurrently with poll.
  * Polling a future again after PN_READY is a bug unless its header says
- * otherwise (streams such as pn_interval re-arm themselves).
+ * otherwise (streams such as pn_interval_future re-arm themselves).
  *
  * Composition.  A future embeds its children in its own struct and polls
  * them; locals that live across an await point live in the struct.  The
  * PN_ASYNC_* macros below turn such a poll function into a readable
  * sequence of await points (a switch on a resume line kept in a pn_async
  * field, which also records the child in flight for the drop).
+ *
+ * Names.  A future type ends in _future (pn_read_future), except the
+ * guards pn_mutex_guard, pn_rwlock_guard and pn_semaphore_permit: futures
+ * whose READY holds something until it is released.  A constructor is
+ * named by its operation, without a preposition (pn_read, pn_sleep,
+ * pn_tcp_connect, pn_join); a variant adds what distinguishes it (_until,
+ * _at, _from, _to, _ex, _many, _owned).  The primary output of every
+ * future is .res, a value or a negative errno; other outputs have their
+ * own names (.output, .count, .stream; pn_blocking_future's .value).  A
+ * *_close function closes now and returns 0 or -errno, as close(2); the
+ * future that does it is *_close_async.
  */
 #ifndef POLLEN_FUTURE_H
 #define POLLEN_FUTURE_H
@@ -221,14 +232,14 @@ static inline void pn_future_drop(pn_future *f)
    resume point and the child future it is suspended on.  Example (a future
    that sleeps twice then sets .out):
 
-       typedef struct { pn_future base; pn_async as; pn_sleep nap; int out; } twice;
+       typedef struct { pn_future base; pn_async as; pn_sleep_future nap; int out; } twice;
 
        static pn_poll twice_poll(pn_future *f, pn_cx *cx) {
            twice *t = (twice *)f;
            PN_ASYNC_BEGIN(t->as);
-           t->nap = pn_sleep_for(PN_MS(10));
+           t->nap = pn_sleep(PN_MS(10));
            PN_AWAIT(t->as, &t->nap, cx);
-           t->nap = pn_sleep_for(PN_MS(10));     // re-assigning a child is fine
+           t->nap = pn_sleep(PN_MS(10));         // re-assigning a child is fine
            PN_AWAIT(t->as, &t->nap, cx);
            t->out = 2;
            PN_ASYNC_END(t->as);
@@ -388,13 +399,13 @@ extern "C" {
 
 /* ---- Small futures ------------------------------------------------------ */
 
-/* pn_yield_now: PN_PENDING once (after waking itself), then PN_READY. */
-typedef struct pn_yield_now {
+/* pn_yield_now_future: PN_PENDING once (after waking itself), then PN_READY. */
+typedef struct pn_yield_now_future {
     pn_future base;
     bool yielded;  /* private */
-} pn_yield_now;
+} pn_yield_now_future;
 
-PN_EXTERN PN_MUST_USE pn_yield_now pn_yield(void);
+PN_EXTERN PN_MUST_USE pn_yield_now_future pn_yield(void);
 
 #ifdef __cplusplus
 }

@@ -124,8 +124,8 @@ PN_EXTERN void pn_async_fd_clear_ready(pn_async_fd *afd, unsigned interest);
  * buffers the kernel filled, and a write copies the bytes (up to 256 KiB)
  * into a send request and returns PN_PENDING until the kernel has taken
  * them all.  A write that returned PN_PENDING must be polled again with
- * the same bytes, or given up through its future's drop (pn_write,
- * pn_write_all and the net futures do this): the send is then cancelled
+ * the same bytes, or given up through its future's drop (pn_write_future,
+ * pn_write_all_future and the net futures do this): the send is then cancelled
  * ahead of any later write, and bytes it had sent stay sent.  Custom
  * reads through pn_async_fd_poll_io on such a socket would miss bytes
  * already received into those buffers: use these helpers.
@@ -152,46 +152,46 @@ PN_EXTERN pn_poll pn_async_fd_poll_io(pn_async_fd *afd, pn_cx *cx, unsigned inte
 /* ---- Futures ----------------------------------------------------------- */
 
 /* Output .res: bytes read (0 = end of stream) or -errno. */
-typedef struct pn_read {
+typedef struct pn_read_future {
     pn_future base;
     pn_async_fd *afd; void *buf; size_t len;  /* private */
     pn_waker parked;                           /* private: identity of the waker it left */
     ssize_t res;                               /* output */
-} pn_read;
+} pn_read_future;
 
 /* Output .res: bytes written (may be short) or -errno. */
-typedef struct pn_write {
+typedef struct pn_write_future {
     pn_future base;
     pn_async_fd *afd; const void *buf; size_t len;  /* private */
     pn_waker parked;                                 /* private */
     ssize_t res;                                     /* output */
-} pn_write;
+} pn_write_future;
 
 /* Output .res: len, or -errno (bytes written before the error are lost to
  * the caller's view: .done tells how many went out). */
-typedef struct pn_write_all {
+typedef struct pn_write_all_future {
     pn_future base;
     pn_async_fd *afd; const char *buf; size_t len;  /* private */
     pn_waker parked;                                 /* private */
     size_t done;                                     /* read-only: bytes written so far */
     ssize_t res;                                     /* output */
-} pn_write_all;
+} pn_write_all_future;
 
 /* Output .res: the ready mask or -errno (see pn_async_fd_poll_ready). */
-typedef struct pn_ready {
+typedef struct pn_ready_future {
     pn_future base;
     pn_async_fd *afd; unsigned interest;  /* private */
     pn_waker parked;                      /* private */
     int res;                              /* output */
-} pn_ready;
+} pn_ready_future;
 
 /* Output .res: the accepted fd (nonblocking, close-on-exec) or -errno. */
-typedef struct pn_accept {
+typedef struct pn_accept_future {
     pn_future base;
     pn_async_fd *afd;  /* private */
     pn_waker parked;   /* private */
     int res;           /* output */
-} pn_accept;
+} pn_accept_future;
 
 /*
  * Close as a future.  Output .res: close's result, 0 or -errno (-EINVAL
@@ -208,21 +208,22 @@ typedef struct pn_accept {
  * closed; dropped unpolled, it does nothing.  Poll it from the threads
  * pn_async_fd_close may be called from.
  */
-typedef struct pn_close {
+typedef struct pn_close_future {
     pn_future base;
     pn_async_fd *afd;            /* private */
     struct pn__uclose *req;      /* private: the close in flight */
     int res;                     /* output */
-} pn_close;
+} pn_close_future;
 
-PN_EXTERN PN_MUST_USE pn_close pn_close_of(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_close_future pn_close_async(pn_async_fd *afd);
 
-PN_EXTERN PN_MUST_USE pn_read pn_read_some(pn_async_fd *afd, void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_write pn_write_some(pn_async_fd *afd, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_write_all pn_write_all_of(pn_async_fd *afd, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_ready pn_readable(pn_async_fd *afd);
-PN_EXTERN PN_MUST_USE pn_ready pn_writable(pn_async_fd *afd);
-PN_EXTERN PN_MUST_USE pn_accept pn_accept_on(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_read_future pn_read(pn_async_fd *afd, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_write_future pn_write(pn_async_fd *afd, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_write_all_future pn_write_all(pn_async_fd *afd, const void *buf,
+                                                       size_t len);
+PN_EXTERN PN_MUST_USE pn_ready_future pn_readable(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_ready_future pn_writable(pn_async_fd *afd);
+PN_EXTERN PN_MUST_USE pn_accept_future pn_accept(pn_async_fd *afd);
 
 #ifdef __cplusplus
 }

@@ -171,12 +171,12 @@ PN_EXTERN int pn_tcp_listener_close(pn_tcp_listener *l);
 PN_EXTERN pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_stream *out,
                                      pn_sockaddr *peer, int *res);
 
-/* What an accept future (pn_tcp_accept below, pn_unix_accept in
+/* What an accept future (pn_tcp_accept_future below, pn_unix_accept_future in
  * pollen/unix.h) keeps between polls; private. */
 typedef struct pn_accept_state {
     pn_async_fd *listener;    /* the listening socket */
     pn_waker parked;          /* the waker left with it while pending */
-    pn_sleep backoff;         /* the back-off sleep, while sleeping */
+    pn_sleep_future backoff;  /* the back-off sleep, while sleeping */
     uint64_t backoff_ns;      /* the next sleep */
     bool sleeping;
 } pn_accept_state;
@@ -192,23 +192,23 @@ typedef struct pn_accept_state {
  * Errors that belong to one connection (ECONNABORTED, EPROTO, the network
  * errors Linux passes through accept) are skipped: it accepts the next.
  * Running out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
- * does not spin: the future sleeps on an embedded pn_sleep, 10 ms at first,
+ * does not spin: the future sleeps on an embedded pn_sleep_future, 10 ms at first,
  * doubling to 1 s, retrying after each sleep, and goes back to 10 ms after
  * the next accept succeeds; meanwhile every other task keeps running and
  * the connections already open keep being served.  .backoffs counts the
  * sleeps taken.  Dropping it releases its waker and cancels its sleep; it
  * never owns the listener.
  */
-typedef struct pn_tcp_accept {
+typedef struct pn_tcp_accept_future {
     pn_future base;
     pn_accept_state st;       /* private */
     unsigned backoffs;        /* read-only: sleeps taken so far */
     pn_tcp_stream stream;     /* output, when res == 0 */
     pn_sockaddr peer;         /* output, when res == 0 */
     int res;                  /* output */
-} pn_tcp_accept;
+} pn_tcp_accept_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l);
+PN_EXTERN PN_MUST_USE pn_tcp_accept_future pn_tcp_accept(pn_tcp_listener *l);
 
 /* ---- streams ----------------------------------------------------------- */
 
@@ -226,19 +226,20 @@ PN_EXTERN PN_MUST_USE pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l);
  * completes closes *out too.  A refused connect surfaces as .res, never as
  * SIGPIPE.
  */
-typedef struct pn_tcp_connect {
+typedef struct pn_tcp_connect_future {
     pn_future base;
     pn_tcp_stream *out;       /* private */
     pn_sockaddr addr;         /* private */
     uint64_t timeout_ns;      /* private */
-    pn_sleep timer;           /* private */
+    pn_sleep_future timer;    /* private */
     pn_waker parked;          /* private */
     uint8_t state;            /* private */
     int res;                  /* output */
-} pn_tcp_connect;
+} pn_tcp_connect_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_connect pn_tcp_connect_to(pn_tcp_stream *out, const pn_sockaddr *addr,
-                                                       uint64_t timeout_ns);
+PN_EXTERN PN_MUST_USE pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out,
+                                                           const pn_sockaddr *addr,
+                                                           uint64_t timeout_ns);
 
 /* Adopt a connected TCP socket (made elsewhere); sets O_NONBLOCK.  0, or
  * -EBADF (not an open fd: then it stays the caller's). */
@@ -247,25 +248,26 @@ PN_EXTERN int pn_tcp_stream_init(pn_tcp_stream *s, int fd);
 /* Close (pn_async_fd_close): wakes a task waiting on it (-ECANCELED),
  * unsent data is still delivered by the kernel.  0 or close's -errno;
  * harmless on a closed stream. */
-PN_EXTERN int pn_tcp_stream_close(pn_tcp_stream *s);
-/* Close as a future (pn_close_of on the stream's socket): .res = close's
+PN_EXTERN int pn_tcp_close(pn_tcp_stream *s);
+/* Close as a future (pn_close_async on the stream's socket): .res = close's
  * result.  On io_uring the close goes out with the runtime's next batch
  * of submissions instead of a close(2) of its own. */
-static inline PN_MUST_USE pn_close pn_tcp_close(pn_tcp_stream *s)
-{ return pn_close_of(s ? &s->afd : NULL); }
+static inline PN_MUST_USE pn_close_future pn_tcp_close_async(pn_tcp_stream *s)
+{ return pn_close_async(s ? &s->afd : NULL); }
 
 /* ---- reading and writing: the io.h futures on the stream's socket ----- */
 
 /* Read some bytes: .res = bytes (0 = end of stream) or -errno. */
-static inline PN_MUST_USE pn_read pn_tcp_read(pn_tcp_stream *s, void *buf, size_t len)
-{ return pn_read_some(&s->afd, buf, len); }
+static inline PN_MUST_USE pn_read_future pn_tcp_read(pn_tcp_stream *s, void *buf, size_t len)
+{ return pn_read(&s->afd, buf, len); }
 /* Write some bytes (may be short): .res = bytes or -errno. */
-static inline PN_MUST_USE pn_write pn_tcp_write(pn_tcp_stream *s, const void *buf, size_t len)
-{ return pn_write_some(&s->afd, buf, len); }
+static inline PN_MUST_USE pn_write_future pn_tcp_write(pn_tcp_stream *s, const void *buf,
+                                                       size_t len)
+{ return pn_write(&s->afd, buf, len); }
 /* Write all of buf: .res = len or -errno; .done = bytes sent before it. */
-static inline PN_MUST_USE pn_write_all pn_tcp_write_all(pn_tcp_stream *s, const void *buf,
-                                                        size_t len)
-{ return pn_write_all_of(&s->afd, buf, len); }
+static inline PN_MUST_USE pn_write_all_future pn_tcp_write_all(pn_tcp_stream *s, const void *buf,
+                                                               size_t len)
+{ return pn_write_all(&s->afd, buf, len); }
 
 /* Poll helpers (see io.h): *res = bytes, 0 at end of stream, or -errno. */
 static inline pn_poll pn_tcp_poll_read(pn_tcp_stream *s, pn_cx *cx, void *buf, size_t len,
@@ -291,16 +293,16 @@ PN_EXTERN pn_poll pn_tcp_poll_peek(pn_tcp_stream *s, pn_cx *cx, void *buf, size_
  * .done counts the bytes stored in buf so far and survives an error.
  * buf must stay valid until the future completes or is dropped.
  */
-typedef struct pn_tcp_read_exact {
+typedef struct pn_tcp_read_exact_future {
     pn_future base;
     pn_async_fd *afd; char *buf; size_t len;  /* private */
     pn_waker parked;                           /* private */
     size_t done;                               /* read-only */
     ssize_t res;                               /* output */
-} pn_tcp_read_exact;
+} pn_tcp_read_exact_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf,
-                                                             size_t len);
+PN_EXTERN PN_MUST_USE pn_tcp_read_exact_future pn_tcp_read_exact(pn_tcp_stream *s, void *buf,
+                                                                 size_t len);
 
 /*
  * Write all the bytes of `iovcnt` iovecs (sendmsg with MSG_NOSIGNAL, any
@@ -310,28 +312,28 @@ PN_EXTERN PN_MUST_USE pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, v
  * dropped.  Output .res: the total bytes, or -errno (-EPIPE/-ECONNRESET
  * when the peer is gone, -EINVAL on iovcnt < 0); .done = bytes sent so far.
  */
-typedef struct pn_tcp_writev {
+typedef struct pn_tcp_writev_future {
     pn_future base;
     pn_async_fd *afd; const struct iovec *iov; int iovcnt;  /* private */
     int idx; size_t off;                                     /* private: progress */
     pn_waker parked;                                         /* private */
     size_t done;                                             /* read-only */
     ssize_t res;                                             /* output */
-} pn_tcp_writev;
+} pn_tcp_writev_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_writev pn_tcp_writev_all(pn_tcp_stream *s, const struct iovec *iov,
-                                                      int iovcnt);
+PN_EXTERN PN_MUST_USE pn_tcp_writev_future pn_tcp_writev(pn_tcp_stream *s, const struct iovec *iov,
+                                                         int iovcnt);
 
 /* Peek as a future: .res = bytes (left queued), 0 at end of stream, or
  * -errno. */
-typedef struct pn_tcp_peek {
+typedef struct pn_tcp_peek_future {
     pn_future base;
     pn_async_fd *afd; void *buf; size_t len;  /* private */
     pn_waker parked;                           /* private */
     ssize_t res;                               /* output */
-} pn_tcp_peek;
+} pn_tcp_peek_future;
 
-PN_EXTERN PN_MUST_USE pn_tcp_peek pn_tcp_peek_of(pn_tcp_stream *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_tcp_peek_future pn_tcp_peek(pn_tcp_stream *s, void *buf, size_t len);
 
 /* ---- socket options and addresses (plain calls, any thread that owns
  * the stream; each returns 0 or -errno, -EBADF on a closed stream, -EINVAL
@@ -358,7 +360,7 @@ PN_EXTERN int pn_tcp_peer_addr(const pn_tcp_stream *s, pn_sockaddr *out);
  * pn_tcp_split gives two views of one stream: one task reads through the
  * read half while another writes through the write half (the stream's two
  * waker slots).  The halves borrow the stream: it stays where it is and
- * keeps owning the socket; close it once with pn_tcp_stream_close after
+ * keeps owning the socket; close it once with pn_tcp_close after
  * both tasks are done with their halves (a close while the other half waits
  * wakes it with -ECANCELED).  Do not use one half from two tasks at once.
  * The writer can end its direction with pn_tcp_wr_shutdown: the peer reads
@@ -369,24 +371,26 @@ typedef struct pn_tcp_write_half { pn_tcp_stream *stream; } pn_tcp_write_half;
 
 PN_EXTERN void pn_tcp_split(pn_tcp_stream *s, pn_tcp_read_half *rd, pn_tcp_write_half *wr);
 
-static inline PN_MUST_USE pn_read pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
+static inline PN_MUST_USE pn_read_future pn_tcp_rd_read(pn_tcp_read_half h, void *buf, size_t len)
 { return pn_tcp_read(h.stream, buf, len); }
-static inline PN_MUST_USE pn_tcp_read_exact pn_tcp_rd_read_exact(pn_tcp_read_half h, void *buf,
-                                                                 size_t len)
-{ return pn_tcp_read_exact_of(h.stream, buf, len); }
-static inline PN_MUST_USE pn_tcp_peek pn_tcp_rd_peek(pn_tcp_read_half h, void *buf, size_t len)
-{ return pn_tcp_peek_of(h.stream, buf, len); }
+static inline PN_MUST_USE pn_tcp_read_exact_future pn_tcp_rd_read_exact(pn_tcp_read_half h,
+                                                                        void *buf, size_t len)
+{ return pn_tcp_read_exact(h.stream, buf, len); }
+static inline PN_MUST_USE pn_tcp_peek_future pn_tcp_rd_peek(pn_tcp_read_half h, void *buf,
+                                                            size_t len)
+{ return pn_tcp_peek(h.stream, buf, len); }
 static inline pn_poll pn_tcp_rd_poll_read(pn_tcp_read_half h, pn_cx *cx, void *buf,
                                           size_t len, ssize_t *res)
 { return pn_tcp_poll_read(h.stream, cx, buf, len, res); }
-static inline PN_MUST_USE pn_write pn_tcp_wr_write(pn_tcp_write_half h, const void *buf, size_t len)
+static inline PN_MUST_USE pn_write_future pn_tcp_wr_write(pn_tcp_write_half h, const void *buf,
+                                                          size_t len)
 { return pn_tcp_write(h.stream, buf, len); }
-static inline PN_MUST_USE pn_write_all pn_tcp_wr_write_all(pn_tcp_write_half h, const void *buf,
-                                                           size_t len)
+static inline PN_MUST_USE pn_write_all_future pn_tcp_wr_write_all(pn_tcp_write_half h,
+                                                                  const void *buf, size_t len)
 { return pn_tcp_write_all(h.stream, buf, len); }
-static inline PN_MUST_USE pn_tcp_writev pn_tcp_wr_writev_all(pn_tcp_write_half h,
-                                                             const struct iovec *iov, int iovcnt)
-{ return pn_tcp_writev_all(h.stream, iov, iovcnt); }
+static inline PN_MUST_USE pn_tcp_writev_future pn_tcp_wr_writev(pn_tcp_write_half h,
+                                                                const struct iovec *iov, int iovcnt)
+{ return pn_tcp_writev(h.stream, iov, iovcnt); }
 static inline pn_poll pn_tcp_wr_poll_write(pn_tcp_write_half h, pn_cx *cx, const void *buf,
                                            size_t len, ssize_t *res)
 { return pn_tcp_poll_write(h.stream, cx, buf, len, res); }
@@ -396,11 +400,12 @@ static inline int pn_tcp_wr_shutdown(pn_tcp_write_half h)
 /* ---- datagram futures ---------------------------------------------------
  *
  * The send and receive futures of UDP (pollen/udp.h) and of Unix datagram
- * sockets (pollen/unix.h) share one layout: pn_udp_send and pn_unix_send
- * are pn_dgram_send, pn_udp_recv and pn_unix_recv are pn_dgram_recv.  Make
- * them with those headers' functions, which document the outputs.
+ * sockets (pollen/unix.h) share one layout: pn_udp_send_future and
+ * pn_unix_send_future are pn_dgram_send_future, pn_udp_recv_future and
+ * pn_unix_recv_future are pn_dgram_recv_future.  Make them with those
+ * headers' functions, which document the outputs.
  */
-typedef struct pn_dgram_send {
+typedef struct pn_dgram_send_future {
     pn_future base;
     /* private */
     pn_async_fd *afd;        /* NULL: .res already holds an argument error */
@@ -410,9 +415,9 @@ typedef struct pn_dgram_send {
     pn_waker parked;
     /* output */
     ssize_t res;
-} pn_dgram_send;
+} pn_dgram_send_future;
 
-typedef struct pn_dgram_recv {
+typedef struct pn_dgram_recv_future {
     pn_future base;
     /* private */
     pn_async_fd *afd;        /* NULL: .res already holds -EINVAL */
@@ -424,7 +429,7 @@ typedef struct pn_dgram_recv {
     size_t datagram_len;
     bool truncated;          /* res >= 0 && datagram_len > len */
     ssize_t res;
-} pn_dgram_recv;
+} pn_dgram_recv_future;
 
 #ifdef __cplusplus
 }

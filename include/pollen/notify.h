@@ -4,7 +4,7 @@
  *
  *     static pn_notify changed = PN_NOTIFY_INIT;   // or pn_notify_init
  *
- *     // the waiter, in a future's struct: int pc; pn_notified wait;
+ *     // the waiter, in a future's struct: int pc; pn_notified_future wait;
  *     PN_ASYNC_BEGIN(t->pc);
  *     for (;;) {
  *         t->wait = pn_notify_notified(&changed);  // made BEFORE the check
@@ -79,20 +79,20 @@ PN_EXTERN void pn_notify_waiters(pn_notify *n);
 
 /*
  * The wait.  READY when: it took the stored permit, pn_notify_one chose
- * it, or pn_notify_waiters ran after it was made.  .status is 0, or
+ * it, or pn_notify_waiters ran after it was made.  .res is 0, or
  * -EINVAL for a NULL notify (READY at the first poll).
  */
-typedef struct pn_notified {
+typedef struct pn_notified_future {
     pn_future base;
-    int status;             /* output */
+    int res;                /* output */
     /* private */
     pn_notify *n;
     size_t gen;             /* the generation when made */
     unsigned char st;       /* idle, queued, done */
     pn_sync_waiter w;       /* w.state: chosen by notify_one */
-} pn_notified;
+} pn_notified_future;
 
-PN_EXTERN PN_MUST_USE pn_notified pn_notify_notified(pn_notify *n);
+PN_EXTERN PN_MUST_USE pn_notified_future pn_notify_notified(pn_notify *n);
 
 #ifdef __cplusplus
 }

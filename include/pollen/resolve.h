@@ -20,7 +20,7 @@
  * queued never runs; one already running in getaddrinfo cannot be
  * interrupted, so it finishes on its pool thread and its result is freed
  * there (nothing leaks, nothing is delivered).  Bound a lookup's time with
- * pn_timeout_for; getaddrinfo's own DNS timeouts (resolv.conf) still keep
+ * pn_timeout; getaddrinfo's own DNS timeouts (resolv.conf) still keep
  * a pool thread busy, and pn_runtime_free waits for it.
  *
  * Threads: the future is polled like any other (either runtime flavour);
@@ -69,7 +69,7 @@ typedef struct pn_resolve_future {
     uint16_t port;
     pn_resolve_opts opts;
     uint8_t state;
-    pn_blocking job;
+    pn_blocking_future job;
     /* outputs */
     pn_sockaddr *addrs;
     size_t count;

@@ -8,7 +8,7 @@
  *     PN_ASYNC_BEGIN(t->pc);
  *     t->p = pn_semaphore_acquire(&slots, 2);
  *     PN_AWAIT(t->pc, &t->p, cx);
- *     if (t->p.status < 0) return ...;           // -ESHUTDOWN: closed
+ *     if (t->p.res < 0) return ...;              // -ESHUTDOWN: closed
  *     ... two permits are held: the READY future is the guard ...
  *     pn_semaphore_release(&t->p);               // or pn_future_drop(&t->p.base)
  *     PN_ASYNC_END(t->pc);
@@ -38,7 +38,7 @@
  * it is pending and no guard holds it.  Futures hold a pointer to it.
  *
  * Guards.  A pn_semaphore_permit (pn_mutex_guard, pn_rwlock_guard are the
- * same type) that returned PN_READY with status 0 holds its permits until
+ * same type) that returned PN_READY with .res 0 holds its permits until
  * released: pn_semaphore_release (pn_mutex_unlock, pn_rwlock_unlock) or
  * pn_future_drop give them back; pn_semaphore_forget keeps them out of
  * the semaphore for good.  Releasing, dropping or forgetting a guard that
@@ -88,16 +88,16 @@ PN_EXTERN void pn_semaphore_destroy(pn_semaphore *s);
 
 /*
  * The acquire future, which is the guard once READY.  Outputs:
- *   .status   0: `permits` permits are held;  -ESHUTDOWN: the semaphore
+ *   .res      0: `permits` permits are held;  -ESHUTDOWN: the semaphore
  *             is closed (before, or while, it waited; nothing held);
  *             -EINVAL: NULL semaphore, n == 0 or n > the max (given at
  *             the first poll, which is READY at once).
- *   .permits  the permits it holds now: n once READY with status 0, back
+ *   .permits  the permits it holds now: n once READY with .res 0, back
  *             to 0 after release or forget.
  */
 typedef struct pn_semaphore_permit {
     pn_future base;
-    int status;                    /* output */
+    int res;                       /* output */
     size_t permits;                /* output: held now */
     /* private */
     pn_semaphore *sem;
@@ -110,7 +110,7 @@ typedef struct pn_semaphore_permit {
 /* Acquire `n` permits, in FIFO order with the other waiters.  Lazy. */
 PN_EXTERN PN_MUST_USE pn_semaphore_permit pn_semaphore_acquire(pn_semaphore *s, size_t n);
 
-/* Give back the permits `p` holds (READY, status 0); a pending `p` is
+/* Give back the permits `p` holds (READY, .res 0); a pending `p` is
  * dropped (cancelled, as pn_future_drop).  Anything else, and NULL: no-op.
  * Any thread, once the owner hands the guard over. */
 PN_EXTERN void pn_semaphore_release(pn_semaphore_permit *p);
@@ -150,7 +150,7 @@ PN_EXTERN bool pn_semaphore_is_closed(const pn_semaphore *s);
 
 /* ---- Mutex ----------------------------------------------------------------
  * A semaphore of one permit: FIFO, no barging, the lock handed to the
- * first waiter on unlock.  A mutex is never closed, so a lock's status is
+ * first waiter on unlock.  A mutex is never closed, so a lock's .res is
  * always 0 (or -EINVAL for a NULL mutex; -EDEADLK from blocking_lock). */
 
 typedef struct pn_mutex {
@@ -166,7 +166,7 @@ typedef pn_semaphore_permit pn_mutex_guard;
 PN_EXTERN int pn_mutex_init(pn_mutex *m);
 PN_EXTERN void pn_mutex_destroy(pn_mutex *m);
 
-/* The lock future: READY with status 0 means it holds the lock (status
+/* The lock future: READY with .res 0 means it holds the lock (.res
  * -EINVAL: NULL mutex).  Drop while pending: leaves the queue; if the lock
  * had been handed to it meanwhile, hands it on to the next waiter. */
 PN_EXTERN PN_MUST_USE pn_mutex_guard pn_mutex_lock(pn_mutex *m);
@@ -202,7 +202,7 @@ typedef pn_semaphore_permit pn_rwlock_guard;
 PN_EXTERN int pn_rwlock_init(pn_rwlock *rw);
 PN_EXTERN void pn_rwlock_destroy(pn_rwlock *rw);
 
-/* Shared and exclusive lock futures; READY with status 0 holds the lock
+/* Shared and exclusive lock futures; READY with .res 0 holds the lock
  * (-EINVAL: NULL rwlock).  Drop while pending as pn_mutex_lock; a pending
  * write may hold part of the read permits already (the readers that left
  * before it), and its drop gives them back, letting in the readers queued

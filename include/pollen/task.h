@@ -99,7 +99,7 @@ PN_EXTERN void pn_join_handle_free(pn_join_handle *h);
 
 /*
  * Awaiting a task.  Outputs once PN_READY:
- *   .status  0 when the task's future completed, -ECANCELED when it was
+ *   .res     0 when the task's future completed, -ECANCELED when it was
  *            aborted or dropped by shutdown;
  *   .output  on success, the task's future (cast it to your type and read
  *            its output fields); valid until pn_join_handle_free.  NULL on
@@ -107,16 +107,16 @@ PN_EXTERN void pn_join_handle_free(pn_join_handle *h);
  * Dropping a pn_join_future does not affect the task.  Only one
  * pn_join_future per handle may be pending at a time: a second one takes
  * the waker slot and the first is never woken (it hangs).  A NULL handle
- * gives .status -EINVAL at the first poll.
+ * gives .res -EINVAL at the first poll.
  */
 typedef struct pn_join_future {
     pn_future base;
     pn_join_handle *handle;  /* private */
     void *output;            /* output */
-    int status;              /* output */
+    int res;                 /* output */
 } pn_join_future;
 
-PN_EXTERN PN_MUST_USE pn_join_future pn_join_handle_await(pn_join_handle *h);
+PN_EXTERN PN_MUST_USE pn_join_future pn_join(pn_join_handle *h);
 
 /* ==== Task groups ==========================================================
  *
@@ -127,10 +127,10 @@ PN_EXTERN PN_MUST_USE pn_join_future pn_join_handle_await(pn_join_handle *h);
  *     if (pn_task_group_new(rt, &g) < 0) ...;
  *     for (int i = 0; i < n; i++)
  *         PN_TASK_GROUP_SPAWN(g, my_fut[i]);          // errors as pn_spawn
- *     // in a task (state in its struct): loop until .status == -ENOENT
+ *     // in a task (state in its struct): loop until .res == -ENOENT
  *     t->join = pn_task_group_join_next(g);
  *     PN_AWAIT(t->pc, &t->join, cx);
- *     if (t->join.status == 0) use((my_fut_t *)t->join.output);
+ *     if (t->join.res == 0) use((my_fut_t *)t->join.output);
  *     pn_task_group_join_release(&t->join);           // frees that task
  *     ...
  *     pn_task_group_free(g);                          // aborts the rest
@@ -185,7 +185,7 @@ PN_EXTERN void pn_task_group_free(pn_task_group *g);
 
 /*
  * The next task to finish.  Outputs once PN_READY:
- *   .status  0 the task's future completed: .output is it (cast it to
+ *   .res     0 the task's future completed: .output is it (cast it to
  *            your future's type and read its outputs);
  *            -ECANCELED it was aborted (or dropped by its runtime's
  *            shutdown): .output is NULL;
@@ -196,31 +196,31 @@ PN_EXTERN void pn_task_group_free(pn_task_group *g);
  * Cancel safety: dropping a pending join_next loses nothing (a task that
  * finished meanwhile stays in the group for the next join_next).
  */
-typedef struct pn_task_group_join {
+typedef struct pn_task_group_join_future {
     pn_future base;
     pn_task_group *group;  /* private */
     void *entry;           /* private: the task this READY future owns */
     bool waiting;          /* private: registered as the group's waiter */
     void *output;          /* output */
-    int status;            /* output */
-} pn_task_group_join;
+    int res;               /* output */
+} pn_task_group_join_future;
 
-PN_EXTERN PN_MUST_USE pn_task_group_join pn_task_group_join_next(pn_task_group *g);
+PN_EXTERN PN_MUST_USE pn_task_group_join_future pn_task_group_join_next(pn_task_group *g);
 
 /* Without waiting: fills *out as a READY join_next future would and
- * returns its status, or returns -EAGAIN (tasks are running, none has
+ * returns its .res, or returns -EAGAIN (tasks are running, none has
  * finished; *out is then empty).  Release *out as usual.  -EINVAL for
  * NULL arguments. */
-PN_EXTERN int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join *out);
+PN_EXTERN int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join_future *out);
 
 /* Free the task a READY join_next future owns (its .output becomes NULL).
  * A second release, a pending or never-polled future, NULL: no effect. */
-PN_EXTERN void pn_task_group_join_release(pn_task_group_join *j);
+PN_EXTERN void pn_task_group_join_release(pn_task_group_join_future *j);
 
 /*
  * Abort every task of the group (at the first poll), then wait until every
  * task has finished, freeing each one as it does (their outputs are
- * discarded).  READY with .status 0 when the group is empty (tasks spawned
+ * discarded).  READY with .res 0 when the group is empty (tasks spawned
  * while it waits are waited for too, not aborted); -EINVAL for a NULL
  * group.  Cancel safety: dropping it pending loses nothing but the
  * results it already discarded; the tasks stay aborted.
@@ -229,7 +229,7 @@ typedef struct pn_task_group_shutdown_future {
     pn_future base;
     pn_task_group *group;  /* private */
     int state;             /* private: 0 new, 1 waiting, 2 done */
-    int status;            /* output */
+    int res;               /* output */
 } pn_task_group_shutdown_future;
 
 PN_EXTERN PN_MUST_USE pn_task_group_shutdown_future pn_task_group_shutdown(pn_task_group *g);

@@ -51,7 +51,7 @@
  * once it made a runtime with start_paused, called pn_block_on on a
  * runtime whose clock was ever paused, or called pn_time_pause / resume /
  * advance; so a test's main thread may write
- *     pn_sleep s = pn_sleep_for(PN_SEC(3600));   // deadline in virtual time
+ *     pn_sleep_future s = pn_sleep(PN_SEC(3600));   // deadline in virtual time
  *     pn_instant t0 = pn_now();
  *     pn_block_on(rt, PN_FUTURE(&s));            // returns at once
  *     // pn_now() - t0 == PN_SEC(3600) exactly
@@ -154,43 +154,43 @@ typedef struct pn_timer_entry {
 
 /* ---- sleep -------------------------------------------------------------- */
 
-typedef struct pn_sleep {
+typedef struct pn_sleep_future {
     pn_future base;
     pn_timer_entry entry;  /* private */
-} pn_sleep;
+} pn_sleep_future;
 
 /* A future that completes once `ns` nanoseconds have passed (the deadline is
  * taken now, when the future is made, not at its first poll). */
-PN_EXTERN PN_MUST_USE pn_sleep pn_sleep_for(uint64_t ns);
+PN_EXTERN PN_MUST_USE pn_sleep_future pn_sleep(uint64_t ns);
 /* A future that completes at `deadline` (immediately if it has passed). */
-PN_EXTERN PN_MUST_USE pn_sleep pn_sleep_until(pn_instant deadline);
+PN_EXTERN PN_MUST_USE pn_sleep_future pn_sleep_until(pn_instant deadline);
 /* Move the deadline of a sleep, pending or completed; it may then be polled
  * again and completes at the new deadline.  Must be called on the thread that
  * polls it. */
-PN_EXTERN void pn_sleep_reset(pn_sleep *s, pn_instant deadline);
+PN_EXTERN void pn_sleep_reset(pn_sleep_future *s, pn_instant deadline);
 /* The deadline of a sleep. */
-static inline pn_instant pn_sleep_deadline(const pn_sleep *s) { return s->entry.deadline; }
+static inline pn_instant pn_sleep_deadline(const pn_sleep_future *s) { return s->entry.deadline; }
 
 /* ---- timeout ------------------------------------------------------------ */
 
 /*
- * pn_timeout: run `inner` with a time limit.  Output in .status: 0 when the
+ * pn_timeout_future: run `inner` with a time limit.  Output in .res: 0 when the
  * inner future completed first (read its own output), -ETIMEDOUT when the
  * deadline came first, in which case the inner future has been dropped.
  * `inner` is borrowed: it must outlive the timeout future and not move
  * (keep both in the same struct).  Dropping the timeout drops the inner
  * future if it has not completed.  `inner` NULL: ready at the first poll
- * with .status -EINVAL (there is nothing to run).
+ * with .res -EINVAL (there is nothing to run).
  */
-typedef struct pn_timeout {
+typedef struct pn_timeout_future {
     pn_future base;
     pn_future *inner;   /* private */
-    pn_sleep timer;     /* private */
-    int status;         /* output */
-} pn_timeout;
+    pn_sleep_future timer;     /* private */
+    int res;            /* output */
+} pn_timeout_future;
 
-PN_EXTERN PN_MUST_USE pn_timeout pn_timeout_for(pn_future *inner, uint64_t ns);
-PN_EXTERN PN_MUST_USE pn_timeout pn_timeout_at(pn_future *inner, pn_instant deadline);
+PN_EXTERN PN_MUST_USE pn_timeout_future pn_timeout(pn_future *inner, uint64_t ns);
+PN_EXTERN PN_MUST_USE pn_timeout_future pn_timeout_at(pn_future *inner, pn_instant deadline);
 
 /* ---- interval ----------------------------------------------------------- */
 
@@ -202,22 +202,22 @@ typedef enum pn_missed_tick {
 } pn_missed_tick;
 
 /*
- * pn_interval: a stream of ticks, one per period, the first at `start`.
+ * pn_interval_future: a stream of ticks, one per period, the first at `start`.
  * It is a future that can be awaited again after each PN_READY: every
  * PN_READY is one tick, and .tick holds the instant that tick was
  * scheduled for.  Dropping it cancels its timer.
  */
-typedef struct pn_interval {
+typedef struct pn_interval_future {
     pn_future base;
-    pn_sleep timer;            /* private */
+    pn_sleep_future timer;     /* private */
     uint64_t period;           /* read-only */
     pn_missed_tick missed;     /* public: policy, may be changed between ticks */
     pn_instant tick;           /* output: the scheduled instant of the last tick */
-} pn_interval;
+} pn_interval_future;
 
 /* First tick immediately, then every `period` ns (period 0 is taken as 1). */
-PN_EXTERN PN_MUST_USE pn_interval pn_interval_every(uint64_t period);
-PN_EXTERN PN_MUST_USE pn_interval pn_interval_at(pn_instant start, uint64_t period);
+PN_EXTERN PN_MUST_USE pn_interval_future pn_interval(uint64_t period);
+PN_EXTERN PN_MUST_USE pn_interval_future pn_interval_at(pn_instant start, uint64_t period);
 
 #ifdef __cplusplus
 }

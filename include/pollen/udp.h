@@ -84,6 +84,12 @@ PN_EXTERN int pn_udp_init(pn_udp_socket *s, int fd);
 /* Close (waiting tasks complete with -ECANCELED).  Harmless on a closed
  * socket.  Returns 0 or close()'s -errno. */
 PN_EXTERN int pn_udp_close(pn_udp_socket *s);
+/* Close as a future (pn_close_async on the socket, see pollen/io.h):
+ * .res = close's result, 0 at once on a closed socket, -EINVAL for NULL.
+ * On io_uring the close goes out with the runtime's next batch of
+ * submissions instead of a close(2) of its own. */
+static inline PN_MUST_USE pn_close_future pn_udp_close_async(pn_udp_socket *s)
+{ return pn_close_async(s ? &s->afd : NULL); }
 
 /* Set the default peer: send/recv need no address and only that peer's
  * datagrams are received (and its ICMP errors reported).  Immediate: UDP
@@ -169,23 +175,23 @@ PN_EXTERN pn_poll pn_udp_poll_recv(pn_udp_socket *s, pn_cx *cx, void *buf, size_
 
 /* Send: output .res as the helper.  The buffer is borrowed until the
  * future is ready or dropped; the address is copied.  Dropping it pending
- * sends nothing.  (The layout is pn_dgram_send, pollen/net.h.) */
-typedef pn_dgram_send pn_udp_send;
+ * sends nothing.  (The layout is pn_dgram_send_future, pollen/net.h.) */
+typedef pn_dgram_send_future pn_udp_send_future;
 
 /* Receive: outputs .res (bytes stored or -errno), .from (the sender;
  * recv_from only), .datagram_len and .truncated (see "Truncation").
  * Dropping it pending receives nothing (no datagram is consumed).  (The
- * layout is pn_dgram_recv, pollen/net.h.) */
-typedef pn_dgram_recv pn_udp_recv;
+ * layout is pn_dgram_recv_future, pollen/net.h.) */
+typedef pn_dgram_recv_future pn_udp_recv_future;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
-                                                 const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf,
+                                                        size_t len, const pn_sockaddr *to);
 /* To the connected peer. */
-PN_EXTERN PN_MUST_USE pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_send_future pn_udp_send(pn_udp_socket *s, const void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv_future pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len);
 /* From the connected peer (or anyone, unconnected), without the address. */
-PN_EXTERN PN_MUST_USE pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_udp_recv_future pn_udp_recv(pn_udp_socket *s, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

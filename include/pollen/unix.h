@@ -21,7 +21,7 @@
  *
  * Types.  Each socket type embeds a pn_async_fd named `afd` as its first
  * member: read and write a pn_unix_stream with the io.h helpers and futures
- * (pn_async_fd_poll_read(&s.afd, ...), pn_write_all_of(&s.afd, ...)).  As
+ * (pn_async_fd_poll_read(&s.afd, ...), pn_write_all(&s.afd, ...)).  As
  * with pollen/net.h: the struct lives in the caller's memory, may be
  * copied or moved until its first operation (the lazy registration) and
  * must then stay where it is; it owns its socket from a successful
@@ -127,14 +127,14 @@ PN_EXTERN int pn_unix_listener_close(pn_unix_listener *l);
  * new stream, nonblocking, close-on-exec, not registered yet: movable
  * until its first operation; the caller owns it), or *res = -errno and
  * *out untouched: -EMFILE / -ENFILE / -ENOBUFS / -ENOMEM (returned, never
- * spun on: back off, e.g. with pn_sleep_for, and accept again),
+ * spun on: back off, e.g. with pn_sleep, and accept again),
  * -ECONNABORTED and the other errors of one connection (accept again),
  * -ECANCELED (listener closed), -EINVAL (NULL, or not listening).
  */
 PN_EXTERN pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx,
                                       pn_unix_stream *out, int *res);
 
-/* The accept future, as pn_tcp_accept (pollen/net.h): outputs .res as
+/* The accept future, as pn_tcp_accept_future (pollen/net.h): outputs .res as
  * above, .stream when .res == 0, except that it handles two kinds of error
  * itself.  Errors that belong to one connection (ECONNABORTED, EPROTO, ...)
  * are skipped: it accepts the next.  On -EMFILE / -ENFILE / -ENOBUFS /
@@ -144,15 +144,15 @@ PN_EXTERN pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx,
  * may be awaited again after PN_READY for the next connection (take
  * .stream first).  Dropping it releases its waker and its back-off timer;
  * it never owns the listener, which must outlive it. */
-typedef struct pn_unix_accept {
+typedef struct pn_unix_accept_future {
     pn_future base;
     pn_accept_state st;      /* private */
     unsigned backoffs;       /* read-only: sleeps taken so far */
     pn_unix_stream stream;   /* output, when res == 0 */
     int res;                 /* output */
-} pn_unix_accept;
+} pn_unix_accept_future;
 
-PN_EXTERN PN_MUST_USE pn_unix_accept pn_unix_accept_on(pn_unix_listener *l);
+PN_EXTERN PN_MUST_USE pn_unix_accept_future pn_unix_accept(pn_unix_listener *l);
 
 /* ---- Stream: connection ------------------------------------------------ */
 
@@ -170,9 +170,9 @@ PN_EXTERN PN_MUST_USE pn_unix_accept pn_unix_accept_on(pn_unix_listener *l);
  * answers EAGAIN and has no readiness event for "room in the backlog", so
  * the future sleeps 1 ms, doubling up to 64 ms, and tries again until it
  * connects or the listener goes away (-ECONNREFUSED).  Bound the wait with
- * pn_timeout_for.  Dropping the future before it is ready closes *out.
+ * pn_timeout.  Dropping the future before it is ready closes *out.
  */
-typedef struct pn_unix_connect {
+typedef struct pn_unix_connect_future {
     pn_future base;
     /* private */
     pn_unix_stream *out;
@@ -181,12 +181,12 @@ typedef struct pn_unix_connect {
     uint8_t state;
     int fd;
     uint64_t backoff_ns;
-    pn_sleep nap;
+    pn_sleep_future nap;
     /* output */
     int res;
-} pn_unix_connect;
+} pn_unix_connect_future;
 
-PN_EXTERN PN_MUST_USE pn_unix_connect pn_unix_connect_to(pn_unix_stream *out, const char *name);
+PN_EXTERN PN_MUST_USE pn_unix_connect_future pn_unix_connect(pn_unix_stream *out, const char *name);
 
 /* A connected pair (socketpair(AF_UNIX, SOCK_STREAM)), both nonblocking and
  * close-on-exec, both the caller's.  Returns 0, -EINVAL, -EMFILE, -ENFILE. */
@@ -199,10 +199,10 @@ PN_EXTERN int pn_unix_stream_shutdown(pn_unix_stream *s, int how);
 
 /* Close (a waiting task completes with -ECANCELED).  Harmless on a closed
  * stream.  Returns 0 or close()'s -errno. */
-PN_EXTERN int pn_unix_stream_close(pn_unix_stream *s);
-/* Close as a future (pn_close_of, see pollen/io.h). */
-static inline PN_MUST_USE pn_close pn_unix_close(pn_unix_stream *s)
-{ return pn_close_of(s ? &s->afd : NULL); }
+PN_EXTERN int pn_unix_close(pn_unix_stream *s);
+/* Close as a future (pn_close_async, see pollen/io.h). */
+static inline PN_MUST_USE pn_close_future pn_unix_close_async(pn_unix_stream *s)
+{ return pn_close_async(s ? &s->afd : NULL); }
 
 /* ---- Datagram ---------------------------------------------------------
  *
@@ -272,20 +272,22 @@ PN_EXTERN pn_poll pn_unix_poll_recv(pn_unix_dgram *d, pn_cx *cx, void *buf, size
 
 /* The send future: output .res as the poll helper.  The buffer is borrowed
  * until it is ready or dropped; the address is copied.  (The layout is
- * pn_dgram_send, pollen/net.h.) */
-typedef pn_dgram_send pn_unix_send;
+ * pn_dgram_send_future, pollen/net.h.) */
+typedef pn_dgram_send_future pn_unix_send_future;
 
 /* The receive future: outputs .res (bytes stored or -errno), .from (the
  * sender; recv_from only), .datagram_len and .truncated (see
- * "Truncation").  (The layout is pn_dgram_recv, pollen/net.h.) */
-typedef pn_dgram_recv pn_unix_recv;
+ * "Truncation").  (The layout is pn_dgram_recv_future, pollen/net.h.) */
+typedef pn_dgram_recv_future pn_unix_recv_future;
 
 /* `to` NULL gives .res -EINVAL at the first poll. */
-PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                                                   const pn_sockaddr *to);
-PN_EXTERN PN_MUST_USE pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len);
-PN_EXTERN PN_MUST_USE pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send_to(pn_unix_dgram *d, const void *buf,
+                                                          size_t len, const pn_sockaddr *to);
+PN_EXTERN PN_MUST_USE pn_unix_send_future pn_unix_send(pn_unix_dgram *d, const void *buf,
+                                                       size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_recv_future pn_unix_recv_from(pn_unix_dgram *d, void *buf,
+                                                            size_t len);
+PN_EXTERN PN_MUST_USE pn_unix_recv_future pn_unix_recv(pn_unix_dgram *d, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -57,16 +57,16 @@ PN_EXTERN int pn_wait_group_done(pn_wait_group *wg);
 PN_EXTERN size_t pn_wait_group_count(pn_wait_group *wg);
 
 /*
- * READY with .status 0 once the count is (or was, after this future was
+ * READY with .res 0 once the count is (or was, after this future was
  * first queued) zero; -EINVAL for a NULL group.  Cancel safety: dropping
  * it pending unqueues it; nothing else is affected.  Dropping it READY or
  * never polled is a no-op.
  */
-typedef struct pn_wait_group_wait {
+typedef struct pn_wait_group_wait_future {
     pn_future base;
     pn_wait_group *wg;   /* private */
     pn_sync_waiter w;    /* private */
-    int status;          /* output */
+    int res;             /* output */
 } pn_wait_group_wait_future;
 
 PN_EXTERN PN_MUST_USE pn_wait_group_wait_future pn_wait_group_wait(pn_wait_group *wg);

@@ -17,7 +17,7 @@
  *     // a task's poll: wait for a change, then read the newest value
  *     t->changed = pn_watch_changed(t->rx);
  *     PN_AWAIT(t->pc, &t->changed, cx);
- *     if (t->changed.status == -EPIPE) ...  // the sender is gone
+ *     if (t->changed.res == -EPIPE) ...     // the sender is gone
  *     pn_watch_borrow_and_update(t->rx, &t->cfg);  // a copy, never torn
  *
  *     pn_watch_rx_free(rx);
@@ -149,7 +149,7 @@ PN_EXTERN void pn_watch_mark_changed(pn_watch_rx *rx);
 /*
  * Wait until a version newer than the last seen exists, and mark it seen.
  * Outputs once PN_READY:
- *   .status  0: a newer version was there.  Read it with
+ *   .res     0: a newer version was there.  Read it with
  *            pn_watch_borrow_and_update: a send may land between the
  *            completion and the read, and borrow_and_update marks what you
  *            read as seen, so the next changed() does not fire for a value
@@ -162,7 +162,7 @@ typedef struct pn_watch_changed_future {
     pn_future base;
     pn_watch_rx *rx;        /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_watch_changed_future;
 
 PN_EXTERN PN_MUST_USE pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
@@ -171,7 +171,7 @@ PN_EXTERN PN_MUST_USE pn_watch_changed_future pn_watch_changed(pn_watch_rx *rx);
  * The sender's side: wait until no receiver exists (every receiver freed;
  * at once if there is none now), e.g. to stop producing values nobody
  * reads.  A receiver subscribed afterwards does not undo a READY future.
- * Outputs once PN_READY: .status 0, or -EINVAL (tx NULL).  Any number of
+ * Outputs once PN_READY: .res 0, or -EINVAL (tx NULL).  Any number of
  * these may wait, from any tasks; all must be dropped or READY before
  * pn_watch_tx_free.  Cancel-safe: a drop only unlinks it (a receiver
  * freed meanwhile wakes every one of these, so no wake needs passing on).
@@ -181,7 +181,7 @@ typedef struct pn_watch_closed_future {
     pn_future base;
     pn_watch_tx *tx;        /* private */
     pn_sync_waiter waiter;  /* private */
-    int status;             /* output */
+    int res;                /* output */
 } pn_watch_closed_future;
 
 PN_EXTERN PN_MUST_USE pn_watch_closed_future pn_watch_tx_closed(pn_watch_tx *tx);

@@ -445,7 +445,7 @@ int pn_blocking_pool_configure(pn_runtime *rt, unsigned max_threads, uint64_t ke
 /* ---- the future ---------------------------------------------------------- */
 
 /* First poll: make the job record and queue it.  0 or -errno. */
-static int submit(pn_blocking *b, pn_cx *cx)
+static int submit(pn_blocking_future *b, pn_cx *cx)
 {
     if (!b->fn || !cx->rt)
         return -EINVAL;
@@ -500,14 +500,14 @@ static int submit(pn_blocking *b, pn_cx *cx)
 
 static pn_poll blocking_poll(pn_future *f, pn_cx *cx)
 {
-    pn_blocking *b = (pn_blocking *)f;
+    pn_blocking_future *b = (pn_blocking_future *)f;
     job *j = b->job;
     if (!j) {
         int e = submit(b, cx);
         if (e == 0)
             return PN_PENDING;
-        b->result = NULL;
-        b->status = e;
+        b->value = NULL;
+        b->res = e;
         return PN_READY;
     }
     pthread_mutex_lock(&j->mu);
@@ -520,8 +520,8 @@ static pn_poll blocking_poll(pn_future *f, pn_cx *cx)
     /* done: the completer no longer touches j; it is ours. */
     if (pn_cx_budget_spend(cx) == PN_PENDING)
         return PN_PENDING;
-    b->result = j->result;
-    b->status = j->status;
+    b->value = j->result;
+    b->res = j->status;
     b->job = NULL;
     job_free(j);
     return PN_READY;
@@ -529,7 +529,7 @@ static pn_poll blocking_poll(pn_future *f, pn_cx *cx)
 
 static void blocking_drop(pn_future *f)
 {
-    pn_blocking *b = (pn_blocking *)f;
+    pn_blocking_future *b = (pn_blocking_future *)f;
     job *j = b->job;
     if (!j)
         return;
@@ -570,12 +570,12 @@ static void blocking_drop(pn_future *f)
 
 static const pn_future_vtable blocking_vt = { blocking_poll, blocking_drop, "blocking" };
 
-pn_blocking pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg, pn_blocking_discard_fn discard)
+pn_blocking_future pn_spawn_blocking_ex(pn_blocking_fn fn, void *arg, pn_blocking_discard_fn discard)
 {
-    return (pn_blocking){ .base = { &blocking_vt }, .fn = fn, .arg = arg, .discard = discard };
+    return (pn_blocking_future){ .base = { &blocking_vt }, .fn = fn, .arg = arg, .discard = discard };
 }
 
-pn_blocking pn_spawn_blocking(pn_blocking_fn fn, void *arg)
+pn_blocking_future pn_spawn_blocking(pn_blocking_fn fn, void *arg)
 {
     return pn_spawn_blocking_ex(fn, arg, NULL);
 }

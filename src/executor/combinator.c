@@ -20,7 +20,7 @@
  * must not make the count wrap (a join that never completes). */
 static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
 {
-    pn_join_all *j = (pn_join_all *)f;
+    pn_join_all_future *j = (pn_join_all_future *)f;
     size_t left = 0;
     for (size_t i = 0; i < j->n; i++) {
         if (!j->futs[i])
@@ -36,7 +36,7 @@ static pn_poll join_all_poll(pn_future *f, pn_cx *cx)
 
 static void join_all_drop(pn_future *f)
 {
-    pn_join_all *j = (pn_join_all *)f;
+    pn_join_all_future *j = (pn_join_all_future *)f;
     for (size_t i = 0; i < j->n; i++) {
         if (j->futs[i]) {
             pn_future_drop(j->futs[i]);
@@ -46,21 +46,21 @@ static void join_all_drop(pn_future *f)
     j->left = 0;
 }
 
-static const pn_future_vtable join_all_vt = { join_all_poll, join_all_drop, "pn_join_all" };
+static const pn_future_vtable join_all_vt = { join_all_poll, join_all_drop, "pn_join_all_future" };
 
-pn_join_all pn_join_all_of(pn_future **futs, size_t n)
+pn_join_all_future pn_join_all(pn_future **futs, size_t n)
 {
     if (!futs)
         n = 0;                      /* no array: no children */
     size_t left = 0;
     for (size_t i = 0; i < n; i++)
         left += futs[i] != NULL;
-    return (pn_join_all){ .base = { &join_all_vt }, .futs = futs, .n = n, .left = left };
+    return (pn_join_all_future){ .base = { &join_all_vt }, .futs = futs, .n = n, .left = left };
 }
 
 static pn_poll join2_poll(pn_future *f, pn_cx *cx)
 {
-    pn_join2 *j = (pn_join2 *)f;
+    pn_join2_future *j = (pn_join2_future *)f;
     if (j->a && pn_future_poll(j->a, cx) == PN_READY)
         j->a = NULL;
     if (j->b && pn_future_poll(j->b, cx) == PN_READY)
@@ -70,7 +70,7 @@ static pn_poll join2_poll(pn_future *f, pn_cx *cx)
 
 static void join2_drop(pn_future *f)
 {
-    pn_join2 *j = (pn_join2 *)f;
+    pn_join2_future *j = (pn_join2_future *)f;
     if (j->a)
         pn_future_drop(j->a);
     if (j->b)
@@ -78,11 +78,11 @@ static void join2_drop(pn_future *f)
     j->a = j->b = NULL;
 }
 
-static const pn_future_vtable join2_vt = { join2_poll, join2_drop, "pn_join2" };
+static const pn_future_vtable join2_vt = { join2_poll, join2_drop, "pn_join2_future" };
 
-pn_join2 pn_join_both(pn_future *a, pn_future *b)
+pn_join2_future pn_join2(pn_future *a, pn_future *b)
 {
-    return (pn_join2){ .base = { &join2_vt }, .a = a, .b = b };
+    return (pn_join2_future){ .base = { &join2_vt }, .a = a, .b = b };
 }
 
 /* ---- select ----------------------------------------------------------------- */
@@ -132,40 +132,40 @@ static pn_poll select_poll_array(pn_future **futs, size_t n, size_t *start,
 
 static pn_poll select_poll(pn_future *f, pn_cx *cx)
 {
-    pn_select *s = (pn_select *)f;
+    pn_select_future *s = (pn_select_future *)f;
     return select_poll_array(s->futs, s->n, &s->start, &s->index, cx);
 }
 
 static void select_drop(pn_future *f)
 {
-    pn_select *s = (pn_select *)f;
+    pn_select_future *s = (pn_select_future *)f;
     select_drop_array(s->futs, s->n);
 }
 
-static const pn_future_vtable select_vt = { select_poll, select_drop, "pn_select" };
+static const pn_future_vtable select_vt = { select_poll, select_drop, "pn_select_future" };
 
-pn_select pn_select_of(pn_future **futs, size_t n)
+pn_select_future pn_select(pn_future **futs, size_t n)
 {
     if (!futs)
         n = 0;                      /* no array: no children */
-    return (pn_select){ .base = { &select_vt }, .futs = futs, .n = n, .start = 0, .index = 0 };
+    return (pn_select_future){ .base = { &select_vt }, .futs = futs, .n = n, .start = 0, .index = 0 };
 }
 
 static pn_poll select2_poll(pn_future *f, pn_cx *cx)
 {
-    pn_select2 *s = (pn_select2 *)f;
+    pn_select2_future *s = (pn_select2_future *)f;
     return select_poll_array(s->futs, 2, &s->start, &s->index, cx);
 }
 
 static void select2_drop(pn_future *f)
 {
-    pn_select2 *s = (pn_select2 *)f;
+    pn_select2_future *s = (pn_select2_future *)f;
     select_drop_array(s->futs, 2);
 }
 
-static const pn_future_vtable select2_vt = { select2_poll, select2_drop, "pn_select2" };
+static const pn_future_vtable select2_vt = { select2_poll, select2_drop, "pn_select2_future" };
 
-pn_select2 pn_select_either(pn_future *a, pn_future *b)
+pn_select2_future pn_select2(pn_future *a, pn_future *b)
 {
-    return (pn_select2){ .base = { &select2_vt }, .futs = { a, b }, .start = 0, .index = 0 };
+    return (pn_select2_future){ .base = { &select2_vt }, .futs = { a, b }, .start = 0, .index = 0 };
 }

@@ -394,7 +394,7 @@ static pn_poll join_poll(pn_future *f, pn_cx *cx)
 {
     pn_join_future *j = (pn_join_future *)f;
     if (!j->handle) {
-        j->status = -EINVAL;
+        j->res = -EINVAL;
         return PN_READY;
     }
     pn__task *t = handle_task(j->handle);
@@ -414,10 +414,10 @@ static pn_poll join_poll(pn_future *f, pn_cx *cx)
             return PN_PENDING;
     }
     if (st & PN__CANCELLED) {
-        j->status = -ECANCELED;
+        j->res = -ECANCELED;
         j->output = NULL;
     } else {
-        j->status = 0;
+        j->res = 0;
         j->output = t->future;
     }
     return PN_READY;
@@ -425,7 +425,7 @@ static pn_poll join_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable join_vt = { join_poll, NULL, "pn_join" };
 
-pn_join_future pn_join_handle_await(pn_join_handle *h)
+pn_join_future pn_join(pn_join_handle *h)
 {
-    return (pn_join_future){ .base = { &join_vt }, .handle = h, .output = NULL, .status = 0 };
+    return (pn_join_future){ .base = { &join_vt }, .handle = h, .output = NULL, .res = 0 };
 }

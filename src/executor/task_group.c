@@ -164,11 +164,11 @@ static const pn_waker_vtable node_vt = { node_clone, node_wake, node_wake_by_ref
 static pn_poll join_once(pn_join_handle *h, const pn_waker *w, pn_runtime *rt,
                          int *status, void **output)
 {
-    pn_join_future jf = pn_join_handle_await(h);
+    pn_join_future jf = pn_join(h);
     pn_cx cx = { .waker = w, .rt = rt, .budget = 1 };
     pn_poll r = pn_future_poll(&jf.base, &cx);
     if (r == PN_READY) {
-        *status = jf.status;
+        *status = jf.res;
         *output = jf.output;
     }
     return r;
@@ -301,7 +301,7 @@ void pn_task_group_free(pn_task_group *g)
 
 /* ---- join_next ---------------------------------------------------------------- */
 
-static void fill_result(pn_task_group_join *j, tg_node *n)
+static void fill_result(pn_task_group_join_future *j, tg_node *n)
 {
     pn_waker none = PN_WAKER_NONE;
     int status = -ECANCELED;
@@ -309,7 +309,7 @@ static void fill_result(pn_task_group_join *j, tg_node *n)
     pn_poll r = join_once(n->h, &none, n->g->rt, &status, &output);
     (void)r;                                  /* ready: the task finished */
     j->entry = n;
-    j->status = status;
+    j->res = status;
     j->output = output;
 }
 
@@ -329,10 +329,10 @@ static int pop_locked(pn_task_group *g, tg_node **popped)
 
 static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
 {
-    pn_task_group_join *j = (pn_task_group_join *)f;
+    pn_task_group_join_future *j = (pn_task_group_join_future *)f;
     pn_task_group *g = j->group;
     if (!g) {
-        j->status = -EINVAL;
+        j->res = -EINVAL;
         return PN_READY;
     }
     if (j->entry)
@@ -360,7 +360,7 @@ static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
     if (n) {
         fill_result(j, n);
     } else {
-        j->status = -ENOENT;
+        j->res = -ENOENT;
         j->output = NULL;
     }
     return PN_READY;
@@ -370,7 +370,7 @@ static pn_poll join_next_poll(pn_future *f, pn_cx *cx)
  * waiter slot (a task that finished meanwhile stays on the ready list). */
 static void join_next_drop(pn_future *f)
 {
-    pn_task_group_join *j = (pn_task_group_join *)f;
+    pn_task_group_join_future *j = (pn_task_group_join_future *)f;
     if (j->entry) {
         pn_task_group_join_release(j);
         return;
@@ -388,32 +388,32 @@ static void join_next_drop(pn_future *f)
 static const pn_future_vtable join_next_vt = { join_next_poll, join_next_drop,
                                                "pn_task_group_join_next" };
 
-pn_task_group_join pn_task_group_join_next(pn_task_group *g)
+pn_task_group_join_future pn_task_group_join_next(pn_task_group *g)
 {
-    return (pn_task_group_join){ .base = { &join_next_vt }, .group = g };
+    return (pn_task_group_join_future){ .base = { &join_next_vt }, .group = g };
 }
 
-int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join *out)
+int pn_task_group_try_join_next(pn_task_group *g, pn_task_group_join_future *out)
 {
     if (!out)
         return -EINVAL;
     *out = pn_task_group_join_next(g);
     if (!g)
-        return out->status = -EINVAL;
+        return out->res = -EINVAL;
     tg_node *n;
     pn__mutex_acquire(&g->lock);
     int r = pop_locked(g, &n);
     pn__mutex_release(&g->lock);
     if (n) {
         fill_result(out, n);
-        return out->status;
+        return out->res;
     }
     if (r == -ENOENT)
-        out->status = -ENOENT;
+        out->res = -ENOENT;
     return r;
 }
 
-void pn_task_group_join_release(pn_task_group_join *j)
+void pn_task_group_join_release(pn_task_group_join_future *j)
 {
     if (!j || !j->entry)
         return;
@@ -430,7 +430,7 @@ static pn_poll shutdown_poll(pn_future *f, pn_cx *cx)
     pn_task_group_shutdown_future *s = (pn_task_group_shutdown_future *)f;
     pn_task_group *g = s->group;
     if (!g) {
-        s->status = -EINVAL;
+        s->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -454,7 +454,7 @@ static pn_poll shutdown_poll(pn_future *f, pn_cx *cx)
     if (!empty)
         return PN_PENDING;
     s->state = 2;
-    s->status = 0;
+    s->res = 0;
     return PN_READY;
 }
 

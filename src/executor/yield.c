@@ -5,7 +5,7 @@
 
 static pn_poll yield_poll(pn_future *f, pn_cx *cx)
 {
-    pn_yield_now *y = (pn_yield_now *)f;
+    pn_yield_now_future *y = (pn_yield_now_future *)f;
     if (y->yielded)
         return PN_READY;
     y->yielded = true;
@@ -15,7 +15,7 @@ static pn_poll yield_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable yield_vt = { yield_poll, NULL, "pn_yield" };
 
-pn_yield_now pn_yield(void)
+pn_yield_now_future pn_yield(void)
 {
-    return (pn_yield_now){ .base = { &yield_vt }, .yielded = false };
+    return (pn_yield_now_future){ .base = { &yield_vt }, .yielded = false };
 }

@@ -1,5 +1,5 @@
 /*
- * fiber.c - stackful tasks: the pn_fiber future, pn_fiber_await, spawn,
+ * fiber.c - stackful tasks: the pn_fiber_future future, pn_fiber_await, spawn,
  * and the unwinding of a thread's fibers when its worker stops.
  *
  * A fiber's poll switches from the polling thread's stack to the fiber's;
@@ -20,7 +20,7 @@
  * that stops can unwind them on its own thread (pn__fiber_thread_exit)
  * rather than leave it to the thread that frees the runtime.
  *
- * Nesting.  A fiber may poll another fiber (pn_await on a pn_fiber): each
+ * Nesting.  A fiber may poll another fiber (pn_await on a pn_fiber_future): each
  * remembers the context that resumed it and the fiber that was running on
  * the thread before it, and switches back to exactly that.
  */
@@ -180,7 +180,7 @@ static int opts_check(const pn_fiber_opts *o)
 
 /* Map (or reuse) fb's stack, lay out the control block and argument copy at
  * its top and prepare the first switch.  0, -EINVAL, -ENOMEM. */
-static int fiber_make(pn_fiber *F, pn_runtime *rt)
+static int fiber_make(pn_fiber_future *F, pn_runtime *rt)
 {
     int err = opts_check(&F->opts);
     if (err)
@@ -215,7 +215,7 @@ static int fiber_make(pn_fiber *F, pn_runtime *rt)
     return 0;
 }
 
-static void fiber_release(pn_fiber *F)
+static void fiber_release(pn_fiber_future *F)
 {
     struct pn__fiber *fb = F->impl;
     if (!fb)
@@ -239,7 +239,7 @@ static void wrong_thread(struct pn__fiber *fb)
 
 static pn_poll fiber_poll(pn_future *f, pn_cx *cx)
 {
-    pn_fiber *F = (pn_fiber *)f;
+    pn_fiber_future *F = (pn_fiber_future *)f;
     struct pn__fiber *fb = F->impl;
     if (!fb) {
         if (!F->fn) {                       /* finished, or never valid */
@@ -289,7 +289,7 @@ static void unwind(struct pn__fiber *fb)
 
 static void fiber_drop(pn_future *f)
 {
-    pn_fiber *F = (pn_fiber *)f;
+    pn_fiber_future *F = (pn_fiber_future *)f;
     struct pn__fiber *fb = F->impl;
     if (!fb)
         return;
@@ -300,7 +300,7 @@ static void fiber_drop(pn_future *f)
     F->res = -ECANCELED;
 }
 
-static const pn_future_vtable fiber_vt = { fiber_poll, fiber_drop, "pn_fiber" };
+static const pn_future_vtable fiber_vt = { fiber_poll, fiber_drop, "pn_fiber_future" };
 
 void pn__fiber_thread_exit(void)
 {
@@ -326,9 +326,9 @@ size_t pn__fiber_thread_count(void)
 
 /* ---- Public ---------------------------------------------------------------------- */
 
-pn_fiber pn_fiber_of(pn_fiber_fn *fn, void *arg, const pn_fiber_opts *opts)
+pn_fiber_future pn_fiber(pn_fiber_fn *fn, void *arg, const pn_fiber_opts *opts)
 {
-    pn_fiber F;
+    pn_fiber_future F;
     memset(&F, 0, sizeof(F));
     F.base.vt = &fiber_vt;
     F.fn = fn;
@@ -347,7 +347,7 @@ int pn_fiber_spawn(pn_runtime *rt, pn_fiber_fn *fn, void *arg, const pn_fiber_op
         *out = NULL;
     if (!rt || !fn)
         return -EINVAL;
-    pn_fiber F = pn_fiber_of(fn, arg, opts);
+    pn_fiber_future F = pn_fiber(fn, arg, opts);
     if (!F.fn)
         return -EINVAL;
     int err = fiber_make(&F, rt);
@@ -361,7 +361,7 @@ int pn_fiber_spawn(pn_runtime *rt, pn_fiber_fn *fn, void *arg, const pn_fiber_op
 
 int pn_fiber_run(pn_runtime *rt, pn_fiber_fn *fn, void *arg, const pn_fiber_opts *opts)
 {
-    pn_fiber F = pn_fiber_of(fn, arg, opts);
+    pn_fiber_future F = pn_fiber(fn, arg, opts);
     int err = pn_block_on(rt, &F.base);
     if (err) {
         pn_future_drop(&F.base);

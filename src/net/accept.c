@@ -88,7 +88,7 @@ pn_poll pn__accept_poll(pn_accept_state *st, pn_cx *cx, pn_async_fd *out, pn_soc
         else if (per_connection_error(r))
             continue;
         else if (resource_error(r)) {
-            st->backoff = pn_sleep_for(st->backoff_ns);
+            st->backoff = pn_sleep(st->backoff_ns);
             st->sleeping = true;
             (*backoffs)++;
             st->backoff_ns = st->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS

@@ -3,7 +3,7 @@
  * (private).
  *
  * One accept4 on a listening pn_async_fd, waited out on EAGAIN, and the
- * loop behind the accept futures (pn_tcp_accept, pn_unix_accept): skip the
+ * loop behind the accept futures (pn_tcp_accept_future, pn_unix_accept_future): skip the
  * errors that belong to one connection, sleep instead of spinning when the
  * process is out of descriptors or memory.  The future's state is the
  * public pn_accept_state (pollen/net.h).

@@ -106,11 +106,11 @@ pn_poll pn__dgram_poll_recv(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
 
 /* ---- futures -------------------------------------------------------------- */
 
-pn_dgram_send pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
-                                 const void *buf, size_t len, const pn_sockaddr *to,
-                                 pn__dgram_check_fn check)
+pn_dgram_send_future pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
+                                        const void *buf, size_t len, const pn_sockaddr *to,
+                                        pn__dgram_check_fn check)
 {
-    pn_dgram_send s;
+    pn_dgram_send_future s;
     memset(&s, 0, sizeof(s));
     s.base.vt = vt;
     s.buf = buf;
@@ -126,7 +126,7 @@ pn_dgram_send pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
 
 pn_poll pn__dgram_send_poll(pn_future *f, pn_cx *cx)
 {
-    pn_dgram_send *s = (pn_dgram_send *)f;
+    pn_dgram_send_future *s = (pn_dgram_send_future *)f;
     if (!s->afd)
         return PN_READY;
     pn_poll p = pn__dgram_poll_send(s->afd, cx, s->buf, s->len, s->to.len ? &s->to : NULL,
@@ -137,14 +137,14 @@ pn_poll pn__dgram_send_poll(pn_future *f, pn_cx *cx)
 
 void pn__dgram_send_drop(pn_future *f)
 {
-    pn_dgram_send *s = (pn_dgram_send *)f;
+    pn_dgram_send_future *s = (pn_dgram_send_future *)f;
     pn__async_fd_forget(s->afd, PN_WRITABLE, &s->parked);
 }
 
-pn_dgram_recv pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
-                                 size_t len)
+pn_dgram_recv_future pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
+                                        size_t len)
 {
-    pn_dgram_recv r;
+    pn_dgram_recv_future r;
     memset(&r, 0, sizeof(r));
     r.base.vt = vt;
     r.buf = buf;
@@ -157,7 +157,7 @@ pn_dgram_recv pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, v
 
 pn_poll pn__dgram_recv_poll(pn_future *f, pn_cx *cx, pn__dgram_from_fn from_fn)
 {
-    pn_dgram_recv *r = (pn_dgram_recv *)f;
+    pn_dgram_recv_future *r = (pn_dgram_recv_future *)f;
     if (!r->afd)
         return PN_READY;
     pn_poll p = pn__dgram_poll_recv(r->afd, cx, r->buf, r->len, from_fn ? &r->from : NULL,
@@ -173,6 +173,6 @@ pn_poll pn__dgram_recv_poll(pn_future *f, pn_cx *cx, pn__dgram_from_fn from_fn)
 
 void pn__dgram_recv_drop(pn_future *f)
 {
-    pn_dgram_recv *r = (pn_dgram_recv *)f;
+    pn_dgram_recv_future *r = (pn_dgram_recv_future *)f;
     pn__async_fd_forget(r->afd, PN_READABLE, &r->parked);
 }

@@ -4,7 +4,7 @@
  *
  * One sendmsg(MSG_NOSIGNAL) or recvmsg(MSG_TRUNC) per operation on a
  * pn_async_fd, waited out on EAGAIN through pn_async_fd_poll_io, and the
- * send / receive futures (pn_dgram_send, pn_dgram_recv in pollen/net.h).
+ * send / receive futures (pn_dgram_send_future, pn_dgram_recv_future in pollen/net.h).
  * A receive reports the bytes stored as its result and the datagram's real
  * length in *datagram_len (larger when the buffer truncated it).  What
  * differs between the families is passed in: which addresses a send may
@@ -41,14 +41,14 @@ pn_poll pn__dgram_poll_recv(pn_async_fd *afd, pn_cx *cx, void *buf, size_t len,
  * its poll and drop are the functions below (recv: a function of the
  * family that calls pn__dgram_recv_poll with its from_fn, or NULL when the
  * sender is not wanted). */
-pn_dgram_send pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
-                                 const void *buf, size_t len, const pn_sockaddr *to,
-                                 pn__dgram_check_fn check);
+pn_dgram_send_future pn__dgram_send_new(const pn_future_vtable *vt, pn_async_fd *afd,
+                                        const void *buf, size_t len, const pn_sockaddr *to,
+                                        pn__dgram_check_fn check);
 pn_poll pn__dgram_send_poll(pn_future *f, pn_cx *cx);
 void pn__dgram_send_drop(pn_future *f);
 
-pn_dgram_recv pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
-                                 size_t len);
+pn_dgram_recv_future pn__dgram_recv_new(const pn_future_vtable *vt, pn_async_fd *afd, void *buf,
+                                        size_t len);
 pn_poll pn__dgram_recv_poll(pn_future *f, pn_cx *cx, pn__dgram_from_fn from_fn);
 void pn__dgram_recv_drop(pn_future *f);
 

@@ -5,7 +5,7 @@
  * result) is one allocation handed to pn_spawn_blocking_ex as both `arg`
  * and result; the pool thread fills it in.  Whoever ends up with it frees
  * it, exactly once:
- *  - the future, when its pn_blocking returns PN_READY (fn ran: it takes
+ *  - the future, when its pn_blocking_future returns PN_READY (fn ran: it takes
  *    the result array out; fn never ran: nothing to take);
  *  - job_discard, called by the pool when the future was dropped first
  *    (possibly on a pool thread, after getaddrinfo returns).
@@ -220,8 +220,8 @@ static pn_poll resolve_poll(pn_future *f, pn_cx *cx)
         return PN_PENDING;
     r->state = R_DONE;
     resolve_job *j = r->job.arg;
-    if (r->job.status != 0) {         /* fn never ran: the job is ours, empty */
-        r->res = r->job.status;
+    if (r->job.res != 0) {            /* fn never ran: the job is ours, empty */
+        r->res = r->job.res;
         job_free(j);
         return PN_READY;
     }

@@ -79,20 +79,20 @@ pn_poll pn_tcp_poll_accept(pn_tcp_listener *l, pn_cx *cx, pn_tcp_stream *out,
 
 static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
-    pn_tcp_accept *a = (pn_tcp_accept *)f;
+    pn_tcp_accept_future *a = (pn_tcp_accept_future *)f;
     return pn__accept_poll(&a->st, cx, &a->stream.afd, &a->peer, &a->backoffs, &a->res);
 }
 
 static void accept_drop(pn_future *f)
 {
-    pn__accept_drop(&((pn_tcp_accept *)f)->st);
+    pn__accept_drop(&((pn_tcp_accept_future *)f)->st);
 }
 
-static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_tcp_accept" };
+static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_tcp_accept_future" };
 
-pn_tcp_accept pn_tcp_accept_on(pn_tcp_listener *l)
+pn_tcp_accept_future pn_tcp_accept(pn_tcp_listener *l)
 {
-    pn_tcp_accept a;
+    pn_tcp_accept_future a;
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
     pn__accept_init(&a.st, l ? &l->afd : NULL);

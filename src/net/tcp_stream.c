@@ -35,14 +35,14 @@ enum { CONNECT_IDLE = 0, CONNECT_WAIT, CONNECT_RING, CONNECT_DONE };
 /* ---- connect ------------------------------------------------------------- */
 
 /* A connect in progress has the socket in *out and may hold a waker. */
-static bool connect_pending(const pn_tcp_connect *c)
+static bool connect_pending(const pn_tcp_connect_future *c)
 {
     return c->state == CONNECT_WAIT || c->state == CONNECT_RING;
 }
 
 /* Done with err (0: connected): the time limit goes, and a failed
  * connect's socket is closed.  PN_READY. */
-static pn_poll connect_end(pn_tcp_connect *c, int err)
+static pn_poll connect_end(pn_tcp_connect_future *c, int err)
 {
     pn_future_drop(PN_FUTURE(&c->timer));
     if (err && c->out && connect_pending(c))
@@ -55,7 +55,7 @@ static pn_poll connect_end(pn_tcp_connect *c, int err)
 
 /* Start: 0 (connected at once), CONNECT_WAIT or CONNECT_RING (in
  * progress), or -errno; *out holds the socket unless -errno. */
-static int connect_start(pn_tcp_connect *c, pn_cx *cx)
+static int connect_start(pn_tcp_connect_future *c, pn_cx *cx)
 {
     int family = pn_sockaddr_family(&c->addr);
     if (family != AF_INET && family != AF_INET6)
@@ -83,7 +83,7 @@ static int connect_start(pn_tcp_connect *c, pn_cx *cx)
 
 /* The connect is pending with cx's waker kept: remember it, and fail with
  * -ETIMEDOUT if the time limit has passed. */
-static pn_poll connect_wait(pn_tcp_connect *c, pn_cx *cx)
+static pn_poll connect_wait(pn_tcp_connect_future *c, pn_cx *cx)
 {
     c->parked = *cx->waker;
     if (c->timeout_ns && pn_future_poll(PN_FUTURE(&c->timer), cx) == PN_READY) {
@@ -95,7 +95,7 @@ static pn_poll connect_wait(pn_tcp_connect *c, pn_cx *cx)
 
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 {
-    pn_tcp_connect *c = (pn_tcp_connect *)f;
+    pn_tcp_connect_future *c = (pn_tcp_connect_future *)f;
     if (c->state == CONNECT_DONE)
         return PN_READY;
     if (c->state == CONNECT_IDLE) {
@@ -117,7 +117,7 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
         }
         c->state = (uint8_t)r;
         if (c->timeout_ns)
-            c->timer = pn_sleep_for(c->timeout_ns);
+            c->timer = pn_sleep(c->timeout_ns);
     }
     if (c->state == CONNECT_RING) {
         int r;
@@ -152,19 +152,19 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 
 static void connect_drop(pn_future *f)
 {
-    pn_tcp_connect *c = (pn_tcp_connect *)f;
+    pn_tcp_connect_future *c = (pn_tcp_connect_future *)f;
     if (connect_pending(c)) {
         pn__async_fd_forget(&c->out->afd, PN_WRITABLE, &c->parked);
         (void)connect_end(c, -ECANCELED);
     }
 }
 
-static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_tcp_connect" };
+static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_tcp_connect_future" };
 
-pn_tcp_connect pn_tcp_connect_to(pn_tcp_stream *out, const pn_sockaddr *addr,
-                                 uint64_t timeout_ns)
+pn_tcp_connect_future pn_tcp_connect(pn_tcp_stream *out, const pn_sockaddr *addr,
+                                     uint64_t timeout_ns)
 {
-    pn_tcp_connect c;
+    pn_tcp_connect_future c;
     memset(&c, 0, sizeof(c));
     c.base.vt = &connect_vt;
     c.out = out;
@@ -184,7 +184,7 @@ int pn_tcp_stream_init(pn_tcp_stream *s, int fd)
     return pn_async_fd_init(&s->afd, fd);
 }
 
-int pn_tcp_stream_close(pn_tcp_stream *s)
+int pn_tcp_close(pn_tcp_stream *s)
 {
     if (!s)
         return -EINVAL;
@@ -195,7 +195,7 @@ int pn_tcp_stream_close(pn_tcp_stream *s)
 
 static pn_poll read_exact_step(pn_future *f, pn_cx *cx)
 {
-    pn_tcp_read_exact *r = (pn_tcp_read_exact *)f;
+    pn_tcp_read_exact_future *r = (pn_tcp_read_exact_future *)f;
     while (r->done < r->len) {
         ssize_t n;
         if (pn_async_fd_poll_read(r->afd, cx, r->buf + r->done, r->len - r->done, &n) ==
@@ -222,22 +222,22 @@ static pn_poll read_exact_poll(pn_future *f, pn_cx *cx)
 {
     pn_poll p = read_exact_step(f, cx);
     if (p == PN_READY)
-        ((pn_tcp_read_exact *)f)->parked = PN_WAKER_NONE;
+        ((pn_tcp_read_exact_future *)f)->parked = PN_WAKER_NONE;
     return p;
 }
 
 static void read_exact_drop(pn_future *f)
 {
-    pn_tcp_read_exact *r = (pn_tcp_read_exact *)f;
+    pn_tcp_read_exact_future *r = (pn_tcp_read_exact_future *)f;
     pn__async_fd_forget(r->afd, PN_READABLE, &r->parked);
 }
 
 static const pn_future_vtable read_exact_vt = { read_exact_poll, read_exact_drop,
-                                                "pn_tcp_read_exact" };
+                                                "pn_tcp_read_exact_future" };
 
-pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf, size_t len)
+pn_tcp_read_exact_future pn_tcp_read_exact(pn_tcp_stream *s, void *buf, size_t len)
 {
-    return (pn_tcp_read_exact){ .base = { &read_exact_vt }, .afd = s ? &s->afd : NULL,
+    return (pn_tcp_read_exact_future){ .base = { &read_exact_vt }, .afd = s ? &s->afd : NULL,
                                 .buf = buf, .len = len };
 }
 
@@ -247,7 +247,7 @@ pn_tcp_read_exact pn_tcp_read_exact_of(pn_tcp_stream *s, void *buf, size_t len)
 
 static pn_poll writev_step(pn_future *f, pn_cx *cx)
 {
-    pn_tcp_writev *w = (pn_tcp_writev *)f;
+    pn_tcp_writev_future *w = (pn_tcp_writev_future *)f;
     if (w->iovcnt < 0 || (w->iovcnt > 0 && !w->iov)) {
         w->res = -EINVAL;
         return PN_READY;
@@ -306,21 +306,21 @@ static pn_poll writev_poll(pn_future *f, pn_cx *cx)
 {
     pn_poll p = writev_step(f, cx);
     if (p == PN_READY)
-        ((pn_tcp_writev *)f)->parked = PN_WAKER_NONE;
+        ((pn_tcp_writev_future *)f)->parked = PN_WAKER_NONE;
     return p;
 }
 
 static void writev_drop(pn_future *f)
 {
-    pn_tcp_writev *w = (pn_tcp_writev *)f;
+    pn_tcp_writev_future *w = (pn_tcp_writev_future *)f;
     pn__async_fd_forget(w->afd, PN_WRITABLE, &w->parked);
 }
 
-static const pn_future_vtable writev_vt = { writev_poll, writev_drop, "pn_tcp_writev_all" };
+static const pn_future_vtable writev_vt = { writev_poll, writev_drop, "pn_tcp_writev" };
 
-pn_tcp_writev pn_tcp_writev_all(pn_tcp_stream *s, const struct iovec *iov, int iovcnt)
+pn_tcp_writev_future pn_tcp_writev(pn_tcp_stream *s, const struct iovec *iov, int iovcnt)
 {
-    return (pn_tcp_writev){ .base = { &writev_vt }, .afd = s ? &s->afd : NULL,
+    return (pn_tcp_writev_future){ .base = { &writev_vt }, .afd = s ? &s->afd : NULL,
                             .iov = iov, .iovcnt = iovcnt };
 }
 
@@ -333,7 +333,7 @@ pn_poll pn_tcp_poll_peek(pn_tcp_stream *s, pn_cx *cx, void *buf, size_t len, ssi
 
 static pn_poll peek_poll(pn_future *f, pn_cx *cx)
 {
-    pn_tcp_peek *p = (pn_tcp_peek *)f;
+    pn_tcp_peek_future *p = (pn_tcp_peek_future *)f;
     pn_poll r = pn__async_fd_poll_peek(p->afd, cx, p->buf, p->len, &p->res);
     p->parked = r == PN_PENDING ? *cx->waker : PN_WAKER_NONE; /* READY: nothing to forget */
     return r;
@@ -341,15 +341,15 @@ static pn_poll peek_poll(pn_future *f, pn_cx *cx)
 
 static void peek_drop(pn_future *f)
 {
-    pn_tcp_peek *p = (pn_tcp_peek *)f;
+    pn_tcp_peek_future *p = (pn_tcp_peek_future *)f;
     pn__async_fd_forget(p->afd, PN_READABLE, &p->parked);
 }
 
-static const pn_future_vtable peek_vt = { peek_poll, peek_drop, "pn_tcp_peek" };
+static const pn_future_vtable peek_vt = { peek_poll, peek_drop, "pn_tcp_peek_future" };
 
-pn_tcp_peek pn_tcp_peek_of(pn_tcp_stream *s, void *buf, size_t len)
+pn_tcp_peek_future pn_tcp_peek(pn_tcp_stream *s, void *buf, size_t len)
 {
-    return (pn_tcp_peek){ .base = { &peek_vt }, .afd = s ? &s->afd : NULL, .buf = buf,
+    return (pn_tcp_peek_future){ .base = { &peek_vt }, .afd = s ? &s->afd : NULL, .buf = buf,
                           .len = len };
 }
 

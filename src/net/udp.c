@@ -293,29 +293,29 @@ static pn_poll recv_of_poll(pn_future *f, pn_cx *cx)
 static const pn_future_vtable send_to_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
                                              "pn_udp_send_to" };
 static const pn_future_vtable send_of_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
-                                             "pn_udp_send_of" };
+                                             "pn_udp_send" };
 static const pn_future_vtable recv_from_vt = { recv_from_poll, pn__dgram_recv_drop,
                                                "pn_udp_recv_from" };
 static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
-                                             "pn_udp_recv_of" };
+                                             "pn_udp_recv" };
 
-pn_udp_send pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
-                           const pn_sockaddr *to)
+pn_udp_send_future pn_udp_send_to(pn_udp_socket *s, const void *buf, size_t len,
+                                  const pn_sockaddr *to)
 {
     return pn__dgram_send_new(&send_to_vt, afd_of(s), buf, len, to, check_ip);
 }
 
-pn_udp_send pn_udp_send_of(pn_udp_socket *s, const void *buf, size_t len)
+pn_udp_send_future pn_udp_send(pn_udp_socket *s, const void *buf, size_t len)
 {
     return pn__dgram_send_new(&send_of_vt, afd_of(s), buf, len, NULL, NULL);
 }
 
-pn_udp_recv pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len)
+pn_udp_recv_future pn_udp_recv_from(pn_udp_socket *s, void *buf, size_t len)
 {
     return pn__dgram_recv_new(&recv_from_vt, afd_of(s), buf, len);
 }
 
-pn_udp_recv pn_udp_recv_of(pn_udp_socket *s, void *buf, size_t len)
+pn_udp_recv_future pn_udp_recv(pn_udp_socket *s, void *buf, size_t len)
 {
     return pn__dgram_recv_new(&recv_of_vt, afd_of(s), buf, len);
 }

@@ -210,20 +210,20 @@ pn_poll pn_unix_poll_accept(pn_unix_listener *l, pn_cx *cx, pn_unix_stream *out,
 
 static pn_poll accept_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_accept *a = (pn_unix_accept *)f;
+    pn_unix_accept_future *a = (pn_unix_accept_future *)f;
     return pn__accept_poll(&a->st, cx, &a->stream.afd, NULL, &a->backoffs, &a->res);
 }
 
 static void accept_drop(pn_future *f)
 {
-    pn__accept_drop(&((pn_unix_accept *)f)->st);
+    pn__accept_drop(&((pn_unix_accept_future *)f)->st);
 }
 
-static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_unix_accept_on" };
+static const pn_future_vtable accept_vt = { accept_poll, accept_drop, "pn_unix_accept" };
 
-pn_unix_accept pn_unix_accept_on(pn_unix_listener *l)
+pn_unix_accept_future pn_unix_accept(pn_unix_listener *l)
 {
-    pn_unix_accept a;
+    pn_unix_accept_future a;
     memset(&a, 0, sizeof(a));
     a.base.vt = &accept_vt;
     pn__accept_init(&a.st, l ? &l->afd : NULL);
@@ -241,11 +241,11 @@ enum { C_START, C_SLEEP, C_DONE };
 /* Try connect(2) once: 0 (connected: *out owns the socket now), 1 (the
  * backlog is full: c->nap is armed, state C_SLEEP) or -errno (the socket
  * is closed). */
-static int connect_try(pn_unix_connect *c)
+static int connect_try(pn_unix_connect_future *c)
 {
     int err = pn__sock_connect(c->fd, &c->addr.sa, c->addr.len);
     if (err == -EAGAIN) {
-        c->nap = pn_sleep_for(c->backoff_ns);
+        c->nap = pn_sleep(c->backoff_ns);
         c->backoff_ns = c->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : c->backoff_ns * 2;
         c->state = C_SLEEP;
         return 1;
@@ -259,7 +259,7 @@ static int connect_try(pn_unix_connect *c)
 }
 
 /* The first poll: check, make the socket, try once (as connect_try). */
-static int connect_start(pn_unix_connect *c)
+static int connect_start(pn_unix_connect_future *c)
 {
     if (!c->out)
         return -EINVAL;
@@ -276,7 +276,7 @@ static int connect_start(pn_unix_connect *c)
 
 static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 {
-    pn_unix_connect *c = (pn_unix_connect *)f;
+    pn_unix_connect_future *c = (pn_unix_connect_future *)f;
     if (c->state == C_DONE)
         return PN_READY;
     int r = c->state == C_START ? connect_start(c) : 1;
@@ -292,7 +292,7 @@ static pn_poll connect_poll(pn_future *f, pn_cx *cx)
 
 static void connect_drop(pn_future *f)
 {
-    pn_unix_connect *c = (pn_unix_connect *)f;
+    pn_unix_connect_future *c = (pn_unix_connect_future *)f;
     if (c->state == C_SLEEP) {
         pn_future_drop(PN_FUTURE(&c->nap));
         pn__close_fd(c->fd);
@@ -301,11 +301,11 @@ static void connect_drop(pn_future *f)
     c->state = C_DONE;
 }
 
-static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_unix_connect_to" };
+static const pn_future_vtable connect_vt = { connect_poll, connect_drop, "pn_unix_connect" };
 
-pn_unix_connect pn_unix_connect_to(pn_unix_stream *out, const char *name)
+pn_unix_connect_future pn_unix_connect(pn_unix_stream *out, const char *name)
 {
-    pn_unix_connect c;
+    pn_unix_connect_future c;
     memset(&c, 0, sizeof(c));
     c.base.vt = &connect_vt;
     c.out = out;
@@ -346,7 +346,7 @@ int pn_unix_stream_shutdown(pn_unix_stream *s, int how)
     return shutdown(fd, how) < 0 ? -errno : 0;
 }
 
-int pn_unix_stream_close(pn_unix_stream *s)
+int pn_unix_close(pn_unix_stream *s)
 {
     return s ? pn_async_fd_close(&s->afd) : -EINVAL;
 }
@@ -472,29 +472,29 @@ static pn_poll recv_of_poll(pn_future *f, pn_cx *cx)
 static const pn_future_vtable send_to_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
                                              "pn_unix_send_to" };
 static const pn_future_vtable send_of_vt = { pn__dgram_send_poll, pn__dgram_send_drop,
-                                             "pn_unix_send_of" };
+                                             "pn_unix_send" };
 static const pn_future_vtable recv_from_vt = { recv_from_poll, pn__dgram_recv_drop,
                                                "pn_unix_recv_from" };
 static const pn_future_vtable recv_of_vt = { recv_of_poll, pn__dgram_recv_drop,
-                                             "pn_unix_recv_of" };
+                                             "pn_unix_recv" };
 
-pn_unix_send pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
-                             const pn_sockaddr *to)
+pn_unix_send_future pn_unix_send_to(pn_unix_dgram *d, const void *buf, size_t len,
+                                    const pn_sockaddr *to)
 {
     return pn__dgram_send_new(&send_to_vt, afd_of(d), buf, len, to, check_un);
 }
 
-pn_unix_send pn_unix_send_of(pn_unix_dgram *d, const void *buf, size_t len)
+pn_unix_send_future pn_unix_send(pn_unix_dgram *d, const void *buf, size_t len)
 {
     return pn__dgram_send_new(&send_of_vt, afd_of(d), buf, len, NULL, NULL);
 }
 
-pn_unix_recv pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len)
+pn_unix_recv_future pn_unix_recv_from(pn_unix_dgram *d, void *buf, size_t len)
 {
     return pn__dgram_recv_new(&recv_from_vt, afd_of(d), buf, len);
 }
 
-pn_unix_recv pn_unix_recv_of(pn_unix_dgram *d, void *buf, size_t len)
+pn_unix_recv_future pn_unix_recv(pn_unix_dgram *d, void *buf, size_t len)
 {
     return pn__dgram_recv_new(&recv_of_vt, afd_of(d), buf, len);
 }

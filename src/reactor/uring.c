@@ -738,7 +738,7 @@ static void drain_lane(pn__reactor *r, struct ur *u)
  *    arms it again (uio.c); received chunks stay queued, in order;
  *  - a send: it comes back to its owner, whose next poll queues the same
  *    bytes again (uio.c; a send cut short reports what it sent);
- *  - a connect: reported as still in progress, so pn_tcp_connect waits
+ *  - a connect: reported as still in progress, so pn_tcp_connect_future waits
  *    for writability as after connect(2) (the handshake goes on);
  *  - accepts: dropped (a connection one of them took is still delivered);
  *    the next accept refills the window;

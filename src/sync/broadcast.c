@@ -279,7 +279,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
 {
     pn_broadcast_recv_future *r = (pn_broadcast_recv_future *)f;
     if (!r->rx || !r->out) {
-        r->status = -EINVAL;
+        r->res = -EINVAL;
         r->waiter.state = W_DONE;
         return PN_READY;
     }
@@ -296,7 +296,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
         r->waiter.waker = PN_WAKER_NONE;
         pn__lock_release(&ch->lock);
         pn_waker_drop(&w);
-        r->status = st;
+        r->res = st;
         r->waiter.state = W_DONE;
         return PN_READY;
     }
@@ -339,5 +339,5 @@ int pn_broadcast_blocking_recv(pn_broadcast_rx *rx, void *out, uint64_t *lagged)
         return e;
     if (lagged)
         *lagged = f.lagged;
-    return f.status;
+    return f.res;
 }

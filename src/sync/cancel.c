@@ -258,17 +258,17 @@ static pn_waker unqueue(pn_cancel_token *t, pn_sync_waiter *w)
 
 static pn_poll cancel_wait_poll(pn_future *f, pn_cx *cx)
 {
-    pn_cancel_wait *c = (pn_cancel_wait *)f;
+    pn_cancel_wait_future *c = (pn_cancel_wait_future *)f;
     pn_cancel_token *t = c->token;
     if (!t) {
-        c->status = -EINVAL;
+        c->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
         return PN_PENDING;
     if (!c->holds) {
         if (pn_cancel_token_is_cancelled(t)) {
-            c->status = 0;
+            c->res = 0;
             return PN_READY;
         }
         pn_cancel_token_clone(t);
@@ -282,7 +282,7 @@ static pn_poll cancel_wait_poll(pn_future *f, pn_cx *cx)
         pn_waker_drop(&k);
         c->holds = false;
         pn_cancel_token_free(t);
-        c->status = 0;
+        c->res = 0;
         return PN_READY;
     }
     pn_waker_set(&c->w.waker, cx->waker);
@@ -296,7 +296,7 @@ static pn_poll cancel_wait_poll(pn_future *f, pn_cx *cx)
 
 static void cancel_wait_drop(pn_future *f)
 {
-    pn_cancel_wait *c = (pn_cancel_wait *)f;
+    pn_cancel_wait_future *c = (pn_cancel_wait_future *)f;
     if (!c->holds)
         return;
     pn_cancel_token *t = c->token;
@@ -311,21 +311,21 @@ static void cancel_wait_drop(pn_future *f)
 static const pn_future_vtable cancel_wait_vt = { cancel_wait_poll, cancel_wait_drop,
                                                  "pn_cancel_token_cancelled" };
 
-pn_cancel_wait pn_cancel_token_cancelled(pn_cancel_token *t)
+pn_cancel_wait_future pn_cancel_token_cancelled(pn_cancel_token *t)
 {
-    return (pn_cancel_wait){ .base = { &cancel_wait_vt }, .token = t };
+    return (pn_cancel_wait_future){ .base = { &cancel_wait_vt }, .token = t };
 }
 
-pn_cancel_wait pn_cancel_token_cancelled_owned(pn_cancel_token *t)
+pn_cancel_wait_future pn_cancel_token_cancelled_owned(pn_cancel_token *t)
 {
-    return (pn_cancel_wait){ .base = { &cancel_wait_vt }, .token = t, .holds = t != NULL };
+    return (pn_cancel_wait_future){ .base = { &cancel_wait_vt }, .token = t, .holds = t != NULL };
 }
 
 int pn_cancel_token_blocking_wait(pn_cancel_token *t)
 {
     if (!t)
         return -EINVAL;
-    pn_cancel_wait c = pn_cancel_token_cancelled(t);
+    pn_cancel_wait_future c = pn_cancel_token_cancelled(t);
     int err = pn__sync_block(&c.base);
     if (err)
         pn_future_drop(&c.base);

@@ -181,7 +181,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 {
     pn_mpsc_closed_future *cf = (pn_mpsc_closed_future *)f;
     if (!cf->tx) {
-        cf->status = -EINVAL;
+        cf->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -196,7 +196,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
         chan_lock_release(&c->lock);
         pn_waker_drop(&stale);
         w->tag = 0;                     /* nothing of ours in the channel */
-        cf->status = 0;
+        cf->res = 0;
         return PN_READY;
     }
     pn_waker_set(&w->waker, cx->waker);
@@ -405,7 +405,7 @@ static const pn_future_vtable send_vt, reserve_vt;
 
 static pn_poll send_ready(pn_mpsc_send_future *s, int status, int phase)
 {
-    s->status = status;
+    s->res = status;
     s->phase = phase;
     return PN_READY;
 }
@@ -578,7 +578,7 @@ int pn_mpsc_blocking_send(pn_mpsc_tx *tx, const void *value)
 {
     pn_mpsc_send_future s = pn_mpsc_send(tx, value);
     int err = pn__sync_block(&s.base);
-    return err ? err : s.status;
+    return err ? err : s.res;
 }
 
 int pn_mpsc_try_reserve(pn_mpsc_tx *tx, pn_mpsc_reserve_future *out)
@@ -596,7 +596,7 @@ int pn_mpsc_try_reserve(pn_mpsc_tx *tx, pn_mpsc_reserve_future *out)
     else
         c->reserved++;
     chan_lock_release(&c->lock);
-    out->status = err;
+    out->res = err;
     out->phase = err ? P_DONE : P_HELD;
     return err;
 }
@@ -635,7 +635,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
 {
     pn_mpsc_recv_future *r = (pn_mpsc_recv_future *)f;
     if (!r->rx || !r->out || r->max == 0) {
-        r->status = -EINVAL;
+        r->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -643,7 +643,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
     if (r->waiting && atomic_load_explicit(&r->delivered, memory_order_acquire)) {
         r->waiting = false;             /* a send handed its value over */
         r->count = 1;
-        r->status = 0;
+        r->res = 0;
         return PN_READY;
     }
     mpsc *c = of_rx(r->rx);
@@ -653,14 +653,14 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
         if (atomic_load_explicit(&r->delivered, memory_order_relaxed)) {
             chan_lock_release(&c->lock);
             r->count = 1;
-            r->status = 0;
+            r->res = 0;
             return PN_READY;
         }
         c->rx_wait = NULL;              /* it was us; registered again below */
     }
     if (c->len) {
         r->count = pop_locked(c, r->out, r->max);
-        r->status = 0;
+        r->res = 0;
         pn_waker stale = c->rx_waker;
         c->rx_waker = PN_WAKER_NONE;
         if (pn__waitq_empty(&c->senders)) {
@@ -679,7 +679,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
         chan_lock_release(&c->lock);
         pn_waker_drop(&stale);
         r->count = 0;
-        r->status = -EPIPE;
+        r->res = -EPIPE;
         return PN_READY;
     }
     pn_waker_set(&c->rx_waker, cx->waker);
@@ -748,7 +748,7 @@ int pn_mpsc_blocking_recv(pn_mpsc_rx *rx, void *out)
 {
     pn_mpsc_recv_future r = pn_mpsc_recv(rx, out);
     int err = pn__sync_block(&r.base);
-    return err ? err : r.status;
+    return err ? err : r.res;
 }
 
 /* Close: every waiting sender is woken to see it.  Lock held on entry,

@@ -136,11 +136,11 @@ static void notified_drop(pn_future *f);
 
 static const pn_future_vtable notified_vt = { notified_poll, notified_drop, "notify.notified" };
 
-pn_notified pn_notify_notified(pn_notify *n)
+pn_notified_future pn_notify_notified(pn_notify *n)
 {
-    pn_notified f = { .base = { &notified_vt }, .n = n, .st = ST_IDLE };
+    pn_notified_future f = { .base = { &notified_vt }, .n = n, .st = ST_IDLE };
     if (!n) {
-        f.status = -EINVAL;
+        f.res = -EINVAL;
         f.st = ST_DONE;
     } else {
         f.gen = GEN(atomic_load_explicit(&n->state, memory_order_acquire));
@@ -148,7 +148,7 @@ pn_notified pn_notify_notified(pn_notify *n)
     return f;
 }
 
-static pn_poll done(pn_notified *f)
+static pn_poll done(pn_notified_future *f)
 {
     f->st = ST_DONE;
     return PN_READY;
@@ -156,7 +156,7 @@ static pn_poll done(pn_notified *f)
 
 static pn_poll notified_poll(pn_future *fut, pn_cx *cx)
 {
-    pn_notified *f = (pn_notified *)fut;
+    pn_notified_future *f = (pn_notified_future *)fut;
     pn_notify *n = f->n;
     if (f->st == ST_DONE)
         return PN_READY;
@@ -224,7 +224,7 @@ static pn_poll notified_poll(pn_future *fut, pn_cx *cx)
 
 static void notified_drop(pn_future *fut)
 {
-    pn_notified *f = (pn_notified *)fut;
+    pn_notified_future *f = (pn_notified_future *)fut;
     if (f->st != ST_QUEUED)
         return;
     pn_notify *n = f->n;

@@ -118,7 +118,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 {
     pn_oneshot_closed_future *c = (pn_oneshot_closed_future *)f;
     if (!c->tx) {
-        c->status = -EINVAL;
+        c->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -130,7 +130,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
          * in the channel, so a drop from now on does not touch it. */
         pn__lock_release(&o->lock);
         c->waiting = false;
-        c->status = 0;
+        c->res = 0;
         return PN_READY;
     }
     pn_waker_set(&o->tx_waker, cx->waker);
@@ -191,7 +191,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
 {
     pn_oneshot_recv_future *r = (pn_oneshot_recv_future *)f;
     if (!r->rx || !r->out) {
-        r->status = -EINVAL;
+        r->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -211,7 +211,7 @@ static pn_poll recv_poll(pn_future *f, pn_cx *cx)
     r->waiting = err == -EAGAIN;
     if (err == -EAGAIN)
         return PN_PENDING;
-    r->status = err;
+    r->res = err;
     return PN_READY;
 }
 
@@ -243,7 +243,7 @@ int pn_oneshot_blocking_recv(pn_oneshot_rx *rx, void *out)
     int err = pn__sync_block(&r.base);
     if (err)
         return err;
-    return r.status;
+    return r.res;
 }
 
 void pn_oneshot_rx_free(pn_oneshot_rx *rx)

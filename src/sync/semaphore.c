@@ -228,7 +228,7 @@ pn_semaphore_permit pn__semaphore_permit(pn_semaphore *s, size_t n, const pn_fut
 {
     pn_semaphore_permit p = { .base = { vt }, .sem = s, .n = n, .st = ST_IDLE };
     if (!s || n == 0 || n > PN_SEMAPHORE_MAX_PERMITS) {
-        p.status = -EINVAL;
+        p.res = -EINVAL;
         p.st = ST_DONE;
     }
     return p;
@@ -243,7 +243,7 @@ static pn_poll hold(pn_semaphore_permit *p)
 {
     p->st = ST_HELD;
     p->permits = p->n;
-    p->status = 0;
+    p->res = 0;
     return PN_READY;
 }
 
@@ -251,7 +251,7 @@ static pn_poll fail(pn_semaphore_permit *p, int err)
 {
     p->st = ST_DONE;
     p->permits = 0;
-    p->status = err;
+    p->res = err;
     return PN_READY;
 }
 
@@ -383,7 +383,7 @@ int pn__semaphore_try_guard(pn_semaphore *s, size_t n, const pn_future_vtable *v
         return -EINVAL;
     *g = pn__semaphore_permit(s, n, vt);
     if (g->st == ST_DONE)
-        return g->status;
+        return g->res;
     int r = pn_semaphore_try_acquire(s, n);
     if (r < 0) {
         fail(g, r);
@@ -396,11 +396,11 @@ int pn__semaphore_try_guard(pn_semaphore *s, size_t n, const pn_future_vtable *v
 int pn__semaphore_block(pn_semaphore_permit *g)
 {
     if (g->st != ST_IDLE)
-        return g->status;
+        return g->res;
     int r = pn__sync_block(&g->base);
     if (r < 0) {
         fail(g, r);
         return r;
     }
-    return g->status;
+    return g->res;
 }

@@ -94,7 +94,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
     pn_wait_group_wait_future *c = (pn_wait_group_wait_future *)f;
     pn_wait_group *wg = c->wg;
     if (!wg) {
-        c->status = -EINVAL;
+        c->res = -EINVAL;
         return PN_READY;
     }
     if (pn__sync_budget(cx) == PN_PENDING)
@@ -110,7 +110,7 @@ static pn_poll wait_poll(pn_future *f, pn_cx *cx)
         pn__mutex_release(&wg->lock);
         pn_waker_drop(&k);
         c->w.need = 0;
-        c->status = 0;
+        c->res = 0;
         return PN_READY;
     }
     pn_waker_set(&c->w.waker, cx->waker);

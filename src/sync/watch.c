@@ -295,7 +295,7 @@ static pn_poll changed_poll(pn_future *f, pn_cx *cx)
 {
     pn_watch_changed_future *c = (pn_watch_changed_future *)f;
     if (!c->rx) {
-        c->status = -EINVAL;
+        c->res = -EINVAL;
         c->waiter.state = W_DONE;
         return PN_READY;
     }
@@ -329,9 +329,9 @@ static pn_poll changed_poll(pn_future *f, pn_cx *cx)
 done:
     if (r == 1) {
         c->rx->seen = v;
-        c->status = 0;
+        c->res = 0;
     } else {
-        c->status = r;
+        c->res = r;
     }
     c->waiter.state = W_DONE;
     return PN_READY;
@@ -362,7 +362,7 @@ int pn_watch_blocking_changed(pn_watch_rx *rx)
 {
     pn_watch_changed_future f = pn_watch_changed(rx);
     int e = pn__sync_block(&f.base);
-    return e < 0 ? e : f.status;
+    return e < 0 ? e : f.res;
 }
 
 /* ---- the sender's closed() future ------------------------------------------- */
@@ -371,7 +371,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
 {
     pn_watch_closed_future *c = (pn_watch_closed_future *)f;
     if (!c->tx) {
-        c->status = -EINVAL;
+        c->res = -EINVAL;
         c->waiter.state = W_DONE;
         return PN_READY;
     }
@@ -385,7 +385,7 @@ static pn_poll closed_poll(pn_future *f, pn_cx *cx)
         c->waiter.waker = PN_WAKER_NONE;
         pn__lock_release(&ch->lock);
         pn_waker_drop(&w);
-        c->status = 0;
+        c->res = 0;
         c->waiter.state = W_DONE;
         return PN_READY;
     }

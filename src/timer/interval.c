@@ -1,7 +1,7 @@
 /*
- * interval.c - pn_interval: a stream of ticks, one per period.
+ * interval.c - pn_interval_future: a stream of ticks, one per period.
  *
- * Owns: the pn_interval future and its embedded sleep, whose deadline is
+ * Owns: the pn_interval_future future and its embedded sleep, whose deadline is
  * always the instant of the next tick to deliver.
  *
  * Invariants:
@@ -23,7 +23,7 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
     return a + b < a ? UINT64_MAX : a + b;
 }
 
-static pn_instant next_tick(const pn_interval *iv, pn_instant sched, pn_instant now)
+static pn_instant next_tick(const pn_interval_future *iv, pn_instant sched, pn_instant now)
 {
     pn_instant next = sat_add(sched, iv->period);
     if (now < next)
@@ -45,7 +45,7 @@ static pn_instant next_tick(const pn_interval *iv, pn_instant sched, pn_instant 
 
 static pn_poll interval_poll(pn_future *f, pn_cx *cx)
 {
-    pn_interval *iv = (pn_interval *)f;
+    pn_interval_future *iv = (pn_interval_future *)f;
     if (pn_future_poll(PN_FUTURE(&iv->timer), cx) == PN_PENDING)
         return PN_PENDING;
     pn_instant sched = pn_sleep_deadline(&iv->timer);
@@ -56,19 +56,19 @@ static pn_poll interval_poll(pn_future *f, pn_cx *cx)
 
 static void interval_drop(pn_future *f)
 {
-    pn_interval *iv = (pn_interval *)f;
+    pn_interval_future *iv = (pn_interval_future *)f;
     pn_future_drop(PN_FUTURE(&iv->timer));
 }
 
 static const pn_future_vtable interval_vt = {
     .poll = interval_poll,
     .drop = interval_drop,
-    .name = "pn_interval",
+    .name = "pn_interval_future",
 };
 
-pn_interval pn_interval_at(pn_instant start, uint64_t period)
+pn_interval_future pn_interval_at(pn_instant start, uint64_t period)
 {
-    pn_interval iv = {
+    pn_interval_future iv = {
         .base = { &interval_vt },
         .timer = pn_sleep_until(start),
         .period = period ? period : 1,
@@ -78,7 +78,7 @@ pn_interval pn_interval_at(pn_instant start, uint64_t period)
     return iv;
 }
 
-pn_interval pn_interval_every(uint64_t period)
+pn_interval_future pn_interval(uint64_t period)
 {
     return pn_interval_at(pn_now(), period);
 }

@@ -1,7 +1,7 @@
 /*
- * sleep.c - pn_sleep: a future that completes at a deadline.
+ * sleep.c - pn_sleep_future: a future that completes at a deadline.
  *
- * Owns: the pn_sleep future.  Its embedded pn_timer_entry is linked into the
+ * Owns: the pn_sleep_future future.  Its embedded pn_timer_entry is linked into the
  * runtime's timer driver (cx->timers) on the first PENDING poll and unlinked
  * when the sleep completes, is reset to an idle state, or is dropped.
  *
@@ -26,7 +26,7 @@ pn_instant pn__cx_now(const pn_cx *cx)
 
 static pn_poll sleep_poll(pn_future *f, pn_cx *cx)
 {
-    pn_sleep *s = (pn_sleep *)f;
+    pn_sleep_future *s = (pn_sleep_future *)f;
     pn_timer_entry *e = &s->entry;
     if (pn__timers_fired(e) || e->deadline <= pn__cx_now(cx)) {
         if (pn_cx_budget_spend(cx) == PN_PENDING)
@@ -42,19 +42,19 @@ static pn_poll sleep_poll(pn_future *f, pn_cx *cx)
 
 static void sleep_drop(pn_future *f)
 {
-    pn_sleep *s = (pn_sleep *)f;
+    pn_sleep_future *s = (pn_sleep_future *)f;
     pn__timers_cancel(&s->entry);
 }
 
 static const pn_future_vtable sleep_vt = {
     .poll = sleep_poll,
     .drop = sleep_drop,
-    .name = "pn_sleep",
+    .name = "pn_sleep_future",
 };
 
-pn_sleep pn_sleep_until(pn_instant deadline)
+pn_sleep_future pn_sleep_until(pn_instant deadline)
 {
-    pn_sleep s = {
+    pn_sleep_future s = {
         .base = { &sleep_vt },
         .entry = {
             .next = NULL,
@@ -70,14 +70,14 @@ pn_sleep pn_sleep_until(pn_instant deadline)
     return s;
 }
 
-pn_sleep pn_sleep_for(uint64_t ns)
+pn_sleep_future pn_sleep(uint64_t ns)
 {
     pn_instant now = pn_now();
     pn_instant d = now + ns;
     return pn_sleep_until(d < now ? UINT64_MAX : d);
 }
 
-void pn_sleep_reset(pn_sleep *s, pn_instant deadline)
+void pn_sleep_reset(pn_sleep_future *s, pn_instant deadline)
 {
     pn__timers_reset(&s->entry, deadline);
 }

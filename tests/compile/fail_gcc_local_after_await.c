@@ -9,7 +9,7 @@
 typedef struct trap {
     pn_future base;
     pn_async as;
-    pn_sleep nap;
+    pn_sleep_future nap;
     int out;
 } trap;
 
@@ -20,7 +20,7 @@ pn_poll trap_poll(pn_future *f, pn_cx *cx)
     trap *t = (trap *)f;
     PN_ASYNC_BEGIN(t->as);
     int n = 42;                     /* lost at the await below */
-    t->nap = pn_sleep_for(PN_MS(1));
+    t->nap = pn_sleep(PN_MS(1));
     PN_AWAIT(t->as, &t->nap, cx);
     t->out = n;                     /* garbage on resume */
     PN_ASYNC_END(t->as);

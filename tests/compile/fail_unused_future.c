@@ -9,5 +9,5 @@ void close_it(pn_tcp_stream *s);
 
 void close_it(pn_tcp_stream *s)
 {
-    pn_tcp_close(s);        /* builds a close future and drops it unpolled */
+    pn_tcp_close_async(s);  /* builds a close future and drops it unpolled */
 }

@@ -9,7 +9,7 @@
 typedef struct all_forms {
     pn_future base;
     pn_async as;
-    pn_sleep nap;
+    pn_sleep_future nap;
     pn_async_fd afd;
     char buf[16];
     ssize_t n;
@@ -25,7 +25,7 @@ pn_poll all_forms_poll(pn_future *f, pn_cx *cx)
     for (t->i = 0; t->i < 3; t->i++) {
         {
             int ms = t->i + 1;      /* a local that ends before the await */
-            t->nap = pn_sleep_for(PN_MS(ms));
+            t->nap = pn_sleep(PN_MS(ms));
         }
         PN_AWAIT(t->as, &t->nap, cx);
     }
@@ -45,7 +45,7 @@ const pn_future_vtable *all_forms_vtable(void) { return &all_forms_vt; }
 typedef struct int_form {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
 } int_form;
 
 pn_poll int_form_poll(pn_future *f, pn_cx *cx);
@@ -54,7 +54,7 @@ pn_poll int_form_poll(pn_future *f, pn_cx *cx)
 {
     int_form *t = (int_form *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->nap = pn_sleep_for(PN_MS(1));
+    t->nap = pn_sleep(PN_MS(1));
     PN_AWAIT(t->pc, &t->nap, cx);
     PN_AWAIT_POLL(t->pc, pn_future_poll(PN_FUTURE(&t->nap), cx));
     PN_YIELD(t->pc, cx);

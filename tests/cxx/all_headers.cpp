@@ -72,7 +72,7 @@ static pn_waker_slot slot = PN_WAKER_SLOT_INIT;
 struct lock_and_nap {
     pn_future base;
     int pc;
-    pn_sleep nap;
+    pn_sleep_future nap;
     pn_mutex_guard guard;
     int *counter;   /* incremented under the mutex */
     int status;     /* output: the lock's status */
@@ -82,11 +82,11 @@ static pn_poll lock_and_nap_poll(pn_future *f, pn_cx *cx)
 {
     lock_and_nap *t = (lock_and_nap *)f;
     PN_ASYNC_BEGIN(t->pc);
-    t->nap = pn_sleep_for(PN_MS(1));
+    t->nap = pn_sleep(PN_MS(1));
     PN_AWAIT(t->pc, &t->nap, cx);
     t->guard = pn_mutex_lock(&mutex);
     PN_AWAIT(t->pc, &t->guard, cx);
-    t->status = t->guard.status;
+    t->status = t->guard.res;
     PN_YIELD(t->pc, cx);
     (*t->counter)++;
     pn_mutex_unlock(&t->guard);
@@ -129,11 +129,11 @@ static void run_on(pn_runtime_flavor flavor)
     }
     CHECK(std::strlen(pn_backend_name(pn_runtime_backend(rt))) > 0);
 
-    pn_yield_now y = pn_yield();
+    pn_yield_now_future y = pn_yield();
     CHECK(pn_block_on(rt, &y.base) == 0);
 
     pn_instant before = pn_now();
-    pn_sleep s = pn_sleep_for(PN_MS(2));
+    pn_sleep_future s = pn_sleep(PN_MS(2));
     CHECK(pn_block_on(rt, &s.base) == 0);
     CHECK(pn_now() >= pn_sleep_deadline(&s));
     CHECK(pn_sleep_deadline(&s) >= before + PN_MS(2));
@@ -146,9 +146,9 @@ static void run_on(pn_runtime_flavor flavor)
     CHECK(pn_block_on(rt, &mine.base) == 0);
     CHECK(mine.status == 0);
     if (h) {
-        pn_join_future j = pn_join_handle_await(h);
+        pn_join_future j = pn_join(h);
         CHECK(pn_block_on(rt, &j.base) == 0);
-        CHECK(j.status == 0);
+        CHECK(j.res == 0);
         CHECK(j.output && ((lock_and_nap *)j.output)->status == 0);
         pn_join_handle_free(h);
     }

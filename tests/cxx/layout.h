@@ -13,27 +13,27 @@
 
 #define PN_CXX_TYPES(X)                                                      \
     X(pn_waker) X(pn_waker_vtable) X(pn_cx) X(pn_future) X(pn_future_vtable) \
-    X(pn_yield_now) X(pn_poll) X(pn_runtime_config) X(pn_runtime_flavor)     \
+    X(pn_yield_now_future) X(pn_poll) X(pn_runtime_config) X(pn_runtime_flavor)     \
     X(pn_driver_mode) X(pn_backend) X(pn_uring_rings) X(pn_join_future)      \
-    X(pn_task_group_join) X(pn_task_group_shutdown_future)                   \
-    X(pn_timer_entry) X(pn_sleep) X(pn_timeout) X(pn_interval)               \
-    X(pn_missed_tick) X(pn_async_fd) X(pn_read) X(pn_write) X(pn_write_all)  \
-    X(pn_ready) X(pn_accept) X(pn_close) X(pn_join_all) X(pn_join2)          \
-    X(pn_select) X(pn_select2) X(pn_worker_metrics) X(pn_runtime_metrics)    \
-    X(pn_blocking) X(pn_waker_slot) X(pn_sync_waiter) X(pn_sync_queue)       \
+    X(pn_task_group_join_future) X(pn_task_group_shutdown_future)            \
+    X(pn_timer_entry) X(pn_sleep_future) X(pn_timeout_future) X(pn_interval_future)               \
+    X(pn_missed_tick) X(pn_async_fd) X(pn_read_future) X(pn_write_future) X(pn_write_all_future)  \
+    X(pn_ready_future) X(pn_accept_future) X(pn_close_future) X(pn_join_all_future) X(pn_join2_future)          \
+    X(pn_select_future) X(pn_select2_future) X(pn_worker_metrics) X(pn_runtime_metrics)    \
+    X(pn_blocking_future) X(pn_waker_slot) X(pn_sync_waiter) X(pn_sync_queue)       \
     X(pn_semaphore) X(pn_semaphore_permit) X(pn_mutex) X(pn_rwlock)          \
-    X(pn_notify) X(pn_notified) X(pn_wait_group)                             \
+    X(pn_notify) X(pn_notified_future) X(pn_wait_group)                      \
     X(pn_wait_group_wait_future) X(pn_oneshot_recv_future)                   \
     X(pn_oneshot_closed_future) X(pn_mpsc_send_future)                       \
     X(pn_mpsc_recv_future) X(pn_mpsc_closed_future)                          \
     X(pn_broadcast_recv_future) X(pn_watch_changed_future)                   \
-    X(pn_watch_closed_future) X(pn_cancel_wait) X(pn_sockaddr)               \
+    X(pn_watch_closed_future) X(pn_cancel_wait_future) X(pn_sockaddr)        \
     X(pn_tcp_listener) X(pn_tcp_stream) X(pn_tcp_listen_opts)                \
-    X(pn_accept_state) X(pn_tcp_accept) X(pn_tcp_connect)                    \
-    X(pn_tcp_read_exact) X(pn_tcp_writev) X(pn_tcp_peek) X(pn_udp_socket)    \
-    X(pn_udp_opts) X(pn_dgram_send) X(pn_dgram_recv) X(pn_unix_opts)         \
-    X(pn_unix_listener) X(pn_unix_stream) X(pn_unix_accept)                  \
-    X(pn_unix_connect) X(pn_unix_dgram) X(pn_resolve_opts)                   \
+    X(pn_accept_state) X(pn_tcp_accept_future) X(pn_tcp_connect_future)      \
+    X(pn_tcp_read_exact_future) X(pn_tcp_writev_future) X(pn_tcp_peek_future) X(pn_udp_socket)    \
+    X(pn_udp_opts) X(pn_dgram_send_future) X(pn_dgram_recv_future) X(pn_unix_opts)         \
+    X(pn_unix_listener) X(pn_unix_stream) X(pn_unix_accept_future)           \
+    X(pn_unix_connect_future) X(pn_unix_dgram) X(pn_resolve_opts)            \
     X(pn_resolve_future)
 
 #define PN_CXX_FIELDS(X)                                                     \
@@ -41,9 +41,9 @@
     X(pn_semaphore, state) X(pn_semaphore, lock) X(pn_semaphore, waiters)    \
     X(pn_semaphore_permit, granted) X(pn_semaphore_permit, st)               \
     X(pn_semaphore_permit, w)                                                \
-    X(pn_notify, state) X(pn_notify, lock) X(pn_notified, w)                 \
+    X(pn_notify, state) X(pn_notify, lock) X(pn_notified_future, w)          \
     X(pn_mpsc_recv_future, delivered) X(pn_mpsc_recv_future, count)          \
-    X(pn_mpsc_recv_future, status)
+    X(pn_mpsc_recv_future, res)
 
 /* One record per type or field, in list order. */
 typedef struct pn_cxx_layout {
