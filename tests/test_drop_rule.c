@@ -58,6 +58,8 @@ static void ready_after_parking(pn_runtime *rt, pn_future *child, void (*kick)(v
 
 static void *twice(void *arg) { return arg; }
 
+static void fiber_noop(void *arg) { (*(int *)arg)++; }
+
 /* ---- timers, combinators, small futures ------------------------------- */
 
 Test(drop_rule, timers_and_combinators, .timeout = PN_TEST_TIMEOUT)
@@ -171,6 +173,20 @@ Test(drop_rule, tasks, .timeout = PN_TEST_TIMEOUT)
     AWAIT(rt, sd);
     pn_task_group_free(g);
     drop2(PN_FUTURE(&sd));
+
+    int runs = 0;                                   /* a fiber: nothing runs */
+    pn_fiber_future fb = pn_fiber(fiber_noop, &runs, NULL);
+    drop2(PN_FUTURE(&fb));
+    pn_fiber_future zero;
+    memset(&zero, 0, sizeof(zero));
+    drop2(PN_FUTURE(&zero));
+    cr_assert_eq(runs, 0);
+    fb = pn_fiber(fiber_noop, &runs, NULL);
+    AWAIT(rt, fb);
+    cr_assert_eq(runs, 1);
+    cr_assert_eq(fb.res, 0);
+    drop2(PN_FUTURE(&fb));                          /* READY: keeps .res */
+    cr_assert_eq(fb.res, 0);
     pn_runtime_free(rt);
 }
 
