@@ -16,6 +16,10 @@
 #include "fiber/stack.h"
 #include "fiber/fiber_int.h"
 
+#define main echo_threads_main
+#include "../examples/echo_threads.c"
+#undef main
+
 #define FTEST(name) Test(fiber, name, .timeout = PN_TEST_TIMEOUT)
 
 /* ---- running and awaiting ---------------------------------------------- */
@@ -241,6 +245,69 @@ BOTH(fiber, tcp_echo_between_fibers)
     cr_assert_eq(atomic_load(&a.got), (size_t)4 * (256 << 10));
     cr_assert_eq(atomic_load(&a.mismatches), 0);
     pn_tcp_listener_close(&a.l);
+    pn_runtime_free(rt);
+}
+
+/* examples/echo_threads.c's server, its own accept loop and connection
+ * fibers, against fiber clients in the same runtime; then aborted. */
+typedef struct ex_client {
+    pn_sockaddr addr;
+    _Atomic int ok;
+} ex_client;
+
+static void ex_client_fn(void *p)
+{
+    ex_client *c = *(ex_client **)p;
+    pn_tcp_stream s;
+    cr_assert_eq(pn_fiber_connect(&s, &c->addr, 0), 0);
+    for (int i = 0; i < 50; i++) {
+        char out[64], in[64];
+        int len = snprintf(out, sizeof(out), "message %d from %p", i, (void *)&s);
+        cr_assert_eq(pn_fiber_write_all(&s, out, (size_t)len), len);
+        int got = 0;
+        while (got < len) {
+            ssize_t n = pn_fiber_read(&s, in + got, sizeof(in) - (size_t)got);
+            cr_assert_gt(n, 0);
+            got += (int)n;
+        }
+        cr_assert_eq(got, len);
+        cr_assert(memcmp(in, out, (size_t)len) == 0);
+    }
+    pn_tcp_close(&s);
+    atomic_fetch_add(&c->ok, 1);
+}
+
+static void ex_clients(void *p)
+{
+    enum { N = 16 };
+    pn_join_handle *h[N];
+    pn_fiber_opts o = { .arg_size = sizeof(ex_client *) };
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pn_fiber_spawn(pn_fiber_runtime(), ex_client_fn, &p, &o, &h[i]), 0);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(pn_fiber_join(h[i], NULL), 0);
+        pn_join_handle_free(h[i]);
+    }
+}
+
+BOTH(fiber, example_echo_threads_serves_clients)
+{
+    pn_runtime *rt = flavour_new(fl);
+    pn_tcp_listener l;
+    pn_sockaddr any = pn_sockaddr_loopback4(0);
+    ex_client c = { 0 };
+    cr_assert_eq(pn_tcp_listen(&l, &any, NULL), 0);
+    cr_assert_eq(pn_tcp_listener_local_addr(&l, &c.addr), 0);
+    pn_join_handle *srv;
+    cr_assert_eq(pn_fiber_spawn(rt, serve, &l, NULL, &srv), 0);
+    cr_assert_eq(pn_fiber_run(rt, ex_clients, &c, NULL), 0);
+    cr_assert_eq(atomic_load(&c.ok), 16);
+    pn_join_handle_abort(srv);                /* the accept loop returns */
+    pn_join_future j = pn_join(srv);
+    AWAIT(rt, j);
+    cr_assert_eq(j.res, -ECANCELED);
+    pn_join_handle_free(srv);
+    pn_tcp_listener_close(&l);
     pn_runtime_free(rt);
 }
 
