@@ -46,7 +46,9 @@
  * (errno, a _Thread_local) in a register across calls, so moving a
  * suspended stack to another thread would make it write the old thread's
  * variables; pollen never moves one.  Work stealing still balances fibers
- * before their first poll.  While one fiber runs, its worker runs nothing
+ * before their first poll.  On the current-thread runtime the thread is
+ * the one calling pn_block_on: call it from one thread only while fibers
+ * are alive.  While one fiber runs, its worker runs nothing
  * else: a fiber that computes for long should pn_fiber_yield() now and
  * then, like any task.
  *
