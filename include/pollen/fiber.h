@@ -48,7 +48,10 @@
  * variables; pollen never moves one.  Work stealing still balances fibers
  * before their first poll.  On the current-thread runtime the thread is
  * the one calling pn_block_on: call it from one thread only while fibers
- * are alive.  While one fiber runs, its worker runs nothing
+ * are alive, and shut the runtime down (or free it) on that thread too, or
+ * after its fibers returned: a shutdown on another thread unwinds the
+ * suspended ones there, and their frames may still hold the first
+ * thread's thread-local addresses.  While one fiber runs, its worker runs nothing
  * else: a fiber that computes for long should pn_fiber_yield() now and
  * then, like any task.
  *
