@@ -87,3 +87,55 @@ RTEST(current_thread_runtime_freed_on_another_thread)
     cr_assert_eq(c.later_res, 0);
     cr_assert_eq(c.later, 7);
 }
+
+/* ---- the usable stack ------------------------------------------------------ */
+
+typedef struct room_arg {
+    size_t room;                              /* usable bytes below fn's frame */
+    size_t guard;                             /* the mapping's guard region */
+    unsigned char blob[PN_FIBER_ARG_MAX - 2 * sizeof(size_t)];
+} room_arg;                                   /* the largest argument copy */
+_Static_assert(sizeof(room_arg) == PN_FIBER_ARG_MAX, "room_arg is the largest copy");
+
+static __attribute__((noinline)) void measure(room_arg *a)
+{
+    volatile char here = 0;
+    pn__stack *s = pn__fiber_running_stack();
+    cr_assert_not_null(s);
+    a->guard = s->map_size - s->usable - sizeof(pn__stack);
+    a->room = (size_t)((const char *)&here - (s->map + a->guard));
+    (void)here;
+}
+
+static void room_fn(void *p)
+{
+    room_arg *a = p;
+    cr_assert_eq(a->blob[sizeof(a->blob) - 1], 0xab, "the copy is whole");
+    measure(a);
+}
+
+static room_arg *room_out;
+static void room_copy_fn(void *p)
+{
+    room_fn(p);
+    *room_out = *(room_arg *)p;
+}
+
+/* A fiber gets stack_size usable bytes whatever its argument copy: the
+ * control block and the copy come on top (a frame or two of slack). */
+RTEST(stack_size_is_usable_whatever_the_argument)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    static room_arg a, out;
+    memset(a.blob, 0xab, sizeof(a.blob));
+    room_out = &out;
+    size_t sizes[] = { PN_FIBER_STACK_MIN, PN_FIBER_STACK_DEFAULT, 100000 };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        pn_fiber_opts o = { .stack_size = sizes[i], .arg_size = sizeof(a) };
+        memset(&out, 0, sizeof(out));
+        cr_assert_eq(pn_fiber_run(rt, room_copy_fn, &a, &o), 0);
+        cr_assert_geq(out.room, sizes[i] - 512, "stack_size %zu: %zu usable bytes below the function",
+                      sizes[i], out.room);
+    }
+    pn_runtime_free(rt);
+}

@@ -192,7 +192,10 @@ static int fiber_make(pn_fiber_future *F, pn_runtime *rt)
     pn__stack_pool *pool = runtime_pool(rt);
     if (!pool)
         return -ENOMEM;
+    /* stack_size is what fn gets: the stack header, the control block (at
+     * its 64-byte alignment) and the argument copy come on top. */
     size_t want = F->opts.stack_size ? F->opts.stack_size : PN_FIBER_STACK_DEFAULT;
+    want += sizeof(pn__stack) + sizeof(struct pn__fiber) + 63 + round16(F->opts.arg_size);
     pn__stack *s = pn__stack_get(pool, pn__stack_usable_for(want));
     if (!s)
         return -ENOMEM;
