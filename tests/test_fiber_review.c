@@ -139,3 +139,26 @@ RTEST(stack_size_is_usable_whatever_the_argument)
     }
     pn_runtime_free(rt);
 }
+
+/* ---- large pages ------------------------------------------------------------ */
+
+/* With 64 KiB pages (aarch64 and ppc64 kernels built so) the guard must be
+ * whole pages below a page-aligned stack: mprotect rounds a 16 KiB guard
+ * up to a page, which would take the first 48 KiB of the stack with it
+ * (and a fault there names no fiber).  Laid out here as if pages were
+ * 64 KiB. */
+RTEST(guard_is_whole_pages_on_large_pages)
+{
+    pn__stack_set_page_size((size_t)64 << 10);
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    static room_arg a, out;
+    memset(a.blob, 0xab, sizeof(a.blob));
+    room_out = &out;
+    pn_fiber_opts o = { .arg_size = sizeof(a) };
+    cr_assert_eq(pn_fiber_run(rt, room_copy_fn, &a, &o), 0);
+    pn_runtime_free(rt);
+    pn__stack_set_page_size(0);
+    cr_assert_geq(out.guard, (size_t)64 << 10, "guard %zu", out.guard);
+    cr_assert_eq(out.guard % ((size_t)64 << 10), 0, "guard %zu", out.guard);
+    cr_assert_geq(out.room, PN_FIBER_STACK_DEFAULT - 512, "%zu usable bytes", out.room);
+}

@@ -80,7 +80,7 @@ static void fiber_entry(void *p);
  * block and argument copy. */
 static void stack_bounds(struct pn__fiber *fb, void **lo, size_t *size)
 {
-    char *bottom = fb->stack->map + PN__STACK_GUARD;
+    char *bottom = fb->stack->map + fb->stack->guard;
     *lo = bottom;
     *size = (size_t)(fb->top - bottom);
 }
