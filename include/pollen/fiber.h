@@ -34,9 +34,9 @@
  * larger) below it; only the pages the fiber touches take memory.  A
  * finished fiber's stack goes back to its runtime's cache (up to 1024
  * stacks) for the next fiber; freeing the runtime unmaps them.  Running
- * off the end of a stack hits the guard and the process stops with "pollen: fiber '<name>' overflowed its <N>-byte
- * stack" on stderr (then the default SIGSEGV action: a core dump), not
- * with silent corruption.  A single frame larger than the guard (a local
+ * off the end of a stack hits the guard and the process stops with
+ * "pollen: fiber '<name>' overflowed its <N>-byte stack" on stderr (then
+ * the default SIGSEGV action: a core dump), not with silent corruption.  A single frame larger than the guard (a local
  * array over 16 KiB) can jump it: keep big buffers off fiber stacks, or
  * build with -fstack-clash-protection.
  *
