@@ -36,9 +36,10 @@
  * stacks) for the next fiber; freeing the runtime unmaps them.  Running
  * off the end of a stack hits the guard and the process stops with
  * "pollen: fiber '<name>' overflowed its <N>-byte stack" on stderr (then
- * the default SIGSEGV action: a core dump), not with silent corruption.  A single frame larger than the guard (a local
- * array over 16 KiB) can jump it: keep big buffers off fiber stacks, or
- * build with -fstack-clash-protection.
+ * the default SIGSEGV action: a core dump), not with silent corruption.
+ * A single frame larger than the guard (a local array over 16 KiB) can
+ * jump it: keep big buffers off fiber stacks, or build with
+ * -fstack-clash-protection.
  *
  * Threads.  A fiber stays on the thread that first ran it: the worker that
  * polled it first (the task is pinned there, as pn_spawn_local does), or
