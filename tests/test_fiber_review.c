@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "fiber/stack.h"
@@ -162,3 +163,21 @@ RTEST(guard_is_whole_pages_on_large_pages)
     cr_assert_eq(out.guard % ((size_t)64 << 10), 0, "guard %zu", out.guard);
     cr_assert_geq(out.room, PN_FIBER_STACK_DEFAULT - 512, "%zu usable bytes", out.room);
 }
+
+/* ---- the SIGSEGV handler ---------------------------------------------------- */
+
+/* The overflow handler is installed with the first stack.  A SIGSEGV that
+ * no fault raised (kill -SEGV, raise: a way to get a core) is not a guard
+ * hit and does not come again by itself: it must still end the process
+ * under the action that was there before (here the default). */
+#if !defined(__SANITIZE_ADDRESS__)
+Test(fiber_review, a_sent_sigsegv_still_kills, .signal = SIGSEGV, .timeout = PN_TEST_TIMEOUT)
+{
+    pn_runtime *rt = flavour_new(PN_RUNTIME_CURRENT_THREAD);
+    int mark = 0;
+    cr_assert_eq(pn_fiber_run(rt, plain_fn, &mark, NULL), 0);
+    pn_runtime_free(rt);
+    raise(SIGSEGV);
+    cr_assert_fail("still alive after raise(SIGSEGV)");
+}
+#endif

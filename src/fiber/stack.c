@@ -15,7 +15,8 @@
  * runs on, writes one line to stderr with write(2), puts the default
  * action back and returns: the instruction faults again and the process
  * dumps core as it would have.  A fault anywhere else goes to the handler
- * that was there before.  Under AddressSanitizer, which reports stack
+ * that was there before, and so does a SIGSEGV that no fault raised (kill,
+ * raise), sent again under the old action since it does not recur.  Under AddressSanitizer, which reports stack
  * overflows itself and owns SIGSEGV, none of this is installed.
  */
 #include "fiber/stack.h"
@@ -239,9 +240,12 @@ static size_t put(char *p, const char *s)
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
+    /* si_addr is a faulting address only when the kernel raised the
+     * signal for a fault (si_code > 0); kill and raise fill other fields. */
+    bool fault = si && si->si_code > 0;
     pn__stack *s = pn__fiber_running_stack();
-    char *a = si ? (char *)si->si_addr : NULL;
-    if (s && a >= s->map && a < s->map + s->guard) {
+    char *a = fault ? (char *)si->si_addr : NULL;
+    if (s && a && a >= s->map && a < s->map + s->guard) {
         char msg[256];
         size_t n = put(msg, "pollen: fiber '");
         const char *name = s->name ? s->name : "fiber";
@@ -270,6 +274,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
         return;
     }
     sigaction(SIGSEGV, &old_segv, NULL);   /* faults again under the old action */
+    if (!fault)
+        raise(sig);               /* a sent one does not come again: send it (it is
+                                     blocked until we return) */
 }
 
 static void altstack_free(void *p)
