@@ -182,3 +182,202 @@ Test(fiber_review, a_sent_sigsegv_still_kills, .signal = SIGSEGV, .timeout = PN_
     cr_assert_fail("still alive after raise(SIGSEGV)");
 }
 #endif
+
+/* ---- a fiber inside a combinator inside a task ------------------------------ */
+
+typedef struct where_ctx {
+    _Atomic int started, cleaned, moved;
+} where_ctx;
+
+static void parked_where_fn(void *p)
+{
+    where_ctx *c = *(where_ctx **)p;
+    pthread_t self = pthread_self();
+    atomic_fetch_add(&c->started, 1);
+    forever_future f = forever_new(NULL);
+    cr_assert_eq(pn_await(&f), -ECANCELED);
+    if (!pthread_equal(self, pthread_self()))
+        atomic_fetch_add(&c->moved, 1);
+    atomic_fetch_add(&c->cleaned, 1);
+}
+
+/* A hand-written future holding a fiber under a timeout: the task is
+ * pinned by the fiber's first poll, and the timeout's drop unwinds the
+ * fiber on that same thread. */
+typedef struct timed_fiber {
+    pn_future base;
+    pn_fiber_future fib;
+    pn_timeout_future to;
+    bool armed;
+    int res;
+} timed_fiber;
+
+static pn_poll timed_poll(pn_future *f, pn_cx *cx)
+{
+    timed_fiber *t = (timed_fiber *)f;
+    if (!t->armed) {                          /* the task's copy: point at it */
+        t->to = pn_timeout(&t->fib.base, PN_MS(2));
+        t->armed = true;
+    }
+    if (pn_future_poll(&t->to.base, cx) == PN_PENDING)
+        return PN_PENDING;
+    t->res = t->to.res;
+    return PN_READY;
+}
+
+static void timed_drop(pn_future *f)
+{
+    timed_fiber *t = (timed_fiber *)f;
+    if (t->armed)
+        pn_future_drop(&t->to.base);
+    else
+        pn_future_drop(&t->fib.base);
+}
+
+static const pn_future_vtable timed_vt = { timed_poll, timed_drop, "timed_fiber" };
+
+RTEST(a_timeout_around_a_fiber_unwinds_it_where_it_ran)
+{
+    enum { N = 32 };
+    pn_runtime *rt = flavour_new(PN_RUNTIME_MULTI_THREAD);
+    size_t live0 = pn__stack_live();
+    where_ctx c = { 0 };
+    where_ctx *cp = &c;
+    pn_fiber_opts o = { .arg_size = sizeof(cp) };
+    pn_join_handle *h[N];
+    for (int i = 0; i < N; i++) {
+        timed_fiber t = { .base = { &timed_vt }, .fib = pn_fiber(parked_where_fn, &cp, &o) };
+        cr_assert_eq(pn_spawn(rt, &t.base, sizeof(t), &h[i]), 0);
+        steps_future busy = steps_new(20, NULL);
+        cr_assert_eq(PN_SPAWN(rt, busy, NULL), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pn_join_future j = pn_join(h[i]);
+        AWAIT(rt, j);
+        cr_assert_eq(j.res, 0);
+        cr_assert_eq(((timed_fiber *)j.output)->res, -ETIMEDOUT);
+        pn_join_handle_free(h[i]);
+    }
+    cr_assert_eq(atomic_load(&c.started), N);
+    cr_assert_eq(atomic_load(&c.cleaned), N);
+    cr_assert_eq(atomic_load(&c.moved), 0, "unwound on another thread than it ran on");
+    pn_runtime_free(rt);
+    cr_assert_eq(pn__stack_live(), live0);
+}
+
+/* ---- spawning while cancelled, nesting at shutdown ---------------------------- */
+
+typedef struct spawner_ctx {
+    _Atomic int started, child_ran, spawned, refused, other;
+} spawner_ctx;
+
+static void child_fn(void *p)
+{
+    spawner_ctx *c = *(spawner_ctx **)p;
+    atomic_fetch_add(&c->child_ran, 1);
+}
+
+static void spawner_fn(void *p)
+{
+    spawner_ctx *c = *(spawner_ctx **)p;
+    atomic_fetch_add(&c->started, 1);
+    forever_future f = forever_new(NULL);
+    cr_assert_eq(pn_await(&f), -ECANCELED);
+    pn_fiber_opts o = { .arg_size = sizeof(c) };
+    int err = pn_fiber_spawn(pn_fiber_runtime(), child_fn, &c, &o, NULL);
+    atomic_fetch_add(err == 0 ? &c->spawned : err == -ESHUTDOWN ? &c->refused : &c->other, 1);
+}
+
+/* Cancelled fibers that spawn fibers: after an abort the child runs; in a
+ * shutdown the spawn is refused.  No stack is left either way. */
+BOTH(fiber_review, a_cancelled_fiber_spawns_fibers)
+{
+    enum { N = 8 };
+    pn_runtime *rt = flavour_new(fl);
+    size_t live0 = pn__stack_live();
+    spawner_ctx c = { 0 };
+    spawner_ctx *cp = &c;
+    pn_fiber_opts o = { .arg_size = sizeof(cp) };
+    pn_join_handle *h[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pn_fiber_spawn(rt, spawner_fn, &cp, &o, i < N / 2 ? &h[i] : NULL), 0);
+    while (atomic_load(&c.started) < N) {
+        pn_sleep_future s = pn_sleep(PN_MS(1));
+        AWAIT(rt, s);
+    }
+    for (int i = 0; i < N / 2; i++) {
+        pn_join_handle_abort(h[i]);
+        pn_join_future j = pn_join(h[i]);
+        AWAIT(rt, j);
+        cr_assert_eq(j.res, -ECANCELED);
+        pn_join_handle_free(h[i]);
+    }
+    while (atomic_load(&c.child_ran) < N / 2) {
+        pn_sleep_future s = pn_sleep(PN_MS(1));
+        AWAIT(rt, s);
+    }
+    pn_runtime_free(rt);
+    cr_assert_eq(atomic_load(&c.spawned), N / 2);
+    cr_assert_eq(atomic_load(&c.refused), N / 2);
+    cr_assert_eq(atomic_load(&c.other), 0);
+    cr_assert_eq(atomic_load(&c.child_ran), N / 2);
+    cr_assert_eq(pn__stack_live(), live0);
+}
+
+typedef struct nest_ctx {
+    _Atomic int inner_started, inner_cleaned, outer_cleaned, moved;
+    int inner_res, outer_res;
+} nest_ctx;
+
+static void nest_inner_fn(void *p)
+{
+    nest_ctx *c = p;
+    pthread_t self = pthread_self();
+    atomic_fetch_add(&c->inner_started, 1);
+    forever_future f = forever_new(NULL);
+    c->inner_res = pn_await(&f);
+    cr_assert(pn_fiber_cancelled());
+    cr_assert_eq(pn_fiber_yield(), -ECANCELED);
+    if (!pthread_equal(self, pthread_self()))
+        atomic_fetch_add(&c->moved, 1);
+    atomic_fetch_add(&c->inner_cleaned, 1);
+}
+
+static void nest_outer_fn(void *p)
+{
+    nest_ctx *c = p;
+    pthread_t self = pthread_self();
+    pn_fiber_future in = pn_fiber(nest_inner_fn, c, NULL);
+    c->outer_res = pn_await(&in);
+    cr_assert_eq(atomic_load(&c->inner_cleaned), 1, "the inner fiber returned first");
+    if (!pthread_equal(self, pthread_self()))
+        atomic_fetch_add(&c->moved, 1);
+    atomic_fetch_add(&c->outer_cleaned, 1);
+}
+
+/* Freeing the runtime with a fiber suspended inside a fiber it awaits:
+ * both return, the inner one first, each on its own thread. */
+BOTH(fiber_review, shutdown_unwinds_nested_fibers)
+{
+    enum { N = 6 };
+    pn_runtime *rt = flavour_new(fl);
+    size_t live0 = pn__stack_live();
+    nest_ctx c[N];
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pn_fiber_spawn(rt, nest_outer_fn, &c[i], NULL, NULL), 0);
+    for (int i = 0; i < N; i++)
+        while (!atomic_load(&c[i].inner_started)) {
+            pn_sleep_future s = pn_sleep(PN_MS(1));
+            AWAIT(rt, s);
+        }
+    pn_runtime_free(rt);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(atomic_load(&c[i].inner_cleaned), 1);
+        cr_assert_eq(atomic_load(&c[i].outer_cleaned), 1);
+        cr_assert_eq(c[i].inner_res, -ECANCELED);
+        cr_assert_eq(c[i].outer_res, -ECANCELED);
+        cr_assert_eq(atomic_load(&c[i].moved), 0);
+    }
+    cr_assert_eq(pn__stack_live(), live0);
+}
