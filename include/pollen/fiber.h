@@ -159,8 +159,8 @@ PN_EXTERN int pn_fiber_run(struct pn_runtime *rt, pn_fiber_fn *fn, void *arg,
  * is pending; its output is then in its fields as after any await.  The
  * future lives on the fiber's stack or elsewhere, and must not move while
  * awaited.  Returns 0, -ECANCELED (the fiber was cancelled: f was dropped,
- * its output is not valid), or -EPERM (not called from a fiber: f is
- * untouched).  pn_await(p) takes a pointer to any pollen future struct.
+ * its output is not valid), -EPERM (not called from a fiber: f is
+ * untouched), or -EINVAL (f NULL or without a poll function).  pn_await(p) takes a pointer to any pollen future struct.
  */
 PN_EXTERN int pn_fiber_await(pn_future *f);
 #define pn_await(p) pn_fiber_await(&(p)->base)
