@@ -30,15 +30,16 @@
  * few hundred bytes per task do.
  *
  * Stacks.  Each fiber gets stack_size usable bytes (default 64 KiB) in an
- * mmap'd region with a 16 KiB guard region below it; only the pages the
- * fiber touches take memory.  A finished fiber's stack goes back to its
- * runtime's cache (up to 1024 stacks) for the next fiber; freeing the
- * runtime unmaps them.  Running off the end of a stack hits the guard and
- * the process stops with "pollen: fiber '<name>' overflowed its <N>-byte
- * stack" on stderr (then the default SIGSEGV action: a core dump), not
- * with silent corruption.  A single frame larger than the guard (a local
- * array over 16 KiB) can jump it: keep big buffers off fiber stacks, or
- * build with -fstack-clash-protection.
+ * mmap'd region with a 16 KiB guard region (one page where pages are
+ * larger) below it; only the pages the fiber touches take memory.  A
+ * finished fiber's stack goes back to its runtime's cache (up to 1024
+ * stacks) for the next fiber; freeing the runtime unmaps them.  Running
+ * off the end of a stack hits the guard and the process stops with
+ * "pollen: fiber '<name>' overflowed its <N>-byte stack" on stderr (then
+ * the default SIGSEGV action: a core dump), not with silent corruption.
+ * A single frame larger than the guard (a local array over 16 KiB) can
+ * jump it: keep big buffers off fiber stacks, or build with
+ * -fstack-clash-protection.
  *
  * Threads.  A fiber stays on the thread that first ran it: the worker that
  * polled it first (the task is pinned there, as pn_spawn_local does), or
@@ -48,7 +49,10 @@
  * variables; pollen never moves one.  Work stealing still balances fibers
  * before their first poll.  On the current-thread runtime the thread is
  * the one calling pn_block_on: call it from one thread only while fibers
- * are alive.  While one fiber runs, its worker runs nothing
+ * are alive, and shut the runtime down (or free it) on that thread too, or
+ * after its fibers returned: a shutdown on another thread unwinds the
+ * suspended ones there, and their frames may still hold the first
+ * thread's thread-local addresses.  While one fiber runs, its worker runs nothing
  * else: a fiber that computes for long should pn_fiber_yield() now and
  * then, like any task.
  *
@@ -155,8 +159,8 @@ PN_EXTERN int pn_fiber_run(struct pn_runtime *rt, pn_fiber_fn *fn, void *arg,
  * is pending; its output is then in its fields as after any await.  The
  * future lives on the fiber's stack or elsewhere, and must not move while
  * awaited.  Returns 0, -ECANCELED (the fiber was cancelled: f was dropped,
- * its output is not valid), or -EPERM (not called from a fiber: f is
- * untouched).  pn_await(p) takes a pointer to any pollen future struct.
+ * its output is not valid), -EPERM (not called from a fiber: f is
+ * untouched), or -EINVAL (f NULL or without a poll function).  pn_await(p) takes a pointer to any pollen future struct.
  */
 PN_EXTERN int pn_fiber_await(pn_future *f);
 #define pn_await(p) pn_fiber_await(&(p)->base)

@@ -980,6 +980,7 @@ static void *worker_main(void *arg)
     if (rt->base.cfg.driver == PN_DRIVER_WORKERS && rt->base.cfg.timer_slack_ns)
         prctl(PR_SET_TIMERSLACK, (unsigned long)rt->base.cfg.timer_slack_ns, 0, 0, 0);
     pn__tls_polling = true;             /* block_on from a worker: -EDEADLK */
+    pn__fiber_thread_start();           /* our fibers are unwound below */
     pn__reactor_adopt_lane(rt->base.reactor, w->index);
     pn_cx cx = { .waker = NULL, .rt = &rt->base, .reactor = rt->base.reactor,
                  .timers = &rt->base.timers, .budget = 0 };

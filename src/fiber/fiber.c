@@ -15,10 +15,13 @@
  * Threads.  The first poll pins the polling task to its thread
  * (pn__task_pin_running) and records the thread; any later poll elsewhere
  * is a misuse that stops the process with a message, because the stack's
- * frames may hold that thread's thread-local addresses.  Every thread keeps
- * a list of the fibers it started that have not finished, so that a worker
- * that stops can unwind them on its own thread (pn__fiber_thread_exit)
- * rather than leave it to the thread that frees the runtime.
+ * frames may hold that thread's thread-local addresses.  Every worker keeps
+ * a list of the fibers it started that have not finished, so that it can
+ * unwind them on its own thread when it stops (pn__fiber_thread_exit)
+ * rather than leave it to the thread that frees the runtime.  Other
+ * threads (pn_block_on's) keep none: their fibers are dropped by whoever
+ * owns the future, maybe on another thread (a current-thread runtime freed
+ * there), and a list entry would outlive them in the home thread's list.
  *
  * Nesting.  A fiber may poll another fiber (pn_await on a pn_fiber_future): each
  * remembers the context that resumed it and the fiber that was running on
@@ -62,6 +65,7 @@ struct pn__fiber {
 
 static _Thread_local struct pn__fiber *tls_fiber;    /* running on this thread */
 static _Thread_local struct pn__fiber *tls_started;  /* this thread's unfinished */
+static _Thread_local bool tls_unwinds;   /* a worker: pn__fiber_thread_exit comes */
 static _Thread_local char tls_home;
 
 static const pn_future_vtable fiber_vt;
@@ -76,7 +80,7 @@ static void fiber_entry(void *p);
  * block and argument copy. */
 static void stack_bounds(struct pn__fiber *fb, void **lo, size_t *size)
 {
-    char *bottom = fb->stack->map + PN__STACK_GUARD;
+    char *bottom = fb->stack->map + fb->stack->guard;
     *lo = bottom;
     *size = (size_t)(fb->top - bottom);
 }
@@ -188,7 +192,10 @@ static int fiber_make(pn_fiber_future *F, pn_runtime *rt)
     pn__stack_pool *pool = runtime_pool(rt);
     if (!pool)
         return -ENOMEM;
+    /* stack_size is what fn gets: the stack header, the control block (at
+     * its 64-byte alignment) and the argument copy come on top. */
     size_t want = F->opts.stack_size ? F->opts.stack_size : PN_FIBER_STACK_DEFAULT;
+    want += sizeof(pn__stack) + sizeof(struct pn__fiber) + 63 + round16(F->opts.arg_size);
     pn__stack *s = pn__stack_get(pool, pn__stack_usable_for(want));
     if (!s)
         return -ENOMEM;
@@ -258,7 +265,8 @@ static pn_poll fiber_poll(pn_future *f, pn_cx *cx)
     if (!fb->home) {
         fb->home = &tls_home;
         pn__stack_thread_init();
-        list_add(fb);
+        if (tls_unwinds)
+            list_add(fb);
         pn__task_pin_running(cx);
 #ifdef PN__TSAN
         fb->tsan_fiber = __tsan_create_fiber(0);
@@ -302,6 +310,11 @@ static void fiber_drop(pn_future *f)
 
 static const pn_future_vtable fiber_vt = { fiber_poll, fiber_drop, "pn_fiber_future" };
 
+void pn__fiber_thread_start(void)
+{
+    tls_unwinds = true;
+}
+
 void pn__fiber_thread_exit(void)
 {
     while (tls_started) {
@@ -309,6 +322,7 @@ void pn__fiber_thread_exit(void)
         unwind(fb);
         list_del(fb);             /* the future releases the stack when dropped */
     }
+    tls_unwinds = false;
 }
 
 pn__stack *pn__fiber_running_stack(void)

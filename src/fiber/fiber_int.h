@@ -6,13 +6,18 @@
 
 #include <stddef.h>
 
+/* A worker calls this on its own thread before it runs a task: the fibers
+ * it starts are listed for pn__fiber_thread_exit.  On other threads none
+ * are (their futures' owners drop them). */
+void pn__fiber_thread_start(void);
+
 /* A worker that stops calls this on its own thread: every fiber it started
  * and that has not finished is resumed, cancelled, until it returns.  Their
  * futures are dropped later by the shutdown, which then only releases the
  * stacks. */
 void pn__fiber_thread_exit(void);
 
-/* Fibers started on this thread and not finished (tests). */
+/* Fibers started on this worker thread and not finished (tests). */
 size_t pn__fiber_thread_count(void);
 
 #endif

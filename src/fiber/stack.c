@@ -15,7 +15,8 @@
  * runs on, writes one line to stderr with write(2), puts the default
  * action back and returns: the instruction faults again and the process
  * dumps core as it would have.  A fault anywhere else goes to the handler
- * that was there before.  Under AddressSanitizer, which reports stack
+ * that was there before, and so does a SIGSEGV that no fault raised (kill,
+ * raise), sent again under the old action since it does not recur.  Under AddressSanitizer, which reports stack
  * overflows itself and owns SIGSEGV, none of this is installed.
  */
 #include "fiber/stack.h"
@@ -46,14 +47,22 @@ struct pn__stack_pool {
 
 static _Atomic size_t live_stacks;
 
+static _Atomic size_t page_bytes;          /* 0: not looked up yet */
+
 static size_t page_size(void)
 {
-    static size_t ps;
+    size_t ps = atomic_load_explicit(&page_bytes, memory_order_relaxed);
     if (!ps) {
         long v = sysconf(_SC_PAGESIZE);
         ps = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&page_bytes, ps, memory_order_relaxed);
     }
     return ps;
+}
+
+void pn__stack_set_page_size(size_t bytes)
+{
+    atomic_store_explicit(&page_bytes, bytes, memory_order_relaxed);
 }
 
 size_t pn__stack_usable_for(size_t requested)
@@ -122,14 +131,22 @@ size_t pn__stack_live(void)
 
 static void install_handler(void);
 
+/* PN__STACK_GUARD rounded up to whole pages (stack.h). */
+static size_t guard_size(void)
+{
+    size_t ps = page_size();
+    return (PN__STACK_GUARD + ps - 1) & ~(ps - 1);
+}
+
 static pn__stack *map_new(size_t usable)
 {
-    size_t map_size = PN__STACK_GUARD + usable;   /* the header takes the top bytes */
+    size_t guard = guard_size();
+    size_t map_size = guard + usable;   /* the header takes the top bytes */
     char *map = pn__sys.mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
-    if (mprotect(map, PN__STACK_GUARD, PROT_NONE) != 0) {
+    if (mprotect(map, guard, PROT_NONE) != 0) {
         munmap(map, map_size);
         return NULL;
     }
@@ -138,7 +155,8 @@ static pn__stack *map_new(size_t usable)
     s->pool = NULL;
     s->map = map;
     s->map_size = map_size;
-    s->usable = (size_t)((char *)s - (map + PN__STACK_GUARD));
+    s->guard = guard;
+    s->usable = (size_t)((char *)s - (map + guard));
     s->name = NULL;
     atomic_fetch_add_explicit(&live_stacks, 1, memory_order_relaxed);
     install_handler();
@@ -150,7 +168,7 @@ pn__stack *pn__stack_get(pn__stack_pool *p, size_t usable)
     pn__spin_lock(&p->lock);
     pn__stack **pp = &p->cached, *s = NULL;
     for (int i = 0; *pp && i < 8; i++, pp = &(*pp)->next) {
-        if ((*pp)->map_size == PN__STACK_GUARD + usable) {
+        if ((*pp)->map_size - (*pp)->guard == usable) {
             s = *pp;
             *pp = s->next;
             p->ncached--;
@@ -178,7 +196,7 @@ void pn__stack_put(pn__stack *s)
     s->name = NULL;
     /* Frames that never returned (the fiber's entry) leave their redzones
      * poisoned: the next fiber's frames must not trip over them. */
-    pn__asan_unpoison(s->map + PN__STACK_GUARD, s->usable);
+    pn__asan_unpoison(s->map + s->guard, s->usable);
     pn__spin_lock(&p->lock);
     bool keep = !p->closed && p->ncached < CACHE_MAX;
     if (keep) {
@@ -222,9 +240,12 @@ static size_t put(char *p, const char *s)
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
+    /* si_addr is a faulting address only when the kernel raised the
+     * signal for a fault (si_code > 0); kill and raise fill other fields. */
+    bool fault = si && si->si_code > 0;
     pn__stack *s = pn__fiber_running_stack();
-    char *a = si ? (char *)si->si_addr : NULL;
-    if (s && a >= s->map && a < s->map + PN__STACK_GUARD) {
+    char *a = fault ? (char *)si->si_addr : NULL;
+    if (s && a && a >= s->map && a < s->map + s->guard) {
         char msg[256];
         size_t n = put(msg, "pollen: fiber '");
         const char *name = s->name ? s->name : "fiber";
@@ -253,6 +274,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
         return;
     }
     sigaction(SIGSEGV, &old_segv, NULL);   /* faults again under the old action */
+    if (!fault)
+        raise(sig);               /* a sent one does not come again: send it (it is
+                                     blocked until we return) */
 }
 
 static void altstack_free(void *p)

@@ -6,6 +6,10 @@
  *     map                                                  map + map_size
  *     | guard (PROT_NONE) | usable stack ... grows down <- | pn__stack |
  *
+ * The guard is PN__STACK_GUARD bytes, or one page where pages are larger
+ * (64 KiB on some aarch64 and ppc64 kernels): whole pages, so that the
+ * usable stack starts on a page and mprotect takes none of it.
+ *
  * The pn__stack header sits at the top of its own mapping; the fiber puts
  * its control block and its argument copy just below it, and its stack
  * below those.
@@ -18,7 +22,7 @@
 
 #include "fiber/sanitize.h"
 
-#define PN__STACK_GUARD ((size_t)16 << 10)
+#define PN__STACK_GUARD ((size_t)16 << 10)   /* at least */
 
 typedef struct pn__stack_pool pn__stack_pool;
 
@@ -27,6 +31,7 @@ typedef struct pn__stack {
     pn__stack_pool *pool;     /* whose cache it goes back to (holds a ref) */
     char *map;                /* the mapping, guard included */
     size_t map_size;
+    size_t guard;             /* bytes of PROT_NONE at map */
     size_t usable;            /* bytes from map + guard to this header */
     const char *name;         /* of the fiber running on it, for the overflow message */
 } pn__stack;
@@ -37,7 +42,7 @@ pn__stack_pool *pn__stack_pool_new(void);
  * are unmapped when they come back.  Freed with its last stack. */
 void pn__stack_pool_close(pn__stack_pool *p);
 
-/* A stack whose mapping is the guard plus `usable` bytes (a value of
+/* A stack whose mapping is its guard plus `usable` bytes (a value of
  * pn__stack_usable_for), header included: a cached one of that size, or a
  * new mapping.  NULL on -ENOMEM. */
 pn__stack *pn__stack_get(pn__stack_pool *p, size_t usable);
@@ -55,6 +60,9 @@ void pn__stack_thread_init(void);
 /* The stack of the fiber running on this thread, NULL on the thread's own
  * (fiber.c; read by the overflow handler). */
 pn__stack *pn__fiber_running_stack(void);
+
+/* Tests: lay stacks out as if pages were `bytes` long (0: the system's). */
+void pn__stack_set_page_size(size_t bytes);
 
 /* Counters for tests: stacks mapped and not yet unmapped, and cached. */
 size_t pn__stack_live(void);
