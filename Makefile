@@ -7,6 +7,7 @@
 #                  after check-cxx and compile-check (tests/compile/*.c must
 #                  build or fail as each file says)
 #   check-readme   the README's whole programs build and link
+#   test-fiber-ucontext  the fiber suites on the ucontext switch
 #   check-cxx      every public header compiled as C++17 (g++ and clang++,
 #                  those present), linked with libpollen.a and run
 #                  (tests/cxx/all_headers.cpp)
@@ -150,7 +151,7 @@ ASAN_TEST_BIN := $(B)/asan/tests/pollen_tests
 TSAN_TEST_BIN := $(B)/tsan/tests/pollen_tests
 
 .PHONY: all lib examples compile-check test test-asan test-tsan bench bench-build install \
-        uninstall check-install check-cxx check-readme clean deps-test deps-bench FORCE
+        uninstall check-install check-cxx check-readme test-fiber-ucontext clean deps-test deps-bench FORCE
 
 # Keep intermediate objects (examples, benches) instead of deleting them.
 .SECONDARY:
@@ -359,6 +360,13 @@ test: deps-test compile-check
 	$(Q)$(MAKE) --no-print-directory check-cxx check-readme
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    $(RUN_TESTS) $(B)/tests $(PROBE) $(TEST_BIN) $(CRITERION_ARGS)
+
+# test-fiber-ucontext: the fiber suites on the ucontext switch (the fallback
+# of machines without a hand-written one, and of shadow-stack builds).
+test-fiber-ucontext:
+	$(Q)$(MAKE) --no-print-directory B=$(B)/ucontext CFLAGS='$(CFLAGS) -DPN_FIBER_UCONTEXT' \
+	    $(B)/ucontext/tests/pollen_tests
+	$(Q)$(B)/ucontext/tests/pollen_tests --filter='fiber*/*'
 
 # check-readme: every whole program in README.md builds and links (part of
 # `make test`; mk/readme-check.sh).

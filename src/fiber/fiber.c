@@ -214,10 +214,6 @@ static int fiber_make(pn_fiber_future *F, pn_runtime *rt)
         memcpy(fb->top, F->arg, F->opts.arg_size);
         fb->arg = fb->top;
     }
-    void *lo;
-    size_t size;
-    stack_bounds(fb, &lo, &size);
-    pn__ctx_make(&fb->ctx, lo, size, fiber_entry, fb);
     F->impl = fb;
     return 0;
 }
@@ -263,6 +259,12 @@ static pn_poll fiber_poll(pn_future *f, pn_cx *cx)
         fb = F->impl;
     }
     if (!fb->home) {
+        /* The context is made here, on its thread: the ucontext fallback
+         * takes the signal mask of the thread that makes it. */
+        void *lo;
+        size_t size;
+        stack_bounds(fb, &lo, &size);
+        pn__ctx_make(&fb->ctx, lo, size, fiber_entry, fb);
         fb->home = &tls_home;
         pn__stack_thread_init();
         if (tls_unwinds)

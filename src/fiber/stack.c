@@ -6,8 +6,10 @@
  * The cache is a list under a spin lock: a stack is taken when a fiber is
  * made and given back when it finishes, one short critical section each,
  * against an mmap and an munmap (two system calls and a page fault per
- * touched page) without it.  At most CACHE_MAX stacks are kept; a stack of
- * a size nobody asked for lately is unmapped rather than cached.
+ * touched page) without it.  At most CACHE_MAX stacks are kept, of any
+ * size; a fiber takes one of its exact size among the first few, and
+ * otherwise maps a new one.  A cached stack keeps the pages its last fiber
+ * touched.
  *
  * Overflow.  A fiber that runs off its stack faults on the guard region.
  * The handler runs on a per-thread alternate stack (the faulting one is

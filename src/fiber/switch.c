@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && !defined(PN_FIBER_UCONTEXT)
+#if defined(__x86_64__) && PN__CTX_ASM
 
 /* Frame, from the saved sp upwards: MXCSR (4 bytes) and x87 control word
  * (2 bytes) in one 8-byte slot, r15, r14, r13, r12, rbx, rbp, return rip. */
@@ -81,7 +81,7 @@ void pn__ctx_make(pn__ctx *c, void *lo, size_t size, void (*entry)(void *), void
     c->sp = sp;
 }
 
-#elif defined(__aarch64__) && !defined(PN_FIBER_UCONTEXT)
+#elif defined(__aarch64__) && PN__CTX_ASM
 
 /* Frame (176 bytes): x19-x30 at 0..95, d8-d15 at 96..159, FPCR at 160. */
 __asm__(

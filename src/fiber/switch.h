@@ -19,6 +19,14 @@
 
 #include <stddef.h>
 
+/* Intel CET shadow stacks (-fcf-protection=return or full, __CET__ bit 2):
+ * a hand-written switch returns onto another stack than the one it was
+ * called from, which the shadow stack refuses, while glibc's swapcontext
+ * knows how to switch it.  Such builds take the ucontext path. */
+#if defined(__CET__) && (__CET__ & 2) && !defined(PN_FIBER_UCONTEXT)
+#define PN_FIBER_UCONTEXT 1
+#endif
+
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(PN_FIBER_UCONTEXT)
 #define PN__CTX_ASM 1
 typedef struct pn__ctx {
