@@ -19,7 +19,6 @@ s/\bpn_cancel_wait\b/pn_cancel_wait_future/g
 s/\bpn_close\b/pn_close_future/g
 s/\bpn_dgram_recv\b/pn_dgram_recv_future/g
 s/\bpn_dgram_send\b/pn_dgram_send_future/g
-s/\bpn_fiber\b/pn_fiber_future/g
 s/\bpn_interval\b/pn_interval_future/g
 s/\bpn_join2\b/pn_join2_future/g
 s/\bpn_join_all\b/pn_join_all_future/g
@@ -56,7 +55,6 @@ s/\bpn_close_of\b/pn_close_async/g
 
 # 3. Constructors are named by their operation, no preposition.
 s/\bpn_accept_on\b/pn_accept/g
-s/\bpn_fiber_of\b/pn_fiber/g
 s/\bpn_interval_every\b/pn_interval/g
 s/\bpn_join_all_of\b/pn_join_all/g
 s/\bpn_join_both\b/pn_join2/g
