@@ -65,6 +65,12 @@
  * first listen / last close start or join the dispatcher thread (a short
  * blocking call).
  *
+ * ThreadSanitizer runs a handler only when the thread it landed in enters
+ * an intercepted call; one asleep in a raw syscall (a runtime thread in
+ * epoll_pwait2 or io_uring_enter) holds it until it wakes for something
+ * else.  Under TSan, block the signal in the threads that create the
+ * runtime: the dispatcher (asleep in poll(2)) then receives it at once.
+ *
  * fork(2).  A child inherits the handler but not the dispatcher thread:
  * do not use listeners made before a fork in the child.
  */
