@@ -22,6 +22,7 @@
 #include "pollen/udp.h"
 #include "pollen/unix.h"
 #include "pollen/resolve.h"
+#include "pollen/signal.h"
 #include "pollen/fiber.h"
 
 #endif

@@ -82,6 +82,7 @@
 #include "task.h"
 #include "net.h"
 #include "channel.h"
+#include "signal.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -210,6 +211,15 @@ PN_EXTERN int pn_fiber_send(pn_mpsc_tx *tx, const void *value);
  * bytes, or -ECANCELED (that task, or this fiber, was cancelled), -EINVAL,
  * -EPERM.  The handle stays the caller's to free. */
 PN_EXTERN int pn_fiber_join(pn_join_handle *h, void **output);
+
+/* Wait for the next delivery of the listener's signal (pollen/signal.h):
+ * 0, or .res of pn_signal_recv (-EINVAL: not listening); -ECANCELED,
+ * -EPERM. */
+PN_EXTERN int pn_fiber_signal_recv(pn_signal *s);
+
+/* Wait for one SIGINT (pn_ctrl_c): 0, or .res of pn_ctrl_c; -ECANCELED,
+ * -EPERM. */
+PN_EXTERN int pn_fiber_ctrl_c(void);
 
 #ifdef __cplusplus
 }

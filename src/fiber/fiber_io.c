@@ -81,3 +81,17 @@ int pn_fiber_join(pn_join_handle *h, void **output)
         *output = j.output;
     return j.res;
 }
+
+int pn_fiber_signal_recv(pn_signal *s)
+{
+    pn_signal_recv_future r = pn_signal_recv(s);
+    int err = pn_await(&r);
+    return err ? err : r.res;
+}
+
+int pn_fiber_ctrl_c(void)
+{
+    pn_ctrl_c_future c = pn_ctrl_c();
+    int err = pn_await(&c);
+    return err ? err : c.res;
+}

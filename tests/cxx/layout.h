@@ -34,7 +34,8 @@
     X(pn_udp_opts) X(pn_dgram_send_future) X(pn_dgram_recv_future) X(pn_unix_opts)         \
     X(pn_unix_listener) X(pn_unix_stream) X(pn_unix_accept_future)           \
     X(pn_unix_connect_future) X(pn_unix_dgram) X(pn_resolve_opts)            \
-    X(pn_resolve_future)
+    X(pn_resolve_future) X(pn_signal) X(pn_signal_recv_future)               \
+    X(pn_ctrl_c_future)
 
 #define PN_CXX_FIELDS(X)                                                     \
     X(pn_waker_slot, state) X(pn_waker_slot, waker)                          \
@@ -42,6 +43,7 @@
     X(pn_semaphore_permit, granted) X(pn_semaphore_permit, st)               \
     X(pn_semaphore_permit, w)                                                \
     X(pn_notify, state) X(pn_notify, lock) X(pn_notified_future, w)          \
+    X(pn_signal_recv_future, wait) X(pn_ctrl_c_future, recv)                 \
     X(pn_mpsc_recv_future, delivered) X(pn_mpsc_recv_future, count)          \
     X(pn_mpsc_recv_future, res)
 
