@@ -19,7 +19,7 @@ set -u
 dir=$1 probe=$2
 shift 2
 CHAOS_CI_SEEDS="1 2 3 4 5 6"
-SUITES=${CHAOS_SUITES:-'@(races|race_stress|multi_thread|cell_cache|mt_stress|blocking|reactor|timer_futures|executor|uring_rings|uring_owners|sync|oneshot|mpsc|mpsc_stress|semaphore|locks|notify|broadcast|watch|task_group|cancel|wait_group|test_clock|sync_drops|sync_churn|fiber|fiber_review)/*'}
+SUITES=${CHAOS_SUITES:-'@(races|race_stress|multi_thread|cell_cache|mt_stress|blocking|reactor|timer_futures|executor|uring_rings|uring_owners|sync|oneshot|mpsc|mpsc_stress|semaphore|locks|notify|broadcast|watch|task_group|cancel|wait_group|test_clock|sync_drops|sync_churn|fiber|fiber_review|signal)/*'}
 if [ -n "${SEED:-}" ]; then
     seeds=$SEED
 elif [ -n "${SEEDS:-}" ]; then
