@@ -356,7 +356,7 @@ compile-check:
 	$(Q)sh mk/compile-check.sh '$(CC)' '$(JUMP_WARN)' -std=c11 -Wall -Wextra -Werror $(JUMP_WARN) -D_GNU_SOURCE -Iinclude
 
 test: deps-test compile-check
-	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE)
+	$(Q)$(MAKE) --no-print-directory $(TEST_BIN) $(PROBE) examples
 	$(Q)$(MAKE) --no-print-directory check-cxx check-readme
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    $(RUN_TESTS) $(B)/tests $(PROBE) $(TEST_BIN) $(CRITERION_ARGS)
@@ -375,7 +375,7 @@ check-readme: $(LIB_A)
 	    -D_GNU_SOURCE -Iinclude
 
 test-asan: deps-test
-	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN) $(PROBE)
+	$(Q)$(MAKE) --no-print-directory $(ASAN_TEST_BIN) $(PROBE) examples
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$${ASAN_OPTIONS:+:$$ASAN_OPTIONS} \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS} \
@@ -387,7 +387,7 @@ test-asan: deps-test
 NO_ASLR := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
 
 test-tsan: deps-test
-	$(Q)$(MAKE) --no-print-directory $(TSAN_TEST_BIN) $(PROBE)
+	$(Q)$(MAKE) --no-print-directory $(TSAN_TEST_BIN) $(PROBE) examples
 	$(Q)if [ -z "$(TEST_SRCS)" ]; then echo "no tests/*.c yet"; exit 0; fi; \
 	    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1$${TSAN_OPTIONS:+:$$TSAN_OPTIONS} \
 	    $(NO_ASLR) $(RUN_TESTS) $(B)/tsan/tests $(PROBE) $(TSAN_TEST_BIN) $(CRITERION_ARGS)

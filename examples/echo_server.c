@@ -20,9 +20,13 @@
  * pn_spawn copies the future, and copying a buffer would make every one of
  * its pages resident, so 10,000 idle clients would cost 160 MB instead of
  * the pages their data actually touches.
+ * SIGINT or SIGTERM stops it gracefully: no new connection is accepted,
+ * the live ones get up to 5 s to finish, and it exits 0 (at once when
+ * there are none).
  * When accept() runs out of descriptors (EMFILE) the server sleeps 50 ms
  * instead of spinning, and keeps serving the clients it has.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@ typedef struct echo_conn {
     pn_close_future close;  /* the close at the end */
     bool closing;           /* the close future owns the socket */
     char *buf;              /* ECHO_BUF bytes, allocated by the first poll */
+    pn_wait_group *live;    /* the server's count of live connections, or NULL */
 } echo_conn;
 
 #define ECHO_BUF 16384
@@ -64,6 +69,9 @@ static pn_poll echo_conn_poll(pn_future *f, pn_cx *cx)
     c->close = pn_tcp_close_async(&c->sock);
     c->closing = true;
     PN_AWAIT(c->as, &c->close, cx);
+    if (c->live)
+        pn_wait_group_done(c->live);
+    c->live = NULL;
     PN_ASYNC_END(c->as);
 }
 
@@ -78,6 +86,9 @@ static void echo_conn_drop(pn_future *f)
         pn_tcp_close(&c->sock);
     free(c->buf);
     c->buf = NULL;
+    if (c->live)
+        pn_wait_group_done(c->live);
+    c->live = NULL;
 }
 
 static const pn_future_vtable echo_conn_vt = { echo_conn_poll, echo_conn_drop, "echo_conn" };
@@ -92,6 +103,7 @@ typedef struct echo_server {
     int res;                /* result of the last accept */
     pn_sleep_future backoff;
     unsigned long clients;
+    pn_wait_group *live;    /* counts live connections when set */
 } echo_server;
 
 static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
@@ -114,11 +126,17 @@ static pn_poll echo_server_poll(pn_future *f, pn_cx *cx)
             continue;
         }
         *c = (echo_conn){ .base = { &echo_conn_vt },
-                          .sock = s->client };  /* not registered yet: movable */
-        if (pn_spawn_cx(cx, PN_FUTURE(c), sizeof(*c), NULL) < 0)
+                          .sock = s->client,    /* not registered yet: movable */
+                          .live = s->live };
+        if (s->live)
+            pn_wait_group_add(s->live, 1);
+        if (pn_spawn_cx(cx, PN_FUTURE(c), sizeof(*c), NULL) < 0) {
             pn_tcp_close(&c->sock);
-        else
+            if (s->live)
+                pn_wait_group_done(s->live);
+        } else {
             s->clients++;
+        }
         free(c);
     }
     PN_ASYNC_END(s->as);
@@ -151,6 +169,44 @@ static int echo_server_init(echo_server *s, int port)
     return echo_server_listen(s, port, false);
 }
 
+/* ---- graceful shutdown ------------------------------------------------------ */
+
+#define DRAIN_MS 5000       /* how long live connections get after a signal */
+
+/* Waits for SIGINT or SIGTERM, stops the acceptor (its drop closes the
+ * listener, so new clients are refused), then waits until every live
+ * connection has ended or DRAIN_MS have passed. */
+typedef struct until_signal {
+    pn_future base;
+    pn_async as;
+    pn_signal *intr, *term;
+    pn_join_handle *acceptor;
+    pn_wait_group *live;
+    pn_signal_recv_future on_int, on_term;
+    pn_select2_future either;
+    pn_join_future stopped;
+    pn_wait_group_wait_future drained;
+    pn_timeout_future deadline;
+} until_signal;
+
+static pn_poll until_signal_poll(pn_future *f, pn_cx *cx)
+{
+    until_signal *u = (until_signal *)f;
+    PN_ASYNC_BEGIN(u->as);
+    u->on_int = pn_signal_recv(u->intr);
+    u->on_term = pn_signal_recv(u->term);
+    u->either = pn_select2(PN_FUTURE(&u->on_int), PN_FUTURE(&u->on_term));
+    PN_AWAIT(u->as, &u->either, cx);
+    pn_join_handle_abort(u->acceptor);
+    u->stopped = pn_join(u->acceptor);
+    PN_AWAIT(u->as, &u->stopped, cx);
+    u->drained = pn_wait_group_wait(u->live);
+    u->deadline = pn_timeout(PN_FUTURE(&u->drained), PN_MS(DRAIN_MS));
+    PN_AWAIT(u->as, &u->deadline, cx);
+    PN_ASYNC_END(u->as);
+}
+PN_ASYNC_VTABLE(until_signal_vt, until_signal, as, until_signal_poll);
+
 #ifndef ECHO_SERVER_NO_MAIN
 int main(int argc, char **argv)
 {
@@ -160,15 +216,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT [WORKERS]\n", argv[0]);
         return 2;
     }
-    echo_server *srv = malloc(sizeof(*srv));   /* must not move while polled */
-    if (!srv)
-        return 1;
-    int err = echo_server_init(srv, port);
-    if (err < 0) {
-        fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(err));
-        free(srv);
+    /* Listen to the signals first: one that comes during start-up counts. */
+    pn_signal intr, term;
+    if (pn_signal_listen(&intr, SIGINT) < 0 || pn_signal_listen(&term, SIGTERM) < 0) {
+        fprintf(stderr, "cannot listen to SIGINT/SIGTERM\n");
         return 1;
     }
+    echo_server srv;
+    int err = echo_server_init(&srv, port);
+    if (err < 0) {
+        fprintf(stderr, "listen on 127.0.0.1:%d: %s\n", port, pn_strerror(err));
+        return 1;
+    }
+    pn_wait_group live;
+    pn_wait_group_init(&live);
+    srv.live = &live;
     pn_runtime_config cfg;
     pn_runtime_config_init(&cfg);
     if (workers > 0) {
@@ -176,21 +238,36 @@ int main(int argc, char **argv)
         cfg.workers = (unsigned)workers;
     }
     pn_runtime *rt;
+    pn_join_handle *acceptor = NULL;
     err = pn_runtime_new(&cfg, &rt);
+    if (err == 0) {
+        err = pn_spawn(rt, PN_FUTURE(&srv), sizeof(srv), &acceptor);  /* srv is copied */
+        if (err < 0)
+            pn_runtime_free(rt);
+    }
     if (err < 0) {
-        fprintf(stderr, "pn_runtime_new: %s\n", pn_strerror(err));
-        pn_tcp_listener_close(&srv->listener);
-        free(srv);
+        fprintf(stderr, "start: %s\n", pn_strerror(err));
+        pn_tcp_listener_close(&srv.listener);
         return 1;
     }
     printf("echo server listening on 127.0.0.1:%d (%s)\n", port,
            workers > 0 ? "multi-thread" : "current-thread");
     fflush(stdout);
-    err = pn_block_on(rt, PN_FUTURE(srv));   /* serves until killed */
-    fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err));
-    pn_tcp_listener_close(&srv->listener);
-    pn_runtime_free(rt);
-    free(srv);
-    return 1;
+    until_signal u = { .base = { &until_signal_vt }, .intr = &intr, .term = &term,
+                       .acceptor = acceptor, .live = &live };
+    err = pn_block_on(rt, PN_FUTURE(&u));
+    size_t cut = pn_wait_group_count(&live);
+    pn_join_handle_free(acceptor);
+    pn_runtime_free(rt);                   /* drops what outlived the deadline */
+    pn_wait_group_destroy(&live);
+    pn_signal_close(&intr);
+    pn_signal_close(&term);
+    if (err < 0) {
+        fprintf(stderr, "pn_block_on: %s\n", pn_strerror(err));
+        return 1;
+    }
+    fprintf(stderr, "echo server stopped%s\n",
+            cut ? " (connections cut at the deadline)" : "");
+    return 0;
 }
 #endif
