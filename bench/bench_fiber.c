@@ -227,22 +227,6 @@ static void fiber_yield_n(void *p)
             return;
 }
 
-typedef struct yield_n {
-    pn_future base;
-    int pc;
-    long i, n;
-} yield_n;
-
-static pn_poll yield_n_poll(pn_future *f, pn_cx *cx)
-{
-    yield_n *y = (yield_n *)f;
-    PN_ASYNC_BEGIN(y->pc);
-    for (y->i = 0; y->i < y->n; y->i++)
-        PN_YIELD(y->pc, cx);
-    PN_ASYNC_END(y->pc);
-}
-
-static const pn_future_vtable yield_n_vt = { yield_n_poll, NULL, "yield_n" };
 
 /* The driver task: spawns `tasks` fibers or futures that yield `yields`
  * times each (0: finish at once), then joins them in order. */
@@ -267,7 +251,7 @@ static pn_poll many_poll(pn_future *f, pn_cx *cx)
             pn_fiber_opts o = { .arg_size = sizeof(long) };
             err = pn_fiber_spawn(cx->rt, fiber_yield_n, &m->yields, &o, &m->h[i]);
         } else {
-            yield_n y = { .base = { &yield_n_vt }, .n = m->yields };
+            yield_n y = { .base = { &yield_n_vt }, .n = (size_t)m->yields };
             err = pn_spawn_cx(cx, PN_FUTURE(&y), sizeof y, &m->h[i]);
         }
         if (err)

@@ -88,22 +88,6 @@ static const pn_future_vtable spawn_many_vt = { spawn_many_poll, NULL, "spawn_ma
 
 /* ---- yield_many --------------------------------------------------------------- */
 
-typedef struct yielder {
-    pn_future base;
-    int pc;
-    size_t i, n;
-} yielder;
-
-static pn_poll yielder_poll(pn_future *f, pn_cx *cx)
-{
-    yielder *y = (yielder *)f;
-    PN_ASYNC_BEGIN(y->pc);
-    for (y->i = 0; y->i < y->n; y->i++)
-        PN_YIELD(y->pc, cx);
-    PN_ASYNC_END(y->pc);
-}
-
-static const pn_future_vtable yielder_vt = { yielder_poll, NULL, "yielder" };
 
 typedef struct yield_many {
     pn_future base;
@@ -122,7 +106,7 @@ static pn_poll yield_many_poll(pn_future *f, pn_cx *cx)
     for (s->iter = 0; s->iter < 2; s->iter++) {
         s->t0 = now_ns();
         for (size_t i = 0; i < s->tasks; i++) {
-            yielder y = { .base = { &yielder_vt }, .n = s->yields };
+            yield_n y = { .base = { &yield_n_vt }, .n = s->yields };
             SPAWN(cx, y, &s->h[i]);
         }
         s->join = join_each_of(s->h, s->tasks);

@@ -74,6 +74,25 @@ static inline pn_poll trivial_poll(pn_future *f, pn_cx *cx)
 
 static const pn_future_vtable trivial_vt = { trivial_poll, NULL, "trivial" };
 
+/* A future that yields n times (PN_YIELD), then is ready: the stackless
+ * side of every yield figure. */
+typedef struct yield_n {
+    pn_future base;
+    int pc;
+    size_t i, n;
+} yield_n;
+
+static inline pn_poll yield_n_poll(pn_future *f, pn_cx *cx)
+{
+    yield_n *y = (yield_n *)f;
+    PN_ASYNC_BEGIN(y->pc);
+    for (y->i = 0; y->i < y->n; y->i++)
+        PN_YIELD(y->pc, cx);
+    PN_ASYNC_END(y->pc);
+}
+
+static const pn_future_vtable yield_n_vt = { yield_n_poll, NULL, "yield_n" };
+
 /* ---- awaiting an array of join handles --------------------------------- */
 
 /* Awaits h[0..n) in order and frees them; a task that did not complete

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "timer/timers.h"
+#include "core/sanitize.h"
 
 struct pn__reactor;
 
@@ -93,14 +94,6 @@ struct pn__timers *pn__runtime_timers(pn_runtime *rt);
  * what the other side stored).  ThreadSanitizer does not model fences, so
  * under it both sides do a seq_cst read-modify-write on one word of their
  * file instead (the same guarantee, slower, and TSan understands it). */
-#if defined(__SANITIZE_THREAD__)
-#define PN__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PN__TSAN 1
-#endif
-#endif
-
 static inline void pn__store_load_barrier(void)
 {
 #ifdef PN__TSAN

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 
-#include "fiber/sanitize.h"
+#include "core/sanitize.h"
 
 #define PN__STACK_GUARD ((size_t)16 << 10)   /* at least */
 

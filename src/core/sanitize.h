@@ -1,9 +1,10 @@
 /*
- * sanitize.h - AddressSanitizer and ThreadSanitizer fiber annotations,
- * empty without the sanitizers (private).
+ * sanitize.h - which sanitizer this file is built under (PN__ASAN,
+ * PN__TSAN), and the fiber annotations of AddressSanitizer and
+ * ThreadSanitizer, empty without them (private).
  */
-#ifndef PN_FIBER_SANITIZE_H
-#define PN_FIBER_SANITIZE_H
+#ifndef PN_CORE_SANITIZE_H
+#define PN_CORE_SANITIZE_H
 
 #include <stddef.h>
 
